@@ -1,0 +1,23 @@
+"""Checkpoint formats in and out: the project's own, Google's official .npz, and timm's."""
+
+from .load import (
+    FORMATS,
+    Checkpoint,
+    convert,
+    describe,
+    detect_format,
+    load_model,
+    read_checkpoint,
+    save_model,
+)
+
+__all__ = [
+    "FORMATS",
+    "Checkpoint",
+    "convert",
+    "describe",
+    "detect_format",
+    "load_model",
+    "read_checkpoint",
+    "save_model",
+]

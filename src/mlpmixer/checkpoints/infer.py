@@ -1,0 +1,88 @@
+"""Rebuild a `MixerConfig` from the shapes of a state dict (this package's key names).
+
+Every foreign format is first translated to the package's key names; the architecture then
+follows from the shapes alone: the stem kernel gives C, in_chans and P; the token-mixing
+weight gives S and D_S; the channel-mixing weight gives D_C; the head gives the classes.
+The image size follows from S and P when the patch grid is square; otherwise the caller
+passes ``img_size``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, ConfigError
+from ..models.config import MixerConfig, to_pair
+
+_BLOCK = re.compile(r"blocks\.(\d+)\.")
+
+
+def _shape(state: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
+    if key not in state:
+        raise CheckpointError(f"checkpoint has no {key!r}: not a Mixer checkpoint, or truncated")
+    shape = tuple(state[key].shape)
+    if len(shape) != ndim or min(shape, default=0) <= 0:
+        raise CheckpointError(f"{key} has shape {shape}; expected {ndim} positive dimensions")
+    return shape
+
+
+def count_blocks(state: Mapping[str, torch.Tensor]) -> int:
+    indices = {int(m.group(1)) for k in state if (m := _BLOCK.match(k))}
+    if not indices:
+        raise CheckpointError("checkpoint has no Mixer blocks (no 'blocks.<i>.' keys)")
+    if indices != set(range(len(indices))):
+        missing = sorted(set(range(max(indices) + 1)) - indices)
+        raise CheckpointError(f"checkpoint blocks are not numbered 0..N-1: missing {missing}")
+    return len(indices)
+
+
+def infer_img_size(
+    num_tokens: int, patch: tuple[int, int], img_size: Any = None
+) -> tuple[int, int]:
+    """The image size for S tokens of ``patch``; ``img_size`` (given) is checked instead."""
+    if img_size is not None:
+        try:
+            size = to_pair(img_size, "img_size")
+        except ConfigError as err:
+            raise CheckpointError(str(err)) from err
+        grid = (size[0] // patch[0], size[1] // patch[1])
+        if math.prod(grid) != num_tokens or size[0] % patch[0] or size[1] % patch[1]:
+            raise CheckpointError(
+                f"img_size {size} with patch {patch} gives {math.prod(grid)} tokens, but the "
+                f"checkpoint's token mixing has {num_tokens}"
+            )
+        return size
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise CheckpointError(
+            f"the checkpoint has {num_tokens} tokens, not a square patch grid; pass img_size=(h, w)"
+        )
+    return side * patch[0], side * patch[1]
+
+
+def infer_config(
+    state: Mapping[str, torch.Tensor], img_size: Any = None, **fields: Any
+) -> MixerConfig:
+    """The `MixerConfig` whose parameters have exactly the shapes in ``state``.
+
+    ``fields`` (e.g. ``gelu``, ``mean``) fill in what shapes cannot tell.
+    """
+    hidden, in_chans, ph, pw = _shape(state, "stem.proj.weight", 4)
+    num_blocks = count_blocks(state)
+    tokens_mlp_dim, num_tokens = _shape(state, "blocks.0.token_mixing.fc1.weight", 2)
+    channels_mlp_dim, _ = _shape(state, "blocks.0.channel_mixing.fc1.weight", 2)
+    num_classes = _shape(state, "head.weight", 2)[0] if "head.weight" in state else 0
+    size = infer_img_size(num_tokens, (ph, pw), img_size)
+    try:
+        return MixerConfig(
+            img_size=size, patch_size=(ph, pw), in_chans=in_chans, num_classes=num_classes,
+            hidden_dim=hidden, num_blocks=num_blocks, tokens_mlp_dim=tokens_mlp_dim,
+            channels_mlp_dim=channels_mlp_dim, **fields,
+        )  # fmt: skip
+    except ConfigError as err:
+        raise CheckpointError(f"checkpoint shapes give an invalid config: {err}") from err

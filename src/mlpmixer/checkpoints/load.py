@@ -1,0 +1,214 @@
+"""One entry point for every checkpoint format: detect, read, rebuild, save, convert.
+
+Formats:
+
+* ``native`` — this project's: safetensors + config.json (directory or single file);
+* ``official`` — Google's flat ``.npz`` (google-research/vision_transformer, big_vision);
+* ``timm`` — timm's ``mixer_*`` state dicts (``.pth``/``.bin``/``.safetensors``/hub dir);
+* ``state_dict`` — a bare state dict with this package's key names (``torch.save(model.state_dict())``).
+
+Sources may be local paths, Hugging Face hub ids (``hf-hub:timm/mixer_b16_224.goog_in21k_ft_in1k``
+or ``org/name``) or ``https://`` URLs. For the foreign formats the architecture is inferred
+from the tensor shapes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..download import HUB_PREFIX, download_hub_repo, download_url
+from ..errors import CheckpointError, CheckpointNotFoundError, ConfigError
+from ..fileio import atomic_path
+from ..models.config import MixerConfig
+from ..models.flops import flops_per_image, param_count
+from ..models.mixer import MlpMixer
+from ..models.serialization import HUB_OPTIONS, is_native_dir, read_native, read_safetensors
+from ..models.state import apply_overrides
+from .infer import infer_config
+from .official import official_to_state, read_npz, write_npz
+from .timm_format import (
+    TIMM_MARKER,
+    read_torch_file,
+    timm_hub_fields,
+    timm_to_state,
+    write_timm,
+)
+
+FORMATS = ("native", "official", "timm", "state_dict")
+TORCH_SUFFIXES = (".pth", ".pt", ".bin")
+_OWN_MARKER = "blocks.0.token_mixing.fc1.weight"
+
+
+@dataclass
+class Checkpoint:
+    """What a file holds: its format, the weights (this package's names) and the config."""
+
+    format: str
+    config: MixerConfig
+    state: dict[str, torch.Tensor]
+    source: str
+
+
+def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
+    """A local path for ``source``: itself, a hub repository's cached folder, or a cached URL."""
+    text = str(source)
+    if text.startswith(("http://", "https://")):
+        return download_url(text)
+    path = Path(source)
+    if path.exists():
+        return path
+    if text.startswith(HUB_PREFIX) or (text.count("/") == 1 and not text.startswith((".", "/"))):
+        return download_hub_repo(text, **hub_options)
+    raise CheckpointNotFoundError(f"no such checkpoint file or directory: {text}")
+
+
+def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
+    if TIMM_MARKER in state:
+        return "timm"
+    if _OWN_MARKER in state:
+        return "state_dict"
+    keys = ", ".join(sorted(state)[:6])
+    raise CheckpointError(f"{source}: not a Mixer state dict (first keys: {keys or 'none'})")
+
+
+def _weights_in_dir(path: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(
+        f"{path}: a directory without model.safetensors or pytorch_model.bin "
+        "(expected an mlpmixer save_pretrained directory or a timm hub download)"
+    )
+
+
+def detect_format(source: str | os.PathLike[str], **hub_options: Any) -> str:
+    """The format of a checkpoint: one of `FORMATS`. Unknown files raise `CheckpointError`."""
+    return read_checkpoint(source, **hub_options).format
+
+
+def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
+    if path.suffix in TORCH_SUFFIXES:
+        return read_torch_file(path), {}
+    raise CheckpointError(
+        f"{path}: unknown checkpoint type {path.suffix!r}; expected a directory, .safetensors, "
+        f".npz or one of {TORCH_SUFFIXES}"
+    )
+
+
+def read_checkpoint(
+    source: str | os.PathLike[str], img_size: Any = None, **hub_options: Any
+) -> Checkpoint:
+    """Read any supported checkpoint into this package's names plus a config.
+
+    ``img_size`` is needed only for foreign formats whose patch grid is not square.
+    """
+    path = resolve_source(source, **hub_options)
+    if path.is_dir() and is_native_dir(path):
+        config, state = read_native(path)
+        return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
+    if path.suffix == ".npz":
+        state = official_to_state(read_npz(path), path)
+        return Checkpoint("official", infer_config(state, img_size, gelu="tanh"), state, str(path))
+    fields: dict[str, Any] = {}
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            fields = timm_hub_fields(path / "config.json")
+        path = _weights_in_dir(path)
+    state, metadata = _read_tensors(path)
+    if "config" in metadata and metadata.get("format") == "mlpmixer":
+        config, state = read_native(path)
+        return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
+    fmt = _state_format(state, path)
+    if fmt == "timm":
+        state = timm_to_state(state)
+        fields.setdefault("gelu", "none")  # timm's Mixer uses nn.GELU(), the exact erf
+    img_size = img_size if img_size is not None else fields.pop("img_size", None)
+    fields.pop("img_size", None)
+    return Checkpoint(fmt, infer_config(state, img_size, **fields), state, str(source))
+
+
+def load_model(
+    source: str | os.PathLike[str],
+    reset_head: bool = False,
+    map_location: str | torch.device = "cpu",
+    **overrides: Any,
+) -> MlpMixer:
+    """Load any supported checkpoint (see the module docstring) as an `MlpMixer`.
+
+    ``overrides`` change config fields (e.g. ``drop_path_rate``, ``gelu``); a different
+    ``num_classes`` requires ``reset_head=True``, which replaces the head by a fresh
+    zero-initialised one. Hub options (``revision``, ``token``...) go to huggingface_hub.
+    A file that does not fit raises `CheckpointError` naming the keys and shapes.
+    """
+    hub_options = {k: overrides.pop(k) for k in HUB_OPTIONS if k in overrides}
+    checkpoint = read_checkpoint(source, img_size=overrides.get("img_size"), **hub_options)
+    try:
+        config = apply_overrides(checkpoint.config, overrides, reset_head)
+    except ConfigError as err:
+        raise CheckpointError(f"{source}: {err}") from err
+    model = MlpMixer.from_state_dict(checkpoint.state, config, reset_head=reset_head)
+    return model.to(map_location)
+
+
+def format_for_path(path: Path) -> str:
+    """The format a destination path implies: .npz official, .pth/.pt/.bin timm, else native."""
+    if path.suffix == ".npz":
+        return "official"
+    if path.suffix in TORCH_SUFFIXES:
+        return "timm"
+    return "native"
+
+
+def save_model(model: MlpMixer, path: str | os.PathLike[str], format: str | None = None) -> Path:
+    """Save ``model`` as ``format`` (default: implied by the path, see `format_for_path`)."""
+    path = Path(path)
+    format = format or format_for_path(path)
+    if format not in FORMATS:
+        raise ConfigError(f"format must be one of {FORMATS}, got {format!r}")
+    state = model.state_dict()
+    if format == "official":
+        if path.suffix != ".npz":
+            raise ConfigError(f"the official format is an .npz file, got {path}")
+        write_npz(path, model.config, state)
+    elif format == "timm":
+        write_timm(path, model.config, state)
+    elif format == "state_dict":
+        if path.suffix not in TORCH_SUFFIXES:
+            raise ConfigError(f"a bare state dict is saved as one of {TORCH_SUFFIXES}, got {path}")
+        with atomic_path(path) as tmp:
+            torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
+    else:
+        model.save(path)
+    return path
+
+
+def convert(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    format: str | None = None,
+    **load_options: Any,
+) -> Path:
+    """Read ``source`` in any format and write it to ``destination`` as ``format``."""
+    model = load_model(source, **load_options)
+    return save_model(model, destination, format)
+
+
+def describe(checkpoint: Checkpoint) -> dict[str, Any]:
+    """A JSON-ready summary: format, inferred architecture, parameters, classes."""
+    config = checkpoint.config
+    return {
+        "source": checkpoint.source,
+        "format": checkpoint.format,
+        "config": config.to_dict(),
+        "num_tokens": config.num_tokens,
+        "params": param_count(config),
+        "gflops_per_image": flops_per_image(config) / 1e9,
+        "num_classes": config.num_classes,
+    }

@@ -1,0 +1,135 @@
+"""timm's MLP-Mixer state dicts (``timm.models.mlp_mixer``, e.g. ``mixer_b16_224``).
+
+timm names a block's parts ``norm1``, ``mlp_tokens``, ``norm2``, ``mlp_channels``; this
+package names them after the paper (``token_norm``, ``token_mixing``, ``channel_norm``,
+``channel_mixing``). Layouts are identical. timm's Mixers use the exact (erf) GELU, so models
+loaded from timm weights do too. Files: ``.pth``/``.pt``/``.bin`` (read with
+``torch.load(weights_only=True)``: no pickled code runs), ``.safetensors``, or a hub-layout
+directory (``config.json`` with ``"architecture": "mixer_..."`` + weights).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from ..fileio import atomic_path, atomic_write_text
+from ..models.config import MixerConfig
+from ..models.registry import list_models, model_config
+
+_TIMM_TO_OURS = {
+    "norm1": "token_norm",
+    "mlp_tokens": "token_mixing",
+    "norm2": "channel_norm",
+    "mlp_channels": "channel_mixing",
+}
+_OURS_TO_TIMM = {v: k for k, v in _TIMM_TO_OURS.items()}
+_BLOCK_PART = re.compile(r"^(blocks\.\d+\.)([a-z_0-9]+)(\..+)$")
+TIMM_MARKER = "blocks.0.mlp_tokens.fc1.weight"
+WRAPPERS = ("state_dict", "model", "module")  # training scripts nest the weights in these
+
+
+def _rename(key: str, table: Mapping[str, str]) -> str:
+    m = _BLOCK_PART.match(key)
+    if m and m.group(2) in table:
+        return m.group(1) + table[m.group(2)] + m.group(3)
+    return key
+
+
+def timm_to_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {_rename(k, _TIMM_TO_OURS): v for k, v in state.items()}
+
+
+def state_to_timm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {_rename(k, _OURS_TO_TIMM): v for k, v in state.items()}
+
+
+def unwrap_state_dict(obj: Any, source: Any) -> dict[str, torch.Tensor]:
+    """The flat name -> tensor dict inside what ``torch.load`` returned (wrappers, DDP prefix)."""
+    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in WRAPPERS if k in obj), None)
+        if inner is None:
+            raise CheckpointError(f"{source}: no tensors found (top-level keys: {sorted(obj)[:8]})")
+        obj = inner
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: expected a state dict, got {type(obj).__name__}")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if tensors and all(k.startswith("module.") for k in tensors):  # saved from DDP
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    return tensors
+
+
+def read_torch_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a torch pickle, loaded with ``weights_only=True`` (no code runs)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for hostile or corrupt pickles
+        raise CheckpointError(
+            f"{path}: cannot be loaded as plain weights ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). Files that need to run code "
+            "to load are refused"
+        ) from err
+    return unwrap_state_dict(obj, path)
+
+
+def timm_hub_fields(config_path: Path) -> dict[str, Any]:
+    """Preprocessing fields from a timm hub ``config.json`` (mean, std, crop, interpolation)."""
+    try:
+        data = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{config_path}: unreadable timm config ({err})") from err
+    pre = data.get("pretrained_cfg", {}) if isinstance(data, dict) else {}
+    fields: dict[str, Any] = {}
+    for key in ("mean", "std", "crop_pct", "interpolation"):
+        if key in pre:
+            fields[key] = tuple(pre[key]) if isinstance(pre[key], list) else pre[key]
+    if isinstance(pre.get("input_size"), list) and len(pre["input_size"]) == 3:
+        fields["img_size"] = tuple(pre["input_size"][1:])
+    if isinstance(data, dict) and isinstance(data.get("label_names"), list):
+        fields["class_names"] = tuple(data["label_names"])
+    return fields
+
+
+def timm_architecture(config: MixerConfig) -> str:
+    """timm's model name for ``config``'s shape (``mixer_b16_224``...), or ``mixer_custom``."""
+    for name in list_models("mixer_*_224"):
+        reference = model_config(name)
+        same = ("img_size", "patch_size", "hidden_dim", "num_blocks", "tokens_mlp_dim")
+        if all(getattr(reference, f) == getattr(config, f) for f in same):
+            return name
+    return "mixer_custom"
+
+
+def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor]) -> None:
+    """timm key names: ``.pth``/``.pt``/``.bin`` (torch.save), ``.safetensors``, or a hub dir."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_to_timm(state).items()}
+    if path.suffix in (".pth", ".pt", ".bin"):
+        with atomic_path(path) as tmp:
+            torch.save(tensors, tmp)
+        return
+    if path.suffix != ".safetensors":  # a timm hub-layout directory
+        path.mkdir(parents=True, exist_ok=True)
+        timm_config = {
+            "architecture": timm_architecture(config),
+            "num_classes": config.num_classes,
+            "num_features": config.hidden_dim,
+            "pretrained_cfg": {
+                "input_size": [config.in_chans, *config.img_size],
+                "mean": list(config.mean),
+                "std": list(config.std),
+                "crop_pct": config.crop_pct,
+                "interpolation": config.interpolation,
+            },
+        }
+        atomic_write_text(path / "config.json", json.dumps(timm_config, indent=2) + "\n")
+        path = path / "model.safetensors"
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt"})

@@ -1,0 +1,89 @@
+"""Fetching checkpoints: Hugging Face hub repositories and plain URLs, cached locally.
+
+Offline, or when a server refuses, these raise `DownloadError` with a message that says what
+to download and where to put it; nothing half-downloaded is ever left in the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointNotFoundError, DownloadError
+from .fileio import atomic_path
+
+HUB_PREFIX = "hf-hub:"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+def cache_dir() -> Path:
+    """``$MLPMIXER_CACHE``, else ``$XDG_CACHE_HOME/mlpmixer``, else ``~/.cache/mlpmixer``."""
+    if "MLPMIXER_CACHE" in os.environ:
+        return Path(os.environ["MLPMIXER_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlpmixer"
+
+
+def download_url(url: str, timeout: float = 60.0) -> Path:
+    """Download ``url`` into the cache once (atomically); returns the cached file."""
+    target = cache_dir() / "urls" / url.split("://", 1)[-1].replace("/", "_")
+    if target.is_file():
+        return target
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(target) as tmp:
+            with open(tmp, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+    except urllib.error.HTTPError as err:
+        raise DownloadError(
+            f"cannot download {url}: the server answered {err.code} {err.reason}"
+        ) from err
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        raise DownloadError(
+            f"cannot download {url} ({getattr(err, 'reason', err)}). Offline? Download it on a "
+            f"connected machine and pass the file's path instead, or put it at {target}"
+        ) from err
+    return target
+
+
+def download_hub_repo(repo_id: str, **hub_options: Any) -> Path:
+    """config.json (if any) and the weights file of a hub repository; returns the local folder."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    repo_id = repo_id.removeprefix(HUB_PREFIX)
+    try:
+        folder = None
+        for name in WEIGHT_FILES:
+            try:
+                folder = Path(hf_hub_download(repo_id, name, **hub_options)).parent
+                break
+            except EntryNotFoundError:
+                continue
+        if folder is None:
+            raise CheckpointNotFoundError(f"hub repository {repo_id!r} has none of {WEIGHT_FILES}")
+        try:
+            hf_hub_download(repo_id, "config.json", **hub_options)
+        except EntryNotFoundError:
+            pass
+    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+        raise CheckpointNotFoundError(
+            f"{repo_id!r} is neither a local path nor a Hugging Face hub repository"
+        ) from err
+    except LocalEntryNotFoundError as err:
+        raise DownloadError(
+            f"cannot download {repo_id!r} from the Hugging Face hub: offline and not in the local "
+            "cache (set HF_HUB_OFFLINE=0 and connect, or pass a local copy)"
+        ) from err
+    except OSError as err:
+        raise DownloadError(
+            f"cannot download {repo_id!r} from the Hugging Face hub: {err}"
+        ) from err
+    return folder

@@ -1,0 +1,59 @@
+"""The errors `mlpmixer` raises on purpose, each with the exit code the CLI maps it to.
+
+Exit codes (documented in the README): 0 success, 1 a run failed, 2 bad usage or input.
+Every class also derives from the built-in exception a Python caller would expect
+(``ValueError`` for bad values, ``FileNotFoundError`` for missing files), so code written
+against the standard exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class MixerError(Exception):
+    """Base class of every error that mlpmixer raises deliberately."""
+
+    exit_code = EXIT_RUN_FAILED
+
+
+class ConfigError(MixerError, ValueError):
+    """A model, training or data configuration value is invalid (names the key and value)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class InputShapeError(MixerError, ValueError):
+    """A tensor given to a model has the wrong rank, channel count or resolution."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class CheckpointError(MixerError, ValueError):
+    """A checkpoint file is unreadable, of an unknown format, corrupt, or does not fit the model."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint path or hub repository does not exist."""
+
+
+class DownloadError(MixerError, OSError):
+    """Weights or data could not be downloaded (offline, or the server refused)."""
+
+    exit_code = EXIT_RUN_FAILED
+
+
+class DataError(MixerError, ValueError):
+    """A data set or image is missing, empty or unreadable."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class RunError(MixerError, RuntimeError):
+    """A run started but could not finish (e.g. the loss became NaN)."""
+
+    exit_code = EXIT_RUN_FAILED

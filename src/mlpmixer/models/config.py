@@ -1,0 +1,154 @@
+"""`MixerConfig`: everything needed to rebuild a Mixer, as plain data.
+
+Field names follow the official JAX code (`hidden_dim`, `num_blocks`, `tokens_mlp_dim`,
+`channels_mlp_dim`), so a config reads like the paper's table. The config is what the
+project's own checkpoint format stores as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+GELU_VARIANTS = ("tanh", "none")
+"""``"tanh"``: flax's default GELU, used to train the official checkpoints; ``"none"``: exact erf."""
+
+
+def to_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    """``224 -> (224, 224)``; ``(h, w)`` stays; anything else is a `ConfigError` naming ``name``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an int or a pair (h, w) of ints, got {value!r}")
+    if isinstance(value, int):
+        pair = (value, value)
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        pair = tuple(value)
+    else:
+        raise ConfigError(f"{name} must be an int or a pair (h, w) of ints, got {value!r}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise ConfigError(f"{name} must be an int or a pair (h, w) of ints, got {value!r}")
+    if min(pair) <= 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _positive_int(value: Any, name: str, allow_zero: bool = False) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be an int {bound}, got {value!r}")
+
+
+def _probability(value: Any, name: str) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
+@dataclass
+class MixerConfig:
+    """Architecture and preprocessing of one Mixer. Defaults are Mixer-B/16 at 224."""
+
+    img_size: tuple[int, int] = (224, 224)
+    patch_size: tuple[int, int] = (16, 16)
+    in_chans: int = 3
+    num_classes: int = 1000  # 0: no head, the model returns pooled features
+    hidden_dim: int = 768  # C
+    num_blocks: int = 12  # N
+    tokens_mlp_dim: int = 384  # D_S
+    channels_mlp_dim: int = 3072  # D_C
+    gelu: str = "tanh"
+    norm_eps: float = 1e-6
+    drop_rate: float = 0.0  # dropout inside both MLPs and before the head
+    drop_path_rate: float = 0.0  # stochastic depth of the last block; rises linearly from 0
+    drop_path_scale: bool = True  # rescale kept branches by 1/(1-p) (timm) or not (big_vision)
+    grad_checkpointing: bool = False
+    # Preprocessing the weights expect; used by eval/predict and stored with checkpoints.
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    class_names: tuple[str, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        self.img_size = to_pair(self.img_size, "img_size")
+        self.patch_size = to_pair(self.patch_size, "patch_size")
+        for name in ("in_chans", "hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim"):
+            _positive_int(getattr(self, name), name)
+        _positive_int(self.num_classes, "num_classes", allow_zero=True)
+        for side, size, patch in zip(("height", "width"), self.img_size, self.patch_size):
+            if size % patch:
+                raise ConfigError(
+                    f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}: "
+                    f"image {side} {size} leaves {size % patch} pixels over"
+                )
+        if self.gelu not in GELU_VARIANTS:
+            raise ConfigError(f"gelu must be one of {GELU_VARIANTS}, got {self.gelu!r}")
+        _probability(self.drop_rate, "drop_rate")
+        _probability(self.drop_path_rate, "drop_path_rate")
+        if not (isinstance(self.norm_eps, float | int) and self.norm_eps > 0):
+            raise ConfigError(f"norm_eps must be a positive number, got {self.norm_eps!r}")
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        for name in ("mean", "std"):
+            if len(getattr(self, name)) != self.in_chans:
+                self._broadcast_stat(name)
+        if min(self.std) <= 0:
+            raise ConfigError(f"std must be positive, got {self.std}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ConfigError(f"crop_pct must be in (0, 1], got {self.crop_pct!r}")
+        if self.class_names is not None:
+            self.class_names = tuple(str(c) for c in self.class_names)
+            if len(self.class_names) != self.num_classes:
+                raise ConfigError(
+                    f"class_names has {len(self.class_names)} names but num_classes is "
+                    f"{self.num_classes}"
+                )
+
+    def _broadcast_stat(self, name: str) -> None:
+        """A single value, or a 3-channel mean of equal values, adapts to ``in_chans``."""
+        values = getattr(self, name)
+        if len(set(values)) == 1:
+            setattr(self, name, (values[0],) * self.in_chans)
+        else:
+            raise ConfigError(
+                f"{name} has {len(values)} values {values} but in_chans is {self.in_chans}"
+            )
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patches along (height, width)."""
+        return (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
+
+    @property
+    def num_tokens(self) -> int:
+        """S, the number of patches (tokens)."""
+        return math.prod(self.grid_size)
+
+    def replace(self, **changes: Any) -> MixerConfig:
+        """A validated copy with some fields changed; unknown field names are a `ConfigError`."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown MixerConfig field(s) {unknown}; known: {field_names()}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MixerConfig:
+        """Inverse of `to_dict`; unknown keys are a `ConfigError` that names them."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a Mixer config must be a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(field_names()))
+        if unknown:
+            raise ConfigError(f"unknown MixerConfig key(s) {unknown}; known: {field_names()}")
+        return cls(**dict(data))
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(MixerConfig)]

@@ -1,0 +1,40 @@
+"""Weight initialisation as in the official JAX code (google-research/vision_transformer).
+
+Dense and stem kernels: flax's default ``lecun_normal`` — a normal with variance 1/fan_in,
+truncated at two standard deviations (and widened so the truncated variance is still
+1/fan_in). Biases zero, LayerNorm scale one and bias zero, and the classifier head all zeros
+(set by the model itself). big_vision's Mixer uses xavier-uniform kernels instead; both give
+the same results at the paper's scale, and this one matches the released checkpoints' code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Standard deviation of a unit normal truncated to [-2, 2]; flax divides by it.
+_TRUNCATED_STD = 0.87962566103423978
+
+
+@torch.no_grad()
+def lecun_normal_(weight: torch.Tensor) -> torch.Tensor:
+    """Fill ``weight`` (out, in, ...) with flax's lecun_normal: trunc-normal, var = 1/fan_in."""
+    fan_in = weight[0].numel()
+    std = math.sqrt(1.0 / fan_in) / _TRUNCATED_STD
+    return nn.init.trunc_normal_(weight, std=std, a=-2.0 * std, b=2.0 * std)
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module) -> None:
+    """Initialise every Linear and Conv2d of ``model`` except its ``head`` (zeros by design)."""
+    for name, module in model.named_modules():
+        if name == "head":
+            continue
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            lecun_normal_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)

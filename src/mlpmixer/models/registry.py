@@ -1,0 +1,144 @@
+"""The paper's model table (and small models for small images) as a registry of configs.
+
+``create_model("mixer_b16_224")``, ``create_model("B/16")`` and
+``create_model("Mixer-B/16")`` build the same model. Configs are data: an entry is a name,
+a `MixerConfig` and a sentence; ``register_model`` adds one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from .config import MixerConfig
+from .mixer import MlpMixer
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    config: MixerConfig
+    description: str
+    paper_params_m: int | None = None  # the paper's Table 1 figure (backbone, millions)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str, config: MixerConfig, description: str, paper_params_m: int | None = None
+) -> None:
+    if name in _REGISTRY:
+        raise ConfigError(f"model {name!r} is already registered")
+    _REGISTRY[name] = ModelEntry(name, config, description, paper_params_m)
+
+
+# The paper's Table 1: (size, blocks N, patch P, hidden C, D_S, D_C, params in millions).
+_PAPER_TABLE = [
+    ("s", 8, 32, 512, 256, 2048, 19),
+    ("s", 8, 16, 512, 256, 2048, 18),
+    ("b", 12, 32, 768, 384, 3072, 60),
+    ("b", 12, 16, 768, 384, 3072, 59),
+    ("l", 24, 32, 1024, 512, 4096, 206),
+    ("l", 24, 16, 1024, 512, 4096, 207),
+    ("h", 32, 14, 1280, 640, 5120, 431),
+]
+for _size, _n, _p, _c, _ds, _dc, _params in _PAPER_TABLE:
+    register_model(
+        f"mixer_{_size}{_p}_224",
+        MixerConfig(
+            img_size=224,
+            patch_size=_p,
+            hidden_dim=_c,
+            num_blocks=_n,
+            tokens_mlp_dim=_ds,
+            channels_mlp_dim=_dc,
+        ),  # fmt: skip
+        f"Mixer-{_size.upper()}/{_p} of the paper, 224x224 RGB",
+        paper_params_m=_params,
+    )
+
+# Small Mixers for small images (not in the paper). Same block design, fewer and thinner
+# blocks; sized so that CPU training takes seconds to minutes.
+register_model(
+    "mixer_t2_8",
+    MixerConfig(
+        img_size=8,
+        patch_size=2,
+        in_chans=1,
+        num_classes=10,
+        hidden_dim=128,
+        num_blocks=4,
+        tokens_mlp_dim=64,
+        channels_mlp_dim=512,
+        mean=(0.5,),
+        std=(0.5,),
+        crop_pct=1.0,
+    ),  # fmt: skip
+    "tiny Mixer for 8x8 grayscale images (scikit-learn digits), 16 tokens of 2x2 pixels",
+)
+register_model(
+    "mixer_t4_28",
+    MixerConfig(
+        img_size=28,
+        patch_size=4,
+        in_chans=1,
+        num_classes=10,
+        hidden_dim=128,
+        num_blocks=6,
+        tokens_mlp_dim=64,
+        channels_mlp_dim=512,
+        mean=(0.5,),
+        std=(0.5,),
+        crop_pct=1.0,
+    ),  # fmt: skip
+    "tiny Mixer for 28x28 grayscale images (MNIST, Fashion-MNIST), 49 tokens of 4x4 pixels",
+)
+register_model(
+    "mixer_s4_32",
+    MixerConfig(
+        img_size=32,
+        patch_size=4,
+        num_classes=10,
+        hidden_dim=256,
+        num_blocks=8,
+        tokens_mlp_dim=128,
+        channels_mlp_dim=1024,
+        crop_pct=1.0,
+    ),  # fmt: skip
+    "small Mixer for 32x32 RGB images (CIFAR-10/100), 64 tokens of 4x4 pixels",
+)
+
+
+def resolve_name(name: str) -> str:
+    """Registry name for ``name``: ``mixer_b16_224``, ``B/16``, ``Mixer-B/16`` or ``b16``."""
+    if name in _REGISTRY:
+        return name
+    short = re.fullmatch(r"(?:mixer[-_ ]?)?([sblh])[/_]?(\d+)", name.strip(), flags=re.IGNORECASE)
+    if short:
+        candidate = f"mixer_{short.group(1).lower()}{short.group(2)}_224"
+        if candidate in _REGISTRY:
+            return candidate
+    raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style ``pattern``, in registration order."""
+    return [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)]
+
+
+def model_entry(name: str) -> ModelEntry:
+    return _REGISTRY[resolve_name(name)]
+
+
+def model_config(name: str, **overrides: Any) -> MixerConfig:
+    """The registered config of ``name`` with ``overrides`` applied (validated)."""
+    return model_entry(name).config.replace(**overrides)
+
+
+def create_model(name: str, **overrides: Any) -> MlpMixer:
+    """A freshly initialised registered model; ``overrides`` change config fields."""
+    return MlpMixer(model_config(name, **overrides))
