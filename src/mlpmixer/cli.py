@@ -111,9 +111,15 @@ def models(pattern: str, as_json: bool) -> None:
         size = "x".join(map(str, r["img_size"]))
         paper = "" if r["paper_params_m"] is None else str(r["paper_params_m"])
         table.add_row(
-            r["name"], f"{r['params_m']:.2f}", paper, f"{r['gflops']:.2f}", size,
-            str(r["tokens"]), str(r["hidden_dim"]), str(r["blocks"]),
-        )  # fmt: skip
+            r["name"],
+            f"{r['params_m']:.2f}",
+            paper,
+            f"{r['gflops']:.2f}",
+            size,
+            str(r["tokens"]),
+            str(r["hidden_dim"]),
+            str(r["blocks"]),
+        )
     console.print(table)
     console.print(
         "paper (M): Table 1 of the paper, which counts parameters without the 1000-way head."

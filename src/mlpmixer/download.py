@@ -6,6 +6,7 @@ to download and where to put it; nothing half-downloaded is ever left in the cac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import urllib.error
 import urllib.request
@@ -32,10 +33,13 @@ def download_url(url: str, timeout: float = 60.0) -> Path:
     if target.is_file():
         return target
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(target) as tmp:
-            with open(tmp, "wb") as out:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
+        with (
+            urllib.request.urlopen(url, timeout=timeout) as response,
+            atomic_path(target) as tmp,
+            open(tmp, "wb") as out,
+        ):
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
     except urllib.error.HTTPError as err:
         raise DownloadError(
             f"cannot download {url}: the server answered {err.code} {err.reason}"
@@ -69,10 +73,8 @@ def download_hub_repo(repo_id: str, **hub_options: Any) -> Path:
                 continue
         if folder is None:
             raise CheckpointNotFoundError(f"hub repository {repo_id!r} has none of {WEIGHT_FILES}")
-        try:
+        with contextlib.suppress(EntryNotFoundError):
             hf_hub_download(repo_id, "config.json", **hub_options)
-        except EntryNotFoundError:
-            pass
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
         raise CheckpointNotFoundError(
             f"{repo_id!r} is neither a local path nor a Hugging Face hub repository"

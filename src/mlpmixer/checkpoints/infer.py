@@ -80,9 +80,15 @@ def infer_config(
     size = infer_img_size(num_tokens, (ph, pw), img_size)
     try:
         return MixerConfig(
-            img_size=size, patch_size=(ph, pw), in_chans=in_chans, num_classes=num_classes,
-            hidden_dim=hidden, num_blocks=num_blocks, tokens_mlp_dim=tokens_mlp_dim,
-            channels_mlp_dim=channels_mlp_dim, **fields,
-        )  # fmt: skip
+            img_size=size,
+            patch_size=(ph, pw),
+            in_chans=in_chans,
+            num_classes=num_classes,
+            hidden_dim=hidden,
+            num_blocks=num_blocks,
+            tokens_mlp_dim=tokens_mlp_dim,
+            channels_mlp_dim=channels_mlp_dim,
+            **fields,
+        )
     except ConfigError as err:
         raise CheckpointError(f"checkpoint shapes give an invalid config: {err}") from err

@@ -79,7 +79,9 @@ class MixerConfig:
         for name in ("in_chans", "hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim"):
             _positive_int(getattr(self, name), name)
         _positive_int(self.num_classes, "num_classes", allow_zero=True)
-        for side, size, patch in zip(("height", "width"), self.img_size, self.patch_size):
+        for side, size, patch in zip(
+            ("height", "width"), self.img_size, self.patch_size, strict=True
+        ):
             if size % patch:
                 raise ConfigError(
                     f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}: "

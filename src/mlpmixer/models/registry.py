@@ -56,7 +56,7 @@ for _size, _n, _p, _c, _ds, _dc, _params in _PAPER_TABLE:
             num_blocks=_n,
             tokens_mlp_dim=_ds,
             channels_mlp_dim=_dc,
-        ),  # fmt: skip
+        ),
         f"Mixer-{_size.upper()}/{_p} of the paper, 224x224 RGB",
         paper_params_m=_params,
     )
@@ -77,7 +77,7 @@ register_model(
         mean=(0.5,),
         std=(0.5,),
         crop_pct=1.0,
-    ),  # fmt: skip
+    ),
     "tiny Mixer for 8x8 grayscale images (scikit-learn digits), 16 tokens of 2x2 pixels",
 )
 register_model(
@@ -94,7 +94,7 @@ register_model(
         mean=(0.5,),
         std=(0.5,),
         crop_pct=1.0,
-    ),  # fmt: skip
+    ),
     "tiny Mixer for 28x28 grayscale images (MNIST, Fashion-MNIST), 49 tokens of 4x4 pixels",
 )
 register_model(
@@ -108,7 +108,7 @@ register_model(
         tokens_mlp_dim=128,
         channels_mlp_dim=1024,
         crop_pct=1.0,
-    ),  # fmt: skip
+    ),
     "small Mixer for 32x32 RGB images (CIFAR-10/100), 64 tokens of 4x4 pixels",
 )
 

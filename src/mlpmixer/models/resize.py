@@ -85,10 +85,15 @@ def resize_token_mixing(
     for i in range(config.num_blocks):
         p = f"blocks.{i}.token_mixing."
         new = block_diagonal_token_mlp(
-            state[p + "fc1.weight"], state[p + "fc1.bias"],
-            state[p + "fc2.weight"], state[p + "fc2.bias"], index,
-        )  # fmt: skip
-        for name, tensor in zip(("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"), new):
+            state[p + "fc1.weight"],
+            state[p + "fc1.bias"],
+            state[p + "fc2.weight"],
+            state[p + "fc2.bias"],
+            index,
+        )
+        for name, tensor in zip(
+            ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"), new, strict=True
+        ):
             new_state[p + name] = tensor
     new_config = config.replace(
         img_size=img_size, tokens_mlp_dim=config.tokens_mlp_dim * k[0] * k[1]
