@@ -52,16 +52,20 @@ def download_url(url: str, timeout: float = 60.0) -> Path:
     return target
 
 
+def _hub_errors() -> tuple[type[Exception], ...]:
+    """(missing file on the server, offline/not cached, repo or revision missing) error types."""
+    from huggingface_hub import errors
+
+    missing_remote = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)
+    not_found = (errors.RepositoryNotFoundError, errors.RevisionNotFoundError)
+    return missing_remote, errors.LocalEntryNotFoundError, not_found
+
+
 def download_hub_repo(repo_id: str, **hub_options: Any) -> Path:
     """config.json (if any) and the weights file of a hub repository; returns the local folder."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
+    missing_remote, offline, not_found = _hub_errors()
     repo_id = repo_id.removeprefix(HUB_PREFIX)
     try:
         folder = None
@@ -69,23 +73,26 @@ def download_hub_repo(repo_id: str, **hub_options: Any) -> Path:
             try:
                 folder = Path(hf_hub_download(repo_id, name, **hub_options)).parent
                 break
-            except EntryNotFoundError:
+            except offline:
+                raise  # before the next clause: offline errors subclass "entry not found"
+            except missing_remote:
                 continue
         if folder is None:
             raise CheckpointNotFoundError(f"hub repository {repo_id!r} has none of {WEIGHT_FILES}")
-        with contextlib.suppress(EntryNotFoundError):
+        with contextlib.suppress(missing_remote):
             hf_hub_download(repo_id, "config.json", **hub_options)
-    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+    except not_found as err:
         raise CheckpointNotFoundError(
             f"{repo_id!r} is neither a local path nor a Hugging Face hub repository"
         ) from err
-    except LocalEntryNotFoundError as err:
+    except offline as err:
         raise DownloadError(
             f"cannot download {repo_id!r} from the Hugging Face hub: offline and not in the local "
-            "cache (set HF_HUB_OFFLINE=0 and connect, or pass a local copy)"
+            "cache. Connect to the network, or download the repository elsewhere and pass its "
+            "local folder"
         ) from err
+    except CheckpointNotFoundError:
+        raise
     except OSError as err:
-        raise DownloadError(
-            f"cannot download {repo_id!r} from the Hugging Face hub: {err}"
-        ) from err
+        raise DownloadError(f"cannot download {repo_id!r} from the Hugging Face hub: {err}") from err
     return folder
