@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -95,34 +96,21 @@ def models(pattern: str, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table(title="mlpmixer models (GFLOPs = 2 × multiply-adds, one image, forward)")
-    for column in (
-        "name",
-        "params (M)",
-        "paper (M)",
-        "GFLOPs",
-        "input",
-        "tokens",
-        "width",
-        "blocks",
-    ):
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    headers = ("name", "params M", "paper M", "GFLOPs", "input", "tokens S", "C", "N")
+    for column in headers:
         table.add_column(column, justify="left" if column == "name" else "right", no_wrap=True)
     for r in rows:
         size = "x".join(map(str, r["img_size"]))
         paper = "" if r["paper_params_m"] is None else str(r["paper_params_m"])
         table.add_row(
-            r["name"],
-            f"{r['params_m']:.2f}",
-            paper,
-            f"{r['gflops']:.2f}",
-            size,
-            str(r["tokens"]),
-            str(r["hidden_dim"]),
-            str(r["blocks"]),
-        )
+            r["name"], f"{r['params_m']:.2f}", paper, f"{r['gflops']:.2f}", size,
+            str(r["tokens"]), str(r["hidden_dim"]), str(r["blocks"]),
+        )  # fmt: skip
     console.print(table)
     console.print(
-        "paper (M): Table 1 of the paper, which counts parameters without the 1000-way head."
+        "GFLOPs: 2 x multiply-adds of one forward pass of one image. paper M: the paper's "
+        "Table 1, which counts parameters without the 1000-way head."
     )
 
 

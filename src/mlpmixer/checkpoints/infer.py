@@ -54,7 +54,8 @@ def infer_img_size(
         if math.prod(grid) != num_tokens or size[0] % patch[0] or size[1] % patch[1]:
             raise CheckpointError(
                 f"img_size {size} with patch {patch} gives {math.prod(grid)} tokens, but the "
-                f"checkpoint's token mixing has {num_tokens}"
+                f"checkpoint's token mixing has {num_tokens}; load it at its own size, then call "
+                "model.resize(img_size)"
             )
         return size
     side = math.isqrt(num_tokens)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,12 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
     """timm key names: ``.pth``/``.pt``/``.bin`` (torch.save), ``.safetensors``, or a hub dir."""
     from safetensors.torch import save_file
 
+    if config.gelu != "none":
+        warnings.warn(
+            f"timm's Mixer uses the exact (erf) GELU; this model uses gelu={config.gelu!r}, so "
+            "timm will compute slightly different outputs with these weights",
+            stacklevel=3,
+        )
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_to_timm(state).items()}
     if path.suffix in (".pth", ".pt", ".bin"):
         with atomic_path(path) as tmp:
