@@ -94,5 +94,7 @@ def download_hub_repo(repo_id: str, **hub_options: Any) -> Path:
     except CheckpointNotFoundError:
         raise
     except OSError as err:
-        raise DownloadError(f"cannot download {repo_id!r} from the Hugging Face hub: {err}") from err
+        raise DownloadError(
+            f"cannot download {repo_id!r} from the Hugging Face hub: {err}"
+        ) from err
     return folder
