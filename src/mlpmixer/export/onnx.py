@@ -1,0 +1,84 @@
+"""ONNX export (torch's ``torch.export``-based exporter) and a check in onnxruntime.
+
+The graph takes ``images`` (batch, in_chans, H, W) float32 and returns ``logits``
+(batch, num_classes); the batch dimension is symbolic, so one file serves any batch size.
+The model's config (preprocessing, class names) is stored in the file's metadata under
+``mlpmixer_config`` so a deployment can read how to prepare images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import MixerError, RunError
+from ..fileio import atomic_path
+from ..models.mixer import MlpMixer
+
+EXTRA_HINT = "install the export extra: pip install 'mlpmixer[export]'"
+
+
+class MissingExtraError(MixerError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def _require(module: str):  # -> module
+    try:
+        return __import__(module)
+    except ImportError as err:
+        raise MissingExtraError(f"{module} is not installed; {EXTRA_HINT}") from err
+
+
+def export_onnx(model: MlpMixer, path: Path, example: torch.Tensor, opset: int | None) -> None:
+    """Write ``model`` as ONNX to ``path`` with a dynamic batch dimension."""
+    _require("onnx")
+    _require("onnxscript")
+    import onnx
+
+    batch = torch.export.Dim("batch", min=1)
+    options = {} if opset is None else {"opset_version": opset}
+    # The exporter prints progress lines and deprecation chatter; keep the terminal quiet.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes={"images": {0: batch}},
+            verbose=False,
+            **options,
+        )
+    if program is None:  # pragma: no cover - only with the legacy exporter
+        raise RunError("torch.onnx.export returned no program")
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "mlpmixer_config", json.dumps(model.config.to_dict())
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp))
+    onnx.checker.check_model(str(path))
+
+
+def run_onnx(path: Path, images: torch.Tensor) -> torch.Tensor:
+    """Logits of the ONNX file at ``path`` for ``images`` (B, C, H, W), computed by onnxruntime."""
+    ort = _require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"images": images.detach().cpu().numpy().astype(np.float32)})
+    return torch.from_numpy(logits)
+
+
+def read_onnx_config(path: Path) -> dict:
+    """The Mixer config stored in an exported ONNX file's metadata."""
+    onnx = _require("onnx")
+    proto = onnx.load(str(path), load_external_data=False)
+    for entry in proto.metadata_props:
+        if entry.key == "mlpmixer_config":
+            return json.loads(entry.value)
+    raise RunError(f"{path}: no mlpmixer_config metadata (not exported by mlpmixer?)")
