@@ -11,6 +11,7 @@ epsilon 1e-6, so models loaded from here use them too.
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 import zipfile
@@ -57,12 +58,37 @@ def _to_torch(official: str, array: np.ndarray) -> torch.Tensor:
     return tensor
 
 
+def _check_member_sizes(path: str | Path) -> None:
+    """Refuse .npy members whose header claims more data than the member holds.
+
+    numpy would otherwise allocate the claimed array before noticing the data is missing:
+    a few bytes could ask for tens of gigabytes.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(member)
+                claimed = math.prod(shape) * dtype.itemsize
+                if claimed > info.file_size - member.tell():
+                    raise CheckpointError(
+                        f"{path}: {info.filename} claims an array of shape {shape} "
+                        f"({claimed:,} bytes) but holds {info.file_size:,} bytes; truncated or forged"
+                    )
+
+
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Arrays of an .npz file, never unpickling; unreadable files raise `CheckpointError`."""
     try:
+        _check_member_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as err:
         raise CheckpointError(f"{path}: not a readable .npz checkpoint ({err})") from err
 
 
