@@ -1,0 +1,217 @@
+"""`build_dataset`: one entry point from a name or a path to (Dataset, DatasetInfo).
+
+See the package docstring (`mlpmixer.data`) for the accepted names, paths and options.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from ..download import cache_dir
+from ..errors import ConfigError, DataError
+from ..models.config import to_pair
+from .arrays import ArrayDataset
+from .builtin import DIGIT_NAMES, load_digits_arrays, load_mnist5k_arrays
+from .cifar import VARIANTS, detect_variant, load_cifar_arrays
+from .folder import ImageFileDataset, folder_split, is_image_folder, sample_images
+from .hf import PREFIX as HF_PREFIX
+from .hf import HFImageDataset, load_hf_split
+from .idx import FASHION_NAMES, FILES, download_idx, is_idx_dir, load_idx_arrays
+from .images import adapt_channels
+from .info import DatasetInfo, channel_stats
+
+NAMED = ("digits", "mnist5k", "mnist", "fashion-mnist", "cifar10", "cifar100")
+_ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar-100": "cifar100",
+    "mnist_5k": "mnist5k",
+}
+_SPLITS = {"train": "train", "test": "test", "val": "test", "validation": "test"}
+DEFAULT_FILE_IMG_SIZE = 224  # image files vary in size; this is the paper's resolution
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
+
+
+def list_datasets() -> list[str]:
+    """Data set names `build_dataset` knows (it also takes directories and ``hf:NAME``)."""
+    return list(NAMED)
+
+
+def data_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """``root``, else ``$MLPMIXER_DATA``, else ``<mlpmixer cache>/data``."""
+    if root is not None:
+        return Path(root).expanduser()
+    if "MLPMIXER_DATA" in os.environ:
+        return Path(os.environ["MLPMIXER_DATA"]).expanduser()
+    return cache_dir() / "data"
+
+
+def _canonical_split(split: str) -> str:
+    if split not in _SPLITS:
+        raise ConfigError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
+    return _SPLITS[split]
+
+
+def _chunks(images: torch.Tensor, in_chans: int, size: int = 4096) -> Iterator[torch.Tensor]:
+    scale = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
+    for part in images.split(size):
+        yield adapt_channels(part.float() * scale, in_chans)
+
+
+def _from_arrays(
+    name: str,
+    arrays: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    split: str,
+    class_names: Sequence[str],
+    img_size: tuple[int, int] | None,
+    in_chans: int | None,
+    interpolation: str,
+) -> tuple[Dataset, DatasetInfo]:
+    train_images = arrays["train"][0]
+    images, labels = arrays[split]
+    in_chans = in_chans or images.shape[1]
+    size = img_size or tuple(images.shape[-2:])
+    mean, std = channel_stats(_chunks(train_images, in_chans))
+    dataset = ArrayDataset(images, labels, in_chans, size, interpolation)
+    info = DatasetInfo(
+        name, split, len(class_names), tuple(class_names), in_chans, size, mean, std,
+        len(dataset), in_memory=True,
+    )  # fmt: skip
+    return dataset, info
+
+
+def _named_idx(name: str, root: Path, download: bool) -> Path:
+    directory = root / name
+    if is_idx_dir(directory):
+        return directory
+    if not download:
+        wanted = ", ".join(sorted(FILES.values()))
+        raise DataError(f"{name}: no idx files in {directory}; put {wanted} there")
+    download_idx(name, directory)
+    return directory
+
+
+def _from_directory(path: Path, split: str, options: dict[str, Any]) -> tuple[Dataset, DatasetInfo]:
+    if is_idx_dir(path):
+        names = FASHION_NAMES if "fashion" in str(path).lower() else DIGIT_NAMES
+        return _from_arrays(
+            str(path), load_idx_arrays(path, split), split, names, *options["arrays"]
+        )
+    variant = detect_variant(path)
+    if variant is not None:
+        arrays, names = load_cifar_arrays(path, variant, split, options["download"])
+        return _from_arrays(str(path), arrays, split, names, *options["arrays"])
+    if is_image_folder(path):
+        return _from_folder(path, split, options)
+    raise DataError(
+        f"{path}: not a data set directory; expected MNIST idx files, a CIFAR python archive "
+        "(or its extracted folder), or class folders (DIR/<class>/* or DIR/train/<class>/*)"
+    )
+
+
+def _from_folder(path: Path, split: str, options: dict[str, Any]) -> tuple[Dataset, DatasetInfo]:
+    img_size, in_chans, interpolation = options["arrays"]
+    size = img_size or to_pair(DEFAULT_FILE_IMG_SIZE, "img_size")
+    in_chans = in_chans or 3
+    train_files, train_labels, files, labels, names = folder_split(
+        path, split, options["val_fraction"], options["seed"]
+    )
+
+    def make(f: list[Path], y: list[int], crop: float) -> ImageFileDataset:
+        return ImageFileDataset(f, y, in_chans, size, crop, interpolation)
+
+    mean, std = channel_stats([sample_images(make(train_files, train_labels, 1.0))])
+    crop_pct = 1.0 if split == "train" else options["crop_pct"]
+    dataset = make(files, labels, crop_pct)
+    info = DatasetInfo(
+        str(path), split, len(names), tuple(names), in_chans, size, mean, std, len(dataset)
+    )
+    return dataset, info
+
+
+def _from_hf(spec: str, split: str, options: dict[str, Any]) -> tuple[Dataset, DatasetInfo]:
+    img_size, in_chans, interpolation = options["arrays"]
+    size = img_size or to_pair(DEFAULT_FILE_IMG_SIZE, "img_size")
+    in_chans = in_chans or 3
+    crop_pct = 1.0 if split == "train" else options["crop_pct"]
+    train = HFImageDataset(load_hf_split(spec, "train"), in_chans, size, 1.0, interpolation, spec)
+    mean, std = channel_stats([sample_images(train)])
+    dataset = (
+        train
+        if split == "train"
+        else HFImageDataset(
+            load_hf_split(spec, split), in_chans, size, crop_pct, interpolation, spec
+        )
+    )
+    names = train.class_names
+    info = DatasetInfo(spec, split, len(names), names, in_chans, size, mean, std, len(dataset))
+    return dataset, info
+
+
+def build_dataset(
+    name_or_path: str | os.PathLike[str],
+    split: str = "train",
+    img_size: int | tuple[int, int] | None = None,
+    in_chans: int | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    crop_pct: float = 1.0,
+    interpolation: str = "bilinear",
+) -> tuple[Dataset, DatasetInfo]:
+    """(Dataset of (float32 (C, H, W) in [0, 1], int label), `DatasetInfo`) for one split.
+
+    See `mlpmixer.data` for the names, paths and options.
+    """
+    split = _canonical_split(split)
+    size = None if img_size is None else to_pair(img_size, "img_size")
+    if in_chans not in (None, 1, 3):
+        raise ConfigError(f"in_chans must be 1 or 3 (or None: native), got {in_chans!r}")
+    if interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    if not 0.0 < crop_pct <= 1.0:
+        raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
+    options = {
+        "arrays": (size, in_chans, interpolation),
+        "download": download,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "crop_pct": crop_pct,
+    }
+    text = str(name_or_path)
+    name = _ALIASES.get(text.lower(), text.lower())
+    if text.startswith(HF_PREFIX):
+        return _from_hf(text, split, options)
+    if name == "digits":
+        return _from_arrays(name, load_digits_arrays(split), split, DIGIT_NAMES, *options["arrays"])
+    if name == "mnist5k":
+        return _from_arrays(
+            name, load_mnist5k_arrays(split), split, DIGIT_NAMES, *options["arrays"]
+        )
+    if name in ("mnist", "fashion-mnist"):
+        directory = _named_idx(name, data_root(root), download)
+        names = FASHION_NAMES if name == "fashion-mnist" else DIGIT_NAMES
+        return _from_arrays(
+            name, load_idx_arrays(directory, split), split, names, *options["arrays"]
+        )
+    if name in VARIANTS:
+        arrays, names = load_cifar_arrays(data_root(root) / name, name, split, download)
+        return _from_arrays(name, arrays, split, names, *options["arrays"])
+    path = Path(text).expanduser()
+    if path.is_file() and detect_variant(path.parent) is not None:
+        path = path.parent  # a CIFAR archive given directly
+    if path.is_dir():
+        return _from_directory(path, split, options)
+    raise DataError(
+        f"unknown data set {text!r}: not one of {', '.join(NAMED)}, not hf:NAME, and no "
+        "such directory"
+    )

@@ -1,0 +1,123 @@
+"""Class-per-folder image directories (the "ImageFolder" layout).
+
+``DIR/train/<class>/*.jpg`` + ``DIR/val/<class>/*.jpg`` (or ``test/``), or ``DIR/<class>/*``
+split into train/test by a seeded, stratified ``val_fraction``. Classes are the sorted
+folder names of the training part. Images are decoded in ``__getitem__`` (DataLoader
+workers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from .arrays import stratified_split
+from .images import IMAGE_EXTENSIONS, load_image, resize_image
+
+HELD_OUT_NAMES = ("val", "validation", "test")
+STATS_SAMPLE = 128  # images decoded to estimate mean/std
+
+
+def _class_dirs(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_in(directory: Path) -> list[Path]:
+    return sorted(
+        p for p in directory.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )  # fmt: skip
+
+
+def scan(directory: Path, class_names: list[str]) -> tuple[list[Path], list[int]]:
+    """(files, labels) of ``directory/<class>/...`` for the given classes."""
+    files, labels = [], []
+    known = set(class_names)
+    for class_dir in _class_dirs(directory):
+        if class_dir.name not in known:
+            raise DataError(
+                f"{class_dir}: class {class_dir.name!r} is not among the training classes "
+                f"{sorted(known)}"
+            )
+        found = _images_in(class_dir)
+        files += found
+        labels += [class_names.index(class_dir.name)] * len(found)
+    return files, labels
+
+
+def held_out_dir(directory: Path) -> Path | None:
+    for name in HELD_OUT_NAMES:
+        if (directory / name).is_dir():
+            return directory / name
+    return None
+
+
+def is_image_folder(directory: Path) -> bool:
+    return directory.is_dir() and bool(_class_dirs(directory))
+
+
+def folder_split(
+    directory: Path, split: str, val_fraction: float, seed: int
+) -> tuple[list[Path], list[int], list[Path], list[int], list[str]]:
+    """(train files, train labels, split files, split labels, class names)."""
+    train_dir = directory / "train" if (directory / "train").is_dir() else directory
+    class_names = [d.name for d in _class_dirs(train_dir)]
+    if not class_names:
+        raise DataError(f"{train_dir}: no class folders (expected {train_dir}/<class>/<image>)")
+    files, labels = scan(train_dir, class_names)
+    if not files:
+        raise DataError(f"{train_dir}: no images with extensions {', '.join(IMAGE_EXTENSIONS)}")
+    held_out = held_out_dir(directory) if train_dir != directory else None
+    if held_out is not None:
+        test_files, test_labels = scan(held_out, class_names)
+        if not test_files:
+            raise DataError(f"{held_out}: no images")
+    else:
+        train_idx, test_idx = stratified_split(np.asarray(labels), val_fraction, seed)
+        test_files = [files[i] for i in test_idx]
+        test_labels = [labels[i] for i in test_idx]
+        files, labels = [files[i] for i in train_idx], [labels[i] for i in train_idx]
+    if split == "train":
+        return files, labels, files, labels, class_names
+    return files, labels, test_files, test_labels, class_names
+
+
+class ImageFileDataset(Dataset):
+    """Image files + labels; ``__getitem__`` decodes, converts channels and resizes."""
+
+    def __init__(
+        self,
+        files: list[Path],
+        labels: list[int],
+        in_chans: int,
+        img_size: tuple[int, int],
+        crop_pct: float = 1.0,
+        interpolation: str = "bilinear",
+    ) -> None:
+        self.files = files
+        self.labels = labels
+        self.in_chans = in_chans
+        self.img_size = tuple(img_size)
+        self.crop_pct = crop_pct
+        self.interpolation = interpolation
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = load_image(self.files[index], self.in_chans)
+        return resize_image(image, self.img_size, self.crop_pct, self.interpolation), self.labels[
+            index
+        ]
+
+
+def sample_images(dataset: Dataset, count: int = STATS_SAMPLE, seed: int = 0) -> torch.Tensor:
+    """(n, C, H, W) images of a seeded sample of ``dataset`` (for mean/std estimates)."""
+    n = len(dataset)  # type: ignore[arg-type]
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(n, generator=generator)[: min(count, n)].tolist()
+    return torch.stack([dataset[i][0] for i in sorted(chosen)])
