@@ -1,0 +1,154 @@
+"""Accuracy of a classifier on a labelled data set: top-1, top-5, per class, loss, confusion.
+
+``evaluate(model, batches, class_names)`` consumes (images, labels) batches of images that
+are already preprocessed; `evaluate_checkpoint` loads a checkpoint and a data set split and
+prepares the images with the preprocessing stored in the checkpoint's config (resolution,
+channels, crop, interpolation, mean and std), or the values given instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..checkpoints import load_model
+from ..data import build_dataset
+from ..errors import ConfigError, DataError
+from ..models.mixer import MlpMixer
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class EvalResult:
+    """What `evaluate` measured. Accuracies are fractions in [0, 1]; loss is the mean CE."""
+
+    num_examples: int
+    top1: float
+    top5: float
+    top5_k: int  # min(5, num_classes): "top-5" of a 3-class problem is top-3
+    loss: float
+    class_names: list[str]
+    per_class_accuracy: list[float | None]  # None for a class without examples
+    per_class_count: list[int]
+    confusion: list[list[int]]  # confusion[true][predicted]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    batches: Iterable[Batch],
+    class_names: Sequence[str],
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device: str | torch.device = "cpu",
+) -> EvalResult:
+    """Top-1/top-5 accuracy, mean cross-entropy and the confusion matrix over ``batches``.
+
+    ``preprocess`` maps a batch (B, C, H, W) on ``device`` to the model's input (e.g.
+    normalisation). Logits (B, K) must have one column per name in ``class_names``.
+    """
+    model.eval().to(device)
+    k = len(class_names)
+    top_k = min(5, k)
+    confusion = torch.zeros(k, k, dtype=torch.long)
+    correct1 = correct5 = seen = 0
+    loss_sum = 0.0
+    for images, labels in batches:
+        images, labels = images.to(device), labels.to(device).long()
+        logits = model(preprocess(images) if preprocess else images).float()
+        if logits.shape[1] != k:
+            raise ConfigError(
+                f"the model predicts {logits.shape[1]} classes but the data set has {k}"
+            )
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        top = logits.topk(top_k, dim=1).indices
+        correct1 += (top[:, 0] == labels).sum().item()
+        correct5 += (top == labels[:, None]).any(dim=1).sum().item()
+        seen += len(labels)
+        pairs = (labels * k + top[:, 0]).cpu()
+        confusion += torch.bincount(pairs, minlength=k * k).view(k, k)
+    if seen == 0:
+        raise DataError("nothing to evaluate: the data set is empty")
+    counts = confusion.sum(1)
+    per_class = [
+        (confusion[i, i].item() / counts[i].item()) if counts[i] > 0 else None for i in range(k)
+    ]
+    return EvalResult(
+        num_examples=seen,
+        top1=correct1 / seen,
+        top5=correct5 / seen,
+        top5_k=top_k,
+        loss=loss_sum / seen,
+        class_names=list(class_names),
+        per_class_accuracy=per_class,
+        per_class_count=counts.tolist(),
+        confusion=confusion.tolist(),
+    )
+
+
+def normalizer(
+    mean: Sequence[float], std: Sequence[float]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(B, C, H, W) in [0, 1] -> (x - mean) / std per channel."""
+
+    def apply(images: torch.Tensor) -> torch.Tensor:
+        m = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        s = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        return (images - m) / s
+
+    return apply
+
+
+def load_eval_split(
+    model: MlpMixer,
+    dataset: str | os.PathLike[str],
+    split: str = "test",
+    **data_options: Any,
+) -> tuple[torch.utils.data.Dataset, Any]:
+    """The ``split`` of ``dataset`` at the model's resolution, channels, crop and interpolation."""
+    cfg = model.config
+    options = {
+        "img_size": cfg.img_size,
+        "in_chans": cfg.in_chans,
+        "crop_pct": cfg.crop_pct,
+        "interpolation": cfg.interpolation,
+    }
+    options.update({k: v for k, v in data_options.items() if v is not None})
+    return build_dataset(dataset, split, **options)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str] | MlpMixer,
+    dataset: str | os.PathLike[str],
+    split: str = "test",
+    batch_size: int = 256,
+    num_workers: int = 0,
+    device: str = "cpu",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **data_options: Any,
+) -> tuple[EvalResult, MlpMixer]:
+    """Evaluate a checkpoint (any format `load_model` reads, or a model) on a data set split.
+
+    ``mean``/``std`` and ``data_options`` (``crop_pct``, ``interpolation``, ``root``...)
+    override what the checkpoint's config says.
+    """
+    model = checkpoint if isinstance(checkpoint, MlpMixer) else load_model(checkpoint)
+    data, info = load_eval_split(model, dataset, split, **data_options)
+    if model.config.num_classes != info.num_classes:
+        raise ConfigError(
+            f"the model has {model.config.num_classes} classes but {info.name} has "
+            f"{info.num_classes}; evaluate on a data set with the model's classes"
+        )
+    loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    prep = normalizer(mean or model.config.mean, std or model.config.std)
+    return evaluate(model, loader, info.class_names, prep, device), model

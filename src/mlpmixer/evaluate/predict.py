@@ -1,0 +1,121 @@
+"""Class predictions for image files, prepared as the checkpoint's config says.
+
+Each file is decoded by PIL (JPEG, PNG, WebP, GIF, TIFF, BMP...; grayscale, palette, RGBA,
+16-bit: see `mlpmixer.data.images`), converted to the model's channels, resized so the
+shorter side is ``img_size / crop_pct`` with the configured interpolation, centre-cropped
+to ``img_size`` and normalised with the config's mean and std. Files are processed in
+batches; a file that cannot be read is reported by name and the others are still predicted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import load_image, resize_image
+from ..data.images import IMAGE_EXTENSIONS
+from ..errors import ConfigError, MixerError
+from ..models.config import MixerConfig
+from ..models.mixer import MlpMixer
+from .eval import normalizer
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[dict[str, Any]]  # [{"class": name, "index": i, "probability": p}, ...] best first
+
+
+@dataclass
+class PredictReport:
+    predictions: list[Prediction] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)  # [{"path", "error"}]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def collect_images(inputs: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[dict]]:
+    """Files to predict: given files as they are, directories searched recursively for images.
+
+    Returns (files, failures); a path that does not exist, or a directory without images,
+    is a failure naming it.
+    """
+    files, failures = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not p.name.startswith(".")
+            )  # fmt: skip
+            if not found:
+                failures.append({"path": str(path), "error": "directory without image files"})
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            failures.append({"path": str(path), "error": "no such file or directory"})
+    return files, failures
+
+
+def prepare_image(path: str | os.PathLike[str], config: MixerConfig) -> torch.Tensor:
+    """One file -> (in_chans, H, W) float32 in [0, 1] at the config's size (not normalised)."""
+    image = load_image(path, config.in_chans)
+    return resize_image(image, config.img_size, config.crop_pct, config.interpolation)
+
+
+def class_names_of(config: MixerConfig) -> list[str]:
+    """The config's class names, or the class indices as strings."""
+    return list(config.class_names or [str(i) for i in range(config.num_classes)])
+
+
+@torch.no_grad()
+def predict_files(
+    model: MlpMixer,
+    inputs: Sequence[str | os.PathLike[str]],
+    top_k: int = 5,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+) -> PredictReport:
+    """Top-``top_k`` classes with softmax probabilities for every image in ``inputs``."""
+    config = model.config
+    if config.num_classes == 0:
+        raise ConfigError("the model has no classifier head (num_classes=0); nothing to predict")
+    if top_k < 1:
+        raise ConfigError(f"top_k must be >= 1, got {top_k}")
+    top_k = min(top_k, config.num_classes)
+    names = class_names_of(config)
+    normalize = normalizer(config.mean, config.std)
+    model.eval().to(device)
+    files, failures = collect_images(inputs)
+    report = PredictReport(failures=failures)
+    for start in range(0, len(files), batch_size):
+        ready, images = [], []
+        for path in files[start : start + batch_size]:
+            try:
+                images.append(prepare_image(path, config))
+                ready.append(path)
+            except (MixerError, OSError, ValueError) as err:
+                report.failures.append({"path": str(path), "error": str(err)})
+        if not images:
+            continue
+        probs = model(normalize(torch.stack(images).to(device))).float().softmax(dim=1)
+        values, indices = probs.topk(top_k, dim=1)
+        for path, p, idx in zip(ready, values.tolist(), indices.tolist(), strict=True):
+            top = [
+                {"class": names[i], "index": i, "probability": q}
+                for q, i in zip(p, idx, strict=True)
+            ]
+            report.predictions.append(Prediction(str(path), top))
+    return report
