@@ -172,6 +172,442 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
     console.print(f"wrote {out}")
 
 
+# --- evaluation, prediction, few-shot, export and the paper's analyses (issue 4) ---
+
+_RESULTS = "results"
+
+
+def _int_list(value: str, name: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated integers, got {value!r}", param_hint=name
+        ) from None
+
+
+def _floats(value: str | None) -> tuple[float, ...] | None:
+    return None if value is None else tuple(float(v) for v in value.split(","))
+
+
+@cli.command("eval")
+@click.option(
+    "--checkpoint",
+    required=True,
+    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
+)
+@click.option(
+    "--dataset", required=True, help="digits, mnist5k, mnist, cifar10, ..., hf:NAME or a directory."
+)
+@click.option("--split", default="test", show_default=True, help="train or test (val).")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
+@click.option("--mean", default=None, help="Override the checkpoint's mean, e.g. 0.5,0.5,0.5.")
+@click.option("--std", default=None, help="Override the checkpoint's std.")
+@click.option("--crop-pct", type=float, default=None, help="Override the checkpoint's crop_pct.")
+@click.option("--interpolation", default=None, help="Override: nearest, bilinear, bicubic, area.")
+@click.option("--root", default=None, help="Where named data sets live (default $MLPMIXER_DATA).")
+@click.option(
+    "--out-dir",
+    default=f"{_RESULTS}/eval",
+    show_default=True,
+    help="Writes eval.json and confusion.png.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int, device: str,
+                     mean: str | None, std: str | None, crop_pct: float | None,
+                     interpolation: str | None, root: str | None, out_dir: str, as_json: bool) -> None:  # fmt: skip
+    """Top-1, top-5, per-class accuracy, loss and a confusion matrix on a data set split.
+
+    Images are prepared with the checkpoint's config (size, channels, crop, interpolation,
+    mean, std) unless overridden. Example: mlpmixer eval --checkpoint runs/digits/model --dataset digits
+    """
+    from .analysis.runs import write_json
+    from .evaluate import evaluate_checkpoint, save_confusion_png
+
+    result, _ = evaluate_checkpoint(
+        checkpoint, dataset, split, batch_size, device=device, mean=_floats(mean),
+        std=_floats(std), crop_pct=crop_pct, interpolation=interpolation, root=root,
+    )  # fmt: skip
+    out = Path(out_dir)
+    data = {"checkpoint": checkpoint, "dataset": dataset, "split": split, **result.to_dict()}
+    data["png"] = str(out / "confusion.png")
+    title = f"{Path(checkpoint).name} on {dataset} ({split}): top-1 {100 * result.top1:.2f}%"
+    save_confusion_png(out / "confusion.png", result.confusion, result.class_names, title)
+    write_json(out / "eval.json", data)
+    if as_json:
+        print_json(data)
+        return
+    table = Table(show_header=False, box=box.SIMPLE, pad_edge=False)
+    for key, value in [
+        ("images", result.num_examples),
+        ("top-1", f"{100 * result.top1:.2f}%"),
+        (f"top-{result.top5_k}", f"{100 * result.top5:.2f}%"),
+        ("loss", f"{result.loss:.4f}"),
+    ]:
+        table.add_row(key, str(value))
+    console.print(table)
+    per_class = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("class", "images", "accuracy"):
+        per_class.add_column(column, justify="left" if column == "class" else "right")
+    for name, count, acc in zip(
+        result.class_names, result.per_class_count, result.per_class_accuracy, strict=True
+    ):
+        per_class.add_row(name, str(count), "-" if acc is None else f"{100 * acc:.1f}%")
+    if len(result.class_names) <= 30:
+        console.print(per_class)
+    console.print(f"wrote {out / 'eval.json'} and {out / 'confusion.png'}", highlight=False)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE_OR_DIR...")
+@click.option(
+    "--checkpoint",
+    required=True,
+    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
+)
+@click.option("--top-k", type=int, default=5, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--out-dir", default=f"{_RESULTS}/predict", show_default=True, help="Writes predictions.json."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
+def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: int, device: str,
+            out_dir: str, as_json: bool) -> None:  # fmt: skip
+    """Top-k classes with probabilities for image files (directories are searched).
+
+    Any image PIL reads (JPEG, PNG, WebP, grayscale, RGBA, 16-bit); resized and cropped as
+    the checkpoint's config says. Unreadable files are reported by name, the others are
+    still predicted, and the exit status is then 1.
+    """
+    from .analysis.runs import write_json
+    from .checkpoints import load_model
+    from .evaluate import predict_files
+
+    report = predict_files(load_model(checkpoint), list(images), top_k, batch_size, device)
+    data = {"checkpoint": checkpoint, **report.to_dict()}
+    write_json(Path(out_dir) / "predictions.json", data)
+    if as_json:
+        print_json(data)
+    else:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("image", overflow="fold")
+        table.add_column("top classes (probability)")
+        for p in report.predictions:
+            table.add_row(
+                p.path, ", ".join(f"{t['class']} ({t['probability']:.3f})" for t in p.top)
+            )
+        console.print(table)
+    for failure in report.failures:
+        message = failure["error"]
+        if failure["path"] not in message:
+            message = f"{failure['path']}: {message}"
+        err_console.print(
+            f"[bold red]error:[/] {message}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.option(
+    "--checkpoint",
+    required=True,
+    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
+)
+@click.option("--dataset", required=True, help="Data set with train and test splits.")
+@click.option(
+    "--shots", default="1,5,10,25", show_default=True, help="Images per class, comma-separated."
+)
+@click.option(
+    "--seeds", type=int, default=5, show_default=True, help="Draws of the shots to average over."
+)
+@click.option(
+    "--heldout-per-class",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Held-out images per class that choose the l2 regulariser.",
+)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--out-dir", default=f"{_RESULTS}/fewshot", show_default=True, help="Writes fewshot.json."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def fewshot(checkpoint: str, dataset: str, shots: str, seeds: int, heldout_per_class: int,
+            batch_size: int, device: str, out_dir: str, as_json: bool) -> None:  # fmt: skip
+    """Few-shot linear probes on frozen features, as in the paper.
+
+    Closed-form l2-regularised least squares onto {-1, +1} one-vs-all targets; the
+    regulariser is picked on held-out training images; test accuracy averaged over seeds.
+    """
+    from .analysis.runs import write_json
+    from .evaluate.fewshot import fewshot_checkpoint
+
+    result = fewshot_checkpoint(
+        checkpoint, dataset, _int_list(shots, "--shots"), list(range(seeds)), batch_size,
+        device, heldout_per_class=heldout_per_class,
+    )  # fmt: skip
+    data = {"checkpoint": checkpoint, "dataset": dataset, **result.to_dict()}
+    write_json(Path(out_dir) / "fewshot.json", data)
+    if as_json:
+        print_json(data)
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("shots", "accuracy", "std", "seeds"):
+        table.add_column(column, justify="right")
+    for r in result.results:
+        table.add_row(
+            str(r.shots),
+            f"{100 * r.mean_accuracy:.2f}%",
+            f"{100 * r.std_accuracy:.2f}",
+            str(len(r.accuracies)),
+        )
+    console.print(table)
+    console.print(f"wrote {Path(out_dir) / 'fewshot.json'}", highlight=False)
+
+
+@cli.command()
+@click.option(
+    "--checkpoint",
+    required=True,
+    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["onnx", "torchscript", "exported-program"]),
+    default=None,
+    help="Default: from --output's suffix (.onnx, .ts/.pt, .pt2), else onnx.",
+)
+@click.option(
+    "--output", default=None, help="File to write (default results/export/<name>.onnx|.ts|.pt2)."
+)
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
+@click.option("--no-verify", is_flag=True, help="Skip running the file against PyTorch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def export(checkpoint: str, fmt: str, output: str | None, opset: int | None, no_verify: bool,
+           as_json: bool) -> None:  # fmt: skip
+    """Export for deployment with a dynamic batch dimension, then check it against PyTorch.
+
+    The file is run at batch sizes 1 and 3; its logits must match within 1e-4 (exit 1
+    otherwise). ONNX needs the export extra: pip install 'mlpmixer[export]'.
+    """
+    from .analysis.runs import write_json
+    from .checkpoints import load_model
+    from .export import DEFAULT_SUFFIX, export_model, resolve_format
+
+    if output is None:
+        fmt = fmt or "onnx"
+        name = Path(checkpoint.rstrip("/")).stem + DEFAULT_SUFFIX[fmt]
+        path = Path(_RESULTS, "export", name)
+    else:
+        path = Path(output)
+        fmt = resolve_format(path, fmt) if fmt or path.suffix else "onnx"
+    report = export_model(load_model(checkpoint), path, fmt, verify=not no_verify, opset=opset)
+    data = {"checkpoint": checkpoint, **report.to_dict()}
+    write_json(path.with_name(path.name + ".json"), data)
+    if as_json:
+        print_json(data)
+        return
+    check = (
+        "not verified"
+        if report.max_abs_diff is None
+        else (
+            f"max |logit difference| {report.max_abs_diff:.2e} at batch sizes {report.verified_batch_sizes}"
+        )
+    )
+    console.print(
+        f"wrote {path} ({report.format}, {report.bytes / 1e6:.2f} MB): {check}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@cli.group()
+def analyze() -> None:
+    """The paper's analyses, each writing a PNG and a JSON file.
+
+    \b
+    tokens       token-mixing weights drawn on the patch grid
+    cka          linear CKA between all layers (of one or two checkpoints)
+    permutation  order invariance: Mixer vs CNN on permuted pixels
+    """
+
+
+@analyze.command("tokens")
+@click.option(
+    "--checkpoint",
+    required=True,
+    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
+)
+@click.option("--blocks", default="1,2,3", show_default=True, help="Blocks to draw (1 = first).")
+@click.option(
+    "--units", type=int, default=32, show_default=True, help="Hidden units drawn per block."
+)
+@click.option(
+    "--out-dir",
+    default=f"{_RESULTS}/analyze",
+    show_default=True,
+    help="Writes tokens.json and tokens.png.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_json: bool) -> None:
+    """Token-mixing hidden units as images on the patch grid (paper, Fig. 5).
+
+    Units are paired with their most opposite unit and the pairs sorted by spatial frequency.
+    """
+    from .analysis.runs import token_mixing_run
+
+    data = token_mixing_run(checkpoint, out_dir, _int_list(blocks, "--blocks"), units)
+    if as_json:
+        print_json(data)
+        return
+    for b in data["blocks"]:
+        console.print(
+            f"block {b['block'] + 1}: {b['num_units']} units on {b['grid'][0]}x{b['grid'][1]} patches, "
+            f"{100 * b['fraction_opposite_pairs']:.0f}% of pairs opposite (corr < -0.5), "
+            f"median spread {b['median_spread']:.3f}", highlight=False,
+        )  # fmt: skip
+    console.print(f"wrote {data['png']}", highlight=False)
+
+
+@analyze.command("cka")
+@click.option(
+    "--checkpoint",
+    required=True,
+    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
+)
+@click.option("--checkpoint-b", default=None, help="Second checkpoint: CKA across the two models.")
+@click.option("--dataset", default=None, help="Data set whose test images are used.")
+@click.option(
+    "--images",
+    "image_paths",
+    multiple=True,
+    help="Image files or directories instead of --dataset.",
+)
+@click.option("--num-images", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option(
+    "--out-dir",
+    default=f"{_RESULTS}/analyze",
+    show_default=True,
+    help="Writes cka.json and cka.png.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
+                image_paths: tuple[str, ...], num_images: int, batch_size: int, out_dir: str,
+                as_json: bool) -> None:  # fmt: skip
+    """Linear CKA between the stem and every block's output, as a heatmap."""
+    from .analysis.runs import cka_run
+
+    data = cka_run(
+        checkpoint, out_dir, dataset, list(image_paths), checkpoint_b, num_images, batch_size
+    )
+    if as_json:
+        print_json(data)
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("")
+    for name in data["layers_b"]:
+        table.add_column(name.replace("block ", "b"), justify="right")
+    for name, row in zip(data["layers_a"], data["cka"], strict=True):
+        table.add_row(name, *(f"{v:.2f}" for v in row))
+    console.print(table)
+    console.print(f"wrote {data['png']}", highlight=False)
+
+
+@analyze.command("permutation")
+@click.option(
+    "--dataset", default="digits", show_default=True, help="Data set with train and test splits."
+)
+@click.option(
+    "--model",
+    default="mixer_t2_8",
+    show_default=True,
+    help="Registered Mixer, trained from scratch.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Override a Mixer config field, e.g. --set hidden_dim=64 (repeatable).",
+)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cnn-width", type=int, default=32, show_default=True)
+@click.option(
+    "--limit",
+    type=int,
+    default=None,
+    help="Use at most this many train and test images (quick runs).",
+)
+@click.option(
+    "--exact-epochs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Epochs of the float64 exact check (0 skips it).",
+)
+@click.option(
+    "--out-dir",
+    default=f"{_RESULTS}/analyze",
+    show_default=True,
+    help="Writes permutation.json and permutation.png.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs: int,
+                        batch_size: int, lr: float, seed: int, cnn_width: int,
+                        limit: int | None, exact_epochs: int, out_dir: str,
+                        as_json: bool) -> None:  # fmt: skip
+    """Order invariance: Mixer and a CNN trained on original, patch+pixel- and globally-permuted images.
+
+    Also checks exactly (float64) that the Mixer trained on permuted images from the folded
+    initialisation is the plain Mixer with its weights permuted.
+    """
+    import yaml
+
+    from .analysis.runs import permutation_run
+
+    overrides = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--set")
+        overrides[key.strip()] = yaml.safe_load(value)
+    data = permutation_run(
+        dataset, out_dir, model, overrides, epochs=epochs, seed=seed, cnn_width=cnn_width,
+        exact_epochs=exact_epochs, batch_size=batch_size, lr=lr, limit=limit,
+    )  # fmt: skip
+    if as_json:
+        print_json(data)
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"test top-1 on {data['dataset']}")
+    table.add_column("model")
+    variants = list(next(iter(data["accuracy"].values())))
+    for v in variants:
+        table.add_column(v, justify="right")
+    for name, row in data["accuracy"].items():
+        table.add_row(name, *(f"{100 * row[v]:.2f}%" for v in variants))
+    console.print(table)
+    exact = data["exact"]
+    if exact:
+        console.print(
+            f"exact check ({exact['epochs']} epoch(s), float64): folded Mixer on permuted images vs "
+            f"plain Mixer: max |weight diff| {exact['max_abs_weight_diff']:.1e}, max |logit diff| "
+            f"{exact['max_abs_logit_diff']:.1e}, same predictions: {exact['same_predictions']}",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    console.print(f"wrote {data['png']}", highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``mlpmixer`` script and ``python -m mlpmixer``."""
     cli.main(args=argv, prog_name="mlpmixer")

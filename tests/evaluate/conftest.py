@@ -62,3 +62,9 @@ def digits_test():
 def single_thread():
     """The `one_thread` context manager, for tests that run a model."""
     return one_thread
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_per_test():
+    with one_thread():
+        yield

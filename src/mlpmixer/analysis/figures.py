@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -19,6 +20,24 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> No
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
 
 
+def unit_mosaic(units: np.ndarray, columns: int) -> np.ndarray:
+    """(U, gh, gw) units -> one 2-D image: a grid of ``columns`` units, each scaled to [-1, 1]
+    by its own largest |weight|, upsampled to ~16 pixels a side, separated by NaN gaps
+    (a wider gap between pairs)."""
+    count, gh, gw = units.shape
+    scale = max(1, 16 // max(gh, gw))
+    rows = math.ceil(count / columns)
+    th, tw = gh * scale, gw * scale
+    gap, pair_gap = 1, 3
+    col_x = [c * (tw + gap) + (c // 2) * (pair_gap - gap) for c in range(columns)]
+    mosaic = np.full((rows * (th + gap) - gap, col_x[-1] + tw), np.nan)
+    for k, unit in enumerate(units):
+        r, c = divmod(k, columns)
+        tile = np.kron(unit / max(float(np.abs(unit).max()), 1e-12), np.ones((scale, scale)))
+        mosaic[r * (th + gap) : r * (th + gap) + th, col_x[c] : col_x[c] + tw] = tile
+    return mosaic
+
+
 def token_mixing_figure(
     blocks: Sequence[BlockUnits], max_units: int = 64, columns: int = 8, title: str = ""
 ) -> Figure:
@@ -28,31 +47,20 @@ def token_mixing_figure(
     symmetric colour scale (red positive, blue negative), since only its shape matters.
     """
     columns += columns % 2
-    shown = [min(max_units, b.num_units) for b in blocks]
-    rows = max(math.ceil(n / columns) for n in shown)
-    fig = Figure(figsize=(2.6 * len(blocks) * columns / 8 + 0.4, 2.6 * rows / 8 + 0.9))
-    outer = fig.add_gridspec(1, len(blocks), wspace=0.08)
-    for panel, (block, n) in enumerate(zip(blocks, shown, strict=True)):
-        inner = outer[panel].subgridspec(rows, columns, wspace=0.06, hspace=0.06)
-        for k in range(rows * columns):
-            ax = fig.add_subplot(inner[k // columns, k % columns])
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(k < n)
-            if k >= n:
-                continue
-            unit = block.images[k]
-            limit = max(float(np.abs(unit).max()), 1e-12)
-            ax.imshow(unit, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-            if k == columns // 2 - 1:
-                ax.set_title(
-                    f"block {block.block + 1}  ({block.num_units} units, "
-                    f"{block.grid[0]}x{block.grid[1]} patches)",
-                    fontsize=9,
-                    loc="center",
-                    x=1.05,
-                )
+    mosaics = [unit_mosaic(b.images[:max_units], columns) for b in blocks]
+    height = max(m.shape[0] for m in mosaics)
+    mosaics = [np.pad(m, ((0, height - len(m)), (0, 0)), constant_values=np.nan) for m in mosaics]
+    inches = 3.6 / mosaics[0].shape[1]  # each panel about 3.6 inches wide
+    fig = Figure(figsize=(len(blocks) * 3.8, height * inches + 0.6))
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
+    for k, (block, mosaic) in enumerate(zip(blocks, mosaics, strict=True)):
+        ax = fig.add_subplot(1, len(blocks), k + 1)
+        ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_axis_off()
+        shown = min(max_units, block.num_units)
+        gh, gw = block.grid
+        ax.set_title(f"block {block.block + 1}: {shown} of {block.num_units} units, {gh}x{gw} "
+                     "patches", fontsize=9)  # fmt: skip
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -89,3 +97,43 @@ def cka_figure(
 
 def _short(label: str) -> str:
     return label.replace("block ", "b")
+
+
+def order_study_figure(
+    accuracy: dict[str, dict[str, float]],
+    examples: Sequence[np.ndarray],
+    variants: Sequence[str],
+    title: str = "",
+) -> Figure:
+    """Left: one test image in each variant; right: test top-1 per model and variant."""
+    fig = Figure(figsize=(9.0, 3.0))
+    grid = fig.add_gridspec(1, len(variants) + 2, width_ratios=[1] * len(variants) + [0.25, 3])
+    for k, (image, variant) in enumerate(zip(examples, variants, strict=True)):
+        ax = fig.add_subplot(grid[k])
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+        ax.set_title(variant, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = fig.add_subplot(grid[-1])
+    names = list(accuracy)
+    width = 0.8 / max(len(names), 1)
+    colours = {"mixer": "#c44e52", "cnn": "#4c72b0"}
+    for m, name in enumerate(names):
+        values = [100 * accuracy[name][v] for v in variants]
+        xs = np.arange(len(variants)) + (m - (len(names) - 1) / 2) * width
+        bars = ax.bar(xs, values, width, label=_model_label(name), color=colours.get(name))
+        for bar, value in zip(bars, values, strict=True):
+            ax.text(bar.get_x() + bar.get_width() / 2, value + 0.5, f"{value:.1f}",
+                    ha="center", va="bottom", fontsize=7)  # fmt: skip
+    ax.set_xticks(range(len(variants)), list(variants), fontsize=9)
+    low = min(100 * a for per in accuracy.values() for a in per.values())
+    ax.set_ylim(max(0.0, low - 15), 103)
+    ax.set_ylabel("test top-1 (%)", fontsize=9)
+    ax.legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _model_label(name: str) -> str:
+    return {"mixer": "Mixer", "cnn": "CNN"}.get(name, name)

@@ -10,14 +10,20 @@ Shapes: n examples, d feature dimensions, K classes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
+from ..checkpoints import load_model
 from ..errors import ConfigError, DataError
+from ..models.mixer import MlpMixer
+from .eval import load_eval_split, normalizer
+from .features import extract_features
 
 DEFAULT_SHOTS = (1, 5, 10, 25)
 # λ relative to features scaled to unit mean squared norm (see `_feature_scale`).
@@ -185,3 +191,30 @@ def fewshot_evaluate(
             ShotResult(n, float(np.mean(accuracies)), float(np.std(accuracies)), accuracies, chosen)
         )
     return out
+
+
+def fewshot_checkpoint(
+    checkpoint: str | os.PathLike[str] | MlpMixer,
+    dataset: str | os.PathLike[str],
+    shots: Sequence[int] = DEFAULT_SHOTS,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    batch_size: int = 256,
+    device: str = "cpu",
+    **options: Any,
+) -> FewShotResult:
+    """`fewshot_evaluate` on a checkpoint's frozen features of a data set's train/test splits.
+
+    Images are prepared with the checkpoint's preprocessing; ``options`` go to
+    `fewshot_evaluate` (``l2_grid``, ``heldout_per_class``).
+    """
+    model = checkpoint if isinstance(checkpoint, MlpMixer) else load_model(checkpoint)
+    prep = normalizer(model.config.mean, model.config.std)
+    features = {}
+    for split in ("train", "test"):
+        data, info = load_eval_split(model, dataset, split)
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+        batches = ((prep(images), labels) for images, labels in loader)
+        features[split] = extract_features(model, batches, device)
+    return fewshot_evaluate(
+        *features["train"], *features["test"], shots, seeds, info.num_classes, **options
+    )

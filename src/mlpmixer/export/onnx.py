@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -43,19 +44,26 @@ def export_onnx(model: MlpMixer, path: Path, example: torch.Tensor, opset: int |
 
     batch = torch.export.Dim("batch", min=1)
     options = {} if opset is None else {"opset_version": opset}
-    # The exporter prints progress lines and deprecation chatter; keep the terminal quiet.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            model,
-            (example,),
-            dynamo=True,
-            input_names=["images"],
-            output_names=["logits"],
-            dynamic_shapes={"images": {0: batch}},
-            verbose=False,
-            **options,
-        )
+    # The exporter prints progress lines, deprecation chatter and "torchvision is not
+    # installed" log lines (about operators a Mixer does not use); keep the terminal quiet.
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes={"images": {0: batch}},
+                verbose=False,
+                **options,
+            )
+    finally:
+        onnx_log.setLevel(level)
     if program is None:  # pragma: no cover - only with the legacy exporter
         raise RunError("torch.onnx.export returned no program")
     proto = program.model_proto

@@ -6,12 +6,13 @@ The batch dimension is a symbolic ``Dim("batch")``; the config is stored as the 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_path
+from ..fileio import atomic_write_bytes
 from ..models.mixer import MlpMixer
 
 
@@ -20,8 +21,9 @@ def export_program(model: MlpMixer, path: Path, example: torch.Tensor) -> None:
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model, (example,), dynamic_shapes={"images": {0: batch}})
     extra = {"config.json": json.dumps(model.config.to_dict())}
-    with atomic_path(path) as tmp:
-        torch.export.save(program, str(tmp), extra_files=extra)
+    buffer = io.BytesIO()  # torch.export.save wants a .pt2 name or a buffer, not a temp name
+    torch.export.save(program, buffer, extra_files=extra)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_program(path: Path) -> torch.nn.Module:

@@ -1,0 +1,137 @@
+"""The order-invariance experiment: Mixer and a CNN on original and permuted pixels.
+
+`order_invariance_study` trains each model on the three `VARIANTS` of the same data (same
+seed, same batch order, same permutation for train and test images) and reports test top-1.
+It also runs the exact check: a Mixer initialised with the seed, and its folded copy
+(`fold_permutation`), trained on original and patch+pixel-permuted images in float64 end
+up as the same network, permuted — compared weight by weight and logit by logit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from ..models.config import MixerConfig
+from ..models.mixer import MlpMixer
+from .baseline_cnn import SmallCnn
+from .fit import accuracy, fit, predict_logits
+from .permutation import VARIANTS, Permutations, fold_permutation
+
+
+@dataclass
+class ExactCheck:
+    """Folded Mixer trained on permuted data vs the plain one, folded after training."""
+
+    epochs: int
+    dtype: str
+    max_abs_weight_diff: float
+    max_abs_logit_diff: float
+    same_predictions: bool
+
+
+@dataclass
+class StudyResult:
+    accuracy: dict[str, dict[str, float]]  # model -> variant -> test top-1
+    exact: ExactCheck | None
+    num_train: int
+    num_test: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _new_mixer(config: MixerConfig, seed: int, dtype: torch.dtype = torch.float32) -> MlpMixer:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return MlpMixer(config).to(dtype)
+
+
+def _new_cnn(config: MixerConfig, width: int, seed: int) -> SmallCnn:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return SmallCnn(config.in_chans, config.num_classes, width)
+
+
+def exact_check(
+    config: MixerConfig,
+    perms: Permutations,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test_images: torch.Tensor,
+    epochs: int = 1,
+    seed: int = 0,
+    **fit_options: Any,
+) -> ExactCheck:
+    """Train a Mixer on original images and its folded copy on patch+pixel images, in float64.
+
+    The network trained on permuted images is compared with the plain one folded after
+    training: weights and test logits (on correspondingly permuted images) must agree to
+    float64 rounding.
+    """
+    images, labels = train[0].double(), train[1]
+    plain = _new_mixer(config, seed, torch.float64)
+    permuted = fold_permutation(plain, perms)
+    fit(plain, images, labels, epochs, seed=seed, **fit_options)
+    fit(permuted, perms.apply(images, "patch+pixel"), labels, epochs, seed=seed, **fit_options)
+    expected = fold_permutation(plain, perms)
+    weight_diff = max(
+        (a - b).abs().max().item()
+        for a, b in zip(expected.state_dict().values(), permuted.state_dict().values(), strict=True)
+    )
+    test = test_images.double()
+    logits_plain = predict_logits(plain, test)
+    logits_permuted = predict_logits(permuted, perms.apply(test, "patch+pixel"))
+    return ExactCheck(
+        epochs=epochs,
+        dtype="float64",
+        max_abs_weight_diff=weight_diff,
+        max_abs_logit_diff=(logits_plain - logits_permuted).abs().max().item(),
+        same_predictions=bool((logits_plain.argmax(1) == logits_permuted.argmax(1)).all()),
+    )
+
+
+def order_invariance_study(
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    config: MixerConfig,
+    epochs: int = 30,
+    cnn_width: int = 32,
+    seed: int = 0,
+    exact_epochs: int = 1,
+    models: tuple[str, ...] = ("mixer", "cnn"),
+    **fit_options: Any,
+) -> StudyResult:
+    """Test top-1 of each model in ``models`` trained on each variant of the data.
+
+    ``train`` and ``test`` are (images (N, C, H, W) normalised, labels (N,)) at the
+    config's resolution; ``fit_options`` go to `fit` (batch_size, lr, weight_decay).
+    ``exact_epochs=0`` skips the exact check.
+    """
+    (train_x, train_y), (test_x, test_y) = train, test
+    if tuple(train_x.shape[1:]) != (config.in_chans, *config.img_size):
+        raise ConfigError(
+            f"images of shape {tuple(train_x.shape[1:])} do not fit the Mixer config "
+            f"({config.in_chans}, {config.img_size[0]}, {config.img_size[1]})"
+        )
+    unknown = set(models) - {"mixer", "cnn"}
+    if unknown:
+        raise ConfigError(f"models must be among ('mixer', 'cnn'), got {sorted(unknown)}")
+    perms = Permutations.random(config.img_size, config.patch_size, seed)
+    results: dict[str, dict[str, float]] = {}
+    for name in models:
+        results[name] = {}
+        for variant in VARIANTS:
+            model = (
+                _new_mixer(config, seed) if name == "mixer" else _new_cnn(config, cnn_width, seed)
+            )
+            fit(model, perms.apply(train_x, variant), train_y, epochs, seed=seed, **fit_options)
+            results[name][variant] = accuracy(model, perms.apply(test_x, variant), test_y)
+    check = None
+    if exact_epochs > 0:
+        check = exact_check(config, perms, train, test_x, exact_epochs, seed, **fit_options)
+    settings = {"epochs": epochs, "seed": seed, "cnn_width": cnn_width, **fit_options}
+    return StudyResult(results, check, len(train_x), len(test_x), settings)

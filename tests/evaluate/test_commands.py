@@ -1,0 +1,79 @@
+"""`mlpmixer eval`, `predict` and `fewshot`: JSON on stdout and on disk, PNG, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from mlpmixer.cli import cli
+
+
+def _run(args):
+    result = CliRunner().invoke(cli, args)
+    return result
+
+
+def test_eval_command_writes_json_and_confusion_png(digits_checkpoint, digits_test, tmp_path):
+    path, model = digits_checkpoint
+    out = tmp_path / "eval"
+    result = _run(
+        ["eval", "--checkpoint", str(path), "--dataset", "digits", "--out-dir", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    images, labels, _ = digits_test
+    with torch.no_grad():
+        direct = (model((images - 0.5) / 0.5).argmax(1) == labels).double().mean().item()
+    assert data["top1"] == pytest.approx(direct)
+    assert json.loads((out / "eval.json").read_text())["top1"] == data["top1"]
+    with Image.open(out / "confusion.png") as png:
+        assert png.format == "PNG"
+    table = _run(["eval", "--checkpoint", str(path), "--dataset", "digits", "--out-dir", str(out)])
+    assert (
+        table.exit_code == 0 and "top-1" in table.output and f"{100 * direct:.2f}%" in table.output
+    )
+
+
+def test_eval_command_bad_input_exits_2(digits_checkpoint, tmp_path):
+    path, _ = digits_checkpoint
+    result = _run(["eval", "--checkpoint", str(path), "--dataset", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "error:" in result.output
+
+
+def test_predict_command_reports_the_corrupt_file_and_exits_1(digits_checkpoint, tmp_path):
+    path, _ = digits_checkpoint
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    result = _run(["predict", "--checkpoint", str(path), "--top-k", "2", "--out-dir", str(out),
+                   "--json", str(tmp_path / "ok.png"), str(tmp_path / "broken.jpg")])  # fmt: skip
+    assert result.exit_code == 1
+    assert "broken.jpg" in result.output  # named on stderr (mixed into output by CliRunner)
+    data = json.loads((out / "predictions.json").read_text())
+    assert [p["path"].rsplit("/", 1)[-1] for p in data["predictions"]] == ["ok.png"]
+    assert len(data["predictions"][0]["top"]) == 2
+    assert data["failures"][0]["path"].endswith("broken.jpg")
+    good = _run(
+        ["predict", "--checkpoint", str(path), "--out-dir", str(out), str(tmp_path / "ok.png")]
+    )
+    assert good.exit_code == 0 and "ok.png" in good.output
+
+
+def test_fewshot_command(digits_checkpoint, tmp_path):
+    path, _ = digits_checkpoint
+    out = tmp_path / "fs"
+    result = _run(["fewshot", "--checkpoint", str(path), "--dataset", "digits", "--shots", "1,5",
+                   "--seeds", "2", "--out-dir", str(out), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [r["shots"] for r in data["results"]] == [1, 5] and data["seeds"] == [0, 1]
+    one, five = (r["mean_accuracy"] for r in data["results"])
+    assert 0.3 < one < five <= 1.0  # trained features: far above chance (0.1)
+    assert (out / "fewshot.json").is_file()
+    bad = _run(["fewshot", "--checkpoint", str(path), "--dataset", "digits", "--shots", "one"])
+    assert bad.exit_code == 2
