@@ -1,9 +1,9 @@
 """CIFAR-10 and CIFAR-100 from the official "python version" archives.
 
 The archive holds pickled dicts of NumPy arrays. Unpickling can run arbitrary code, so the
-batches are read with an unpickler that only admits the three NumPy names needed to rebuild
-an array (`numpy.ndarray`, `numpy.dtype` and the reconstruct helper) and refuses everything
-else with a `DataError`.
+batches are read with an unpickler that only admits the NumPy names needed to rebuild an
+array (`numpy.ndarray`, `numpy.dtype` and the reconstruct helper, plus ``_codecs.encode`` for
+bytes) and refuses everything else with a `DataError`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
 }
 
 

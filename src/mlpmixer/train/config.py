@@ -1,0 +1,455 @@
+"""Training configuration: dataclasses, strict YAML loading and ``key=value`` overrides.
+
+A config has seven sections (``model``, ``data``, ``optim``, ``schedule``, ``augment``,
+``train``, ``run``); every key is a typed dataclass field. Loading is strict: an unknown
+key, a wrong type or a value out of range is a `ConfigError` that names the dotted key
+(``optim.lr``), the value and what was expected. Overrides use the same dotted keys
+(``--set optim.lr=1e-3``); the value is parsed as YAML (``true``, ``[0.9, 0.999]``, ``null``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..errors import ConfigError
+from ..models.config import field_names as mixer_field_names
+
+OptimizerName = Literal["adamw", "adam", "sgd"]
+ScheduleName = Literal["cosine", "linear", "constant"]
+Precision = Literal["fp32", "bf16", "fp16"]
+LossName = Literal["softmax", "sigmoid"]
+Parallelism = Literal["ddp", "fsdp"]
+ProgressMode = Literal["auto", "bar", "log", "none"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "area"]
+
+
+@dataclass
+class ModelSection:
+    name: str = "auto"  # registered model; "auto": a small one fitting the data's image size
+    pretrained: str | None = None  # checkpoint to start from (fine-tuning): path or hub id
+    img_size: int | tuple[int, int] | None = None  # None: the data's (scratch) or the checkpoint's
+    overrides: dict[str, Any] = field(
+        default_factory=dict
+    )  # MixerConfig fields, e.g. drop_path_rate
+
+
+@dataclass
+class DataSection:
+    dataset: str = "digits"  # name, directory or hf:NAME (see mlpmixer.data)
+    root: str | None = None  # where named data sets live (default $MLPMIXER_DATA or the cache)
+    in_chans: int | None = None  # None: the model's (fine-tuning) or the data's (scratch)
+    val_fraction: float = 0.1  # held-out share when an image folder has no val/ split
+    num_workers: int | None = None  # None: 0 for in-memory arrays, else min(8, CPUs)
+    download: bool = True
+    eval_crop_pct: float | None = None  # None: the model config's crop_pct
+    interpolation: Interpolation = "bilinear"
+
+
+@dataclass
+class OptimSection:
+    name: OptimizerName = "adamw"
+    lr: float = 1e-3  # peak learning rate (after warmup)
+    weight_decay: float = 0.0  # adamw: decoupled, times lr (torch's AdamW); adam/sgd: L2
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    clip_grad_norm: float | None = 1.0  # global norm; null disables
+
+
+@dataclass
+class ScheduleSection:
+    name: ScheduleName = "cosine"  # decay after warmup
+    warmup_steps: int = 0
+    warmup_epochs: float = 0.0  # alternative to warmup_steps (only one may be non-zero)
+    end_lr: float = 0.0  # learning rate reached at the last step
+
+
+@dataclass
+class AugmentSection:
+    random_resized_crop: bool = False  # "inception crop" of scale x ratio, resized back
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
+    pad_crop: int = 0  # pad by N pixels, then crop back at a random offset (CIFAR style)
+    hflip: bool = False
+    affine_degrees: float = 0.0  # random rotation in [-d, d]
+    affine_translate: float = 0.0  # random shift, fraction of the image side
+    affine_scale: tuple[float, float] | None = None  # random zoom range, e.g. [0.9, 1.1]
+    randaugment_n: int = 0  # RandAugment: ops per image (0: off)
+    randaugment_m: float = 10.0  # RandAugment magnitude (kornia's 0..30 scale)
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing coefficient (0: off)
+    cutmix_alpha: float = 0.0  # Beta(alpha, alpha) cut area (0: off)
+    mix_switch_prob: float = 0.5  # when both are on: chance that a batch uses cutmix
+
+
+@dataclass
+class TrainSection:
+    epochs: int = 30
+    steps: int | None = None  # total optimizer steps; overrides epochs when set
+    batch_size: int = 128  # global: summed over processes and accumulation steps
+    grad_accum: int = 1
+    seed: int = 0
+    device: str = "auto"  # auto: cuda if available, else cpu
+    precision: Precision = "fp32"
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = False
+    deterministic: bool | None = None  # None: on for CPU, off for CUDA (speed)
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    loss: LossName = "softmax"
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # exponential moving average of weights (0: off), e.g. 0.9999
+    eval_every_epochs: int = 1
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_steps: int = 0  # 0: only at epoch ends (and the end)
+    log_every_steps: int = 50  # plain log lines when not on a terminal
+    parallel: Parallelism = "ddp"  # under torchrun with several processes
+    max_nonfinite_checks: int = 1  # check the loss for NaN/inf every N steps
+
+
+@dataclass
+class RunSection:
+    out: str | None = None  # run directory; None: runs/<dataset>-<model>-<timestamp>
+    tensorboard: bool = True  # write event files when tensorboard is installed
+    progress: ProgressMode = "auto"  # auto: a bar on a terminal, log lines otherwise
+    plot: bool = True  # curves.png
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    augment: AugmentSection = field(default_factory=AugmentSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (tuples as lists) for YAML/JSON."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """A validated config; unknown keys, wrong types and bad values raise `ConfigError`."""
+        config = _build(cls, data, "")
+        validate(config)
+        return config
+
+    def override(self, assignments: Sequence[str]) -> TrainConfig:
+        """A validated copy with ``["optim.lr=1e-3", "model.overrides.drop_rate=0.1"]`` applied."""
+        data = self.to_dict()
+        for assignment in assignments:
+            key, value = parse_assignment(assignment)
+            set_dotted(data, key, value)
+        return TrainConfig.from_dict(data)
+
+    def replace(self, **sections: Any) -> TrainConfig:
+        """``config.replace(train={"epochs": 3})``: a validated copy with fields changed."""
+        data = self.to_dict()
+        for section, changes in sections.items():
+            if section not in data:
+                raise ConfigError(f"unknown config section {section!r}; known: {list(data)}")
+            for key, value in changes.items():
+                set_dotted(data, f"{section}.{key}", value)
+        return TrainConfig.from_dict(data)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --- strict, typed construction ------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"[{', '.join(_type_name(a) for a in typing.get_args(tp))}]"
+    if origin is dict:
+        return "mapping"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """``value`` as type ``tp`` or `_Mismatch`. Accepts int for float and numeric strings
+    for float (PyYAML reads ``1e-3`` as a string)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise _Mismatch
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise _Mismatch
+        return tuple(_coerce(v, a) for v, a in zip(value, args, strict=True))
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise _Mismatch
+        return dict(value)
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise _Mismatch from None
+        raise _Mismatch
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    raise TypeError(f"unsupported config field type {tp!r}")  # a bug in this module
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}: {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + str(k) for k in unknown)}; "
+            f"known keys in {where}: {', '.join(known)}"
+        )
+    values = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            values[name] = _build(tp, value, f"{prefix}{name}.")
+            continue
+        try:
+            values[name] = _coerce(value, tp)
+        except _Mismatch:
+            raise ConfigError(f"{prefix}{name} must be {_type_name(tp)}, got {value!r}") from None
+    return cls(**values)
+
+
+# --- value checks ---------------------------------------------------------------------------
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {expected}, got {value!r}")
+
+
+def _check_sections(c: TrainConfig) -> None:
+    t, o, s, a, d = c.train, c.optim, c.schedule, c.augment, c.data
+    _require(t.epochs >= 1, "train.epochs", t.epochs, ">= 1")
+    _require(t.steps is None or t.steps >= 1, "train.steps", t.steps, ">= 1 or null")
+    _require(t.batch_size >= 1, "train.batch_size", t.batch_size, ">= 1")
+    _require(t.grad_accum >= 1, "train.grad_accum", t.grad_accum, ">= 1")
+    _require(
+        t.batch_size % t.grad_accum == 0, "train.batch_size", t.batch_size,
+        f"divisible by train.grad_accum={t.grad_accum}",
+    )  # fmt: skip
+    _require(t.seed >= 0, "train.seed", t.seed, ">= 0")
+    _require(
+        0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", t.label_smoothing, "in [0, 1)"
+    )
+    _require(0.0 <= t.ema_decay < 1.0, "train.ema_decay", t.ema_decay, "in [0, 1)")
+    for key in (
+        "eval_every_epochs",
+        "checkpoint_every_epochs",
+        "log_every_steps",
+        "max_nonfinite_checks",
+    ):
+        _require(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), ">= 1")
+    _require(
+        t.checkpoint_every_steps >= 0,
+        "train.checkpoint_every_steps",
+        t.checkpoint_every_steps,
+        ">= 0",
+    )
+    _require(t.threads is None or t.threads >= 1, "train.threads", t.threads, ">= 1 or null")
+    device_ok = t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")
+    _require(device_ok, "train.device", t.device, "auto, cpu, cuda, cuda:N or mps")
+    _require(o.lr > 0, "optim.lr", o.lr, "> 0")
+    _require(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, ">= 0")
+    _require(
+        all(0 <= b < 1 for b in o.betas), "optim.betas", list(o.betas), "two numbers in [0, 1)"
+    )
+    _require(o.eps > 0, "optim.eps", o.eps, "> 0")
+    _require(0 <= o.momentum < 1, "optim.momentum", o.momentum, "in [0, 1)")
+    _require(
+        o.clip_grad_norm is None or o.clip_grad_norm > 0,
+        "optim.clip_grad_norm",
+        o.clip_grad_norm,
+        "> 0 or null",
+    )
+    _require(s.warmup_steps >= 0, "schedule.warmup_steps", s.warmup_steps, ">= 0")
+    _require(s.warmup_epochs >= 0, "schedule.warmup_epochs", s.warmup_epochs, ">= 0")
+    _require(
+        not (s.warmup_steps and s.warmup_epochs), "schedule.warmup_epochs", s.warmup_epochs,
+        "0 when schedule.warmup_steps is set (give one of them)",
+    )  # fmt: skip
+    _require(0 <= s.end_lr <= o.lr, "schedule.end_lr", s.end_lr, f"in [0, optim.lr={o.lr}]")
+    lo, hi = a.crop_scale
+    _require(
+        0 < lo <= hi <= 1,
+        "augment.crop_scale",
+        list(a.crop_scale),
+        "[min, max] with 0 < min <= max <= 1",
+    )
+    _require(
+        0 < a.crop_ratio[0] <= a.crop_ratio[1],
+        "augment.crop_ratio",
+        list(a.crop_ratio),
+        "[min, max] with 0 < min <= max",
+    )
+    _require(a.pad_crop >= 0, "augment.pad_crop", a.pad_crop, ">= 0")
+    _require(
+        0 <= a.affine_degrees <= 180, "augment.affine_degrees", a.affine_degrees, "in [0, 180]"
+    )
+    _require(
+        0 <= a.affine_translate < 1, "augment.affine_translate", a.affine_translate, "in [0, 1)"
+    )
+    if a.affine_scale is not None:
+        _require(
+            0 < a.affine_scale[0] <= a.affine_scale[1],
+            "augment.affine_scale",
+            list(a.affine_scale),
+            "[min, max] with 0 < min <= max",
+        )
+    _require(a.randaugment_n >= 0, "augment.randaugment_n", a.randaugment_n, ">= 0")
+    _require(0 <= a.randaugment_m <= 30, "augment.randaugment_m", a.randaugment_m, "in [0, 30]")
+    _require(a.mixup_alpha >= 0, "augment.mixup_alpha", a.mixup_alpha, ">= 0")
+    _require(a.cutmix_alpha >= 0, "augment.cutmix_alpha", a.cutmix_alpha, ">= 0")
+    _require(0 <= a.mix_switch_prob <= 1, "augment.mix_switch_prob", a.mix_switch_prob, "in [0, 1]")
+    _require(d.in_chans in (None, 1, 3), "data.in_chans", d.in_chans, "1, 3 or null")
+    _require(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "in (0, 1)")
+    _require(
+        d.num_workers is None or d.num_workers >= 0,
+        "data.num_workers",
+        d.num_workers,
+        ">= 0 or null",
+    )
+    crop = d.eval_crop_pct
+    _require(crop is None or 0 < crop <= 1, "data.eval_crop_pct", crop, "in (0, 1] or null")
+
+
+def _check_model(c: TrainConfig) -> None:
+    unknown = sorted(set(c.model.overrides) - set(mixer_field_names()))
+    if unknown:
+        raise ConfigError(
+            f"unknown model override(s) {', '.join('model.overrides.' + k for k in unknown)}; "
+            f"MixerConfig fields: {', '.join(mixer_field_names())}"
+        )
+    owned = {"img_size": "model.img_size", "in_chans": "data.in_chans"}
+    for key, instead in owned.items():
+        if key in c.model.overrides:
+            raise ConfigError(f"model.overrides.{key}: set {instead} instead")
+    if c.model.img_size is not None:
+        size = c.model.img_size
+        sizes = (size,) if isinstance(size, int) else size
+        _require(all(v > 0 for v in sizes), "model.img_size", size, "positive")
+    if c.model.pretrained is None and c.model.name == "auto":
+        return
+    if c.model.pretrained is None:
+        from ..models.registry import resolve_name
+
+        resolve_name(c.model.name)  # ConfigError naming the known models
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise `ConfigError` (naming the dotted key) for any out-of-range or inconsistent value."""
+    _check_sections(config)
+    _check_model(config)
+    if config.train.precision == "fp16" and config.train.device == "cpu":
+        raise ConfigError(
+            "train.precision fp16 needs a GPU (loss scaling); on CPU use bf16 or fp32"
+        )
+
+
+# --- files and overrides --------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    try:
+        return TrainConfig.from_dict(data or {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"optim.lr=1e-3"`` -> ``("optim.lr", 0.001)``; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"an override must look like section.key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({err})") from err
+    return key, value
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """``data["a"]["b"] = value`` for ``key="a.b"``; an unknown section is a `ConfigError`."""
+    parts = key.split(".")
+    if len(parts) < 2:
+        raise ConfigError(f"override key {key!r} needs a section, e.g. optim.lr or train.epochs")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        if part not in node or not isinstance(node[part], dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"{where!r} is not a config section, in override {key}={value!r}")
+        node = node[part]
+    node[parts[-1]] = value

@@ -1,0 +1,157 @@
+"""What a run writes while it trains: JSONL metrics, TensorBoard events, progress, curves.
+
+* ``metrics.jsonl``: one JSON object per evaluated epoch (always);
+* ``tensorboard/``: event files when the ``tensorboard`` package is installed;
+* progress: a tqdm bar on one line when stderr is a terminal, plain log lines otherwise;
+* ``curves.png``: loss and top-1 against epochs (matplotlib, Agg backend).
+
+Only the main process (rank 0) creates these.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsLog:
+    """Appends one JSON line per record to ``metrics.jsonl``, flushed at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / METRICS_FILE
+
+    def truncate_after(self, epochs_done: int) -> None:
+        """Drop lines of epochs after ``epochs_done`` (written before a crash, redone on resume)."""
+        if not self.path.is_file():
+            return
+        kept = [
+            line for line in self.path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("epoch", 0) <= epochs_done
+        ]  # fmt: skip
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+class TensorBoardLog:
+    """Scalars to ``RUN_DIR/tensorboard`` if tensorboard is installed; silent otherwise."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.writer = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # the tensorboard package is an optional extra
+            return
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def scalars(self, values: dict[str, Any], step: int) -> None:
+        if self.writer is None:
+            return
+        for key, value in values.items():
+            if isinstance(value, int | float) and key not in ("epoch", "step"):
+                self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Progress:
+    """A one-line tqdm bar per epoch on a terminal; plain lines every N steps otherwise."""
+
+    def __init__(self, mode: str, log_every: int, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if self.stream.isatty() else "log"
+        self.mode, self.log_every = mode, log_every
+        self.bar: Any = None
+        self.epoch, self.epochs, self.total = 0, 0, 0
+        self.start = time.perf_counter()
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int, done: int = 0) -> None:
+        self.epoch, self.epochs, self.total = epoch, epochs, steps
+        if self.mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=steps, initial=done, desc=f"epoch {epoch}/{epochs}", file=self.stream,
+                leave=False, dynamic_ncols=True, unit="step",
+            )  # fmt: skip
+
+    def step(self, step_in_epoch: int, global_step: int, loss: float, lr: float) -> None:
+        if self.mode == "bar" and self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+        elif self.mode == "log" and global_step % self.log_every == 0:
+            self.line(
+                f"epoch {self.epoch}/{self.epochs} step {step_in_epoch}/{self.total} "
+                f"(global {global_step}) loss {loss:.4f} lr {lr:.3e}"
+            )
+
+    def end_epoch(self, summary: str) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.mode != "none":
+            self.line(summary)
+
+    def line(self, text: str) -> None:
+        if self.mode == "none":
+            return
+        elapsed = time.perf_counter() - self.start
+        print(f"[{elapsed:7.1f}s] {text}", file=self.stream, flush=True)
+
+
+def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+    """Loss and top-1 against epoch from the metrics records -> ``path`` (PNG)."""
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in records]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("train_loss", "train"), ("test_loss", "test")):
+        points = [
+            (e, r[key]) for e, r in zip(epochs, records, strict=True) if r.get(key) is not None
+        ]
+        if points:
+            ax_loss.plot(*zip(*points, strict=True), marker="o", markersize=3, label=label)
+    for key, label in (
+        ("train_top1", "train"),
+        ("test_top1", "test"),
+        ("ema_test_top1", "test (EMA)"),
+    ):
+        points = [
+            (e, r[key]) for e, r in zip(epochs, records, strict=True) if r.get(key) is not None
+        ]
+        if points:
+            ax_acc.plot(*zip(*points, strict=True), marker="o", markersize=3, label=label)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

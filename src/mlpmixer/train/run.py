@@ -1,0 +1,405 @@
+"""`train(config)`: build data, model and optimizer from a config, run, and write the run directory.
+
+Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
+
+    config.yaml           the resolved config (``--resume`` reads it back)
+    metrics.jsonl         one line per epoch: epoch, step, lr, train loss/top-1, test loss/top-1/top-5,
+                          images per second
+    summary.json          final metrics, time, throughput, parameters, model, data set, epochs
+    model/                the final weights in the project's format (config.json + model.safetensors;
+                          `mlpmixer.load_model("RUN_DIR/model")`); model_ema/ too with an EMA
+    curves.png            loss and top-1 against epochs
+    checkpoints/last.pt   the training state for --resume
+    tensorboard/          event files, when tensorboard is installed
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..checkpoints import load_model
+from ..data import DatasetInfo, build_dataset
+from ..errors import ConfigError, RunError
+from ..fileio import atomic_write_text
+from ..models import MixerConfig, MlpMixer, create_model, model_config
+from .augment import DeviceAugment
+from .config import TrainConfig, load_config
+from .distributed import (
+    DistInfo,
+    broadcast_object,
+    destroy_process_group,
+    env_dist_info,
+    full_state,
+    init_process_group,
+    resolve_device,
+    unwrap,
+    wrap_model,
+)
+from .ema import ModelEma
+from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
+from .loop import Trainer, padded_eval_indices
+from .optim import build_optimizer, build_scheduler
+from .sampler import ShardSampler, TrainBatchSampler
+from .state import checkpoint_path, load_train_state
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+MODEL_DIR = "model"
+EMA_MODEL_DIR = "model_ema"
+CURVES_FILE = "curves.png"
+_SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
+
+
+@dataclass
+class RunResult:
+    """What `train` returns: the run directory, the summary and the final (unwrapped) model."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    model: MlpMixer
+
+
+class _PaddedEval(Dataset):
+    """The eval split padded to ``length`` examples; padding repeats examples with label -1."""
+
+    def __init__(self, dataset: Dataset, length: int) -> None:
+        self.dataset, self.length, self.n = dataset, length, len(dataset)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[index % self.n]
+        return image, (label if index < self.n else -1)
+
+
+# --- setup pieces -------------------------------------------------------------------------------
+
+
+def _configure_torch(config: TrainConfig, device: torch.device) -> None:
+    t = config.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    deterministic = t.deterministic if t.deterministic is not None else device.type == "cpu"
+    # CPU kernels are deterministic for a fixed thread count (the resume test checks it);
+    # the switch only matters on accelerators, and importing it costs seconds (torch._dynamo).
+    if device.type != "cpu":
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = not deterministic
+        torch.backends.cudnn.allow_tf32 = not deterministic
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).name or text).strip("-") or "data"
+
+
+def _new_run_dir(config: TrainConfig, model_name: str, dist: DistInfo) -> Path:
+    if config.run.out:
+        run_dir = Path(config.run.out)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("runs") / f"{_slug(config.data.dataset)}-{_slug(model_name)}-{stamp}"
+    run_dir = Path(broadcast_object(str(run_dir)))
+    if checkpoint_path(run_dir).exists():
+        raise ConfigError(
+            f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
+            "or choose another --out"
+        )
+    return run_dir
+
+
+def _auto_model_name(info_size: tuple[int, int]) -> str:
+    for name in _SMALL_MODELS:
+        if model_config(name).img_size == info_size:
+            return name
+    return "mixer_s16_224"
+
+
+def _target_size(config: TrainConfig) -> tuple[int, int] | int | None:
+    if config.model.img_size is not None:
+        return config.model.img_size
+    if config.model.pretrained is None and config.model.name != "auto":
+        return model_config(config.model.name).img_size
+    return None
+
+
+def _build_data(
+    config: TrainConfig, img_size: Any, in_chans: int | None, eval_crop: float
+) -> tuple[Dataset, DatasetInfo, Dataset, DatasetInfo]:
+    d = config.data
+    common = {
+        "img_size": img_size, "in_chans": in_chans, "root": d.root, "download": d.download,
+        "val_fraction": d.val_fraction, "seed": config.train.seed, "interpolation": d.interpolation,
+    }  # fmt: skip
+    train_set, train_info = build_dataset(d.dataset, "train", **common)
+    test_set, test_info = build_dataset(d.dataset, "test", crop_pct=eval_crop, **common)
+    return train_set, train_info, test_set, test_info
+
+
+def _scratch_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, Dataset, Dataset]:
+    size = _target_size(config)
+    train_set, info, test_set, _ = _build_data(config, size, config.data.in_chans, 1.0)
+    name = config.model.name if config.model.name != "auto" else _auto_model_name(info.img_size)
+    overrides = {"img_size": info.img_size, **info.model_fields(), **config.model.overrides}
+    overrides.setdefault("crop_pct", 1.0)
+    try:
+        model = create_model(name, **overrides)
+    except ConfigError as err:
+        raise ConfigError(f"model {name} for data {info.name} ({info.img_size}): {err}") from err
+    return model, name, info, train_set, test_set
+
+
+def _pretrained_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, Dataset, Dataset]:
+    source = config.model.pretrained
+    assert source is not None
+    base = load_model(source)  # its architecture decides the data's size and channels
+    size = config.model.img_size or base.config.img_size
+    in_chans = config.data.in_chans or base.config.in_chans
+    crop = config.data.eval_crop_pct or base.config.crop_pct
+    train_set, info, test_set, _ = _build_data(config, size, in_chans, crop)
+    if info.in_chans != base.config.in_chans:
+        raise ConfigError(
+            f"data.in_chans={info.in_chans} but the checkpoint {source} expects "
+            f"{base.config.in_chans} channels"
+        )
+    model = load_model(
+        source, reset_head=True, num_classes=info.num_classes, class_names=info.class_names,
+        **config.model.overrides,
+    )  # fmt: skip
+    if tuple(model.config.img_size) != tuple(info.img_size):
+        model = model.resize(info.img_size)  # block-diagonal token-mixing (paper, appendix)
+    return model, Path(str(source)).name or str(source), info, train_set, test_set
+
+
+def _loaders(
+    config: TrainConfig, dist: DistInfo, device: torch.device, info: DatasetInfo,
+    train_set: Dataset, test_set: Dataset,
+) -> tuple[DataLoader, TrainBatchSampler, DataLoader]:  # fmt: skip
+    t = config.train
+    workers = config.data.num_workers
+    if workers is None:
+        workers = 0 if info.in_memory else min(8, max(1, (os.cpu_count() or 1) // dist.world_size))
+    options: dict[str, Any] = {
+        "num_workers": workers, "pin_memory": device.type == "cuda",
+        "persistent_workers": workers > 0,
+    }  # fmt: skip
+    sampler = TrainBatchSampler(
+        len(train_set),
+        t.batch_size,
+        t.seed,
+        dist.rank,
+        dist.world_size,
+        t.grad_accum,  # type: ignore[arg-type]
+    )
+    train_loader = DataLoader(train_set, batch_sampler=sampler, **options)
+    padded = padded_eval_indices(len(test_set), dist.world_size)  # type: ignore[arg-type]
+    eval_set = _PaddedEval(test_set, padded)
+    eval_batch = max(1, min(sampler.micro_batch_size * 2, 1024))
+    eval_loader = DataLoader(
+        eval_set, batch_size=eval_batch, sampler=ShardSampler(padded, dist.rank, dist.world_size),
+        **options,
+    )  # fmt: skip
+    return train_loader, sampler, eval_loader
+
+
+def _init_sigmoid_head(model: MlpMixer) -> None:
+    """Sigmoid loss: start every class at prior 1/K (big_vision's head bias -log K)."""
+    if isinstance(model.head, nn.Linear):
+        with torch.no_grad():
+            model.head.bias.fill_(-math.log(model.config.num_classes))
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def _setup(
+    config: TrainConfig, run_dir: Path | None, dist: DistInfo, device: torch.device
+) -> tuple[Trainer, str, DatasetInfo]:
+    t = config.train
+    torch.manual_seed(t.seed)  # model initialisation: the same on every process
+    build = _pretrained_model if config.model.pretrained else _scratch_model
+    model, model_name, info, train_set, test_set = build(config)
+    if t.loss == "sigmoid" and config.model.pretrained is None:
+        _init_sigmoid_head(model)
+    if run_dir is None:
+        run_dir = _new_run_dir(config, model_name, dist)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if t.parallel == "fsdp" and t.ema_decay and dist.enabled:
+        raise ConfigError("train.ema_decay is not supported with train.parallel=fsdp")
+    model = model.to(device)
+    ema = ModelEma(model, t.ema_decay) if t.ema_decay else None
+    wrapped: nn.Module = model
+    if t.compile:
+        wrapped = torch.compile(wrapped)  # type: ignore[assignment]
+    wrapped = wrap_model(wrapped, dist, device, t.parallel)
+    optimizer = build_optimizer(unwrap(wrapped) if t.parallel != "fsdp" else wrapped, config.optim)
+    train_loader, sampler, eval_loader = _loaders(config, dist, device, info, train_set, test_set)
+    steps_per_epoch = sampler.steps_per_epoch
+    total_steps = t.steps or t.epochs * steps_per_epoch
+    scheduler = build_scheduler(
+        optimizer, config.schedule, config.optim.lr, total_steps, steps_per_epoch
+    )
+    scaler = (
+        torch.amp.GradScaler("cuda") if t.precision == "fp16" and device.type == "cuda" else None
+    )
+    mcfg: MixerConfig = unwrap(wrapped).config  # type: ignore[assignment]
+    augment = DeviceAugment(
+        config.augment,
+        tuple(mcfg.img_size),
+        mcfg.mean,
+        mcfg.std,
+        info.num_classes,
+        t.label_smoothing,
+    )
+    trainer = Trainer(
+        config=config, run_dir=run_dir, dist=dist, device=device, model=wrapped,
+        optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema, augment=augment,
+        train_loader=train_loader, train_sampler=sampler, eval_loader=eval_loader,
+        norm_mean=mcfg.mean, norm_std=mcfg.std, num_classes=info.num_classes,
+        total_steps=total_steps, num_epochs=math.ceil(total_steps / steps_per_epoch),
+    )  # fmt: skip
+    return trainer, model_name, info
+
+
+def _final_model(trainer: Trainer) -> MlpMixer:
+    """A plain CPU `MlpMixer` holding the final weights (gathered under FSDP)."""
+    base: MlpMixer = unwrap(trainer.model)  # type: ignore[assignment]
+    if trainer.parallel == "fsdp":
+        state, _ = full_state(trainer.model, trainer.optimizer, "fsdp", everywhere=True)
+        return MlpMixer.from_state_dict({k: v.cpu() for k, v in state.items()}, base.config)
+    return base
+
+
+def _write_outputs(
+    trainer: Trainer, model: MlpMixer, model_name: str, info: DatasetInfo, resumed: bool
+) -> dict[str, Any]:
+    run_dir, cfg, state = trainer.run_dir, trainer.config, trainer.state
+    model_cpu = MlpMixer.from_state_dict(
+        {k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config
+    )
+    model_cpu.save(run_dir / MODEL_DIR)
+    summary: dict[str, Any] = {
+        "model": model_name,
+        "dataset": info.name,
+        "epochs": trainer.num_epochs,
+        "steps": state.global_step,
+        "batch_size": cfg.train.batch_size,
+        "params": model_cpu.num_params(),
+        "train_seconds": round(state.train_seconds, 3),
+        "images_per_second": round(state.images_seen / max(state.pure_train_seconds, 1e-9), 1),
+        "world_size": trainer.dist.world_size,
+        "device": str(trainer.device),
+        "precision": cfg.train.precision,
+        "seed": cfg.train.seed,
+        "resumed": resumed,
+        "checkpoint": str(run_dir / MODEL_DIR),
+    }
+    for key in ("test_top1", "test_top5", "test_loss", "train_loss", "train_top1"):
+        if key in trainer.last_eval:
+            summary[key] = trainer.last_eval[key]
+    if trainer.ema is not None:
+        ema_cpu = MlpMixer.from_state_dict(
+            {k: v.detach().cpu() for k, v in trainer.ema.state_dict().items()}, model.config
+        )
+        ema_cpu.save(run_dir / EMA_MODEL_DIR)
+        summary["ema_checkpoint"] = str(run_dir / EMA_MODEL_DIR)
+        for key in ("ema_test_top1", "ema_test_top5", "ema_test_loss"):
+            if key in trainer.last_eval:
+                summary[key] = trainer.last_eval[key]
+    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    if cfg.run.plot:
+        records = MetricsLog(run_dir).read()
+        plot_curves(records, run_dir / CURVES_FILE, f"{model_name} on {info.name}")
+    return summary
+
+
+def train(
+    config: TrainConfig | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+) -> RunResult:
+    """Run a training job; returns the run directory, the summary and the final model.
+
+    ``resume=RUN_DIR`` continues that run from ``RUN_DIR/checkpoints/last.pt`` with the
+    config stored in ``RUN_DIR/config.yaml`` (``overrides``, ``--set`` style, still apply).
+    Under torchrun every process calls this; only rank 0 writes files.
+    """
+    run_dir = None
+    checkpoint = None
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+        config = load_config(run_dir / CONFIG_FILE)
+        checkpoint = load_train_state(run_dir)
+    config = config or TrainConfig()
+    if overrides:
+        config = config.override(overrides)
+    dist = env_dist_info()
+    device = resolve_device(config.train.device, dist)
+    init_process_group(dist, device)
+    try:
+        _configure_torch(config, device)
+        trainer, model_name, info = _setup(config, run_dir, dist, device)
+        if checkpoint is not None:
+            trainer.load_checkpoint(checkpoint)
+        return _run(trainer, model_name, info, resumed=checkpoint is not None)
+    finally:
+        destroy_process_group()
+
+
+def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) -> RunResult:
+    run_dir, cfg, main = trainer.run_dir, trainer.config, trainer.dist.is_main
+    metrics = tensorboard = None
+    progress = Progress(cfg.run.progress if main else "none", cfg.train.log_every_steps)
+    if main:
+        atomic_write_text(run_dir / CONFIG_FILE, _config_yaml(cfg, model_name))
+        metrics = MetricsLog(run_dir)
+        metrics.truncate_after(trainer.state.epoch)
+        tensorboard = TensorBoardLog(run_dir, cfg.run.tensorboard)
+        what = "resuming" if resumed else "training"
+        progress.line(
+            f"{what} {model_name} ({unwrap(trainer.model).num_params():,} parameters) on "  # type: ignore[operator]
+            f"{info.name}: {trainer.train_sampler.num_examples} "
+            f"train / {len(trainer.eval_loader.dataset.dataset)} test images, {trainer.total_steps} steps, "
+            f"{trainer.dist.world_size} process(es) on {trainer.device} -> {run_dir}"
+        )
+    try:
+        trainer.fit(metrics, tensorboard, progress)
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
+    model = _final_model(trainer)
+    summary: dict[str, Any] = {}
+    if main:
+        summary = _write_outputs(trainer, model, model_name, info, resumed)
+    summary = broadcast_object(summary)
+    if not summary and main:
+        raise RunError("the run finished without a summary")
+    return RunResult(run_dir, summary, unwrap(model))  # type: ignore[arg-type]
+
+
+def _config_yaml(config: TrainConfig, model_name: str) -> str:
+    data = config.to_dict()
+    if data["model"]["name"] == "auto" and not data["model"]["pretrained"]:
+        data["model"]["name"] = model_name  # record what "auto" chose, so resume rebuilds it
+    import yaml
+
+    header = "# resolved config of this run (mlpmixer train --config this-file reproduces it)\n"
+    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)

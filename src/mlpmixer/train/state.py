@@ -1,0 +1,83 @@
+"""Training-state checkpoints: everything needed to continue a run exactly.
+
+``RUN_DIR/checkpoints/last.pt`` holds the model, optimizer, scheduler, gradient scaler and
+EMA state dicts, the RNG states (torch CPU and CUDA, NumPy, Python), the position in the
+data (epoch, step in the epoch, global step) and the running sums of the epoch's metrics.
+It is written to a temporary file, fsynced and renamed over the previous one
+(`mlpmixer.fileio.atomic_path`), so a crash at any moment leaves the previous complete
+checkpoint in place. It contains only tensors and plain Python values and is read with
+``torch.load(weights_only=True)``: nothing is unpickled as code.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+from ..fileio import atomic_path
+
+FORMAT = "mlpmixer-train-state"
+VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """All generator states as tensors and plain values (safe for ``weights_only`` loading)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    version, internal, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, cached],
+        "python": [version, list(internal), gauss],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return run_dir / CHECKPOINT_DIR / LAST
+
+
+def save_train_state(run_dir: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically to ``run_dir/checkpoints/last.pt`` (previous one kept until done)."""
+    target = checkpoint_path(run_dir)
+    with atomic_path(target) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    return target
+
+
+def load_train_state(run_dir: Path) -> dict[str, Any]:
+    """Read ``run_dir/checkpoints/last.pt`` without unpickling code; `CheckpointError` if absent."""
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{run_dir}: no training checkpoint at {path}; the run stopped before its first "
+            "checkpoint (start it again) or this is not a run directory"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or foreign files
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({err})") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an mlpmixer training checkpoint")
+    if state.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: training checkpoint version {state.get('version')!r} is not supported "
+            f"(this mlpmixer writes {VERSION})"
+        )
+    return state

@@ -1,0 +1,122 @@
+"""Configs: strict typed loading, errors that name the key, overrides, shipped files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlpmixer.errors import ConfigError
+from mlpmixer.train import TrainConfig, assemble_config, finetune_config, load_config, preset
+from mlpmixer.train.config import parse_assignment
+from mlpmixer.train.presets import PRESETS
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_defaults_round_trip_through_yaml(tmp_path):
+    config = TrainConfig()
+    path = tmp_path / "c.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"optim": {"lrr": 1}}, "optim.lrr"),
+        ({"optimizer": {}}, "optimizer"),
+        ({"optim": {"lr": "fast"}}, r"optim\.lr must be float"),
+        ({"optim": {"lr": -1.0}}, r"optim\.lr must be > 0"),
+        ({"optim": {"name": "lamb"}}, r"optim\.name must be 'adamw' \| 'adam' \| 'sgd'"),
+        ({"train": {"epochs": 2.5}}, r"train\.epochs must be int"),
+        ({"train": {"compile": "yes"}}, r"train\.compile must be bool"),
+        ({"train": {"batch_size": 10, "grad_accum": 3}}, "divisible"),
+        ({"optim": {"betas": [0.9]}}, r"optim\.betas must be \[float, float\]"),
+        ({"augment": {"randaugment_m": 40}}, r"augment\.randaugment_m"),
+        ({"schedule": {"warmup_steps": 5, "warmup_epochs": 1}}, "only one|give one"),
+        ({"model": {"overrides": {"hidden": 3}}}, r"model\.overrides\.hidden"),
+        ({"model": {"overrides": {"img_size": 32}}}, r"set model\.img_size instead"),
+        ({"model": {"name": "mixer_zz"}}, "unknown model 'mixer_zz'"),
+        ({"train": {"precision": "fp16", "device": "cpu"}}, "fp16 needs a GPU"),
+        ({"data": "digits"}, "data must be a mapping"),
+    ],
+)
+def test_bad_values_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict(data)
+
+
+def test_overrides_parse_values_as_yaml():
+    config = TrainConfig().override(
+        ["optim.lr=1e-3", "optim.betas=[0.8, 0.99]", "train.steps=10_000", "model.overrides.drop_rate=0.1",
+         "run.out=null", "train.compile=true", "model.img_size=[16, 32]"]
+    )  # fmt: skip
+    assert config.optim.lr == 1e-3 and config.optim.betas == (0.8, 0.99)
+    assert config.train.steps == 10000 and config.model.overrides == {"drop_rate": 0.1}
+    assert config.train.compile is True and config.model.img_size == (16, 32)
+    assert parse_assignment("data.dataset=hf:cifar10") == ("data.dataset", "hf:cifar10")
+    for bad, message in [("optim.lr", "section.key=value"), ("lr=1", "needs a section"),
+                         ("nope.lr=1", "'nope' is not a config section"),
+                         ("optim.lr.x=1", "'optim.lr' is not a config section")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig().override([bad])
+
+
+def test_cli_assembly_order_file_then_flags_then_set():
+    config = assemble_config(None, "cifar10", ["optim.lr=0.5"], epochs=3, lr=0.1, out="runs/x")
+    assert config.data.dataset == "cifar10" and config.model.name == "mixer_s4_32"
+    assert config.train.epochs == 3 and config.optim.lr == 0.5 and config.run.out == "runs/x"
+    assert assemble_config().data.dataset == "digits"
+    generic = assemble_config(None, "/some/folder")
+    assert generic.model.name == "auto" and generic.data.dataset == "/some/folder"
+
+
+def test_finetune_recipe_is_the_papers():
+    config = finetune_config("ckpt", "cifar10", 448)
+    o, s = config.optim, config.schedule
+    assert (o.name, o.momentum, o.weight_decay, o.clip_grad_norm) == ("sgd", 0.9, 0.0, 1.0)
+    assert s.name == "cosine" and s.warmup_steps > 0 and config.train.batch_size == 512
+    assert config.model.pretrained == "ckpt" and config.model.img_size == 448
+
+
+def _shipped():
+    return sorted(CONFIGS.glob("*.yaml"))
+
+
+def test_configs_are_shipped():
+    names = {p.stem for p in _shipped()}
+    expected = {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet1k_b16",
+                "finetune_cifar10_224", "finetune_cifar10_448"}  # fmt: skip
+    assert expected <= names
+
+
+@pytest.mark.parametrize("path", _shipped(), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    config = load_config(path)
+    assert yaml.safe_load(path.read_text())  # not empty
+    key = path.stem.replace("_", "-")
+    if key in PRESETS:  # the YAML file and the built-in preset are the same recipe
+        assert config == preset(key)
+
+
+def test_paper_numbers_in_the_imagenet_config():
+    c = load_config(CONFIGS / "imagenet1k_b16.yaml")
+    assert c.model.name == "mixer_b16_224" and c.model.overrides["drop_path_rate"] == 0.1
+    assert (c.optim.name, c.optim.lr, c.optim.weight_decay, c.optim.betas) == (
+        "adamw",
+        1e-3,
+        0.1,
+        (0.9, 0.999),
+    )
+    assert (
+        c.optim.clip_grad_norm == 1.0
+        and c.schedule.warmup_steps == 10_000
+        and c.schedule.name == "linear"
+    )
+    assert (c.train.batch_size, c.train.epochs) == (4096, 300)
+    assert (c.augment.randaugment_n, c.augment.randaugment_m, c.augment.mixup_alpha) == (2, 15, 0.5)
+    high = load_config(CONFIGS / "finetune_cifar10_448.yaml")
+    assert high.model.img_size == 448 and high.optim.name == "sgd" and high.train.batch_size == 512
