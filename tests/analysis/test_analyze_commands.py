@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mixer_testing import randomised
-from mlpmixer import create_model
+from mlpmixer import create_model, save_model
 from mlpmixer.analysis.token_mixing import token_mixing_units
 from mlpmixer.cli import cli
 
@@ -29,8 +29,11 @@ def _png_ok(path):
         assert path.stat().st_size < 300_000
 
 
-def test_tokens_command(checkpoint, tmp_path):
+@pytest.mark.parametrize("fmt", ["native", "official"])
+def test_tokens_command(checkpoint, tmp_path, fmt):
     path, model = checkpoint
+    if fmt == "official":
+        path = save_model(model, tmp_path / "tiny.npz")  # Google's layout: weights only
     args = ["analyze", "tokens", "--checkpoint", str(path), "--blocks", "1,3", "--units", "8"]
     result = CliRunner().invoke(cli, [*args, "--out-dir", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output

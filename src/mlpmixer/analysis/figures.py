@@ -127,9 +127,9 @@ def order_study_figure(
                     ha="center", va="bottom", fontsize=7)  # fmt: skip
     ax.set_xticks(range(len(variants)), list(variants), fontsize=9)
     low = min(100 * a for per in accuracy.values() for a in per.values())
-    ax.set_ylim(max(0.0, low - 15), 103)
+    ax.set_ylim(max(0.0, low - 15), 109)
     ax.set_ylabel("test top-1 (%)", fontsize=9)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", ncols=len(names), frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

@@ -66,7 +66,11 @@ def token_mixing_run(
 
 
 def _title(checkpoint: Any) -> str:
-    return "" if isinstance(checkpoint, MlpMixer) else Path(str(checkpoint)).name
+    """A short name for figures: the file name, or RUN/model for a training run's model dir."""
+    if isinstance(checkpoint, MlpMixer):
+        return ""
+    path = Path(str(checkpoint).rstrip("/"))
+    return f"{path.parent.name}/{path.name}" if path.name == "model" else path.name
 
 
 def cka_images(
