@@ -68,7 +68,15 @@ class PatchEmbed(nn.Module):
 
 
 class ChannelMixingMlp(nn.Module):
-    """Dense -> GELU -> Dense over the last axis (C -> D_C -> C), shared by all tokens."""
+    """Dense -> GELU -> Dense over the last axis (C -> D_C -> C), shared by all tokens.
+
+    Inference runs over pieces of ``rows_per_piece`` tokens: the (rows, D_C) hidden
+    activation (4x the input) then stays small enough to be reused from cache and from the
+    allocator, instead of landing on fresh memory pages in every block (faster on CPU, and
+    less peak memory). Training keeps one product per layer, which backward needs anyway.
+    """
+
+    rows_per_piece = 1024
 
     def __init__(self, dim: int, hidden: int, gelu: str, drop: float) -> None:
         super().__init__()
@@ -78,7 +86,10 @@ class ChannelMixingMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        if self.training or torch.is_grad_enabled():
+            return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        rows = x.reshape(-1, x.shape[-1]).split(self.rows_per_piece)
+        return torch.cat([self.fc2(self.act(self.fc1(part))) for part in rows]).view(x.shape)
 
 
 class TokenMixingMlp(ChannelMixingMlp):
@@ -89,9 +100,13 @@ class TokenMixingMlp(ChannelMixingMlp):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.matmul(self.fc1.weight, x) + self.fc1.bias[:, None]  # (B, D_S, C)
-        h = self.drop(self.act(h))
-        return self.drop(torch.matmul(self.fc2.weight, h) + self.fc2.bias[:, None])  # (B, S, C)
+        # One batched product per layer, the weight broadcast over the batch (expand: no
+        # copy) and the bias added inside it; torch.matmul would transpose x instead.
+        b = x.shape[0]
+        h = torch.baddbmm(self.fc1.bias[:, None], self.fc1.weight.expand(b, -1, -1), x)
+        h = self.drop(self.act(h))  # (B, D_S, C)
+        w2 = self.fc2.weight.expand(b, -1, -1)
+        return self.drop(torch.baddbmm(self.fc2.bias[:, None], w2, h))  # (B, S, C)
 
 
 class MixerBlock(nn.Module):
@@ -111,8 +126,10 @@ class MixerBlock(nn.Module):
         return drop_path(branch, self.drop_path_rate, self.training, self.drop_path_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self._residual(self.token_mixing(self.token_norm(x)))
-        return x + self._residual(self.channel_mixing(self.channel_norm(x)))
+        # Residuals are added in place into the branch output, a fresh tensor that backward
+        # does not need: one (B, S, C) allocation less per branch.
+        x = self._residual(self.token_mixing(self.token_norm(x))).add_(x)
+        return self._residual(self.channel_mixing(self.channel_norm(x))).add_(x)
 
 
 class MlpMixer(

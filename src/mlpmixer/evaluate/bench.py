@@ -1,0 +1,440 @@
+"""Throughput, MFU, latency and memory of a Mixer, optionally side by side with a plain one.
+
+``benchmark(model_or_name, BenchOptions(...))`` returns a JSON-ready dict; ``mlpmixer bench``
+prints it. What is measured, per implementation (``mlpmixer``: this library's `MlpMixer`;
+``plain``: `mlpmixer.models.plain.PlainMixer` with the same weights; ``timm``: timm's Mixer
+when timm is importable):
+
+- inference: one forward pass of a batch (``torch.no_grad``); weights and inputs cast to the
+  dtype (``--infer-autocast`` keeps fp32 weights under ``torch.autocast`` instead);
+- training: forward, cross-entropy, backward and an AdamW step, fp32 weights, autocast for
+  bf16/fp16 (plus a gradient scaler for fp16) — the usual mixed-precision step;
+- images/s (batch ÷ median step time), per CPU thread or per GPU; TFLOP/s from the
+  analytic FLOPs (`mlpmixer.models.flops_per_image`, a training step counted as 3× the
+  forward pass); MFU against a dense matmul of the same dtype measured on the same device
+  in the same run (`mlpmixer.evaluate.peak`); batch-1 latency percentiles; peak memory
+  (CUDA allocator peak, CPU resident-set peak) and, for training, the activation memory
+  autograd saves per image.
+
+Implementations are timed in interleaved rounds so that load changes on a shared machine
+hit them alike; the JSON keeps the spread of the step times and the load average.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import platform
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, RunError
+from ..models import MlpMixer, flops_per_image, param_count
+from ..models.plain import PlainMixer
+from .peak import DTYPES, measure_matmul_peak
+from .timing import PeakMemory, SavedActivations, summarize_ms, synchronize, time_calls
+
+MODES = ("infer", "train", "both")
+IMPLEMENTATIONS = ("mlpmixer", "plain", "timm")
+
+
+@dataclass
+class BenchOptions:
+    """What to run. Defaults: batch 32, fp32, CPU, inference and training, no compile."""
+
+    batch_size: int = 32
+    dtype: str = "fp32"  # fp32 | bf16 | fp16
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    mode: str = "both"  # infer | train | both
+    compile: bool = False
+    compile_mode: str | None = None  # torch.compile mode, e.g. "max-autotune", "reduce-overhead"
+    freeze: bool = True  # compiled inference: inductor freezing (weights folded and prepacked)
+    infer_autocast: bool = False  # inference under autocast with fp32 weights, not cast weights
+    compare: bool = False  # also run the plain implementation (and timm, if importable)
+    grad_checkpointing: bool = False
+    latency: bool = True  # batch-1 latency percentiles (inference)
+    threads: int | None = None  # CPU threads (torch.set_num_threads); None: torch's default
+    warmup: int = 2
+    repeats: int = 5
+    min_time_s: float = 3.0
+    latency_repeats: int = 30
+    peak: bool = True  # measure the matmul peak (needed for MFU)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        for name in ("batch_size", "repeats", "latency_repeats"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        if self.warmup < 0 or self.min_time_s < 0:
+            raise ConfigError("warmup and min_time_s must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads!r}")
+        device = _parse_device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r} requested but CUDA is not available")
+        if self.compile_mode == "reduce-overhead" and device.type != "cuda":
+            raise ConfigError("compile_mode 'reduce-overhead' (CUDA graphs) needs a CUDA device")
+
+
+def _parse_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {name!r}") from err
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {name!r}")
+    return device
+
+
+def resolve_model(spec: str | MlpMixer) -> tuple[MlpMixer, str]:
+    """A registered model name (fresh weights) or any checkpoint `load_model` reads."""
+    if isinstance(spec, MlpMixer):
+        return spec, "model"
+    from ..models import create_model
+
+    try:
+        return create_model(spec), spec
+    except ConfigError as name_error:
+        if not (os.path.exists(spec) or spec.count("/") == 1):
+            raise ConfigError(
+                f"{spec!r} is neither a registered model (see `mlpmixer models`) nor a checkpoint"
+            ) from name_error
+    from ..checkpoints import load_model
+
+    return load_model(spec), spec
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """What the numbers came from: CPU/GPU model, threads, library versions, load average."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(
+            gpu=props.name,
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+        )
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ---------------------------------------------------------------- implementations
+
+
+def _timm_copy(model: MlpMixer) -> tuple[nn.Module | None, str]:
+    """timm's Mixer with the same weights, or None and the reason it is not available."""
+    try:
+        import timm  # type: ignore[import-not-found]
+    except ImportError:
+        return None, "timm is not installed: timm comparison skipped"
+    from ..checkpoints.timm_format import state_to_timm, timm_architecture
+
+    cfg = model.config
+    try:
+        net = timm.create_model(
+            timm_architecture(cfg),
+            pretrained=False,
+            num_classes=cfg.num_classes,
+            img_size=cfg.img_size,
+            act_layer=lambda *a, **k: nn.GELU(approximate=cfg.gelu),
+        )
+        net.load_state_dict(state_to_timm(model.state_dict()))
+    except Exception as err:  # timm's API moves; a failed comparison must not fail the run
+        return None, f"timm comparison skipped: {type(err).__name__}: {err}"
+    return net, "timm " + timm.__version__
+
+
+def implementations(model: MlpMixer, compare: bool) -> tuple[dict[str, nn.Module], list[str]]:
+    """Name -> module: the model itself, and with ``compare`` its plain (and timm) twins."""
+    impls: dict[str, nn.Module] = {"mlpmixer": model}
+    notes: list[str] = []
+    if compare:
+        impls["plain"] = PlainMixer.from_model(model)
+        timm_model, note = _timm_copy(model)
+        notes.append(note)
+        if timm_model is not None:
+            impls["timm"] = timm_model
+    return impls, notes
+
+
+# ---------------------------------------------------------------- steps
+
+
+def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[dtype])
+
+
+def _compiled(module: nn.Module, options: BenchOptions) -> nn.Module:
+    if not options.compile:
+        return module
+    return torch.compile(module, mode=options.compile_mode, dynamic=False)  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _compile_context(options: BenchOptions, device: torch.device, inference: bool) -> Iterator:
+    """Inductor freezing for compiled CPU/GPU inference: weights become constants, prepacked."""
+    if options.compile and inference and options.freeze:
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):
+            yield
+    else:
+        yield
+
+
+def _images(cfg: Any, batch: int, device: torch.device, dtype: torch.dtype, seed: int):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    images = torch.randn(batch, cfg.in_chans, *cfg.img_size, generator=g)
+    return images.to(device=device, dtype=dtype)
+
+
+def inference_step(
+    module: nn.Module, cfg: Any, options: BenchOptions, batch: int
+) -> Callable[[], Any]:
+    """A closure running one forward pass of ``batch`` random images, no autograd."""
+    device = _parse_device(options.device)
+    cast = options.dtype != "fp32" and not options.infer_autocast
+    dtype = DTYPES[options.dtype] if cast else torch.float32
+    module = module.to(device=device, dtype=dtype).eval()
+    forward = _compiled(module, options)
+    images = _images(cfg, batch, device, dtype, options.seed)
+    precision = _autocast(device, options.dtype) if options.infer_autocast else None
+
+    def step() -> Any:
+        with torch.no_grad(), precision or contextlib.nullcontext():
+            return forward(images)
+
+    return step
+
+
+def _optimizer(module: nn.Module) -> torch.optim.Optimizer:
+    decay = [p for p in module.parameters() if p.ndim > 1]
+    no_decay = [p for p in module.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=1e-4)
+
+
+def training_step(
+    module: nn.Module, cfg: Any, options: BenchOptions, saved: list[SavedActivations] | None = None
+) -> Callable[[], Any]:
+    """A closure running forward, loss, backward and an AdamW step on random data.
+
+    With ``saved`` (a list), each call appends the `SavedActivations` of its forward pass.
+    """
+    device = _parse_device(options.device)
+    module = module.to(device=device, dtype=torch.float32).train()
+    if options.grad_checkpointing and hasattr(module, "set_grad_checkpointing"):
+        module.set_grad_checkpointing(True)
+    forward = _compiled(module, options)
+    optimizer = _optimizer(module)
+    scaler = torch.amp.GradScaler(device.type) if options.dtype == "fp16" else None
+    images = _images(cfg, options.batch_size, device, torch.float32, options.seed)
+    g = torch.Generator(device="cpu").manual_seed(options.seed + 1)
+    labels = torch.randint(0, max(cfg.num_classes, 1), (options.batch_size,), generator=g)
+    labels = labels.to(device)
+    params = list(module.parameters())
+
+    def step() -> Any:
+        record = SavedActivations(params) if saved is not None else contextlib.nullcontext()
+        with _autocast(device, options.dtype), record:
+            out = forward(images).float()
+            loss = F.cross_entropy(out, labels) if cfg.num_classes else out.square().mean()
+        if saved is not None:
+            saved.append(record)  # type: ignore[arg-type]
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    return step
+
+
+# ---------------------------------------------------------------- measurement
+
+
+def _row(
+    impl: str,
+    mode: str,
+    times_s: list[float],
+    batch: int,
+    flops_per_step: float,
+    peak_tflops: float | None,
+    device: torch.device,
+) -> dict[str, Any]:
+    step_ms = summarize_ms(times_s)
+    images_per_s = batch / (step_ms["median"] / 1e3)
+    tflops = flops_per_step / (step_ms["median"] / 1e3) / 1e12
+    per_unit = "images_per_s_per_core" if device.type == "cpu" else "images_per_s_per_gpu"
+    units = torch.get_num_threads() if device.type == "cpu" else 1  # one thread per core
+    return {
+        "impl": impl,
+        "mode": mode,
+        "batch_size": batch,
+        "step_ms": step_ms,
+        "images_per_s": images_per_s,
+        per_unit: images_per_s / units,
+        "tflops": tflops,
+        "mfu": tflops / peak_tflops if peak_tflops else None,
+    }
+
+
+def _measure_memory(step: Callable[[], Any], device: torch.device) -> dict[str, Any]:
+    with PeakMemory(device) as memory:
+        step()
+    return {"peak_memory_mb": memory.peak / 2**20, "memory_source": memory.source}
+
+
+def _run_mode(
+    mode: str,
+    impls: dict[str, nn.Module],
+    cfg: Any,
+    options: BenchOptions,
+    peak_tflops: float | None,
+) -> list[dict[str, Any]]:
+    device = _parse_device(options.device)
+    inference = mode == "infer"
+    forward_flops = flops_per_image(cfg) * options.batch_size
+    flops = forward_flops if inference else 3 * forward_flops
+    saved: dict[str, list[SavedActivations]] = {name: [] for name in impls}
+    with _compile_context(options, device, inference):
+        if inference:
+            steps = {
+                n: inference_step(m, cfg, options, options.batch_size) for n, m in impls.items()
+            }
+        else:
+            # saved-tensor hooks and compiled graphs do not mix: no activation count there
+            steps = {
+                n: training_step(m, cfg, options, None if options.compile else saved[n])
+                for n, m in impls.items()
+            }
+        times = time_calls(steps, device, options.warmup, options.repeats, options.min_time_s)
+        rows = []
+        for name, step in steps.items():
+            row = _row(name, mode, times[name], options.batch_size, flops, peak_tflops, device)
+            row.update(_measure_memory(step, device))
+            if saved[name]:
+                row["saved_activations_mb_per_image"] = (
+                    saved[name][-1].bytes / 2**20 / options.batch_size
+                )
+            row["peak_memory_mb_per_image"] = row["peak_memory_mb"] / options.batch_size
+            rows.append(row)
+        if inference and options.latency:
+            _add_latency(rows, impls, cfg, options, device)
+    return rows
+
+
+def _add_latency(
+    rows: list[dict[str, Any]],
+    impls: dict[str, nn.Module],
+    cfg: Any,
+    options: BenchOptions,
+    device: torch.device,
+) -> None:
+    """Batch-1 latency percentiles (ms) of each implementation, interleaved like the rest."""
+    steps = {name: inference_step(m, cfg, options, 1) for name, m in impls.items()}
+    times = time_calls(
+        steps, device, warmup=max(options.warmup, 3), repeats=options.latency_repeats,
+        min_time_s=min(options.min_time_s, 1.0),
+    )  # fmt: skip
+    for row in rows:
+        summary = summarize_ms(times[row["impl"]])
+        row["latency_ms_batch1"] = {k: summary[k] for k in ("p50", "p90", "p99", "min", "n")}
+
+
+def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """images/s of mlpmixer ÷ images/s of each other implementation, per mode."""
+    ratios: dict[str, dict[str, float]] = {}
+    for mode in ("infer", "train"):
+        ours = [r for r in rows if r["mode"] == mode and r["impl"] == "mlpmixer"]
+        for other in (r for r in rows if r["mode"] == mode and r["impl"] != "mlpmixer"):
+            speedup = ours[0]["images_per_s"] / other["images_per_s"]
+            ratios.setdefault(mode, {})[f"mlpmixer_vs_{other['impl']}"] = speedup
+    return ratios
+
+
+def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dict[str, Any]:
+    """Run the benchmark described by ``options`` on ``model`` (name, checkpoint or module)."""
+    options = options or BenchOptions()
+    options.validate()
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
+    device = _parse_device(options.device)
+    net, label = resolve_model(model)
+    cfg = net.config
+    torch.manual_seed(options.seed)
+    result: dict[str, Any] = {
+        "model": label,
+        "config": {
+            "img_size": list(cfg.img_size),
+            "patch_size": list(cfg.patch_size),
+            "hidden_dim": cfg.hidden_dim,
+            "num_blocks": cfg.num_blocks,
+            "num_tokens": cfg.num_tokens,
+            "num_classes": cfg.num_classes,
+            "params": param_count(cfg),
+        },
+        "gflops_per_image": flops_per_image(cfg) / 1e9,
+        "train_gflops_per_image": 3 * flops_per_image(cfg) / 1e9,
+        "options": asdict(options),
+        "machine": machine_info(device),
+    }
+    try:
+        peak = measure_matmul_peak(device, options.dtype) if options.peak else None
+        result["matmul_peak"] = peak.to_dict() if peak else None
+        impls, notes = implementations(net, options.compare)
+        result["implementations"] = list(impls)
+        result["notes"] = notes
+        modes = ("infer", "train") if options.mode == "both" else (options.mode,)
+        rows: list[dict[str, Any]] = []
+        for mode in modes:
+            copies = {name: copy.deepcopy(module) for name, module in impls.items()}
+            rows += _run_mode(mode, copies, cfg, options, peak.tflops if peak else None)
+            del copies
+    except torch.OutOfMemoryError as err:
+        raise RunError(f"out of memory at batch {options.batch_size}: {err}") from err
+    result["results"] = rows
+    result["ratios"] = _ratios(rows)
+    if hasattr(os, "getloadavg"):
+        result["machine"]["load_average_1m_end"] = round(os.getloadavg()[0], 2)
+    synchronize(device)
+    return result

@@ -1,0 +1,73 @@
+"""The dense-matmul peak of a device, measured: the denominator of model FLOPs utilisation.
+
+MFU = achieved model FLOP/s ÷ the FLOP/s of the best large square matmul of the same dtype on
+the same device, in the same process. A vendor's datasheet peak is unreachable in practice
+(clock limits, memory, the BLAS's blocking), so measuring it says how close the model gets
+to what the device *actually* delivers for its main operation; the largest of a few sizes is
+taken, which makes the MFU conservative.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .timing import synchronize
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+CPU_SIZES = (1024, 2048, 3072)
+CUDA_SIZES = (4096, 8192)
+
+
+@dataclass
+class MatmulPeak:
+    tflops: float  # best sustained TFLOP/s over the sizes tried
+    size: int  # n of the n×n @ n×n product that reached it
+    dtype: str
+    device: str
+    by_size: dict[int, float]  # TFLOP/s of each size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _matmul_tflops(n: int, dtype: torch.dtype, device: torch.device, min_time_s: float) -> float:
+    """Median TFLOP/s of ``a @ b`` (n×n each) written into a preallocated output."""
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    torch.mm(a, b, out=out)  # warm-up: kernel selection, weight packing, clocks
+    synchronize(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - start < min_time_s and len(times) < 200):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return 2 * n**3 / times[len(times) // 2] / 1e12
+
+
+def measure_matmul_peak(
+    device: str | torch.device = "cpu",
+    dtype: str = "fp32",
+    sizes: tuple[int, ...] | None = None,
+    min_time_s: float = 0.3,
+) -> MatmulPeak:
+    """Best median TFLOP/s of n×n matmuls in ``dtype`` on ``device`` over ``sizes``.
+
+    Defaults: n in (1024, 2048, 3072) on CPU, (4096, 8192) on CUDA; each size runs for at
+    least ``min_time_s`` seconds (at least 3 products) after one warm-up product.
+    """
+    device = torch.device(device)
+    torch_dtype = DTYPES[dtype]
+    if sizes is None:
+        sizes = CUDA_SIZES if device.type == "cuda" else CPU_SIZES
+    by_size = {n: _matmul_tflops(n, torch_dtype, device, min_time_s) for n in sizes}
+    best = max(by_size, key=by_size.__getitem__)
+    return MatmulPeak(by_size[best], best, dtype, str(device), by_size)
