@@ -65,6 +65,7 @@ class BenchOptions:
     min_time_s: float = 3.0
     latency_repeats: int = 30
     peak: bool = True  # measure the matmul peak (needed for MFU)
+    peak_sizes: tuple[int, ...] | None = None  # n of the n×n products; None: per-device default
     seed: int = 0
 
     def validate(self) -> None:
@@ -419,7 +420,9 @@ def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dic
         "machine": machine_info(device),
     }
     try:
-        peak = measure_matmul_peak(device, options.dtype) if options.peak else None
+        peak = (
+            measure_matmul_peak(device, options.dtype, options.peak_sizes) if options.peak else None
+        )
         result["matmul_peak"] = peak.to_dict() if peak else None
         impls, notes = implementations(net, options.compare)
         result["implementations"] = list(impls)

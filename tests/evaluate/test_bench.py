@@ -1,0 +1,167 @@
+"""`mlpmixer bench`: analytic FLOPs against torch's FLOP counter, and sane results (no timings).
+
+Throughput itself is measured in benchmarks/, never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch.utils.flop_counter import FlopCounterMode
+
+from mlpmixer import MixerConfig, MlpMixer, create_model
+from mlpmixer.cli import cli
+from mlpmixer.evaluate.bench import BenchOptions, benchmark
+from mlpmixer.evaluate.peak import measure_matmul_peak
+from mlpmixer.evaluate.timing import SavedActivations, percentile, summarize_ms
+from mlpmixer.models import flops_per_image, model_config
+from mlpmixer.models.plain import PlainMixer
+
+CONFIGS = [
+    MixerConfig(img_size=(8, 8), patch_size=(2, 2), in_chans=1, num_classes=10, hidden_dim=16,
+                num_blocks=2, tokens_mlp_dim=8, channels_mlp_dim=32),
+    MixerConfig(img_size=(12, 20), patch_size=(4, 2), in_chans=3, num_classes=0, hidden_dim=24,
+                num_blocks=3, tokens_mlp_dim=10, channels_mlp_dim=40),
+]  # fmt: skip
+FAST = {"warmup": 1, "repeats": 2, "min_time_s": 0.0, "latency_repeats": 2, "peak_sizes": (128,)}
+
+
+def _counted_flops(module: torch.nn.Module, images: torch.Tensor, backward: bool = False) -> int:
+    with FlopCounterMode(display=False) as counter:
+        out = module(images)
+        if backward:
+            out.square().mean().backward()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["gray-8x8", "non-square-headless"])
+def test_analytic_flops_equal_flop_counter(config):
+    model = MlpMixer(config).eval()
+    images = torch.randn(3, config.in_chans, *config.img_size)
+    with torch.no_grad():
+        assert _counted_flops(model, images) == 3 * flops_per_image(config)
+        assert _counted_flops(PlainMixer.from_model(model), images) == 3 * flops_per_image(config)
+
+
+def test_training_step_is_three_forward_passes():
+    """Backward costs two products per forward product, except the stem's input gradient."""
+    config = CONFIGS[0]
+    model = MlpMixer(config).train()
+    images = torch.randn(4, 1, 8, 8)
+    counted = _counted_flops(model, images, backward=True)
+    forward = 4 * flops_per_image(config)
+    stem_input_grad = 4 * config.num_tokens * config.hidden_dim * 4 * 2  # not computed
+    assert counted == 3 * forward - stem_input_grad
+    assert abs(counted / (3 * forward) - 1) < 0.05
+
+
+def test_matmul_peak_is_measured_per_size():
+    peak = measure_matmul_peak("cpu", "fp32", sizes=(32, 64), min_time_s=0.0)
+    assert set(peak.by_size) == {32, 64} and peak.tflops == max(peak.by_size.values()) > 0
+    assert peak.size in (32, 64) and peak.dtype == "fp32"
+
+
+def test_summaries_and_percentiles():
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert percentile([1.0, 2.0], 90) == pytest.approx(1.9)
+    s = summarize_ms([0.001, 0.002, 0.003])
+    assert s["median"] == pytest.approx(2.0) and s["min"] == pytest.approx(1.0)
+    assert s["spread"] == pytest.approx((2.8 - 1.2) / 2.0)
+
+
+def test_saved_activations_shrink_with_checkpointing():
+    model = create_model("mixer_t2_8").train()
+    images = torch.randn(8, 1, 8, 8)
+    sizes = []
+    for enable in (False, True):
+        model.set_grad_checkpointing(enable)
+        with SavedActivations(model.parameters()) as saved:
+            out = model(images)
+        out.sum().backward()
+        sizes.append(saved.bytes)
+    assert 0 < sizes[1] < sizes[0] / 2
+
+
+def test_benchmark_tiny_model_compare():
+    result = benchmark("mixer_t2_8", BenchOptions(batch_size=4, compare=True, **FAST))
+    json.dumps(result)  # JSON-ready
+    assert result["implementations"] == ["mlpmixer", "plain"]
+    assert result["gflops_per_image"] == pytest.approx(
+        flops_per_image(model_config("mixer_t2_8")) / 1e9
+    )
+    rows = {(r["impl"], r["mode"]): r for r in result["results"]}
+    assert set(rows) == {(i, m) for i in ("mlpmixer", "plain") for m in ("infer", "train")}
+    peak = result["matmul_peak"]["tflops"]
+    for (_, mode), row in rows.items():
+        ms = row["step_ms"]
+        assert ms["n"] >= 2 and 0 < ms["min"] <= ms["median"] <= ms["p90"]
+        assert row["images_per_s"] == pytest.approx(4 / (ms["median"] / 1e3))
+        flops = (1 if mode == "infer" else 3) * 4 * result["gflops_per_image"] * 1e9
+        assert row["tflops"] == pytest.approx(flops / (ms["median"] / 1e3) / 1e12)
+        assert row["mfu"] == pytest.approx(row["tflops"] / peak)
+        assert row["images_per_s_per_core"] == pytest.approx(
+            row["images_per_s"] / result["machine"]["torch_threads"]
+        )
+        assert row["peak_memory_mb"] >= 0
+        if mode == "infer":
+            assert row["latency_ms_batch1"]["p50"] > 0
+        else:
+            assert row["saved_activations_mb_per_image"] > 0
+    ratio = rows["mlpmixer", "infer"]["images_per_s"] / rows["plain", "infer"]["images_per_s"]
+    assert result["ratios"]["infer"]["mlpmixer_vs_plain"] == pytest.approx(ratio)
+    assert any("timm" in note for note in result["notes"])  # timm is absent here: said so
+
+
+def test_benchmark_bf16_training_with_checkpointing():
+    options = BenchOptions(batch_size=4, dtype="bf16", mode="train", peak=False, **FAST)
+    plain = benchmark("mixer_t2_8", options)["results"][0]
+    options.grad_checkpointing = True
+    checkpointed = benchmark("mixer_t2_8", options)["results"][0]
+    assert plain["mfu"] is None  # no peak measured, no MFU
+    assert checkpointed["saved_activations_mb_per_image"] < plain["saved_activations_mb_per_image"]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"dtype": "fp64"}, "dtype"),
+        ({"mode": "fast"}, "mode"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"device": "tpu"}, "device"),
+        ({"compile_mode": "reduce-overhead"}, "CUDA"),
+    ],
+)
+def test_bad_options_are_config_errors(options, message):
+    from mlpmixer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        benchmark("mixer_t2_8", BenchOptions(**options))
+
+
+def test_cli_json_out_and_checkpoint(tmp_path):
+    checkpoint = tmp_path / "tiny"
+    create_model("mixer_t2_8").save(checkpoint)
+    out = tmp_path / "bench.json"
+    args = ["bench", "--checkpoint", str(checkpoint), "--batch-size", "2", "--mode", "infer",
+            "--warmup", "1", "--repeats", "2", "--min-time", "0", "--no-latency", "--no-peak",
+            "--json", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert json.loads(out.read_text()) == printed
+    assert printed["results"][0]["mode"] == "infer" and printed["model"] == str(checkpoint)
+
+
+def test_cli_table_and_errors():
+    runner = CliRunner()
+    args = ["bench", "--model", "mixer_t2_8", "--batch-size", "2", "--mode", "infer",
+            "--warmup", "1", "--repeats", "2", "--min-time", "0", "--compare", "--no-peak"]  # fmt: skip
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "MFU" in result.output and "mlpmixer / plain" in result.output
+    assert runner.invoke(cli, ["bench", "--model", "no_such_model"]).exit_code == 2
+    both = ["bench", "--model", "mixer_t2_8", "--checkpoint", "x"]
+    assert runner.invoke(cli, both).exit_code == 2
