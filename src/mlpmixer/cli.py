@@ -353,6 +353,7 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     """
     from .analysis.runs import write_json
     from .evaluate import evaluate_checkpoint, save_confusion_png
+    from .evaluate.eval import checkpoint_label
 
     result, _ = evaluate_checkpoint(
         checkpoint, dataset, split, batch_size, device=device, mean=_floats(mean),
@@ -361,7 +362,7 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     out = Path(out_dir)
     data = {"checkpoint": checkpoint, "dataset": dataset, "split": split, **result.to_dict()}
     data["png"] = str(out / "confusion.png")
-    title = f"{Path(checkpoint).name} on {dataset} ({split}): top-1 {100 * result.top1:.2f}%"
+    title = f"{checkpoint_label(checkpoint)} on {dataset} ({split}): top-1 {100 * result.top1:.2f}%"
     save_confusion_png(out / "confusion.png", result.confusion, result.class_names, title)
     write_json(out / "eval.json", data)
     if as_json:

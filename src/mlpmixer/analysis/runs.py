@@ -19,7 +19,7 @@ import torch
 from ..checkpoints import load_model
 from ..data import build_dataset
 from ..errors import ConfigError, DataError
-from ..evaluate.eval import normalizer
+from ..evaluate.eval import checkpoint_label, normalizer
 from ..evaluate.features import dataset_tensors
 from ..evaluate.predict import collect_images, prepare_image
 from ..fileio import atomic_write_text
@@ -67,10 +67,7 @@ def token_mixing_run(
 
 def _title(checkpoint: Any) -> str:
     """A short name for figures: the file name, or RUN/model for a training run's model dir."""
-    if isinstance(checkpoint, MlpMixer):
-        return ""
-    path = Path(str(checkpoint).rstrip("/"))
-    return f"{path.parent.name}/{path.name}" if path.name == "model" else path.name
+    return "" if isinstance(checkpoint, MlpMixer) else checkpoint_label(checkpoint)
 
 
 def cka_images(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -93,6 +94,12 @@ def evaluate(
         per_class_count=counts.tolist(),
         confusion=confusion.tolist(),
     )
+
+
+def checkpoint_label(checkpoint: str | os.PathLike[str]) -> str:
+    """A short name for titles: the file name, or RUN/model for a training run's model dir."""
+    path = Path(str(checkpoint).rstrip("/"))
+    return f"{path.parent.name}/{path.name}" if path.name == "model" else path.name
 
 
 def normalizer(
