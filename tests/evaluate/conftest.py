@@ -64,7 +64,9 @@ def single_thread():
     return one_thread
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_per_test():
+@pytest.fixture
+def one_thread_per_test():
+    """Used by this group's eval/predict/fewshot test modules (not autouse: the benchmark
+    tests in this folder choose their own thread counts)."""
     with one_thread():
         yield

@@ -12,6 +12,8 @@ from PIL import Image
 
 from mlpmixer.cli import cli
 
+pytestmark = pytest.mark.usefixtures("one_thread_per_test")
+
 
 def _run(args):
     result = CliRunner().invoke(cli, args)

@@ -12,6 +12,8 @@ from mlpmixer import ConfigError, save_model
 from mlpmixer.evaluate.confusion import save_confusion_png
 from mlpmixer.evaluate.eval import evaluate, evaluate_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread_per_test")
+
 
 class FixedLogits(torch.nn.Module):
     """A 'model' whose logits for image i are row i of a table (the image holds i)."""
@@ -68,6 +70,15 @@ def test_checkpoint_top1_equals_a_direct_computation(
     assert result.class_names == list(info.class_names)
     assert sum(map(sum, result.confusion)) == len(labels)
     assert loaded.config.num_classes == 10
+
+
+def test_other_class_names_are_a_warning(digits_checkpoint):
+    _, model = digits_checkpoint
+    renamed = type(model)(model.config.replace(class_names=[f"digit {i}" for i in range(10)]))
+    renamed.load_state_dict(model.state_dict())
+    with pytest.warns(UserWarning, match=r"class names \(digit 0, digit 1"):
+        result, _ = evaluate_checkpoint(renamed, "digits")
+    assert result.class_names[0] == "0"  # the data set's names label the confusion matrix
 
 
 def test_class_count_mismatch_is_refused(digits_checkpoint):

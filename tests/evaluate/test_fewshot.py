@@ -18,6 +18,8 @@ from mlpmixer.evaluate.fewshot import (
     sample_split,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread_per_test")
+
 
 @pytest.mark.parametrize(("n", "d"), [(12, 30), (40, 5)])  # dual and primal branches
 def test_ridge_fit_matches_scikit_learn(n, d):

@@ -10,6 +10,8 @@ from PIL import Image
 from mlpmixer import ConfigError
 from mlpmixer.evaluate.predict import collect_images, predict_files, prepare_image
 
+pytestmark = pytest.mark.usefixtures("one_thread_per_test")
+
 
 def _digit_array(digits_test, index: int) -> np.ndarray:
     images, _, _ = digits_test

@@ -9,6 +9,7 @@ channels, crop, interpolation, mean and std), or the values given instead.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,6 +97,11 @@ def evaluate(
     )
 
 
+def _preview(names: Sequence[str]) -> str:
+    shown = ", ".join(list(names)[:4])
+    return f"({shown}{', ...' if len(names) > 4 else ''})"
+
+
 def checkpoint_label(checkpoint: str | os.PathLike[str]) -> str:
     """A short name for titles: the file name, or RUN/model for a training run's model dir."""
     path = Path(str(checkpoint).rstrip("/"))
@@ -155,6 +161,13 @@ def evaluate_checkpoint(
         raise ConfigError(
             f"the model has {model.config.num_classes} classes but {info.name} has "
             f"{info.num_classes}; evaluate on a data set with the model's classes"
+        )
+    names = model.config.class_names
+    if names is not None and tuple(names) != tuple(info.class_names):
+        warnings.warn(
+            f"the model's class names {_preview(names)} differ from {info.name}'s "
+            f"{_preview(info.class_names)}; labels are compared by index",
+            stacklevel=2,
         )
     loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     prep = normalizer(mean or model.config.mean, std or model.config.std)
