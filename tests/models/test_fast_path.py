@@ -111,3 +111,20 @@ def test_stochastic_depth_and_dropout_still_train(models):
     out = model(_images(4))
     out.square().mean().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_bf16_autocast_training_matches_plain(models):
+    fast, _ = models
+    fast = MlpMixer.from_state_dict(fast.state_dict(), CONFIG).train()
+    plain = PlainMixer.from_model(fast).train()
+    images, labels = _images(6), torch.arange(6)
+    losses, grads = [], []
+    for model in (fast, plain):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert all(p.grad.dtype == torch.float32 for p in fast.parameters())
+    assert abs(losses[0] - losses[1]) < 2e-2 * abs(losses[1])
+    assert _relative(grads[0], grads[1]) < 5e-2
