@@ -420,15 +420,10 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
     write_json(Path(out_dir) / "predictions.json", data)
     if as_json:
         print_json(data)
-    else:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        table.add_column("image", overflow="fold")
-        table.add_column("top classes (probability)")
+    else:  # one line per image: paths are never cut, and the output greps well
         for p in report.predictions:
-            table.add_row(
-                p.path, ", ".join(f"{t['class']} ({t['probability']:.3f})" for t in p.top)
-            )
-        console.print(table)
+            classes = ", ".join(f"{t['class']} ({t['probability']:.3f})" for t in p.top)
+            click.echo(f"{p.path}: {classes}")
     for failure in report.failures:
         message = failure["error"]
         if failure["path"] not in message:
