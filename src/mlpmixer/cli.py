@@ -759,13 +759,15 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
               help="Minimum timed seconds per implementation.")
 @click.option("--peak/--no-peak", default=True, show_default=True,
               help="Measure the matmul peak (needed for MFU).")
+@click.option("--gelu", type=click.Choice(["tanh", "none"]), default=None,
+              help="Override the model's GELU (a speed experiment: changes the outputs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write JSON here too.")
 def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype: str, device: str,
           mode: str, compile_model: bool, compile_mode: str | None, freeze: bool,
           infer_autocast: bool, compare: bool, grad_checkpointing: bool, latency: bool,
           threads: int | None, warmup: int, repeats: int, min_time: float, peak: bool,
-          as_json: bool, out: Path | None) -> None:  # fmt: skip
+          gelu: str | None, as_json: bool, out: Path | None) -> None:  # fmt: skip
     """Throughput, MFU, batch-1 latency and memory; --compare runs a plain Mixer alongside.
 
     MFU is against a same-dtype matmul measured on the same device in the same run.
@@ -781,6 +783,7 @@ def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype
         compile_mode=compile_mode, freeze=freeze, infer_autocast=infer_autocast,
         compare=compare, grad_checkpointing=grad_checkpointing, latency=latency,
         threads=threads, warmup=warmup, repeats=repeats, min_time_s=min_time, peak=peak,
+        gelu=gelu,
     )  # fmt: skip
     result = benchmark(model_name or checkpoint, options)
     if out is not None:

@@ -121,6 +121,8 @@ def test_benchmark_bf16_training_with_checkpointing():
     options.grad_checkpointing = True
     checkpointed = benchmark("mixer_t2_8", options)["results"][0]
     assert plain["mfu"] is None  # no peak measured, no MFU
+    options.gelu = "none"
+    assert benchmark("mixer_t2_8", options)["config"]["gelu"] == "none"
     assert checkpointed["saved_activations_mb_per_image"] < plain["saved_activations_mb_per_image"]
 
 
@@ -132,6 +134,7 @@ def test_benchmark_bf16_training_with_checkpointing():
         ({"batch_size": 0}, "batch_size"),
         ({"device": "tpu"}, "device"),
         ({"compile_mode": "reduce-overhead"}, "CUDA"),
+        ({"gelu": "relu"}, "gelu"),
     ],
 )
 def test_bad_options_are_config_errors(options, message):

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import ConfigError, RunError
 from ..models import MlpMixer, flops_per_image, param_count
+from ..models.config import GELU_VARIANTS
 from ..models.plain import PlainMixer
 from .peak import DTYPES, measure_matmul_peak
 from .timing import PeakMemory, SavedActivations, summarize_ms, synchronize, time_calls
@@ -66,6 +67,7 @@ class BenchOptions:
     latency_repeats: int = 30
     peak: bool = True  # measure the matmul peak (needed for MFU)
     peak_sizes: tuple[int, ...] | None = None  # n of the n×n products; None: per-device default
+    gelu: str | None = None  # override the model's GELU ("tanh" | "none"): changes the numbers
     seed: int = 0
 
     def validate(self) -> None:
@@ -79,6 +81,8 @@ class BenchOptions:
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
         if self.warmup < 0 or self.min_time_s < 0:
             raise ConfigError("warmup and min_time_s must be >= 0")
+        if self.gelu not in (None, *GELU_VARIANTS):
+            raise ConfigError(f"gelu must be one of {GELU_VARIANTS}, got {self.gelu!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads!r}")
         device = _parse_device(self.device)
@@ -98,22 +102,31 @@ def _parse_device(name: str) -> torch.device:
     return device
 
 
-def resolve_model(spec: str | MlpMixer) -> tuple[MlpMixer, str]:
-    """A registered model name (fresh weights) or any checkpoint `load_model` reads."""
+def resolve_model(spec: str | MlpMixer, **overrides: Any) -> tuple[MlpMixer, str]:
+    """A registered model name (fresh weights) or any checkpoint `load_model` reads.
+
+    ``overrides`` change config fields (e.g. ``gelu``), keeping the weights.
+    """
     if isinstance(spec, MlpMixer):
-        return spec, "model"
-    from ..models import create_model
+        if not overrides:
+            return spec, "model"
+        return MlpMixer.from_state_dict(
+            spec.state_dict(), spec.config.replace(**overrides)
+        ), "model"
+    from ..models import create_model, model_config
 
     try:
-        return create_model(spec), spec
+        model_config(spec)
     except ConfigError as name_error:
         if not (os.path.exists(spec) or spec.count("/") == 1):
             raise ConfigError(
                 f"{spec!r} is neither a registered model (see `mlpmixer models`) nor a checkpoint"
             ) from name_error
+    else:
+        return create_model(spec, **overrides), spec
     from ..checkpoints import load_model
 
-    return load_model(spec), spec
+    return load_model(spec, **overrides), spec
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -400,7 +413,7 @@ def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dic
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     device = _parse_device(options.device)
-    net, label = resolve_model(model)
+    net, label = resolve_model(model, **({"gelu": options.gelu} if options.gelu else {}))
     cfg = net.config
     torch.manual_seed(options.seed)
     result: dict[str, Any] = {
@@ -412,6 +425,7 @@ def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dic
             "num_blocks": cfg.num_blocks,
             "num_tokens": cfg.num_tokens,
             "num_classes": cfg.num_classes,
+            "gelu": cfg.gelu,
             "params": param_count(cfg),
         },
         "gflops_per_image": flops_per_image(cfg) / 1e9,
