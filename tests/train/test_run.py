@@ -136,3 +136,21 @@ def test_finetune_resets_the_head_and_resizes(tmp_path, tiny):
     assert model.config.mean == source.config.mean  # the checkpoint's preprocessing is kept
     saved = (out / "config.yaml").read_text()
     assert "name: sgd" in saved and "momentum: 0.9" in saved and "name: cosine" in saved
+
+
+def test_options_run_together(tmp_path, tiny):
+    """bf16 autocast, channels-last, accumulation, sigmoid loss, RandAugment + cutmix + mixup, EMA."""
+    config = tiny(
+        run={"out": str(tmp_path / "opts")},
+        train={"steps": 4, "precision": "bf16", "channels_last": True, "grad_accum": 2, "loss": "sigmoid",
+               "ema_decay": 0.5, "label_smoothing": 0.1},
+        augment={"randaugment_n": 1, "cutmix_alpha": 1.0, "mixup_alpha": 0.2, "hflip": True},
+        model={"img_size": 16},
+    )  # fmt: skip
+    result = train(config)
+    assert result.summary["steps"] == 4 and result.summary["precision"] == "bf16"
+    assert result.model.config.img_size == (16, 16)
+    head_bias = mlpmixer.load_model(tmp_path / "opts" / "model").head.bias
+    assert torch.allclose(
+        head_bias, torch.full_like(head_bias, -2.302585), atol=0.05
+    )  # starts at -log 10

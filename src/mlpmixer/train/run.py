@@ -354,6 +354,7 @@ def train(
     dist = env_dist_info()
     device = resolve_device(config.train.device, dist)
     init_process_group(dist, device)
+    threads = torch.get_num_threads()
     try:
         _configure_torch(config, device)
         trainer, model_name, info = _setup(config, run_dir, dist, device)
@@ -361,6 +362,7 @@ def train(
             trainer.load_checkpoint(checkpoint)
         return _run(trainer, model_name, info, resumed=checkpoint is not None)
     finally:
+        torch.set_num_threads(threads)  # train.threads applies to the run only
         destroy_process_group()
 
 
