@@ -94,7 +94,8 @@ def test_benchmark_tiny_model_compare():
     )
     rows = {(r["impl"], r["mode"]): r for r in result["results"]}
     assert set(rows) == {(i, m) for i in ("mlpmixer", "plain") for m in ("infer", "train")}
-    peak = result["matmul_peak"]["tflops"]
+    peak = result["matmul_peak"]["tflops"]  # the better of the runs before and after
+    assert peak >= result["matmul_peak_after"]["tflops"]
     for (_, mode), row in rows.items():
         ms = row["step_ms"]
         assert ms["n"] >= 2 and 0 < ms["min"] <= ms["median"] <= ms["p90"]
@@ -102,6 +103,7 @@ def test_benchmark_tiny_model_compare():
         flops = (1 if mode == "infer" else 3) * 4 * result["gflops_per_image"] * 1e9
         assert row["tflops"] == pytest.approx(flops / (ms["median"] / 1e3) / 1e12)
         assert row["mfu"] == pytest.approx(row["tflops"] / peak)
+        assert row["images_per_s_best"] >= row["images_per_s"] and row["mfu_best"] >= row["mfu"]
         assert row["images_per_s_per_core"] == pytest.approx(
             row["images_per_s"] / result["machine"]["torch_threads"]
         )
