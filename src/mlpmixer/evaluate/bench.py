@@ -466,12 +466,12 @@ def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dic
             del copies
     except torch.OutOfMemoryError as err:
         raise RunError(f"out of memory at batch {options.batch_size}: {err}") from err
-        if peak is not None:  # again after the models: the best of both is the peak
-            again = _peak(device, options)
-            result["matmul_peak_after"] = again.to_dict()
-            if again.tflops > peak.tflops:
-                result["matmul_peak"] = again.to_dict()
-                _rescale_mfu(rows, again.tflops)
+    if peak is not None:  # again after the models: the better of the two is the peak
+        again = _peak(device, options)
+        result["matmul_peak_after"] = again.to_dict()
+        if again.tflops > peak.tflops:
+            result["matmul_peak"] = again.to_dict()
+            _rescale_mfu(rows, again.tflops)
     result["results"] = rows
     result["ratios"] = _ratios(rows)
     if hasattr(os, "getloadavg"):
