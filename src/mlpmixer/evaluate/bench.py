@@ -414,6 +414,19 @@ def _rescale_mfu(rows: list[dict[str, Any]], peak_tflops: float) -> None:
         )
 
 
+def _load_notes(machine: dict[str, Any], device: torch.device) -> list[str]:
+    """Say so when other processes were using the CPU cores during a CPU benchmark."""
+    load = max(machine.get("load_average_1m", 0.0), machine.get("load_average_1m_end", 0.0))
+    cores = machine.get("logical_cpus") or 1
+    if device.type != "cpu" or load < 0.5:
+        return []
+    return [
+        f"the machine was busy (1-min load average up to {load:.1f} on {cores} logical CPUs): "
+        "timings include waiting for other processes; compare ratios from one run, repeat, "
+        "and consider --threads 1 or OMP_WAIT_POLICY=PASSIVE"
+    ]
+
+
 def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """images/s of mlpmixer ÷ images/s of each other implementation, per mode."""
     ratios: dict[str, dict[str, float]] = {}
@@ -472,9 +485,10 @@ def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dic
         if again.tflops > peak.tflops:
             result["matmul_peak"] = again.to_dict()
             _rescale_mfu(rows, again.tflops)
-    result["results"] = rows
-    result["ratios"] = _ratios(rows)
     if hasattr(os, "getloadavg"):
         result["machine"]["load_average_1m_end"] = round(os.getloadavg()[0], 2)
+    result["results"] = rows
+    result["ratios"] = _ratios(rows)
+    result["notes"] += _load_notes(result["machine"], device)
     synchronize(device)
     return result
