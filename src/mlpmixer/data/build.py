@@ -65,6 +65,20 @@ def _chunks(images: torch.Tensor, in_chans: int, size: int = 4096) -> Iterator[t
         yield adapt_channels(part.float() * scale, in_chans)
 
 
+def _check_label_range(name: str, split: str, labels: torch.Tensor, num_classes: int) -> None:
+    """A label outside [0, num_classes) would index past the classifier: refuse the file."""
+    if labels.numel() == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        bad = low if low < 0 else high
+        raise DataError(
+            f"{name} ({split} split): label {bad} is out of range; the data set has "
+            f"{num_classes} classes, so labels must be in 0..{num_classes - 1} "
+            "(the label file is corrupt or belongs to another data set)"
+        )
+
+
 def _from_arrays(
     name: str,
     arrays: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -76,6 +90,8 @@ def _from_arrays(
 ) -> tuple[Dataset, DatasetInfo]:
     train_images = arrays["train"][0]
     images, labels = arrays[split]
+    for part, (_, part_labels) in arrays.items():
+        _check_label_range(name, part, part_labels, len(class_names))
     in_chans = in_chans or images.shape[1]
     size = img_size or tuple(images.shape[-2:])
     mean, std = channel_stats(_chunks(train_images, in_chans))

@@ -71,6 +71,13 @@ def folder_split(
     files, labels = scan(train_dir, class_names)
     if not files:
         raise DataError(f"{train_dir}: no images with extensions {', '.join(IMAGE_EXTENSIONS)}")
+    present = set(labels)
+    empty = [name for i, name in enumerate(class_names) if i not in present]
+    if empty:  # a class without examples cannot be learned, and would skew the split
+        raise DataError(
+            f"{train_dir}: class folder(s) without images: {', '.join(empty)}; add images "
+            f"(extensions {', '.join(IMAGE_EXTENSIONS)}) or remove the folder(s)"
+        )
     held_out = held_out_dir(directory) if train_dir != directory else None
     if held_out is not None:
         test_files, test_labels = scan(held_out, class_names)

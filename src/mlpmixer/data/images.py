@@ -18,6 +18,7 @@ weights (0.299, 0.587, 0.114), as PIL does.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -88,14 +89,40 @@ def pil_to_tensor(image: Image.Image, in_chans: int | None = 3) -> torch.Tensor:
     return tensor if in_chans is None else adapt_channels(tensor, in_chans)
 
 
+def _bomb_message(path: str | os.PathLike[str], detail: object) -> str:
+    return (
+        f"cannot read image {path}: it has more pixels than PIL's decompression-bomb limit "
+        f"of {Image.MAX_IMAGE_PIXELS} ({detail}); if the file is trusted, raise "
+        "PIL.Image.MAX_IMAGE_PIXELS, otherwise remove it"
+    )
+
+
 def load_image(path: str | os.PathLike[str], in_chans: int | None = 3) -> torch.Tensor:
-    """Decode one image file -> float32 (in_chans, H, W) in [0, 1]; `DataError` if unreadable."""
+    """Decode one image file -> float32 (in_chans, H, W) in [0, 1]; `DataError` if unreadable.
+
+    Any decoding failure is a `DataError` naming the file: not an image, empty, truncated,
+    zero width or height, or larger than PIL's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``; PIL only warns between the limit and twice the limit,
+    here both are errors, so a hostile file cannot make a worker decode gigapixels).
+    """
     try:
-        with Image.open(path) as image:
-            image.load()
-            return pil_to_tensor(image, in_chans)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width <= 0 or image.height <= 0:
+                    raise DataError(f"cannot read image {path}: it has zero width or height")
+                image.load()
+                return pil_to_tensor(image, in_chans)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(_bomb_message(path, err)) from err
+    except FileNotFoundError as err:
+        raise DataError(f"cannot read image {path}: no such file") from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"cannot read image {path}: {err}") from err
+    except Exception as err:  # PIL's decoders raise assorted types on malformed files
+        raise DataError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
 
 
 def resize_image(
