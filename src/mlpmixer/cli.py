@@ -23,6 +23,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _without_worker_traceback(message: str) -> str:
+    """The original error's own line when a DataLoader worker re-raised it with its traceback.
+
+    PyTorch rebuilds an exception from a worker process as ``Caught X in DataLoader worker
+    process N.`` followed by the worker's whole traceback; the user needs only the last line
+    (``mlpmixer.errors.DataError: cannot read image PATH: ...``); ``--debug`` shows the rest.
+    """
+    if "DataLoader worker" not in message or "Traceback" not in message:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    name, sep, text = last.partition(": ")
+    return text if sep and "Error" in name else last
+
+
 class MixerGroup(click.Group):
     """A click group that turns library errors into short messages and documented exit codes."""
 
@@ -33,7 +47,8 @@ class MixerGroup(click.Group):
         except MixerError as err:
             if debug:
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            message = _without_worker_traceback(str(err))
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             ctx.exit(err.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise

@@ -45,6 +45,11 @@ class TrainBatchSampler(Sampler[list[int]]):
                 f"train.batch_size={batch_size} must be divisible by processes x "
                 f"grad_accum = {world_size} x {grad_accum}"
             )
+        if batch_size > num_examples:  # a silently smaller batch would change the recipe
+            raise ConfigError(
+                f"train.batch_size={batch_size} is larger than the training set "
+                f"({num_examples} examples); use a batch size of at most {num_examples}"
+            )
         self.num_examples = num_examples
         self.batch_size = min(batch_size, num_examples - num_examples % (world_size * grad_accum))
         if self.batch_size <= 0:
