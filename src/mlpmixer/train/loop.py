@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -109,6 +112,7 @@ class Trainer:
     sums: EpochSums = field(default_factory=EpochSums)
     last_good_step: int | None = None
     last_eval: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False  # set by the first Ctrl-C; the loop saves and stops
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -341,6 +345,8 @@ class Trainer:
                     loss,
                     self.scheduler.get_last_lr()[0],
                 )
+            if self.interrupted and self.state.global_step < self.total_steps:
+                self._save_and_stop()
             every = cfg.checkpoint_every_steps
             if (
                 every
@@ -361,10 +367,49 @@ class Trainer:
         """Train until ``total_steps``; returns the last evaluation."""
         progress.start_run(self.total_steps, self.state.global_step, self.num_epochs)
         try:
-            self._fit(metrics, tensorboard, progress)
+            with self._graceful_interrupt():
+                self._fit(metrics, tensorboard, progress)
         finally:
             progress.close()
         return self.last_eval
+
+    @contextlib.contextmanager
+    def _graceful_interrupt(self) -> Iterator[None]:
+        """First Ctrl-C (SIGINT): finish the step, save a checkpoint, stop; a second one aborts.
+
+        Single-process runs only: under torchrun the processes would have to agree on the
+        step to stop at, so there Ctrl-C keeps its default behaviour (resume from the last
+        periodic checkpoint).
+        """
+        if self.dist.enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def request_stop(signum: int, frame: Any) -> None:
+            if self.interrupted:  # the second Ctrl-C: stop now, the last checkpoint stays
+                raise KeyboardInterrupt
+            self.interrupted = True
+            print("\ninterrupt: finishing the current step, then saving a checkpoint "
+                  "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)  # fmt: skip
+
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _save_and_stop(self) -> None:
+        """Save at this step boundary (exactly as a periodic checkpoint) and raise KeyboardInterrupt."""
+        self.save_checkpoint()
+        print(
+            f"interrupted at global step {self.state.global_step}; checkpoint saved to "
+            f"{checkpoint_path(self.run_dir)}; continue with: mlpmixer train --resume "
+            f"{self.run_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise KeyboardInterrupt
 
     def _fit(
         self, metrics: MetricsLog | None, tensorboard: TensorBoardLog | None, progress: Progress

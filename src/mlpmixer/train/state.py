@@ -6,11 +6,15 @@ data (epoch, step in the epoch, global step) and the running sums of the epoch's
 It is written to a temporary file, fsynced and renamed over the previous one
 (`mlpmixer.fileio.atomic_path`), so a crash at any moment leaves the previous complete
 checkpoint in place. It contains only tensors and plain Python values and is read with
-``torch.load(weights_only=True)``: nothing is unpickled as code.
+``torch.load(weights_only=True)``: nothing is unpickled as code. A SHA-256 digest of every
+tensor's bytes and every plain value is stored in the file and checked on load, so a file
+damaged on disk (a flipped bit, a truncated copy) is refused instead of resumed from.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import random
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RunError
 from ..fileio import atomic_path
 
 FORMAT = "mlpmixer-train-state"
@@ -53,11 +57,49 @@ def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / CHECKPOINT_DIR / LAST
 
 
+def _update_digest(digest: Any, value: Any, name: str) -> None:
+    """Feed ``value`` (nested dicts/lists of tensors and plain values) into ``digest``."""
+    digest.update(name.encode())
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{tensor.dtype}{tuple(value.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            _update_digest(digest, value[key], f"{name}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _update_digest(digest, item, f"{name}[{i}]")
+    else:
+        digest.update(repr(value).encode())
+
+
+def state_digest(state: dict[str, Any]) -> str:
+    """SHA-256 over the content of a training state (all keys but ``sha256``)."""
+    digest = hashlib.sha256()
+    _update_digest(digest, {k: v for k, v in state.items() if k != "sha256"}, "")
+    return digest.hexdigest()
+
+
 def save_train_state(run_dir: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` atomically to ``run_dir/checkpoints/last.pt`` (previous one kept until done)."""
+    """Write ``state`` atomically to ``run_dir/checkpoints/last.pt`` (previous one kept until done).
+
+    A write that fails (disk full, no permission) raises `RunError` and leaves the previous
+    checkpoint in place.
+    """
     target = checkpoint_path(run_dir)
-    with atomic_path(target) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    full = {"format": FORMAT, "version": VERSION, **state}
+    full["sha256"] = state_digest(full)
+    try:
+        with atomic_path(target) as tmp:
+            torch.save(full, tmp)
+    except OSError as err:
+        reason = "the disk is full" if err.errno == errno.ENOSPC else str(err)
+        kept = "the previous checkpoint is kept" if target.is_file() else "no checkpoint yet"
+        raise RunError(
+            f"cannot write the training checkpoint {target}: {reason}; {kept}. Free space "
+            f"(or fix the problem) and continue with: mlpmixer train --resume {run_dir}"
+        ) from err
     return target
 
 
@@ -79,5 +121,10 @@ def load_train_state(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: training checkpoint version {state.get('version')!r} is not supported "
             f"(this mlpmixer writes {VERSION})"
+        )
+    if state.get("sha256") != state_digest(state):
+        raise CheckpointError(
+            f"{path}: the training checkpoint's checksum does not match its content (the "
+            "file is damaged); restore a copy, or start the run again"
         )
     return state
