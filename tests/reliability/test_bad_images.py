@@ -274,3 +274,55 @@ def test_corrupt_file_in_a_folder_data_set_raises_with_its_path(tmp_path):
     (root / "b" / "0.png").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"cannot read image .*b/0\.png"):
         build_dataset(root, "train", img_size=8)  # the mean/std sample decodes every file
+
+
+# --- skipping bad files (opt-in) -------------------------------------------------------------
+
+
+def _split_folder(root, per_class: int):
+    _folder(root / "train", {"a": per_class, "b": per_class})
+    _folder(root / "val", {"a": 1, "b": 1})
+    return root
+
+
+def test_skip_bad_images_lists_every_file_left_out(tmp_path, monkeypatch, capfd):
+    root = _split_folder(tmp_path / "d", 4)
+    broken = _broken_files()
+    (root / "train" / "a" / "empty.png").write_bytes(broken["empty.png"])
+    (root / "train" / "a" / "text.jpg").write_bytes(broken["text.jpg"])
+    (root / "train" / "b" / "truncated.png").write_bytes(broken["truncated.png"])
+    Image.new("L", (50, 50)).save(
+        root / "train" / "b" / "bomb.png"
+    )  # 2500 px > the limit set below
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DataError, match=r"cannot read image .*(empty|text|truncated|bomb)"):
+        build_dataset(root, "train", img_size=8)  # the default: stop, naming the file
+    dataset, info = build_dataset(root, "train", img_size=8, skip_bad_images=True)
+    assert sorted(p.name for p in dataset.files) == sorted([f"{i}.png" for i in range(4)] * 2)
+    assert len(dataset) == info.num_examples == 8
+    skipped = {line.split(": ", 1)[0].rsplit("/", 1)[1]: line for line in info.skipped}
+    assert sorted(skipped) == ["bomb.png", "empty.png", "text.jpg", "truncated.png"]
+    assert "decompression-bomb limit of 1000" in skipped["bomb.png"]
+    assert "cannot identify image file" in skipped["empty.png"]
+    for i in range(len(dataset)):
+        assert dataset[i][0].shape == (3, 8, 8)
+    assert "warning" not in capfd.readouterr().err  # nothing left to skip at load time
+
+
+def test_a_file_that_fails_only_when_decoded_is_replaced_by_the_next(tmp_path, capfd):
+    jpeg = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(jpeg, "JPEG", quality=90)
+    root = _split_folder(tmp_path / "d", 2)
+    cut = root / "train" / "a" / "cut.jpg"
+    cut.write_bytes(jpeg.getvalue()[:2000])  # the header is complete: verify() passes
+    dataset, info = build_dataset(root, "train", img_size=8, skip_bad_images=True)
+    index = [p.name for p in dataset.files].index("cut.jpg")
+    capfd.readouterr()
+    image, label = dataset[index]
+    expected = load_image(dataset.files[index + 1])
+    assert label == dataset.labels[index + 1]
+    assert torch.allclose(image, torch.nn.functional.interpolate(expected[None], (8, 8))[0], atol=1)
+    assert f"warning: skipping unreadable image: cannot read image {cut}" in capfd.readouterr().err
+    with pytest.raises(DataError, match=r"cannot read image .*cut\.jpg.*skip.bad.images"):
+        build_dataset(root, "train", img_size=8)  # without the option: stops, naming it

@@ -19,7 +19,13 @@ from ..models.config import to_pair
 from .arrays import ArrayDataset
 from .builtin import DIGIT_NAMES, load_digits_arrays, load_mnist5k_arrays
 from .cifar import VARIANTS, detect_variant, load_cifar_arrays
-from .folder import ImageFileDataset, folder_split, is_image_folder, sample_images
+from .folder import (
+    ImageFileDataset,
+    drop_unreadable,
+    folder_split,
+    is_image_folder,
+    sample_images,
+)
 from .hf import PREFIX as HF_PREFIX
 from .hf import HFImageDataset, load_hf_split
 from .idx import FASHION_NAMES, FILES, download_idx, is_idx_dir, load_idx_arrays
@@ -139,16 +145,27 @@ def _from_folder(path: Path, split: str, options: dict[str, Any]) -> tuple[Datas
     train_files, train_labels, files, labels, names = folder_split(
         path, split, options["val_fraction"], options["seed"]
     )
+    skip_bad = options["skip_bad_images"]
+    skipped: list[str] = []
+    if skip_bad:  # header check of every file; the split's failures are listed in info
+        files, labels, skipped = drop_unreadable(files, labels)
+        if split == "train":
+            train_files, train_labels = files, labels
+        else:  # the training files give the mean/std
+            train_files, train_labels, _ = drop_unreadable(train_files, train_labels)
+        if not files or not train_files:
+            raise DataError(f"{path}: no readable images in the {split} split")
 
     def make(f: list[Path], y: list[int], crop: float) -> ImageFileDataset:
-        return ImageFileDataset(f, y, in_chans, size, crop, interpolation)
+        return ImageFileDataset(f, y, in_chans, size, crop, interpolation, skip_bad)
 
     mean, std = channel_stats([sample_images(make(train_files, train_labels, 1.0))])
     crop_pct = 1.0 if split == "train" else options["crop_pct"]
     dataset = make(files, labels, crop_pct)
     info = DatasetInfo(
-        str(path), split, len(names), tuple(names), in_chans, size, mean, std, len(dataset)
-    )
+        str(path), split, len(names), tuple(names), in_chans, size, mean, std, len(dataset),
+        skipped=tuple(skipped),
+    )  # fmt: skip
     return dataset, info
 
 
@@ -183,10 +200,14 @@ def build_dataset(
     seed: int = 0,
     crop_pct: float = 1.0,
     interpolation: str = "bilinear",
+    skip_bad_images: bool = False,
 ) -> tuple[Dataset, DatasetInfo]:
     """(Dataset of (float32 (C, H, W) in [0, 1], int label), `DatasetInfo`) for one split.
 
-    See `mlpmixer.data` for the names, paths and options.
+    See `mlpmixer.data` for the names, paths and options. ``skip_bad_images`` (image
+    folders): files whose header PIL rejects are left out and listed in ``info.skipped``;
+    files that still fail to decode are replaced by the next file with a warning on stderr.
+    Without it an unreadable file is a `DataError` naming it.
     """
     split = _canonical_split(split)
     size = None if img_size is None else to_pair(img_size, "img_size")
@@ -202,6 +223,7 @@ def build_dataset(
         "val_fraction": val_fraction,
         "seed": seed,
         "crop_pct": crop_pct,
+        "skip_bad_images": skip_bad_images,
     }
     text = str(name_or_path)
     name = _ALIASES.get(text.lower(), text.lower())

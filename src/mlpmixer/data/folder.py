@@ -8,10 +8,13 @@ workers).
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DataError
@@ -19,6 +22,7 @@ from .arrays import stratified_split
 from .images import IMAGE_EXTENSIONS, load_image, resize_image
 
 HELD_OUT_NAMES = ("val", "validation", "test")
+SKIP_HINT = "pass --skip-bad-images (skip_bad_images=True) to leave such files out"
 STATS_SAMPLE = 128  # images decoded to estimate mean/std
 
 
@@ -93,6 +97,42 @@ def folder_split(
     return files, labels, test_files, test_labels, class_names
 
 
+def unreadable_reason(path: Path) -> str | None:
+    """Why ``path`` is not a usable image, from its header and PIL's ``verify`` (no decoding).
+
+    Catches non-images, empty and most truncated or corrupt files, zero-size images and
+    decompression bombs; a file that passes can still fail to decode (the dataset then skips
+    it at load time, see `ImageFileDataset`).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width <= 0 or image.height <= 0:
+                    return "zero width or height"
+                image.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return f"more pixels than PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}"
+    except Exception as err:  # any failure makes the file unusable
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def drop_unreadable(
+    files: list[Path], labels: list[int]
+) -> tuple[list[Path], list[int], list[str]]:
+    """(readable files, their labels, ``"PATH: reason"`` of each file left out)."""
+    kept_files, kept_labels, skipped = [], [], []
+    for path, label in zip(files, labels, strict=True):
+        reason = unreadable_reason(path)
+        if reason is None:
+            kept_files.append(path)
+            kept_labels.append(label)
+        else:
+            skipped.append(f"{path}: {reason}")
+    return kept_files, kept_labels, skipped
+
+
 class ImageFileDataset(Dataset):
     """Image files + labels; ``__getitem__`` decodes, converts channels and resizes."""
 
@@ -104,6 +144,7 @@ class ImageFileDataset(Dataset):
         img_size: tuple[int, int],
         crop_pct: float = 1.0,
         interpolation: str = "bilinear",
+        skip_bad: bool = False,
     ) -> None:
         self.files = files
         self.labels = labels
@@ -111,15 +152,26 @@ class ImageFileDataset(Dataset):
         self.img_size = tuple(img_size)
         self.crop_pct = crop_pct
         self.interpolation = interpolation
+        self.skip_bad = skip_bad  # a file that fails to decode is replaced by the next one
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = load_image(self.files[index], self.in_chans)
-        return resize_image(image, self.img_size, self.crop_pct, self.interpolation), self.labels[
-            index
-        ]
+        for offset in range(len(self.files)):
+            i = (index + offset) % len(self.files)
+            try:
+                image = load_image(self.files[i], self.in_chans)
+            except DataError as err:
+                if not self.skip_bad:
+                    raise DataError(f"{err}; {SKIP_HINT}") from err
+                # deterministic substitute (the next file), so batches keep their size and
+                # a resumed run sees the same data; said once per file, in every worker
+                print(f"warning: skipping unreadable image: {err}", file=sys.stderr, flush=True)
+                continue
+            resized = resize_image(image, self.img_size, self.crop_pct, self.interpolation)
+            return resized, self.labels[i]
+        raise DataError("no readable image left in the data set")
 
 
 def sample_images(dataset: Dataset, count: int = STATS_SAMPLE, seed: int = 0) -> torch.Tensor:

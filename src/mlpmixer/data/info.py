@@ -23,6 +23,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     num_examples: int
     in_memory: bool = False
+    skipped: tuple[str, ...] = ()  # "PATH: reason" of unreadable files left out (skip_bad_images)
 
     def model_fields(self) -> dict[str, Any]:
         """The `MixerConfig` fields a model trained on this data should carry."""
