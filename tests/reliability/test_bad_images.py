@@ -316,7 +316,7 @@ def test_a_file_that_fails_only_when_decoded_is_replaced_by_the_next(tmp_path, c
     root = _split_folder(tmp_path / "d", 2)
     cut = root / "train" / "a" / "cut.jpg"
     cut.write_bytes(jpeg.getvalue()[:2000])  # the header is complete: verify() passes
-    dataset, info = build_dataset(root, "train", img_size=8, skip_bad_images=True)
+    dataset, _ = build_dataset(root, "train", img_size=8, skip_bad_images=True)
     index = [p.name for p in dataset.files].index("cut.jpg")
     capfd.readouterr()
     image, label = dataset[index]
