@@ -86,13 +86,26 @@ class ChannelMixingMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1])
-        hidden_bytes = rows.shape[0] * self.fc1.out_features * x.element_size()
-        pieces = -(-hidden_bytes // self.hidden_bytes_per_piece)  # ceil
-        if self.training or torch.is_grad_enabled() or x.device.type != "cpu" or pieces == 1:
-            return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-        outs = [self.fc2(self.act(self.fc1(part))) for part in rows.tensor_split(pieces)]
-        return torch.cat(outs).view(x.shape)
+        pieces = self._pieces(x)
+        if pieces == 1:
+            return self.drop(self.fc2(self.gelu(self.fc1(x))))
+        rows = x.reshape(-1, x.shape[-1]).tensor_split(pieces)
+        return torch.cat([self.fc2(self.gelu(self.fc1(part))) for part in rows]).view(x.shape)
+
+    def _pieces(self, x: torch.Tensor) -> int:
+        """1, or the number of pieces for eager CPU inference (not traced: shapes stay free)."""
+        if self.training or torch.is_grad_enabled() or x.device.type != "cpu":
+            return 1
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return 1
+        hidden_bytes = x.numel() // x.shape[-1] * self.fc1.out_features * x.element_size()
+        return max(1, -(-hidden_bytes // self.hidden_bytes_per_piece))  # ceil; 1 if empty
+
+    def gelu(self, h: torch.Tensor) -> torch.Tensor:
+        """Dropout(GELU(h)); in inference GELU overwrites h, a product's output used only here."""
+        if self.training or torch.is_grad_enabled():
+            return self.drop(self.act(h))
+        return torch.ops.aten.gelu_(h, approximate=self.act.approximate)
 
 
 class TokenMixingMlp(ChannelMixingMlp):
@@ -107,7 +120,7 @@ class TokenMixingMlp(ChannelMixingMlp):
         # copy) and the bias added inside it; torch.matmul would transpose x instead.
         b = x.shape[0]
         h = torch.baddbmm(self.fc1.bias[:, None], self.fc1.weight.expand(b, -1, -1), x)
-        h = self.drop(self.act(h))  # (B, D_S, C)
+        h = self.gelu(h)  # (B, D_S, C)
         w2 = self.fc2.weight.expand(b, -1, -1)
         return self.drop(torch.baddbmm(self.fc2.bias[:, None], w2, h))  # (B, S, C)
 
