@@ -365,7 +365,7 @@ def _run_mode(
                 n: training_step(m, cfg, options, None if options.compile else saved[n])
                 for n, m in impls.items()
             }
-        times = time_calls(steps, device, options.warmup, options.repeats, options.min_time_s)
+        times = time_calls(steps, device, _warmup(options), options.repeats, options.min_time_s)
         rows = []
         for name, step in steps.items():
             row = _row(name, mode, times[name], options.batch_size, flops, peak_tflops, device)
@@ -391,12 +391,17 @@ def _add_latency(
     """Batch-1 latency percentiles (ms) of each implementation, interleaved like the rest."""
     steps = {name: inference_step(m, cfg, options, 1) for name, m in impls.items()}
     times = time_calls(
-        steps, device, warmup=max(options.warmup, 3), repeats=options.latency_repeats,
+        steps, device, warmup=max(_warmup(options), 3), repeats=options.latency_repeats,
         min_time_s=min(options.min_time_s, 1.0),
     )  # fmt: skip
     for row in rows:
         summary = summarize_ms(times[row["impl"]])
         row["latency_ms_batch1"] = {k: summary[k] for k in ("p50", "p90", "p99", "min", "n")}
+
+
+def _warmup(options: BenchOptions) -> int:
+    """Compiled models get two more warm-up steps: compilation, then CUDA-graph recording."""
+    return options.warmup + 2 if options.compile else options.warmup
 
 
 def _peak(device: torch.device, options: BenchOptions) -> Any:
