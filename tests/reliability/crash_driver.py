@@ -5,7 +5,8 @@
 MODE ``kill-in-checkpoint-write``: the N-th training checkpoint is half written, then the
 process is SIGKILLed (before the rename). ``kill-before-outputs``: SIGKILL after the last
 checkpoint, when the final model is about to be written. ``sigint-after-step``: SIGINT
-(Ctrl-C) to itself right after optimizer step N.
+(Ctrl-C) to itself right after optimizer step N; ``sigint-group-after-step``: to its whole
+process group (with the DataLoader workers), as a terminal does.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _kill_before_outputs() -> None:
     mixer_module.write_native = killed
 
 
-def _sigint_after_step(n: int) -> None:
+def _sigint_after_step(n: int, group: bool = False) -> None:
     from mlpmixer.train.loop import Trainer
 
     real_step = Trainer.train_step
@@ -50,7 +51,10 @@ def _sigint_after_step(n: int) -> None:
     def step(self, micro_batches):
         loss = real_step(self, micro_batches)
         if self.state.global_step == n:
-            os.kill(os.getpid(), signal.SIGINT)
+            if group:  # as a terminal's Ctrl-C: the process and its DataLoader workers
+                os.killpg(os.getpgid(0), signal.SIGINT)
+            else:
+                os.kill(os.getpid(), signal.SIGINT)
         return loss
 
     Trainer.train_step = step
@@ -65,6 +69,8 @@ def main() -> None:
         _kill_before_outputs()
     elif mode == "sigint-after-step":
         _sigint_after_step(int(n))
+    elif mode == "sigint-group-after-step":
+        _sigint_after_step(int(n), group=True)
     else:
         raise SystemExit(f"unknown mode {mode}")
     from mlpmixer.cli import cli

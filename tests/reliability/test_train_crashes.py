@@ -72,10 +72,14 @@ def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
     return _weights(out)
 
 
-def _crash(mode: str, n: int, config_file: Path, out: Path) -> subprocess.CompletedProcess:
-    args = ["train", "--config", str(config_file), "--out", str(out)]
+def _crash(
+    mode: str, n: int, config_file: Path, out: Path, *more: str
+) -> subprocess.CompletedProcess:
+    args = ["train", "--config", str(config_file), "--out", str(out), *more]
     command = [sys.executable, str(DRIVER), mode, str(n), "--", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=120)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=ENV, timeout=120, start_new_session=True
+    )
 
 
 def _resume(out: Path) -> subprocess.CompletedProcess:
@@ -118,6 +122,28 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, config_file, refe
     resumed = _resume(out)
     assert resumed.returncode == 0, resumed.stderr
     _assert_same_weights(out, reference)
+
+
+def test_ctrl_c_from_a_terminal_with_loader_workers(tmp_path, config_file):
+    """The terminal sends SIGINT to the whole group: workers must keep serving batches."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for part, count in (("train", 12), ("val", 2)):
+        for cls in ("a", "b"):
+            (data / part / cls).mkdir(parents=True)
+            for i in range(count):
+                Image.new("L", (8, 8), 10 * i).save(data / part / cls / f"{i}.png")
+    out = tmp_path / "run"
+    more = ["--dataset", str(data), "--batch-size", "4", "--set", "model.img_size=8",
+            "--set", "data.num_workers=2"]  # fmt: skip
+    stopped = _crash("sigint-group-after-step", 3, config_file, out, *more)
+    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stderr.count("interrupt: finishing the current step") == 1  # not per worker
+    assert load_train_state(out)["progress"]["global_step"] == 3
+    resumed = _resume(out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "summary.json").is_file()
 
 
 def test_disk_full_while_saving_is_reported_and_the_previous_checkpoint_kept(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -385,8 +386,11 @@ class Trainer:
             yield
             return
         previous = signal.getsignal(signal.SIGINT)
+        owner = os.getpid()  # DataLoader workers forked meanwhile inherit this handler
 
         def request_stop(signum: int, frame: Any) -> None:
+            if os.getpid() != owner:  # a worker: keep serving batches, the trainer decides
+                return
             if self.interrupted:  # the second Ctrl-C: stop now, the last checkpoint stays
                 raise KeyboardInterrupt
             self.interrupted = True
