@@ -278,3 +278,17 @@ def test_bad_configuration_is_rejected_before_training(tmp_path, monkeypatch, ar
     assert len(result.output.strip().splitlines()) <= 2 and "Traceback" not in result.output
     assert __import__("re").search(message, result.output.replace("\n", "")), result.output
     assert not out.exists() or not any(out.iterdir())  # nothing written (at most an empty dir)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_a_clean_error(tmp_path, finished_run):
+    run = _copy_run(finished_run, tmp_path / "run")
+    state = torch.load(checkpoint_path(run), weights_only=True)
+    state["model"]["head.weight"] = torch.zeros(3)  # absurd shape, with a valid checksum
+    state["sha256"] = state_module.state_digest(state)
+    torch.save(state, checkpoint_path(run))
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run)])
+    assert result.exit_code == 2, result.output
+    text = result.output.replace("\n", "")
+    assert "last.pt does not fit this run's model or optimizer" in text
+    assert "head.weight" in text and "config.yaml edited?" in text
+    assert len(result.output.strip().splitlines()) <= 2 and "Traceback" not in result.output

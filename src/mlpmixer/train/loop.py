@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..errors import RunError
+from ..errors import CheckpointError, RunError
 from .augment import DeviceAugment, eval_transform
 from .config import TrainConfig
 from .distributed import (
@@ -285,10 +285,20 @@ class Trainer:
         barrier()
 
     def load_checkpoint(self, state: dict[str, Any]) -> None:
-        load_full_state(
-            self.model, self.optimizer, state["model"], state["optimizer"], self.parallel
-        )
-        self.scheduler.load_state_dict(state["scheduler"])
+        try:
+            load_full_state(
+                self.model, self.optimizer, state["model"], state["optimizer"], self.parallel
+            )
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            # torch lists every mismatching tensor; the first says enough
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            detail = next((line for line in lines if "mismatch" in line), lines[0] if lines else "")
+            raise CheckpointError(
+                f"{checkpoint_path(self.run_dir)} does not fit this run's model or optimizer "
+                f"({type(err).__name__}: {detail}); was {self.run_dir}/config.yaml edited? "
+                "Restore it, or start a new run"
+            ) from err
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
