@@ -243,6 +243,9 @@ def test_data_directory_errors_name_the_problem(tmp_path):
     (tmp_path / "flat" / "a.png").write_bytes(_png_bytes(Image.new("L", (4, 4))))
     with pytest.raises(DataError, match=r"flat: not a data set directory.*class folders"):
         build_dataset(tmp_path / "flat")
+    (tmp_path / "photo.jpg").write_bytes(b"x")
+    with pytest.raises(DataError, match=r"photo\.jpg is a file; --dataset takes a name"):
+        build_dataset(tmp_path / "photo.jpg")
     (tmp_path / "noimg" / "cat").mkdir(parents=True)
     (tmp_path / "noimg" / "cat" / "notes.txt").write_text("x")
     with pytest.raises(DataError, match=r"noimg: no images with extensions \.jpg"):
@@ -326,3 +329,33 @@ def test_a_file_that_fails_only_when_decoded_is_replaced_by_the_next(tmp_path, c
     assert f"warning: skipping unreadable image: cannot read image {cut}" in capfd.readouterr().err
     with pytest.raises(DataError, match=r"cannot read image .*cut\.jpg.*skip.bad.images"):
         build_dataset(root, "train", img_size=8)  # without the option: stops, naming it
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    magic=st.sampled_from([b"", b"\x00\x00\x08\x03", b"\x00\x00\x08\x01", b"\x00\x00\x0d\x04"]),
+    body=st.binary(max_size=64),
+)
+def test_random_bytes_as_idx_files_give_an_array_or_a_data_error(tmp_path_factory, magic, body):
+    from mlpmixer.data.idx import read_idx
+
+    path = tmp_path_factory.mktemp("idx") / "train-images-idx3-ubyte"
+    path.write_bytes(magic + body)
+    try:
+        array = read_idx(path)
+    except DataError as err:
+        assert str(path) in str(err)
+        return
+    assert array.ndim == magic[3]
+
+
+def test_an_idx_header_with_an_absurd_shape_is_refused(tmp_path):
+    from mlpmixer.data.idx import read_idx
+
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**32 - 1))
+    with pytest.raises(DataError, match=r"idx header says shape \(4294967295, 4294967295"):
+        read_idx(path)
+    path.write_bytes(b"\x00\x00\x08\x03\x00\x00")
+    with pytest.raises(DataError, match=r"truncated idx file \(6 bytes, header needs 16\)"):
+        read_idx(path)

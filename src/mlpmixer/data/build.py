@@ -249,6 +249,11 @@ def build_dataset(
         path = path.parent  # a CIFAR archive given directly
     if path.is_dir():
         return _from_directory(path, split, options)
+    if path.is_file():
+        raise DataError(
+            f"{path} is a file; --dataset takes a name ({', '.join(NAMED)}), hf:NAME or a "
+            "directory (MNIST idx files, a CIFAR python archive, or class folders)"
+        )
     raise DataError(
         f"unknown data set {text!r}: not one of {', '.join(NAMED)}, not hf:NAME, and no "
         "such directory"

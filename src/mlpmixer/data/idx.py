@@ -8,6 +8,7 @@ holds ``train-images*idx3*`` and ``t10k-images*idx3*`` files with matching label
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +69,10 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not an idx file (bad magic number {data[:4].hex()})")
     dtype, ndim = _IDX_TYPES[data[2]], data[3]
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: truncated idx file ({len(data)} bytes, header needs {header})")
     shape = tuple(int(v) for v in np.frombuffer(data[4:header], dtype=">u4"))
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow on absurd shapes
     if len(data) - header != expected:
         raise DataError(
             f"{path}: idx header says shape {shape} ({expected} bytes) but the file holds "
