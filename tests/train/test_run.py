@@ -150,6 +150,7 @@ def test_options_run_together(tmp_path, tiny):
     result = train(config)
     assert result.summary["steps"] == 4 and result.summary["precision"] == "bf16"
     assert result.model.config.img_size == (16, 16)
+    assert (result.model.config.interpolation, result.model.config.crop_pct) == ("bilinear", 1.0)
     head_bias = mlpmixer.load_model(tmp_path / "opts" / "model").head.bias
     assert torch.allclose(
         head_bias, torch.full_like(head_bias, -2.302585), atol=0.05

@@ -32,7 +32,9 @@ def _geometric(cfg: AugmentSection, img_size: tuple[int, int]) -> list[nn.Module
     if cfg.affine_degrees or cfg.affine_translate or cfg.affine_scale:
         translate = (cfg.affine_translate, cfg.affine_translate) if cfg.affine_translate else None
         ops.append(
-            K.RandomAffine(cfg.affine_degrees, translate=translate, scale=cfg.affine_scale, p=1.0)
+            K.RandomAffine(
+                cfg.affine_degrees, translate=translate, scale=cfg.affine_scale, p=cfg.affine_prob
+            )
         )
     if cfg.hflip:
         ops.append(K.RandomHorizontalFlip())

@@ -49,8 +49,8 @@ class DataSection:
     val_fraction: float = 0.1  # held-out share when an image folder has no val/ split
     num_workers: int | None = None  # None: 0 for in-memory arrays, else min(8, CPUs)
     download: bool = True
-    eval_crop_pct: float | None = None  # None: the model config's crop_pct
-    interpolation: Interpolation = "bilinear"
+    eval_crop_pct: float | None = None  # None: 1.0 from scratch, the checkpoint's when fine-tuning
+    interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
 
 
 @dataclass
@@ -83,6 +83,7 @@ class AugmentSection:
     affine_degrees: float = 0.0  # random rotation in [-d, d]
     affine_translate: float = 0.0  # random shift, fraction of the image side
     affine_scale: tuple[float, float] | None = None  # random zoom range, e.g. [0.9, 1.1]
+    affine_prob: float = 1.0  # share of images that get the random affine transform
     randaugment_n: int = 0  # RandAugment: ops per image (0: off)
     randaugment_m: float = 10.0  # RandAugment magnitude (kornia's 0..30 scale)
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing coefficient (0: off)
@@ -358,6 +359,7 @@ def _check_sections(c: TrainConfig) -> None:
             list(a.affine_scale),
             "[min, max] with 0 < min <= max",
         )
+    _require(0 <= a.affine_prob <= 1, "augment.affine_prob", a.affine_prob, "in [0, 1]")
     _require(a.randaugment_n >= 0, "augment.randaugment_n", a.randaugment_n, ">= 0")
     _require(0 <= a.randaugment_m <= 30, "augment.randaugment_m", a.randaugment_m, "in [0, 30]")
     _require(a.mixup_alpha >= 0, "augment.mixup_alpha", a.mixup_alpha, ">= 0")

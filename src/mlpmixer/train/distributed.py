@@ -78,9 +78,10 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, parallel:
     if parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for block in model.blocks:  # type: ignore[union-attr]
-            fully_shard(block)
-        fully_shard(model)
+        base = unwrap(model)  # under torch.compile, shard the module it wraps
+        for block in base.blocks:  # type: ignore[union-attr]
+            fully_shard(block)  # one unit per block: gathers one block's weights at a time
+        fully_shard(base)
         return model
     from torch.nn.parallel import DistributedDataParallel
 

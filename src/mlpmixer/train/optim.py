@@ -28,10 +28,14 @@ def build_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.Optimize
         {"params": [p for n, p in named if n not in skip], "weight_decay": cfg.weight_decay},
         {"params": [p for n, p in named if n in skip], "weight_decay": 0.0},
     ]
+    # foreach: one kernel per group instead of per tensor (torch's default only on GPUs);
+    # on a CPU it halves the optimizer's share of a small model's step
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True
+        )
     optimizer = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-    return optimizer(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    return optimizer(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, foreach=True)
 
 
 def lr_factor(

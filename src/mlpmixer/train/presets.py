@@ -31,7 +31,7 @@ DIGITS: dict[str, Any] = {
     "data": {"dataset": "digits"},
     "optim": {"name": "adamw", "lr": 5e-3, "weight_decay": 0.05, "clip_grad_norm": 1.0},
     "schedule": {"name": "cosine", "warmup_epochs": 2.0},
-    "augment": {"affine_degrees": 10.0, "affine_translate": 0.1},
+    "augment": {"affine_degrees": 10.0, "affine_translate": 0.1, "affine_prob": 0.5},
     "train": {"epochs": 40, "batch_size": 64, "label_smoothing": 0.1, "threads": 1},
 }
 
@@ -166,6 +166,12 @@ def assemble_config(
     sets: Sequence[str] = (),
     **flags: Any,
 ) -> TrainConfig:
-    """The config of ``mlpmixer train``: a file or the data set's preset, then flags, then ``--set``."""
+    """The config of ``mlpmixer train``: a file or the data set's preset, then flags, then ``--set``.
+
+    ``--model NAME`` without a config file means that registered model as it is: the preset's
+    architecture overrides (e.g. the digits default's re-sizing) are dropped.
+    """
     config = load_config(config_file) if config_file else preset(dataset)
+    if flags.get("model") and not config_file:
+        config = config.replace(model={"overrides": {}, "img_size": None})
     return config.override([*flag_overrides(dataset=dataset, **flags), *sets])

@@ -139,12 +139,12 @@ def _target_size(config: TrainConfig) -> tuple[int, int] | int | None:
 
 
 def _build_data(
-    config: TrainConfig, img_size: Any, in_chans: int | None, eval_crop: float
+    config: TrainConfig, img_size: Any, in_chans: int | None, eval_crop: float, interpolation: str
 ) -> tuple[Dataset, DatasetInfo, Dataset, DatasetInfo]:
     d = config.data
     common = {
         "img_size": img_size, "in_chans": in_chans, "root": d.root, "download": d.download,
-        "val_fraction": d.val_fraction, "seed": config.train.seed, "interpolation": d.interpolation,
+        "val_fraction": d.val_fraction, "seed": config.train.seed, "interpolation": interpolation,
     }  # fmt: skip
     train_set, train_info = build_dataset(d.dataset, "train", **common)
     test_set, test_info = build_dataset(d.dataset, "test", crop_pct=eval_crop, **common)
@@ -153,10 +153,19 @@ def _build_data(
 
 def _scratch_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, Dataset, Dataset]:
     size = _target_size(config)
-    train_set, info, test_set, _ = _build_data(config, size, config.data.in_chans, 1.0)
+    crop, interpolation = config.data.eval_crop_pct or 1.0, config.data.interpolation or "bilinear"
+    train_set, info, test_set, _ = _build_data(
+        config, size, config.data.in_chans, crop, interpolation
+    )
     name = config.model.name if config.model.name != "auto" else _auto_model_name(info.img_size)
-    overrides = {"img_size": info.img_size, **info.model_fields(), **config.model.overrides}
-    overrides.setdefault("crop_pct", 1.0)
+    # the preprocessing used here goes into the model's config, for eval/predict to repeat it
+    preprocessing = {"crop_pct": crop, "interpolation": interpolation}
+    overrides = {
+        "img_size": info.img_size,
+        **info.model_fields(),
+        **preprocessing,
+        **config.model.overrides,
+    }
     try:
         model = create_model(name, **overrides)
     except ConfigError as err:
@@ -171,7 +180,8 @@ def _pretrained_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, 
     size = config.model.img_size or base.config.img_size
     in_chans = config.data.in_chans or base.config.in_chans
     crop = config.data.eval_crop_pct or base.config.crop_pct
-    train_set, info, test_set, _ = _build_data(config, size, in_chans, crop)
+    interpolation = config.data.interpolation or base.config.interpolation
+    train_set, info, test_set, _ = _build_data(config, size, in_chans, crop, interpolation)
     if info.in_chans != base.config.in_chans:
         raise ConfigError(
             f"data.in_chans={info.in_chans} but the checkpoint {source} expects "
@@ -183,6 +193,7 @@ def _pretrained_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, 
     )  # fmt: skip
     if tuple(model.config.img_size) != tuple(info.img_size):
         model = model.resize(info.img_size)  # block-diagonal token-mixing (paper, appendix)
+    model.config = model.config.replace(crop_pct=crop, interpolation=interpolation)
     return model, Path(str(source)).name or str(source), info, train_set, test_set
 
 
