@@ -6,6 +6,7 @@ Errors are one or two lines; ``mlpmixer --debug COMMAND`` shows the traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import traceback
@@ -55,6 +56,23 @@ class MixerGroup(click.Group):
         except KeyboardInterrupt:
             err_console.print("interrupted")
             ctx.exit(130)
+        except OSError as err:  # the system refused (disk full, read-only, permission)
+            if debug:
+                traceback.print_exc()
+            where = f" ({err.filename})" if err.filename else ""
+            full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+            hint = (
+                "free space and run again (training: --resume RUN_DIR continues from the last "
+                "checkpoint, which is complete: writes are atomic)"
+                if full
+                else "check the path and its permissions"
+            )
+            err_console.print(
+                f"[bold red]error:[/] {err.strerror or err}{where}; {hint}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            ctx.exit(EXIT_RUN_FAILED)
         except Exception as err:  # an unexpected failure: say so briefly, traceback on --debug
             if debug:
                 traceback.print_exc()

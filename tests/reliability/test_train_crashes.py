@@ -30,7 +30,7 @@ from mlpmixer.train import TrainConfig, train
 from mlpmixer.train.state import checkpoint_path, load_train_state
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
-EVERY = 10  # checkpoint every 10 steps; digits train split = 25 steps of 64 per epoch
+EVERY = 10  # checkpoint every 10 steps; digits train split = 22 steps of 64 per epoch
 CONFIG = {
     "model": {
         "name": "mixer_t2_8",
@@ -292,3 +292,50 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_a_clean_error(tmp_path, fin
     assert "last.pt does not fit this run's model or optimizer" in text
     assert "head.weight" in text and "config.yaml edited?" in text
     assert len(result.output.strip().splitlines()) <= 2 and "Traceback" not in result.output
+
+
+def test_disk_full_while_writing_the_final_model_is_one_line_and_resumable(
+    tmp_path, monkeypatch, reference
+):
+    import mlpmixer.models.mixer as mixer_module
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    real = mixer_module.write_native
+    monkeypatch.setattr(mixer_module, "write_native", full)
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out)]
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    result = CliRunner().invoke(cli, [*args, "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    text = result.output.replace("\n", "")
+    assert f"No space left on device ({out / 'model'}); free space and run again" in text
+    assert "bug" not in text and "Traceback" not in text
+    assert load_train_state(out)["progress"]["global_step"] == 2 * 22  # final: 1437 images // 64
+    monkeypatch.setattr(mixer_module, "write_native", real)
+    assert CliRunner().invoke(cli, ["train", "--resume", str(out)]).exit_code == 0
+    _assert_same_weights(out, reference)
+
+
+def test_nonfinite_loss_from_the_cli_exits_1_naming_the_step(tmp_path, monkeypatch):
+    import mlpmixer.train.loop as loop_module
+
+    real = loop_module.compute_loss
+    calls = {"n": 0}
+
+    def exploding(logits, targets, kind):
+        calls["n"] += 1
+        loss = real(logits, targets, kind)
+        return loss * float("inf") if calls["n"] == 12 else loss
+
+    monkeypatch.setattr(loop_module, "compute_loss", exploding)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "global step 12" in result.output.replace("\n", "")
+    assert load_train_state(out)["progress"]["global_step"] == EVERY  # the last good one
+    assert not (out / "model").exists()
