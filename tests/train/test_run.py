@@ -155,3 +155,13 @@ def test_options_run_together(tmp_path, tiny):
     assert torch.allclose(
         head_bias, torch.full_like(head_bias, -2.302585), atol=0.05
     )  # starts at -log 10
+
+
+def test_tensorboard_events_when_installed(tmp_path, tiny):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny(run={"out": str(tmp_path / "tb"), "tensorboard": True}, train={"epochs": 1}))
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    assert {"train_loss", "test_top1", "lr"} <= set(events.Tags()["scalars"])
