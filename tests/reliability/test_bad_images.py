@@ -359,3 +359,20 @@ def test_an_idx_header_with_an_absurd_shape_is_refused(tmp_path):
     path.write_bytes(b"\x00\x00\x08\x03\x00\x00")
     with pytest.raises(DataError, match=r"truncated idx file \(6 bytes, header needs 16\)"):
         read_idx(path)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(files=st.lists(st.binary(max_size=200), min_size=1, max_size=4))
+def test_predict_on_random_bytes_reports_failures_and_never_raises(
+    tmp_path_factory, checkpoint, files
+):
+    from mlpmixer import load_model
+    from mlpmixer.evaluate import predict_files
+
+    folder = tmp_path_factory.mktemp("rand")
+    for i, data in enumerate(files):
+        (folder / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + data if i % 2 else data)
+    report = predict_files(load_model(checkpoint), [folder], top_k=3)
+    assert len(report.predictions) + len(report.failures) == len(files)
+    for failure in report.failures:
+        assert failure["error"].startswith(f"cannot read image {failure['path']}")
