@@ -219,6 +219,8 @@ def _train_options(func: Any) -> Any:
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                      help="bf16 autocast (CPU/GPU) or fp16 with loss scaling (GPU)."),
         click.option("--out", default=None, help="Run directory (default runs/<dataset>-<model>-<time>)."),
+        click.option("--skip-bad-images", is_flag=True, default=False,
+                     help="Leave unreadable image files out (listed in RUN/skipped_images.txt) instead of stopping."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Override any config key, e.g. --set optim.lr=1e-3 (repeatable)."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
@@ -263,6 +265,13 @@ def _report_run(result: Any, as_json: bool) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if summary.get("skipped_images"):
+        console.print(
+            f"skipped {summary['skipped_images']} unreadable image(s), listed in "
+            f"{run_dir}/skipped_images.txt",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @cli.command()
@@ -867,9 +876,14 @@ def _print_bench(result: dict[str, Any]) -> None:
             f"{peak['tflops']:.3f} TFLOP/s; model {result['gflops_per_image']:.2f} GFLOP/image "
             "forward, training step counted as 3x"
         )
+    cpu_ratios = result.get("ratios_cpu_time", {})
     for mode, ratios in result["ratios"].items():
         for name, value in ratios.items():
-            console.print(f"{mode}: {name.replace('_vs_', ' / ')} = {value:.2f}x images/s")
+            by_cpu = cpu_ratios.get(mode, {}).get(name)
+            cpu_note = f" ({by_cpu:.2f}x by process CPU time)" if by_cpu else ""
+            console.print(
+                f"{mode}: {name.replace('_vs_', ' / ')} = {value:.2f}x images/s{cpu_note}"
+            )
     for note in result.get("notes", []):
         console.print(note)
     console.print(

@@ -114,6 +114,10 @@ def test_benchmark_tiny_model_compare():
             assert row["saved_activations_mb_per_image"] > 0
     ratio = rows["mlpmixer", "infer"]["images_per_s"] / rows["plain", "infer"]["images_per_s"]
     assert result["ratios"]["infer"]["mlpmixer_vs_plain"] == pytest.approx(ratio)
+    cpu_ratio = (
+        rows["mlpmixer", "train"]["cpu_ms"]["median"] / rows["plain", "train"]["cpu_ms"]["median"]
+    )
+    assert result["ratios_cpu_time"]["train"]["mlpmixer_vs_plain"] == pytest.approx(1 / cpu_ratio)
     assert any("timm" in note for note in result["notes"])  # timm is absent here: said so
 
 

@@ -365,10 +365,16 @@ def _run_mode(
                 n: training_step(m, cfg, options, None if options.compile else saved[n])
                 for n, m in impls.items()
             }
-        times = time_calls(steps, device, _warmup(options), options.repeats, options.min_time_s)
+        cpu: dict[str, list[float]] = {}
+        times = time_calls(
+            steps, device, _warmup(options), options.repeats, options.min_time_s, cpu_times=cpu
+        )
         rows = []
         for name, step in steps.items():
             row = _row(name, mode, times[name], options.batch_size, flops, peak_tflops, device)
+            if device.type == "cpu":
+                row["cpu_ms"] = summarize_ms(cpu[name])
+                row["images_per_cpu_s"] = options.batch_size / (row["cpu_ms"]["median"] / 1e3)
             row.update(_measure_memory(step, device))
             if saved[name]:
                 row["saved_activations_mb_per_image"] = (
@@ -432,14 +438,15 @@ def _load_notes(machine: dict[str, Any], device: torch.device) -> list[str]:
     ]
 
 
-def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """images/s of mlpmixer ÷ images/s of each other implementation, per mode."""
+def _ratios(rows: list[dict[str, Any]], key: str = "images_per_s") -> dict[str, dict[str, float]]:
+    """``key`` (images/s) of mlpmixer ÷ the same of each other implementation, per mode."""
     ratios: dict[str, dict[str, float]] = {}
     for mode in ("infer", "train"):
         ours = [r for r in rows if r["mode"] == mode and r["impl"] == "mlpmixer"]
         for other in (r for r in rows if r["mode"] == mode and r["impl"] != "mlpmixer"):
-            speedup = ours[0]["images_per_s"] / other["images_per_s"]
-            ratios.setdefault(mode, {})[f"mlpmixer_vs_{other['impl']}"] = speedup
+            if key in other:
+                speedup = ours[0][key] / other[key]
+                ratios.setdefault(mode, {})[f"mlpmixer_vs_{other['impl']}"] = speedup
     return ratios
 
 
@@ -494,6 +501,8 @@ def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dic
         result["machine"]["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     result["results"] = rows
     result["ratios"] = _ratios(rows)
+    if device.type == "cpu":  # from process CPU time: robust to other processes at 1 thread
+        result["ratios_cpu_time"] = _ratios(rows, "images_per_cpu_s")
     result["notes"] += _load_notes(result["machine"], device)
     synchronize(device)
     return result

@@ -37,8 +37,12 @@ def time_calls(
     repeats: int = 5,
     min_time_s: float = 2.0,
     max_repeats: int = 1000,
+    cpu_times: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds of each timed call of each function in ``fns``, after warm-up.
+
+    With ``cpu_times`` (a dict), the process CPU seconds of each call are stored there too:
+    with one thread, a time that other processes on the machine hardly disturb.
 
     Every function is warmed up with ``warmup`` calls (compilation, kernel selection, weight
     packing, allocator growth). The timed calls are interleaved, one call of each function in
@@ -58,10 +62,12 @@ def time_calls(
         time.perf_counter() - start < min_time_s * len(names) and rounds < max_repeats
     ):
         for name in names if rounds % 2 == 0 else reversed(names):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fns[name]()
             synchronize(device)
             times[name].append(time.perf_counter() - t0)
+            if cpu_times is not None:
+                cpu_times.setdefault(name, []).append(time.process_time() - c0)
         rounds += 1
     return times
 
