@@ -63,7 +63,11 @@ def test_a_bad_image_in_a_worker_stops_training_with_its_path(tmp_path, folder_w
     ("args", "code", "message"),
     [
         (["info", "/no/such/checkpoint.safetensors"], 2, "/no/such/checkpoint.safetensors"),
-        (["eval", "--checkpoint", "/no/ckpt.safetensors", "--dataset", "digits"], 2, "/no/ckpt.safetensors"),
+        (
+            ["eval", "--checkpoint", "/no/ckpt.safetensors", "--dataset", "digits"],
+            2,
+            "/no/ckpt.safetensors",
+        ),
         (
             ["train", "--set", "optim.name=lamb", *QUIET],
             2,
@@ -82,3 +86,31 @@ def test_usage_and_input_errors_exit_2_in_two_lines(args, code, message):
     assert len(errors) == 1
     debug = CliRunner().invoke(cli, ["--debug", *args])
     assert debug.exit_code == code
+
+
+def test_skip_bad_images_trains_and_reports_how_many_and_which(tmp_path):
+    import json
+
+    data = _image_folder(tmp_path / "data")
+    (data / "train" / "a" / "empty.png").write_bytes(b"")
+    (data / "train" / "b" / "text.jpg").write_text("not a picture")
+    args = ["train", "--dataset", str(data), "--model", "mixer_t2_8", "--batch-size", "4",
+            "--epochs", "1", "--set", "model.img_size=8", "--set", "data.num_workers=0",
+            *TINY, *QUIET]  # fmt: skip
+    strict = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "strict")])
+    assert strict.exit_code == 2, strict.output
+    assert "cannot read image" in strict.output and "--skip-bad-images" in strict.output
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [*args, "--out", str(out), "--skip-bad-images"])
+    assert result.exit_code == 0, result.output
+    assert f"skipped 2 unreadable image(s), listed in {out}/skipped_images.txt" in (
+        result.output.replace("\n", "")
+    )
+    listed = (out / "skipped_images.txt").read_text().splitlines()
+    assert sorted(line.split(": ", 1)[0].rsplit("/", 1)[1] for line in listed) == [
+        "empty.png",
+        "text.jpg",
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_images"] == 2
+    assert "skip_bad_images: true" in (out / "config.yaml").read_text()  # resume keeps it

@@ -22,7 +22,7 @@ from .arrays import stratified_split
 from .images import IMAGE_EXTENSIONS, load_image, resize_image
 
 HELD_OUT_NAMES = ("val", "validation", "test")
-SKIP_HINT = "to leave unreadable files out instead, build the data set with skip_bad_images=True"
+SKIP_HINT = "to leave unreadable files out instead: mlpmixer train --skip-bad-images"
 STATS_SAMPLE = 128  # images decoded to estimate mean/std
 
 

@@ -51,6 +51,7 @@ class DataSection:
     download: bool = True
     eval_crop_pct: float | None = None  # None: 1.0 from scratch, the checkpoint's when fine-tuning
     interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
+    skip_bad_images: bool = False  # image folders: leave unreadable files out (listed in the run)
 
 
 @dataclass

@@ -152,12 +152,14 @@ def flag_overrides(**flags: Any) -> list[str]:
         "device": "train.device",
         "precision": "train.precision",
         "img_size": "model.img_size",
+        "skip_bad_images": "data.skip_bad_images",
     }
     unknown = sorted(set(flags) - set(keys))
     if unknown:
         raise ConfigError(f"unknown flag(s) {unknown}")
     # json.dumps quotes strings so that YAML reads paths like "1e3" or "null" as text
-    return [f"{keys[k]}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    # an absent on/off flag (False) leaves the config file's value alone
+    return [f"{keys[k]}={json.dumps(v)}" for k, v in flags.items() if v not in (None, False)]
 
 
 def assemble_config(

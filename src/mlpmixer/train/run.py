@@ -15,6 +15,7 @@ Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -59,6 +60,7 @@ SUMMARY_FILE = "summary.json"
 MODEL_DIR = "model"
 EMA_MODEL_DIR = "model_ema"
 CURVES_FILE = "curves.png"
+SKIPPED_FILE = "skipped_images.txt"  # data.skip_bad_images: "PATH: reason" per file left out
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
 
@@ -145,9 +147,12 @@ def _build_data(
     common = {
         "img_size": img_size, "in_chans": in_chans, "root": d.root, "download": d.download,
         "val_fraction": d.val_fraction, "seed": config.train.seed, "interpolation": interpolation,
+        "skip_bad_images": d.skip_bad_images,
     }  # fmt: skip
     train_set, train_info = build_dataset(d.dataset, "train", **common)
     test_set, test_info = build_dataset(d.dataset, "test", crop_pct=eval_crop, **common)
+    # the run reports every file left out, of both splits, with the training info
+    train_info = dataclasses.replace(train_info, skipped=train_info.skipped + test_info.skipped)
     return train_set, train_info, test_set, test_info
 
 
@@ -320,6 +325,7 @@ def _write_outputs(
         "seed": cfg.train.seed,
         "resumed": resumed,
         "checkpoint": str(run_dir / MODEL_DIR),
+        "skipped_images": len(info.skipped),
     }
     for key in ("test_top1", "test_top5", "test_loss", "train_loss", "train_top1"):
         if key in trainer.last_eval:
@@ -393,6 +399,12 @@ def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) ->
             f"train / {len(trainer.eval_loader.dataset.dataset)} test images, {trainer.total_steps} steps, "
             f"{trainer.dist.world_size} process(es) on {trainer.device} -> {run_dir}"
         )
+        if info.skipped:  # data.skip_bad_images: say how many, list which
+            atomic_write_text(run_dir / SKIPPED_FILE, "\n".join(info.skipped) + "\n")
+            progress.line(
+                f"skipped {len(info.skipped)} unreadable image(s), listed in "
+                f"{run_dir / SKIPPED_FILE}"
+            )
     try:
         trainer.fit(metrics, tensorboard, progress)
     finally:
