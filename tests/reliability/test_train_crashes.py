@@ -107,6 +107,12 @@ def test_kill_after_the_last_checkpoint_before_the_final_model(tmp_path, config_
     resumed = _resume(out)
     assert resumed.returncode == 0, resumed.stderr
     _assert_same_weights(out, reference)
+    # nothing was left to train, yet the summary has the final test metrics
+    import json
+
+    last_epoch = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_top1"] == last_epoch["test_top1"]
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, config_file, reference):

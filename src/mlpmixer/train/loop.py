@@ -382,6 +382,11 @@ class Trainer:
                 self._fit(metrics, tensorboard, progress)
         finally:
             progress.close()
+        if not self.last_eval:  # resumed after the final checkpoint: evaluate it again
+            self.last_eval = self.evaluate(self.model)
+            if self.ema is not None:
+                ema_eval = self.evaluate(self.ema.module)
+                self.last_eval.update({f"ema_{k}": v for k, v in ema_eval.items()})
         return self.last_eval
 
     @contextlib.contextmanager
