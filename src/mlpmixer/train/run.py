@@ -107,7 +107,7 @@ def _configure_torch(config: TrainConfig, device: torch.device) -> None:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).name or text).strip("-") or "data"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip("/").split("/")[-1]).strip("-") or "data"
 
 
 def _new_run_dir(config: TrainConfig, model_name: str, dist: DistInfo) -> Path:
@@ -115,7 +115,8 @@ def _new_run_dir(config: TrainConfig, model_name: str, dist: DistInfo) -> Path:
         run_dir = Path(config.run.out)
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("runs") / f"{_slug(config.data.dataset)}-{_slug(model_name)}-{stamp}"
+        model_slug = _slug(model_name.replace("/", "-"))
+        run_dir = Path("runs") / f"{_slug(config.data.dataset)}-{model_slug}-{stamp}"
     run_dir = Path(broadcast_object(str(run_dir)))
     if checkpoint_path(run_dir).exists():
         raise ConfigError(
@@ -199,7 +200,15 @@ def _pretrained_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, 
     if tuple(model.config.img_size) != tuple(info.img_size):
         model = model.resize(info.img_size)  # block-diagonal token-mixing (paper, appendix)
     model.config = model.config.replace(crop_pct=crop, interpolation=interpolation)
-    return model, Path(str(source)).name or str(source), info, train_set, test_set
+    return model, _source_name(str(source)), info, train_set, test_set
+
+
+def _source_name(source: str) -> str:
+    """How a pre-trained checkpoint is named in summaries: a run's model/ by its run."""
+    path = Path(source)
+    if path.name in (MODEL_DIR, EMA_MODEL_DIR) and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name or source
 
 
 def _loaders(
