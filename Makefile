@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/mlpmixer models
+	$(VENV)/bin/mlpmixer train
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
