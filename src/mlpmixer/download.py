@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,29 +29,44 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlpmixer"
 
 
+def download_file(
+    url: str,
+    target: Path,
+    hint: str,
+    verify: Callable[[Path], None] | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Download ``url`` to ``target`` atomically; ``verify(tmp)`` may refuse it before the rename.
+
+    Failures raise `DownloadError` ending with ``hint`` (what to download, and where to put it).
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(target) as tmp:
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+            if verify is not None:
+                verify(tmp)
+    except urllib.error.HTTPError as err:
+        raise DownloadError(
+            f"cannot download {url}: the server answered {err.code} {err.reason}. {hint}"
+        ) from err
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        raise DownloadError(
+            f"cannot download {url} ({getattr(err, 'reason', err)}). {hint}"
+        ) from err
+    return target
+
+
 def download_url(url: str, timeout: float = 60.0) -> Path:
     """Download ``url`` into the cache once (atomically); returns the cached file."""
     target = cache_dir() / "urls" / url.split("://", 1)[-1].replace("/", "_")
     if target.is_file():
         return target
-    try:
-        with (
-            urllib.request.urlopen(url, timeout=timeout) as response,
-            atomic_path(target) as tmp,
-            open(tmp, "wb") as out,
-        ):
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-    except urllib.error.HTTPError as err:
-        raise DownloadError(
-            f"cannot download {url}: the server answered {err.code} {err.reason}"
-        ) from err
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        raise DownloadError(
-            f"cannot download {url} ({getattr(err, 'reason', err)}). Offline? Download it on a "
-            f"connected machine and pass the file's path instead, or put it at {target}"
-        ) from err
-    return target
+    hint = (
+        "Offline? Download it on a connected machine and pass the file's path instead, "
+        f"or put it at {target}"
+    )
+    return download_file(url, target, hint, timeout=timeout)
 
 
 def _hub_errors() -> tuple[type[Exception], ...]:

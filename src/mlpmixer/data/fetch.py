@@ -16,12 +16,10 @@ import hashlib
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path, PurePosixPath
 
-from ..errors import DataError, DownloadError
-from ..fileio import atomic_path
+from ..download import download_file
+from ..errors import DataError
 
 
 def md5_of(path: Path) -> str:
@@ -50,23 +48,7 @@ def fetch(url: str, target: Path, md5: str, timeout: float = 60.0) -> Path:
         f"Offline? Download {url} on a connected machine and put it at {target} "
         "(or pass --dataset DIR, a directory holding it)"
     )
-    try:
-        with (
-            urllib.request.urlopen(url, timeout=timeout) as response,
-            atomic_path(target) as tmp,
-        ):
-            with open(tmp, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
-            check_md5(tmp, md5)
-    except urllib.error.HTTPError as err:
-        raise DownloadError(
-            f"cannot download {url}: the server answered {err.code}. {hint}"
-        ) from err
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        raise DownloadError(
-            f"cannot download {url} ({getattr(err, 'reason', err)}). {hint}"
-        ) from err
-    return target
+    return download_file(url, target, hint, verify=lambda tmp: check_md5(tmp, md5), timeout=timeout)
 
 
 def _checked_members(archive: tarfile.TarFile, source: Path) -> list[tarfile.TarInfo]:
