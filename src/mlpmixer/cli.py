@@ -779,30 +779,63 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
 @click.option("--model", "model_name", default=None, help="Registered model name (see `models`).")
 @click.option("--checkpoint", default=None, help="Or any checkpoint `load_model` reads.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option(
+    "--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--mode", type=click.Choice(["infer", "train", "both"]), default="both", show_default=True)
-@click.option("--compile/--no-compile", "compile_model", default=False, show_default=True,
-              help="torch.compile (inductor) the models.")
-@click.option("--compile-mode", default=None,
-              help="torch.compile mode: default, max-autotune, reduce-overhead (CUDA graphs).")
-@click.option("--freeze/--no-freeze", default=True, show_default=True,
-              help="Compiled inference: inductor freezing (constant, prepacked weights).")
-@click.option("--infer-autocast", is_flag=True,
-              help="bf16/fp16 inference under autocast with fp32 weights (default: cast weights).")
+@click.option(
+    "--mode", type=click.Choice(["infer", "train", "both"]), default="both", show_default=True
+)
+@click.option(
+    "--compile/--no-compile",
+    "compile_model",
+    default=False,
+    show_default=True,
+    help="torch.compile (inductor) the models.",
+)
+@click.option(
+    "--compile-mode",
+    default=None,
+    help="torch.compile mode: default, max-autotune, reduce-overhead (CUDA graphs).",
+)
+@click.option(
+    "--freeze/--no-freeze",
+    default=True,
+    show_default=True,
+    help="Compiled inference: inductor freezing (constant, prepacked weights).",
+)
+@click.option(
+    "--infer-autocast",
+    is_flag=True,
+    help="bf16/fp16 inference under autocast with fp32 weights (default: cast weights).",
+)
 @click.option("--compare", is_flag=True, help="Also run the plain implementation (and timm).")
 @click.option("--grad-checkpointing", is_flag=True, help="Activation checkpointing in training.")
-@click.option("--latency/--no-latency", default=True, show_default=True,
-              help="Batch-1 latency percentiles.")
+@click.option(
+    "--latency/--no-latency", default=True, show_default=True, help="Batch-1 latency percentiles."
+)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: torch's).")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Warm-up steps.")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Minimum timed steps.")
-@click.option("--min-time", type=float, default=3.0, show_default=True,
-              help="Minimum timed seconds per implementation.")
-@click.option("--peak/--no-peak", default=True, show_default=True,
-              help="Measure the matmul peak (needed for MFU).")
-@click.option("--gelu", type=click.Choice(["tanh", "none"]), default=None,
-              help="Override the model's GELU (a speed experiment: changes the outputs).")
+@click.option(
+    "--min-time",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Minimum timed seconds per implementation.",
+)
+@click.option(
+    "--peak/--no-peak",
+    default=True,
+    show_default=True,
+    help="Measure the matmul peak (needed for MFU).",
+)
+@click.option(
+    "--gelu",
+    type=click.Choice(["tanh", "none"]),
+    default=None,
+    help="Override the model's GELU (a speed experiment: changes the outputs).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write JSON here too.")
 def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype: str, device: str,

@@ -71,7 +71,11 @@ def test_cli_assembly_order_file_then_flags_then_set():
     assert config.train.epochs == 3 and config.optim.lr == 0.5 and config.run.out == "runs/x"
     assert assemble_config().data.dataset == "digits"
     plain = assemble_config(model="mixer_t4_28")  # the registered model, not the digits re-sizing
-    assert plain.model.name == "mixer_t4_28" and plain.model.overrides == {} and plain.model.img_size is None
+    assert (
+        plain.model.name == "mixer_t4_28"
+        and plain.model.overrides == {}
+        and plain.model.img_size is None
+    )
     generic = assemble_config(None, "/some/folder")
     assert generic.model.name == "auto" and generic.data.dataset == "/some/folder"
 
