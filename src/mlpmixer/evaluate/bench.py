@@ -427,14 +427,14 @@ def _rescale_mfu(rows: list[dict[str, Any]], peak_tflops: float) -> None:
 
 def _load_notes(machine: dict[str, Any], device: torch.device) -> list[str]:
     """Say so when other processes were using the CPU cores during a CPU benchmark."""
-    load = max(machine.get("load_average_1m", 0.0), machine.get("load_average_1m_end", 0.0))
+    load = machine.get("load_average_1m", 0.0)  # at the start: not yet this run's threads
     cores = machine.get("logical_cpus") or 1
-    if device.type != "cpu" or load < 0.5:
+    if device.type != "cpu" or load < 1.0:
         return []
     return [
-        f"the machine was busy (1-min load average up to {load:.1f} on {cores} logical CPUs): "
-        "timings include waiting for other processes; compare ratios from one run, repeat, "
-        "and consider --threads 1 or OMP_WAIT_POLICY=PASSIVE"
+        f"the machine was busy before the run (1-min load average {load:.1f} on {cores} "
+        "logical CPUs): timings may include waiting for other processes; compare ratios from "
+        "one run, repeat, and consider --threads 1 or OMP_WAIT_POLICY=PASSIVE"
     ]
 
 
