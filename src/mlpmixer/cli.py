@@ -86,6 +86,14 @@ class MixerGroup(click.Group):
             ctx.exit(EXIT_RUN_FAILED)
 
 
+# The option every command that reads a trained model shares.
+checkpoint_option = click.option(
+    "--checkpoint",
+    required=True,
+    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
+)
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
@@ -362,11 +370,7 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 
 
 @cli.command("eval")
-@click.option(
-    "--checkpoint",
-    required=True,
-    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
-)
+@checkpoint_option
 @click.option(
     "--dataset", required=True, help="digits, mnist5k, mnist, cifar10, ..., hf:NAME or a directory."
 )
@@ -433,11 +437,7 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
 
 @cli.command()
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE_OR_DIR...")
-@click.option(
-    "--checkpoint",
-    required=True,
-    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
-)
+@checkpoint_option
 @click.option("--top-k", type=int, default=5, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -480,11 +480,7 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
 
 
 @cli.command()
-@click.option(
-    "--checkpoint",
-    required=True,
-    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
-)
+@checkpoint_option
 @click.option("--dataset", required=True, help="Data set with train and test splits.")
 @click.option(
     "--shots", default="1,5,10,25", show_default=True, help="Images per class, comma-separated."
@@ -539,11 +535,7 @@ def fewshot(checkpoint: str, dataset: str, shots: str, seeds: int, heldout_per_c
 
 
 @cli.command()
-@click.option(
-    "--checkpoint",
-    required=True,
-    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
-)
+@checkpoint_option
 @click.option(
     "--format",
     "fmt",
@@ -607,11 +599,7 @@ def analyze() -> None:
 
 
 @analyze.command("tokens")
-@click.option(
-    "--checkpoint",
-    required=True,
-    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
-)
+@checkpoint_option
 @click.option("--blocks", default="1,2,3", show_default=True, help="Blocks to draw (1 = first).")
 @click.option(
     "--units", type=int, default=32, show_default=True, help="Hidden units drawn per block."
@@ -644,11 +632,7 @@ def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_js
 
 
 @analyze.command("cka")
-@click.option(
-    "--checkpoint",
-    required=True,
-    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
-)
+@checkpoint_option
 @click.option("--checkpoint-b", default=None, help="Second checkpoint: CKA across the two models.")
 @click.option("--dataset", default=None, help="Data set whose test images are used.")
 @click.option(
