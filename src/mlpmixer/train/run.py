@@ -39,6 +39,7 @@ from .augment import DeviceAugment
 from .config import TrainConfig, load_config
 from .distributed import (
     DistInfo,
+    barrier,
     broadcast_object,
     destroy_process_group,
     env_dist_info,
@@ -386,7 +387,11 @@ def train(
         trainer, model_name, info = _setup(config, run_dir, dist, device)
         if checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
-        return _run(trainer, model_name, info, resumed=checkpoint is not None)
+        result = _run(trainer, model_name, info, resumed=checkpoint is not None)
+        # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
+        # a peer still works aborted a process now and then ("terminate called...").
+        barrier()
+        return result
     finally:
         torch.set_num_threads(threads)  # train.threads applies to the run only
         destroy_process_group()
