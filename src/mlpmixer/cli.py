@@ -356,6 +356,13 @@ def finetune(checkpoint: str, dataset: str, img_size: int | None, config_file: s
 _RESULTS = "results"
 
 
+def out_dir_option(command: str, writes: str) -> Any:
+    """``--out-dir`` with the default ``results/<command>``; ``writes`` says what goes there."""
+    return click.option(
+        "--out-dir", default=f"{_RESULTS}/{command}", show_default=True, help=writes
+    )
+
+
 def _int_list(value: str, name: str) -> list[int]:
     try:
         return [int(v) for v in value.split(",") if v.strip()]
@@ -382,12 +389,7 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 @click.option("--crop-pct", type=float, default=None, help="Override the checkpoint's crop_pct.")
 @click.option("--interpolation", default=None, help="Override: nearest, bilinear, bicubic, area.")
 @click.option("--root", default=None, help="Where named data sets live (default $MLPMIXER_DATA).")
-@click.option(
-    "--out-dir",
-    default=f"{_RESULTS}/eval",
-    show_default=True,
-    help="Writes eval.json and confusion.png.",
-)
+@out_dir_option("eval", "Writes eval.json and confusion.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int, device: str,
                      mean: str | None, std: str | None, crop_pct: float | None,
@@ -604,12 +606,7 @@ def analyze() -> None:
 @click.option(
     "--units", type=int, default=32, show_default=True, help="Hidden units drawn per block."
 )
-@click.option(
-    "--out-dir",
-    default=f"{_RESULTS}/analyze",
-    show_default=True,
-    help="Writes tokens.json and tokens.png.",
-)
+@out_dir_option("analyze", "Writes tokens.json and tokens.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_json: bool) -> None:
     """Token-mixing hidden units as images on the patch grid (paper, Fig. 5).
@@ -643,12 +640,7 @@ def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_js
 )
 @click.option("--num-images", type=int, default=256, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option(
-    "--out-dir",
-    default=f"{_RESULTS}/analyze",
-    show_default=True,
-    help="Writes cka.json and cka.png.",
-)
+@out_dir_option("analyze", "Writes cka.json and cka.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
                 image_paths: tuple[str, ...], num_images: int, batch_size: int, out_dir: str,
@@ -707,12 +699,7 @@ def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
     show_default=True,
     help="Epochs of the float64 exact check (0 skips it).",
 )
-@click.option(
-    "--out-dir",
-    default=f"{_RESULTS}/analyze",
-    show_default=True,
-    help="Writes permutation.json and permutation.png.",
-)
+@out_dir_option("analyze", "Writes permutation.json and permutation.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs: int,
                         batch_size: int, lr: float, seed: int, cnn_width: int,
