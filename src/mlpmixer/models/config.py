@@ -18,6 +18,11 @@ from ..errors import ConfigError
 GELU_VARIANTS = ("tanh", "none")
 """``"tanh"``: flax's default GELU, used to train the official checkpoints; ``"none"``: exact erf."""
 
+FAMILIES = ("mixer", "gmixer", "resmlp", "gmlp")
+"""Block designs: the paper's Mixer; gMixer (Mixer with SwiGLU MLPs); ResMLP (Affine, one
+linear S×S token layer, LayerScale); gMLP (spatial gating unit). Configs saved before the
+field existed have no ``family`` and load as ``"mixer"``."""
+
 
 def to_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     """``224 -> (224, 224)``; ``(h, w)`` stays; anything else is a `ConfigError` naming ``name``."""
@@ -50,8 +55,15 @@ def _probability(value: Any, name: str) -> None:
 
 @dataclass
 class MixerConfig:
-    """Architecture and preprocessing of one Mixer. Defaults are Mixer-B/16 at 224."""
+    """Architecture and preprocessing of one Mixer. Defaults are Mixer-B/16 at 224.
 
+    ``family`` picks the block design (`FAMILIES`). For gMixer the MLP widths are the first
+    layer's outputs, twice the gated width; ResMLP and gMLP mix tokens with an S×S linear
+    layer and ignore ``tokens_mlp_dim`` (kept equal to S by the registry and resize); for
+    gMLP ``channels_mlp_dim`` is the first layer's width (the spatial gate halves it).
+    """
+
+    family: str = "mixer"
     img_size: tuple[int, int] = (224, 224)
     patch_size: tuple[int, int] = (16, 16)
     in_chans: int = 3
@@ -66,6 +78,7 @@ class MixerConfig:
     drop_path_rate: float = 0.0  # stochastic depth of the last block; rises linearly from 0
     drop_path_scale: bool = True  # rescale kept branches by 1/(1-p) (timm) or not (big_vision)
     grad_checkpointing: bool = False
+    layer_scale_init: float = 1e-4  # ResMLP only: initial LayerScale (timm: 1e-4/1e-5/1e-6)
     # Preprocessing the weights expect; used by eval/predict and stored with checkpoints.
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
@@ -87,6 +100,7 @@ class MixerConfig:
                     f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}: "
                     f"image {side} {size} leaves {size % patch} pixels over"
                 )
+        self._check_family()
         if self.gelu not in GELU_VARIANTS:
             raise ConfigError(f"gelu must be one of {GELU_VARIANTS}, got {self.gelu!r}")
         _probability(self.drop_rate, "drop_rate")
@@ -107,6 +121,17 @@ class MixerConfig:
                 raise ConfigError(
                     f"class_names has {len(self.class_names)} names but num_classes is "
                     f"{self.num_classes}"
+                )
+
+    def _check_family(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        gated = {"gmixer": ("tokens_mlp_dim", "channels_mlp_dim"), "gmlp": ("channels_mlp_dim",)}
+        for name in gated.get(self.family, ()):
+            if getattr(self, name) % 2:
+                raise ConfigError(
+                    f"{name} must be even for {self.family} (the gate takes half), "
+                    f"got {getattr(self, name)}"
                 )
 
     def _broadcast_stat(self, name: str) -> None:
