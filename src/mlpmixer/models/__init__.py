@@ -1,15 +1,26 @@
 """The network: config, module, registry, analytic cost and resolution change."""
 
-from .config import MixerConfig
+from .base import MlpFamilyModel, build_model, family_class
+from .config import FAMILIES, MixerConfig
 from .flops import flops_per_image, macs_per_image, param_count
+from .gmixer import GMixer
+from .gmlp import GMlp
 from .mixer import MixerBlock, MlpMixer
 from .registry import create_model, list_models, model_config, model_entry, register_model
+from .resmlp import ResMlp
 
 __all__ = [
+    "FAMILIES",
+    "GMixer",
+    "GMlp",
     "MixerBlock",
     "MixerConfig",
+    "MlpFamilyModel",
     "MlpMixer",
+    "ResMlp",
+    "build_model",
     "create_model",
+    "family_class",
     "flops_per_image",
     "list_models",
     "macs_per_image",

@@ -17,54 +17,22 @@ expects them.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from ..errors import InputShapeError
+from .base import MlpFamilyModel
 from .config import MixerConfig
-from .init import init_weights
-from .resize import resize_token_mixing
-from .serialization import HUB_OPTIONS, read_native, write_native
-from .state import apply_overrides, check_state_fits
+from .layers import PatchEmbed, drop_path
+from .resize import block_diagonal_token_mlp
 
-
-def drop_path(x: torch.Tensor, p: float, training: bool, scale: bool) -> torch.Tensor:
-    """Stochastic depth: zero the residual branch ``x`` (B, ...) of whole examples with prob ``p``.
-
-    ``scale=True`` divides kept branches by 1-p (timm, expectation-preserving);
-    ``scale=False`` keeps them as they are (big_vision's ``stoch_depth``).
-    """
-    if p == 0.0 or not training:
-        return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - p)
-    if scale:
-        keep.div_(1.0 - p)
-    return x * keep
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping P×P patches, each projected to C channels: (B, in, H, W) -> (B, S, C).
-
-    The weight is stored as a Conv2d kernel (C, in, Ph, Pw); the forward pass is a
-    patchify reshape plus one matmul, which computes exactly the strided convolution.
-    """
-
-    def __init__(self, patch_size: tuple[int, int], in_chans: int, hidden_dim: int) -> None:
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, hidden_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = images.shape
-        ph, pw = self.patch_size
-        patches = images.reshape(b, c, h // ph, ph, w // pw, pw)
-        patches = patches.permute(0, 2, 4, 1, 3, 5).reshape(b, (h // ph) * (w // pw), c * ph * pw)
-        return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
+__all__ = [
+    "ChannelMixingMlp",
+    "MixerBlock",
+    "MlpMixer",
+    "PatchEmbed",
+    "TokenMixingMlp",
+    "drop_path",
+]
 
 
 class ChannelMixingMlp(nn.Module):
@@ -126,17 +94,27 @@ class TokenMixingMlp(ChannelMixingMlp):
 
 
 class MixerBlock(nn.Module):
-    """x += TokenMixing(LN(x)); x += ChannelMixing(LN(x)), for x of shape (B, S, C)."""
+    """x += TokenMixing(LN(x)); x += ChannelMixing(LN(x)), for x of shape (B, S, C).
+
+    The two MLPs come from `token_mlp` and `channel_mlp`, which gMixer overrides.
+    """
 
     def __init__(self, config: MixerConfig, drop_path_rate: float) -> None:
         super().__init__()
-        c, eps, act, drop = config.hidden_dim, config.norm_eps, config.gelu, config.drop_rate
-        self.token_norm = nn.LayerNorm(c, eps=eps)
-        self.token_mixing = TokenMixingMlp(config.num_tokens, config.tokens_mlp_dim, act, drop)
-        self.channel_norm = nn.LayerNorm(c, eps=eps)
-        self.channel_mixing = ChannelMixingMlp(c, config.channels_mlp_dim, act, drop)
+        self.token_norm = nn.LayerNorm(config.hidden_dim, eps=config.norm_eps)
+        self.token_mixing = self.token_mlp(config)
+        self.channel_norm = nn.LayerNorm(config.hidden_dim, eps=config.norm_eps)
+        self.channel_mixing = self.channel_mlp(config)
         self.drop_path_rate = drop_path_rate
         self.drop_path_scale = config.drop_path_scale
+
+    def token_mlp(self, config: MixerConfig) -> nn.Module:
+        s, d_s = config.num_tokens, config.tokens_mlp_dim
+        return TokenMixingMlp(s, d_s, config.gelu, config.drop_rate)
+
+    def channel_mlp(self, config: MixerConfig) -> nn.Module:
+        c, d_c = config.hidden_dim, config.channels_mlp_dim
+        return ChannelMixingMlp(c, d_c, config.gelu, config.drop_rate)
 
     def _residual(self, branch: torch.Tensor) -> torch.Tensor:
         return drop_path(branch, self.drop_path_rate, self.training, self.drop_path_scale)
@@ -148,160 +126,24 @@ class MixerBlock(nn.Module):
         return self._residual(self.channel_mixing(self.channel_norm(x))).add_(x)
 
 
-class MlpMixer(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="mlpmixer",
-    tags=["image-classification", "mlp-mixer"],
-    paper_url="https://arxiv.org/abs/2105.01601",
-):
+class MlpMixer(MlpFamilyModel):
     """MLP-Mixer. ``MlpMixer(config)`` or ``MlpMixer(img_size=32, patch_size=4, ...)``.
 
     ``forward(images)`` maps (B, in_chans, H, W) to logits (B, num_classes), or to pooled
-    features (B, C) when ``num_classes == 0``.
+    features (B, C) when ``num_classes == 0``. The shared API is in `MlpFamilyModel`.
     """
 
-    def __init__(self, config: MixerConfig | None = None, **overrides: Any) -> None:
-        super().__init__()
-        config = (config or MixerConfig()).replace(**overrides)
-        self.config = config
-        self.grad_checkpointing = config.grad_checkpointing
-        self.stem = PatchEmbed(config.patch_size, config.in_chans, config.hidden_dim)
-        n = config.num_blocks
-        rates = [config.drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # 0 ... rate
-        self.blocks = nn.ModuleList(MixerBlock(config, rate) for rate in rates)
-        self.norm = nn.LayerNorm(config.hidden_dim, eps=config.norm_eps)
-        self.head_drop = nn.Dropout(config.drop_rate)
-        self.head = self._new_head(config.num_classes)
-        init_weights(self)
+    family = "mixer"
 
-    def _new_head(self, num_classes: int) -> nn.Module:
-        if num_classes == 0:
-            return nn.Identity()
-        head = nn.Linear(self.config.hidden_dim, num_classes)
-        nn.init.zeros_(head.weight)  # the official code: a fresh model predicts uniform logits
-        nn.init.zeros_(head.bias)
-        return head
+    def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
+        return MixerBlock(config, drop_path_rate)
 
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_classes
-
-    def check_input(self, images: torch.Tensor) -> None:
-        """Raise `InputShapeError` unless ``images`` is (B, in_chans, H, W) at the model's size."""
-        c, (h, w) = self.config.in_chans, self.config.img_size
-        if images.ndim == 4 and images.shape[1] == c and tuple(images.shape[2:]) == (h, w):
-            return
-        hint = ""
-        if images.ndim == 4 and images.shape[-1] == c and images.shape[1] != c:
-            hint = " (channels-last NHWC input? permute it to NCHW)"
-        elif images.ndim == 4 and images.shape[1] == c:
-            hint = " (resize the images, or adapt the model with model.resize(img_size))"
-        raise InputShapeError(
-            f"expected images of shape (batch, {c}, {h}, {w}), got {tuple(images.shape)}{hint}"
-        )
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, in_chans, H, W) -> normalised token features (B, S, C)."""
-        self.check_input(images)
-        x = self.stem(images)
-        for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return self.norm(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Token features (B, S, C) -> logits (B, num_classes), or pooled (B, C) if pre_logits."""
-        x = self.head_drop(x.mean(dim=1))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(images))
-
-    def reset_classifier(self, num_classes: int, class_names: list[str] | None = None) -> None:
-        """Replace the head with a zero-initialised one for ``num_classes`` (0: no head)."""
-        self.config = self.config.replace(num_classes=num_classes, class_names=class_names)
-        param = next(self.parameters())
-        self.head = self._new_head(num_classes).to(device=param.device, dtype=param.dtype)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in backward: less memory, ~30% more compute."""
-        self.grad_checkpointing = enable
-        self.config = self.config.replace(grad_checkpointing=enable)
-
-    def no_weight_decay(self) -> set[str]:
-        """Names of parameters that recipes exclude from weight decay: norms and biases."""
-        return {name for name, p in self.named_parameters() if p.ndim <= 1}
-
-    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """Optimizer groups: matrices get ``weight_decay``, norms and biases get none."""
-        skip = self.no_weight_decay()
-        named = list(self.named_parameters())
-        return [
-            {"params": [p for n, p in named if n not in skip], "weight_decay": weight_decay},
-            {"params": [p for n, p in named if n in skip], "weight_decay": 0.0},
-        ]
-
-    def resize(self, img_size: int | tuple[int, int]) -> MlpMixer:
-        """A new model for ``img_size`` whose token mixing is block-diagonally replicated.
-
-        See `mlpmixer.models.resize`. The returned model computes, on an image tiled K×K,
-        exactly what this model computes on the single image.
-        """
-        state, config = resize_token_mixing(self.state_dict(), self.config, img_size)
-        param = next(self.parameters())
-        resized = MlpMixer.from_state_dict(state, config)
-        return resized.to(device=param.device, dtype=param.dtype).train(self.training)
-
-    def num_params(self, include_head: bool = True) -> int:
-        total = sum(p.numel() for p in self.parameters())
-        return total if include_head else total - sum(p.numel() for p in self.head.parameters())
-
-    @classmethod
-    def from_state_dict(
-        cls,
-        state: dict[str, torch.Tensor],
-        config: MixerConfig,
-        reset_head: bool = False,
-    ) -> MlpMixer:
-        """Build a model for ``config`` and load ``state`` (this module's key names) into it.
-
-        Missing or unexpected keys and shape mismatches raise `CheckpointError` naming them.
-        ``reset_head=True`` ignores the stored head and keeps a fresh zero-initialised one
-        (fine-tuning on other classes).
-        """
-        model = cls(config)
-        if reset_head:
-            state = {k: v for k, v in state.items() if not k.startswith("head.")}
-        expected = model.state_dict()
-        if reset_head:
-            expected = {k: v for k, v in expected.items() if not k.startswith("head.")}
-        check_state_fits(state, expected)
-        model.load_state_dict(state, strict=not reset_head)
-        return model
-
-    # The project's own format: safetensors + config.json (the Hugging Face hub layout).
-    def _save_pretrained(self, save_directory: Any) -> None:
-        write_native(save_directory, self.config, self.state_dict())
-
-    def save(self, path: Any) -> None:
-        """Save in the project's format: a directory (hub layout) or one ``.safetensors`` file."""
-        write_native(path, self.config, self.state_dict())
-
-    @classmethod
-    def from_pretrained(  # type: ignore[override]
-        cls, name_or_path: Any, reset_head: bool = False, **kwargs: Any
-    ) -> MlpMixer:
-        """Load the project's format from a local directory/file or a hub repository id.
-
-        Hub options (``revision``, ``cache_dir``, ``token``, ``local_files_only``,
-        ``force_download``) go to huggingface_hub; other keywords override the stored
-        config (``num_classes`` together with ``reset_head=True`` for fine-tuning).
-        """
-        hub_options = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
-        config_dict, state = read_native(name_or_path, **hub_options)
-        config = MixerConfig.from_dict(config_dict)
-        config = apply_overrides(config, kwargs, reset_head)
-        return cls.from_state_dict(state, config, reset_head=reset_head)
+    def tile_token_weights(
+        self, state: dict[str, torch.Tensor], index: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        names = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
+        for i in range(self.config.num_blocks):
+            p = f"blocks.{i}.token_mixing."
+            new = block_diagonal_token_mlp(*(state[p + n] for n in names), index)
+            state.update({p + n: t for n, t in zip(names, new, strict=True)})
+        return state

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from .base import MlpFamilyModel, build_model
 from .config import MixerConfig
-from .mixer import MlpMixer
+from .family_registry import register_family
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ register_model(
     "small Mixer for 32x32 RGB images (CIFAR-10/100), 64 tokens of 4x4 pixels",
 )
 
+# The rest of the family, under timm's names and with timm's configs (timm/models/mlp_mixer.py).
+register_family(register_model)
+
 
 def resolve_name(name: str) -> str:
     """Registry name for ``name``: ``mixer_b16_224``, ``B/16``, ``Mixer-B/16`` or ``b16``."""
@@ -139,6 +143,6 @@ def model_config(name: str, **overrides: Any) -> MixerConfig:
     return model_entry(name).config.replace(**overrides)
 
 
-def create_model(name: str, **overrides: Any) -> MlpMixer:
+def create_model(name: str, **overrides: Any) -> MlpFamilyModel:
     """A freshly initialised registered model; ``overrides`` change config fields."""
-    return MlpMixer(model_config(name, **overrides))
+    return build_model(model_config(name, **overrides))

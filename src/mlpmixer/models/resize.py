@@ -48,6 +48,43 @@ def replication_factors(config: MixerConfig, img_size: tuple[int, int]) -> tuple
     return new_grid[0] // gh, new_grid[1] // gw
 
 
+def tile_rows(w: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """A layer reading tokens, w (R, S), as a block-diagonal (K²·R, K²·S) over the windows.
+
+    Output unit ``w·R + r`` is unit ``r`` of the original, restricted to window ``w``.
+    """
+    windows, s = index.shape
+    new = w.new_zeros(windows, w.shape[0], windows * s)
+    for window in range(windows):
+        new[window][:, index[window]] = w
+    return new.reshape(windows * w.shape[0], windows * s)
+
+
+def tile_cols(w: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """A layer writing tokens, w (S, R), as a block-diagonal (K²·S, K²·R) over the windows."""
+    windows, s = index.shape
+    new = w.new_zeros(windows * s, windows, w.shape[1])
+    for window in range(windows):
+        new[index[window], window] = w
+    return new.reshape(windows * s, -1)
+
+
+def tile_square(w: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """A token-to-token layer, w (S, S), as a block-diagonal (K²·S, K²·S) over the windows."""
+    windows, s = index.shape
+    new = w.new_zeros(windows * s, windows * s)
+    for window in range(windows):
+        new[index[window][:, None], index[window]] = w
+    return new
+
+
+def tile_tokens(b: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """A per-token vector (S,) repeated into every window: (K²·S,)."""
+    new = b.new_empty(index.numel())
+    new[index.reshape(-1)] = b.repeat(index.shape[0])
+    return new
+
+
 def block_diagonal_token_mlp(
     w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, index: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -56,22 +93,8 @@ def block_diagonal_token_mlp(
     Hidden unit ``w·D_S + d`` of the new MLP is unit ``d`` of the original, restricted to
     window ``w``; every weight between different windows is zero.
     """
-    windows, s = index.shape
-    d_s = w1.shape[0]
-    new_s = windows * s
-    new_w1 = w1.new_zeros(windows, d_s, new_s)
-    new_w2 = w2.new_zeros(new_s, windows, d_s)
-    for w in range(windows):
-        new_w1[w][:, index[w]] = w1
-        new_w2[index[w], w] = w2
-    new_b2 = b2.new_empty(new_s)
-    new_b2[index.reshape(-1)] = b2.repeat(windows)
-    return (
-        new_w1.reshape(windows * d_s, new_s),
-        b1.repeat(windows),
-        new_w2.reshape(new_s, -1),
-        new_b2,
-    )
+    windows = index.shape[0]
+    return tile_rows(w1, index), b1.repeat(windows), tile_cols(w2, index), tile_tokens(b2, index)
 
 
 def resize_token_mixing(

@@ -1,0 +1,87 @@
+"""gMixer: the Mixer with SwiGLU MLPs (Ross Wightman's experiment in timm, ``gmixer_*``).
+
+The block is the Mixer's (`MixerBlock`): x += TokenMLP(LN(x)); x += ChannelMLP(LN(x)), with
+each MLP a SwiGLU (Shazeer 2020, "GLU Variants Improve Transformer"):
+
+    SwiGLU(x) = W2 · (a ⊙ SiLU(g)) + b2,   [a; g] = W1 · x + b1   W1: (D, n), W2: (n, D/2)
+
+``tokens_mlp_dim`` and ``channels_mlp_dim`` are D, the first layer's width (timm's
+``mlp_ratio`` (1, 4) gives D_S = C and D_C = 4C); the gated width is D/2. The token MLP acts
+along the token axis of (B, S, C), the channel MLP along the channels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import MixerConfig
+from .layers import over_tokens
+from .mixer import MixerBlock, MlpMixer
+from .resize import tile_cols, tile_rows, tile_tokens
+
+
+class SwiGluMlp(nn.Module):
+    """(..., n) -> (..., n): value half times SiLU of the gate half of fc1, then fc2."""
+
+    def __init__(self, dim: int, hidden: int, drop: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)  # rows [0, D/2): values, [D/2, D): gates
+        self.act = nn.SiLU()
+        self.fc2 = nn.Linear(hidden // 2, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.fc1(x).chunk(2, dim=-1)
+        return self.drop(self.fc2(self.drop(value * self.act(gate))))
+
+
+class TokenSwiGluMlp(SwiGluMlp):
+    """`SwiGluMlp` over the token axis: (B, S, C) -> (B, S, C), fc1 (D_S, S)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return over_tokens(super().forward, x)
+
+
+class GMixerBlock(MixerBlock):
+    """`MixerBlock` whose token and channel MLPs are SwiGLUs."""
+
+    def token_mlp(self, config: MixerConfig) -> nn.Module:
+        return TokenSwiGluMlp(config.num_tokens, config.tokens_mlp_dim, config.drop_rate)
+
+    def channel_mlp(self, config: MixerConfig) -> nn.Module:
+        return SwiGluMlp(config.hidden_dim, config.channels_mlp_dim, config.drop_rate)
+
+
+class GMixer(MlpMixer):
+    """gMixer: ``GMixer(config)`` with ``config.family == "gmixer"``."""
+
+    family = "gmixer"
+
+    def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
+        return GMixerBlock(config, drop_path_rate)
+
+    @torch.no_grad()
+    def init_family_weights(self) -> None:
+        # Gates start nearly constant (weights ~0, bias 1, SiLU(1) ≈ 0.73), as in timm: each
+        # SwiGLU starts as a plain linear map of its value half.
+        for module in self.modules():
+            if isinstance(module, SwiGluMlp):
+                gate = slice(module.fc1.out_features // 2, None)
+                nn.init.normal_(module.fc1.weight[gate], std=1e-6)
+                nn.init.ones_(module.fc1.bias[gate])
+
+    def tile_token_weights(
+        self, state: dict[str, torch.Tensor], index: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        # Values and gates are tiled separately so that after the tiling the first half of
+        # the hidden units are still the values and the second half their gates.
+        windows = index.shape[0]
+        for i in range(self.config.num_blocks):
+            p = f"blocks.{i}.token_mixing."
+            w1, b1 = state[p + "fc1.weight"], state[p + "fc1.bias"]
+            state[p + "fc1.weight"] = torch.cat([tile_rows(w, index) for w in w1.chunk(2)])
+            state[p + "fc1.bias"] = torch.cat([b.repeat(windows) for b in b1.chunk(2)])
+            state[p + "fc2.weight"] = tile_cols(state[p + "fc2.weight"], index)
+            state[p + "fc2.bias"] = tile_tokens(state[p + "fc2.bias"], index)
+        return state

@@ -1,0 +1,84 @@
+"""gMLP (Liu et al., 2021, "Pay Attention to MLPs", arXiv 2105.08050): the spatial gating unit.
+
+Shapes: x (B, S, C), D = ``channels_mlp_dim`` (timm: 6C). A block is
+
+    Z = GELU(LN(x) · U + b_U)                    U: (C, D)        Z: (B, S, D)
+    [Z1; Z2] = Z split along channels            each (B, S, D/2)
+    s(Z) = Z1 ⊙ (W · LN'(Z2) + b)                W: (S, S) over the tokens, b: (S,)
+    x = x + s(Z) · V + b_V                       V: (D/2, C)
+
+W starts near zero and b at one, so every block starts as a plain channel MLP (the paper's
+initialisation). LN' (inside the gate) uses epsilon 1e-5 as timm does; the other norms
+``norm_eps``. ``tokens_mlp_dim`` is unused (the token layer is S × S).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import MlpFamilyModel
+from .config import MixerConfig
+from .layers import drop_path, over_tokens
+from .resize import tile_square, tile_tokens
+
+GATE_NORM_EPS = 1e-5  # torch's LayerNorm default, which timm's spatial gating unit keeps
+
+
+class SpatialGatingUnit(nn.Module):
+    """(B, S, D) -> (B, S, D/2): the first half gated by a token projection of the second."""
+
+    def __init__(self, hidden: int, num_tokens: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden // 2, eps=GATE_NORM_EPS)
+        self.proj = nn.Linear(num_tokens, num_tokens)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z1, z2 = z.chunk(2, dim=-1)
+        return z1 * over_tokens(self.proj, self.norm(z2))
+
+
+class GMlpBlock(nn.Module):
+    """x += V · SGU(GELU(U · LN(x))): one gated MLP with spatial gating, pre-norm, residual."""
+
+    def __init__(self, config: MixerConfig, drop_path_rate: float) -> None:
+        super().__init__()
+        c, d = config.hidden_dim, config.channels_mlp_dim
+        self.norm = nn.LayerNorm(c, eps=config.norm_eps)
+        self.fc1 = nn.Linear(c, d)
+        self.act = nn.GELU(approximate=config.gelu)
+        self.spatial_gating = SpatialGatingUnit(d, config.num_tokens)
+        self.fc2 = nn.Linear(d // 2, c)
+        self.drop = nn.Dropout(config.drop_rate)
+        self.drop_path_rate = drop_path_rate
+        self.drop_path_scale = config.drop_path_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.spatial_gating(self.drop(self.act(self.fc1(self.norm(x)))))
+        branch = self.drop(self.fc2(z))
+        return x + drop_path(branch, self.drop_path_rate, self.training, self.drop_path_scale)
+
+
+class GMlp(MlpFamilyModel):
+    """gMLP: ``GMlp(config)`` with ``config.family == "gmlp"``."""
+
+    family = "gmlp"
+
+    def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
+        return GMlpBlock(config, drop_path_rate)
+
+    @torch.no_grad()
+    def init_family_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, SpatialGatingUnit):
+                nn.init.normal_(module.proj.weight, std=1e-6)
+                nn.init.ones_(module.proj.bias)
+
+    def tile_token_weights(
+        self, state: dict[str, torch.Tensor], index: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        for i in range(self.config.num_blocks):
+            p = f"blocks.{i}.spatial_gating.proj."
+            state[p + "weight"] = tile_square(state[p + "weight"], index)
+            state[p + "bias"] = tile_tokens(state[p + "bias"], index)
+        return state

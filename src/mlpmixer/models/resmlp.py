@@ -1,0 +1,69 @@
+"""ResMLP (Touvron et al., 2021, arXiv 2105.03404): Affine instead of LayerNorm, one linear
+token-mixing layer, LayerScale.
+
+Shapes: x (B, S, C); A = Aff(x) = α ⊙ x + β (per channel, no statistics). A block is
+
+    x = x + λ1 ⊙ (A1(x)ᵀ · Wᵀ + b)ᵀ        W: (S, S), one linear layer over the tokens
+    x = x + λ2 ⊙ MLP(A2(x))               MLP: Linear(C, D_C) -> GELU -> Linear(D_C, C)
+
+with LayerScale vectors λ1, λ2 (C,) initialised to ``layer_scale_init`` (timm: 1e-4 for 12
+blocks, 1e-5 for 24, 1e-6 for 36 and the big model). The final norm is an Affine too.
+``tokens_mlp_dim`` is unused (the token layer is S × S).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import MlpFamilyModel
+from .config import MixerConfig
+from .layers import Affine, drop_path, over_tokens
+from .mixer import ChannelMixingMlp
+from .resize import tile_square, tile_tokens
+
+
+class ResMlpBlock(nn.Module):
+    """Linear token mixing and an MLP over channels, each pre-Affine and LayerScaled."""
+
+    def __init__(self, config: MixerConfig, drop_path_rate: float) -> None:
+        super().__init__()
+        c, s = config.hidden_dim, config.num_tokens
+        self.token_norm = Affine(c)
+        self.token_mixing = nn.Linear(s, s)
+        self.token_scale = nn.Parameter(torch.full((c,), config.layer_scale_init))
+        self.channel_norm = Affine(c)
+        self.channel_mixing = ChannelMixingMlp(
+            c, config.channels_mlp_dim, config.gelu, config.drop_rate
+        )
+        self.channel_scale = nn.Parameter(torch.full((c,), config.layer_scale_init))
+        self.drop_path_rate = drop_path_rate
+        self.drop_path_scale = config.drop_path_scale
+
+    def _residual(self, scale: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        return drop_path(scale * branch, self.drop_path_rate, self.training, self.drop_path_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self._residual(self.token_scale, over_tokens(self.token_mixing, self.token_norm(x)))
+        return x + self._residual(self.channel_scale, self.channel_mixing(self.channel_norm(x)))
+
+
+class ResMlp(MlpFamilyModel):
+    """ResMLP: ``ResMlp(config)`` with ``config.family == "resmlp"``."""
+
+    family = "resmlp"
+
+    def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
+        return ResMlpBlock(config, drop_path_rate)
+
+    def make_norm(self, config: MixerConfig) -> nn.Module:
+        return Affine(config.hidden_dim)
+
+    def tile_token_weights(
+        self, state: dict[str, torch.Tensor], index: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        for i in range(self.config.num_blocks):
+            p = f"blocks.{i}.token_mixing."
+            state[p + "weight"] = tile_square(state[p + "weight"], index)
+            state[p + "bias"] = tile_tokens(state[p + "bias"], index)
+        return state
