@@ -1,8 +1,9 @@
 """Rebuild a `MixerConfig` from the shapes of a state dict (this package's key names).
 
 Every foreign format is first translated to the package's key names; the architecture then
-follows from the shapes alone: the stem kernel gives C, in_chans and P; the token-mixing
-weight gives S and D_S; the channel-mixing weight gives D_C; the head gives the classes.
+follows from the keys and shapes alone: the key names give the family (Mixer, gMixer,
+ResMLP, gMLP); the stem kernel gives C, in_chans and P; the token-mixing weight gives S
+(and D_S); the channel-mixing weight gives D_C; the head gives the classes.
 The image size follows from S and P when the patch grid is square; otherwise the caller
 passes ``img_size``.
 """
@@ -66,21 +67,59 @@ def infer_img_size(
     return side * patch[0], side * patch[1]
 
 
+# A key only the family's state dicts (this package's names) have; Mixer/gMixer by shape.
+OWN_MARKERS = {
+    "blocks.0.token_mixing.fc1.weight": "mixer",
+    "blocks.0.token_scale": "resmlp",
+    "blocks.0.spatial_gating.proj.weight": "gmlp",
+}
+
+
+def infer_family(state: Mapping[str, torch.Tensor]) -> str:
+    """The family whose key names ``state`` has; gMixer's token fc2 reads half of fc1's width."""
+    family = next((f for key, f in OWN_MARKERS.items() if key in state), None)
+    if family is None:
+        raise CheckpointError(
+            "checkpoint has none of the family's token-mixing keys "
+            f"({', '.join(OWN_MARKERS)}): not a Mixer-family checkpoint, or truncated"
+        )
+    if family == "mixer":
+        width = _shape(state, "blocks.0.token_mixing.fc1.weight", 2)[0]
+        if 2 * _shape(state, "blocks.0.token_mixing.fc2.weight", 2)[1] == width:
+            family = "gmixer"
+    return family
+
+
+def _widths(state: Mapping[str, torch.Tensor], family: str) -> tuple[int, int, int]:
+    """(S, tokens_mlp_dim, channels_mlp_dim) from the first block's shapes."""
+    if family in ("mixer", "gmixer"):
+        d_s, s = _shape(state, "blocks.0.token_mixing.fc1.weight", 2)
+        d_c = _shape(state, "blocks.0.channel_mixing.fc1.weight", 2)[0]
+        return s, d_s, d_c
+    if family == "resmlp":
+        s = _shape(state, "blocks.0.token_mixing.weight", 2)[0]
+        return s, s, _shape(state, "blocks.0.channel_mixing.fc1.weight", 2)[0]
+    s = _shape(state, "blocks.0.spatial_gating.proj.weight", 2)[0]
+    return s, s, _shape(state, "blocks.0.fc1.weight", 2)[0]
+
+
 def infer_config(
     state: Mapping[str, torch.Tensor], img_size: Any = None, **fields: Any
 ) -> MixerConfig:
     """The `MixerConfig` whose parameters have exactly the shapes in ``state``.
 
-    ``fields`` (e.g. ``gelu``, ``mean``) fill in what shapes cannot tell.
+    The family follows from the key names (`infer_family`). ``fields`` (e.g. ``gelu``,
+    ``mean``) fill in what shapes cannot tell.
     """
+    family = infer_family(state)
     hidden, in_chans, ph, pw = _shape(state, "stem.proj.weight", 4)
     num_blocks = count_blocks(state)
-    tokens_mlp_dim, num_tokens = _shape(state, "blocks.0.token_mixing.fc1.weight", 2)
-    channels_mlp_dim, _ = _shape(state, "blocks.0.channel_mixing.fc1.weight", 2)
+    num_tokens, tokens_mlp_dim, channels_mlp_dim = _widths(state, family)
     num_classes = _shape(state, "head.weight", 2)[0] if "head.weight" in state else 0
     size = infer_img_size(num_tokens, (ph, pw), img_size)
     try:
         return MixerConfig(
+            family=family,
             img_size=size,
             patch_size=(ph, pw),
             in_chans=in_chans,

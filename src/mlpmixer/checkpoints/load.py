@@ -4,7 +4,10 @@ Formats:
 
 * ``native`` — this project's: safetensors + config.json (directory or single file);
 * ``official`` — Google's flat ``.npz`` (google-research/vision_transformer, big_vision);
-* ``timm`` — timm's ``mixer_*`` state dicts (``.pth``/``.bin``/``.safetensors``/hub dir);
+* ``timm`` — timm's state dicts of every family: ``mixer_*``, ``gmixer_*``, ``resmlp_*``,
+  ``gmlp_*`` (``.pth``/``.bin``/``.safetensors``/hub dir);
+* ``facebook`` — ResMLP's original deit checkpoints (read only);
+* ``lucidrains`` — ``mlp-mixer-pytorch`` state dicts (read only);
 * ``state_dict`` — a bare state dict with this package's key names (``torch.save(model.state_dict())``).
 
 Sources may be local paths, Hugging Face hub ids (``hf-hub:timm/mixer_b16_224.goog_in21k_ft_in1k``
@@ -24,24 +27,26 @@ import torch
 from ..download import HUB_PREFIX, download_hub_repo, download_url
 from ..errors import CheckpointError, CheckpointNotFoundError, ConfigError
 from ..fileio import atomic_path
+from ..models.base import MlpFamilyModel
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
-from ..models.mixer import MlpMixer
 from ..models.serialization import HUB_OPTIONS, is_native_dir, read_native, read_safetensors
 from ..models.state import apply_overrides
-from .infer import infer_config
+from .facebook import FACEBOOK_FIELDS, facebook_to_state, is_facebook_resmlp
+from .infer import OWN_MARKERS, infer_config
+from .lucidrains import LUCIDRAINS_FIELDS, is_lucidrains, lucidrains_to_state
 from .official import official_to_state, read_npz, write_npz
 from .timm_format import (
-    TIMM_MARKER,
     read_torch_file,
+    timm_family,
     timm_hub_fields,
     timm_to_state,
     write_timm,
 )
 
-FORMATS = ("native", "official", "timm", "state_dict")
+FORMATS = ("native", "official", "timm", "state_dict", "facebook", "lucidrains")
+WRITABLE_FORMATS = ("native", "official", "timm", "state_dict")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
-_OWN_MARKER = "blocks.0.token_mixing.fc1.weight"
 
 
 @dataclass
@@ -68,9 +73,13 @@ def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
 
 
 def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
-    if TIMM_MARKER in state:
+    if timm_family(state):
         return "timm"
-    if _OWN_MARKER in state:
+    if is_facebook_resmlp(state):
+        return "facebook"
+    if is_lucidrains(state):
+        return "lucidrains"
+    if any(key in state for key in OWN_MARKERS):
         return "state_dict"
     keys = ", ".join(sorted(state)[:6])
     raise CheckpointError(f"{source}: not a Mixer state dict (first keys: {keys or 'none'})")
@@ -103,11 +112,15 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 
 def read_checkpoint(
-    source: str | os.PathLike[str], img_size: Any = None, **hub_options: Any
+    source: str | os.PathLike[str],
+    img_size: Any = None,
+    in_chans: int | None = None,
+    **hub_options: Any,
 ) -> Checkpoint:
     """Read any supported checkpoint into this package's names plus a config.
 
-    ``img_size`` is needed only for foreign formats whose patch grid is not square.
+    ``img_size`` is needed only for foreign formats whose patch grid is not square;
+    ``in_chans`` only for lucidrains' stems of neither 3 nor 1 channels.
     """
     path = resolve_source(source, **hub_options)
     if path.is_dir() and is_native_dir(path):
@@ -129,6 +142,12 @@ def read_checkpoint(
     if fmt == "timm":
         state = timm_to_state(state)
         fields.setdefault("gelu", "none")  # timm's Mixer uses nn.GELU(), the exact erf
+    elif fmt == "facebook":
+        state = facebook_to_state(state)
+        fields = {**FACEBOOK_FIELDS, **fields}
+    elif fmt == "lucidrains":
+        state = lucidrains_to_state(state, in_chans)
+        fields = {**LUCIDRAINS_FIELDS, **fields}
     img_size = img_size if img_size is not None else fields.pop("img_size", None)
     fields.pop("img_size", None)
     return Checkpoint(fmt, infer_config(state, img_size, **fields), state, str(source))
@@ -139,8 +158,8 @@ def load_model(
     reset_head: bool = False,
     map_location: str | torch.device = "cpu",
     **overrides: Any,
-) -> MlpMixer:
-    """Load any supported checkpoint (see the module docstring) as an `MlpMixer`.
+) -> MlpFamilyModel:
+    """Load any supported checkpoint (see the module docstring) as a family model.
 
     ``overrides`` change config fields (e.g. ``drop_path_rate``, ``gelu``); a different
     ``num_classes`` requires ``reset_head=True``, which replaces the head by a fresh
@@ -148,12 +167,17 @@ def load_model(
     A file that does not fit raises `CheckpointError` naming the keys and shapes.
     """
     hub_options = {k: overrides.pop(k) for k in HUB_OPTIONS if k in overrides}
-    checkpoint = read_checkpoint(source, img_size=overrides.get("img_size"), **hub_options)
+    checkpoint = read_checkpoint(
+        source,
+        img_size=overrides.get("img_size"),
+        in_chans=overrides.get("in_chans"),
+        **hub_options,
+    )
     try:
         config = apply_overrides(checkpoint.config, overrides, reset_head)
     except ConfigError as err:
         raise CheckpointError(f"{source}: {err}") from err
-    model = MlpMixer.from_state_dict(checkpoint.state, config, reset_head=reset_head)
+    model = MlpFamilyModel.from_state_dict(checkpoint.state, config, reset_head=reset_head)
     return model.to(map_location)
 
 
@@ -166,14 +190,21 @@ def format_for_path(path: Path) -> str:
     return "native"
 
 
-def save_model(model: MlpMixer, path: str | os.PathLike[str], format: str | None = None) -> Path:
+def save_model(
+    model: MlpFamilyModel, path: str | os.PathLike[str], format: str | None = None
+) -> Path:
     """Save ``model`` as ``format`` (default: implied by the path, see `format_for_path`)."""
     path = Path(path)
     format = format or format_for_path(path)
-    if format not in FORMATS:
-        raise ConfigError(f"format must be one of {FORMATS}, got {format!r}")
+    if format not in WRITABLE_FORMATS:
+        raise ConfigError(f"format must be one of {WRITABLE_FORMATS}, got {format!r}")
     state = model.state_dict()
     if format == "official":
+        if model.config.family != "mixer":
+            raise ConfigError(
+                f"the official .npz layout holds Mixers only, not {model.config.family!r}; "
+                "save as timm (.pth/.safetensors) or native instead"
+            )
         if path.suffix != ".npz":
             raise ConfigError(f"the official format is an .npz file, got {path}")
         write_npz(path, model.config, state)

@@ -24,31 +24,95 @@ from ..fileio import atomic_path, atomic_write_text
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
 
-_TIMM_TO_OURS = {
+# timm's block part names -> this package's, per family (a prefix of the key inside a block).
+_MIXER_NAMES = {
     "norm1": "token_norm",
     "mlp_tokens": "token_mixing",
     "norm2": "channel_norm",
     "mlp_channels": "channel_mixing",
 }
-_OURS_TO_TIMM = {v: k for k, v in _TIMM_TO_OURS.items()}
-_BLOCK_PART = re.compile(r"^(blocks\.\d+\.)([a-z_0-9]+)(\..+)$")
+TIMM_BLOCK_NAMES: dict[str, dict[str, str]] = {
+    "mixer": _MIXER_NAMES,
+    "gmixer": _MIXER_NAMES,
+    "resmlp": {
+        "norm1": "token_norm",
+        "linear_tokens": "token_mixing",
+        "ls1": "token_scale",
+        "norm2": "channel_norm",
+        "mlp_channels": "channel_mixing",
+        "ls2": "channel_scale",
+    },
+    "gmlp": {
+        "norm": "norm",
+        "mlp_channels.fc1": "fc1",
+        "mlp_channels.gate": "spatial_gating",
+        "mlp_channels.fc2": "fc2",
+    },
+}
+# A key that only the family's timm state dicts have (Mixer and gMixer: see timm_family).
+TIMM_MARKERS = {
+    "blocks.0.mlp_tokens.fc1.weight": "mixer",
+    "blocks.0.linear_tokens.weight": "resmlp",
+    "blocks.0.mlp_channels.gate.proj.weight": "gmlp",
+}
 TIMM_MARKER = "blocks.0.mlp_tokens.fc1.weight"
 WRAPPERS = ("state_dict", "model", "module")  # training scripts nest the weights in these
+_BLOCK_KEY = re.compile(r"^(blocks\.\d+\.)(.+)$")
 
 
-def _rename(key: str, table: Mapping[str, str]) -> str:
-    m = _BLOCK_PART.match(key)
-    if m and m.group(2) in table:
-        return m.group(1) + table[m.group(2)] + m.group(3)
-    return key
+def rename_block_keys(
+    state: Mapping[str, torch.Tensor], table: Mapping[str, str]
+) -> dict[str, torch.Tensor]:
+    """Rename the part of each ``blocks.<i>.<part>...`` key found in ``table`` (longest first)."""
+    parts = sorted(table, key=len, reverse=True)
+    out = {}
+    for key, value in state.items():
+        m = _BLOCK_KEY.match(key)
+        if m:
+            rest = m.group(2)
+            part = next((p for p in parts if rest == p or rest.startswith(p + ".")), None)
+            if part is not None:
+                key = m.group(1) + table[part] + rest[len(part) :]
+        out[key] = value
+    return out
+
+
+def timm_family(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The family of a timm state dict, or None if it is not one of timm's Mixer-family models.
+
+    Mixer and gMixer share key names; gMixer's second layers read half the first's width.
+    """
+    family = next((f for key, f in TIMM_MARKERS.items() if key in state), None)
+    if family == "mixer":
+        width = state["blocks.0.mlp_tokens.fc1.weight"].shape[0]
+        fc2 = state.get("blocks.0.mlp_tokens.fc2.weight")
+        if fc2 is not None and fc2.ndim == 2 and 2 * fc2.shape[1] == width:
+            family = "gmixer"
+    return family
+
+
+def _flat_affine(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm stores ResMLP's Affine α, β as (1, 1, C); this package as (C,)."""
+    return {k: v.flatten() if k.endswith((".alpha", ".beta")) else v for k, v in state.items()}
 
 
 def timm_to_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {_rename(k, _TIMM_TO_OURS): v for k, v in state.items()}
+    """timm key names and layouts -> this package's (any family)."""
+    family = timm_family(state) or "mixer"
+    return _flat_affine(rename_block_keys(state, TIMM_BLOCK_NAMES[family]))
 
 
-def state_to_timm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {_rename(k, _OURS_TO_TIMM): v for k, v in state.items()}
+def state_to_timm(
+    state: Mapping[str, torch.Tensor], family: str = "mixer"
+) -> dict[str, torch.Tensor]:
+    """This package's key names and layouts -> timm's, for a model of ``family``."""
+    reverse = {ours: theirs for theirs, ours in TIMM_BLOCK_NAMES[family].items()}
+    out = rename_block_keys(state, reverse)
+    if family == "resmlp":
+        out = {
+            k: v.reshape(1, 1, -1) if k.endswith((".alpha", ".beta")) else v for k, v in out.items()
+        }
+    return out
 
 
 def unwrap_state_dict(obj: Any, source: Any) -> dict[str, torch.Tensor]:
@@ -98,26 +162,28 @@ def timm_hub_fields(config_path: Path) -> dict[str, Any]:
 
 
 def timm_architecture(config: MixerConfig) -> str:
-    """timm's model name for ``config``'s shape (``mixer_b16_224``...), or ``mixer_custom``."""
-    for name in list_models("mixer_*_224"):
+    """timm's model name for ``config``'s shape (``mixer_b16_224``...), or ``<family>_custom``."""
+    same = ("family", "img_size", "patch_size", "hidden_dim", "num_blocks", "channels_mlp_dim")
+    for name in list_models("*_224"):
         reference = model_config(name)
-        same = ("img_size", "patch_size", "hidden_dim", "num_blocks", "tokens_mlp_dim")
         if all(getattr(reference, f) == getattr(config, f) for f in same):
             return name
-    return "mixer_custom"
+    return f"{config.family}_custom"
 
 
 def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor]) -> None:
     """timm key names: ``.pth``/``.pt``/``.bin`` (torch.save), ``.safetensors``, or a hub dir."""
     from safetensors.torch import save_file
 
-    if config.gelu != "none":
+    if config.gelu != "none" and config.family != "gmixer":
         warnings.warn(
             f"timm's Mixer uses the exact (erf) GELU; this model uses gelu={config.gelu!r}, so "
             "timm will compute slightly different outputs with these weights",
             stacklevel=3,
         )
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_to_timm(state).items()}
+    tensors = {
+        k: v.detach().contiguous().cpu() for k, v in state_to_timm(state, config.family).items()
+    }
     if path.suffix in (".pth", ".pt", ".bin"):
         with atomic_path(path) as tmp:
             torch.save(tensors, tmp)
