@@ -26,7 +26,7 @@ from ..errors import CheckpointError, ConfigError, InputShapeError
 from .config import MixerConfig, to_pair
 from .init import init_weights
 from .layers import PatchEmbed
-from .resize import replication_factors, window_token_index
+from .resize import replication_factors, tile_token_linear, window_token_index
 from .serialization import HUB_OPTIONS, read_native, write_native
 from .state import apply_overrides, check_state_fits
 
@@ -76,6 +76,7 @@ class MlpFamilyModel(
     """
 
     family: ClassVar[str] = ""
+    token_linear: ClassVar[str] = ""  # ResMLP, gMLP: the blocks' S × S token Linear
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -118,8 +119,15 @@ class MlpFamilyModel(
     def tile_token_weights(
         self, state: dict[str, torch.Tensor], index: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """Token-mixing weights of ``state`` replicated over the windows ``index`` (K², S)."""
-        raise NotImplementedError
+        """Token-mixing weights of ``state`` replicated over the windows ``index`` (K², S).
+
+        This default tiles the S × S Linear named ``token_linear`` in every block.
+        """
+        if not self.token_linear:
+            raise NotImplementedError(f"{type(self).__name__} cannot tile its token mixing")
+        for i in range(self.config.num_blocks):
+            tile_token_linear(state, f"blocks.{i}.{self.token_linear}.", index)
+        return state
 
     # ----- forward -----------------------------------------------------------------------
     def _new_head(self, num_classes: int) -> nn.Module:

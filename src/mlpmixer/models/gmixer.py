@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .config import MixerConfig
+from .init import open_gate_
 from .layers import over_tokens
 from .mixer import MixerBlock, MlpMixer
 from .resize import tile_cols, tile_rows, tile_tokens
@@ -61,15 +62,12 @@ class GMixer(MlpMixer):
     def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
         return GMixerBlock(config, drop_path_rate)
 
-    @torch.no_grad()
     def init_family_weights(self) -> None:
-        # Gates start nearly constant (weights ~0, bias 1, SiLU(1) ≈ 0.73), as in timm: each
-        # SwiGLU starts as a plain linear map of its value half.
-        for module in self.modules():
-            if isinstance(module, SwiGluMlp):
-                gate = slice(module.fc1.out_features // 2, None)
-                nn.init.normal_(module.fc1.weight[gate], std=1e-6)
-                nn.init.ones_(module.fc1.bias[gate])
+        # Gates start nearly constant (SiLU(1) ≈ 0.73), as in timm: each SwiGLU starts as a
+        # plain linear map of its value half.
+        swiglus = [m for m in self.modules() if isinstance(m, SwiGluMlp)]
+        for mlp in swiglus:
+            open_gate_(mlp.fc1, slice(mlp.fc1.out_features // 2, None))
 
     def tile_token_weights(
         self, state: dict[str, torch.Tensor], index: torch.Tensor

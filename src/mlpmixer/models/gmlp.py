@@ -19,8 +19,8 @@ from torch import nn
 
 from .base import MlpFamilyModel
 from .config import MixerConfig
+from .init import open_gate_
 from .layers import drop_path, over_tokens
-from .resize import tile_square, tile_tokens
 
 GATE_NORM_EPS = 1e-5  # torch's LayerNorm default, which timm's spatial gating unit keeps
 
@@ -63,22 +63,12 @@ class GMlp(MlpFamilyModel):
     """gMLP: ``GMlp(config)`` with ``config.family == "gmlp"``."""
 
     family = "gmlp"
+    token_linear = "spatial_gating.proj"
 
     def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
         return GMlpBlock(config, drop_path_rate)
 
-    @torch.no_grad()
     def init_family_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, SpatialGatingUnit):
-                nn.init.normal_(module.proj.weight, std=1e-6)
-                nn.init.ones_(module.proj.bias)
-
-    def tile_token_weights(
-        self, state: dict[str, torch.Tensor], index: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        for i in range(self.config.num_blocks):
-            p = f"blocks.{i}.spatial_gating.proj."
-            state[p + "weight"] = tile_square(state[p + "weight"], index)
-            state[p + "bias"] = tile_tokens(state[p + "bias"], index)
-        return state
+        # The paper's init: W ~ 0 and b = 1, so the gate passes Z1 through at first.
+        for block in self.blocks:
+            open_gate_(block.spatial_gating.proj, slice(None))

@@ -27,6 +27,16 @@ def lecun_normal_(weight: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def open_gate_(linear: nn.Linear, rows: slice) -> None:
+    """Make ``rows`` of a gating Linear output ~1 whatever its input: weights ~0, bias 1.
+
+    Gated blocks (gMLP's spatial gate, SwiGLU) then start as the plain MLP they gate.
+    """
+    nn.init.normal_(linear.weight[rows], std=1e-6)
+    nn.init.ones_(linear.bias[rows])
+
+
+@torch.no_grad()
 def init_weights(model: nn.Module) -> None:
     """Initialise every Linear and Conv2d of ``model`` except its ``head`` (zeros by design)."""
     for name, module in model.named_modules():

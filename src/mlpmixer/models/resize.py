@@ -85,6 +85,12 @@ def tile_tokens(b: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return new
 
 
+def tile_token_linear(state: dict[str, torch.Tensor], prefix: str, index: torch.Tensor) -> None:
+    """Tile, in place in ``state``, the S × S token Linear at ``prefix`` (weight and bias)."""
+    state[prefix + "weight"] = tile_square(state[prefix + "weight"], index)
+    state[prefix + "bias"] = tile_tokens(state[prefix + "bias"], index)
+
+
 def block_diagonal_token_mlp(
     w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, index: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

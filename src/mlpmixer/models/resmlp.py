@@ -20,7 +20,6 @@ from .base import MlpFamilyModel
 from .config import MixerConfig
 from .layers import Affine, drop_path, over_tokens
 from .mixer import ChannelMixingMlp
-from .resize import tile_square, tile_tokens
 
 
 class ResMlpBlock(nn.Module):
@@ -52,18 +51,10 @@ class ResMlp(MlpFamilyModel):
     """ResMLP: ``ResMlp(config)`` with ``config.family == "resmlp"``."""
 
     family = "resmlp"
+    token_linear = "token_mixing"
 
     def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
         return ResMlpBlock(config, drop_path_rate)
 
     def make_norm(self, config: MixerConfig) -> nn.Module:
         return Affine(config.hidden_dim)
-
-    def tile_token_weights(
-        self, state: dict[str, torch.Tensor], index: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        for i in range(self.config.num_blocks):
-            p = f"blocks.{i}.token_mixing."
-            state[p + "weight"] = tile_square(state[p + "weight"], index)
-            state[p + "bias"] = tile_tokens(state[p + "bias"], index)
-        return state
