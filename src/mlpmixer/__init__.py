@@ -17,7 +17,17 @@ from .errors import (
     RunError,
 )
 from .factory import create_model
-from .models import MixerConfig, MlpMixer, list_models, model_config, register_model
+from .models import (
+    GMixer,
+    GMlp,
+    MixerConfig,
+    MlpFamilyModel,
+    MlpMixer,
+    ResMlp,
+    list_models,
+    model_config,
+    register_model,
+)
 
 __version__ = "0.1.0"
 
@@ -26,10 +36,14 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DownloadError",
+    "GMixer",
+    "GMlp",
     "InputShapeError",
     "MixerConfig",
     "MixerError",
+    "MlpFamilyModel",
     "MlpMixer",
+    "ResMlp",
     "RunError",
     "__version__",
     "convert",

@@ -11,7 +11,7 @@ from typing import Any
 
 from .checkpoints import load_model
 from .errors import ConfigError
-from .models.mixer import MlpMixer
+from .models.base import MlpFamilyModel
 from .models.registry import create_model as create_registered
 from .models.registry import resolve_name
 
@@ -53,8 +53,8 @@ def pretrained_source(name: str, tag: str | None = None) -> str:
 
 def create_model(
     name: str, pretrained: bool = False, reset_head: bool = False, **overrides: Any
-) -> MlpMixer:
-    """Build a registered Mixer: ``create_model("mixer_b16_224")``, ``create_model("B/16")``.
+) -> MlpFamilyModel:
+    """Build a registered model: ``create_model("mixer_b16_224")``, ``create_model("B/16")``.
 
     ``pretrained=True`` (or a name with a tag, ``"mixer_b16_224.goog_in21k"``) loads published
     weights; downloading needs a network and fails with a clear `DownloadError` offline.
