@@ -27,8 +27,6 @@ from .config import MixerConfig, to_pair
 from .init import init_weights
 from .layers import PatchEmbed
 from .resize import replication_factors, tile_token_linear, window_token_index
-from .serialization import HUB_OPTIONS, read_native, write_native
-from .state import apply_overrides, check_state_fits
 
 _FAMILY_CLASSES: dict[str, type[MlpFamilyModel]] = {}
 OUTPUT_FORMATS = ("NCHW", "NLC")
@@ -332,6 +330,8 @@ class MlpFamilyModel(
         keys and shape mismatches raise `CheckpointError` naming them. ``reset_head=True``
         ignores the stored head and keeps a fresh zero-initialised one.
         """
+        from .state import check_state_fits  # imported when used: weights code stays apart
+
         model_cls = cls if cls.family else family_class(config.family)
         model = model_cls(config)
         if reset_head:
@@ -345,10 +345,14 @@ class MlpFamilyModel(
 
     # The project's own format: safetensors + config.json (the Hugging Face hub layout).
     def _save_pretrained(self, save_directory: Any) -> None:
+        from .serialization import write_native
+
         write_native(save_directory, self.config, self.state_dict())
 
     def save(self, path: Any) -> None:
         """Save in the project's format: a directory (hub layout) or one ``.safetensors`` file."""
+        from .serialization import write_native
+
         write_native(path, self.config, self.state_dict())
 
     @classmethod
@@ -362,6 +366,9 @@ class MlpFamilyModel(
         huggingface_hub; other keywords override the stored config (``num_classes``
         together with ``reset_head=True`` for fine-tuning).
         """
+        from .serialization import HUB_OPTIONS, read_native
+        from .state import apply_overrides
+
         hub_options = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
         config_dict, state = read_native(name_or_path, **hub_options)
         config = MixerConfig.from_dict(config_dict)
