@@ -136,3 +136,17 @@ def test_facebook_resmlp_names_load_like_timms(tmp_path):
     model = mlpmixer.load_model(tmp_path / "resmlp_12_no_dist.pth", img_size=(16, 24)).eval()
     with torch.no_grad():
         torch.testing.assert_close(model(images), logits, atol=1e-4, rtol=0)
+
+
+def _as_json(value):
+    return json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize("name", ["mixer_b16_224", *TIMM_PARAMS])
+def test_preprocessing_and_parameter_groups_equal_timms(name):
+    with torch.device("meta"):
+        model = mlpmixer.create_model(name)
+    timm = SHAPES[name]
+    ours = {k: v for k, v in _as_json(model.pretrained_cfg).items() if k in timm["pretrained_cfg"]}
+    assert ours == timm["pretrained_cfg"]
+    assert _as_json(model.group_matcher()) == timm["group_matcher"]
