@@ -150,3 +150,19 @@ def test_preprocessing_and_parameter_groups_equal_timms(name):
     ours = {k: v for k, v in _as_json(model.pretrained_cfg).items() if k in timm["pretrained_cfg"]}
     assert ours == timm["pretrained_cfg"]
     assert _as_json(model.group_matcher()) == timm["group_matcher"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_timm_hub_folder_round_trip_keeps_family_and_preprocessing(family, tmp_path):
+    state, images, logits, _ = read_case(f"timm_{family}")
+    save_file(state, tmp_path / "timm.safetensors")
+    model = mlpmixer.load_model(
+        tmp_path / "timm.safetensors", img_size=(16, 24), mean=(0.1, 0.2, 0.3), crop_pct=0.9
+    ).eval()
+    save_model(model, tmp_path / "hub", format="timm")
+    hub_config = json.loads((tmp_path / "hub" / "config.json").read_text())
+    assert hub_config["architecture"] == f"{family}_custom"
+    again = mlpmixer.load_model(tmp_path / "hub")  # img_size from the hub config
+    assert again.config == model.config
+    with torch.no_grad():
+        torch.testing.assert_close(again(images), logits, atol=1e-4, rtol=0)
