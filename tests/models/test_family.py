@@ -99,6 +99,16 @@ def test_native_save_round_trip_keeps_the_family(family, tmp_path):
         torch.testing.assert_close(again(x), model(x), atol=0, rtol=0)
 
 
+@pytest.mark.parametrize(
+    ("family", "units"), [("mixer", 12), ("gmixer", 12), ("resmlp", 24), ("gmlp", 24)]
+)
+def test_token_mixing_weight_reads_the_tokens(family, units):
+    model = build_model(small(family))
+    weight = model.token_mixing_weight(1)
+    assert weight.shape == (units, 24)  # S = 4 x 6 tokens
+    assert any(weight is p for p in model.blocks[1].parameters())
+
+
 def test_a_config_json_without_family_loads_as_a_mixer(tmp_path):
     model = randomised(mlpmixer.MlpMixer(small("mixer")))
     model.save(tmp_path / "old")

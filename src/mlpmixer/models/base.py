@@ -75,6 +75,7 @@ class MlpFamilyModel(
 
     family: ClassVar[str] = ""
     token_linear: ClassVar[str] = ""  # ResMLP, gMLP: the blocks' S × S token Linear
+    token_weight: ClassVar[str] = ""  # the weight (units, S) that reads the tokens, per block
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -293,6 +294,11 @@ class MlpFamilyModel(
             {"params": [p for n, p in named if n not in skip], "weight_decay": weight_decay},
             {"params": [p for n, p in named if n in skip], "weight_decay": 0.0},
         ]
+
+    def token_mixing_weight(self, block: int) -> torch.Tensor:
+        """The weight (units, S) of block ``block`` that reads the tokens: each row is one
+        unit's weights over the S patches (the paper's Figure 7 pictures these rows)."""
+        return self.blocks[block].get_parameter(self.token_weight)
 
     def num_params(self, include_head: bool = True) -> int:
         total = sum(p.numel() for p in self.parameters())

@@ -134,6 +134,7 @@ class MlpMixer(MlpFamilyModel):
     """
 
     family = "mixer"
+    token_weight = "token_mixing.fc1.weight"  # gMixer's too: its rows are values, then gates
 
     def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
         return MixerBlock(config, drop_path_rate)
