@@ -75,7 +75,8 @@ class MlpFamilyModel(
 
     family: ClassVar[str] = ""
     token_linear: ClassVar[str] = ""  # ResMLP, gMLP: the blocks' S × S token Linear
-    token_weight: ClassVar[str] = ""  # the weight (units, S) that reads the tokens, per block
+    token_weight: ClassVar[str] = ""  # the block weight (units, S) reading the tokens, if not
+    # token_linear's
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -298,7 +299,7 @@ class MlpFamilyModel(
     def token_mixing_weight(self, block: int) -> torch.Tensor:
         """The weight (units, S) of block ``block`` that reads the tokens: each row is one
         unit's weights over the S patches (the paper's Figure 7 pictures these rows)."""
-        return self.blocks[block].get_parameter(self.token_weight)
+        return self.blocks[block].get_parameter(self.token_weight or f"{self.token_linear}.weight")
 
     def num_params(self, include_head: bool = True) -> int:
         total = sum(p.numel() for p in self.parameters())

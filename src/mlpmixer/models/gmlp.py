@@ -64,7 +64,6 @@ class GMlp(MlpFamilyModel):
 
     family = "gmlp"
     token_linear = "spatial_gating.proj"
-    token_weight = "spatial_gating.proj.weight"
 
     def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
         return GMlpBlock(config, drop_path_rate)

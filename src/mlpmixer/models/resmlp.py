@@ -52,7 +52,6 @@ class ResMlp(MlpFamilyModel):
 
     family = "resmlp"
     token_linear = "token_mixing"
-    token_weight = "token_mixing.weight"
 
     def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
         return ResMlpBlock(config, drop_path_rate)
