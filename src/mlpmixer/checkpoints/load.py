@@ -27,10 +27,10 @@ from ..fileio import atomic_path
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
 from ..models.mixer import MlpMixer
-from ..models.serialization import HUB_OPTIONS, is_native_dir, read_native, read_safetensors
-from ..models.state import apply_overrides
 from .infer import infer_config
+from .native import HUB_OPTIONS, is_native_dir, read_native, read_safetensors
 from .official import official_to_state, read_npz, write_npz
+from .state import apply_overrides
 from .timm_format import (
     TIMM_MARKER,
     read_torch_file,

@@ -29,8 +29,6 @@ from ..errors import InputShapeError
 from .config import MixerConfig
 from .init import init_weights
 from .resize import resize_token_mixing
-from .serialization import HUB_OPTIONS, read_native, write_native
-from .state import apply_overrides, check_state_fits
 
 
 def drop_path(x: torch.Tensor, p: float, training: bool, scale: bool) -> torch.Tensor:
@@ -272,6 +270,8 @@ class MlpMixer(
         ``reset_head=True`` ignores the stored head and keeps a fresh zero-initialised one
         (fine-tuning on other classes).
         """
+        from ..checkpoints.state import check_state_fits  # checkpoints/ builds on models/
+
         model = cls(config)
         if reset_head:
             state = {k: v for k, v in state.items() if not k.startswith("head.")}
@@ -284,10 +284,14 @@ class MlpMixer(
 
     # The project's own format: safetensors + config.json (the Hugging Face hub layout).
     def _save_pretrained(self, save_directory: Any) -> None:
+        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
+
         write_native(save_directory, self.config, self.state_dict())
 
     def save(self, path: Any) -> None:
         """Save in the project's format: a directory (hub layout) or one ``.safetensors`` file."""
+        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
+
         write_native(path, self.config, self.state_dict())
 
     @classmethod
@@ -300,6 +304,9 @@ class MlpMixer(
         ``force_download``) go to huggingface_hub; other keywords override the stored
         config (``num_classes`` together with ``reset_head=True`` for fine-tuning).
         """
+        from ..checkpoints.native import HUB_OPTIONS, read_native  # checkpoints/ builds on models/
+        from ..checkpoints.state import apply_overrides
+
         hub_options = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
         config_dict, state = read_native(name_or_path, **hub_options)
         config = MixerConfig.from_dict(config_dict)

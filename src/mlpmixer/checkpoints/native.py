@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from ..download import download_hub_repo
 from ..errors import CheckpointError, CheckpointNotFoundError
 from ..fileio import atomic_path, atomic_write_text
-from .config import MixerConfig
+from ..models.config import MixerConfig
 
 FORMAT_NAME = "mlpmixer"
 FORMAT_VERSION = 1
