@@ -818,8 +818,8 @@ def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype
 
     MFU is against a same-dtype matmul measured on the same device in the same run.
     """
+    from .bench.run import BenchOptions, benchmark
     from .errors import ConfigError
-    from .evaluate.bench import BenchOptions, benchmark
     from .fileio import atomic_write_text
 
     if (model_name is None) == (checkpoint is None):

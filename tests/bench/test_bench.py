@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
 from mlpmixer import MixerConfig, MlpMixer, create_model
+from mlpmixer.bench.peak import measure_matmul_peak
+from mlpmixer.bench.run import BenchOptions, benchmark
+from mlpmixer.bench.timing import SavedActivations, percentile, summarize_ms
 from mlpmixer.cli import cli
-from mlpmixer.evaluate.bench import BenchOptions, benchmark
-from mlpmixer.evaluate.peak import measure_matmul_peak
-from mlpmixer.evaluate.timing import SavedActivations, percentile, summarize_ms
 from mlpmixer.models import flops_per_image, model_config
 from mlpmixer.models.plain import PlainMixer
 

@@ -12,7 +12,7 @@ when timm is importable):
 - images/s (batch ÷ median step time), per CPU thread or per GPU; TFLOP/s from the
   analytic FLOPs (`mlpmixer.models.flops_per_image`, a training step counted as 3× the
   forward pass); MFU against a dense matmul of the same dtype measured on the same device
-  in the same run (`mlpmixer.evaluate.peak`); batch-1 latency percentiles; peak memory
+  in the same run (`mlpmixer.bench.peak`); batch-1 latency percentiles; peak memory
   (CUDA allocator peak, CPU resident-set peak) and, for training, the activation memory
   autograd saves per image.
 
