@@ -18,7 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .errors import EXIT_RUN_FAILED, MixerError
+from ..errors import EXIT_RUN_FAILED, MixerError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -113,7 +113,7 @@ def cli(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def models(pattern: str, as_json: bool) -> None:
     """List registered models: parameters, GFLOPs per image, tokens, width."""
-    from .models import flops_per_image, list_models, model_entry, param_count
+    from ..models import flops_per_image, list_models, model_entry, param_count
 
     rows = []
     for name in list_models(pattern):
@@ -161,7 +161,7 @@ def models(pattern: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> None:
     """Show a checkpoint's format, inferred architecture and classes."""
-    from .checkpoints import describe, read_checkpoint
+    from ..checkpoints import describe, read_checkpoint
 
     summary = describe(read_checkpoint(checkpoint, img_size=img_size))
     if as_json:
@@ -202,7 +202,7 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
     """Convert a checkpoint between the native, official .npz and timm formats."""
     import warnings
 
-    from .checkpoints import convert as convert_checkpoint
+    from ..checkpoints import convert as convert_checkpoint
 
     options = {"img_size": img_size} if img_size else {}
     with warnings.catch_warnings(record=True) as caught:
@@ -306,8 +306,8 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
     Writes a run directory with config.yaml, metrics.jsonl, summary.json, curves.png and the
     final model. Multi-GPU: torchrun --nproc_per_node N -m mlpmixer train ...
     """
-    from .train import assemble_config, flag_overrides
-    from .train import train as run_training
+    from ..train import assemble_config, flag_overrides
+    from ..train import train as run_training
 
     if resume:
         if config_file:
@@ -342,8 +342,8 @@ def finetune(checkpoint: str, dataset: str, img_size: int | None, config_file: s
 
     Example: mlpmixer finetune --from hf-hub:timm/mixer_b16_224.goog_in21k --dataset cifar10 --img-size 448
     """
-    from .train import finetune_config, flag_overrides, load_config
-    from .train import train as run_training
+    from ..train import finetune_config, flag_overrides, load_config
+    from ..train import train as run_training
 
     base = load_config(config_file) if config_file else None
     config = finetune_config(checkpoint, dataset, img_size, base)
@@ -399,9 +399,9 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     Images are prepared with the checkpoint's config (size, channels, crop, interpolation,
     mean, std) unless overridden. Example: mlpmixer eval --checkpoint runs/digits/model --dataset digits
     """
-    from .analysis.runs import write_json
-    from .evaluate import evaluate_checkpoint, save_confusion_png
-    from .evaluate.eval import checkpoint_label
+    from ..analysis.runs import write_json
+    from ..evaluate import evaluate_checkpoint, save_confusion_png
+    from ..evaluate.eval import checkpoint_label
 
     result, _ = evaluate_checkpoint(
         checkpoint, dataset, split, batch_size, device=device, mean=_floats(mean),
@@ -455,9 +455,9 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
     the checkpoint's config says. Unreadable files are reported by name, the others are
     still predicted, and the exit status is then 1.
     """
-    from .analysis.runs import write_json
-    from .checkpoints import load_model
-    from .evaluate import predict_files
+    from ..analysis.runs import write_json
+    from ..checkpoints import load_model
+    from ..evaluate import predict_files
 
     report = predict_files(load_model(checkpoint), list(images), top_k, batch_size, device)
     data = {"checkpoint": checkpoint, **report.to_dict()}
@@ -510,8 +510,8 @@ def fewshot(checkpoint: str, dataset: str, shots: str, seeds: int, heldout_per_c
     Closed-form l2-regularised least squares onto {-1, +1} one-vs-all targets; the
     regulariser is picked on held-out training images; test accuracy averaged over seeds.
     """
-    from .analysis.runs import write_json
-    from .evaluate.fewshot import fewshot_checkpoint
+    from ..analysis.runs import write_json
+    from ..evaluate.fewshot import fewshot_checkpoint
 
     result = fewshot_checkpoint(
         checkpoint, dataset, _int_list(shots, "--shots"), list(range(seeds)), batch_size,
@@ -558,9 +558,9 @@ def export(checkpoint: str, fmt: str, output: str | None, opset: int | None, no_
     The file is run at batch sizes 1 and 3; its logits must match within 1e-4 (exit 1
     otherwise). ONNX needs the export extra: pip install 'mlpmixer[export]'.
     """
-    from .analysis.runs import write_json
-    from .checkpoints import load_model
-    from .export import DEFAULT_SUFFIX, export_model, resolve_format
+    from ..analysis.runs import write_json
+    from ..checkpoints import load_model
+    from ..export import DEFAULT_SUFFIX, export_model, resolve_format
 
     if output is None:
         fmt = fmt or "onnx"
@@ -613,7 +613,7 @@ def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_js
 
     Units are paired with their most opposite unit and the pairs sorted by spatial frequency.
     """
-    from .analysis.runs import token_mixing_run
+    from ..analysis.runs import token_mixing_run
 
     data = token_mixing_run(checkpoint, out_dir, _int_list(blocks, "--blocks"), units)
     if as_json:
@@ -646,7 +646,7 @@ def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
                 image_paths: tuple[str, ...], num_images: int, batch_size: int, out_dir: str,
                 as_json: bool) -> None:  # fmt: skip
     """Linear CKA between the stem and every block's output, as a heatmap."""
-    from .analysis.runs import cka_run
+    from ..analysis.runs import cka_run
 
     data = cka_run(
         checkpoint, out_dir, dataset, list(image_paths), checkpoint_b, num_images, batch_size
@@ -712,7 +712,7 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
     """
     import yaml
 
-    from .analysis.runs import permutation_run
+    from ..analysis.runs import permutation_run
 
     overrides = {}
     for item in sets:
@@ -818,9 +818,9 @@ def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype
 
     MFU is against a same-dtype matmul measured on the same device in the same run.
     """
-    from .bench.run import BenchOptions, benchmark
-    from .errors import ConfigError
-    from .fileio import atomic_write_text
+    from ..bench.run import BenchOptions, benchmark
+    from ..errors import ConfigError
+    from ..fileio import atomic_write_text
 
     if (model_name is None) == (checkpoint is None):
         raise ConfigError("give exactly one of --model NAME or --checkpoint PATH")
