@@ -303,13 +303,13 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_a_clean_error(tmp_path, fin
 def test_disk_full_while_writing_the_final_model_is_one_line_and_resumable(
     tmp_path, monkeypatch, reference
 ):
-    import mlpmixer.models.mixer as mixer_module
+    import mlpmixer.checkpoints.native as native_module
 
     def full(path, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    real = mixer_module.write_native
-    monkeypatch.setattr(mixer_module, "write_native", full)
+    real = native_module.write_native
+    monkeypatch.setattr(native_module, "write_native", full)
     out = tmp_path / "run"
     args = ["train", "--out", str(out)]
     config = tmp_path / "c.yaml"
@@ -320,7 +320,7 @@ def test_disk_full_while_writing_the_final_model_is_one_line_and_resumable(
     assert f"No space left on device ({out / 'model'}); free space and run again" in text
     assert "bug" not in text and "Traceback" not in text
     assert load_train_state(out)["progress"]["global_step"] == 2 * 22  # final: 1437 images // 64
-    monkeypatch.setattr(mixer_module, "write_native", real)
+    monkeypatch.setattr(native_module, "write_native", real)
     assert CliRunner().invoke(cli, ["train", "--resume", str(out)]).exit_code == 0
     _assert_same_weights(out, reference)
 
