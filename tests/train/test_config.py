@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlpmixer.cli.train import assemble_config
 from mlpmixer.errors import ConfigError
-from mlpmixer.train import TrainConfig, assemble_config, finetune_config, load_config, preset
+from mlpmixer.train import TrainConfig, finetune_config, load_config, preset
 from mlpmixer.train.config import parse_assignment
 from mlpmixer.train.presets import PRESETS
 

@@ -7,7 +7,6 @@ writes ``<name>.json`` and ``<name>.png`` into ``out_dir``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from ..errors import ConfigError, DataError
 from ..evaluate.eval import checkpoint_label, normalizer
 from ..evaluate.features import dataset_tensors
 from ..evaluate.predict import collect_images, prepare_image
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_json
 from ..models.mixer import MlpMixer
 from ..models.registry import model_config
 from .cka import cka_matrix
@@ -30,10 +29,6 @@ from .figures import cka_figure, order_study_figure, save_figure, token_mixing_f
 from .order_study import order_invariance_study
 from .permutation import VARIANTS, Permutations
 from .token_mixing import analyze_token_mixing
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _as_model(checkpoint: str | os.PathLike[str] | MlpMixer) -> MlpMixer:
@@ -61,7 +56,7 @@ def token_mixing_run(
         "blocks": [b.summary() for b in analysed],
         "png": str(out / "tokens.png"),
     }
-    write_json(out / "tokens.json", result)
+    atomic_write_json(out / "tokens.json", result)
     return result
 
 
@@ -123,7 +118,7 @@ def cka_run(
     save_figure(fig, out / "cka.png")
     data = {"checkpoint_a": name_a, "checkpoint_b": name_b, **result.to_dict()}
     data["png"] = str(out / "cka.png")
-    write_json(out / "cka.json", data)
+    atomic_write_json(out / "cka.json", data)
     return data
 
 
@@ -168,7 +163,7 @@ def permutation_run(
     save_figure(fig, out / "permutation.png")
     data = {"dataset": info.name, "model": model, "config": config.to_dict(), **result.to_dict()}
     data["png"] = str(out / "permutation.png")
-    write_json(out / "permutation.json", data)
+    atomic_write_json(out / "permutation.json", data)
     return data
 
 

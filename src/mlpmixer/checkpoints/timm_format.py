@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..fileio import atomic_path, atomic_write_text
+from ..fileio import atomic_path, atomic_write_json
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
 
@@ -136,7 +136,7 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
                 "interpolation": config.interpolation,
             },
         }
-        atomic_write_text(path / "config.json", json.dumps(timm_config, indent=2) + "\n")
+        atomic_write_json(path / "config.json", timm_config)
         path = path / "model.safetensors"
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +87,7 @@ def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype
     """
     from ..bench.run import BenchOptions, benchmark
     from ..errors import ConfigError
-    from ..fileio import atomic_write_text
+    from ..fileio import atomic_write_json
 
     if (model_name is None) == (checkpoint is None):
         raise ConfigError("give exactly one of --model NAME or --checkpoint PATH")
@@ -101,7 +100,7 @@ def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype
     )  # fmt: skip
     result = benchmark(model_name or checkpoint, options)
     if out is not None:
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        atomic_write_json(out, result)
     if as_json:
         print_json(result)
         return

@@ -8,6 +8,7 @@ import click
 from rich import box
 from rich.table import Table
 
+from ..fileio import atomic_write_json
 from .app import (
     RESULTS,
     checkpoint_option,
@@ -44,7 +45,6 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     Images are prepared with the checkpoint's config (size, channels, crop, interpolation,
     mean, std) unless overridden. Example: mlpmixer eval --checkpoint runs/digits/model --dataset digits
     """
-    from ..analysis.runs import write_json
     from ..evaluate import evaluate_checkpoint, save_confusion_png
     from ..evaluate.eval import checkpoint_label
 
@@ -57,7 +57,7 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     data["png"] = str(out / "confusion.png")
     title = f"{checkpoint_label(checkpoint)} on {dataset} ({split}): top-1 {100 * result.top1:.2f}%"
     save_confusion_png(out / "confusion.png", result.confusion, result.class_names, title)
-    write_json(out / "eval.json", data)
+    atomic_write_json(out / "eval.json", data)
     if as_json:
         print_json(data)
         return
@@ -100,13 +100,12 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
     the checkpoint's config says. Unreadable files are reported by name, the others are
     still predicted, and the exit status is then 1.
     """
-    from ..analysis.runs import write_json
     from ..checkpoints import load_model
     from ..evaluate import predict_files
 
     report = predict_files(load_model(checkpoint), list(images), top_k, batch_size, device)
     data = {"checkpoint": checkpoint, **report.to_dict()}
-    write_json(Path(out_dir) / "predictions.json", data)
+    atomic_write_json(Path(out_dir) / "predictions.json", data)
     if as_json:
         print_json(data)
     else:  # one line per image: paths are never cut, and the output greps well
@@ -155,7 +154,6 @@ def fewshot(checkpoint: str, dataset: str, shots: str, seeds: int, heldout_per_c
     Closed-form l2-regularised least squares onto {-1, +1} one-vs-all targets; the
     regulariser is picked on held-out training images; test accuracy averaged over seeds.
     """
-    from ..analysis.runs import write_json
     from ..evaluate.fewshot import fewshot_checkpoint
 
     result = fewshot_checkpoint(
@@ -163,7 +161,7 @@ def fewshot(checkpoint: str, dataset: str, shots: str, seeds: int, heldout_per_c
         device, heldout_per_class=heldout_per_class,
     )  # fmt: skip
     data = {"checkpoint": checkpoint, "dataset": dataset, **result.to_dict()}
-    write_json(Path(out_dir) / "fewshot.json", data)
+    atomic_write_json(Path(out_dir) / "fewshot.json", data)
     if as_json:
         print_json(data)
         return

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..fileio import atomic_write_json
 from .app import RESULTS, checkpoint_option, cli, console, print_json
 
 
@@ -31,7 +32,6 @@ def export(checkpoint: str, fmt: str, output: str | None, opset: int | None, no_
     The file is run at batch sizes 1 and 3; its logits must match within 1e-4 (exit 1
     otherwise). ONNX needs the export extra: pip install 'mlpmixer[export]'.
     """
-    from ..analysis.runs import write_json
     from ..checkpoints import load_model
     from ..export import DEFAULT_SUFFIX, export_model, resolve_format
 
@@ -44,7 +44,7 @@ def export(checkpoint: str, fmt: str, output: str | None, opset: int | None, no_
         fmt = resolve_format(path, fmt) if fmt or path.suffix else "onnx"
     report = export_model(load_model(checkpoint), path, fmt, verify=not no_verify, opset=opset)
     data = {"checkpoint": checkpoint, **report.to_dict()}
-    write_json(path.with_name(path.name + ".json"), data)
+    atomic_write_json(path.with_name(path.name + ".json"), data)
     if as_json:
         print_json(data)
         return

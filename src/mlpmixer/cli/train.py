@@ -2,13 +2,58 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import click
 from rich import box
 from rich.table import Table
 
+from ..errors import ConfigError
+from ..train import TrainConfig, load_config, preset
 from .app import cli, console, print_json
+
+
+def flag_overrides(**flags: Any) -> list[str]:
+    """Plain CLI flags (``epochs=3``) as dotted overrides (``train.epochs=3``); None is skipped."""
+    keys = {
+        "model": "model.name",
+        "dataset": "data.dataset",
+        "epochs": "train.epochs",
+        "steps": "train.steps",
+        "batch_size": "train.batch_size",
+        "lr": "optim.lr",
+        "seed": "train.seed",
+        "out": "run.out",
+        "device": "train.device",
+        "precision": "train.precision",
+        "img_size": "model.img_size",
+        "skip_bad_images": "data.skip_bad_images",
+    }
+    unknown = sorted(set(flags) - set(keys))
+    if unknown:
+        raise ConfigError(f"unknown flag(s) {unknown}")
+    # json.dumps quotes strings so that YAML reads paths like "1e3" or "null" as text
+    # an absent on/off flag (False) leaves the config file's value alone
+    return [f"{keys[k]}={json.dumps(v)}" for k, v in flags.items() if v not in (None, False)]
+
+
+def assemble_config(
+    config_file: str | None = None,
+    dataset: str | None = None,
+    sets: Sequence[str] = (),
+    **flags: Any,
+) -> TrainConfig:
+    """The config of ``mlpmixer train``: a file or the data set's preset, then flags, then ``--set``.
+
+    ``--model NAME`` without a config file means that registered model as it is: the preset's
+    architecture overrides (e.g. the digits default's re-sizing) are dropped.
+    """
+    config = load_config(config_file) if config_file else preset(dataset)
+    if flags.get("model") and not config_file:
+        config = config.replace(model={"overrides": {}, "img_size": None})
+    return config.override([*flag_overrides(dataset=dataset, **flags), *sets])
 
 
 def _train_options(func: Any) -> Any:
@@ -104,7 +149,6 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
     Writes a run directory with config.yaml, metrics.jsonl, summary.json, curves.png and the
     final model. Multi-GPU: torchrun --nproc_per_node N -m mlpmixer train ...
     """
-    from ..train import assemble_config, flag_overrides
     from ..train import train as run_training
 
     if resume:
@@ -140,7 +184,7 @@ def finetune(checkpoint: str, dataset: str, img_size: int | None, config_file: s
 
     Example: mlpmixer finetune --from hf-hub:timm/mixer_b16_224.goog_in21k --dataset cifar10 --img-size 448
     """
-    from ..train import finetune_config, flag_overrides, load_config
+    from ..train import finetune_config, load_config
     from ..train import train as run_training
 
     base = load_config(config_file) if config_file else None

@@ -7,12 +7,10 @@ equal); the YAML files carry the comments that cite where each number comes from
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError
-from .config import TrainConfig, load_config
+from .config import TrainConfig
 
 # The default job: a small Mixer on scikit-learn's 8x8 digits, < 1 minute on a 2-core CPU.
 # mixer_t2_8 re-sized: digits upsampled to 16x16 and cut into 4x4 patches (16 tokens), so
@@ -136,44 +134,3 @@ def finetune_config(
     if img_size is not None:
         data["model"]["img_size"] = img_size
     return TrainConfig.from_dict(data)
-
-
-def flag_overrides(**flags: Any) -> list[str]:
-    """Plain CLI flags (``epochs=3``) as dotted overrides (``train.epochs=3``); None is skipped."""
-    keys = {
-        "model": "model.name",
-        "dataset": "data.dataset",
-        "epochs": "train.epochs",
-        "steps": "train.steps",
-        "batch_size": "train.batch_size",
-        "lr": "optim.lr",
-        "seed": "train.seed",
-        "out": "run.out",
-        "device": "train.device",
-        "precision": "train.precision",
-        "img_size": "model.img_size",
-        "skip_bad_images": "data.skip_bad_images",
-    }
-    unknown = sorted(set(flags) - set(keys))
-    if unknown:
-        raise ConfigError(f"unknown flag(s) {unknown}")
-    # json.dumps quotes strings so that YAML reads paths like "1e3" or "null" as text
-    # an absent on/off flag (False) leaves the config file's value alone
-    return [f"{keys[k]}={json.dumps(v)}" for k, v in flags.items() if v not in (None, False)]
-
-
-def assemble_config(
-    config_file: str | None = None,
-    dataset: str | None = None,
-    sets: Sequence[str] = (),
-    **flags: Any,
-) -> TrainConfig:
-    """The config of ``mlpmixer train``: a file or the data set's preset, then flags, then ``--set``.
-
-    ``--model NAME`` without a config file means that registered model as it is: the preset's
-    architecture overrides (e.g. the digits default's re-sizing) are dropped.
-    """
-    config = load_config(config_file) if config_file else preset(dataset)
-    if flags.get("model") and not config_file:
-        config = config.replace(model={"overrides": {}, "img_size": None})
-    return config.override([*flag_overrides(dataset=dataset, **flags), *sets])

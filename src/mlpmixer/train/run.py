@@ -16,7 +16,6 @@ Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -33,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..checkpoints import load_model
 from ..data import DatasetInfo, build_dataset
 from ..errors import ConfigError, RunError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text
 from ..models import MixerConfig, MlpMixer, create_model, model_config
 from .augment import DeviceAugment
 from .config import TrainConfig, load_config
@@ -349,7 +348,7 @@ def _write_outputs(
         for key in ("ema_test_top1", "ema_test_top5", "ema_test_loss"):
             if key in trainer.last_eval:
                 summary[key] = trainer.last_eval[key]
-    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(run_dir / SUMMARY_FILE, summary)
     if cfg.run.plot:
         records = MetricsLog(run_dir).read()
         plot_curves(records, run_dir / CURVES_FILE, f"{model_name} on {info.name}")
