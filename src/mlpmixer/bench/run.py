@@ -37,6 +37,7 @@ from torch import nn
 from ..errors import ConfigError, RunError
 from ..models import MlpMixer, flops_per_image, param_count
 from ..models.config import GELU_VARIANTS
+from ..models.params import weight_decay_groups
 from ..models.plain import PlainMixer
 from .peak import DTYPES, measure_matmul_peak
 from .timing import PeakMemory, SavedActivations, summarize_ms, synchronize, time_calls
@@ -257,10 +258,7 @@ def inference_step(
 
 
 def _optimizer(module: nn.Module) -> torch.optim.Optimizer:
-    decay = [p for p in module.parameters() if p.ndim > 1]
-    no_decay = [p for p in module.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=1e-4)
+    return torch.optim.AdamW(weight_decay_groups(module, 0.05), lr=1e-4)
 
 
 def training_step(

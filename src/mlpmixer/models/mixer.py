@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import InputShapeError
 from .config import MixerConfig
 from .init import init_weights
+from .params import no_weight_decay_names, weight_decay_groups
 from .resize import resize_token_mixing
 
 
@@ -231,16 +232,11 @@ class MlpMixer(
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that recipes exclude from weight decay: norms and biases."""
-        return {name for name, p in self.named_parameters() if p.ndim <= 1}
+        return no_weight_decay_names(self)
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer groups: matrices get ``weight_decay``, norms and biases get none."""
-        skip = self.no_weight_decay()
-        named = list(self.named_parameters())
-        return [
-            {"params": [p for n, p in named if n not in skip], "weight_decay": weight_decay},
-            {"params": [p for n, p in named if n in skip], "weight_decay": 0.0},
-        ]
+        return weight_decay_groups(self, weight_decay)
 
     def resize(self, img_size: int | tuple[int, int]) -> MlpMixer:
         """A new model for ``img_size`` whose token mixing is block-diagonally replicated.
