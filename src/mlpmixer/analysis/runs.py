@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoints import load_model
+from ..checkpoints import as_model
 from ..data import build_dataset
 from ..errors import ConfigError, DataError
-from ..evaluate.eval import checkpoint_label, normalizer
+from ..evaluate.eval import normalizer
 from ..evaluate.features import dataset_tensors
 from ..evaluate.predict import collect_images, prepare_image
 from ..fileio import atomic_write_json
+from ..layout import checkpoint_label
 from ..models.mixer import MlpMixer
 from ..models.registry import model_config
 from .cka import cka_matrix
@@ -31,10 +32,6 @@ from .permutation import VARIANTS, Permutations
 from .token_mixing import analyze_token_mixing
 
 
-def _as_model(checkpoint: str | os.PathLike[str] | MlpMixer) -> MlpMixer:
-    return checkpoint if isinstance(checkpoint, MlpMixer) else load_model(checkpoint)
-
-
 def token_mixing_run(
     checkpoint: str | os.PathLike[str] | MlpMixer,
     out_dir: str | os.PathLike[str],
@@ -42,7 +39,7 @@ def token_mixing_run(
     max_units: int = 32,
 ) -> dict[str, Any]:
     """Token-mixing units of ``blocks`` (1-based, clipped to the model's depth): tokens.json/png."""
-    model = _as_model(checkpoint)
+    model = as_model(checkpoint)
     depth = len(model.blocks)
     wanted = [b for b in blocks if 1 <= b <= depth] or [1]
     if any(b < 1 for b in blocks):
@@ -106,8 +103,8 @@ def cka_run(
     batch_size: int = 128,
 ) -> dict[str, Any]:
     """Linear CKA between all layers (of one checkpoint, or across two): cka.json/png."""
-    model_a = _as_model(checkpoint)
-    model_b = None if checkpoint_b is None else _as_model(checkpoint_b)
+    model_a = as_model(checkpoint)
+    model_b = None if checkpoint_b is None else as_model(checkpoint_b)
     images = cka_images(model_a, dataset, images_dir, num_images)
     result = cka_matrix(model_a, images, model_b, batch_size)
     out = Path(out_dir)

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..download import is_hub_id
 from ..errors import ConfigError, RunError
 from ..models import MlpMixer, flops_per_image, param_count
 from ..models.config import GELU_VARIANTS
@@ -119,7 +120,7 @@ def resolve_model(spec: str | MlpMixer, **overrides: Any) -> tuple[MlpMixer, str
     try:
         model_config(spec)
     except ConfigError as name_error:
-        if not (os.path.exists(spec) or spec.count("/") == 1):
+        if not (os.path.exists(spec) or is_hub_id(spec)):
             raise ConfigError(
                 f"{spec!r} is neither a registered model (see `mlpmixer models`) nor a checkpoint"
             ) from name_error

@@ -21,14 +21,29 @@ from typing import Any
 
 import torch
 
-from ..download import HUB_PREFIX, download_hub_repo, download_url
+from ..download import download_hub_repo, download_url, is_hub_id
 from ..errors import CheckpointError, CheckpointNotFoundError, ConfigError
 from ..fileio import atomic_path
+from ..layout import (
+    CONFIG_JSON,
+    NPZ_SUFFIX,
+    SAFETENSORS_SUFFIX,
+    SAFETENSORS_WEIGHTS,
+    TORCH_SUFFIXES,
+    TORCH_WEIGHTS,
+)
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
 from ..models.mixer import MlpMixer
 from .infer import infer_config
-from .native import HUB_OPTIONS, is_native_dir, read_native, read_safetensors
+from .native import (
+    FORMAT_NAME,
+    HUB_OPTIONS,
+    is_native_dir,
+    native_file_contents,
+    read_native,
+    read_safetensors,
+)
 from .official import official_to_state, read_npz, write_npz
 from .state import apply_overrides
 from .timm_format import (
@@ -40,7 +55,6 @@ from .timm_format import (
 )
 
 FORMATS = ("native", "official", "timm", "state_dict")
-TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 _OWN_MARKER = "blocks.0.token_mixing.fc1.weight"
 
 
@@ -62,7 +76,7 @@ def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
     path = Path(source)
     if path.exists():
         return path
-    if text.startswith(HUB_PREFIX) or (text.count("/") == 1 and not text.startswith((".", "/"))):
+    if is_hub_id(text):
         return download_hub_repo(text, **hub_options)
     raise CheckpointNotFoundError(f"no such checkpoint file or directory: {text}")
 
@@ -77,7 +91,7 @@ def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
 
 
 def _weights_in_dir(path: Path) -> Path:
-    for name in ("model.safetensors", "pytorch_model.bin"):
+    for name in (SAFETENSORS_WEIGHTS, TORCH_WEIGHTS):
         if (path / name).is_file():
             return path / name
     raise CheckpointError(
@@ -92,7 +106,7 @@ def detect_format(source: str | os.PathLike[str], **hub_options: Any) -> str:
 
 
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    if path.suffix == ".safetensors":
+    if path.suffix == SAFETENSORS_SUFFIX:
         return read_safetensors(path)
     if path.suffix in TORCH_SUFFIXES:
         return read_torch_file(path), {}
@@ -113,17 +127,17 @@ def read_checkpoint(
     if path.is_dir() and is_native_dir(path):
         config, state = read_native(path)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
-    if path.suffix == ".npz":
+    if path.suffix == NPZ_SUFFIX:
         state = official_to_state(read_npz(path), path)
         return Checkpoint("official", infer_config(state, img_size, gelu="tanh"), state, str(path))
     fields: dict[str, Any] = {}
     if path.is_dir():
-        if (path / "config.json").is_file():
-            fields = timm_hub_fields(path / "config.json")
+        if (path / CONFIG_JSON).is_file():
+            fields = timm_hub_fields(path / CONFIG_JSON)
         path = _weights_in_dir(path)
     state, metadata = _read_tensors(path)
-    if "config" in metadata and metadata.get("format") == "mlpmixer":
-        config, state = read_native(path)
+    if "config" in metadata and metadata.get("format") == FORMAT_NAME:
+        config, state = native_file_contents(path, state, metadata)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
     fmt = _state_format(state, path)
     if fmt == "timm":
@@ -157,9 +171,16 @@ def load_model(
     return model.to(map_location)
 
 
+def as_model(model_or_source: MlpMixer | str | os.PathLike[str]) -> MlpMixer:
+    """``model_or_source`` itself if it is a model, else `load_model` of it."""
+    if isinstance(model_or_source, MlpMixer):
+        return model_or_source
+    return load_model(model_or_source)
+
+
 def format_for_path(path: Path) -> str:
     """The format a destination path implies: .npz official, .pth/.pt/.bin timm, else native."""
-    if path.suffix == ".npz":
+    if path.suffix == NPZ_SUFFIX:
         return "official"
     if path.suffix in TORCH_SUFFIXES:
         return "timm"
@@ -174,7 +195,7 @@ def save_model(model: MlpMixer, path: str | os.PathLike[str], format: str | None
         raise ConfigError(f"format must be one of {FORMATS}, got {format!r}")
     state = model.state_dict()
     if format == "official":
-        if path.suffix != ".npz":
+        if path.suffix != NPZ_SUFFIX:
             raise ConfigError(f"the official format is an .npz file, got {path}")
         write_npz(path, model.config, state)
     elif format == "timm":

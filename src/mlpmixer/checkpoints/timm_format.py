@@ -21,6 +21,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..fileio import atomic_path, atomic_write_json
+from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH_SUFFIXES
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
 
@@ -118,11 +119,11 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
             stacklevel=3,
         )
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_to_timm(state).items()}
-    if path.suffix in (".pth", ".pt", ".bin"):
+    if path.suffix in TORCH_SUFFIXES:
         with atomic_path(path) as tmp:
             torch.save(tensors, tmp)
         return
-    if path.suffix != ".safetensors":  # a timm hub-layout directory
+    if path.suffix != SAFETENSORS_SUFFIX:  # a timm hub-layout directory
         path.mkdir(parents=True, exist_ok=True)
         timm_config = {
             "architecture": timm_architecture(config),
@@ -136,7 +137,7 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
                 "interpolation": config.interpolation,
             },
         }
-        atomic_write_json(path / "config.json", timm_config)
-        path = path / "model.safetensors"
+        atomic_write_json(path / CONFIG_JSON, timm_config)
+        path = path / SAFETENSORS_WEIGHTS
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})

@@ -46,7 +46,7 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     mean, std) unless overridden. Example: mlpmixer eval --checkpoint runs/digits/model --dataset digits
     """
     from ..evaluate import evaluate_checkpoint, save_confusion_png
-    from ..evaluate.eval import checkpoint_label
+    from ..layout import checkpoint_label
 
     result, _ = evaluate_checkpoint(
         checkpoint, dataset, split, batch_size, device=device, mean=floats(mean),

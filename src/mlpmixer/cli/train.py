@@ -11,6 +11,16 @@ from rich import box
 from rich.table import Table
 
 from ..errors import ConfigError
+from ..layout import (
+    CHECKPOINT_DIR,
+    CURVES_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    MODEL_DIR,
+    RUN_CONFIG_FILE,
+    SKIPPED_FILE,
+    SUMMARY_FILE,
+)
 from ..train import TrainConfig, load_config, preset
 from .app import cli, console, print_json
 
@@ -111,15 +121,16 @@ def _report_run(result: Any, as_json: bool) -> None:
     console.print(table)
     run_dir = result.run_dir
     console.print(
-        f"wrote {run_dir}/: config.yaml, metrics.jsonl, summary.json, curves.png, "
-        f"model/ (load with mlpmixer.load_model('{run_dir}/model')), checkpoints/last.pt",
+        f"wrote {run_dir}/: {RUN_CONFIG_FILE}, {METRICS_FILE}, {SUMMARY_FILE}, {CURVES_FILE}, "
+        f"{MODEL_DIR}/ (load with mlpmixer.load_model('{run_dir}/{MODEL_DIR}')), "
+        f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}",
         highlight=False,
         soft_wrap=True,
     )
     if summary.get("skipped_images"):
         console.print(
             f"skipped {summary['skipped_images']} unreadable image(s), listed in "
-            f"{run_dir}/skipped_images.txt",
+            f"{run_dir}/{SKIPPED_FILE}",
             highlight=False,
             soft_wrap=True,
         )

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-METRICS_FILE = "metrics.jsonl"
+from ..layout import METRICS_FILE
 
 
 class MetricsLog:

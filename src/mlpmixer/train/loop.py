@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data.info import normalize
 from ..errors import CheckpointError, RunError
-from .augment import DeviceAugment, eval_transform
+from .augment import DeviceAugment
 from .config import TrainConfig
 from .distributed import (
     DistInfo,
@@ -226,7 +227,7 @@ class Trainer:
             images, labels = self._to_device(images, labels)
             valid = labels >= 0  # padding examples (equal shards for every process) have -1
             with self.autocast():
-                logits = model(eval_transform(images, self.norm_mean, self.norm_std)).float()
+                logits = model(normalize(images, self.norm_mean, self.norm_std)).float()
             logits, labels = logits[valid], labels[valid]
             targets = F.one_hot(labels, self.num_classes).float()
             loss = (
@@ -383,11 +384,15 @@ class Trainer:
         finally:
             progress.close()
         if not self.last_eval:  # resumed after the final checkpoint: evaluate it again
-            self.last_eval = self.evaluate(self.model)
-            if self.ema is not None:
-                ema_eval = self.evaluate(self.ema.module)
-                self.last_eval.update({f"ema_{k}": v for k, v in ema_eval.items()})
+            self.last_eval = self.evaluate_with_ema()
         return self.last_eval
+
+    def evaluate_with_ema(self) -> dict[str, Any]:
+        """`evaluate` of the model, plus the EMA model's results as ``ema_*`` when there is one."""
+        results = self.evaluate(self.model)
+        if self.ema is not None:
+            results.update({f"ema_{k}": v for k, v in self.evaluate(self.ema.module).items()})
+        return results
 
     @contextlib.contextmanager
     def _graceful_interrupt(self) -> Iterator[None]:
@@ -439,10 +444,7 @@ class Trainer:
             record = self.run_epoch(progress)
             last = self.state.global_step >= self.total_steps
             if last or (self.state.epoch + 1) % cfg.eval_every_epochs == 0:
-                record.update(self.evaluate(self.model))
-                if self.ema is not None:
-                    ema_eval = self.evaluate(self.ema.module)
-                    record.update({f"ema_{k}": v for k, v in ema_eval.items()})
+                record.update(self.evaluate_with_ema())
                 self.last_eval = record
             self.state.train_seconds += time.perf_counter() - epoch_start
             if self.dist.is_main:

@@ -33,6 +33,15 @@ from ..checkpoints import load_model
 from ..data import DatasetInfo, build_dataset
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_write_json, atomic_write_text
+from ..layout import (
+    CURVES_FILE,
+    EMA_MODEL_DIR,
+    MODEL_DIR,
+    RUN_CONFIG_FILE,
+    SKIPPED_FILE,
+    SUMMARY_FILE,
+    checkpoint_label,
+)
 from ..models import MixerConfig, MlpMixer, create_model, model_config
 from .augment import DeviceAugment
 from .config import TrainConfig, load_config
@@ -55,12 +64,6 @@ from .optim import build_optimizer, build_scheduler
 from .sampler import ShardSampler, TrainBatchSampler
 from .state import checkpoint_path, load_train_state
 
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
-MODEL_DIR = "model"
-EMA_MODEL_DIR = "model_ema"
-CURVES_FILE = "curves.png"
-SKIPPED_FILE = "skipped_images.txt"  # data.skip_bad_images: "PATH: reason" per file left out
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
 
@@ -200,15 +203,7 @@ def _pretrained_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, 
     if tuple(model.config.img_size) != tuple(info.img_size):
         model = model.resize(info.img_size)  # block-diagonal token-mixing (paper, appendix)
     model.config = model.config.replace(crop_pct=crop, interpolation=interpolation)
-    return model, _source_name(str(source)), info, train_set, test_set
-
-
-def _source_name(source: str) -> str:
-    """How a pre-trained checkpoint is named in summaries: a run's model/ by its run."""
-    path = Path(source)
-    if path.name in (MODEL_DIR, EMA_MODEL_DIR) and path.parent.name:
-        return f"{path.parent.name}/{path.name}"
-    return path.name or source
+    return model, checkpoint_label(source), info, train_set, test_set
 
 
 def _loaders(
@@ -370,9 +365,9 @@ def train(
     checkpoint = None
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
-        config = load_config(run_dir / CONFIG_FILE)
+        if not (run_dir / RUN_CONFIG_FILE).is_file():
+            raise ConfigError(f"{run_dir}: not a run directory (no {RUN_CONFIG_FILE})")
+        config = load_config(run_dir / RUN_CONFIG_FILE)
         checkpoint = load_train_state(run_dir)
     config = config or TrainConfig()
     if overrides:
@@ -401,7 +396,7 @@ def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) ->
     metrics = tensorboard = None
     progress = Progress(cfg.run.progress if main else "none", cfg.train.log_every_steps)
     if main:
-        atomic_write_text(run_dir / CONFIG_FILE, _config_yaml(cfg, model_name))
+        atomic_write_text(run_dir / RUN_CONFIG_FILE, _config_yaml(cfg, model_name))
         metrics = MetricsLog(run_dir)
         metrics.truncate_after(trainer.state.epoch)
         tensorboard = TensorBoardLog(run_dir, cfg.run.tensorboard)
