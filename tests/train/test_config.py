@@ -127,3 +127,15 @@ def test_paper_numbers_in_the_imagenet_config():
     assert (c.augment.randaugment_n, c.augment.randaugment_m, c.augment.mixup_alpha) == (2, 15, 0.5)
     high = load_config(CONFIGS / "finetune_cifar10_448.yaml")
     assert high.model.img_size == 448 and high.optim.name == "sgd" and high.train.batch_size == 512
+
+
+def test_keys_of_older_runs_are_read_under_their_new_names():
+    old = {
+        "model": {"overrides": {"grad_checkpointing": True, "drop_rate": 0.1}},
+        "train": {"max_nonfinite_checks": 5},
+    }
+    config = TrainConfig.from_dict(old)
+    assert config.train.grad_checkpointing is True
+    assert config.train.nonfinite_check_every == 5
+    assert config.model.overrides == {"drop_rate": 0.1}
+    assert old["model"]["overrides"]["grad_checkpointing"] is True  # the input is not changed

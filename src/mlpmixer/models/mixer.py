@@ -157,14 +157,21 @@ class MlpMixer(
     """MLP-Mixer. ``MlpMixer(config)`` or ``MlpMixer(img_size=32, patch_size=4, ...)``.
 
     ``forward(images)`` maps (B, in_chans, H, W) to logits (B, num_classes), or to pooled
-    features (B, C) when ``num_classes == 0``.
+    features (B, C) when ``num_classes == 0``. ``grad_checkpointing`` is a run-time switch,
+    not part of the (saved) config.
     """
 
-    def __init__(self, config: MixerConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: MixerConfig | None = None,
+        *,
+        grad_checkpointing: bool = False,
+        **overrides: Any,
+    ) -> None:
         super().__init__()
         config = (config or MixerConfig()).replace(**overrides)
         self.config = config
-        self.grad_checkpointing = config.grad_checkpointing
+        self.grad_checkpointing = grad_checkpointing
         self.stem = PatchEmbed(config.patch_size, config.in_chans, config.hidden_dim)
         n = config.num_blocks
         rates = [config.drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # 0 ... rate
@@ -228,7 +235,6 @@ class MlpMixer(
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in backward: less memory, ~30% more compute."""
         self.grad_checkpointing = enable
-        self.config = self.config.replace(grad_checkpointing=enable)
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that recipes exclude from weight decay: norms and biases."""
@@ -247,6 +253,7 @@ class MlpMixer(
         state, config = resize_token_mixing(self.state_dict(), self.config, img_size)
         param = next(self.parameters())
         resized = MlpMixer.from_state_dict(state, config)
+        resized.set_grad_checkpointing(self.grad_checkpointing)
         return resized.to(device=param.device, dtype=param.dtype).train(self.training)
 
     def num_params(self, include_head: bool = True) -> int:

@@ -175,7 +175,7 @@ class Trainer:
             total_loss += loss.detach() / accum
             correct = (logits.detach().argmax(-1) == targets.argmax(-1)).sum()
             self.sums.add(loss, correct, labels.shape[0])
-        if self.state.global_step % cfg.max_nonfinite_checks == 0:
+        if self.state.global_step % cfg.nonfinite_check_every == 0:
             self._check_finite(total_loss)
         self._optimizer_step()
         return float(total_loss)

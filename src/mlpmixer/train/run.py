@@ -256,6 +256,7 @@ def _setup(
     model, model_name, info, train_set, test_set = build(config)
     if t.loss == "sigmoid" and config.model.pretrained is None:
         _init_sigmoid_head(model)
+    model.set_grad_checkpointing(t.grad_checkpointing)
     if run_dir is None:
         run_dir = _new_run_dir(config, model_name, dist)
     if dist.is_main:
