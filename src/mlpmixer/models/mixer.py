@@ -66,7 +66,24 @@ class PatchEmbed(nn.Module):
         return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
 
 
-class ChannelMixingMlp(nn.Module):
+class Mlp(nn.Module):
+    """Dense -> GELU -> Dropout -> Dense -> Dropout: the two MLPs' layers, without a forward."""
+
+    def __init__(self, dim: int, hidden: int, gelu: str, drop: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU(approximate=gelu)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def gelu_dropout(self, h: torch.Tensor) -> torch.Tensor:
+        """Dropout(GELU(h)); in inference GELU overwrites h, a product's output used only here."""
+        if self.training or torch.is_grad_enabled():
+            return self.drop(self.act(h))
+        return torch.ops.aten.gelu_(h, approximate=self.act.approximate)
+
+
+class ChannelMixingMlp(Mlp):
     """Dense -> GELU -> Dense over the last axis (C -> D_C -> C), shared by all tokens.
 
     CPU inference runs over pieces of the token rows so that the (rows, D_C) hidden activation
@@ -77,19 +94,14 @@ class ChannelMixingMlp(nn.Module):
 
     hidden_bytes_per_piece = 16 * 2**20
 
-    def __init__(self, dim: int, hidden: int, gelu: str, drop: float) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU(approximate=gelu)
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pieces = self._pieces(x)
         if pieces == 1:
-            return self.drop(self.fc2(self.gelu(self.fc1(x))))
+            return self.drop(self.fc2(self.gelu_dropout(self.fc1(x))))
         rows = x.reshape(-1, x.shape[-1]).tensor_split(pieces)
-        return torch.cat([self.fc2(self.gelu(self.fc1(part))) for part in rows]).view(x.shape)
+        return torch.cat([self.fc2(self.gelu_dropout(self.fc1(part))) for part in rows]).view(
+            x.shape
+        )
 
     def _pieces(self, x: torch.Tensor) -> int:
         """1, or the number of pieces for eager CPU inference (not traced: shapes stay free)."""
@@ -100,14 +112,8 @@ class ChannelMixingMlp(nn.Module):
         hidden_bytes = x.numel() // x.shape[-1] * self.fc1.out_features * x.element_size()
         return max(1, -(-hidden_bytes // self.hidden_bytes_per_piece))  # ceil; 1 if empty
 
-    def gelu(self, h: torch.Tensor) -> torch.Tensor:
-        """Dropout(GELU(h)); in inference GELU overwrites h, a product's output used only here."""
-        if self.training or torch.is_grad_enabled():
-            return self.drop(self.act(h))
-        return torch.ops.aten.gelu_(h, approximate=self.act.approximate)
 
-
-class TokenMixingMlp(ChannelMixingMlp):
+class TokenMixingMlp(Mlp):
     """Dense -> GELU -> Dense over the token axis (S -> D_S -> S), shared by all channels.
 
     Takes and returns (B, S, C). ``fc1.weight`` is (D_S, S), as in a Linear over tokens; it is
@@ -119,7 +125,7 @@ class TokenMixingMlp(ChannelMixingMlp):
         # copy) and the bias added inside it; torch.matmul would transpose x instead.
         b = x.shape[0]
         h = torch.baddbmm(self.fc1.bias[:, None], self.fc1.weight.expand(b, -1, -1), x)
-        h = self.gelu(h)  # (B, D_S, C)
+        h = self.gelu_dropout(h)  # (B, D_S, C)
         w2 = self.fc2.weight.expand(b, -1, -1)
         return self.drop(torch.baddbmm(self.fc2.bias[:, None], w2, h))  # (B, S, C)
 

@@ -474,6 +474,6 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
-def padded_eval_indices(num_examples: int, world_size: int) -> int:
+def padded_eval_length(num_examples: int, world_size: int) -> int:
     """Length of the eval set padded so every process gets the same number of examples."""
     return math.ceil(num_examples / world_size) * world_size

@@ -59,7 +59,7 @@ from .distributed import (
 )
 from .ema import ModelEma
 from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
-from .loop import Trainer, padded_eval_indices
+from .loop import Trainer, padded_eval_length
 from .optim import build_optimizer, build_scheduler
 from .sampler import ShardSampler, TrainBatchSampler
 from .state import checkpoint_path, load_train_state
@@ -227,7 +227,7 @@ def _loaders(
         t.grad_accum,  # type: ignore[arg-type]
     )
     train_loader = DataLoader(train_set, batch_sampler=sampler, **options)
-    padded = padded_eval_indices(len(test_set), dist.world_size)  # type: ignore[arg-type]
+    padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
     eval_set = _PaddedEval(test_set, padded)
     eval_batch = max(1, min(sampler.micro_batch_size * 2, 1024))
     eval_loader = DataLoader(
