@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from mlpmixer.cli.train import assemble_config
 from mlpmixer.errors import ConfigError
 from mlpmixer.train import TrainConfig, finetune_config, load_config, preset
 from mlpmixer.train.config import parse_assignment
-from mlpmixer.train.presets import PRESETS
+from mlpmixer.train.presets import FINETUNE, PRESETS, recipe_names
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -107,6 +108,30 @@ def test_every_shipped_config_validates(path):
     key = path.stem.replace("_", "-")
     if key in PRESETS:  # the YAML file and the built-in preset are the same recipe
         assert config == preset(key)
+
+
+def test_the_package_ships_every_recipe_file_of_configs():
+    assert recipe_names() == [p.stem for p in _shipped()]
+    for path in _shipped():
+        assert (files("mlpmixer") / "configs" / path.name).read_bytes() == path.read_bytes()
+    assert set(PRESETS.values()) | {FINETUNE} <= set(recipe_names())
+
+
+def test_presets_and_the_finetune_recipe_are_the_files():
+    assert preset("fashion_mnist") == load_config(CONFIGS / "fashion_mnist.yaml")
+    assert preset("mnist5k") == load_config(CONFIGS / "mnist5k.yaml")
+    tuned = finetune_config("ckpt", "cifar10", 448)
+    base = load_config(CONFIGS / "finetune.yaml")
+    assert (tuned.optim, tuned.schedule, tuned.augment) == (base.optim, base.schedule, base.augment)
+    assert (tuned.train.steps, tuned.train.batch_size) == (10_000, 512)
+    assert (tuned.model.pretrained, tuned.model.img_size) == ("ckpt", 448)
+
+
+def test_no_recipe_is_written_in_python():
+    """configs/*.yaml is the only place a recipe is written: presets.py holds no numbers."""
+    source = (files("mlpmixer") / "train" / "presets.py").read_text()
+    for key in ("lr", "weight_decay", "epochs", "batch_size", "warmup"):
+        assert f'"{key}"' not in source and f"{key}=" not in source
 
 
 def test_paper_numbers_in_the_imagenet_config():
