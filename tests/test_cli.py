@@ -64,3 +64,15 @@ def test_debug_shows_the_traceback(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_the_cli_shows_the_library_log_on_stderr():
+    """The library logs (it never prints); the CLI shows INFO lines plain, warnings marked."""
+    code = (
+        "import logging; from mlpmixer.cli.app import show_library_log; show_library_log(); "
+        "show_library_log(); logging.getLogger('mlpmixer.data.folder').warning('skipping x'); "
+        "logging.getLogger('mlpmixer.train.logs').info('epoch 1/2')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "warning: skipping x\nepoch 1/2\n" and result.stdout == ""

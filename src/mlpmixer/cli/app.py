@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import sys
 import traceback
 from typing import Any
@@ -104,6 +105,30 @@ def cli(debug: bool) -> None:
 
     Exit codes: 0 success, 1 run failed, 2 bad usage or input.
     """
+    show_library_log()
+
+
+class StderrLines(logging.Handler):
+    """The library's log records as lines on stderr: warnings as ``warning: ...``, notices plain.
+
+    ``sys.stderr`` is looked up for every record: click's test runner swaps it per command.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            prefix = "warning: " if record.levelno >= logging.WARNING else ""
+            sys.stderr.write(f"{prefix}{record.getMessage()}\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def show_library_log() -> None:
+    """Show what the library logs (INFO and up on the ``mlpmixer`` logger) on stderr, once."""
+    logger = logging.getLogger("mlpmixer")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, StderrLines) for h in logger.handlers):
+        logger.addHandler(StderrLines())
 
 
 RESULTS = "results"

@@ -11,10 +11,10 @@ weights are bitwise identical.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +44,8 @@ from .ema import ModelEma
 from .logs import MetricsLog, Progress, TensorBoardLog
 from .sampler import TrainBatchSampler
 from .state import checkpoint_path, rng_state, save_train_state, set_rng_state
+
+log = logging.getLogger(__name__)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -414,8 +416,8 @@ class Trainer:
             if self.interrupted:  # the second Ctrl-C: stop now, the last checkpoint stays
                 raise KeyboardInterrupt
             self.interrupted = True
-            print("\ninterrupt: finishing the current step, then saving a checkpoint "
-                  "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)  # fmt: skip
+            log.info("interrupt: finishing the current step, then saving a checkpoint "
+                     "(Ctrl-C again to stop at once)")  # fmt: skip
 
         signal.signal(signal.SIGINT, request_stop)
         try:
@@ -426,13 +428,11 @@ class Trainer:
     def _save_and_stop(self) -> None:
         """Save at this step boundary (exactly as a periodic checkpoint) and raise KeyboardInterrupt."""
         self.save_checkpoint()
-        print(
-            f"interrupted at global step {self.state.global_step}; checkpoint saved to "
-            f"{checkpoint_path(self.run_dir)}; continue with: mlpmixer train --resume "
-            f"{self.run_dir}",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.info(
+            "interrupted at global step %d; checkpoint saved to %s; continue with: "
+            "mlpmixer train --resume %s",
+            self.state.global_step, checkpoint_path(self.run_dir), self.run_dir,
+        )  # fmt: skip
         raise KeyboardInterrupt
 
     def _fit(
