@@ -85,6 +85,7 @@ def test_saved_activations_shrink_with_checkpointing():
     assert 0 < sizes[1] < sizes[0] / 2
 
 
+@pytest.mark.slow
 def test_benchmark_tiny_model_compare():
     result = benchmark("mixer_t2_8", BenchOptions(batch_size=4, compare=True, **FAST))
     json.dumps(result)  # JSON-ready
@@ -121,6 +122,7 @@ def test_benchmark_tiny_model_compare():
     assert any("timm" in note for note in result["notes"])  # timm is absent here: said so
 
 
+@pytest.mark.slow
 def test_benchmark_bf16_training_with_checkpointing():
     options = BenchOptions(batch_size=4, dtype="bf16", mode="train", peak=False, **FAST)
     plain = benchmark("mixer_t2_8", options)["results"][0]
@@ -164,6 +166,7 @@ def test_cli_json_out_and_checkpoint(tmp_path):
     assert printed["results"][0]["mode"] == "infer" and printed["model"] == str(checkpoint)
 
 
+@pytest.mark.slow
 def test_cli_table_and_errors():
     runner = CliRunner()
     args = ["bench", "--model", "mixer_t2_8", "--batch-size", "2", "--mode", "infer",

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import mlpmixer
 
 MODELS = Path(mlpmixer.__file__).parent / "models"
@@ -32,6 +34,7 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
+@pytest.mark.slow
 def test_importing_the_model_package_loads_no_cli_checkpoint_or_download_code():
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(MODELS.parent)],
