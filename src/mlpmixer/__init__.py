@@ -16,7 +16,6 @@ from .errors import (
     MixerError,
     RunError,
 )
-from .factory import create_model
 from .models import (
     GMixer,
     GMlp,
@@ -24,6 +23,7 @@ from .models import (
     MlpFamilyModel,
     MlpMixer,
     ResMlp,
+    create_model,
     list_models,
     model_config,
     register_model,

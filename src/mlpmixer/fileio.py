@@ -9,10 +9,12 @@ and leaves the previous version untouched.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _default_mode() -> int:
@@ -61,3 +63,8 @@ def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_write_json(target: str | os.PathLike[str], data: Any) -> None:
+    """``data`` as indented JSON (the form every results file of this package has)."""
+    atomic_write_text(target, json.dumps(data, indent=2) + "\n")

@@ -72,6 +72,7 @@ def test_cka_command_on_a_dataset_and_on_image_files(checkpoint, tmp_path):
     np.testing.assert_allclose(np.diag(np.array(across["cka"])), 1.0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_permutation_command(tmp_path):
     args = ["analyze", "permutation", "--dataset", "digits", "--epochs", "1", "--cnn-width", "4", "--limit", "300",
             "--set", "hidden_dim=16", "--set", "num_blocks=1", "--set", "channels_mlp_dim=32",

@@ -96,3 +96,25 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0o600
+
+
+def test_grad_checkpointing_is_a_runtime_switch_not_saved(tmp_path):
+    model = MlpMixer(CONFIG)
+    model.set_grad_checkpointing(True)
+    assert model.grad_checkpointing and "grad_checkpointing" not in model.config.to_dict()
+    model.save(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert "grad_checkpointing" not in saved
+    assert not MlpMixer.from_pretrained(tmp_path / "m").grad_checkpointing
+    assert model.resize((24, 32)).grad_checkpointing  # kept on the module across resize
+
+
+def test_old_config_json_with_grad_checkpointing_still_loads(tmp_path):
+    model = MlpMixer(CONFIG)
+    model.save(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "grad_checkpointing": True}))
+    loaded = mlpmixer.load_model(tmp_path / "m")
+    assert not loaded.grad_checkpointing
+    for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 import yaml
 
+from mlpmixer.cli.train import assemble_config
 from mlpmixer.errors import ConfigError
-from mlpmixer.train import TrainConfig, assemble_config, finetune_config, load_config, preset
+from mlpmixer.train import TrainConfig, finetune_config, load_config, preset
 from mlpmixer.train.config import parse_assignment
-from mlpmixer.train.presets import PRESETS
+from mlpmixer.train.presets import FINETUNE, PRESETS, recipe_names
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -108,6 +110,30 @@ def test_every_shipped_config_validates(path):
         assert config == preset(key)
 
 
+def test_the_package_ships_every_recipe_file_of_configs():
+    assert recipe_names() == [p.stem for p in _shipped()]
+    for path in _shipped():
+        assert (files("mlpmixer") / "configs" / path.name).read_bytes() == path.read_bytes()
+    assert set(PRESETS.values()) | {FINETUNE} <= set(recipe_names())
+
+
+def test_presets_and_the_finetune_recipe_are_the_files():
+    assert preset("fashion_mnist") == load_config(CONFIGS / "fashion_mnist.yaml")
+    assert preset("mnist5k") == load_config(CONFIGS / "mnist5k.yaml")
+    tuned = finetune_config("ckpt", "cifar10", 448)
+    base = load_config(CONFIGS / "finetune.yaml")
+    assert (tuned.optim, tuned.schedule, tuned.augment) == (base.optim, base.schedule, base.augment)
+    assert (tuned.train.steps, tuned.train.batch_size) == (10_000, 512)
+    assert (tuned.model.pretrained, tuned.model.img_size) == ("ckpt", 448)
+
+
+def test_no_recipe_is_written_in_python():
+    """configs/*.yaml is the only place a recipe is written: presets.py holds no numbers."""
+    source = (files("mlpmixer") / "train" / "presets.py").read_text()
+    for key in ("lr", "weight_decay", "epochs", "batch_size", "warmup"):
+        assert f'"{key}"' not in source and f"{key}=" not in source
+
+
 def test_paper_numbers_in_the_imagenet_config():
     c = load_config(CONFIGS / "imagenet1k_b16.yaml")
     assert c.model.name == "mixer_b16_224" and c.model.overrides["drop_path_rate"] == 0.1
@@ -126,3 +152,15 @@ def test_paper_numbers_in_the_imagenet_config():
     assert (c.augment.randaugment_n, c.augment.randaugment_m, c.augment.mixup_alpha) == (2, 15, 0.5)
     high = load_config(CONFIGS / "finetune_cifar10_448.yaml")
     assert high.model.img_size == 448 and high.optim.name == "sgd" and high.train.batch_size == 512
+
+
+def test_keys_of_older_runs_are_read_under_their_new_names():
+    old = {
+        "model": {"overrides": {"grad_checkpointing": True, "drop_rate": 0.1}},
+        "train": {"max_nonfinite_checks": 5},
+    }
+    config = TrainConfig.from_dict(old)
+    assert config.train.grad_checkpointing is True
+    assert config.train.nonfinite_check_every == 5
+    assert config.model.overrides == {"drop_rate": 0.1}
+    assert old["model"]["overrides"]["grad_checkpointing"] is True  # the input is not changed

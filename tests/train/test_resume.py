@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -32,6 +33,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlpmixer", *args]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path):
     data = _random_everything()
     config_file = tmp_path / "tiny.yaml"

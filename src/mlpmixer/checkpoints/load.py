@@ -24,18 +24,33 @@ from typing import Any
 
 import torch
 
-from ..download import HUB_PREFIX, download_hub_repo, download_url
+from ..download import download_hub_repo, download_url, is_hub_id
 from ..errors import CheckpointError, CheckpointNotFoundError, ConfigError
 from ..fileio import atomic_path
+from ..layout import (
+    CONFIG_JSON,
+    NPZ_SUFFIX,
+    SAFETENSORS_SUFFIX,
+    SAFETENSORS_WEIGHTS,
+    TORCH_SUFFIXES,
+    TORCH_WEIGHTS,
+)
 from ..models.base import MlpFamilyModel
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
-from ..models.serialization import HUB_OPTIONS, is_native_dir, read_native, read_safetensors
-from ..models.state import apply_overrides
 from .facebook import FACEBOOK_FIELDS, facebook_to_state, is_facebook_resmlp
 from .infer import OWN_MARKERS, infer_config
 from .lucidrains import LUCIDRAINS_FIELDS, is_lucidrains, lucidrains_to_state
+from .native import (
+    FORMAT_NAME,
+    HUB_OPTIONS,
+    is_native_dir,
+    native_file_contents,
+    read_native,
+    read_safetensors,
+)
 from .official import official_to_state, read_npz, write_npz
+from .state import apply_overrides
 from .timm_format import (
     read_torch_file,
     timm_family,
@@ -46,7 +61,6 @@ from .timm_format import (
 
 FORMATS = ("native", "official", "timm", "state_dict", "facebook", "lucidrains")
 WRITABLE_FORMATS = ("native", "official", "timm", "state_dict")
-TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 
 
 @dataclass
@@ -67,7 +81,7 @@ def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
     path = Path(source)
     if path.exists():
         return path
-    if text.startswith(HUB_PREFIX) or (text.count("/") == 1 and not text.startswith((".", "/"))):
+    if is_hub_id(text):
         return download_hub_repo(text, **hub_options)
     raise CheckpointNotFoundError(f"no such checkpoint file or directory: {text}")
 
@@ -86,7 +100,7 @@ def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
 
 
 def _weights_in_dir(path: Path) -> Path:
-    for name in ("model.safetensors", "pytorch_model.bin"):
+    for name in (SAFETENSORS_WEIGHTS, TORCH_WEIGHTS):
         if (path / name).is_file():
             return path / name
     raise CheckpointError(
@@ -101,7 +115,7 @@ def detect_format(source: str | os.PathLike[str], **hub_options: Any) -> str:
 
 
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    if path.suffix == ".safetensors":
+    if path.suffix == SAFETENSORS_SUFFIX:
         return read_safetensors(path)
     if path.suffix in TORCH_SUFFIXES:
         return read_torch_file(path), {}
@@ -126,17 +140,17 @@ def read_checkpoint(
     if path.is_dir() and is_native_dir(path):
         config, state = read_native(path)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
-    if path.suffix == ".npz":
+    if path.suffix == NPZ_SUFFIX:
         state = official_to_state(read_npz(path), path)
         return Checkpoint("official", infer_config(state, img_size, gelu="tanh"), state, str(path))
     fields: dict[str, Any] = {}
     if path.is_dir():
-        if (path / "config.json").is_file():
-            fields = timm_hub_fields(path / "config.json")
+        if (path / CONFIG_JSON).is_file():
+            fields = timm_hub_fields(path / CONFIG_JSON)
         path = _weights_in_dir(path)
     state, metadata = _read_tensors(path)
-    if "config" in metadata and metadata.get("format") == "mlpmixer":
-        config, state = read_native(path)
+    if "config" in metadata and metadata.get("format") == FORMAT_NAME:
+        config, state = native_file_contents(path, state, metadata)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
     fmt = _state_format(state, path)
     if fmt == "timm":
@@ -181,9 +195,16 @@ def load_model(
     return model.to(map_location)
 
 
+def as_model(model_or_source: MlpFamilyModel | str | os.PathLike[str]) -> MlpFamilyModel:
+    """``model_or_source`` itself if it is a model, else `load_model` of it."""
+    if isinstance(model_or_source, MlpFamilyModel):
+        return model_or_source
+    return load_model(model_or_source)
+
+
 def format_for_path(path: Path) -> str:
     """The format a destination path implies: .npz official, .pth/.pt/.bin timm, else native."""
-    if path.suffix == ".npz":
+    if path.suffix == NPZ_SUFFIX:
         return "official"
     if path.suffix in TORCH_SUFFIXES:
         return "timm"
@@ -205,7 +226,7 @@ def save_model(
                 f"the official .npz layout holds Mixers only, not {model.config.family!r}; "
                 "save as timm (.pth/.safetensors) or native instead"
             )
-        if path.suffix != ".npz":
+        if path.suffix != NPZ_SUFFIX:
             raise ConfigError(f"the official format is an .npz file, got {path}")
         write_npz(path, model.config, state)
     elif format == "timm":

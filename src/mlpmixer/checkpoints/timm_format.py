@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..fileio import atomic_path, atomic_write_text
+from ..fileio import atomic_path, atomic_write_json
+from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH_SUFFIXES
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
 
@@ -184,11 +185,11 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
     tensors = {
         k: v.detach().contiguous().cpu() for k, v in state_to_timm(state, config.family).items()
     }
-    if path.suffix in (".pth", ".pt", ".bin"):
+    if path.suffix in TORCH_SUFFIXES:
         with atomic_path(path) as tmp:
             torch.save(tensors, tmp)
         return
-    if path.suffix != ".safetensors":  # a timm hub-layout directory
+    if path.suffix != SAFETENSORS_SUFFIX:  # a timm hub-layout directory
         path.mkdir(parents=True, exist_ok=True)
         timm_config = {
             "architecture": timm_architecture(config),
@@ -202,7 +203,7 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
                 "interpolation": config.interpolation,
             },
         }
-        atomic_write_text(path / "config.json", json.dumps(timm_config, indent=2) + "\n")
-        path = path / "model.safetensors"
+        atomic_write_json(path / CONFIG_JSON, timm_config)
+        path = path / SAFETENSORS_WEIGHTS
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})

@@ -8,19 +8,20 @@ channels, crop, interpolation, mean and std), or the values given instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..checkpoints import load_model
+from ..checkpoints import as_model
 from ..data import build_dataset
+from ..data.info import normalize
 from ..errors import ConfigError, DataError
 from ..models.mixer import MlpMixer
 
@@ -102,23 +103,12 @@ def _preview(names: Sequence[str]) -> str:
     return f"({shown}{', ...' if len(names) > 4 else ''})"
 
 
-def checkpoint_label(checkpoint: str | os.PathLike[str]) -> str:
-    """A short name for titles: the file name, or RUN/model for a training run's model dir."""
-    path = Path(str(checkpoint).rstrip("/"))
-    return f"{path.parent.name}/{path.name}" if path.name == "model" else path.name
-
-
 def normalizer(
     mean: Sequence[float], std: Sequence[float]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """(B, C, H, W) in [0, 1] -> (x - mean) / std per channel."""
-
-    def apply(images: torch.Tensor) -> torch.Tensor:
-        m = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-        s = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-        return (images - m) / s
-
-    return apply
+    """`mlpmixer.data.normalize` with ``mean`` and ``std`` bound: (B, C, H, W) in [0, 1] ->
+    (x - mean) / std per channel."""
+    return functools.partial(normalize, mean=tuple(mean), std=tuple(std))
 
 
 def load_eval_split(
@@ -155,7 +145,7 @@ def evaluate_checkpoint(
     ``mean``/``std`` and ``data_options`` (``crop_pct``, ``interpolation``, ``root``...)
     override what the checkpoint's config says.
     """
-    model = checkpoint if isinstance(checkpoint, MlpMixer) else load_model(checkpoint)
+    model = as_model(checkpoint)
     data, info = load_eval_split(model, dataset, split, **data_options)
     if model.config.num_classes != info.num_classes:
         raise ConfigError(

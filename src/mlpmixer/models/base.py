@@ -26,6 +26,7 @@ from ..errors import CheckpointError, ConfigError, InputShapeError
 from .config import MixerConfig, to_pair
 from .init import init_weights
 from .layers import PatchEmbed
+from .params import no_weight_decay_names, weight_decay_groups
 from .resize import replication_factors, tile_token_linear, window_token_index
 
 _FAMILY_CLASSES: dict[str, type[MlpFamilyModel]] = {}
@@ -83,7 +84,13 @@ class MlpFamilyModel(
         if cls.family:
             _FAMILY_CLASSES.setdefault(cls.family, cls)
 
-    def __init__(self, config: MixerConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: MixerConfig | None = None,
+        *,
+        grad_checkpointing: bool = False,
+        **overrides: Any,
+    ) -> None:
         super().__init__()
         config = (config or MixerConfig(family=self.family)).replace(**overrides)
         if config.family != self.family:
@@ -92,7 +99,7 @@ class MlpFamilyModel(
                 f"{config.family!r}; use mlpmixer.models.build_model(config)"
             )
         self.config = config
-        self.grad_checkpointing = config.grad_checkpointing
+        self.grad_checkpointing = grad_checkpointing  # run-time switch, never saved
         self.global_pool = "avg"
         self.stem = PatchEmbed(config.patch_size, config.in_chans, config.hidden_dim)
         n = config.num_blocks
@@ -280,21 +287,15 @@ class MlpFamilyModel(
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in backward: less memory, ~30% more compute."""
         self.grad_checkpointing = enable
-        self.config = self.config.replace(grad_checkpointing=enable)
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that recipes exclude from weight decay: vectors (norms, biases,
         Affine, LayerScale)."""
-        return {name for name, p in self.named_parameters() if p.ndim <= 1}
+        return no_weight_decay_names(self)
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer groups: matrices get ``weight_decay``, norms and biases get none."""
-        skip = self.no_weight_decay()
-        named = list(self.named_parameters())
-        return [
-            {"params": [p for n, p in named if n not in skip], "weight_decay": weight_decay},
-            {"params": [p for n, p in named if n in skip], "weight_decay": 0.0},
-        ]
+        return weight_decay_groups(self, weight_decay)
 
     def token_mixing_weight(self, block: int) -> torch.Tensor:
         """The weight (units, S) of block ``block`` that reads the tokens: each row is one
@@ -321,6 +322,7 @@ class MlpFamilyModel(
         )
         param = next(self.parameters())
         resized = type(self).from_state_dict(state, config)
+        resized.set_grad_checkpointing(self.grad_checkpointing)
         return resized.to(device=param.device, dtype=param.dtype).train(self.training)
 
     # ----- weights in and out ------------------------------------------------------------
@@ -337,7 +339,7 @@ class MlpFamilyModel(
         keys and shape mismatches raise `CheckpointError` naming them. ``reset_head=True``
         ignores the stored head and keeps a fresh zero-initialised one.
         """
-        from .state import check_state_fits  # imported when used: weights code stays apart
+        from ..checkpoints.state import check_state_fits  # checkpoints/ builds on models/
 
         model_cls = cls if cls.family else family_class(config.family)
         model = model_cls(config)
@@ -352,13 +354,13 @@ class MlpFamilyModel(
 
     # The project's own format: safetensors + config.json (the Hugging Face hub layout).
     def _save_pretrained(self, save_directory: Any) -> None:
-        from .serialization import write_native
+        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
 
         write_native(save_directory, self.config, self.state_dict())
 
     def save(self, path: Any) -> None:
         """Save in the project's format: a directory (hub layout) or one ``.safetensors`` file."""
-        from .serialization import write_native
+        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
 
         write_native(path, self.config, self.state_dict())
 
@@ -373,8 +375,8 @@ class MlpFamilyModel(
         huggingface_hub; other keywords override the stored config (``num_classes``
         together with ``reset_head=True`` for fine-tuning).
         """
-        from .serialization import HUB_OPTIONS, read_native
-        from .state import apply_overrides
+        from ..checkpoints.native import HUB_OPTIONS, read_native  # checkpoints/ builds on models/
+        from ..checkpoints.state import apply_overrides
 
         hub_options = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
         config_dict, state = read_native(name_or_path, **hub_options)

@@ -2,7 +2,9 @@
 
 Field names follow the official JAX code (`hidden_dim`, `num_blocks`, `tokens_mlp_dim`,
 `channels_mlp_dim`), so a config reads like the paper's table. The config is what the
-project's own checkpoint format stores as ``config.json``.
+project's own checkpoint format stores as ``config.json``: the network and the preprocessing
+its weights expect. How a model is run (e.g. gradient checkpointing) is not in it; that is
+set on the module (`MlpMixer.set_grad_checkpointing`) and never saved.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+
+RUNTIME_KEYS = ("grad_checkpointing",)
+"""Run-time switches that older versions stored in config.json; read and ignored."""
 
 GELU_VARIANTS = ("tanh", "none")
 """``"tanh"``: flax's default GELU, used to train the official checkpoints; ``"none"``: exact erf."""
@@ -77,7 +82,6 @@ class MixerConfig:
     drop_rate: float = 0.0  # dropout inside both MLPs and before the head
     drop_path_rate: float = 0.0  # stochastic depth of the last block; rises linearly from 0
     drop_path_scale: bool = True  # rescale kept branches by 1/(1-p) (timm) or not (big_vision)
-    grad_checkpointing: bool = False
     layer_scale_init: float = 1e-4  # ResMLP only: initial LayerScale (timm: 1e-4/1e-5/1e-6)
     # Preprocessing the weights expect; used by eval/predict and stored with checkpoints.
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
@@ -171,10 +175,11 @@ class MixerConfig:
         """Inverse of `to_dict`; unknown keys are a `ConfigError` that names them."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a Mixer config must be a mapping, got {type(data).__name__}")
+        data = {k: v for k, v in data.items() if k not in RUNTIME_KEYS}
         unknown = sorted(set(data) - set(field_names()))
         if unknown:
             raise ConfigError(f"unknown MixerConfig key(s) {unknown}; known: {field_names()}")
-        return cls(**dict(data))
+        return cls(**data)
 
 
 def field_names() -> list[str]:

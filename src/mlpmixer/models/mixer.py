@@ -28,6 +28,7 @@ from .resize import block_diagonal_token_mlp
 __all__ = [
     "ChannelMixingMlp",
     "MixerBlock",
+    "Mlp",
     "MlpMixer",
     "PatchEmbed",
     "TokenMixingMlp",
@@ -35,7 +36,24 @@ __all__ = [
 ]
 
 
-class ChannelMixingMlp(nn.Module):
+class Mlp(nn.Module):
+    """Dense -> GELU -> Dropout -> Dense -> Dropout: the two MLPs' layers, without a forward."""
+
+    def __init__(self, dim: int, hidden: int, gelu: str, drop: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU(approximate=gelu)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def gelu_dropout(self, h: torch.Tensor) -> torch.Tensor:
+        """Dropout(GELU(h)); in inference GELU overwrites h, a product's output used only here."""
+        if self.training or torch.is_grad_enabled():
+            return self.drop(self.act(h))
+        return torch.ops.aten.gelu_(h, approximate=self.act.approximate)
+
+
+class ChannelMixingMlp(Mlp):
     """Dense -> GELU -> Dense over the last axis (C -> D_C -> C), shared by all tokens.
 
     CPU inference runs over pieces of the token rows so that the (rows, D_C) hidden activation
@@ -46,19 +64,14 @@ class ChannelMixingMlp(nn.Module):
 
     hidden_bytes_per_piece = 16 * 2**20
 
-    def __init__(self, dim: int, hidden: int, gelu: str, drop: float) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU(approximate=gelu)
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pieces = self._pieces(x)
         if pieces == 1:
-            return self.drop(self.fc2(self.gelu(self.fc1(x))))
+            return self.drop(self.fc2(self.gelu_dropout(self.fc1(x))))
         rows = x.reshape(-1, x.shape[-1]).tensor_split(pieces)
-        return torch.cat([self.fc2(self.gelu(self.fc1(part))) for part in rows]).view(x.shape)
+        return torch.cat([self.fc2(self.gelu_dropout(self.fc1(part))) for part in rows]).view(
+            x.shape
+        )
 
     def _pieces(self, x: torch.Tensor) -> int:
         """1, or the number of pieces for eager CPU inference (not traced: shapes stay free)."""
@@ -69,14 +82,8 @@ class ChannelMixingMlp(nn.Module):
         hidden_bytes = x.numel() // x.shape[-1] * self.fc1.out_features * x.element_size()
         return max(1, -(-hidden_bytes // self.hidden_bytes_per_piece))  # ceil; 1 if empty
 
-    def gelu(self, h: torch.Tensor) -> torch.Tensor:
-        """Dropout(GELU(h)); in inference GELU overwrites h, a product's output used only here."""
-        if self.training or torch.is_grad_enabled():
-            return self.drop(self.act(h))
-        return torch.ops.aten.gelu_(h, approximate=self.act.approximate)
 
-
-class TokenMixingMlp(ChannelMixingMlp):
+class TokenMixingMlp(Mlp):
     """Dense -> GELU -> Dense over the token axis (S -> D_S -> S), shared by all channels.
 
     Takes and returns (B, S, C). ``fc1.weight`` is (D_S, S), as in a Linear over tokens; it is
@@ -88,7 +95,7 @@ class TokenMixingMlp(ChannelMixingMlp):
         # copy) and the bias added inside it; torch.matmul would transpose x instead.
         b = x.shape[0]
         h = torch.baddbmm(self.fc1.bias[:, None], self.fc1.weight.expand(b, -1, -1), x)
-        h = self.gelu(h)  # (B, D_S, C)
+        h = self.gelu_dropout(h)  # (B, D_S, C)
         w2 = self.fc2.weight.expand(b, -1, -1)
         return self.drop(torch.baddbmm(self.fc2.bias[:, None], w2, h))  # (B, S, C)
 
@@ -130,7 +137,8 @@ class MlpMixer(MlpFamilyModel):
     """MLP-Mixer. ``MlpMixer(config)`` or ``MlpMixer(img_size=32, patch_size=4, ...)``.
 
     ``forward(images)`` maps (B, in_chans, H, W) to logits (B, num_classes), or to pooled
-    features (B, C) when ``num_classes == 0``. The shared API is in `MlpFamilyModel`.
+    features (B, C) when ``num_classes == 0``. The shared API is in `MlpFamilyModel`;
+    ``grad_checkpointing`` is a run-time keyword there, not part of the (saved) config.
     """
 
     family = "mixer"

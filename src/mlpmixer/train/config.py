@@ -9,6 +9,7 @@ key, a wrong type or a value out of range is a `ConfigError` that names the dott
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -113,7 +114,8 @@ class TrainSection:
     checkpoint_every_steps: int = 0  # 0: only at epoch ends (and the end)
     log_every_steps: int = 50  # plain log lines when not on a terminal
     parallel: Parallelism = "ddp"  # under torchrun with several processes
-    max_nonfinite_checks: int = 1  # check the loss for NaN/inf every N steps
+    nonfinite_check_every: int = 1  # check the loss for NaN/inf every N steps
+    grad_checkpointing: bool = False  # recompute block activations in backward: less memory
 
 
 @dataclass
@@ -143,8 +145,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """A validated config; unknown keys, wrong types and bad values raise `ConfigError`."""
-        config = _build(cls, data, "")
+        """A validated config; unknown keys, wrong types and bad values raise `ConfigError`.
+
+        Keys of older versions (`RENAMED_KEYS`) are read under their new names, so the
+        config.yaml of an older run still resumes.
+        """
+        config = _build(cls, _renamed(data), "")
         validate(config)
         return config
 
@@ -165,6 +171,33 @@ class TrainConfig:
             for key, value in changes.items():
                 set_dotted(data, f"{section}.{key}", value)
         return TrainConfig.from_dict(data)
+
+
+# old dotted key -> new dotted key
+RENAMED_KEYS = {
+    "train.max_nonfinite_checks": "train.nonfinite_check_every",
+    "model.overrides.grad_checkpointing": "train.grad_checkpointing",  # a run-time switch
+}
+
+
+def _renamed(data: Any) -> Any:
+    """``data`` with the keys of `RENAMED_KEYS` moved to their new place (a copy if any moved)."""
+    if not isinstance(data, Mapping):
+        return data
+    data = copy.deepcopy(dict(data))
+    for old, new in RENAMED_KEYS.items():
+        *parents, leaf = old.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node.pop(leaf)
+        section, key = new.split(".")
+        data.setdefault(section, {})
+        if isinstance(data[section], dict):
+            data[section].setdefault(key, value)
+    return data
 
 
 def _plain(value: Any) -> Any:
@@ -301,7 +334,7 @@ def _check_sections(c: TrainConfig) -> None:
         "eval_every_epochs",
         "checkpoint_every_epochs",
         "log_every_steps",
-        "max_nonfinite_checks",
+        "nonfinite_check_every",
     ):
         _require(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), ">= 1")
     _require(

@@ -16,7 +16,6 @@ Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -33,7 +32,16 @@ from torch.utils.data import DataLoader, Dataset
 from ..checkpoints import load_model
 from ..data import DatasetInfo, build_dataset
 from ..errors import ConfigError, RunError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text
+from ..layout import (
+    CURVES_FILE,
+    EMA_MODEL_DIR,
+    MODEL_DIR,
+    RUN_CONFIG_FILE,
+    SKIPPED_FILE,
+    SUMMARY_FILE,
+    checkpoint_label,
+)
 from ..models import MixerConfig, MlpMixer, create_model, model_config
 from .augment import DeviceAugment
 from .config import TrainConfig, load_config
@@ -51,17 +59,11 @@ from .distributed import (
 )
 from .ema import ModelEma
 from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
-from .loop import Trainer, padded_eval_indices
+from .loop import Trainer, padded_eval_length
 from .optim import build_optimizer, build_scheduler
 from .sampler import ShardSampler, TrainBatchSampler
 from .state import checkpoint_path, load_train_state
 
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
-MODEL_DIR = "model"
-EMA_MODEL_DIR = "model_ema"
-CURVES_FILE = "curves.png"
-SKIPPED_FILE = "skipped_images.txt"  # data.skip_bad_images: "PATH: reason" per file left out
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
 
@@ -201,15 +203,7 @@ def _pretrained_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, 
     if tuple(model.config.img_size) != tuple(info.img_size):
         model = model.resize(info.img_size)  # block-diagonal token-mixing (paper, appendix)
     model.config = model.config.replace(crop_pct=crop, interpolation=interpolation)
-    return model, _source_name(str(source)), info, train_set, test_set
-
-
-def _source_name(source: str) -> str:
-    """How a pre-trained checkpoint is named in summaries: a run's model/ by its run."""
-    path = Path(source)
-    if path.name in (MODEL_DIR, EMA_MODEL_DIR) and path.parent.name:
-        return f"{path.parent.name}/{path.name}"
-    return path.name or source
+    return model, checkpoint_label(source), info, train_set, test_set
 
 
 def _loaders(
@@ -233,7 +227,7 @@ def _loaders(
         t.grad_accum,  # type: ignore[arg-type]
     )
     train_loader = DataLoader(train_set, batch_sampler=sampler, **options)
-    padded = padded_eval_indices(len(test_set), dist.world_size)  # type: ignore[arg-type]
+    padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
     eval_set = _PaddedEval(test_set, padded)
     eval_batch = max(1, min(sampler.micro_batch_size * 2, 1024))
     eval_loader = DataLoader(
@@ -262,6 +256,7 @@ def _setup(
     model, model_name, info, train_set, test_set = build(config)
     if t.loss == "sigmoid" and config.model.pretrained is None:
         _init_sigmoid_head(model)
+    model.set_grad_checkpointing(t.grad_checkpointing)
     if run_dir is None:
         run_dir = _new_run_dir(config, model_name, dist)
     if dist.is_main:
@@ -349,7 +344,7 @@ def _write_outputs(
         for key in ("ema_test_top1", "ema_test_top5", "ema_test_loss"):
             if key in trainer.last_eval:
                 summary[key] = trainer.last_eval[key]
-    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(run_dir / SUMMARY_FILE, summary)
     if cfg.run.plot:
         records = MetricsLog(run_dir).read()
         plot_curves(records, run_dir / CURVES_FILE, f"{model_name} on {info.name}")
@@ -371,9 +366,9 @@ def train(
     checkpoint = None
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
-        config = load_config(run_dir / CONFIG_FILE)
+        if not (run_dir / RUN_CONFIG_FILE).is_file():
+            raise ConfigError(f"{run_dir}: not a run directory (no {RUN_CONFIG_FILE})")
+        config = load_config(run_dir / RUN_CONFIG_FILE)
         checkpoint = load_train_state(run_dir)
     config = config or TrainConfig()
     if overrides:
@@ -402,7 +397,7 @@ def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) ->
     metrics = tensorboard = None
     progress = Progress(cfg.run.progress if main else "none", cfg.train.log_every_steps)
     if main:
-        atomic_write_text(run_dir / CONFIG_FILE, _config_yaml(cfg, model_name))
+        atomic_write_text(run_dir / RUN_CONFIG_FILE, _config_yaml(cfg, model_name))
         metrics = MetricsLog(run_dir)
         metrics.truncate_after(trainer.state.epoch)
         tensorboard = TensorBoardLog(run_dir, cfg.run.tensorboard)

@@ -24,11 +24,10 @@ import torch
 
 from ..errors import CheckpointError, RunError
 from ..fileio import atomic_path
+from ..layout import CHECKPOINT_DIR, LAST_CHECKPOINT
 
 FORMAT = "mlpmixer-train-state"
 VERSION = 1
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.pt"
 
 
 def rng_state() -> dict[str, Any]:
@@ -54,7 +53,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def checkpoint_path(run_dir: Path) -> Path:
-    return run_dir / CHECKPOINT_DIR / LAST
+    return run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
 
 
 def _update_digest(digest: Any, value: Any, name: str) -> None:

@@ -25,15 +25,16 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..download import download_hub_repo
+from ..download import download_hub_repo, is_hub_id
 from ..errors import CheckpointError, CheckpointNotFoundError
 from ..fileio import atomic_path, atomic_write_text
-from .config import MixerConfig
+from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS
+from ..models.config import MixerConfig
 
 FORMAT_NAME = "mlpmixer"
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = CONFIG_JSON
+WEIGHTS_FILE = SAFETENSORS_WEIGHTS
 HUB_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 
 
@@ -59,7 +60,7 @@ def write_native(
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     metadata = {"format": FORMAT_NAME, "sha256": tensors_sha256(tensors)}
-    if path.suffix == ".safetensors":
+    if path.suffix == SAFETENSORS_SUFFIX:
         metadata["config"] = config_json(config)
         weights = path
     else:
@@ -126,10 +127,7 @@ def read_native(
     """(config fields, state dict) from a directory, a ``.safetensors`` file or a hub repo id."""
     path = Path(name_or_path)
     if not path.exists():
-        looks_like_repo = str(name_or_path).count("/") == 1 and not str(name_or_path).startswith(
-            (".", "/")
-        )
-        if not looks_like_repo:
+        if not is_hub_id(str(name_or_path)):
             raise CheckpointNotFoundError(f"no such checkpoint: {name_or_path}")
         path = download_hub_repo(str(name_or_path), **hub_options)
     if path.is_dir():
@@ -142,7 +140,14 @@ def read_native(
         config = parse_config((path / CONFIG_FILE).read_text(), path / CONFIG_FILE)
         verify_checksum(path / WEIGHTS_FILE, tensors, metadata)
         return config, tensors
-    tensors, metadata = read_safetensors(path)
+    return native_file_contents(path, *read_safetensors(path))
+
+
+def native_file_contents(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config fields, state dict) of a single-file checkpoint already read with
+    `read_safetensors`: the config from its metadata, the checksum verified."""
     if "config" not in metadata:
         raise CheckpointError(
             f"{path}: safetensors file without an mlpmixer config in its metadata"

@@ -12,7 +12,7 @@ when timm is importable):
 - images/s (batch ÷ median step time), per CPU thread or per GPU; TFLOP/s from the
   analytic FLOPs (`mlpmixer.models.flops_per_image`, a training step counted as 3× the
   forward pass); MFU against a dense matmul of the same dtype measured on the same device
-  in the same run (`mlpmixer.evaluate.peak`); batch-1 latency percentiles; peak memory
+  in the same run (`mlpmixer.bench.peak`); batch-1 latency percentiles; peak memory
   (CUDA allocator peak, CPU resident-set peak) and, for training, the activation memory
   autograd saves per image.
 
@@ -34,9 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..download import is_hub_id
 from ..errors import ConfigError, RunError
 from ..models import MlpMixer, flops_per_image, param_count
 from ..models.config import GELU_VARIANTS
+from ..models.params import weight_decay_groups
 from ..models.plain import PlainMixer
 from .peak import DTYPES, measure_matmul_peak
 from .timing import PeakMemory, SavedActivations, summarize_ms, synchronize, time_calls
@@ -118,7 +120,7 @@ def resolve_model(spec: str | MlpMixer, **overrides: Any) -> tuple[MlpMixer, str
     try:
         model_config(spec)
     except ConfigError as name_error:
-        if not (os.path.exists(spec) or spec.count("/") == 1):
+        if not (os.path.exists(spec) or is_hub_id(spec)):
             raise ConfigError(
                 f"{spec!r} is neither a registered model (see `mlpmixer models`) nor a checkpoint"
             ) from name_error
@@ -257,10 +259,7 @@ def inference_step(
 
 
 def _optimizer(module: nn.Module) -> torch.optim.Optimizer:
-    decay = [p for p in module.parameters() if p.ndim > 1]
-    no_decay = [p for p in module.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=1e-4)
+    return torch.optim.AdamW(weight_decay_groups(module, 0.05), lr=1e-4)
 
 
 def training_step(
