@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..models.mixer import MlpMixer
+from ..models.base import MlpFamilyModel
 
 
 def centered_gram(x: torch.Tensor) -> torch.Tensor:
@@ -46,7 +46,7 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
 @torch.no_grad()
 def layer_grams(
-    model: MlpMixer, images: torch.Tensor, batch_size: int = 128
+    model: MlpFamilyModel, images: torch.Tensor, batch_size: int = 128
 ) -> tuple[list[str], list[torch.Tensor]]:
     """Names ["stem", "block 1", ...] and the centred Gram matrix (n, n) of each layer's output.
 
@@ -55,22 +55,15 @@ def layer_grams(
     """
     model.eval()
     device = next(model.parameters()).device
-    layers = [("stem", model.stem)] + [(f"block {i + 1}", b) for i, b in enumerate(model.blocks)]
-    outputs: dict[str, list[torch.Tensor]] = {name: [] for name, _ in layers}
-    hooks = [
-        module.register_forward_hook(
-            lambda _m, _i, out, name=name: outputs[name].append(out.float().flatten(1).cpu())
-        )
-        for name, module in layers
-    ]
-    try:
-        for start in range(0, len(images), batch_size):
-            model.forward_features(images[start : start + batch_size].to(device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    names = [name for name, _ in layers]
-    return names, [centered_gram(torch.cat(outputs[name])) for name in names]
+    names = ["stem"] + [f"block {i + 1}" for i in range(len(model.blocks))]
+    outputs: list[list[torch.Tensor]] = [[] for _ in names]
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device)
+        # timm's API gives every block's output (B, S, C); the stem's is one more matmul
+        blocks = model.forward_intermediates(x, output_fmt="NLC", intermediates_only=True)
+        for out, layer in zip(outputs, [model.stem(x), *blocks], strict=True):
+            out.append(layer.float().flatten(1).cpu())
+    return names, [centered_gram(torch.cat(out)) for out in outputs]
 
 
 @dataclass
@@ -85,9 +78,9 @@ class CkaResult:
 
 
 def cka_matrix(
-    model_a: MlpMixer,
+    model_a: MlpFamilyModel,
     images: torch.Tensor,
-    model_b: MlpMixer | None = None,
+    model_b: MlpFamilyModel | None = None,
     batch_size: int = 128,
 ) -> CkaResult:
     """Linear CKA between every pair of layers of ``model_a`` (and ``model_b``, if given).

@@ -23,7 +23,7 @@ from ..evaluate.features import dataset_tensors
 from ..evaluate.predict import collect_images, prepare_image
 from ..fileio import atomic_write_json
 from ..layout import checkpoint_label
-from ..models.mixer import MlpMixer
+from ..models.base import MlpFamilyModel
 from ..models.registry import model_config
 from .cka import cka_matrix
 from .figures import cka_figure, order_study_figure, save_figure, token_mixing_figure
@@ -33,7 +33,7 @@ from .token_mixing import analyze_token_mixing
 
 
 def token_mixing_run(
-    checkpoint: str | os.PathLike[str] | MlpMixer,
+    checkpoint: str | os.PathLike[str] | MlpFamilyModel,
     out_dir: str | os.PathLike[str],
     blocks: Sequence[int] = (1, 2, 3),
     max_units: int = 32,
@@ -49,7 +49,7 @@ def token_mixing_run(
     fig = token_mixing_figure(analysed, max_units=max_units, title=_title(checkpoint))
     save_figure(fig, out / "tokens.png")
     result = {
-        "checkpoint": str(checkpoint) if not isinstance(checkpoint, MlpMixer) else None,
+        "checkpoint": str(checkpoint) if not isinstance(checkpoint, MlpFamilyModel) else None,
         "blocks": [b.summary() for b in analysed],
         "png": str(out / "tokens.png"),
     }
@@ -59,11 +59,11 @@ def token_mixing_run(
 
 def _title(checkpoint: Any) -> str:
     """A short name for figures: the file name, or RUN/model for a training run's model dir."""
-    return "" if isinstance(checkpoint, MlpMixer) else checkpoint_label(checkpoint)
+    return "" if isinstance(checkpoint, MlpFamilyModel) else checkpoint_label(checkpoint)
 
 
 def cka_images(
-    model: MlpMixer,
+    model: MlpFamilyModel,
     dataset: str | None = None,
     images_dir: Sequence[str] | None = None,
     num_images: int = 256,
@@ -94,11 +94,11 @@ def cka_images(
 
 
 def cka_run(
-    checkpoint: str | os.PathLike[str] | MlpMixer,
+    checkpoint: str | os.PathLike[str] | MlpFamilyModel,
     out_dir: str | os.PathLike[str],
     dataset: str | None = None,
     images_dir: Sequence[str] | None = None,
-    checkpoint_b: str | os.PathLike[str] | MlpMixer | None = None,
+    checkpoint_b: str | os.PathLike[str] | MlpFamilyModel | None = None,
     num_images: int = 256,
     batch_size: int = 128,
 ) -> dict[str, Any]:

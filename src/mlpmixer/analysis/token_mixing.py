@@ -21,14 +21,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..models.mixer import MlpMixer
+from ..models.base import MlpFamilyModel
 
 
-def token_mixing_units(model: MlpMixer, block: int) -> np.ndarray:
+def token_mixing_units(model: MlpFamilyModel, block: int) -> np.ndarray:
     """Block ``block``'s first token-mixing weights as (D_S, gh, gw) float64 images."""
     if not 0 <= block < len(model.blocks):
         raise ConfigError(f"block {block} does not exist; the model has {len(model.blocks)}")
-    weight = model.blocks[block].token_mixing.fc1.weight.detach().double().cpu().numpy()
+    # every family names its token-reading weight (units, S): Mixer/gMixer fc1, ResMLP/gMLP
+    # the S x S token Linear
+    weight = model.token_mixing_weight(block).detach().double().cpu().numpy()
     return weight.reshape(weight.shape[0], *model.config.grid_size)
 
 
@@ -111,7 +113,7 @@ class BlockUnits:
         return out
 
 
-def analyze_token_mixing(model: MlpMixer, blocks: list[int]) -> list[BlockUnits]:
+def analyze_token_mixing(model: MlpFamilyModel, blocks: list[int]) -> list[BlockUnits]:
     """Sorted token-mixing units and their statistics for each block in ``blocks`` (0-based)."""
     results = []
     for b in blocks:

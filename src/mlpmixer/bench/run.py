@@ -1,9 +1,9 @@
 """Throughput, MFU, latency and memory of a Mixer, optionally side by side with a plain one.
 
 ``benchmark(model_or_name, BenchOptions(...))`` returns a JSON-ready dict; ``mlpmixer bench``
-prints it. What is measured, per implementation (``mlpmixer``: this library's `MlpMixer`;
-``plain``: `mlpmixer.models.plain.PlainMixer` with the same weights; ``timm``: timm's Mixer
-when timm is importable):
+prints it. What is measured, per implementation (``mlpmixer``: this library's model, any
+family; ``plain``: `mlpmixer.models.plain.PlainMixer` with the same weights, Mixers only;
+``timm``: timm's model of the same family when timm is importable):
 
 - inference: one forward pass of a batch (``torch.no_grad``); weights and inputs cast to the
   dtype (``--infer-autocast`` keeps fp32 weights under ``torch.autocast`` instead);
@@ -36,7 +36,7 @@ from torch import nn
 
 from ..download import is_hub_id
 from ..errors import ConfigError, RunError
-from ..models import MlpMixer, flops_per_image, param_count
+from ..models import MlpFamilyModel, flops_per_image, param_count
 from ..models.config import GELU_VARIANTS
 from ..models.params import weight_decay_groups
 from ..models.plain import PlainMixer
@@ -104,15 +104,15 @@ def _parse_device(name: str) -> torch.device:
     return device
 
 
-def resolve_model(spec: str | MlpMixer, **overrides: Any) -> tuple[MlpMixer, str]:
+def resolve_model(spec: str | MlpFamilyModel, **overrides: Any) -> tuple[MlpFamilyModel, str]:
     """A registered model name (fresh weights) or any checkpoint `load_model` reads.
 
     ``overrides`` change config fields (e.g. ``gelu``), keeping the weights.
     """
-    if isinstance(spec, MlpMixer):
+    if isinstance(spec, MlpFamilyModel):
         if not overrides:
             return spec, "model"
-        return MlpMixer.from_state_dict(
+        return MlpFamilyModel.from_state_dict(
             spec.state_dict(), spec.config.replace(**overrides)
         ), "model"
     from ..models import create_model, model_config
@@ -170,8 +170,8 @@ def _cpu_model() -> str:
 # ---------------------------------------------------------------- implementations
 
 
-def _timm_copy(model: MlpMixer) -> tuple[nn.Module | None, str]:
-    """timm's Mixer with the same weights, or None and the reason it is not available."""
+def _timm_copy(model: MlpFamilyModel) -> tuple[nn.Module | None, str]:
+    """timm's model with the same weights, or None and the reason it is not available."""
     try:
         import timm  # type: ignore[import-not-found]
     except ImportError:
@@ -187,18 +187,22 @@ def _timm_copy(model: MlpMixer) -> tuple[nn.Module | None, str]:
             img_size=cfg.img_size,
             act_layer=lambda *a, **k: nn.GELU(approximate=cfg.gelu),
         )
-        net.load_state_dict(state_to_timm(model.state_dict()))
+        net.load_state_dict(state_to_timm(model.state_dict(), cfg.family))
     except Exception as err:  # timm's API moves; a failed comparison must not fail the run
         return None, f"timm comparison skipped: {type(err).__name__}: {err}"
     return net, "timm " + timm.__version__
 
 
-def implementations(model: MlpMixer, compare: bool) -> tuple[dict[str, nn.Module], list[str]]:
-    """Name -> module: the model itself, and with ``compare`` its plain (and timm) twins."""
+def implementations(model: MlpFamilyModel, compare: bool) -> tuple[dict[str, nn.Module], list[str]]:
+    """Name -> module: the model itself, and with ``compare`` its plain (Mixer only) and timm
+    twins."""
     impls: dict[str, nn.Module] = {"mlpmixer": model}
     notes: list[str] = []
     if compare:
-        impls["plain"] = PlainMixer.from_model(model)
+        if model.config.family == "mixer":
+            impls["plain"] = PlainMixer.from_model(model)
+        else:  # the plain reference is written for the paper's block only
+            notes.append(f"no plain {model.config.family} reference: plain comparison skipped")
         timm_model, note = _timm_copy(model)
         notes.append(note)
         if timm_model is not None:
@@ -449,7 +453,7 @@ def _ratios(rows: list[dict[str, Any]], key: str = "images_per_s") -> dict[str, 
     return ratios
 
 
-def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dict[str, Any]:
+def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) -> dict[str, Any]:
     """Run the benchmark described by ``options`` on ``model`` (name, checkpoint or module)."""
     options = options or BenchOptions()
     options.validate()

@@ -9,6 +9,7 @@ import click
 from rich import box
 from rich.table import Table
 
+from ..checkpoints.load import WRITABLE_FORMATS
 from .app import cli, console, err_console, print_json
 
 
@@ -97,13 +98,14 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
 @click.option(
     "--to",
     "fmt",
-    type=click.Choice(["native", "official", "timm", "state_dict"]),
+    type=click.Choice(WRITABLE_FORMATS),
     default=None,
     help="Output format (default from DESTINATION: .npz official, .pth/.pt/.bin timm, else native).",
 )
 @click.option("--img-size", type=int, nargs=2, default=None, help="H W, for non-square grids.")
 def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> None:
-    """Convert a checkpoint between the native, official .npz and timm formats."""
+    """Convert any readable checkpoint (native, official .npz, timm, deit ResMLP, lucidrains)
+    to the native, official .npz (Mixers only), timm or bare state-dict format."""
     import warnings
 
     from ..checkpoints import convert as convert_checkpoint

@@ -23,7 +23,7 @@ from ..checkpoints import as_model
 from ..data import build_dataset
 from ..data.info import normalize
 from ..errors import ConfigError, DataError
-from ..models.mixer import MlpMixer
+from ..models.base import MlpFamilyModel
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -112,7 +112,7 @@ def normalizer(
 
 
 def load_eval_split(
-    model: MlpMixer,
+    model: MlpFamilyModel,
     dataset: str | os.PathLike[str],
     split: str = "test",
     **data_options: Any,
@@ -130,7 +130,7 @@ def load_eval_split(
 
 
 def evaluate_checkpoint(
-    checkpoint: str | os.PathLike[str] | MlpMixer,
+    checkpoint: str | os.PathLike[str] | MlpFamilyModel,
     dataset: str | os.PathLike[str],
     split: str = "test",
     batch_size: int = 256,
@@ -139,7 +139,7 @@ def evaluate_checkpoint(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     **data_options: Any,
-) -> tuple[EvalResult, MlpMixer]:
+) -> tuple[EvalResult, MlpFamilyModel]:
     """Evaluate a checkpoint (any format `load_model` reads, or a model) on a data set split.
 
     ``mean``/``std`` and ``data_options`` (``crop_pct``, ``interpolation``, ``root``...)

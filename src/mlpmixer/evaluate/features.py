@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from ..models.mixer import MlpMixer
+from ..models.base import MlpFamilyModel
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, in_chans, H, W), labels (B,)
 
@@ -19,7 +19,7 @@ def tensor_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int) 
 
 @torch.no_grad()
 def extract_features(
-    model: MlpMixer, batches: Iterable[Batch], device: str | torch.device = "cpu"
+    model: MlpFamilyModel, batches: Iterable[Batch], device: str | torch.device = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pre-logit features (N, C) float32 on the CPU and labels (N,) for every batch.
 

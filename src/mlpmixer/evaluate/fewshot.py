@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from ..checkpoints import as_model
 from ..errors import ConfigError, DataError
-from ..models.mixer import MlpMixer
+from ..models.base import MlpFamilyModel
 from .eval import load_eval_split, normalizer
 from .features import extract_features
 
@@ -194,7 +194,7 @@ def fewshot_evaluate(
 
 
 def fewshot_checkpoint(
-    checkpoint: str | os.PathLike[str] | MlpMixer,
+    checkpoint: str | os.PathLike[str] | MlpFamilyModel,
     dataset: str | os.PathLike[str],
     shots: Sequence[int] = DEFAULT_SHOTS,
     seeds: Sequence[int] = (0, 1, 2, 3, 4),

@@ -20,8 +20,8 @@ import torch
 from ..data import load_image, resize_image
 from ..data.images import IMAGE_EXTENSIONS
 from ..errors import ConfigError, MixerError
+from ..models.base import MlpFamilyModel
 from ..models.config import MixerConfig
-from ..models.mixer import MlpMixer
 from .eval import normalizer
 
 
@@ -82,7 +82,7 @@ def class_names_of(config: MixerConfig) -> list[str]:
 
 @torch.no_grad()
 def predict_files(
-    model: MlpMixer,
+    model: MlpFamilyModel,
     inputs: Sequence[str | os.PathLike[str]],
     top_k: int = 5,
     batch_size: int = 32,

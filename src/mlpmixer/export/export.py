@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, RunError
-from ..models.mixer import MlpMixer
+from ..models.base import MlpFamilyModel
 from .onnx import export_onnx, run_onnx
 from .program import export_program, load_program
 from .torchscript import export_torchscript, load_torchscript
@@ -57,7 +57,7 @@ def resolve_format(path: Path, format: str | None) -> str:
     )
 
 
-def example_images(model: MlpMixer, batch_size: int, seed: int = 0) -> torch.Tensor:
+def example_images(model: MlpFamilyModel, batch_size: int, seed: int = 0) -> torch.Tensor:
     """Standard-normal images (batch_size, in_chans, H, W) at the model's resolution."""
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
@@ -74,7 +74,7 @@ def run_exported(path: Path, format: str, images: torch.Tensor) -> torch.Tensor:
 
 
 def verify_export(
-    model: MlpMixer, path: Path, format: str, batch_sizes: tuple[int, ...] = (1, 3)
+    model: MlpFamilyModel, path: Path, format: str, batch_sizes: tuple[int, ...] = (1, 3)
 ) -> float:
     """Largest |exported - PyTorch| logit over random batches of each size in ``batch_sizes``."""
     worst = 0.0
@@ -93,7 +93,7 @@ def verify_export(
 
 
 def export_model(
-    model: MlpMixer,
+    model: MlpFamilyModel,
     path: str | os.PathLike[str],
     format: str | None = None,
     verify: bool = True,

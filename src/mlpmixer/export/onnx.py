@@ -20,7 +20,7 @@ import torch
 
 from ..errors import MixerError, RunError
 from ..fileio import atomic_path
-from ..models.mixer import MlpMixer
+from ..models.base import MlpFamilyModel
 
 EXTRA_HINT = "install the export extra: pip install 'mlpmixer[export]'"
 
@@ -36,7 +36,9 @@ def _require(module: str):  # -> module
         raise MissingExtraError(f"{module} is not installed; {EXTRA_HINT}") from err
 
 
-def export_onnx(model: MlpMixer, path: Path, example: torch.Tensor, opset: int | None) -> None:
+def export_onnx(
+    model: MlpFamilyModel, path: Path, example: torch.Tensor, opset: int | None
+) -> None:
     """Write ``model`` as ONNX to ``path`` with a dynamic batch dimension."""
     _require("onnx")
     _require("onnxscript")

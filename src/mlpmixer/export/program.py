@@ -14,10 +14,10 @@ import torch
 
 from ..fileio import atomic_write_bytes
 from ..layout import CONFIG_JSON
-from ..models.mixer import MlpMixer
+from ..models.base import MlpFamilyModel
 
 
-def export_program(model: MlpMixer, path: Path, example: torch.Tensor) -> None:
+def export_program(model: MlpFamilyModel, path: Path, example: torch.Tensor) -> None:
     """Export ``model`` with a dynamic batch dimension and save the program to ``path``."""
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model, (example,), dynamic_shapes={"images": {0: batch}})

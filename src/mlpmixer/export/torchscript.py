@@ -17,10 +17,10 @@ import torch
 
 from ..fileio import atomic_path
 from ..layout import CONFIG_JSON
-from ..models.mixer import MlpMixer
+from ..models.base import MlpFamilyModel
 
 
-def export_torchscript(model: MlpMixer, path: Path, example: torch.Tensor) -> None:
+def export_torchscript(model: MlpFamilyModel, path: Path, example: torch.Tensor) -> None:
     """Trace ``model`` on ``example`` and save the TorchScript archive to ``path``."""
     with warnings.catch_warnings():
         # The input-shape check in forward() becomes a constant in the trace (expected), and

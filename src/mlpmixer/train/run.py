@@ -42,7 +42,7 @@ from ..layout import (
     SUMMARY_FILE,
     checkpoint_label,
 )
-from ..models import MixerConfig, MlpMixer, create_model, model_config
+from ..models import MixerConfig, MlpFamilyModel, create_model, model_config
 from .augment import DeviceAugment
 from .config import TrainConfig, load_config
 from .distributed import (
@@ -73,7 +73,7 @@ class RunResult:
 
     run_dir: Path
     summary: dict[str, Any]
-    model: MlpMixer
+    model: MlpFamilyModel
 
 
 class _PaddedEval(Dataset):
@@ -160,7 +160,9 @@ def _build_data(
     return train_set, train_info, test_set, test_info
 
 
-def _scratch_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, Dataset, Dataset]:
+def _scratch_model(
+    config: TrainConfig,
+) -> tuple[MlpFamilyModel, str, DatasetInfo, Dataset, Dataset]:
     size = _target_size(config)
     crop, interpolation = config.data.eval_crop_pct or 1.0, config.data.interpolation or "bilinear"
     train_set, info, test_set, _ = _build_data(
@@ -182,7 +184,9 @@ def _scratch_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, Dat
     return model, name, info, train_set, test_set
 
 
-def _pretrained_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, Dataset, Dataset]:
+def _pretrained_model(
+    config: TrainConfig,
+) -> tuple[MlpFamilyModel, str, DatasetInfo, Dataset, Dataset]:
     source = config.model.pretrained
     assert source is not None
     base = load_model(source)  # its architecture decides the data's size and channels
@@ -237,7 +241,7 @@ def _loaders(
     return train_loader, sampler, eval_loader
 
 
-def _init_sigmoid_head(model: MlpMixer) -> None:
+def _init_sigmoid_head(model: MlpFamilyModel) -> None:
     """Sigmoid loss: start every class at prior 1/K (big_vision's head bias -log K)."""
     if isinstance(model.head, nn.Linear):
         with torch.no_grad():
@@ -298,20 +302,20 @@ def _setup(
     return trainer, model_name, info
 
 
-def _final_model(trainer: Trainer) -> MlpMixer:
-    """A plain CPU `MlpMixer` holding the final weights (gathered under FSDP)."""
-    base: MlpMixer = unwrap(trainer.model)  # type: ignore[assignment]
+def _final_model(trainer: Trainer) -> MlpFamilyModel:
+    """A plain CPU `MlpFamilyModel` holding the final weights (gathered under FSDP)."""
+    base: MlpFamilyModel = unwrap(trainer.model)  # type: ignore[assignment]
     if trainer.parallel == "fsdp":
         state, _ = full_state(trainer.model, trainer.optimizer, "fsdp", everywhere=True)
-        return MlpMixer.from_state_dict({k: v.cpu() for k, v in state.items()}, base.config)
+        return MlpFamilyModel.from_state_dict({k: v.cpu() for k, v in state.items()}, base.config)
     return base
 
 
 def _write_outputs(
-    trainer: Trainer, model: MlpMixer, model_name: str, info: DatasetInfo, resumed: bool
+    trainer: Trainer, model: MlpFamilyModel, model_name: str, info: DatasetInfo, resumed: bool
 ) -> dict[str, Any]:
     run_dir, cfg, state = trainer.run_dir, trainer.config, trainer.state
-    model_cpu = MlpMixer.from_state_dict(
+    model_cpu = MlpFamilyModel.from_state_dict(
         {k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config
     )
     model_cpu.save(run_dir / MODEL_DIR)
@@ -336,7 +340,7 @@ def _write_outputs(
         if key in trainer.last_eval:
             summary[key] = trainer.last_eval[key]
     if trainer.ema is not None:
-        ema_cpu = MlpMixer.from_state_dict(
+        ema_cpu = MlpFamilyModel.from_state_dict(
             {k: v.detach().cpu() for k, v in trainer.ema.state_dict().items()}, model.config
         )
         ema_cpu.save(run_dir / EMA_MODEL_DIR)
