@@ -66,12 +66,15 @@ def test_unsupported_format_version_is_named(tmp_path):
         mlpmixer.load_model(tmp_path / "m")
 
 
-def test_unknown_config_key_is_named(tmp_path):
+def test_unknown_config_key_is_named(tmp_path, monkeypatch):
+    from mlpmixer.models import serialization
+
+    original = serialization.config_json
+    monkeypatch.setattr(  # a config written (and checksummed) with a key this version lacks
+        serialization, "config_json", lambda c: original(c).replace("{", '{"depth": 3,', 1)
+    )
     MlpMixer(CONFIG).save(tmp_path / "m")
-    path = tmp_path / "m" / "config.json"
-    config = json.loads(path.read_text())
-    config["depth"] = 3
-    path.write_text(json.dumps(config))
+    monkeypatch.undo()
     with pytest.raises(mlpmixer.ConfigError, match=r"unknown MixerConfig key\(s\) \['depth'\]"):
         mlpmixer.load_model(tmp_path / "m")
 
@@ -96,3 +99,95 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0o600
+
+
+# Issue 9 item 1: config.json is part of the checksum; folders are written as a whole.
+
+
+def _resave_weights_with_metadata(weights, change):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(weights, framework="pt") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    tensors, metadata = change(tensors, metadata)
+    save_file(tensors, weights, metadata=metadata)
+
+
+@pytest.mark.parametrize("damage", ["missing", "not json", "edited", "other model's"])
+def test_folder_with_a_bad_config_is_refused(tmp_path, damage):
+    MlpMixer(CONFIG).save(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    if damage == "missing":
+        path.unlink()
+        match = "without config.json"
+    elif damage == "not json":
+        path.write_text(path.read_text()[:40])
+        match = "not valid JSON"
+    elif damage == "edited":
+        path.write_text(path.read_text().replace('"gelu": "none"', '"gelu": "tanh"'))
+        match = "config was modified"
+    else:
+        MlpMixer(CONFIG.replace(mean=(0.1,))).save(tmp_path / "other")
+        path.write_text((tmp_path / "other" / "config.json").read_text())
+        match = "config was modified"
+    with pytest.raises(mlpmixer.CheckpointError, match=match):
+        mlpmixer.load_model(tmp_path / "m")
+    with pytest.raises(mlpmixer.CheckpointError, match=match):
+        MlpMixer.from_pretrained(tmp_path / "m")
+
+
+@pytest.mark.parametrize("target", ["dir", "one.safetensors"])
+@pytest.mark.parametrize("stripped", ["sha256", "config_sha256"])
+def test_checksum_is_mandatory(tmp_path, target, stripped):
+    MlpMixer(CONFIG).save(tmp_path / target)
+    weights = tmp_path / target / "model.safetensors" if target == "dir" else tmp_path / target
+
+    def zero_and_strip(tensors, metadata):
+        del metadata[stripped]
+        return {k: torch.zeros_like(v) for k, v in tensors.items()}, metadata
+
+    _resave_weights_with_metadata(weights, zero_and_strip)
+    with pytest.raises(mlpmixer.CheckpointError, match=f"without its {stripped} checksum"):
+        mlpmixer.load_model(tmp_path / target)
+
+
+def test_single_file_without_config_is_not_read_as_a_state_dict(tmp_path):
+    MlpMixer(CONFIG).save(tmp_path / "one.safetensors")
+
+    def drop_config(tensors, metadata):
+        del metadata["config"]
+        return tensors, metadata
+
+    _resave_weights_with_metadata(tmp_path / "one.safetensors", drop_config)
+    with pytest.raises(mlpmixer.CheckpointError, match="without an mlpmixer config"):
+        mlpmixer.load_model(tmp_path / "one.safetensors")
+
+
+def test_save_pretrained_replaces_a_folder_atomically(tmp_path, monkeypatch):
+    """A failure while writing leaves the previous folder whole; no config.json is deleted first."""
+    from mlpmixer.models import serialization
+
+    old = randomised(MlpMixer(CONFIG))
+    old.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+
+    save_file = serialization.save_file
+
+    def killed_after_the_weights(*args, **kwargs):
+        save_file(*args, **kwargs)
+        raise KeyboardInterrupt  # a kill between the weights and the config
+
+    new = randomised(MlpMixer(CONFIG.replace(mean=(0.3,))))
+    monkeypatch.setattr(serialization, "save_file", killed_after_the_weights)
+    with pytest.raises(KeyboardInterrupt):
+        new.save_pretrained(tmp_path / "m")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folder left
+    loaded = mlpmixer.load_model(tmp_path / "m")
+    assert loaded.config.mean == (0.25,)
+    new.save_pretrained(tmp_path / "m")
+    assert mlpmixer.load_model(tmp_path / "m").config.mean == (0.3,)
+    assert (tmp_path / "m" / "notes.txt").read_text() == "mine"  # other files are kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

@@ -122,7 +122,7 @@ def read_checkpoint(
             fields = timm_hub_fields(path / "config.json")
         path = _weights_in_dir(path)
     state, metadata = _read_tensors(path)
-    if "config" in metadata and metadata.get("format") == "mlpmixer":
+    if metadata.get("format") == "mlpmixer":  # refused by read_native if config/checksum lack
         config, state = read_native(path)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
     fmt = _state_format(state, path)

@@ -17,6 +17,7 @@ expects them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -285,6 +286,33 @@ class MlpMixer(
     # The project's own format: safetensors + config.json (the Hugging Face hub layout).
     def _save_pretrained(self, save_directory: Any) -> None:
         write_native(save_directory, self.config, self.state_dict())
+
+    def save_pretrained(  # type: ignore[override]
+        self,
+        save_directory: Any,
+        *,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write the hub layout (weights, config.json, README.md) as one atomic folder.
+
+        The mixin's version deletes ``config.json`` before writing the weights, so a kill in
+        between left a folder that loaded as a bare state dict; here the folder is built
+        aside and renamed into place. ``push_to_hub=True`` then uploads it.
+        """
+        path = Path(save_directory)
+        extra = {}
+        if not (path / "README.md").exists():  # like the mixin: a user's card is kept
+            card = self.generate_model_card(**(model_card_kwargs or {}))
+            extra["README.md"] = str(card)
+        write_native(path, self.config, self.state_dict(), extra_files=extra)
+        if not push_to_hub:
+            return None
+        return self.push_to_hub(
+            repo_id=repo_id or path.name, model_card_kwargs=model_card_kwargs, **push_to_hub_kwargs
+        )
 
     def save(self, path: Any) -> None:
         """Save in the project's format: a directory (hub layout) or one ``.safetensors`` file."""
