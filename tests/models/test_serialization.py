@@ -191,3 +191,44 @@ def test_save_pretrained_replaces_a_folder_atomically(tmp_path, monkeypatch):
     assert mlpmixer.load_model(tmp_path / "m").config.mean == (0.3,)
     assert (tmp_path / "m" / "notes.txt").read_text() == "mine"  # other files are kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+# Issue 9 item 11: loading builds on the meta device instead of initialising randomly.
+
+
+def _init_only_on_meta(monkeypatch):
+    from mlpmixer.models import mixer
+
+    real_init = mixer.init_weights
+
+    def checked(model):
+        real = [name for name, p in model.named_parameters() if not p.is_meta]
+        assert not real, f"random init of weights that the checkpoint overwrites: {real[:3]}"
+        real_init(model)
+
+    monkeypatch.setattr(mixer, "init_weights", checked)
+
+
+@pytest.mark.parametrize("how", ["load_model", "from_pretrained", "reset_head", "resize"])
+def test_loading_skips_random_init_and_gives_real_owned_weights(tmp_path, monkeypatch, how):
+    model = randomised(MlpMixer(CONFIG))
+    model.save(tmp_path / "m")
+    _init_only_on_meta(monkeypatch)
+    if how == "load_model":
+        loaded = mlpmixer.load_model(tmp_path / "m")
+    elif how == "from_pretrained":
+        loaded = MlpMixer.from_pretrained(tmp_path / "m")
+    elif how == "reset_head":
+        loaded = MlpMixer.from_pretrained(tmp_path / "m", num_classes=5, reset_head=True)
+        assert torch.count_nonzero(loaded.head.weight) == 0  # a real zero head, not meta
+    else:
+        loaded = model.resize((24, 32))
+        loaded.stem.proj.weight.data.zero_()  # must not alias the source model
+        assert torch.count_nonzero(model.stem.proj.weight) > 0
+    for name, p in loaded.named_parameters():
+        assert not p.is_meta and p.device.type == "cpu", name
+        assert p.dtype == torch.float32 and p.requires_grad, name
+    if how in ("load_model", "from_pretrained"):
+        x = torch.randn(2, 1, 12, 16)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.eval()(x), model.eval()(x), atol=0, rtol=0)
