@@ -126,3 +126,38 @@ def test_paper_numbers_in_the_imagenet_config():
     assert (c.augment.randaugment_n, c.augment.randaugment_m, c.augment.mixup_alpha) == (2, 15, 0.5)
     high = load_config(CONFIGS / "finetune_cifar10_448.yaml")
     assert high.model.img_size == 448 and high.optim.name == "sgd" and high.train.batch_size == 512
+
+
+# Issue 9 item 6: YAML is read with bounds (no alias expansion, no deep nesting).
+
+BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    assert len(BILLION_LAUGHS) < 600
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BILLION_LAUGHS)
+    with pytest.raises(ConfigError, match=r"bomb.yaml: YAML aliases are not allowed \(found \*a"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="train.epochs: YAML aliases are not allowed"):
+        parse_assignment("train.epochs=[&x 1, *x]")
+
+
+def test_deeply_nested_yaml_is_refused(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("train: " + "[" * 100_000)
+    with pytest.raises(ConfigError, match="deep.yaml: YAML nested more than 32 levels"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="nested more than 32 levels"):
+        parse_assignment("optim.betas=" + "[" * 5000 + "]" * 5000)
+
+
+def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # reading it would block forever
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_config(fifo)

@@ -21,6 +21,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..models.config import field_names as mixer_field_names
+from ..safeyaml import MAX_CHARS, load_yaml
 
 OptimizerName = Literal["adamw", "adam", "sgd"]
 ScheduleName = Literal["cosine", "linear", "constant"]
@@ -418,13 +419,21 @@ def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML config file."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"config file {path} is not a regular file")
+        if path.exists() and path.stat().st_size > 4 * MAX_CHARS:
+            raise ConfigError(
+                f"config file {path} has {path.stat().st_size} bytes; a config is a few kB"
+            )
         text = path.read_text()
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from err
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
     try:
         return TrainConfig.from_dict(data or {})
     except ConfigError as err:
@@ -438,9 +447,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"an override must look like section.key=value, got {text!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({err})") from err
+    except ConfigError as err:
+        raise ConfigError(f"override {key}: {err}") from err
     return key, value
 
 
