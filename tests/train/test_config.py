@@ -161,3 +161,21 @@ def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path):
     os.mkfifo(fifo)  # reading it would block forever
     with pytest.raises(ConfigError, match="is not a regular file"):
         load_config(fifo)
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("train.threads=100000", r"train\.threads must be at most \d+ \(4 x \d+ CPUs\) or null, got 100000"),
+        ("data.num_workers=100000", r"data\.num_workers must be at most \d+"),
+        ("optim.lr=.inf", r"optim\.lr must be a finite number, got inf"),
+        ("optim.weight_decay=.nan", r"optim\.weight_decay must be a finite number"),
+        ("optim.betas=[0.9, .inf]", r"optim\.betas must be a finite number"),
+        ("train.epochs=1_000_000_000_000_000_000_000", r"train\.epochs must be smaller than 2\*\*62"),
+        ("augment.pad_crop=1000000", r"augment\.pad_crop must be <= 1024"),
+    ],
+)  # fmt: skip
+def test_runtime_numbers_are_bounded(assignment, message):
+    """Issue 9 item 6: `--set train.threads=100000` segfaulted torch; now a ConfigError."""
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig().override([assignment])

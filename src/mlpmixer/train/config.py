@@ -10,6 +10,8 @@ key, a wrong type or a value out of range is a `ConfigError` that names the dott
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -402,8 +404,50 @@ def _check_model(c: TrainConfig) -> None:
         resolve_name(c.model.name)  # ConfigError naming the known models
 
 
+MAX_INT = 2**62  # beyond this an int overflows int64 tensors and seeds (a typo, not a setting)
+MAX_PAD_OR_OPS = 1024  # augment.pad_crop pixels and randaugment ops
+
+
+def _cpu_limit() -> int:
+    """Threads/workers beyond 4 per CPU only thrash; 100000 threads crashed torch (segfault)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def _check_runtime_bounds(c: TrainConfig) -> None:
+    """Every number finite and in a range the machine can honour, checked before any work."""
+    for section in dataclasses.fields(c):
+        part = getattr(c, section.name)
+        if not dataclasses.is_dataclass(part):
+            continue
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            key = f"{section.name}.{f.name}"
+            for v in values:
+                if isinstance(v, float):
+                    _require(math.isfinite(v), key, value, "a finite number")
+                elif isinstance(v, int) and not isinstance(v, bool):
+                    _require(abs(v) < MAX_INT, key, value, "smaller than 2**62 in magnitude")
+    limit = _cpu_limit()
+    t, d, a = c.train, c.data, c.augment
+    _require(
+        t.threads is None or t.threads <= limit, "train.threads", t.threads,
+        f"at most {limit} (4 x {os.cpu_count() or 1} CPUs) or null",
+    )  # fmt: skip
+    _require(
+        d.num_workers is None or d.num_workers <= limit, "data.num_workers", d.num_workers,
+        f"at most {limit} (4 x {os.cpu_count() or 1} CPUs) or null",
+    )  # fmt: skip
+    _require(a.pad_crop <= MAX_PAD_OR_OPS, "augment.pad_crop", a.pad_crop, f"<= {MAX_PAD_OR_OPS}")
+    _require(
+        a.randaugment_n <= MAX_PAD_OR_OPS, "augment.randaugment_n", a.randaugment_n,
+        f"<= {MAX_PAD_OR_OPS}",
+    )  # fmt: skip
+
+
 def validate(config: TrainConfig) -> None:
     """Raise `ConfigError` (naming the dotted key) for any out-of-range or inconsistent value."""
+    _check_runtime_bounds(config)
     _check_sections(config)
     _check_model(config)
     if config.train.precision == "fp16" and config.train.device == "cpu":
