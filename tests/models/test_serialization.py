@@ -232,3 +232,37 @@ def test_loading_skips_random_init_and_gives_real_owned_weights(tmp_path, monkey
         x = torch.randn(2, 1, 12, 16)
         with torch.no_grad():
             torch.testing.assert_close(loaded.eval()(x), model.eval()(x), atol=0, rtol=0)
+
+
+# Issue 9 item 6: absurd sizes in a config are refused before the model is built.
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_blocks": 10_000_000}, "num_blocks=10000000 is more than the limit of 1024"),
+        ({"hidden_dim": 10**9}, r"e\+1\d parameters \(hidden_dim=1000000000"),
+        ({"channels_mlp_dim": 10**12}, r"channels_mlp_dim=1000000000000.*limit of 1e\+10"),
+        ({"img_size": [2**20, 2**20]}, r"parameters .* \d{10,} tokens"),
+        ({"in_chans": 10**9, "mean": [0.5], "std": [0.5]}, r"in_chans=1000000000"),
+    ],
+)
+def test_absurd_model_sizes_in_config_json_are_refused_before_building(
+    tmp_path, monkeypatch, change, message
+):
+    from mlpmixer.models import serialization
+
+    original = serialization.config_json
+
+    def hostile(config):  # a config.json edited and re-checksummed
+        data = json.loads(original(config))
+        data.update(change)
+        return json.dumps(data)
+
+    monkeypatch.setattr(serialization, "config_json", hostile)
+    MlpMixer(CONFIG).save(tmp_path / "m")
+    monkeypatch.undo()
+    with pytest.raises(mlpmixer.ConfigError, match=message):
+        mlpmixer.load_model(tmp_path / "m")
+    with pytest.raises(mlpmixer.ConfigError, match=message):
+        MixerConfig.from_dict({k: v for k, v in change.items() if k not in ("mean", "std")})
