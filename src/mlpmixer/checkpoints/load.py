@@ -61,10 +61,25 @@ def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
         return download_url(text)
     path = Path(source)
     if path.exists():
-        return path
+        return require_regular(path)
     if text.startswith(HUB_PREFIX) or (text.count("/") == 1 and not text.startswith((".", "/"))):
         return download_hub_repo(text, **hub_options)
     raise CheckpointNotFoundError(f"no such checkpoint file or directory: {text}")
+
+
+def require_regular(path: Path) -> Path:
+    """``path`` if it is a directory or a regular file (symlinks followed); else `CheckpointError`.
+
+    Reading a FIFO blocks forever and ``/dev/zero`` never ends: neither is a checkpoint.
+    """
+    if path.is_dir() or path.is_file():
+        return path
+    target = path.resolve()
+    raise CheckpointError(
+        f"{path}: not a regular file"
+        + (f" (it points to {target})" if target != path.absolute() else "")
+        + "; a checkpoint must be a file or a folder, not a device, FIFO or socket"
+    )
 
 
 def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
@@ -78,8 +93,8 @@ def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
 
 def _weights_in_dir(path: Path) -> Path:
     for name in ("model.safetensors", "pytorch_model.bin"):
-        if (path / name).is_file():
-            return path / name
+        if (path / name).exists():
+            return require_regular(path / name)
     raise CheckpointError(
         f"{path}: a directory without model.safetensors or pytorch_model.bin "
         "(expected an mlpmixer save_pretrained directory or a timm hub download)"

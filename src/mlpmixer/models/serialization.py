@@ -188,6 +188,11 @@ def read_native(
         if not looks_like_repo:
             raise CheckpointNotFoundError(f"no such checkpoint: {name_or_path}")
         path = download_hub_repo(str(name_or_path), **hub_options)
+    if not path.is_dir() and not path.is_file():
+        raise CheckpointError(
+            f"{path}: not a regular file; a checkpoint must be a file or a folder, not a "
+            "device, FIFO or socket"
+        )
     if path.is_dir():
         if not is_native_dir(path) or not (path / WEIGHTS_FILE).is_file():
             raise CheckpointError(
