@@ -15,6 +15,7 @@ from the tensor shapes.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,11 @@ from ..models.serialization import HUB_OPTIONS, is_native_dir, read_native, read
 from ..models.state import apply_overrides
 from .infer import infer_config
 from .official import official_to_state, read_npz, write_npz
+from .sidecar import read_sidecar, write_sidecar
 from .timm_format import (
     TIMM_MARKER,
     read_torch_file,
+    stored_fields,
     timm_hub_fields,
     timm_to_state,
     write_timm,
@@ -42,6 +45,7 @@ from .timm_format import (
 FORMATS = ("native", "official", "timm", "state_dict")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 _OWN_MARKER = "blocks.0.token_mixing.fc1.weight"
+GELU_NAMES = {"tanh": "tanh", "none": "erf"}  # config value -> what the function is
 
 
 @dataclass
@@ -130,7 +134,8 @@ def read_checkpoint(
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
     if path.suffix == ".npz":
         state = official_to_state(read_npz(path), path)
-        return Checkpoint("official", infer_config(state, img_size, gelu="tanh"), state, str(path))
+        fields = {"gelu": "tanh", **read_sidecar(path)}
+        return Checkpoint("official", infer_config(state, img_size, **fields), state, str(path))
     fields: dict[str, Any] = {}
     if path.is_dir():
         if (path / "config.json").is_file():
@@ -144,6 +149,9 @@ def read_checkpoint(
     if fmt == "timm":
         state = timm_to_state(state)
         fields.setdefault("gelu", "none")  # timm's Mixer uses nn.GELU(), the exact erf
+    fields.update(stored_fields(metadata, path))  # what an mlpmixer wrote beside the tensors
+    if path.suffix in TORCH_SUFFIXES:
+        fields.update(read_sidecar(path))
     img_size = img_size if img_size is not None else fields.pop("img_size", None)
     fields.pop("img_size", None)
     return Checkpoint(fmt, infer_config(state, img_size, **fields), state, str(source))
@@ -201,7 +209,36 @@ def save_model(model: MlpMixer, path: str | os.PathLike[str], format: str | None
             torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
     else:
         model.save(path)
+    if path.suffix == ".npz" or path.suffix in TORCH_SUFFIXES:
+        _write_sidecar_and_warn(path, model.config, format)
     return path
+
+
+def _lost_fields(config: MixerConfig, format: str) -> list[str]:
+    """The settings a tensors-only file of ``format`` would not give back by itself."""
+    default = MixerConfig()
+    gelu_default = {"official": "tanh", "timm": "none"}.get(format, "tanh")
+    lost = ["class names"] if config.class_names is not None else []
+    lost += [
+        name
+        for name in ("mean", "std", "interpolation", "crop_pct", "norm_eps")
+        if getattr(config, name) != getattr(default, name)
+    ]
+    if config.gelu != gelu_default:
+        lost.append(f"gelu={config.gelu!r}")
+    return lost
+
+
+def _write_sidecar_and_warn(path: Path, config: MixerConfig, format: str) -> None:
+    sidecar = write_sidecar(path, config)
+    lost = _lost_fields(config, format)
+    if lost:
+        warnings.warn(
+            f"{path.name} holds tensors only; these settings are kept in {sidecar.name} "
+            f"beside it, which mlpmixer reads back: {', '.join(lost)}; copy the two files "
+            "together (other programs, and mlpmixer without the sidecar, will not know them)",
+            stacklevel=3,
+        )
 
 
 def convert(
@@ -221,6 +258,7 @@ def describe(checkpoint: Checkpoint) -> dict[str, Any]:
     return {
         "source": checkpoint.source,
         "format": checkpoint.format,
+        "gelu": GELU_NAMES[config.gelu],
         "config": config.to_dict(),
         "num_tokens": config.num_tokens,
         "params": param_count(config),

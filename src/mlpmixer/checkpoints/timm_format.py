@@ -118,6 +118,10 @@ def timm_hub_fields(config_path: Path) -> dict[str, Any]:
     return fields
 
 
+STORED_FIELDS_KEY = "mlpmixer_fields"  # safetensors metadata key
+STORED_FIELDS = ("gelu", "norm_eps", "mean", "std", "interpolation", "crop_pct", "class_names")
+
+
 def timm_architecture(config: MixerConfig) -> str:
     """timm's model name for ``config``'s shape (``mixer_b16_224``...), or ``mixer_custom``."""
     for name in list_models("mixer_*_224"):
@@ -149,6 +153,7 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
             "architecture": timm_architecture(config),
             "num_classes": config.num_classes,
             "num_features": config.hidden_dim,
+            **({"label_names": list(config.class_names)} if config.class_names else {}),
             "pretrained_cfg": {
                 "input_size": [config.in_chans, *config.img_size],
                 "mean": list(config.mean),
@@ -160,4 +165,26 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
         atomic_write_text(path / "config.json", json.dumps(timm_config, indent=2) + "\n")
         path = path / "model.safetensors"
     with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={"format": "pt"})
+        save_file(tensors, tmp, metadata={"format": "pt", STORED_FIELDS_KEY: _fields_json(config)})
+
+
+def _fields_json(config: MixerConfig) -> str:
+    data = config.to_dict()
+    return json.dumps({k: data[k] for k in STORED_FIELDS})
+
+
+def stored_fields(metadata: Mapping[str, str], source: Any) -> dict[str, Any]:
+    """Config fields an mlpmixer stored in a timm safetensors file's metadata (timm ignores it)."""
+    if STORED_FIELDS_KEY not in metadata:
+        return {}
+    try:
+        data = json.loads(metadata[STORED_FIELDS_KEY])
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{source}: unreadable {STORED_FIELDS_KEY} metadata ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source}: {STORED_FIELDS_KEY} metadata is not a mapping")
+    fields = {k: data[k] for k in STORED_FIELDS if k in data}
+    for key in ("mean", "std", "class_names"):
+        if isinstance(fields.get(key), list):
+            fields[key] = tuple(fields[key])
+    return fields
