@@ -107,6 +107,8 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     mixing old and new files). Nothing changes if the block raises.
     """
     target = Path(target)
+    if target.is_symlink():  # replace the folder the link points to, keep the link
+        target = target.resolve()
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} exists and is not a directory")
     target.parent.mkdir(parents=True, exist_ok=True)

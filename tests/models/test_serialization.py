@@ -266,3 +266,12 @@ def test_absurd_model_sizes_in_config_json_are_refused_before_building(
         mlpmixer.load_model(tmp_path / "m")
     with pytest.raises(mlpmixer.ConfigError, match=message):
         MixerConfig.from_dict({k: v for k, v in change.items() if k not in ("mean", "std")})
+
+
+def test_saving_through_a_link_to_a_folder_keeps_the_link(tmp_path):
+    MlpMixer(CONFIG).save(tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    MlpMixer(CONFIG.replace(mean=(0.3,))).save(tmp_path / "link")
+    assert (tmp_path / "link").is_symlink()
+    assert mlpmixer.load_model(tmp_path / "real").config.mean == (0.3,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
