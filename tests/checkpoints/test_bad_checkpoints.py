@@ -241,3 +241,23 @@ def test_only_regular_files_are_read_as_checkpoints(tmp_path, kind):
     if kind == "dev-zero-link":
         with pytest.raises(CheckpointError, match="not a regular file"):
             mlpmixer.MlpMixer.from_pretrained(path)
+
+
+@pytest.mark.parametrize("layout", ["native", "timm"])
+def test_deeply_nested_or_huge_config_json_is_a_checkpoint_error(tmp_path, params, layout):
+    folder = tmp_path / "m"
+    if layout == "native":
+        mlpmixer.MlpMixer(img_size=8, patch_size=4, hidden_dim=4, num_blocks=1).save(folder)
+    else:
+        folder.mkdir()
+        timm = {k: torch.from_numpy(v) for k, v in official_to_timm(params).items()}
+        from safetensors.torch import save_file
+
+        save_file(timm, folder / "model.safetensors")
+    (folder / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(CheckpointError, match="nested too deeply|unreadable timm config"):
+        mlpmixer.load_model(folder)
+    with open(folder / "config.json", "wb") as f:
+        f.truncate(17 * 2**20)  # sparse: 17 MiB of zeros
+    with pytest.raises(CheckpointError, match="larger than"):
+        mlpmixer.load_model(folder)

@@ -103,8 +103,10 @@ def check_tensor_views(state: Mapping[str, torch.Tensor], source: Any) -> None:
 def timm_hub_fields(config_path: Path) -> dict[str, Any]:
     """Preprocessing fields from a timm hub ``config.json`` (mean, std, crop, interpolation)."""
     try:
+        if config_path.stat().st_size > 16 * 2**20:
+            raise CheckpointError(f"{config_path}: larger than 16 MiB; not a timm config")
         data = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{config_path}: unreadable timm config ({err})") from err
     pre = data.get("pretrained_cfg", {}) if isinstance(data, dict) else {}
     fields: dict[str, Any] = {}

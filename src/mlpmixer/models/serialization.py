@@ -37,6 +37,7 @@ FORMAT_NAME = "mlpmixer"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+MAX_CONFIG_BYTES = 16 * 2**20  # a config with 100k class names is ~2 MB
 HUB_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 
 
@@ -129,6 +130,8 @@ def parse_config(text: str, source: Any) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{source}: config is not valid JSON ({err})") from err
+    except RecursionError as err:  # "[[[[..." nested deeper than Python's stack
+        raise CheckpointError(f"{source}: config is nested too deeply to be a config") from err
     if not isinstance(data, dict) or data.get("architecture") != FORMAT_NAME:
         raise CheckpointError(f'{source}: not an mlpmixer config (no "architecture": "mlpmixer")')
     version = data.pop("format_version", None)
@@ -157,8 +160,10 @@ def is_native_dir(path: Path) -> bool:
     if not (path / CONFIG_FILE).is_file():
         return False
     try:
+        if (path / CONFIG_FILE).stat().st_size > MAX_CONFIG_BYTES:
+            return True  # claimed by size alone; read_native names the limit
         return json.loads((path / CONFIG_FILE).read_text()).get("architecture") == FORMAT_NAME
-    except (json.JSONDecodeError, OSError, AttributeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, OSError, AttributeError, UnicodeDecodeError, RecursionError):
         return False
 
 
@@ -169,6 +174,12 @@ def _read_config_text(path: Path) -> str:
             f"{path}: an mlpmixer model folder without {CONFIG_FILE} (an interrupted save, or "
             "the file was deleted); refusing to guess the architecture and preprocessing — "
             "restore the file or save the model again"
+        )
+    size = config.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise CheckpointError(
+            f"{config}: {size:,} bytes is larger than the limit of {MAX_CONFIG_BYTES:,} for a "
+            "model config"
         )
     try:
         return config.read_text(encoding="utf-8")
