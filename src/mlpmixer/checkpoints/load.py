@@ -15,6 +15,7 @@ from the tensor shapes.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,12 @@ from .native import (
     read_safetensors,
 )
 from .official import official_to_state, read_npz, write_npz
+from .sidecar import read_sidecar, write_sidecar
 from .state import apply_overrides
 from .timm_format import (
     TIMM_MARKER,
     read_torch_file,
+    stored_fields,
     timm_hub_fields,
     timm_to_state,
     write_timm,
@@ -56,6 +59,7 @@ from .timm_format import (
 
 FORMATS = ("native", "official", "timm", "state_dict")
 _OWN_MARKER = "blocks.0.token_mixing.fc1.weight"
+GELU_NAMES = {"tanh": "tanh", "none": "erf"}  # config value -> what the function is
 
 
 @dataclass
@@ -75,10 +79,25 @@ def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
         return download_url(text)
     path = Path(source)
     if path.exists():
-        return path
+        return require_regular(path)
     if is_hub_id(text):
         return download_hub_repo(text, **hub_options)
     raise CheckpointNotFoundError(f"no such checkpoint file or directory: {text}")
+
+
+def require_regular(path: Path) -> Path:
+    """``path`` if it is a directory or a regular file (symlinks followed); else `CheckpointError`.
+
+    Reading a FIFO blocks forever and ``/dev/zero`` never ends: neither is a checkpoint.
+    """
+    if path.is_dir() or path.is_file():
+        return path
+    target = path.resolve()
+    raise CheckpointError(
+        f"{path}: not a regular file"
+        + (f" (it points to {target})" if target != path.absolute() else "")
+        + "; a checkpoint must be a file or a folder, not a device, FIFO or socket"
+    )
 
 
 def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
@@ -92,8 +111,8 @@ def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
 
 def _weights_in_dir(path: Path) -> Path:
     for name in (SAFETENSORS_WEIGHTS, TORCH_WEIGHTS):
-        if (path / name).is_file():
-            return path / name
+        if (path / name).exists():
+            return require_regular(path / name)
     raise CheckpointError(
         f"{path}: a directory without model.safetensors or pytorch_model.bin "
         "(expected an mlpmixer save_pretrained directory or a timm hub download)"
@@ -129,20 +148,24 @@ def read_checkpoint(
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
     if path.suffix == NPZ_SUFFIX:
         state = official_to_state(read_npz(path), path)
-        return Checkpoint("official", infer_config(state, img_size, gelu="tanh"), state, str(path))
+        fields = {"gelu": "tanh", **read_sidecar(path)}
+        return Checkpoint("official", infer_config(state, img_size, **fields), state, str(path))
     fields: dict[str, Any] = {}
     if path.is_dir():
         if (path / CONFIG_JSON).is_file():
             fields = timm_hub_fields(path / CONFIG_JSON)
         path = _weights_in_dir(path)
     state, metadata = _read_tensors(path)
-    if "config" in metadata and metadata.get("format") == FORMAT_NAME:
+    if metadata.get("format") == FORMAT_NAME:  # refused if its config or checksums lack
         config, state = native_file_contents(path, state, metadata)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
     fmt = _state_format(state, path)
     if fmt == "timm":
         state = timm_to_state(state)
         fields.setdefault("gelu", "none")  # timm's Mixer uses nn.GELU(), the exact erf
+    fields.update(stored_fields(metadata, path))  # what an mlpmixer wrote beside the tensors
+    if path.suffix in TORCH_SUFFIXES:
+        fields.update(read_sidecar(path))
     img_size = img_size if img_size is not None else fields.pop("img_size", None)
     fields.pop("img_size", None)
     return Checkpoint(fmt, infer_config(state, img_size, **fields), state, str(source))
@@ -207,7 +230,36 @@ def save_model(model: MlpMixer, path: str | os.PathLike[str], format: str | None
             torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
     else:
         model.save(path)
+    if path.suffix == ".npz" or path.suffix in TORCH_SUFFIXES:
+        _write_sidecar_and_warn(path, model.config, format)
     return path
+
+
+def _lost_fields(config: MixerConfig, format: str) -> list[str]:
+    """The settings a tensors-only file of ``format`` would not give back by itself."""
+    default = MixerConfig()
+    gelu_default = {"official": "tanh", "timm": "none"}.get(format, "tanh")
+    lost = ["class names"] if config.class_names is not None else []
+    lost += [
+        name
+        for name in ("mean", "std", "interpolation", "crop_pct", "norm_eps")
+        if getattr(config, name) != getattr(default, name)
+    ]
+    if config.gelu != gelu_default:
+        lost.append(f"gelu={config.gelu!r}")
+    return lost
+
+
+def _write_sidecar_and_warn(path: Path, config: MixerConfig, format: str) -> None:
+    sidecar = write_sidecar(path, config)
+    lost = _lost_fields(config, format)
+    if lost:
+        warnings.warn(
+            f"{path.name} holds tensors only; these settings are kept in {sidecar.name} "
+            f"beside it, which mlpmixer reads back: {', '.join(lost)}; copy the two files "
+            "together (other programs, and mlpmixer without the sidecar, will not know them)",
+            stacklevel=3,
+        )
 
 
 def convert(
@@ -227,6 +279,7 @@ def describe(checkpoint: Checkpoint) -> dict[str, Any]:
     return {
         "source": checkpoint.source,
         "format": checkpoint.format,
+        "gelu": GELU_NAMES[config.gelu],
         "config": config.to_dict(),
         "num_tokens": config.num_tokens,
         "params": param_count(config),

@@ -83,7 +83,7 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
         ("token MLP D_S", cfg["tokens_mlp_dim"]),
         ("channel MLP D_C", cfg["channels_mlp_dim"]),
         ("classes", cfg["num_classes"]),
-        ("GELU", cfg["gelu"]),
+        ("GELU", summary["gelu"]),  # "erf" / "tanh", not the config's "none"
         ("parameters", f"{summary['params']:,}"),
         ("GFLOPs / image", f"{summary['gflops_per_image']:.3f}"),
     ]:

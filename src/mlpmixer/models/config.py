@@ -24,6 +24,10 @@ GELU_VARIANTS = ("tanh", "none")
 """``"tanh"``: flax's default GELU, used to train the official checkpoints; ``"none"``: exact erf."""
 
 
+MAX_PARAMS = 10**10  # 40 GB in float32; the largest published Mixer (H/14) has 0.43e9
+MAX_BLOCKS = 1024  # the paper's deepest is 32; building millions of blocks hangs
+
+
 def to_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     """``224 -> (224, 224)``; ``(h, w)`` stays; anything else is a `ConfigError` naming ``name``."""
     if isinstance(value, bool):
@@ -91,6 +95,7 @@ class MixerConfig:
                     f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}: "
                     f"image {side} {size} leaves {size % patch} pixels over"
                 )
+        self._check_size()
         if self.gelu not in GELU_VARIANTS:
             raise ConfigError(f"gelu must be one of {GELU_VARIANTS}, got {self.gelu!r}")
         _probability(self.drop_rate, "drop_rate")
@@ -112,6 +117,26 @@ class MixerConfig:
                     f"class_names has {len(self.class_names)} names but num_classes is "
                     f"{self.num_classes}"
                 )
+
+    def _check_size(self) -> None:
+        """Refuse absurd sizes (from a hostile or mistyped config.json) before anything is built."""
+        if self.num_blocks > MAX_BLOCKS:
+            raise ConfigError(
+                f"num_blocks={self.num_blocks} is more than the limit of {MAX_BLOCKS} blocks"
+            )
+        from .flops import param_count  # flops imports this module
+
+        params = param_count(self)
+        if params > MAX_PARAMS:
+            sizes = ", ".join(
+                f"{name}={getattr(self, name)}"
+                for name in ("hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim",
+                             "in_chans", "num_classes")
+            )  # fmt: skip
+            raise ConfigError(
+                f"the config gives a model of {params:.3g} parameters ({sizes}, "
+                f"{self.num_tokens} tokens), more than the limit of {MAX_PARAMS:.0e}"
+            )
 
     def _broadcast_stat(self, name: str) -> None:
         """A single value, or a 3-channel mean of equal values, adapts to ``in_chans``."""
