@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -86,6 +87,26 @@ class MixerGroup(click.Group):
             ctx.exit(EXIT_RUN_FAILED)
 
 
+class _FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses nan and inf (they compare False, so a range lets them in)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+# Numeric flag types: a value that makes no sense is a usage error (exit 2) naming the flag,
+# never silently dropped or turned into a traceback later.
+POSITIVE_INT = click.IntRange(min=1)
+NON_NEGATIVE_INT = click.IntRange(min=0)
+POSITIVE_FLOAT = _FiniteFloatRange(min=0, min_open=True)
+NON_NEGATIVE_FLOAT = _FiniteFloatRange(min=0)
+FRACTION = _FiniteFloatRange(min=0, max=1, min_open=True)  # crop_pct: (0, 1]
+SEED = click.IntRange(0, 2**32 - 1)  # numpy's and the DataLoader's generators take < 2**32
+
+
 # The option every command that reads a trained model shares.
 checkpoint_option = click.option(
     "--checkpoint",
@@ -157,7 +178,9 @@ def models(pattern: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("checkpoint")
-@click.option("--img-size", type=int, nargs=2, default=None, help="H W, for non-square grids.")
+@click.option(
+    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> None:
     """Show a checkpoint's format, inferred architecture and classes."""
@@ -197,7 +220,9 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
     default=None,
     help="Output format (default from DESTINATION: .npz official, .pth/.pt/.bin timm, else native).",
 )
-@click.option("--img-size", type=int, nargs=2, default=None, help="H W, for non-square grids.")
+@click.option(
+    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
+)
 def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> None:
     """Convert a checkpoint between the native, official .npz and timm formats."""
     import warnings
@@ -218,11 +243,11 @@ def _train_options(func: Any) -> Any:
     options = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="YAML config (default: the data set's built-in recipe)."),
-        click.option("--epochs", type=int, default=None, help="Epochs (train.epochs)."),
-        click.option("--steps", type=int, default=None, help="Total optimizer steps (train.steps; overrides epochs)."),
-        click.option("--batch-size", type=int, default=None, help="Global batch size, over all processes."),
-        click.option("--lr", type=float, default=None, help="Peak learning rate (optim.lr)."),
-        click.option("--seed", type=int, default=None, help="Seed of initialisation, data order and augmentation."),
+        click.option("--epochs", type=POSITIVE_INT, default=None, help="Epochs (train.epochs)."),
+        click.option("--steps", type=POSITIVE_INT, default=None, help="Total optimizer steps (train.steps; overrides epochs)."),
+        click.option("--batch-size", type=POSITIVE_INT, default=None, help="Global batch size, over all processes."),
+        click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate (optim.lr)."),
+        click.option("--seed", type=SEED, default=None, help="Seed of initialisation, data order and augmentation."),
         click.option("--device", default=None, help="auto, cpu, cuda, cuda:N (train.device)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                      help="bf16 autocast (CPU/GPU) or fp16 with loss scaling (GPU)."),
@@ -331,7 +356,7 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
 @click.option("--dataset", required=True, help="Data set to fine-tune on (as for train).")
 @click.option(
     "--img-size",
-    type=int,
+    type=POSITIVE_INT,
     default=None,
     help="Fine-tuning resolution; token mixing is resized block-diagonally (e.g. 448).",
 )
@@ -382,11 +407,11 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
     "--dataset", required=True, help="digits, mnist5k, mnist, cifar10, ..., hf:NAME or a directory."
 )
 @click.option("--split", default="test", show_default=True, help="train or test (val).")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 @click.option("--mean", default=None, help="Override the checkpoint's mean, e.g. 0.5,0.5,0.5.")
 @click.option("--std", default=None, help="Override the checkpoint's std.")
-@click.option("--crop-pct", type=float, default=None, help="Override the checkpoint's crop_pct.")
+@click.option("--crop-pct", type=FRACTION, default=None, help="Override the checkpoint's crop_pct.")
 @click.option("--interpolation", default=None, help="Override: nearest, bilinear, bicubic, area.")
 @click.option("--root", default=None, help="Where named data sets live (default $MLPMIXER_DATA).")
 @out_dir_option("eval", "Writes eval.json and confusion.png.")
@@ -440,8 +465,8 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
 @cli.command()
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE_OR_DIR...")
 @checkpoint_option
-@click.option("--top-k", type=int, default=5, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--top-k", type=POSITIVE_INT, default=5, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option(
     "--out-dir", default=f"{_RESULTS}/predict", show_default=True, help="Writes predictions.json."
@@ -488,16 +513,20 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
     "--shots", default="1,5,10,25", show_default=True, help="Images per class, comma-separated."
 )
 @click.option(
-    "--seeds", type=int, default=5, show_default=True, help="Draws of the shots to average over."
+    "--seeds",
+    type=POSITIVE_INT,
+    default=5,
+    show_default=True,
+    help="Draws of the shots to average over.",
 )
 @click.option(
     "--heldout-per-class",
-    type=int,
+    type=POSITIVE_INT,
     default=10,
     show_default=True,
     help="Held-out images per class that choose the l2 regulariser.",
 )
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option(
     "--out-dir", default=f"{_RESULTS}/fewshot", show_default=True, help="Writes fewshot.json."
@@ -604,7 +633,11 @@ def analyze() -> None:
 @checkpoint_option
 @click.option("--blocks", default="1,2,3", show_default=True, help="Blocks to draw (1 = first).")
 @click.option(
-    "--units", type=int, default=32, show_default=True, help="Hidden units drawn per block."
+    "--units",
+    type=POSITIVE_INT,
+    default=32,
+    show_default=True,
+    help="Hidden units drawn per block.",
 )
 @out_dir_option("analyze", "Writes tokens.json and tokens.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -638,8 +671,8 @@ def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_js
     multiple=True,
     help="Image files or directories instead of --dataset.",
 )
-@click.option("--num-images", type=int, default=256, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--num-images", type=POSITIVE_INT, default=256, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=128, show_default=True)
 @out_dir_option("analyze", "Writes cka.json and cka.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
@@ -681,20 +714,20 @@ def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
     metavar="FIELD=VALUE",
     help="Override a Mixer config field, e.g. --set hidden_dim=64 (repeatable).",
 )
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--cnn-width", type=int, default=32, show_default=True)
+@click.option("--epochs", type=POSITIVE_INT, default=30, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True)
+@click.option("--lr", type=POSITIVE_FLOAT, default=2e-3, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--cnn-width", type=POSITIVE_INT, default=32, show_default=True)
 @click.option(
     "--limit",
-    type=int,
+    type=POSITIVE_INT,
     default=None,
     help="Use at most this many train and test images (quick runs).",
 )
 @click.option(
     "--exact-epochs",
-    type=int,
+    type=NON_NEGATIVE_INT,
     default=1,
     show_default=True,
     help="Epochs of the float64 exact check (0 skips it).",
@@ -749,7 +782,7 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
 @cli.command()
 @click.option("--model", "model_name", default=None, help="Registered model name (see `models`).")
 @click.option("--checkpoint", default=None, help="Or any checkpoint `load_model` reads.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=32, show_default=True)
 @click.option(
     "--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True
 )
@@ -785,12 +818,16 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
 @click.option(
     "--latency/--no-latency", default=True, show_default=True, help="Batch-1 latency percentiles."
 )
-@click.option("--threads", type=int, default=None, help="CPU threads (default: torch's).")
-@click.option("--warmup", type=int, default=2, show_default=True, help="Warm-up steps.")
-@click.option("--repeats", type=int, default=5, show_default=True, help="Minimum timed steps.")
+@click.option("--threads", type=POSITIVE_INT, default=None, help="CPU threads (default: torch's).")
+@click.option(
+    "--warmup", type=NON_NEGATIVE_INT, default=2, show_default=True, help="Warm-up steps."
+)
+@click.option(
+    "--repeats", type=POSITIVE_INT, default=5, show_default=True, help="Minimum timed steps."
+)
 @click.option(
     "--min-time",
-    type=float,
+    type=NON_NEGATIVE_FLOAT,
     default=3.0,
     show_default=True,
     help="Minimum timed seconds per implementation.",

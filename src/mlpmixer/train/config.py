@@ -292,7 +292,8 @@ def _check_sections(c: TrainConfig) -> None:
         t.batch_size % t.grad_accum == 0, "train.batch_size", t.batch_size,
         f"divisible by train.grad_accum={t.grad_accum}",
     )  # fmt: skip
-    _require(t.seed >= 0, "train.seed", t.seed, ">= 0")
+    # numpy's and the DataLoader's generators take seeds below 2**32 (a larger one is a traceback)
+    _require(0 <= t.seed < 2**32, "train.seed", t.seed, "in [0, 2**32 - 1]")
     _require(
         0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", t.label_smoothing, "in [0, 1)"
     )

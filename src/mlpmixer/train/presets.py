@@ -158,8 +158,11 @@ def flag_overrides(**flags: Any) -> list[str]:
     if unknown:
         raise ConfigError(f"unknown flag(s) {unknown}")
     # json.dumps quotes strings so that YAML reads paths like "1e3" or "null" as text
-    # an absent on/off flag (False) leaves the config file's value alone
-    return [f"{keys[k]}={json.dumps(v)}" for k, v in flags.items() if v not in (None, False)]
+    # an absent on/off flag (False) leaves the config file's value alone; `is` because
+    # 0 == False, and a 0 (--epochs 0, --seed 0) must reach the config to be used or refused
+    return [
+        f"{keys[k]}={json.dumps(v)}" for k, v in flags.items() if v is not None and v is not False
+    ]
 
 
 def assemble_config(
