@@ -21,8 +21,10 @@ from rich.table import Table
 
 from .errors import EXIT_RUN_FAILED, MixerError
 
-console = Console()
-err_console = Console(stderr=True)
+# Messages, paths and class names are printed as plain text: with rich's markup on, any
+# "[...]" in them was swallowed ("mlpmixer[hf]" lost "[hf]") or crashed the printer.
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, markup=False, highlight=False)
 
 
 def _without_worker_traceback(message: str) -> str:
@@ -50,7 +52,7 @@ class MixerGroup(click.Group):
             if debug:
                 traceback.print_exc()
             message = _without_worker_traceback(str(err))
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"error: {message}", highlight=False, soft_wrap=True)
             ctx.exit(err.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -69,7 +71,7 @@ class MixerGroup(click.Group):
                 else "check the path and its permissions"
             )
             err_console.print(
-                f"[bold red]error:[/] {err.strerror or err}{where}; {hint}",
+                f"error: {err.strerror or err}{where}; {hint}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -79,7 +81,7 @@ class MixerGroup(click.Group):
                 traceback.print_exc()
             else:
                 err_console.print(
-                    f"[bold red]error:[/] {type(err).__name__}: {err}\n"
+                    f"error: {type(err).__name__}: {err}\n"
                     "(this looks like a bug; run with --debug for the traceback and report it)",
                     highlight=False,
                     soft_wrap=True,
@@ -234,7 +236,7 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
         warnings.simplefilter("always")
         out = convert_checkpoint(source, destination, format=fmt, **options)
     for w in caught:
-        err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        err_console.print(f"warning: {w.message}", highlight=False)
     console.print(f"wrote {out}")
 
 
@@ -498,7 +500,7 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
         if failure["path"] not in message:
             message = f"{failure['path']}: {message}"
         err_console.print(
-            f"[bold red]error:[/] {message}",
+            f"error: {message}",
             highlight=False,
             soft_wrap=True,
         )
@@ -903,7 +905,7 @@ def _print_bench(result: dict[str, Any]) -> None:
             f"{r['tflops']:.3f}", "" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
             f"{r['peak_memory_mb']:.0f}", "" if saved is None else f"{saved:.2f}",
         )  # fmt: skip
-    Console(width=max(console.width, 100)).print(table)
+    Console(width=max(console.width, 100), markup=False, highlight=False).print(table)
     for r in result["results"]:
         if "latency_ms_batch1" in r:
             lat = r["latency_ms_batch1"]
