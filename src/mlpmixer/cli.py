@@ -399,8 +399,15 @@ def _int_list(value: str, name: str) -> list[int]:
         ) from None
 
 
-def _floats(value: str | None) -> tuple[float, ...] | None:
-    return None if value is None else tuple(float(v) for v in value.split(","))
+def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated numbers, got {value!r}", param_hint=name
+        ) from None
 
 
 @cli.command("eval")
@@ -431,8 +438,8 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     from .evaluate.eval import checkpoint_label
 
     result, _ = evaluate_checkpoint(
-        checkpoint, dataset, split, batch_size, device=device, mean=_floats(mean),
-        std=_floats(std), crop_pct=crop_pct, interpolation=interpolation, root=root,
+        checkpoint, dataset, split, batch_size, device=device, mean=_floats(mean, "--mean"),
+        std=_floats(std, "--std"), crop_pct=crop_pct, interpolation=interpolation, root=root,
     )  # fmt: skip
     out = Path(out_dir)
     data = {"checkpoint": checkpoint, "dataset": dataset, "split": split, **result.to_dict()}
