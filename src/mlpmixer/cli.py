@@ -113,7 +113,7 @@ SEED = click.IntRange(0, 2**32 - 1)  # numpy's and the DataLoader's generators t
 checkpoint_option = click.option(
     "--checkpoint",
     required=True,
-    help="Run directory model/, .safetensors, .npz, timm file or hub id.",
+    help="Run directory (or its model/, checkpoints/last.pt), .safetensors, .npz, timm file or hub id.",
 )
 
 

@@ -31,6 +31,7 @@ from ..models.serialization import HUB_OPTIONS, is_native_dir, read_native, read
 from ..models.state import apply_overrides
 from .infer import infer_config
 from .official import official_to_state, read_npz, write_npz
+from .run_dir import is_run_dir, is_training_checkpoint, read_training_checkpoint, run_result_dir
 from .timm_format import (
     TIMM_MARKER,
     read_torch_file,
@@ -110,6 +111,11 @@ def read_checkpoint(
     ``img_size`` is needed only for foreign formats whose patch grid is not square.
     """
     path = resolve_source(source, **hub_options)
+    if is_run_dir(path):  # a training run: the model it reports as its result
+        path = run_result_dir(path)
+    if is_training_checkpoint(path):
+        config, state = read_training_checkpoint(path)
+        return Checkpoint("training", config, state, str(source))
     if path.is_dir() and is_native_dir(path):
         config, state = read_native(path)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
