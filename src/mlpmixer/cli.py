@@ -109,6 +109,15 @@ FRACTION = _FiniteFloatRange(min=0, max=1, min_open=True)  # crop_pct: (0, 1]
 SEED = click.IntRange(0, 2**32 - 1)  # numpy's and the DataLoader's generators take < 2**32
 
 
+def _checked_device(ctx: Any, param: Any, value: str | None) -> str | None:
+    """``--device`` callback: an unknown or absent device is bad input, before any work."""
+    from .devices import check_device
+
+    if value is not None and value != "auto":
+        check_device(value)
+    return value
+
+
 # The option every command that reads a trained model shares.
 checkpoint_option = click.option(
     "--checkpoint",
@@ -250,7 +259,8 @@ def _train_options(func: Any) -> Any:
         click.option("--batch-size", type=POSITIVE_INT, default=None, help="Global batch size, over all processes."),
         click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate (optim.lr)."),
         click.option("--seed", type=SEED, default=None, help="Seed of initialisation, data order and augmentation."),
-        click.option("--device", default=None, help="auto, cpu, cuda, cuda:N (train.device)."),
+        click.option("--device", default=None, callback=_checked_device,
+                     help="auto, cpu, cuda, cuda:N (train.device)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                      help="bf16 autocast (CPU/GPU) or fp16 with loss scaling (GPU)."),
         click.option("--out", default=None, help="Run directory (default runs/<dataset>-<model>-<time>)."),
@@ -417,7 +427,13 @@ def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
 )
 @click.option("--split", default="test", show_default=True, help="train or test (val).")
 @click.option("--batch-size", type=POSITIVE_INT, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda, cuda:N.",
+    callback=_checked_device,
+)
 @click.option("--mean", default=None, help="Override the checkpoint's mean, e.g. 0.5,0.5,0.5.")
 @click.option("--std", default=None, help="Override the checkpoint's std.")
 @click.option("--crop-pct", type=FRACTION, default=None, help="Override the checkpoint's crop_pct.")
@@ -476,7 +492,7 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
 @checkpoint_option
 @click.option("--top-k", type=POSITIVE_INT, default=5, show_default=True)
 @click.option("--batch-size", type=POSITIVE_INT, default=32, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=_checked_device)
 @click.option(
     "--out-dir", default=f"{_RESULTS}/predict", show_default=True, help="Writes predictions.json."
 )
@@ -536,7 +552,7 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
     help="Held-out images per class that choose the l2 regulariser.",
 )
 @click.option("--batch-size", type=POSITIVE_INT, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=_checked_device)
 @click.option(
     "--out-dir", default=f"{_RESULTS}/fewshot", show_default=True, help="Writes fewshot.json."
 )
@@ -795,7 +811,13 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
 @click.option(
     "--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda or cuda:N.",
+    callback=_checked_device,
+)
 @click.option(
     "--mode", type=click.Choice(["infer", "train", "both"]), default="both", show_default=True
 )

@@ -419,7 +419,9 @@ def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML config file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:  # a binary or latin-1 file: bad input, not a crash
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text ({err})") from err
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from err
     try:
