@@ -59,6 +59,8 @@ class MixerGroup(click.Group):
         except KeyboardInterrupt:
             err_console.print("interrupted")
             ctx.exit(130)
+        except BrokenPipeError:  # `mlpmixer predict ... | head -1`: click exits quietly
+            raise
         except OSError as err:  # the system refused (disk full, read-only, permission)
             if debug:
                 traceback.print_exc()
@@ -116,6 +118,20 @@ def _checked_device(ctx: Any, param: Any, value: str | None) -> str | None:
     if value is not None and value != "auto":
         check_device(value)
     return value
+
+
+def _dir_or_new(ctx: Any, param: Any, value: str | None) -> str | None:
+    """An output directory must be a directory or not exist yet (/dev/null is neither)."""
+    if value is not None and Path(value).exists() and not Path(value).is_dir():
+        raise click.BadParameter(f"{value} exists and is not a directory", ctx, param)
+    return value
+
+
+def _regular_file_or_new(path: Path | None, flag: str) -> Path | None:
+    """An output file must be new or a regular file: /dev/null, a FIFO... cannot be replaced."""
+    if path is not None and path.exists() and not path.is_file():
+        raise click.BadParameter(f"{path} exists and is not a regular file", param_hint=flag)
+    return path
 
 
 # The option every command that reads a trained model shares.
@@ -263,7 +279,8 @@ def _train_options(func: Any) -> Any:
                      help="auto, cpu, cuda, cuda:N (train.device)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                      help="bf16 autocast (CPU/GPU) or fp16 with loss scaling (GPU)."),
-        click.option("--out", default=None, help="Run directory (default runs/<dataset>-<model>-<time>)."),
+        click.option("--out", callback=_dir_or_new, default=None,
+                     help="Run directory (default runs/<dataset>-<model>-<time>)."),
         click.option("--skip-bad-images", is_flag=True, default=False,
                      help="Leave unreadable image files out (listed in RUN/skipped_images.txt) instead of stopping."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -396,7 +413,11 @@ _RESULTS = "results"
 def out_dir_option(command: str, writes: str) -> Any:
     """``--out-dir`` with the default ``results/<command>``; ``writes`` says what goes there."""
     return click.option(
-        "--out-dir", default=f"{_RESULTS}/{command}", show_default=True, help=writes
+        "--out-dir",
+        callback=_dir_or_new,  # /dev/null or a file: a usage error, not a crash
+        default=f"{_RESULTS}/{command}",
+        show_default=True,
+        help=writes,
     )
 
 
@@ -494,7 +515,11 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
 @click.option("--batch-size", type=POSITIVE_INT, default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True, callback=_checked_device)
 @click.option(
-    "--out-dir", default=f"{_RESULTS}/predict", show_default=True, help="Writes predictions.json."
+    "--out-dir",
+    callback=_dir_or_new,
+    default=f"{_RESULTS}/predict",
+    show_default=True,
+    help="Writes predictions.json.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
 def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: int, device: str,
@@ -554,7 +579,11 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
 @click.option("--batch-size", type=POSITIVE_INT, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True, callback=_checked_device)
 @click.option(
-    "--out-dir", default=f"{_RESULTS}/fewshot", show_default=True, help="Writes fewshot.json."
+    "--out-dir",
+    callback=_dir_or_new,
+    default=f"{_RESULTS}/fewshot",
+    show_default=True,
+    help="Writes fewshot.json.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def fewshot(checkpoint: str, dataset: str, shots: str, seeds: int, heldout_per_class: int,
@@ -600,7 +629,10 @@ def fewshot(checkpoint: str, dataset: str, shots: str, seeds: int, heldout_per_c
     help="Default: from --output's suffix (.onnx, .ts/.pt, .pt2), else onnx.",
 )
 @click.option(
-    "--output", default=None, help="File to write (default results/export/<name>.onnx|.ts|.pt2)."
+    "--output",
+    default=None,
+    callback=lambda ctx, param, v: v and str(_regular_file_or_new(Path(v), "--output")),
+    help="File to write (default results/export/<name>.onnx|.ts|.pt2).",
 )
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
 @click.option("--no-verify", is_flag=True, help="Skip running the file against PyTorch.")
@@ -876,7 +908,13 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
     help="Override the model's GELU (a speed experiment: changes the outputs).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write JSON here too.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    callback=lambda ctx, param, value: _regular_file_or_new(value, "--out"),
+    help="Write JSON here too.",
+)
 def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype: str, device: str,
           mode: str, compile_model: bool, compile_mode: str | None, freeze: bool,
           infer_autocast: bool, compare: bool, grad_checkpointing: bool, latency: bool,

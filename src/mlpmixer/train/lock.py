@@ -42,6 +42,8 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover
         yield
         return
+    if run_dir.exists() and not run_dir.is_dir():  # e.g. --out /dev/null
+        raise ConfigError(f"the run directory {run_dir} exists and is not a directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
