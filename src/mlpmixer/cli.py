@@ -134,6 +134,14 @@ def _regular_file_or_new(path: Path | None, flag: str) -> Path | None:
     return path
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``...): class names and file names
+    come from files, and an ANSI escape in one would drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 # The option every command that reads a trained model shares.
 checkpoint_option = click.option(
     "--checkpoint",
@@ -502,7 +510,7 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     for name, count, acc in zip(
         result.class_names, result.per_class_count, result.per_class_accuracy, strict=True
     ):
-        per_class.add_row(name, str(count), "-" if acc is None else f"{100 * acc:.1f}%")
+        per_class.add_row(printable(name), str(count), "-" if acc is None else f"{100 * acc:.1f}%")
     if len(result.class_names) <= 30:
         console.print(per_class)
     console.print(f"wrote {out / 'eval.json'} and {out / 'confusion.png'}", highlight=False)
@@ -541,14 +549,14 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
         print_json(data)
     else:  # one line per image: paths are never cut, and the output greps well
         for p in report.predictions:
-            classes = ", ".join(f"{t['class']} ({t['probability']:.3f})" for t in p.top)
-            click.echo(f"{p.path}: {classes}")
+            classes = ", ".join(f"{printable(t['class'])} ({t['probability']:.3f})" for t in p.top)
+            click.echo(f"{printable(p.path)}: {classes}")
     for failure in report.failures:
         message = failure["error"]
         if failure["path"] not in message:
             message = f"{failure['path']}: {message}"
         err_console.print(
-            f"error: {message}",
+            f"error: {printable(message)}",
             highlight=False,
             soft_wrap=True,
         )
