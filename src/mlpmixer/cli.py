@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import math
 import sys
 import traceback
@@ -162,6 +163,29 @@ def cli(debug: bool) -> None:
 
     Exit codes: 0 success, 1 run failed, 2 bad usage or input.
     """
+    show_progress()
+
+
+class _StderrLines(logging.Handler):
+    """Library progress (``logging`` INFO of ``mlpmixer.*``) as plain lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"... {self.format(record)}", err=True)
+
+
+def show_progress() -> None:
+    """Progress lines on stderr (never stdout: --json stays parseable) when stderr is a
+    terminal; MLPMIXER_PROGRESS=1 forces them (logs, CI), =0 silences them."""
+    import os
+
+    setting = os.environ.get("MLPMIXER_PROGRESS", "auto")
+    wanted = setting == "1" or (setting == "auto" and sys.stderr.isatty())
+    logger = logging.getLogger("mlpmixer")
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrLines)]:
+        logger.removeHandler(handler)
+    if wanted:
+        logger.addHandler(_StderrLines())
+        logger.setLevel(logging.INFO)
 
 
 @cli.command()

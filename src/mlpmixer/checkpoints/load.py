@@ -14,6 +14,7 @@ from the tensor shapes.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,9 @@ class Checkpoint:
     config: MixerConfig
     state: dict[str, torch.Tensor]
     source: str
+
+
+log = logging.getLogger(__name__)  # progress of big loads (the CLI shows it on stderr)
 
 
 def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
@@ -154,13 +158,19 @@ def load_model(
     A file that does not fit raises `CheckpointError` naming the keys and shapes.
     """
     hub_options = {k: overrides.pop(k) for k in HUB_OPTIONS if k in overrides}
+    log.info("reading %s", source)
     checkpoint = read_checkpoint(source, img_size=overrides.get("img_size"), **hub_options)
+    log.info("building the model (%s format, %s)", checkpoint.format, _size(checkpoint.config))
     try:
         config = apply_overrides(checkpoint.config, overrides, reset_head)
     except ConfigError as err:
         raise CheckpointError(f"{source}: {err}") from err
     model = MlpMixer.from_state_dict(checkpoint.state, config, reset_head=reset_head)
     return model.to(map_location)
+
+
+def _size(config: MixerConfig) -> str:
+    return f"{param_count(config) / 1e6:.1f}M parameters"
 
 
 def format_for_path(path: Path) -> str:
@@ -203,6 +213,7 @@ def convert(
 ) -> Path:
     """Read ``source`` in any format and write it to ``destination`` as ``format``."""
     model = load_model(source, **load_options)
+    log.info("writing %s", destination)
     return save_model(model, destination, format)
 
 
