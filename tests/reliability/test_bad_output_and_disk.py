@@ -3,12 +3,14 @@
 Before: ``--opset 1/5/99999`` was a traceback (or silently opset 18, exit 0); a full disk
 during a training checkpoint leaked torch's ``RuntimeError ... unexpected pos`` instead of
 the documented "the disk is full; the previous checkpoint is kept"; ``predict | head -1``
-printed a "Broken pipe" error; ``--out /dev/null`` was a system error (exit 1).
+printed a "Broken pipe" error; ``--out /dev/null`` was a system error (exit 1), and as root
+``bench --out /dev/null`` replaced /dev/null by a regular file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,19 +69,24 @@ def test_a_closed_stdout_pipe_ends_quietly():
 @pytest.mark.parametrize(
     "args",
     [
-        ["train", "--out", "/dev/null"],
-        ["eval", "--checkpoint", "x", "--dataset", "digits", "--out-dir", "/dev/null"],
-        ["predict", "x.png", "--checkpoint", "x", "--out-dir", "/dev/null"],
-        ["fewshot", "--checkpoint", "x", "--dataset", "digits", "--out-dir", "/dev/null"],
-        ["bench", "--model", "mixer_t2_8", "--out", "/dev/null"],
-        ["export", "--checkpoint", "x", "--output", "/dev/null"],
+        ["train", "--out", "SPECIAL"],
+        ["eval", "--checkpoint", "x", "--dataset", "digits", "--out-dir", "SPECIAL"],
+        ["predict", "x.png", "--checkpoint", "x", "--out-dir", "SPECIAL"],
+        ["fewshot", "--checkpoint", "x", "--dataset", "digits", "--out-dir", "SPECIAL"],
+        ["bench", "--model", "mixer_t2_8", "--out", "SPECIAL"],
+        ["export", "--checkpoint", "x", "--output", "SPECIAL"],
     ],
     ids=lambda a: a[0],
 )
-def test_dev_null_as_output_is_a_usage_error(args):
-    result = CliRunner().invoke(cli, args)
+def test_a_special_file_as_output_is_a_usage_error(tmp_path, args):
+    """A FIFO stands for /dev/null: never the real one, which a broken build running as root
+    would replace by a regular file (the old code did, through the atomic rename)."""
+    special = tmp_path / "fifo"
+    os.mkfifo(special)
+    result = CliRunner().invoke(cli, [str(special) if a == "SPECIAL" else a for a in args])
     assert result.exit_code == 2, result.output
-    assert "/dev/null" in result.output and "looks like a bug" not in result.output
+    assert str(special) in result.output and "looks like a bug" not in result.output
+    assert not special.is_file()
 
 
 def test_the_library_refuses_a_run_directory_that_is_a_file(tmp_path):
@@ -88,3 +95,13 @@ def test_the_library_refuses_a_run_directory_that_is_a_file(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="not a directory"), run_dir_lock(tmp_path / "file"):
         pass
+
+
+def test_an_atomic_write_never_replaces_a_special_file(tmp_path):
+    from mlpmixer.fileio import atomic_write_text
+
+    special = tmp_path / "fifo"
+    os.mkfifo(special)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        atomic_write_text(special, "x")
+    assert not special.is_file()
