@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 
 def _umask() -> int:
     umask = os.umask(0)
@@ -46,6 +48,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     renamed if the block raises.
     """
     target = Path(target)
+    if target.exists() and not target.is_file():  # the rename would replace /dev/null (root)
+        raise ConfigError(f"{target} exists and is not a regular file; give a file path")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

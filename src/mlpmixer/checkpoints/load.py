@@ -14,6 +14,7 @@ from the tensor shapes.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from ..layout import (
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
 from ..models.mixer import MlpMixer
+from ..progress import PROGRESS
 from .infer import infer_config
 from .native import (
     FORMAT_NAME,
@@ -46,6 +48,7 @@ from .native import (
     read_safetensors,
 )
 from .official import official_to_state, read_npz, write_npz
+from .run_dir import is_run_dir, is_training_checkpoint, read_training_checkpoint, run_result_dir
 from .sidecar import read_sidecar, write_sidecar
 from .state import apply_overrides
 from .timm_format import (
@@ -70,6 +73,9 @@ class Checkpoint:
     config: MixerConfig
     state: dict[str, torch.Tensor]
     source: str
+
+
+log = logging.getLogger(__name__)  # progress of big loads (the CLI shows it on stderr)
 
 
 def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
@@ -143,6 +149,11 @@ def read_checkpoint(
     ``img_size`` is needed only for foreign formats whose patch grid is not square.
     """
     path = resolve_source(source, **hub_options)
+    if is_run_dir(path):  # a training run: the model it reports as its result
+        path = run_result_dir(path)
+    if is_training_checkpoint(path):
+        config, state = read_training_checkpoint(path)
+        return Checkpoint("training", config, state, str(source))
     if path.is_dir() and is_native_dir(path):
         config, state = read_native(path)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
@@ -185,7 +196,14 @@ def load_model(
     A file that does not fit raises `CheckpointError` naming the keys and shapes.
     """
     hub_options = {k: overrides.pop(k) for k in HUB_OPTIONS if k in overrides}
+    log.info("reading %s", source, extra=PROGRESS)
     checkpoint = read_checkpoint(source, img_size=overrides.get("img_size"), **hub_options)
+    log.info(
+        "building the model (%s format, %s)",
+        checkpoint.format,
+        _size(checkpoint.config),
+        extra=PROGRESS,
+    )
     try:
         config = apply_overrides(checkpoint.config, overrides, reset_head)
     except ConfigError as err:
@@ -199,6 +217,10 @@ def as_model(model_or_source: MlpMixer | str | os.PathLike[str]) -> MlpMixer:
     if isinstance(model_or_source, MlpMixer):
         return model_or_source
     return load_model(model_or_source)
+
+
+def _size(config: MixerConfig) -> str:
+    return f"{param_count(config) / 1e6:.1f}M parameters"
 
 
 def format_for_path(path: Path) -> str:
@@ -270,6 +292,7 @@ def convert(
 ) -> Path:
     """Read ``source`` in any format and write it to ``destination`` as ``format``."""
     model = load_model(source, **load_options)
+    log.info("writing %s", destination, extra=PROGRESS)
     return save_model(model, destination, format)
 
 

@@ -9,7 +9,7 @@ import click
 from rich import box
 from rich.table import Table
 
-from .app import cli, console, err_console, print_json
+from .app import POSITIVE_INT, cli, console, err_console, print_json
 
 
 @cli.command()
@@ -61,7 +61,9 @@ def models(pattern: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("checkpoint")
-@click.option("--img-size", type=int, nargs=2, default=None, help="H W, for non-square grids.")
+@click.option(
+    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> None:
     """Show a checkpoint's format, inferred architecture and classes."""
@@ -101,7 +103,9 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
     default=None,
     help="Output format (default from DESTINATION: .npz official, .pth/.pt/.bin timm, else native).",
 )
-@click.option("--img-size", type=int, nargs=2, default=None, help="H W, for non-square grids.")
+@click.option(
+    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
+)
 def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> None:
     """Convert a checkpoint between the native, official .npz and timm formats."""
     import warnings
@@ -113,5 +117,5 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
         warnings.simplefilter("always")
         out = convert_checkpoint(source, destination, format=fmt, **options)
     for w in caught:
-        err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        err_console.print(f"warning: {w.message}", highlight=False)
     console.print(f"wrote {out}")

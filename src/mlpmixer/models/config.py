@@ -22,6 +22,7 @@ RUNTIME_KEYS = ("grad_checkpointing",)
 
 GELU_VARIANTS = ("tanh", "none")
 """``"tanh"``: flax's default GELU, used to train the official checkpoints; ``"none"``: exact erf."""
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")  # what eval/predict can resize with
 
 
 MAX_PARAMS = 10**10  # 40 GB in float32; the largest published Mixer (H/14) has 0.43e9
@@ -102,6 +103,7 @@ class MixerConfig:
         _probability(self.drop_path_rate, "drop_path_rate")
         if not (isinstance(self.norm_eps, float | int) and self.norm_eps > 0):
             raise ConfigError(f"norm_eps must be a positive number, got {self.norm_eps!r}")
+        self._check_preprocessing_types()
         self.mean, self.std = tuple(self.mean), tuple(self.std)
         for name in ("mean", "std"):
             if len(getattr(self, name)) != self.in_chans:
@@ -137,6 +139,37 @@ class MixerConfig:
                 f"the config gives a model of {params:.3g} parameters ({sizes}, "
                 f"{self.num_tokens} tokens), more than the limit of {MAX_PARAMS:.0e}"
             )
+
+    def _check_preprocessing_types(self) -> None:
+        """Types of the preprocessing fields, which come from files (config.json, timm's
+        pretrained_cfg): a wrong one was a TypeError deep in eval/predict, or a mode that
+        failed every image at prediction time."""
+
+        def number(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+                values = None
+            if not values or not all(number(v) for v in values):
+                raise ConfigError(
+                    f"{name} must be a list of finite numbers, got {getattr(self, name)!r}"
+                )
+        if not number(self.crop_pct):
+            raise ConfigError(f"crop_pct must be a number in (0, 1], got {self.crop_pct!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                f"got {self.interpolation!r}"
+            )
+        names = self.class_names
+        if names is not None and (
+            isinstance(names, str | bytes)
+            or not isinstance(names, Sequence)
+            or not all(isinstance(c, str | int) and not isinstance(c, bool) for c in names)
+        ):
+            raise ConfigError(f"class_names must be a list of strings or null, got {names!r}")
 
     def _broadcast_stat(self, name: str) -> None:
         """A single value, or a 3-channel mean of equal values, adapts to ``in_chans``."""

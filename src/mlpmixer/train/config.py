@@ -328,7 +328,8 @@ def _check_sections(c: TrainConfig) -> None:
         t.batch_size % t.grad_accum == 0, "train.batch_size", t.batch_size,
         f"divisible by train.grad_accum={t.grad_accum}",
     )  # fmt: skip
-    _require(t.seed >= 0, "train.seed", t.seed, ">= 0")
+    # numpy's and the DataLoader's generators take seeds below 2**32 (a larger one is a traceback)
+    _require(0 <= t.seed < 2**32, "train.seed", t.seed, "in [0, 2**32 - 1]")
     _require(
         0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", t.label_smoothing, "in [0, 1)"
     )
@@ -502,7 +503,9 @@ def load_config(path: str | Path) -> TrainConfig:
             raise ConfigError(
                 f"config file {path} has {path.stat().st_size} bytes; a config is a few kB"
             )
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:  # a binary or latin-1 file: bad input, not a crash
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text ({err})") from err
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from err
     try:

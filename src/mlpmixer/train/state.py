@@ -90,10 +90,13 @@ def save_train_state(run_dir: Path, state: dict[str, Any]) -> Path:
     full = {"format": FORMAT, "version": VERSION, **state}
     full["sha256"] = state_digest(full)
     try:
-        with atomic_path(target) as tmp:
-            torch.save(full, tmp)
+        # through a Python file object: torch.save(path) reports a full disk as
+        # RuntimeError("... unexpected pos ..."), a file object's write as OSError(ENOSPC)
+        with atomic_path(target) as tmp, open(tmp, "wb") as file:
+            torch.save(full, file)
     except OSError as err:
-        reason = "the disk is full" if err.errno == errno.ENOSPC else str(err)
+        full_disk = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = "the disk is full" if full_disk else str(err)
         kept = "the previous checkpoint is kept" if target.is_file() else "no checkpoint yet"
         raise RunError(
             f"cannot write the training checkpoint {target}: {reason}; {kept}. Free space "
