@@ -145,16 +145,16 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
     Also checks exactly (float64) that the Mixer trained on permuted images from the folded
     initialisation is the plain Mixer with its weights permuted.
     """
-    import yaml
-
     from ..analysis.runs import permutation_run
+    from ..train.config import parse_assignment
 
     overrides = {}
     for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep:
+        if "=" not in item:
             raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--set")
-        overrides[key.strip()] = yaml.safe_load(value)
+        # the one --set reader: bounded YAML (no aliases, limited nesting), errors name the key
+        key, value = parse_assignment(item)
+        overrides[key] = value
     data = permutation_run(
         dataset, out_dir, model, overrides, epochs=epochs, seed=seed, cnn_width=cnn_width,
         exact_epochs=exact_epochs, batch_size=batch_size, lr=lr, limit=limit,
