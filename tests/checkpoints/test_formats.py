@@ -235,3 +235,37 @@ def test_info_names_the_gelu_erf_or_tanh(tmp_path):
         assert shown in line and "none" not in line, line
         result = CliRunner().invoke(cli, ["info", str(tmp_path / gelu), "--json"])
         assert f'"gelu": "{shown}"' in result.output
+
+
+def test_timm_hub_folder_is_replaced_atomically(tmp_path, monkeypatch):
+    """A kill while the weights are written leaves the previous timm folder whole: before,
+    config.json was already replaced, so new preprocessing sat next to the old weights."""
+    import json
+
+    import safetensors.torch
+
+    small = {"num_blocks": 1, "hidden_dim": 8, "tokens_mlp_dim": 4, "channels_mlp_dim": 8}
+    old = randomised(mlpmixer.create_model("mixer_t2_8", gelu="none", mean=(0.25,), **small))
+    mlpmixer.save_model(old, tmp_path / "timm", "timm")
+    (tmp_path / "timm" / "notes.txt").write_text("mine")
+    new = randomised(mlpmixer.create_model("mixer_t2_8", gelu="none", mean=(0.3,), **small))
+
+    def killed_while_writing(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        mlpmixer.save_model(new, tmp_path / "timm", "timm")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["timm"]  # no temporary folder left
+    config = json.loads((tmp_path / "timm" / "config.json").read_text())
+    assert config["pretrained_cfg"]["mean"] == [0.25]
+    loaded = mlpmixer.load_model(tmp_path / "timm")
+    for a, b in zip(loaded.state_dict().values(), old.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    mlpmixer.save_model(new, tmp_path / "timm", "timm")
+    loaded = mlpmixer.load_model(tmp_path / "timm")
+    assert loaded.config.mean == (0.3,)
+    for a, b in zip(loaded.state_dict().values(), new.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert (tmp_path / "timm" / "notes.txt").read_text() == "mine"  # other files are kept

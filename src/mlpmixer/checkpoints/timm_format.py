@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..fileio import atomic_path, atomic_write_json
+from ..fileio import atomic_directory, atomic_path, atomic_write_json
 from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH_SUFFIXES
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
@@ -150,25 +150,29 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
         with atomic_path(path) as tmp:
             torch.save(tensors, tmp)
         return
-    if path.suffix != SAFETENSORS_SUFFIX:  # a timm hub-layout directory
-        path.mkdir(parents=True, exist_ok=True)
-        timm_config = {
-            "architecture": timm_architecture(config),
-            "num_classes": config.num_classes,
-            "num_features": config.hidden_dim,
-            **({"label_names": list(config.class_names)} if config.class_names else {}),
-            "pretrained_cfg": {
-                "input_size": [config.in_chans, *config.img_size],
-                "mean": list(config.mean),
-                "std": list(config.std),
-                "crop_pct": config.crop_pct,
-                "interpolation": config.interpolation,
-            },
-        }
-        atomic_write_json(path / CONFIG_JSON, timm_config)
-        path = path / SAFETENSORS_WEIGHTS
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={"format": "pt", STORED_FIELDS_KEY: _fields_json(config)})
+    metadata = {"format": "pt", STORED_FIELDS_KEY: _fields_json(config)}
+    if path.suffix == SAFETENSORS_SUFFIX:
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
+        return
+    # a timm hub-layout directory, written as a whole (built aside, then renamed into place):
+    # a kill never leaves a new config.json next to old weights
+    timm_config = {
+        "architecture": timm_architecture(config),
+        "num_classes": config.num_classes,
+        "num_features": config.hidden_dim,
+        **({"label_names": list(config.class_names)} if config.class_names else {}),
+        "pretrained_cfg": {
+            "input_size": [config.in_chans, *config.img_size],
+            "mean": list(config.mean),
+            "std": list(config.std),
+            "crop_pct": config.crop_pct,
+            "interpolation": config.interpolation,
+        },
+    }
+    with atomic_directory(path) as tmp:
+        atomic_write_json(tmp / CONFIG_JSON, timm_config)
+        save_file(tensors, tmp / SAFETENSORS_WEIGHTS, metadata=metadata)
 
 
 def _fields_json(config: MixerConfig) -> str:
