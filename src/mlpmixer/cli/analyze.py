@@ -34,13 +34,8 @@ def analyze() -> None:
 @analyze.command("tokens")
 @checkpoint_option
 @click.option("--blocks", default="1,2,3", show_default=True, help="Blocks to draw (1 = first).")
-@click.option(
-    "--units",
-    type=POSITIVE_INT,
-    default=32,
-    show_default=True,
-    help="Hidden units drawn per block.",
-)
+@click.option("--units", type=POSITIVE_INT, default=32, show_default=True,
+              help="Hidden units drawn per block.")  # fmt: skip
 @out_dir_option("analyze", "Writes tokens.json and tokens.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_json: bool) -> None:
