@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 
 import torch
 
@@ -52,6 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name in args.models.split(","):
+        # a line per model on stderr: the big ones take minutes, and stdout stays parseable
+        print(f"... measuring {name}", file=sys.stderr, flush=True)
         params = create_model(name).num_params()
         static = 16 * params  # fp32 weights + gradients + AdamW's two moments
         row = {"model": name, "params_m": params / 1e6, "static_gib": static / 2**30}

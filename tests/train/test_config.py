@@ -164,3 +164,56 @@ def test_keys_of_older_runs_are_read_under_their_new_names():
     assert config.train.nonfinite_check_every == 5
     assert config.model.overrides == {"drop_rate": 0.1}
     assert old["model"]["overrides"]["grad_checkpointing"] is True  # the input is not changed
+
+
+# Issue 9 item 6: YAML is read with bounds (no alias expansion, no deep nesting).
+
+BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    assert len(BILLION_LAUGHS) < 600
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BILLION_LAUGHS)
+    with pytest.raises(ConfigError, match=r"bomb.yaml: YAML aliases are not allowed \(found \*a"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="train.epochs: YAML aliases are not allowed"):
+        parse_assignment("train.epochs=[&x 1, *x]")
+
+
+def test_deeply_nested_yaml_is_refused(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("train: " + "[" * 100_000)
+    with pytest.raises(ConfigError, match="deep.yaml: YAML nested more than 32 levels"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="nested more than 32 levels"):
+        parse_assignment("optim.betas=" + "[" * 5000 + "]" * 5000)
+
+
+def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # reading it would block forever
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_config(fifo)
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("train.threads=100000", r"train\.threads must be at most \d+ \(4 x \d+ CPUs\) or null, got 100000"),
+        ("data.num_workers=100000", r"data\.num_workers must be at most \d+"),
+        ("optim.lr=.inf", r"optim\.lr must be a finite number, got inf"),
+        ("optim.weight_decay=.nan", r"optim\.weight_decay must be a finite number"),
+        ("optim.betas=[0.9, .inf]", r"optim\.betas must be a finite number"),
+        ("train.epochs=1_000_000_000_000_000_000_000", r"train\.epochs must be smaller than 2\*\*62"),
+        ("augment.pad_crop=1000000", r"augment\.pad_crop must be <= 1024"),
+    ],
+)  # fmt: skip
+def test_runtime_numbers_are_bounded(assignment, message):
+    """Issue 9 item 6: `--set train.threads=100000` segfaulted torch; now a ConfigError."""
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig().override([assignment])

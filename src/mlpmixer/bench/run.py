@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import platform
 from collections.abc import Callable, Iterator
@@ -40,6 +41,7 @@ from ..models import MlpFamilyModel, flops_per_image, param_count
 from ..models.config import GELU_VARIANTS
 from ..models.params import weight_decay_groups
 from ..models.plain import PlainMixer
+from ..progress import PROGRESS
 from .peak import DTYPES, measure_matmul_peak
 from .timing import PeakMemory, SavedActivations, summarize_ms, synchronize, time_calls
 
@@ -345,6 +347,9 @@ def _measure_memory(step: Callable[[], Any], device: torch.device) -> dict[str, 
     return {"peak_memory_mb": memory.peak / 2**20, "memory_source": memory.source}
 
 
+log = logging.getLogger(__name__)  # progress: a line per phase (the CLI shows it on stderr)
+
+
 def _run_mode(
     mode: str,
     impls: dict[str, nn.Module],
@@ -357,6 +362,11 @@ def _run_mode(
     forward_flops = flops_per_image(cfg) * options.batch_size
     flops = forward_flops if inference else 3 * forward_flops
     saved: dict[str, list[SavedActivations]] = {name: [] for name in impls}
+    log.info(
+        "timing %s (%s) at batch %d: at least %d steps and %.0f s each",
+        mode, ", ".join(impls), options.batch_size, options.repeats, options.min_time_s,
+        extra=PROGRESS,
+    )  # fmt: skip
     with _compile_context(options, device, inference):
         if inference:
             steps = {
@@ -399,6 +409,7 @@ def _add_latency(
 ) -> None:
     """Batch-1 latency percentiles (ms) of each implementation, interleaved like the rest."""
     steps = {name: inference_step(m, cfg, options, 1) for name, m in impls.items()}
+    log.info("timing batch-1 latency", extra=PROGRESS)
     times = time_calls(
         steps, device, warmup=max(_warmup(options), 3), repeats=options.latency_repeats,
         min_time_s=min(options.min_time_s, 1.0),
@@ -460,6 +471,7 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     device = _parse_device(options.device)
+    log.info("building %s", model if isinstance(model, str) else "the model", extra=PROGRESS)
     net, label = resolve_model(model, **({"gelu": options.gelu} if options.gelu else {}))
     cfg = net.config
     torch.manual_seed(options.seed)
@@ -481,6 +493,8 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
         "machine": machine_info(device),
     }
     try:
+        if options.peak:
+            log.info("measuring the %s matmul peak", options.dtype, extra=PROGRESS)
         peak = _peak(device, options) if options.peak else None
         result["matmul_peak"] = peak.to_dict() if peak else None
         impls, notes = implementations(net, options.compare)
@@ -495,6 +509,7 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     except torch.OutOfMemoryError as err:
         raise RunError(f"out of memory at batch {options.batch_size}: {err}") from err
     if peak is not None:  # again after the models: the better of the two is the peak
+        log.info("measuring the matmul peak again", extra=PROGRESS)
         again = _peak(device, options)
         result["matmul_peak_after"] = again.to_dict()
         if again.tflops > peak.tflops:

@@ -17,7 +17,9 @@ from the tensor shapes.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from ..layout import (
 from ..models.base import MlpFamilyModel
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
+from ..progress import PROGRESS
 from .facebook import FACEBOOK_FIELDS, facebook_to_state, is_facebook_resmlp
 from .infer import OWN_MARKERS, infer_config
 from .lucidrains import LUCIDRAINS_FIELDS, is_lucidrains, lucidrains_to_state
@@ -50,9 +53,12 @@ from .native import (
     read_safetensors,
 )
 from .official import official_to_state, read_npz, write_npz
+from .run_dir import is_run_dir, is_training_checkpoint, read_training_checkpoint, run_result_dir
+from .sidecar import read_sidecar, write_sidecar
 from .state import apply_overrides
 from .timm_format import (
     read_torch_file,
+    stored_fields,
     timm_family,
     timm_hub_fields,
     timm_to_state,
@@ -61,6 +67,7 @@ from .timm_format import (
 
 FORMATS = ("native", "official", "timm", "state_dict", "facebook", "lucidrains")
 WRITABLE_FORMATS = ("native", "official", "timm", "state_dict")
+GELU_NAMES = {"tanh": "tanh", "none": "erf"}  # config value -> what the function is
 
 
 @dataclass
@@ -73,6 +80,9 @@ class Checkpoint:
     source: str
 
 
+log = logging.getLogger(__name__)  # progress of big loads (the CLI shows it on stderr)
+
+
 def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
     """A local path for ``source``: itself, a hub repository's cached folder, or a cached URL."""
     text = str(source)
@@ -80,10 +90,25 @@ def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
         return download_url(text)
     path = Path(source)
     if path.exists():
-        return path
+        return require_regular(path)
     if is_hub_id(text):
         return download_hub_repo(text, **hub_options)
     raise CheckpointNotFoundError(f"no such checkpoint file or directory: {text}")
+
+
+def require_regular(path: Path) -> Path:
+    """``path`` if it is a directory or a regular file (symlinks followed); else `CheckpointError`.
+
+    Reading a FIFO blocks forever and ``/dev/zero`` never ends: neither is a checkpoint.
+    """
+    if path.is_dir() or path.is_file():
+        return path
+    target = path.resolve()
+    raise CheckpointError(
+        f"{path}: not a regular file"
+        + (f" (it points to {target})" if target != path.absolute() else "")
+        + "; a checkpoint must be a file or a folder, not a device, FIFO or socket"
+    )
 
 
 def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
@@ -101,8 +126,8 @@ def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
 
 def _weights_in_dir(path: Path) -> Path:
     for name in (SAFETENSORS_WEIGHTS, TORCH_WEIGHTS):
-        if (path / name).is_file():
-            return path / name
+        if (path / name).exists():
+            return require_regular(path / name)
     raise CheckpointError(
         f"{path}: a directory without model.safetensors or pytorch_model.bin "
         "(expected an mlpmixer save_pretrained directory or a timm hub download)"
@@ -137,19 +162,25 @@ def read_checkpoint(
     ``in_chans`` only for lucidrains' stems of neither 3 nor 1 channels.
     """
     path = resolve_source(source, **hub_options)
+    if is_run_dir(path):  # a training run: the model it reports as its result
+        path = run_result_dir(path)
+    if is_training_checkpoint(path):
+        config, state = read_training_checkpoint(path)
+        return Checkpoint("training", config, state, str(source))
     if path.is_dir() and is_native_dir(path):
         config, state = read_native(path)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
     if path.suffix == NPZ_SUFFIX:
         state = official_to_state(read_npz(path), path)
-        return Checkpoint("official", infer_config(state, img_size, gelu="tanh"), state, str(path))
+        fields = {"gelu": "tanh", **read_sidecar(path)}
+        return Checkpoint("official", infer_config(state, img_size, **fields), state, str(path))
     fields: dict[str, Any] = {}
     if path.is_dir():
         if (path / CONFIG_JSON).is_file():
             fields = timm_hub_fields(path / CONFIG_JSON)
         path = _weights_in_dir(path)
     state, metadata = _read_tensors(path)
-    if "config" in metadata and metadata.get("format") == FORMAT_NAME:
+    if metadata.get("format") == FORMAT_NAME:  # refused if its config or checksums lack
         config, state = native_file_contents(path, state, metadata)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
     fmt = _state_format(state, path)
@@ -162,6 +193,9 @@ def read_checkpoint(
     elif fmt == "lucidrains":
         state = lucidrains_to_state(state, in_chans)
         fields = {**LUCIDRAINS_FIELDS, **fields}
+    fields.update(stored_fields(metadata, path))  # what an mlpmixer wrote beside the tensors
+    if path.suffix in TORCH_SUFFIXES:
+        fields.update(read_sidecar(path))
     img_size = img_size if img_size is not None else fields.pop("img_size", None)
     fields.pop("img_size", None)
     return Checkpoint(fmt, infer_config(state, img_size, **fields), state, str(source))
@@ -181,11 +215,18 @@ def load_model(
     A file that does not fit raises `CheckpointError` naming the keys and shapes.
     """
     hub_options = {k: overrides.pop(k) for k in HUB_OPTIONS if k in overrides}
+    log.info("reading %s", source, extra=PROGRESS)
     checkpoint = read_checkpoint(
         source,
         img_size=overrides.get("img_size"),
         in_chans=overrides.get("in_chans"),
         **hub_options,
+    )
+    log.info(
+        "building the model (%s format, %s)",
+        checkpoint.format,
+        _size(checkpoint.config),
+        extra=PROGRESS,
     )
     try:
         config = apply_overrides(checkpoint.config, overrides, reset_head)
@@ -200,6 +241,10 @@ def as_model(model_or_source: MlpFamilyModel | str | os.PathLike[str]) -> MlpFam
     if isinstance(model_or_source, MlpFamilyModel):
         return model_or_source
     return load_model(model_or_source)
+
+
+def _size(config: MixerConfig) -> str:
+    return f"{param_count(config) / 1e6:.1f}M parameters"
 
 
 def format_for_path(path: Path) -> str:
@@ -238,7 +283,36 @@ def save_model(
             torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
     else:
         model.save(path)
+    if path.suffix == ".npz" or path.suffix in TORCH_SUFFIXES:
+        _write_sidecar_and_warn(path, model.config, format)
     return path
+
+
+def _lost_fields(config: MixerConfig, format: str) -> list[str]:
+    """The settings a tensors-only file of ``format`` would not give back by itself."""
+    default = MixerConfig()
+    gelu_default = {"official": "tanh", "timm": "none"}.get(format, "tanh")
+    lost = ["class names"] if config.class_names is not None else []
+    lost += [
+        name
+        for name in ("mean", "std", "interpolation", "crop_pct", "norm_eps")
+        if getattr(config, name) != getattr(default, name)
+    ]
+    if config.gelu != gelu_default:
+        lost.append(f"gelu={config.gelu!r}")
+    return lost
+
+
+def _write_sidecar_and_warn(path: Path, config: MixerConfig, format: str) -> None:
+    sidecar = write_sidecar(path, config)
+    lost = _lost_fields(config, format)
+    if lost:
+        warnings.warn(
+            f"{path.name} holds tensors only; these settings are kept in {sidecar.name} "
+            f"beside it, which mlpmixer reads back: {', '.join(lost)}; copy the two files "
+            "together (other programs, and mlpmixer without the sidecar, will not know them)",
+            stacklevel=3,
+        )
 
 
 def convert(
@@ -249,6 +323,7 @@ def convert(
 ) -> Path:
     """Read ``source`` in any format and write it to ``destination`` as ``format``."""
     model = load_model(source, **load_options)
+    log.info("writing %s", destination, extra=PROGRESS)
     return save_model(model, destination, format)
 
 
@@ -258,6 +333,7 @@ def describe(checkpoint: Checkpoint) -> dict[str, Any]:
     return {
         "source": checkpoint.source,
         "format": checkpoint.format,
+        "gelu": GELU_NAMES[config.gelu],
         "config": config.to_dict(),
         "num_tokens": config.num_tokens,
         "params": param_count(config),

@@ -6,7 +6,18 @@ import click
 from rich import box
 from rich.table import Table
 
-from .app import checkpoint_option, cli, console, int_list, out_dir_option, print_json
+from .app import (
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED,
+    checkpoint_option,
+    cli,
+    console,
+    int_list,
+    out_dir_option,
+    print_json,
+)
 
 
 @cli.group()
@@ -23,9 +34,8 @@ def analyze() -> None:
 @analyze.command("tokens")
 @checkpoint_option
 @click.option("--blocks", default="1,2,3", show_default=True, help="Blocks to draw (1 = first).")
-@click.option(
-    "--units", type=int, default=32, show_default=True, help="Hidden units drawn per block."
-)
+@click.option("--units", type=POSITIVE_INT, default=32, show_default=True,
+              help="Hidden units drawn per block.")  # fmt: skip
 @out_dir_option("analyze", "Writes tokens.json and tokens.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_json: bool) -> None:
@@ -58,8 +68,8 @@ def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_js
     multiple=True,
     help="Image files or directories instead of --dataset.",
 )
-@click.option("--num-images", type=int, default=256, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--num-images", type=POSITIVE_INT, default=256, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=128, show_default=True)
 @out_dir_option("analyze", "Writes cka.json and cka.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
@@ -101,20 +111,20 @@ def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
     metavar="FIELD=VALUE",
     help="Override a Mixer config field, e.g. --set hidden_dim=64 (repeatable).",
 )
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--cnn-width", type=int, default=32, show_default=True)
+@click.option("--epochs", type=POSITIVE_INT, default=30, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True)
+@click.option("--lr", type=POSITIVE_FLOAT, default=2e-3, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--cnn-width", type=POSITIVE_INT, default=32, show_default=True)
 @click.option(
     "--limit",
-    type=int,
+    type=POSITIVE_INT,
     default=None,
     help="Use at most this many train and test images (quick runs).",
 )
 @click.option(
     "--exact-epochs",
-    type=int,
+    type=NON_NEGATIVE_INT,
     default=1,
     show_default=True,
     help="Epochs of the float64 exact check (0 skips it).",
@@ -130,16 +140,16 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
     Also checks exactly (float64) that the Mixer trained on permuted images from the folded
     initialisation is the plain Mixer with its weights permuted.
     """
-    import yaml
-
     from ..analysis.runs import permutation_run
+    from ..train.config import parse_assignment
 
     overrides = {}
     for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep:
+        if "=" not in item:
             raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--set")
-        overrides[key.strip()] = yaml.safe_load(value)
+        # the one --set reader: bounded YAML (no aliases, limited nesting), errors name the key
+        key, value = parse_assignment(item)
+        overrides[key] = value
     data = permutation_run(
         dataset, out_dir, model, overrides, epochs=epochs, seed=seed, cnn_width=cnn_width,
         exact_epochs=exact_epochs, batch_size=batch_size, lr=lr, limit=limit,

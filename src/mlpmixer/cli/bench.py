@@ -10,17 +10,32 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .app import cli, console, print_json
+from .app import (
+    NON_NEGATIVE_FLOAT,
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    checked_device,
+    cli,
+    console,
+    print_json,
+    regular_file_or_new,
+)
 
 
 @cli.command()
 @click.option("--model", "model_name", default=None, help="Registered model name (see `models`).")
 @click.option("--checkpoint", default=None, help="Or any checkpoint `load_model` reads.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=32, show_default=True)
 @click.option(
     "--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda or cuda:N.",
+    callback=checked_device,
+)
 @click.option(
     "--mode", type=click.Choice(["infer", "train", "both"]), default="both", show_default=True
 )
@@ -52,12 +67,16 @@ from .app import cli, console, print_json
 @click.option(
     "--latency/--no-latency", default=True, show_default=True, help="Batch-1 latency percentiles."
 )
-@click.option("--threads", type=int, default=None, help="CPU threads (default: torch's).")
-@click.option("--warmup", type=int, default=2, show_default=True, help="Warm-up steps.")
-@click.option("--repeats", type=int, default=5, show_default=True, help="Minimum timed steps.")
+@click.option("--threads", type=POSITIVE_INT, default=None, help="CPU threads (default: torch's).")
+@click.option(
+    "--warmup", type=NON_NEGATIVE_INT, default=2, show_default=True, help="Warm-up steps."
+)
+@click.option(
+    "--repeats", type=POSITIVE_INT, default=5, show_default=True, help="Minimum timed steps."
+)
 @click.option(
     "--min-time",
-    type=float,
+    type=NON_NEGATIVE_FLOAT,
     default=3.0,
     show_default=True,
     help="Minimum timed seconds per implementation.",
@@ -75,7 +94,13 @@ from .app import cli, console, print_json
     help="Override the model's GELU (a speed experiment: changes the outputs).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write JSON here too.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    callback=lambda ctx, param, value: regular_file_or_new(value, "--out"),
+    help="Write JSON here too.",
+)
 def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype: str, device: str,
           mode: str, compile_model: bool, compile_mode: str | None, freeze: bool,
           infer_autocast: bool, compare: bool, grad_checkpointing: bool, latency: bool,
@@ -133,7 +158,7 @@ def _print_bench(result: dict[str, Any]) -> None:
             f"{r['tflops']:.3f}", "" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
             f"{r['peak_memory_mb']:.0f}", "" if saved is None else f"{saved:.2f}",
         )  # fmt: skip
-    Console(width=max(console.width, 100)).print(table)
+    Console(width=max(console.width, 100), markup=False, highlight=False).print(table)
     for r in result["results"]:
         if "latency_ms_batch1" in r:
             lat = r["latency_ms_batch1"]

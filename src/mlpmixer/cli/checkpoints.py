@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from ..checkpoints.load import WRITABLE_FORMATS
-from .app import cli, console, err_console, print_json
+from .app import POSITIVE_INT, cli, console, err_console, print_json
 
 
 @cli.command()
@@ -62,7 +62,9 @@ def models(pattern: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("checkpoint")
-@click.option("--img-size", type=int, nargs=2, default=None, help="H W, for non-square grids.")
+@click.option(
+    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> None:
     """Show a checkpoint's format, inferred architecture and classes."""
@@ -84,7 +86,7 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
         ("token MLP D_S", cfg["tokens_mlp_dim"]),
         ("channel MLP D_C", cfg["channels_mlp_dim"]),
         ("classes", cfg["num_classes"]),
-        ("GELU", cfg["gelu"]),
+        ("GELU", summary["gelu"]),  # "erf" / "tanh", not the config's "none"
         ("parameters", f"{summary['params']:,}"),
         ("GFLOPs / image", f"{summary['gflops_per_image']:.3f}"),
     ]:
@@ -102,7 +104,9 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
     default=None,
     help="Output format (default from DESTINATION: .npz official, .pth/.pt/.bin timm, else native).",
 )
-@click.option("--img-size", type=int, nargs=2, default=None, help="H W, for non-square grids.")
+@click.option(
+    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
+)
 def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> None:
     """Convert any readable checkpoint (native, official .npz, timm, deit ResMLP, lucidrains)
     to the native, official .npz (Mixers only), timm or bare state-dict format."""
@@ -115,5 +119,5 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
         warnings.simplefilter("always")
         out = convert_checkpoint(source, destination, format=fmt, **options)
     for w in caught:
-        err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        err_console.print(f"warning: {w.message}", highlight=False)
     console.print(f"wrote {out}")

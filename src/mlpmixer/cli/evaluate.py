@@ -10,7 +10,9 @@ from rich.table import Table
 
 from ..fileio import atomic_write_json
 from .app import (
-    RESULTS,
+    FRACTION,
+    POSITIVE_INT,
+    checked_device,
     checkpoint_option,
     cli,
     console,
@@ -19,6 +21,7 @@ from .app import (
     int_list,
     out_dir_option,
     print_json,
+    printable,
 )
 
 
@@ -28,11 +31,17 @@ from .app import (
     "--dataset", required=True, help="digits, mnist5k, mnist, cifar10, ..., hf:NAME or a directory."
 )
 @click.option("--split", default="test", show_default=True, help="train or test (val).")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
+@click.option("--batch-size", type=POSITIVE_INT, default=256, show_default=True)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda, cuda:N.",
+    callback=checked_device,
+)
 @click.option("--mean", default=None, help="Override the checkpoint's mean, e.g. 0.5,0.5,0.5.")
 @click.option("--std", default=None, help="Override the checkpoint's std.")
-@click.option("--crop-pct", type=float, default=None, help="Override the checkpoint's crop_pct.")
+@click.option("--crop-pct", type=FRACTION, default=None, help="Override the checkpoint's crop_pct.")
 @click.option("--interpolation", default=None, help="Override: nearest, bilinear, bicubic, area.")
 @click.option("--root", default=None, help="Where named data sets live (default $MLPMIXER_DATA).")
 @out_dir_option("eval", "Writes eval.json and confusion.png.")
@@ -49,8 +58,8 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     from ..layout import checkpoint_label
 
     result, _ = evaluate_checkpoint(
-        checkpoint, dataset, split, batch_size, device=device, mean=floats(mean),
-        std=floats(std), crop_pct=crop_pct, interpolation=interpolation, root=root,
+        checkpoint, dataset, split, batch_size, device=device, mean=floats(mean, "--mean"),
+        std=floats(std, "--std"), crop_pct=crop_pct, interpolation=interpolation, root=root,
     )  # fmt: skip
     out = Path(out_dir)
     data = {"checkpoint": checkpoint, "dataset": dataset, "split": split, **result.to_dict()}
@@ -76,7 +85,7 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     for name, count, acc in zip(
         result.class_names, result.per_class_count, result.per_class_accuracy, strict=True
     ):
-        per_class.add_row(name, str(count), "-" if acc is None else f"{100 * acc:.1f}%")
+        per_class.add_row(printable(name), str(count), "-" if acc is None else f"{100 * acc:.1f}%")
     if len(result.class_names) <= 30:
         console.print(per_class)
     console.print(f"wrote {out / 'eval.json'} and {out / 'confusion.png'}", highlight=False)
@@ -85,12 +94,10 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
 @cli.command()
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE_OR_DIR...")
 @checkpoint_option
-@click.option("--top-k", type=int, default=5, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option(
-    "--out-dir", default=f"{RESULTS}/predict", show_default=True, help="Writes predictions.json."
-)
+@click.option("--top-k", type=POSITIVE_INT, default=5, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=32, show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=checked_device)
+@out_dir_option("predict", "Writes predictions.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
 def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: int, device: str,
             out_dir: str, as_json: bool) -> None:  # fmt: skip
@@ -110,14 +117,14 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
         print_json(data)
     else:  # one line per image: paths are never cut, and the output greps well
         for p in report.predictions:
-            classes = ", ".join(f"{t['class']} ({t['probability']:.3f})" for t in p.top)
-            click.echo(f"{p.path}: {classes}")
+            classes = ", ".join(f"{printable(t['class'])} ({t['probability']:.3f})" for t in p.top)
+            click.echo(f"{printable(p.path)}: {classes}")
     for failure in report.failures:
         message = failure["error"]
         if failure["path"] not in message:
             message = f"{failure['path']}: {message}"
         err_console.print(
-            f"[bold red]error:[/] {message}",
+            f"error: {printable(message)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -132,20 +139,22 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
     "--shots", default="1,5,10,25", show_default=True, help="Images per class, comma-separated."
 )
 @click.option(
-    "--seeds", type=int, default=5, show_default=True, help="Draws of the shots to average over."
+    "--seeds",
+    type=POSITIVE_INT,
+    default=5,
+    show_default=True,
+    help="Draws of the shots to average over.",
 )
 @click.option(
     "--heldout-per-class",
-    type=int,
+    type=POSITIVE_INT,
     default=10,
     show_default=True,
     help="Held-out images per class that choose the l2 regulariser.",
 )
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option(
-    "--out-dir", default=f"{RESULTS}/fewshot", show_default=True, help="Writes fewshot.json."
-)
+@click.option("--batch-size", type=POSITIVE_INT, default=256, show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=checked_device)
+@out_dir_option("fewshot", "Writes fewshot.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def fewshot(checkpoint: str, dataset: str, shots: str, seeds: int, heldout_per_class: int,
             batch_size: int, device: str, out_dir: str, as_json: bool) -> None:  # fmt: skip

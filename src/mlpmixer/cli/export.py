@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..fileio import atomic_write_json
-from .app import RESULTS, checkpoint_option, cli, console, print_json
+from .app import RESULTS, checkpoint_option, cli, console, print_json, regular_file_or_new
 
 
 @cli.command()
@@ -20,7 +20,10 @@ from .app import RESULTS, checkpoint_option, cli, console, print_json
     help="Default: from --output's suffix (.onnx, .ts/.pt, .pt2), else onnx.",
 )
 @click.option(
-    "--output", default=None, help="File to write (default results/export/<name>.onnx|.ts|.pt2)."
+    "--output",
+    default=None,
+    callback=lambda ctx, param, v: v and str(regular_file_or_new(Path(v), "--output")),
+    help="File to write (default results/export/<name>.onnx|.ts|.pt2).",
 )
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
 @click.option("--no-verify", is_flag=True, help="Skip running the file against PyTorch.")

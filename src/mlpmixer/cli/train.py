@@ -22,7 +22,16 @@ from ..layout import (
     SUMMARY_FILE,
 )
 from ..train import TrainConfig, load_config, preset
-from .app import cli, console, print_json
+from .app import (
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED,
+    checked_device,
+    cli,
+    console,
+    dir_or_new,
+    print_json,
+)
 
 
 def flag_overrides(**flags: Any) -> list[str]:
@@ -45,8 +54,11 @@ def flag_overrides(**flags: Any) -> list[str]:
     if unknown:
         raise ConfigError(f"unknown flag(s) {unknown}")
     # json.dumps quotes strings so that YAML reads paths like "1e3" or "null" as text
-    # an absent on/off flag (False) leaves the config file's value alone
-    return [f"{keys[k]}={json.dumps(v)}" for k, v in flags.items() if v not in (None, False)]
+    # an absent on/off flag (False) leaves the config file's value alone; `is` because
+    # 0 == False, and a 0 (--epochs 0, --seed 0) must reach the config to be used or refused
+    return [
+        f"{keys[k]}={json.dumps(v)}" for k, v in flags.items() if v is not None and v is not False
+    ]
 
 
 def assemble_config(
@@ -71,15 +83,17 @@ def _train_options(func: Any) -> Any:
     options = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="YAML config (default: the data set's built-in recipe)."),
-        click.option("--epochs", type=int, default=None, help="Epochs (train.epochs)."),
-        click.option("--steps", type=int, default=None, help="Total optimizer steps (train.steps; overrides epochs)."),
-        click.option("--batch-size", type=int, default=None, help="Global batch size, over all processes."),
-        click.option("--lr", type=float, default=None, help="Peak learning rate (optim.lr)."),
-        click.option("--seed", type=int, default=None, help="Seed of initialisation, data order and augmentation."),
-        click.option("--device", default=None, help="auto, cpu, cuda, cuda:N (train.device)."),
+        click.option("--epochs", type=POSITIVE_INT, default=None, help="Epochs (train.epochs)."),
+        click.option("--steps", type=POSITIVE_INT, default=None, help="Total optimizer steps (train.steps; overrides epochs)."),
+        click.option("--batch-size", type=POSITIVE_INT, default=None, help="Global batch size, over all processes."),
+        click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate (optim.lr)."),
+        click.option("--seed", type=SEED, default=None, help="Seed of initialisation, data order and augmentation."),
+        click.option("--device", default=None, callback=checked_device,
+                     help="auto, cpu, cuda, cuda:N (train.device)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                      help="bf16 autocast (CPU/GPU) or fp16 with loss scaling (GPU)."),
-        click.option("--out", default=None, help="Run directory (default runs/<dataset>-<model>-<time>)."),
+        click.option("--out", callback=dir_or_new, default=None,
+                     help="Run directory (default runs/<dataset>-<model>-<time>)."),
         click.option("--skip-bad-images", is_flag=True, default=False,
                      help="Leave unreadable image files out (listed in RUN/skipped_images.txt) instead of stopping."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -184,7 +198,7 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
 @click.option("--dataset", required=True, help="Data set to fine-tune on (as for train).")
 @click.option(
     "--img-size",
-    type=int,
+    type=POSITIVE_INT,
     default=None,
     help="Fine-tuning resolution; token mixing is resized block-diagonally (e.g. 448).",
 )

@@ -9,6 +9,7 @@ channels, crop, interpolation, mean and std), or the values given instead.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader
 from ..checkpoints import as_model
 from ..data import build_dataset
 from ..data.info import normalize
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, RunError
 from ..models.base import MlpFamilyModel
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -103,6 +104,19 @@ def _preview(names: Sequence[str]) -> str:
     return f"({shown}{', ...' if len(names) > 4 else ''})"
 
 
+def check_normalization(mean: Sequence[float], std: Sequence[float], channels: int) -> None:
+    """Raise `ConfigError` unless mean/std are ``channels`` finite numbers with std > 0.
+
+    A std of 0 or a nan mean makes every input nan: the evaluation would "succeed" with a
+    nan loss.
+    """
+    for name, values in (("mean", mean), ("std", std)):
+        if len(values) not in (1, channels) or not all(math.isfinite(v) for v in values):
+            raise ConfigError(f"{name} must be 1 or {channels} finite numbers, got {list(values)}")
+    if not all(v > 0 for v in std):
+        raise ConfigError(f"std must be > 0, got {list(std)}")
+
+
 def normalizer(
     mean: Sequence[float], std: Sequence[float]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -160,5 +174,12 @@ def evaluate_checkpoint(
             stacklevel=2,
         )
     loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    prep = normalizer(mean or model.config.mean, std or model.config.std)
-    return evaluate(model, loader, info.class_names, prep, device), model
+    mean, std = mean or model.config.mean, std or model.config.std
+    check_normalization(mean, std, model.config.in_chans)
+    result = evaluate(model, loader, info.class_names, normalizer(mean, std), device)
+    if not math.isfinite(result.loss):  # never report a nan evaluation as a result
+        raise RunError(
+            f"the loss is {result.loss} on {info.name}: the model's outputs are not finite "
+            "(NaN/inf weights, or a broken mean/std in its config)"
+        )
+    return result, model

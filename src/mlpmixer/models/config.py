@@ -22,6 +22,11 @@ RUNTIME_KEYS = ("grad_checkpointing",)
 
 GELU_VARIANTS = ("tanh", "none")
 """``"tanh"``: flax's default GELU, used to train the official checkpoints; ``"none"``: exact erf."""
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")  # what eval/predict can resize with
+
+
+MAX_PARAMS = 10**10  # 40 GB in float32; the largest published Mixer (H/14) has 0.43e9
+MAX_BLOCKS = 1024  # the paper's deepest is 32; building millions of blocks hangs
 
 FAMILIES = ("mixer", "gmixer", "resmlp", "gmlp")
 """Block designs: the paper's Mixer; gMixer (Mixer with SwiGLU MLPs); ResMLP (Affine, one
@@ -105,12 +110,14 @@ class MixerConfig:
                     f"image {side} {size} leaves {size % patch} pixels over"
                 )
         self._check_family()
+        self._check_size()  # after the family check: the parameter count depends on it
         if self.gelu not in GELU_VARIANTS:
             raise ConfigError(f"gelu must be one of {GELU_VARIANTS}, got {self.gelu!r}")
         _probability(self.drop_rate, "drop_rate")
         _probability(self.drop_path_rate, "drop_path_rate")
         if not (isinstance(self.norm_eps, float | int) and self.norm_eps > 0):
             raise ConfigError(f"norm_eps must be a positive number, got {self.norm_eps!r}")
+        self._check_preprocessing_types()
         self.mean, self.std = tuple(self.mean), tuple(self.std)
         for name in ("mean", "std"):
             if len(getattr(self, name)) != self.in_chans:
@@ -137,6 +144,57 @@ class MixerConfig:
                     f"{name} must be even for {self.family} (the gate takes half), "
                     f"got {getattr(self, name)}"
                 )
+
+    def _check_size(self) -> None:
+        """Refuse absurd sizes (from a hostile or mistyped config.json) before anything is built."""
+        if self.num_blocks > MAX_BLOCKS:
+            raise ConfigError(
+                f"num_blocks={self.num_blocks} is more than the limit of {MAX_BLOCKS} blocks"
+            )
+        from .flops import param_count  # flops imports this module
+
+        params = param_count(self)
+        if params > MAX_PARAMS:
+            sizes = ", ".join(
+                f"{name}={getattr(self, name)}"
+                for name in ("hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim",
+                             "in_chans", "num_classes")
+            )  # fmt: skip
+            raise ConfigError(
+                f"the config gives a model of {params:.3g} parameters ({sizes}, "
+                f"{self.num_tokens} tokens), more than the limit of {MAX_PARAMS:.0e}"
+            )
+
+    def _check_preprocessing_types(self) -> None:
+        """Types of the preprocessing fields, which come from files (config.json, timm's
+        pretrained_cfg): a wrong one was a TypeError deep in eval/predict, or a mode that
+        failed every image at prediction time."""
+
+        def number(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+                values = None
+            if not values or not all(number(v) for v in values):
+                raise ConfigError(
+                    f"{name} must be a list of finite numbers, got {getattr(self, name)!r}"
+                )
+        if not number(self.crop_pct):
+            raise ConfigError(f"crop_pct must be a number in (0, 1], got {self.crop_pct!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                f"got {self.interpolation!r}"
+            )
+        names = self.class_names
+        if names is not None and (
+            isinstance(names, str | bytes)
+            or not isinstance(names, Sequence)
+            or not all(isinstance(c, str | int) and not isinstance(c, bool) for c in names)
+        ):
+            raise ConfigError(f"class_names must be a list of strings or null, got {names!r}")
 
     def _broadcast_stat(self, name: str) -> None:
         """A single value, or a 3-channel mean of equal values, adapts to ``in_chans``."""

@@ -280,6 +280,8 @@ class Trainer:
                     "progress": vars(self.state).copy(),
                     "epoch_sums": all_reduce_sum(self.sums.values),
                     "config": self.config.to_dict(),
+                    # lets RUN/checkpoints/last.pt be loaded as a model (eval, predict...)
+                    "model_config": unwrap(self.model).config.to_dict(),
                 },
             )
         else:

@@ -15,6 +15,7 @@ Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -58,6 +59,7 @@ from .distributed import (
     wrap_model,
 )
 from .ema import ModelEma
+from .lock import run_dir_lock
 from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
 from .loop import Trainer, padded_eval_length
 from .optim import build_optimizer, build_scheduler
@@ -113,7 +115,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip("/").split("/")[-1]).strip("-") or "data"
 
 
-def _new_run_dir(config: TrainConfig, model_name: str, dist: DistInfo) -> Path:
+def _new_run_dir(
+    config: TrainConfig, model_name: str, dist: DistInfo, locks: contextlib.ExitStack
+) -> Path:
     if config.run.out:
         run_dir = Path(config.run.out)
     else:
@@ -121,6 +125,8 @@ def _new_run_dir(config: TrainConfig, model_name: str, dist: DistInfo) -> Path:
         model_slug = _slug(model_name.replace("/", "-"))
         run_dir = Path("runs") / f"{_slug(config.data.dataset)}-{model_slug}-{stamp}"
     run_dir = Path(broadcast_object(str(run_dir)))
+    if dist.is_main:  # before the check below: two runs starting at once must not both pass it
+        locks.enter_context(run_dir_lock(run_dir))
     if checkpoint_path(run_dir).exists():
         raise ConfigError(
             f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
@@ -252,7 +258,11 @@ def _init_sigmoid_head(model: MlpFamilyModel) -> None:
 
 
 def _setup(
-    config: TrainConfig, run_dir: Path | None, dist: DistInfo, device: torch.device
+    config: TrainConfig,
+    run_dir: Path | None,
+    dist: DistInfo,
+    device: torch.device,
+    locks: contextlib.ExitStack,
 ) -> tuple[Trainer, str, DatasetInfo]:
     t = config.train
     torch.manual_seed(t.seed)  # model initialisation: the same on every process
@@ -262,7 +272,7 @@ def _setup(
         _init_sigmoid_head(model)
     model.set_grad_checkpointing(t.grad_checkpointing)
     if run_dir is None:
-        run_dir = _new_run_dir(config, model_name, dist)
+        run_dir = _new_run_dir(config, model_name, dist, locks)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if t.parallel == "fsdp" and t.ema_decay and dist.enabled:
@@ -366,12 +376,24 @@ def train(
     config stored in ``RUN_DIR/config.yaml`` (``overrides``, ``--set`` style, still apply).
     Under torchrun every process calls this; only rank 0 writes files.
     """
+    with contextlib.ExitStack() as locks:  # the run directory's lock, held until the end
+        return _train(config, resume, overrides, locks)
+
+
+def _train(
+    config: TrainConfig | None,
+    resume: str | os.PathLike[str] | None,
+    overrides: Sequence[str],
+    locks: contextlib.ExitStack,
+) -> RunResult:
     run_dir = None
     checkpoint = None
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / RUN_CONFIG_FILE).is_file():
             raise ConfigError(f"{run_dir}: not a run directory (no {RUN_CONFIG_FILE})")
+        if env_dist_info().is_main:  # refuse to resume a run another process is training
+            locks.enter_context(run_dir_lock(run_dir))
         config = load_config(run_dir / RUN_CONFIG_FILE)
         checkpoint = load_train_state(run_dir)
     config = config or TrainConfig()
@@ -383,7 +405,7 @@ def train(
     threads = torch.get_num_threads()
     try:
         _configure_torch(config, device)
-        trainer, model_name, info = _setup(config, run_dir, dist, device)
+        trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
         if checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
         result = _run(trainer, model_name, info, resumed=checkpoint is not None)
