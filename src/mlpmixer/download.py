@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -85,12 +87,36 @@ def _hub_errors() -> tuple[type[Exception], ...]:
     return missing_remote, errors.LocalEntryNotFoundError, not_found
 
 
+PROBE_TIMEOUT_S = 2.0
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub's endpoint opens within ``timeout`` seconds."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urllib.parse.urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:  # refused, unresolvable host, timeout
+        return False
+    return True
+
+
 def download_hub_repo(repo_id: str, **hub_options: Any) -> Path:
-    """config.json (if any) and the weights file of a hub repository; returns the local folder."""
+    """config.json (if any) and the weights file of a hub repository; returns the local folder.
+
+    An unreachable hub reads the local cache only: huggingface_hub would otherwise retry for
+    ~25 s and log each try before giving up.
+    """
     from huggingface_hub import hf_hub_download
 
     missing_remote, offline, not_found = _hub_errors()
     repo_id = repo_id.removeprefix(HUB_PREFIX)
+    if not hub_options.get("local_files_only") and not hub_reachable():
+        hub_options = {**hub_options, "local_files_only": True}
     try:
         folder = None
         for name in WEIGHT_FILES:
