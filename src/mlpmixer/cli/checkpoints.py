@@ -16,10 +16,16 @@ from .app import POSITIVE_INT, cli, console, err_console, print_json
 @cli.command()
 @click.option("--pattern", default="*", show_default=True, help="Shell-style filter on names.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def models(pattern: str, as_json: bool) -> None:
+@click.option(
+    "--pretrained", is_flag=True, help="List published weights (name.tag) and their preprocessing."
+)
+def models(pattern: str, as_json: bool, pretrained: bool) -> None:
     """List registered models: parameters, GFLOPs per image, tokens, width."""
     from ..models import flops_per_image, list_models, model_entry, param_count
 
+    if pretrained:
+        _print_pretrained(list_models(pattern, pretrained=True), as_json)
+        return
     rows = []
     for name in list_models(pattern):
         entry = model_entry(name)
@@ -121,3 +127,22 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
     for w in caught:
         err_console.print(f"warning: {w.message}", highlight=False)
     console.print(f"wrote {out}")
+
+
+def _print_pretrained(names: list[str], as_json: bool) -> None:
+    from ..models.pretrained import weights_cfg
+
+    rows = [{"name": n, **weights_cfg(*n.split(".", 1))} for n in names]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("name", "classes", "mean", "std", "interp", "crop", "source"):
+        table.add_column(column, no_wrap=column == "name")
+    for r in rows:
+        table.add_row(
+            r["name"], str(r["num_classes"]), ",".join(f"{v:g}" for v in r["mean"]),
+            ",".join(f"{v:g}" for v in r["std"]), r["interpolation"], f"{r['crop_pct']:g}",
+            r["source"],
+        )  # fmt: skip
+    console.print(table)

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from .base import MlpFamilyModel, build_model
 from .config import MixerConfig
 from .family_registry import register_family
+from .pretrained import sources
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,6 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-_GCS = "https://storage.googleapis.com/mixer_models"
 
 
 def register_model(
@@ -47,35 +47,6 @@ def register_model(
     if name in _REGISTRY:
         raise ConfigError(f"model {name!r} is already registered")
     _REGISTRY[name] = ModelEntry(name, config, description, paper_params_m, dict(pretrained or {}))
-
-
-def _hub(name: str, *tags: str) -> dict[str, str]:
-    return {tag: f"hf-hub:timm/{name}.{tag}" for tag in tags}
-
-
-def _official(size_patch: str, *folders: tuple[str, str]) -> dict[str, str]:
-    return {tag: f"{_GCS}/{folder}/Mixer-{size_patch}.npz" for tag, folder in folders}
-
-
-_IN21K, _IN1K, _SAM = (
-    ("official_in21k", "imagenet21k"),
-    ("official_in21k_ft_in1k", "imagenet1k"),
-    ("official_sam_in1k", "sam"),
-)
-# Published weights of the paper's models: timm's hub copies first (the default tag), then
-# Google's .npz files.
-_PRETRAINED: dict[str, dict[str, str]] = {
-    "mixer_b16_224": {
-        **_hub("mixer_b16_224", "goog_in21k_ft_in1k", "goog_in21k"),
-        **_hub("mixer_b16_224", "miil_in21k_ft_in1k", "miil_in21k"),
-        **_official("B_16", _IN21K, _IN1K, _SAM),
-    },
-    "mixer_b32_224": _official("B_32", _SAM),
-    "mixer_l16_224": {
-        **_hub("mixer_l16_224", "goog_in21k_ft_in1k", "goog_in21k"),
-        **_official("L_16", _IN21K, _IN1K),
-    },
-}
 
 
 # The paper's Table 1: (size, blocks N, patch P, hidden C, D_S, D_C, params in millions).
@@ -101,7 +72,7 @@ for _size, _n, _p, _c, _ds, _dc, _params in _PAPER_TABLE:
         ),
         f"Mixer-{_size.upper()}/{_p} of the paper, 224x224 RGB",
         paper_params_m=_params,
-        pretrained=_PRETRAINED.get(f"mixer_{_size}{_p}_224"),
+        pretrained=sources(f"mixer_{_size}{_p}_224"),
     )
 
 # Small Mixers for small images (not in the paper). Same block design, fewer and thinner
@@ -156,7 +127,11 @@ register_model(
 )
 
 # The rest of the family, under timm's names and with timm's configs (timm/models/mlp_mixer.py).
-register_family(register_model)
+register_family(
+    lambda name, config, description: register_model(
+        name, config, description, pretrained=sources(name)
+    )
+)
 
 
 def resolve_name(name: str) -> str:
@@ -171,9 +146,20 @@ def resolve_name(name: str) -> str:
     raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style ``pattern``, in registration order."""
-    return [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)]
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Registered names matching a shell-style ``pattern``, in registration order.
+
+    ``pretrained=True`` lists published weights instead, as timm does: ``name.tag``
+    (``gmlp_s16_224.ra3_in1k``), the pattern matched against the model name or the full name.
+    """
+    if not pretrained:
+        return [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)]
+    return [
+        f"{n}.{tag}"
+        for n, entry in _REGISTRY.items()
+        for tag in entry.pretrained
+        if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(f"{n}.{tag}", pattern)
+    ]
 
 
 def model_entry(name: str) -> ModelEntry:

@@ -1,0 +1,86 @@
+"""Published weights of the registered models, as data: ``model -> tag -> weights``.
+
+Tags follow timm (``gmlp_s16_224.ra3_in1k``); ``hf-hub:timm/...`` sources are timm's copies
+on the Hugging Face hub, ``official_*`` tags Google's original .npz files (bucket
+``mixer_models``: folders imagenet21k, imagenet1k, sam). Each entry records what the weights
+expect: number of classes and preprocessing (mean, std, interpolation, crop_pct), as timm's
+``pretrained_cfg`` states them. The first tag of a model is its default for
+``pretrained=True``. Downloading is `mlpmixer.checkpoints`' business.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GCS = "https://storage.googleapis.com/mixer_models"
+
+# Preprocessing presets: (mean, std, interpolation, crop_pct).
+PREPROCESSING: dict[str, tuple[tuple[float, ...], tuple[float, ...], str, float]] = {
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic", 0.875),  # Google's Mixers, gMLP
+    "miil": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "bilinear", 0.875),  # Alibaba MIIL's ImageNet-21k
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bicubic", 0.875),
+}
+
+# model: [(tag, source, num_classes, preprocessing preset), ...]; "hub" = timm's hub copy.
+TABLE: dict[str, list[tuple[str, str, int, str]]] = {
+    "mixer_b16_224": [
+        ("goog_in21k_ft_in1k", "hub", 1000, "half"),
+        ("goog_in21k", "hub", 21843, "half"),
+        ("miil_in21k_ft_in1k", "hub", 1000, "miil"),
+        ("miil_in21k", "hub", 11221, "miil"),
+        ("official_in21k", f"{GCS}/imagenet21k/Mixer-B_16.npz", 21843, "half"),
+        ("official_in21k_ft_in1k", f"{GCS}/imagenet1k/Mixer-B_16.npz", 1000, "half"),
+        ("official_sam_in1k", f"{GCS}/sam/Mixer-B_16.npz", 1000, "half"),
+    ],
+    "mixer_b32_224": [("official_sam_in1k", f"{GCS}/sam/Mixer-B_32.npz", 1000, "half")],
+    "mixer_l16_224": [
+        ("goog_in21k_ft_in1k", "hub", 1000, "half"),
+        ("goog_in21k", "hub", 21843, "half"),
+        ("official_in21k", f"{GCS}/imagenet21k/Mixer-L_16.npz", 21843, "half"),
+        ("official_in21k_ft_in1k", f"{GCS}/imagenet1k/Mixer-L_16.npz", 1000, "half"),
+    ],
+    "gmixer_24_224": [("ra3_in1k", "hub", 1000, "imagenet")],
+    "gmlp_s16_224": [("ra3_in1k", "hub", 1000, "half")],
+    "resmlp_12_224": [
+        ("fb_in1k", "hub", 1000, "imagenet"),
+        ("fb_distilled_in1k", "hub", 1000, "imagenet"),
+        ("fb_dino", "hub", 1000, "imagenet"),
+    ],
+    "resmlp_24_224": [
+        ("fb_in1k", "hub", 1000, "imagenet"),
+        ("fb_distilled_in1k", "hub", 1000, "imagenet"),
+        ("fb_dino", "hub", 1000, "imagenet"),
+    ],
+    "resmlp_36_224": [
+        ("fb_in1k", "hub", 1000, "imagenet"),
+        ("fb_distilled_in1k", "hub", 1000, "imagenet"),
+    ],
+    "resmlp_big_24_224": [
+        ("fb_in1k", "hub", 1000, "imagenet"),
+        ("fb_distilled_in1k", "hub", 1000, "imagenet"),
+        ("fb_in22k_ft_in1k", "hub", 1000, "imagenet"),
+    ],
+}
+
+
+def source_of(model: str, tag: str, source: str) -> str:
+    """The download source of one table row (``hub`` -> timm's hub id)."""
+    return f"hf-hub:timm/{model}.{tag}" if source == "hub" else source
+
+
+def sources(model: str) -> dict[str, str]:
+    """tag -> source of ``model``'s published weights (empty if none), default tag first."""
+    return {tag: source_of(model, tag, src) for tag, src, _, _ in TABLE.get(model, [])}
+
+
+def weights_cfg(model: str, tag: str) -> dict[str, Any]:
+    """timm-style description of one tag: source, num_classes, mean, std, interpolation,
+    crop_pct. ``KeyError`` if the model has no such tag."""
+    for row_tag, src, num_classes, preset in TABLE[model]:
+        if row_tag == tag:
+            mean, std, interpolation, crop_pct = PREPROCESSING[preset]
+            return {
+                "source": source_of(model, tag, src), "num_classes": num_classes, "mean": mean,
+                "std": std, "interpolation": interpolation, "crop_pct": crop_pct,
+            }  # fmt: skip
+    raise KeyError(f"{model}.{tag}")
