@@ -119,6 +119,7 @@ class TrainSection:
     parallel: Parallelism = "ddp"  # under torchrun with several processes
     nonfinite_check_every: int = 1  # check the loss for NaN/inf every N steps
     grad_checkpointing: bool = False  # recompute block activations in backward: less memory
+    layer_decay: float | None = None  # layer-wise LR decay (timm's), e.g. 0.75; null: off
 
 
 @dataclass
@@ -334,6 +335,10 @@ def _check_sections(c: TrainConfig) -> None:
         0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", t.label_smoothing, "in [0, 1)"
     )
     _require(0.0 <= t.ema_decay < 1.0, "train.ema_decay", t.ema_decay, "in [0, 1)")
+    _require(
+        t.layer_decay is None or 0.0 < t.layer_decay <= 1.0,
+        "train.layer_decay", t.layer_decay, "in (0, 1] or null",
+    )  # fmt: skip
     for key in (
         "eval_every_epochs",
         "checkpoint_every_epochs",

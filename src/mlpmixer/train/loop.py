@@ -333,7 +333,7 @@ class Trainer:
         record: dict[str, Any] = {
             "epoch": self.state.epoch + 1,
             "step": self.state.global_step,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": max(g["lr"] for g in self.optimizer.param_groups),  # the head's, with layer decay
             "train_loss": loss_sum / max(n, 1),
             "train_top1": correct / max(n, 1),
             "images_per_second": images / max(epoch_seconds, 1e-9),

@@ -17,13 +17,23 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..models.params import weight_decay_groups
+from ..models.params import layer_decay_groups, weight_decay_groups
 from .config import OptimSection, ScheduleSection
 
 
-def build_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.Optimizer:
-    """The optimizer of ``cfg`` over ``model``'s parameters (no decay on norms and biases)."""
-    groups = weight_decay_groups(model, cfg.weight_decay)
+def build_optimizer(
+    model: nn.Module, cfg: OptimSection, layer_decay: float | None = None
+) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg`` over ``model``'s parameters (no decay on norms and biases).
+
+    ``layer_decay`` (fine-tuning): each layer's peak LR is ``lr · layer_decay^(L - layer)``
+    by the model's ``group_matcher`` (head 1, stem smallest); the schedule scales every
+    group from its own peak.
+    """
+    if layer_decay is not None and layer_decay != 1.0:
+        groups = layer_decay_groups(model, cfg.weight_decay, cfg.lr, layer_decay)
+    else:
+        groups = weight_decay_groups(model, cfg.weight_decay)
     # foreach: one kernel per group instead of per tensor (torch's default only on GPUs);
     # on a CPU it halves the optimizer's share of a small model's step
     if cfg.name == "sgd":

@@ -283,7 +283,9 @@ def _setup(
     if t.compile:
         wrapped = torch.compile(wrapped)  # type: ignore[assignment]
     wrapped = wrap_model(wrapped, dist, device, t.parallel)
-    optimizer = build_optimizer(unwrap(wrapped) if t.parallel != "fsdp" else wrapped, config.optim)
+    optimizer = build_optimizer(
+        unwrap(wrapped) if t.parallel != "fsdp" else wrapped, config.optim, t.layer_decay
+    )
     train_loader, sampler, eval_loader = _loaders(config, dist, device, info, train_set, test_set)
     steps_per_epoch = sampler.steps_per_epoch
     total_steps = t.steps or t.epochs * steps_per_epoch
