@@ -98,3 +98,46 @@ def test_convert_offers_exactly_the_writable_formats():
     for fmt in WRITABLE_FORMATS:
         assert fmt in result.output
     assert "lucidrains" not in result.output.split("--to")[1].split("--img-size")[0]
+
+
+@pytest.fixture(scope="module", params=FAMILY_MODELS)
+def saved_family_model(request, tmp_path_factory):
+    model = _small(request.param)
+    with torch.no_grad():  # a non-trivial head, so predictions differ between images
+        model.head.weight.normal_(0, 0.5)
+    path = tmp_path_factory.mktemp("fam") / request.param
+    model.save_pretrained(path)
+    return path, model
+
+
+def test_eval_of_a_saved_family_model_equals_a_direct_computation(saved_family_model):
+    from mlpmixer.data import build_dataset
+    from mlpmixer.evaluate.eval import evaluate_checkpoint
+
+    path, model = saved_family_model
+    data, _ = build_dataset("digits", "test", img_size=(8, 8), in_chans=1, crop_pct=0.875,
+                            interpolation="bicubic")  # fmt: skip
+    images = torch.stack([data[i][0] for i in range(len(data))])
+    labels = torch.tensor([data[i][1] for i in range(len(data))])
+    result, loaded = evaluate_checkpoint(path, "digits", batch_size=100)
+    assert type(loaded) is type(model)
+    with torch.no_grad():
+        direct = (model((images - 0.5) / 0.5).argmax(1) == labels).double().mean().item()
+    assert result.top1 == pytest.approx(direct)
+
+
+def test_predict_and_fewshot_take_a_family_model(saved_family_model, tmp_path):
+    from PIL import Image
+
+    from mlpmixer.evaluate.fewshot import fewshot_checkpoint
+    from mlpmixer.evaluate.predict import predict_files
+
+    path, _ = saved_family_model
+    for i in range(2):
+        Image.fromarray((torch.rand(8, 8) * 255).byte().numpy(), mode="L").save(
+            tmp_path / f"{i}.png"
+        )
+    report = predict_files(load_model(path), [tmp_path], top_k=3)
+    assert len(report.predictions) == 2 and not report.failures
+    result = fewshot_checkpoint(path, "digits", shots=(1,), seeds=(0,))
+    assert result.results and 0.0 <= result.results[0].mean_accuracy <= 1.0
