@@ -27,6 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import InputShapeError
 from .config import MixerConfig
+from .gelu import GELU, gelu_
 from .init import init_weights
 from .resize import resize_token_mixing
 from .serialization import HUB_OPTIONS, read_native, write_native
@@ -81,7 +82,7 @@ class ChannelMixingMlp(nn.Module):
     def __init__(self, dim: int, hidden: int, gelu: str, drop: float) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU(approximate=gelu)
+        self.act = GELU(approximate=gelu)  # tanh form: the fused CPU kernel (models/gelu.py)
         self.fc2 = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
@@ -105,7 +106,7 @@ class ChannelMixingMlp(nn.Module):
         """Dropout(GELU(h)); in inference GELU overwrites h, a product's output used only here."""
         if self.training or torch.is_grad_enabled():
             return self.drop(self.act(h))
-        return torch.ops.aten.gelu_(h, approximate=self.act.approximate)
+        return gelu_(h, self.act.approximate)
 
 
 class TokenMixingMlp(ChannelMixingMlp):
