@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import InputShapeError
+from . import autocast_cache
 from .config import MixerConfig
 from .gelu import GELU, gelu_
 from .init import init_weights
@@ -89,9 +90,14 @@ class ChannelMixingMlp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pieces = self._pieces(x)
         if pieces == 1:
-            return self.drop(self.fc2(self.gelu(self.fc1(x))))
+            return self.drop(self._mlp(x))
         rows = x.reshape(-1, x.shape[-1]).tensor_split(pieces)
-        return torch.cat([self.fc2(self.gelu(self.fc1(part))) for part in rows]).view(x.shape)
+        return torch.cat([self._mlp(part) for part in rows]).view(x.shape)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        # autocast_cache.linear: in CPU autocast inference, weights cast once, not every call
+        h = self.gelu(autocast_cache.linear(self.fc1, x))
+        return autocast_cache.linear(self.fc2, h)
 
     def _pieces(self, x: torch.Tensor) -> int:
         """1, or the number of pieces for eager CPU inference (not traced: shapes stay free)."""
@@ -119,11 +125,12 @@ class TokenMixingMlp(ChannelMixingMlp):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # One batched product per layer, the weight broadcast over the batch (expand: no
         # copy) and the bias added inside it; torch.matmul would transpose x instead.
-        b = x.shape[0]
-        h = torch.baddbmm(self.fc1.bias[:, None], self.fc1.weight.expand(b, -1, -1), x)
+        b, weight = x.shape[0], autocast_cache.weight  # (cached copies in autocast inference)
+        w1, b1 = weight(self.fc1, "weight"), weight(self.fc1, "bias")
+        h = torch.baddbmm(b1[:, None], w1.expand(b, -1, -1), x)
         h = self.gelu(h)  # (B, D_S, C)
-        w2 = self.fc2.weight.expand(b, -1, -1)
-        return self.drop(torch.baddbmm(self.fc2.bias[:, None], w2, h))  # (B, S, C)
+        w2, b2 = weight(self.fc2, "weight").expand(b, -1, -1), weight(self.fc2, "bias")
+        return self.drop(torch.baddbmm(b2[:, None], w2, h))  # (B, S, C)
 
 
 class MixerBlock(nn.Module):
