@@ -207,7 +207,12 @@ def without_fused_gelu(step: Callable[[], None]) -> Callable[[], None]:
 def time_interleaved(
     fns: dict[str, Callable[[], None]], warmup: int, repeats: int, min_time_s: float
 ) -> dict[str, dict[str, list[float]]]:
-    """Wall and CPU seconds of each call, the functions called in turn, order alternating."""
+    """Wall and CPU seconds of each call, the functions called in turn.
+
+    Each round starts one function further along (and odd rounds run backwards), so that every
+    function takes every position equally: measured here, the step that follows a given other
+    step can be ~10% slower (heap and page state left behind), whichever model it is.
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -215,7 +220,8 @@ def time_interleaved(
     out = {name: {"wall": [], "cpu": []} for name in names}
     start, rounds = time.perf_counter(), 0
     while rounds < repeats or time.perf_counter() - start < min_time_s * len(names):
-        for name in names if rounds % 2 == 0 else reversed(names):
+        order = names[rounds % len(names) :] + names[: rounds % len(names)]
+        for name in order if rounds % 2 == 0 else reversed(order):
             t0, c0 = time.perf_counter(), time.process_time()
             fns[name]()
             out[name]["wall"].append(time.perf_counter() - t0)
