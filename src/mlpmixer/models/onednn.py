@@ -1,0 +1,105 @@
+"""Linear + bias (+ GELU) as one oneDNN primitive, for CPU inference.
+
+``F.linear`` on the CPU broadcasts the bias into the output and then accumulates the product
+into it (one more pass over the output), and on AMD CPUs its fp32 products go to MKL, which
+does not use AVX-512 there. ``torch.ops.mkldnn._linear_pointwise`` (the op inductor's
+freezing pass emits) runs the product in oneDNN with the bias, and optionally the GELU, as
+its epilogue. Measured on a 2-vCPU AMD EPYC (Zen 5), one thread, Mixer-S/16 batch 16, the
+channel MLPs through it: inference 1.86× faster in fp32 (the product itself: oneDNN's AVX-512
+kernel against MKL's), 1.11× in bf16 autocast; logits within 4e-7 (fp32) of the ATen path.
+
+Only in inference (grad disabled), on CPU, float32/bfloat16, outside compile/tracing, when the
+op exists in this torch build; anything else, or ``MLPMIXER_ONEDNN=0``, returns None and the
+caller uses its ATen path. The op is private to PyTorch: if a call fails, the failure is
+logged once and the path is switched off for the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+log = logging.getLogger(__name__)
+
+_ALGORITHM = {"tanh": "tanh", "none": "none"}  # GELU approximate -> oneDNN's gelu algorithm
+_broken = False
+
+
+def enabled() -> bool:
+    """False when ``MLPMIXER_ONEDNN`` is ``0``/``false``/``no``/``off``, or after a failure."""
+    value = os.environ.get("MLPMIXER_ONEDNN", "1").strip().lower()
+    return not _broken and value not in ("0", "false", "no", "off")
+
+
+def _usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and x.device.type == "cpu"
+        and weight.dtype in (torch.float32, torch.bfloat16)
+        and enabled()
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+def linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu: str | None = None
+) -> torch.Tensor | None:
+    """``x @ weightᵀ + bias`` (then GELU with ``approximate=gelu``) for x (..., K), or None.
+
+    ``x`` is cast to the weight's dtype (CPU autocast hands fp32 or bf16 activations; the
+    weights are the cached autocast copies). Returns None where this path does not apply.
+    """
+    global _broken
+    if not _usable(x, weight) or (gelu is not None and gelu not in _ALGORITHM):
+        return None
+    if bias is not None and bias.dtype != weight.dtype:
+        return None
+    rows = x.reshape(-1, x.shape[-1]).to(weight.dtype)
+    attr, algorithm = ("gelu", _ALGORITHM[gelu]) if gelu is not None else ("none", "")
+    try:
+        out = torch.ops.mkldnn._linear_pointwise(rows, weight, bias, attr, [], algorithm)
+    except (RuntimeError, NotImplementedError) as err:
+        _broken = True
+        log.warning("oneDNN linear unavailable, using F.linear: %s", err)
+        return None
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+def _plain_linear(module: torch.nn.Module) -> bool:
+    """A plain nn.Linear without hooks (wrapped or replaced modules must be called instead)."""
+    return (
+        type(module) is torch.nn.Linear
+        and not module._forward_hooks
+        and not module._forward_pre_hooks
+    )
+
+
+def mlp(
+    fc1: torch.nn.Module, fc2: torch.nn.Module, gelu: str, x: torch.Tensor
+) -> torch.Tensor | None:
+    """fc2(GELU(fc1(x))) as two oneDNN primitives (GELU in the first's epilogue), or None.
+
+    Weights come through `autocast_cache` (bf16 copies under CPU autocast). Under autocast the
+    result is in the autocast dtype, as ``fc2(...)`` would be.
+    """
+    if not (_plain_linear(fc1) and _plain_linear(fc2)) or not _usable(x, fc1.weight):
+        return None
+    from .autocast_cache import weight
+
+    w1, b1, w2, b2 = (
+        weight(fc1, "weight"),
+        weight(fc1, "bias"),
+        weight(fc2, "weight"),
+        weight(fc2, "bias"),
+    )
+    if torch.is_autocast_enabled("cpu") and w1.dtype == torch.float32:
+        return None  # autocast to a dtype this path does not cast to: leave it to ATen
+    if not torch.is_autocast_enabled("cpu") and x.dtype != w1.dtype:
+        return None  # mixed dtypes without autocast: ATen raises the usual error
+    h = linear(x, w1, b1, gelu)
+    return None if h is None else linear(h, w2, b2)
