@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import InputShapeError
-from . import autocast_cache
+from . import autocast_cache, onednn
 from .config import MixerConfig
 from .gelu import GELU, gelu_
 from .init import init_weights
@@ -95,6 +95,9 @@ class ChannelMixingMlp(nn.Module):
         return torch.cat([self._mlp(part) for part in rows]).view(x.shape)
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        fused = onednn.mlp(self.fc1, self.fc2, self.act.approximate, x)  # CPU inference only
+        if fused is not None:
+            return fused
         # autocast_cache.linear: in CPU autocast inference, weights cast once, not every call
         h = self.gelu(autocast_cache.linear(self.fc1, x))
         return autocast_cache.linear(self.fc2, h)
