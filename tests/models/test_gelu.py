@@ -182,3 +182,12 @@ def test_traced_code_uses_aten():
     x = torch.randn(100)
     traced = torch.jit.trace(lambda t: gelu(t, "tanh"), (x,))
     assert "gelu" in str(traced.graph)
+
+
+def test_dispatch_modes_see_the_aten_op():
+    """FlopCounterMode and other dispatch modes must see GELU as an ATen op."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(1000)
+    with FlopCounterMode(display=False):
+        torch.testing.assert_close(gelu(x, "tanh"), F.gelu(x, approximate="tanh"), atol=0, rtol=0)

@@ -10,8 +10,9 @@ contiguous CPU tensors in float32, bfloat16 or float64, they run a small C kerne
 in one vectorised pass, forward and backward (ATen's tanh GELU costs ~1 ns per element on a
 CPU core, most of it the tanh; the fused pass is several times cheaper). Everything else — the
 erf form, CUDA and other devices, other dtypes, non-contiguous or wrapped tensors (vmap,
-fake tensors), ``torch.compile``/``torch.export``/tracing (inductor fuses GELU itself) — goes
-to ``F.gelu``, as does every call when the kernel cannot be built (no C compiler) or
+fake tensors), any torch dispatch mode (``FlopCounterMode`` must see the ATen op),
+``torch.compile``/``torch.export``/tracing (inductor fuses GELU itself) — goes to
+``F.gelu``, as does every call when the kernel cannot be built (no C compiler) or
 ``MLPMIXER_FUSED_GELU=0`` is set.
 
 The kernel is compiled on first use with the system C compiler (``$CC`` or cc/gcc/clang,
@@ -37,6 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,7 @@ def _fusable(x: torch.Tensor, approximate: str) -> bool:
         and not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
+        and not is_in_torch_dispatch_mode()  # flop counters, debug modes: they see ATen ops
         and type(x) in (torch.Tensor, nn.Parameter)
         and x.device.type == "cpu"
         and x.dtype in _SUFFIX

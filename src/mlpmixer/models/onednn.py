@@ -10,7 +10,8 @@ kernel against MKL's), 1.11× in bf16 autocast; logits within 4e-7 (fp32) of the
 
 Only in inference (grad disabled), on CPU, float32/bfloat16, outside compile/tracing, when the
 op exists in this torch build; anything else, or ``MLPMIXER_ONEDNN=0``, returns None and the
-caller uses its ATen path. The op is private to PyTorch: if a call fails, the failure is
+caller uses its ATen path; also under a torch dispatch mode (``FlopCounterMode``, fake
+tensors), which must see the ATen ops. The op is private to PyTorch: if a call fails, the failure is
 logged once and the path is switched off for the process.
 """
 
@@ -20,6 +21,7 @@ import logging
 import os
 
 import torch
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ def _usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
         not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()
+        and not is_in_torch_dispatch_mode()  # flop counters, fake tensors: they see ATen ops
         and x.device.type == "cpu"
         and weight.dtype in (torch.float32, torch.bfloat16)
         and enabled()
