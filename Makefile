@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LINT_PATHS := src tests $(wildcard benchmarks)
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(PY) -m pytest -n 2 -q
+
+# the fast tier while working: everything but the tests marked slow
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -n 2 -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)

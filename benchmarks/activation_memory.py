@@ -1,7 +1,7 @@
 """Training memory per image of the paper's Mixers, with and without activation checkpointing.
 
 Counts the bytes autograd saves for backward during one forward pass (what grows with the
-batch; `mlpmixer.evaluate.timing.SavedActivations`), under bf16 autocast or in fp32, and
+batch; `mlpmixer.bench.timing.SavedActivations`), under bf16 autocast or in fp32, and
 estimates the largest batch that fits a GPU of the given memory next to the fp32 weights,
 gradients and AdamW state (16 bytes per parameter). With checkpointing, each block's input is
 kept and one block's activations are rebuilt at a time in backward; both are counted. The counts do not depend on the device,
@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 
 import torch
 
 from mlpmixer import create_model, list_models
-from mlpmixer.evaluate.timing import SavedActivations
+from mlpmixer.bench.timing import SavedActivations
 
 
 def saved_bytes(model: torch.nn.Module, batch: int, dtype: str) -> int:
@@ -52,6 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name in args.models.split(","):
+        # a line per model on stderr: the big ones take minutes, and stdout stays parseable
+        print(f"... measuring {name}", file=sys.stderr, flush=True)
         params = create_model(name).num_params()
         static = 16 * params  # fp32 weights + gradients + AdamW's two moments
         row = {"model": name, "params_m": params / 1e6, "static_gib": static / 2**30}

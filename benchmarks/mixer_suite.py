@@ -1,6 +1,6 @@
 """The performance suite of issue 5: Mixer-S/16 and B/16, fp32 and bf16, inference and training.
 
-Every configuration runs `mlpmixer.evaluate.bench.benchmark` with ``compare=True``: the
+Every configuration runs `mlpmixer.bench.run.benchmark` with ``compare=True``: the
 library's `MlpMixer` and the plain implementation (`mlpmixer.models.plain.PlainMixer`,
 transpose -> nn.Linear -> transpose) with the same weights, timed in interleaved rounds in
 the same process, plus the dense-matmul peak of the same dtype for MFU.
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from mlpmixer.evaluate.bench import BenchOptions, benchmark
+from mlpmixer.bench.run import BenchOptions, benchmark
 from mlpmixer.fileio import atomic_write_text
 
 HERE = Path(__file__).resolve().parent

@@ -56,6 +56,7 @@ def test_errors_are_short_and_exit_2_for_bad_input(tmp_path):
     assert result.exit_code == 2
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
     missing = str(tmp_path / "missing.npz")
     result = subprocess.run(
@@ -64,3 +65,20 @@ def test_debug_shows_the_traceback(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_the_cli_shows_the_library_log_on_stderr(capsys):
+    """The library logs (it never prints); the CLI shows INFO lines plain, warnings marked."""
+    import logging
+
+    from mlpmixer.cli.app import StderrLines, show_library_log
+
+    show_library_log()
+    show_library_log()  # installed once, however often a command runs
+    handlers = logging.getLogger("mlpmixer").handlers
+    assert sum(isinstance(h, StderrLines) for h in handlers) == 1
+    capsys.readouterr()
+    logging.getLogger("mlpmixer.data.folder").warning("skipping x")
+    logging.getLogger("mlpmixer.train.logs").info("epoch 1/2")
+    out, err = capsys.readouterr()
+    assert err == "warning: skipping x\nepoch 1/2\n" and out == ""

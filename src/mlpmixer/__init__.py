@@ -16,8 +16,7 @@ from .errors import (
     MixerError,
     RunError,
 )
-from .factory import create_model
-from .models import MixerConfig, MlpMixer, list_models, model_config, register_model
+from .models import MixerConfig, MlpMixer, create_model, list_models, model_config, register_model
 
 __version__ = "0.1.0"
 

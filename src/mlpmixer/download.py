@@ -17,9 +17,16 @@ from typing import Any
 
 from .errors import CheckpointNotFoundError, DownloadError
 from .fileio import atomic_path
+from .layout import CONFIG_JSON, SAFETENSORS_WEIGHTS, TORCH_WEIGHTS
 
 HUB_PREFIX = "hf-hub:"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+WEIGHT_FILES = (SAFETENSORS_WEIGHTS, TORCH_WEIGHTS, "open_clip_pytorch_model.bin")
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` names a Hugging Face hub repository: ``hf-hub:org/name``, or ``org/name``
+    (exactly one slash, not a relative or absolute path). Callers try local paths first."""
+    return text.startswith(HUB_PREFIX) or (text.count("/") == 1 and not text.startswith((".", "/")))
 
 
 def cache_dir() -> Path:
@@ -97,7 +104,7 @@ def download_hub_repo(repo_id: str, **hub_options: Any) -> Path:
         if folder is None:
             raise CheckpointNotFoundError(f"hub repository {repo_id!r} has none of {WEIGHT_FILES}")
         with contextlib.suppress(missing_remote):
-            hf_hub_download(repo_id, "config.json", **hub_options)
+            hf_hub_download(repo_id, CONFIG_JSON, **hub_options)
     except not_found as err:
         raise CheckpointNotFoundError(
             f"{repo_id!r} is neither a local path nor a Hugging Face hub repository"

@@ -9,17 +9,26 @@ and leaves the previous version untouched.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _default_mode() -> int:
     """The mode ``open()`` would give a new file: 0o666 less the umask (mkstemp gives 0o600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -39,6 +48,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     renamed if the block raises.
     """
     target = Path(target)
+    if target.exists() and not target.is_file():  # the rename would replace /dev/null (root)
+        raise ConfigError(f"{target} exists and is not a regular file; give a file path")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -61,3 +72,76 @@ def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_write_json(target: str | os.PathLike[str], data: Any) -> None:
+    """``data`` as indented JSON (the form every results file of this package has)."""
+    atomic_write_text(target, json.dumps(data, indent=2) + "\n")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Entries of ``old`` that ``new`` lacks (a README, the user's own files) are kept."""
+    for entry in old.iterdir():
+        dest = new / entry.name
+        if dest.exists() or dest.is_symlink():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, dest, symlinks=True)
+            continue
+        try:
+            os.link(entry, dest, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(entry, dest, follow_symlinks=False)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder next to ``target``; on success it becomes ``target`` atomically.
+
+    Files of an existing ``target`` that the new folder does not replace are carried over.
+    The swap is one ``renameat2(RENAME_EXCHANGE)`` where the system has it; elsewhere the old
+    folder is renamed aside first, leaving a short window with no ``target`` (never a folder
+    mixing old and new files). Nothing changes if the block raises.
+    """
+    target = Path(target)
+    if target.is_symlink():  # replace the folder the link points to, keep the link
+        target = target.resolve()
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{target} exists and is not a directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        for file in tmp.iterdir():
+            if file.is_file():
+                with open(file, "rb") as f:
+                    os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if not target.exists():
+            os.rename(tmp, target)
+        else:
+            _carry_over(target, tmp)
+            if not _exchange(tmp, target):
+                aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+                aside.rmdir()
+                os.rename(target, aside)
+                os.rename(tmp, target)
+                tmp = aside
+        _fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

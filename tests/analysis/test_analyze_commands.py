@@ -72,6 +72,7 @@ def test_cka_command_on_a_dataset_and_on_image_files(checkpoint, tmp_path):
     np.testing.assert_allclose(np.diag(np.array(across["cka"])), 1.0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_permutation_command(tmp_path):
     args = ["analyze", "permutation", "--dataset", "digits", "--epochs", "1", "--cnn-width", "4", "--limit", "300",
             "--set", "hidden_dim=16", "--set", "num_blocks=1", "--set", "channels_mlp_dim=32",
@@ -83,3 +84,20 @@ def test_permutation_command(tmp_path):
     assert data["exact"]["same_predictions"] and data["exact"]["max_abs_logit_diff"] < 1e-10
     assert data["config"]["hidden_dim"] == 16 and data["num_test"] == 300
     _png_ok(tmp_path / "permutation.png")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("hidden_dim=[&a 8, *a]", "YAML aliases are not allowed"),
+        ("hidden_dim=" + "[" * 40 + "]" * 40, "YAML nested more than 32 levels"),
+    ],
+)
+def test_permutation_set_values_are_read_with_the_bounded_yaml_loader(tmp_path, value, message):
+    """`analyze permutation --set` read its values with yaml.safe_load, which expands aliases
+    (a 440-byte alias bomb hangs it); like every other --set it now refuses them (exit 2)."""
+    args = ["analyze", "permutation", "--limit", "20", "--epochs", "1", "--set", value,
+            "--out-dir", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "hidden_dim" in result.output

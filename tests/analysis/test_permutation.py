@@ -73,6 +73,7 @@ def _digits(n_train=240, n_test=120):
 TINY = {"hidden_dim": 24, "num_blocks": 2, "tokens_mlp_dim": 8, "channels_mlp_dim": 48}
 
 
+@pytest.mark.slow
 def test_training_on_permuted_data_from_the_folded_init_is_the_same_network():
     (train, test) = _digits()
     config = model_config("mixer_t2_8", **TINY)

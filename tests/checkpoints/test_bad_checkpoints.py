@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 
@@ -181,3 +182,82 @@ def test_missing_path_and_offline_hub(tmp_path, monkeypatch):
         mlpmixer.load_model("hf-hub:someone/mixer-that-is-not-cached", cache_dir=str(tmp_path))
     with pytest.raises(mlpmixer.DownloadError, match="cannot download http://127.0.0.1:9/x.npz"):
         mlpmixer.load_model("http://127.0.0.1:9/x.npz")
+
+
+# Issue 9 item 6: everything read from a file is bounded before it is allocated.
+
+
+def _write_zip_bomb(path, megabytes):
+    """An .npz whose one float32 array of zeros deflates ~1000x (built without allocating it)."""
+    import zipfile
+
+    count = megabytes * 2**20 // 4
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (count,)}
+    )
+    with (
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("stem/bias.npy", "w", force_zip64=True) as member,
+    ):
+        member.write(header.getvalue())
+        chunk = bytes(2**20)
+        for _ in range(megabytes):
+            member.write(chunk)
+
+
+def test_npz_zip_bomb_is_refused_before_unpacking(tmp_path):
+    path = tmp_path / "bomb.npz"
+    _write_zip_bomb(path, 96)
+    assert path.stat().st_size < 2**20  # < 1 MB that unpacks to 96 MB
+    with pytest.raises(
+        CheckpointError, match=r"bomb.npz: the archive unpacks to 100,663,\d+ bytes"
+    ):
+        mlpmixer.load_model(path)
+
+
+def test_stride_zero_tensor_in_pth_is_refused(tmp_path, params):
+    timm = {k: torch.from_numpy(v) for k, v in official_to_timm(params).items()}
+    timm["head.weight"] = torch.zeros(1).expand(10**4, 10**4)  # 4 bytes viewed as 400 MB
+    torch.save(timm, tmp_path / "m.pth")
+    with pytest.raises(CheckpointError, match=r"tensor head.weight of shape \(10000, 10000\)"):
+        mlpmixer.load_model(tmp_path / "m.pth")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero-link", "fifo-in-folder"])
+def test_only_regular_files_are_read_as_checkpoints(tmp_path, kind):
+    if kind == "fifo":
+        path = tmp_path / "m.pth"
+        os.mkfifo(path)  # reading would block forever
+    elif kind == "dev-zero-link":
+        path = tmp_path / "m.safetensors"
+        path.symlink_to("/dev/zero")  # reading would never end
+    else:
+        path = tmp_path / "folder"
+        path.mkdir()
+        os.mkfifo(path / "model.safetensors")
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        mlpmixer.load_model(path)
+    if kind == "dev-zero-link":
+        with pytest.raises(CheckpointError, match="not a regular file"):
+            mlpmixer.MlpMixer.from_pretrained(path)
+
+
+@pytest.mark.parametrize("layout", ["native", "timm"])
+def test_deeply_nested_or_huge_config_json_is_a_checkpoint_error(tmp_path, params, layout):
+    folder = tmp_path / "m"
+    if layout == "native":
+        mlpmixer.MlpMixer(img_size=8, patch_size=4, hidden_dim=4, num_blocks=1).save(folder)
+    else:
+        folder.mkdir()
+        timm = {k: torch.from_numpy(v) for k, v in official_to_timm(params).items()}
+        from safetensors.torch import save_file
+
+        save_file(timm, folder / "model.safetensors")
+    (folder / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(CheckpointError, match="nested too deeply|unreadable timm config"):
+        mlpmixer.load_model(folder)
+    with open(folder / "config.json", "wb") as f:
+        f.truncate(17 * 2**20)  # sparse: 17 MiB of zeros
+    with pytest.raises(CheckpointError, match="larger than"):
+        mlpmixer.load_model(folder)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from safetensors.numpy import save_file as save_numpy_safetensors
 
 import mlpmixer
 from mixer_reference import mixer_logits, official_to_timm, random_official_params
+from mixer_testing import randomised
 from mlpmixer.cli import cli
 
 ATOL = 1e-5
@@ -165,7 +168,13 @@ def test_cli_convert_and_info_round_trip(tmp_path, official):
     result = runner.invoke(cli, ["convert", str(path), str(timm_path)])
     assert result.exit_code == 0, result.output
     assert "warning" in result.output and "erf" in result.output  # official is tanh, timm erf
+    assert "from-cli.pth.mlpmixer.json" in result.output  # where the tanh GELU is kept
     back = tmp_path / "back.npz"
+    result = runner.invoke(cli, ["convert", str(timm_path), str(back), "--to", "official"])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output  # the sidecar gave tanh back: nothing changes
+    assert mlpmixer.load_model(back).config.gelu == "tanh"
+    (tmp_path / "from-cli.pth.mlpmixer.json").unlink()  # a bare timm file: erf, as timm has it
     result = runner.invoke(cli, ["convert", str(timm_path), str(back), "--to", "official"])
     assert result.exit_code == 0, result.output
     assert "warning" in result.output and "tanh" in result.output
@@ -175,3 +184,88 @@ def test_cli_convert_and_info_round_trip(tmp_path, official):
     result = runner.invoke(cli, ["info", str(back), "--json"])
     assert result.exit_code == 0, result.output
     assert '"format": "official"' in result.output and '"num_tokens": 16' in result.output
+
+
+# Issue 9 item 5: conversions keep what the target format can hold, and say what it cannot.
+
+TRAINED = dict(
+    img_size=8, patch_size=4, in_chans=1, num_classes=3, hidden_dim=8, num_blocks=1,
+    tokens_mlp_dim=4, channels_mlp_dim=8, mean=(0.2,), std=(0.3,), interpolation="bilinear",
+    crop_pct=1.0, class_names=("circle", "square", "star"),
+)  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:timm's Mixer uses the exact")
+@pytest.mark.parametrize("target", ["m.npz", "m.pth", "m.pt", "timm.safetensors", "timm-dir"])
+@pytest.mark.parametrize("gelu", ["tanh", "none"])
+def test_conversion_keeps_class_names_preprocessing_and_gelu(tmp_path, target, gelu):
+    model = randomised(mlpmixer.MlpMixer(mlpmixer.MixerConfig(**TRAINED, gelu=gelu)))
+    model.save(tmp_path / "native")
+    fmt = {"m.pt": "state_dict", "timm.safetensors": "timm", "timm-dir": "timm"}.get(target)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mlpmixer.convert(tmp_path / "native", tmp_path / target, format=fmt)
+    back = mlpmixer.load_model(tmp_path / target)
+    assert back.config == model.config  # class names, mean/std, crop, interpolation, GELU
+    if target in ("m.npz", "m.pth", "m.pt"):  # tensors-only files: kept beside, and said so
+        messages = " ".join(str(w.message) for w in caught)
+        assert f"{target}.mlpmixer.json" in messages and "class names" in messages
+        (tmp_path / (target + ".mlpmixer.json")).unlink()
+        assert mlpmixer.load_model(tmp_path / target).config.class_names is None
+
+
+@pytest.mark.filterwarnings("ignore:m.npz holds tensors only", "ignore:other.npz holds")
+def test_a_sidecar_of_other_weights_is_ignored_with_a_warning(tmp_path):
+    model = mlpmixer.MlpMixer(mlpmixer.MixerConfig(**TRAINED))
+    mlpmixer.save_model(model, tmp_path / "m.npz")
+    mlpmixer.save_model(randomised(model), tmp_path / "other.npz")
+    (tmp_path / "other.npz").replace(tmp_path / "m.npz")  # the sidecar stays: stale
+    with pytest.warns(UserWarning, match="belongs to other weights"):
+        back = mlpmixer.load_model(tmp_path / "m.npz")
+    assert back.config.class_names is None
+
+
+def test_info_names_the_gelu_erf_or_tanh(tmp_path):
+    for gelu, shown in [("none", "erf"), ("tanh", "tanh")]:
+        model = mlpmixer.MlpMixer(mlpmixer.MixerConfig(**TRAINED, gelu=gelu))
+        model.save(tmp_path / gelu)
+        result = CliRunner().invoke(cli, ["info", str(tmp_path / gelu)])
+        assert result.exit_code == 0, result.output
+        line = next(li for li in result.output.splitlines() if "GELU" in li)
+        assert shown in line and "none" not in line, line
+        result = CliRunner().invoke(cli, ["info", str(tmp_path / gelu), "--json"])
+        assert f'"gelu": "{shown}"' in result.output
+
+
+def test_timm_hub_folder_is_replaced_atomically(tmp_path, monkeypatch):
+    """A kill while the weights are written leaves the previous timm folder whole: before,
+    config.json was already replaced, so new preprocessing sat next to the old weights."""
+    import json
+
+    import safetensors.torch
+
+    small = {"num_blocks": 1, "hidden_dim": 8, "tokens_mlp_dim": 4, "channels_mlp_dim": 8}
+    old = randomised(mlpmixer.create_model("mixer_t2_8", gelu="none", mean=(0.25,), **small))
+    mlpmixer.save_model(old, tmp_path / "timm", "timm")
+    (tmp_path / "timm" / "notes.txt").write_text("mine")
+    new = randomised(mlpmixer.create_model("mixer_t2_8", gelu="none", mean=(0.3,), **small))
+
+    def killed_while_writing(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        mlpmixer.save_model(new, tmp_path / "timm", "timm")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["timm"]  # no temporary folder left
+    config = json.loads((tmp_path / "timm" / "config.json").read_text())
+    assert config["pretrained_cfg"]["mean"] == [0.25]
+    loaded = mlpmixer.load_model(tmp_path / "timm")
+    for a, b in zip(loaded.state_dict().values(), old.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    mlpmixer.save_model(new, tmp_path / "timm", "timm")
+    loaded = mlpmixer.load_model(tmp_path / "timm")
+    assert loaded.config.mean == (0.3,)
+    for a, b in zip(loaded.state_dict().values(), new.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert (tmp_path / "timm" / "notes.txt").read_text() == "mine"  # other files are kept

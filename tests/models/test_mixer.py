@@ -43,6 +43,7 @@ def test_features_head_and_pre_logits():
     assert headless(images).shape == (2, 24)
 
 
+@pytest.mark.slow
 def test_fresh_model_is_uniform_and_init_is_lecun_normal():
     model = mlpmixer.create_model("mixer_s4_32")
     logits = model(torch.randn(3, 3, 32, 32))
@@ -143,6 +144,7 @@ def test_invalid_configurations_fail_at_once(overrides, message):
         mlpmixer.create_model("mixer_s4_32", **overrides)
 
 
+@pytest.mark.slow
 def test_registry_names_and_errors():
     assert mlpmixer.create_model("B/16").config == mlpmixer.create_model("mixer_b16_224").config
     assert mlpmixer.model_config("Mixer-L/16").hidden_dim == 1024

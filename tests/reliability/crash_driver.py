@@ -22,25 +22,25 @@ def _kill_in_checkpoint_write(n: int) -> None:
     real_save = torch.save
     calls = {"n": 0}
 
-    def save(obj, path, *args, **kwargs):  # only training checkpoints use torch.save
+    def save(obj, file, *args, **kwargs):  # only training checkpoints use torch.save
         calls["n"] += 1
-        real_save(obj, path, *args, **kwargs)
+        real_save(obj, file, *args, **kwargs)
         if calls["n"] == n:  # half the file on disk, not yet renamed: the worst moment
-            size = os.path.getsize(path)
-            with open(path, "r+b") as f:
-                f.truncate(size // 2)
+            file.flush()  # the checkpoint is written through an open file object
+            size = os.fstat(file.fileno()).st_size
+            os.ftruncate(file.fileno(), size // 2)
             os.kill(os.getpid(), signal.SIGKILL)
 
     torch.save = save
 
 
 def _kill_before_outputs() -> None:
-    import mlpmixer.models.mixer as mixer_module
+    import mlpmixer.checkpoints.native as native_module
 
     def killed(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    mixer_module.write_native = killed
+    native_module.write_native = killed
 
 
 def _sigint_after_step(n: int, group: bool = False) -> None:

@@ -7,6 +7,7 @@ with `ConfigError`. Random or damaged bytes given as a checkpoint raise `Checkpo
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import zipfile
 
@@ -133,3 +134,51 @@ def test_zip_bomb_like_npz_member_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"claims an array of shape \(100000, 100000\)"):
         mlpmixer.load_model(tmp_path / "bomb.npz")
     assert np.load(tmp_path / "bomb.npz", allow_pickle=False).files == ["stem/kernel"]
+
+
+# Issue 9 item 6: sizes read from a config.json and YAML text are bounded before any work.
+
+size_values = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.integers(0, 64),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+)
+
+
+@FAST
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim", "in_chans",
+             "num_classes", "img_size", "patch_size"]
+        ),
+        size_values,
+    )
+)  # fmt: skip
+def test_config_json_sizes_are_refused_or_bounded(fields):
+    import time
+
+    from mlpmixer.models.config import MAX_PARAMS
+    from mlpmixer.models.flops import param_count
+
+    start = time.perf_counter()
+    try:
+        config = MixerConfig.from_dict(fields)
+    except ConfigError as err:
+        assert str(err)  # a message, and fast
+    else:
+        assert param_count(config) <= MAX_PARAMS and config.num_blocks <= 1024
+    assert time.perf_counter() - start < 1.0
+
+
+@FAST
+@given(st.text(alphabet="&*ab1:-[]{}, \n'\"!", max_size=300))
+def test_random_yaml_is_parsed_or_refused_cleanly(text):
+    import yaml
+
+    from mlpmixer.safeyaml import load_yaml
+
+    with contextlib.suppress(ConfigError, yaml.YAMLError):  # anything else fails the test
+        load_yaml(text)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 import yaml
 
+from mlpmixer.cli.train import assemble_config
 from mlpmixer.errors import ConfigError
-from mlpmixer.train import TrainConfig, assemble_config, finetune_config, load_config, preset
+from mlpmixer.train import TrainConfig, finetune_config, load_config, preset
 from mlpmixer.train.config import parse_assignment
-from mlpmixer.train.presets import PRESETS
+from mlpmixer.train.presets import FINETUNE, PRESETS, recipe_names
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -108,6 +110,30 @@ def test_every_shipped_config_validates(path):
         assert config == preset(key)
 
 
+def test_the_package_ships_every_recipe_file_of_configs():
+    assert recipe_names() == [p.stem for p in _shipped()]
+    for path in _shipped():
+        assert (files("mlpmixer") / "configs" / path.name).read_bytes() == path.read_bytes()
+    assert set(PRESETS.values()) | {FINETUNE} <= set(recipe_names())
+
+
+def test_presets_and_the_finetune_recipe_are_the_files():
+    assert preset("fashion_mnist") == load_config(CONFIGS / "fashion_mnist.yaml")
+    assert preset("mnist5k") == load_config(CONFIGS / "mnist5k.yaml")
+    tuned = finetune_config("ckpt", "cifar10", 448)
+    base = load_config(CONFIGS / "finetune.yaml")
+    assert (tuned.optim, tuned.schedule, tuned.augment) == (base.optim, base.schedule, base.augment)
+    assert (tuned.train.steps, tuned.train.batch_size) == (10_000, 512)
+    assert (tuned.model.pretrained, tuned.model.img_size) == ("ckpt", 448)
+
+
+def test_no_recipe_is_written_in_python():
+    """configs/*.yaml is the only place a recipe is written: presets.py holds no numbers."""
+    source = (files("mlpmixer") / "train" / "presets.py").read_text()
+    for key in ("lr", "weight_decay", "epochs", "batch_size", "warmup"):
+        assert f'"{key}"' not in source and f"{key}=" not in source
+
+
 def test_paper_numbers_in_the_imagenet_config():
     c = load_config(CONFIGS / "imagenet1k_b16.yaml")
     assert c.model.name == "mixer_b16_224" and c.model.overrides["drop_path_rate"] == 0.1
@@ -126,3 +152,68 @@ def test_paper_numbers_in_the_imagenet_config():
     assert (c.augment.randaugment_n, c.augment.randaugment_m, c.augment.mixup_alpha) == (2, 15, 0.5)
     high = load_config(CONFIGS / "finetune_cifar10_448.yaml")
     assert high.model.img_size == 448 and high.optim.name == "sgd" and high.train.batch_size == 512
+
+
+def test_keys_of_older_runs_are_read_under_their_new_names():
+    old = {
+        "model": {"overrides": {"grad_checkpointing": True, "drop_rate": 0.1}},
+        "train": {"max_nonfinite_checks": 5},
+    }
+    config = TrainConfig.from_dict(old)
+    assert config.train.grad_checkpointing is True
+    assert config.train.nonfinite_check_every == 5
+    assert config.model.overrides == {"drop_rate": 0.1}
+    assert old["model"]["overrides"]["grad_checkpointing"] is True  # the input is not changed
+
+
+# Issue 9 item 6: YAML is read with bounds (no alias expansion, no deep nesting).
+
+BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    assert len(BILLION_LAUGHS) < 600
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BILLION_LAUGHS)
+    with pytest.raises(ConfigError, match=r"bomb.yaml: YAML aliases are not allowed \(found \*a"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="train.epochs: YAML aliases are not allowed"):
+        parse_assignment("train.epochs=[&x 1, *x]")
+
+
+def test_deeply_nested_yaml_is_refused(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("train: " + "[" * 100_000)
+    with pytest.raises(ConfigError, match="deep.yaml: YAML nested more than 32 levels"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="nested more than 32 levels"):
+        parse_assignment("optim.betas=" + "[" * 5000 + "]" * 5000)
+
+
+def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # reading it would block forever
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_config(fifo)
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("train.threads=100000", r"train\.threads must be at most \d+ \(4 x \d+ CPUs\) or null, got 100000"),
+        ("data.num_workers=100000", r"data\.num_workers must be at most \d+"),
+        ("optim.lr=.inf", r"optim\.lr must be a finite number, got inf"),
+        ("optim.weight_decay=.nan", r"optim\.weight_decay must be a finite number"),
+        ("optim.betas=[0.9, .inf]", r"optim\.betas must be a finite number"),
+        ("train.epochs=1_000_000_000_000_000_000_000", r"train\.epochs must be smaller than 2\*\*62"),
+        ("augment.pad_crop=1000000", r"augment\.pad_crop must be <= 1024"),
+    ],
+)  # fmt: skip
+def test_runtime_numbers_are_bounded(assignment, message):
+    """Issue 9 item 6: `--set train.threads=100000` segfaulted torch; now a ConfigError."""
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig().override([assignment])

@@ -44,6 +44,7 @@ def _torchrun(config: dict, out: Path) -> None:
     assert done.returncode == 0, done.stderr.decode()[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_two_processes_match_one(tmp_path, parallel):
     _torchrun(_sgd_config(grad_accum=2, parallel=parallel), tmp_path / "two")

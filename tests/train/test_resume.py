@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -32,6 +33,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlpmixer", *args]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path):
     data = _random_everything()
     config_file = tmp_path / "tiny.yaml"
@@ -71,3 +73,30 @@ def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path):
         return [(r["epoch"], r["train_loss"], r["test_top1"]) for r in map(yaml.safe_load, lines)]
 
     assert losses("killed") == losses("reference")
+
+
+@pytest.mark.parametrize("where", ["model", "optimizer"])
+def test_a_stride_0_tensor_in_last_pt_is_refused_before_use(tmp_path, where):
+    """Issue 9 item 6 for training checkpoints: a tensor viewing more than its storage (stride
+    0: 16 MB here, terabytes in a hostile file) was accepted on resume and when last.pt is
+    loaded as a model; .pth files already refused it. Checked before the checksum is computed."""
+    import mlpmixer
+    from mlpmixer.errors import CheckpointError
+    from mlpmixer.train import state as state_module
+
+    huge = torch.zeros(1).expand(2000, 2000)
+    if where == "model":
+        content = {"model": {"stem.weight": huge}}
+    else:
+        content = {"model": {}, "optimizer": {"state": {0: {"exp_avg": [torch.ones(2), huge]}}}}
+    full = {"format": state_module.FORMAT, "version": state_module.VERSION, **content}
+    full["sha256"] = state_module.state_digest(full)  # a valid file in every other respect
+    path = state_module.checkpoint_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    torch.save(full, path)
+    assert torch.load(path, weights_only=True)["sha256"] == full["sha256"]
+    with pytest.raises(CheckpointError, match=r"last\.pt: tensor .* \(stride 0 or overlapping\)"):
+        load_train_state(tmp_path)
+    (tmp_path / "config.yaml").write_text("{}\n")  # a run directory: last.pt loads as a model
+    with pytest.raises(CheckpointError, match=r"stride 0 or overlapping"):
+        mlpmixer.load_model(path)

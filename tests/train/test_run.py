@@ -17,6 +17,7 @@ from mlpmixer.train import train
 from mlpmixer.train.state import load_train_state
 
 
+@pytest.mark.slow
 def test_run_directory_and_native_checkpoint(tmp_path, tiny):
     run_dir = tmp_path / "run"
     config = tiny(run={"out": str(run_dir), "plot": True}, train={"epochs": 2, "ema_decay": 0.9})

@@ -8,6 +8,7 @@ order-invariance study relies on that.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -16,18 +17,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RunError
+from ..train.optim import lr_factor
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """Learning-rate factor: linear from 0 to 1 over warm-up, then cosine to 0."""
+    """Learning-rate factor: linear from 0 to 1 over warm-up, then cosine to 0.
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
+    The training schedule (`lr_factor`) over one step more: the cosine reaches 0 one step
+    after the last, as in the runs the analyses' published numbers come from.
+    """
+    return functools.partial(
+        lr_factor, total_steps=total_steps + 1, warmup_steps=warmup_steps, decay="cosine",
+        end_factor=0.0,
+    )  # fmt: skip
 
 
 def fit(

@@ -9,6 +9,7 @@ up as the same network, permuted — compared weight by weight and logit by logi
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,9 +18,12 @@ import torch
 from ..errors import ConfigError
 from ..models.config import MixerConfig
 from ..models.mixer import MlpMixer
+from ..progress import PROGRESS
 from .baseline_cnn import SmallCnn
 from .fit import accuracy, fit, predict_logits
 from .permutation import VARIANTS, Permutations, fold_permutation
+
+log = logging.getLogger(__name__)  # progress: one line per training (the CLI shows it)
 
 
 @dataclass
@@ -125,6 +129,7 @@ def order_invariance_study(
     for name in models:
         results[name] = {}
         for variant in VARIANTS:
+            log.info("training %s on %s images (%d epochs)", name, variant, epochs, extra=PROGRESS)
             model = (
                 _new_mixer(config, seed) if name == "mixer" else _new_cnn(config, cnn_width, seed)
             )
@@ -132,6 +137,7 @@ def order_invariance_study(
             results[name][variant] = accuracy(model, perms.apply(test_x, variant), test_y)
     check = None
     if exact_epochs > 0:
+        log.info("exact check: %d epoch(s) in float64", exact_epochs, extra=PROGRESS)
         check = exact_check(config, perms, train, test_x, exact_epochs, seed, **fit_options)
     settings = {"epochs": epochs, "seed": seed, "cnn_width": cnn_width, **fit_options}
     return StudyResult(results, check, len(train_x), len(test_x), settings)

@@ -7,7 +7,6 @@ writes ``<name>.json`` and ``<name>.png`` into ``out_dir``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,13 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoints import load_model
+from ..checkpoints import as_model
 from ..data import build_dataset
 from ..errors import ConfigError, DataError
-from ..evaluate.eval import checkpoint_label, normalizer
+from ..evaluate.eval import normalizer
 from ..evaluate.features import dataset_tensors
 from ..evaluate.predict import collect_images, prepare_image
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_json
+from ..layout import checkpoint_label
 from ..models.mixer import MlpMixer
 from ..models.registry import model_config
 from .cka import cka_matrix
@@ -32,14 +32,6 @@ from .permutation import VARIANTS, Permutations
 from .token_mixing import analyze_token_mixing
 
 
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def _as_model(checkpoint: str | os.PathLike[str] | MlpMixer) -> MlpMixer:
-    return checkpoint if isinstance(checkpoint, MlpMixer) else load_model(checkpoint)
-
-
 def token_mixing_run(
     checkpoint: str | os.PathLike[str] | MlpMixer,
     out_dir: str | os.PathLike[str],
@@ -47,7 +39,7 @@ def token_mixing_run(
     max_units: int = 32,
 ) -> dict[str, Any]:
     """Token-mixing units of ``blocks`` (1-based, clipped to the model's depth): tokens.json/png."""
-    model = _as_model(checkpoint)
+    model = as_model(checkpoint)
     depth = len(model.blocks)
     wanted = [b for b in blocks if 1 <= b <= depth] or [1]
     if any(b < 1 for b in blocks):
@@ -61,7 +53,7 @@ def token_mixing_run(
         "blocks": [b.summary() for b in analysed],
         "png": str(out / "tokens.png"),
     }
-    write_json(out / "tokens.json", result)
+    atomic_write_json(out / "tokens.json", result)
     return result
 
 
@@ -111,8 +103,8 @@ def cka_run(
     batch_size: int = 128,
 ) -> dict[str, Any]:
     """Linear CKA between all layers (of one checkpoint, or across two): cka.json/png."""
-    model_a = _as_model(checkpoint)
-    model_b = None if checkpoint_b is None else _as_model(checkpoint_b)
+    model_a = as_model(checkpoint)
+    model_b = None if checkpoint_b is None else as_model(checkpoint_b)
     images = cka_images(model_a, dataset, images_dir, num_images)
     result = cka_matrix(model_a, images, model_b, batch_size)
     out = Path(out_dir)
@@ -123,7 +115,7 @@ def cka_run(
     save_figure(fig, out / "cka.png")
     data = {"checkpoint_a": name_a, "checkpoint_b": name_b, **result.to_dict()}
     data["png"] = str(out / "cka.png")
-    write_json(out / "cka.json", data)
+    atomic_write_json(out / "cka.json", data)
     return data
 
 
@@ -168,7 +160,7 @@ def permutation_run(
     save_figure(fig, out / "permutation.png")
     data = {"dataset": info.name, "model": model, "config": config.to_dict(), **result.to_dict()}
     data["png"] = str(out / "permutation.png")
-    write_json(out / "permutation.json", data)
+    atomic_write_json(out / "permutation.json", data)
     return data
 
 

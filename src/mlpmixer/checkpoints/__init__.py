@@ -3,6 +3,7 @@
 from .load import (
     FORMATS,
     Checkpoint,
+    as_model,
     convert,
     describe,
     detect_format,
@@ -14,6 +15,7 @@ from .load import (
 __all__ = [
     "FORMATS",
     "Checkpoint",
+    "as_model",
     "convert",
     "describe",
     "detect_format",

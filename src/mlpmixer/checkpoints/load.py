@@ -14,34 +14,55 @@ from the tensor shapes.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..download import HUB_PREFIX, download_hub_repo, download_url
+from ..download import download_hub_repo, download_url, is_hub_id
 from ..errors import CheckpointError, CheckpointNotFoundError, ConfigError
 from ..fileio import atomic_path
+from ..layout import (
+    CONFIG_JSON,
+    NPZ_SUFFIX,
+    SAFETENSORS_SUFFIX,
+    SAFETENSORS_WEIGHTS,
+    TORCH_SUFFIXES,
+    TORCH_WEIGHTS,
+)
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
 from ..models.mixer import MlpMixer
-from ..models.serialization import HUB_OPTIONS, is_native_dir, read_native, read_safetensors
-from ..models.state import apply_overrides
+from ..progress import PROGRESS
 from .infer import infer_config
+from .native import (
+    FORMAT_NAME,
+    HUB_OPTIONS,
+    is_native_dir,
+    native_file_contents,
+    read_native,
+    read_safetensors,
+)
 from .official import official_to_state, read_npz, write_npz
+from .run_dir import is_run_dir, is_training_checkpoint, read_training_checkpoint, run_result_dir
+from .sidecar import read_sidecar, write_sidecar
+from .state import apply_overrides
 from .timm_format import (
     TIMM_MARKER,
     read_torch_file,
+    stored_fields,
     timm_hub_fields,
     timm_to_state,
     write_timm,
 )
 
 FORMATS = ("native", "official", "timm", "state_dict")
-TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 _OWN_MARKER = "blocks.0.token_mixing.fc1.weight"
+GELU_NAMES = {"tanh": "tanh", "none": "erf"}  # config value -> what the function is
 
 
 @dataclass
@@ -54,6 +75,9 @@ class Checkpoint:
     source: str
 
 
+log = logging.getLogger(__name__)  # progress of big loads (the CLI shows it on stderr)
+
+
 def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
     """A local path for ``source``: itself, a hub repository's cached folder, or a cached URL."""
     text = str(source)
@@ -61,10 +85,25 @@ def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
         return download_url(text)
     path = Path(source)
     if path.exists():
-        return path
-    if text.startswith(HUB_PREFIX) or (text.count("/") == 1 and not text.startswith((".", "/"))):
+        return require_regular(path)
+    if is_hub_id(text):
         return download_hub_repo(text, **hub_options)
     raise CheckpointNotFoundError(f"no such checkpoint file or directory: {text}")
+
+
+def require_regular(path: Path) -> Path:
+    """``path`` if it is a directory or a regular file (symlinks followed); else `CheckpointError`.
+
+    Reading a FIFO blocks forever and ``/dev/zero`` never ends: neither is a checkpoint.
+    """
+    if path.is_dir() or path.is_file():
+        return path
+    target = path.resolve()
+    raise CheckpointError(
+        f"{path}: not a regular file"
+        + (f" (it points to {target})" if target != path.absolute() else "")
+        + "; a checkpoint must be a file or a folder, not a device, FIFO or socket"
+    )
 
 
 def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
@@ -77,9 +116,9 @@ def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
 
 
 def _weights_in_dir(path: Path) -> Path:
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (path / name).is_file():
-            return path / name
+    for name in (SAFETENSORS_WEIGHTS, TORCH_WEIGHTS):
+        if (path / name).exists():
+            return require_regular(path / name)
     raise CheckpointError(
         f"{path}: a directory without model.safetensors or pytorch_model.bin "
         "(expected an mlpmixer save_pretrained directory or a timm hub download)"
@@ -92,7 +131,7 @@ def detect_format(source: str | os.PathLike[str], **hub_options: Any) -> str:
 
 
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    if path.suffix == ".safetensors":
+    if path.suffix == SAFETENSORS_SUFFIX:
         return read_safetensors(path)
     if path.suffix in TORCH_SUFFIXES:
         return read_torch_file(path), {}
@@ -110,25 +149,34 @@ def read_checkpoint(
     ``img_size`` is needed only for foreign formats whose patch grid is not square.
     """
     path = resolve_source(source, **hub_options)
+    if is_run_dir(path):  # a training run: the model it reports as its result
+        path = run_result_dir(path)
+    if is_training_checkpoint(path):
+        config, state = read_training_checkpoint(path)
+        return Checkpoint("training", config, state, str(source))
     if path.is_dir() and is_native_dir(path):
         config, state = read_native(path)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
-    if path.suffix == ".npz":
+    if path.suffix == NPZ_SUFFIX:
         state = official_to_state(read_npz(path), path)
-        return Checkpoint("official", infer_config(state, img_size, gelu="tanh"), state, str(path))
+        fields = {"gelu": "tanh", **read_sidecar(path)}
+        return Checkpoint("official", infer_config(state, img_size, **fields), state, str(path))
     fields: dict[str, Any] = {}
     if path.is_dir():
-        if (path / "config.json").is_file():
-            fields = timm_hub_fields(path / "config.json")
+        if (path / CONFIG_JSON).is_file():
+            fields = timm_hub_fields(path / CONFIG_JSON)
         path = _weights_in_dir(path)
     state, metadata = _read_tensors(path)
-    if "config" in metadata and metadata.get("format") == "mlpmixer":
-        config, state = read_native(path)
+    if metadata.get("format") == FORMAT_NAME:  # refused if its config or checksums lack
+        config, state = native_file_contents(path, state, metadata)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
     fmt = _state_format(state, path)
     if fmt == "timm":
         state = timm_to_state(state)
         fields.setdefault("gelu", "none")  # timm's Mixer uses nn.GELU(), the exact erf
+    fields.update(stored_fields(metadata, path))  # what an mlpmixer wrote beside the tensors
+    if path.suffix in TORCH_SUFFIXES:
+        fields.update(read_sidecar(path))
     img_size = img_size if img_size is not None else fields.pop("img_size", None)
     fields.pop("img_size", None)
     return Checkpoint(fmt, infer_config(state, img_size, **fields), state, str(source))
@@ -148,7 +196,14 @@ def load_model(
     A file that does not fit raises `CheckpointError` naming the keys and shapes.
     """
     hub_options = {k: overrides.pop(k) for k in HUB_OPTIONS if k in overrides}
+    log.info("reading %s", source, extra=PROGRESS)
     checkpoint = read_checkpoint(source, img_size=overrides.get("img_size"), **hub_options)
+    log.info(
+        "building the model (%s format, %s)",
+        checkpoint.format,
+        _size(checkpoint.config),
+        extra=PROGRESS,
+    )
     try:
         config = apply_overrides(checkpoint.config, overrides, reset_head)
     except ConfigError as err:
@@ -157,9 +212,20 @@ def load_model(
     return model.to(map_location)
 
 
+def as_model(model_or_source: MlpMixer | str | os.PathLike[str]) -> MlpMixer:
+    """``model_or_source`` itself if it is a model, else `load_model` of it."""
+    if isinstance(model_or_source, MlpMixer):
+        return model_or_source
+    return load_model(model_or_source)
+
+
+def _size(config: MixerConfig) -> str:
+    return f"{param_count(config) / 1e6:.1f}M parameters"
+
+
 def format_for_path(path: Path) -> str:
     """The format a destination path implies: .npz official, .pth/.pt/.bin timm, else native."""
-    if path.suffix == ".npz":
+    if path.suffix == NPZ_SUFFIX:
         return "official"
     if path.suffix in TORCH_SUFFIXES:
         return "timm"
@@ -174,7 +240,7 @@ def save_model(model: MlpMixer, path: str | os.PathLike[str], format: str | None
         raise ConfigError(f"format must be one of {FORMATS}, got {format!r}")
     state = model.state_dict()
     if format == "official":
-        if path.suffix != ".npz":
+        if path.suffix != NPZ_SUFFIX:
             raise ConfigError(f"the official format is an .npz file, got {path}")
         write_npz(path, model.config, state)
     elif format == "timm":
@@ -186,7 +252,36 @@ def save_model(model: MlpMixer, path: str | os.PathLike[str], format: str | None
             torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
     else:
         model.save(path)
+    if path.suffix == ".npz" or path.suffix in TORCH_SUFFIXES:
+        _write_sidecar_and_warn(path, model.config, format)
     return path
+
+
+def _lost_fields(config: MixerConfig, format: str) -> list[str]:
+    """The settings a tensors-only file of ``format`` would not give back by itself."""
+    default = MixerConfig()
+    gelu_default = {"official": "tanh", "timm": "none"}.get(format, "tanh")
+    lost = ["class names"] if config.class_names is not None else []
+    lost += [
+        name
+        for name in ("mean", "std", "interpolation", "crop_pct", "norm_eps")
+        if getattr(config, name) != getattr(default, name)
+    ]
+    if config.gelu != gelu_default:
+        lost.append(f"gelu={config.gelu!r}")
+    return lost
+
+
+def _write_sidecar_and_warn(path: Path, config: MixerConfig, format: str) -> None:
+    sidecar = write_sidecar(path, config)
+    lost = _lost_fields(config, format)
+    if lost:
+        warnings.warn(
+            f"{path.name} holds tensors only; these settings are kept in {sidecar.name} "
+            f"beside it, which mlpmixer reads back: {', '.join(lost)}; copy the two files "
+            "together (other programs, and mlpmixer without the sidecar, will not know them)",
+            stacklevel=3,
+        )
 
 
 def convert(
@@ -197,6 +292,7 @@ def convert(
 ) -> Path:
     """Read ``source`` in any format and write it to ``destination`` as ``format``."""
     model = load_model(source, **load_options)
+    log.info("writing %s", destination, extra=PROGRESS)
     return save_model(model, destination, format)
 
 
@@ -206,6 +302,7 @@ def describe(checkpoint: Checkpoint) -> dict[str, Any]:
     return {
         "source": checkpoint.source,
         "format": checkpoint.format,
+        "gelu": GELU_NAMES[config.gelu],
         "config": config.to_dict(),
         "num_tokens": config.num_tokens,
         "params": param_count(config),

@@ -58,6 +58,34 @@ def _to_torch(official: str, array: np.ndarray) -> torch.Tensor:
     return tensor
 
 
+MAX_NPZ_BYTES = 2**36  # 64 GiB unpacked; Mixer-H/14 in float32 is 1.7 GB
+MAX_NPZ_RATIO = 20  # unpacked / packed; weights barely compress (np.savez does not at all)
+NPZ_RATIO_SLACK = 64 * 2**20  # small archives may compress better (zero heads, tiny fixtures)
+MAX_NPZ_MEMBERS = 100_000
+
+
+def _check_expansion(path: str | Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuse zip bombs: the sizes the archive declares are checked before anything is unpacked.
+
+    A 2.5 MB .npz of compressed zeros unpacked to 2.2 GB. Real weights are stored
+    uncompressed or barely compress, so a total over `MAX_NPZ_RATIO` times the packed size
+    (plus a slack for small files) or over `MAX_NPZ_BYTES` is refused.
+    """
+    if len(members) > MAX_NPZ_MEMBERS:
+        raise CheckpointError(
+            f"{path}: {len(members):,} arrays is more than the limit of {MAX_NPZ_MEMBERS:,}"
+        )
+    unpacked = sum(info.file_size for info in members)
+    packed = sum(info.compress_size for info in members)
+    budget = min(MAX_NPZ_BYTES, MAX_NPZ_RATIO * packed + NPZ_RATIO_SLACK)
+    if unpacked > budget:
+        raise CheckpointError(
+            f"{path}: the archive unpacks to {unpacked:,} bytes from {packed:,} "
+            f"(limit {budget:,}: at most {MAX_NPZ_RATIO}x the packed size, "
+            f"{MAX_NPZ_BYTES:,} in all); refusing a possible zip bomb"
+        )
+
+
 def _check_member_sizes(path: str | Path) -> None:
     """Refuse .npy members whose header claims more data than the member holds.
 
@@ -65,6 +93,7 @@ def _check_member_sizes(path: str | Path) -> None:
     a few bytes could ask for tens of gigabytes.
     """
     with zipfile.ZipFile(path) as archive:
+        _check_expansion(path, archive.infolist())
         for info in archive.infolist():
             with archive.open(info) as member:
                 version = np.lib.format.read_magic(member)

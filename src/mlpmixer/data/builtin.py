@@ -17,7 +17,7 @@ import torch
 from ..errors import DataError
 from .arrays import stratified_split
 
-DIGITS_TEST_FRACTION = 0.2  # 1,437 train / 360 test
+DIGITS_TEST_FRACTION = 0.2  # 1,438 train / 359 test
 MNIST5K_TEST_FRACTION = 0.2  # 4,000 train / 1,000 test
 SPLIT_SEED = 0
 DIGIT_NAMES = tuple(str(d) for d in range(10))

@@ -8,7 +8,7 @@ workers).
 
 from __future__ import annotations
 
-import sys
+import logging
 import warnings
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from .arrays import stratified_split
 from .images import IMAGE_EXTENSIONS, load_image, resize_image
+
+log = logging.getLogger(__name__)
 
 HELD_OUT_NAMES = ("val", "validation", "test")
 SKIP_HINT = "to leave unreadable files out instead: mlpmixer train --skip-bad-images"
@@ -167,7 +169,7 @@ class ImageFileDataset(Dataset):
                     raise DataError(f"{err}; {SKIP_HINT}") from err
                 # deterministic substitute (the next file), so batches keep their size and
                 # a resumed run sees the same data; said once per file, in every worker
-                print(f"warning: skipping unreadable image: {err}", file=sys.stderr, flush=True)
+                log.warning("skipping unreadable image: %s", err)
                 continue
             resized = resize_image(image, self.img_size, self.crop_pct, self.interpolation)
             return resized, self.labels[i]

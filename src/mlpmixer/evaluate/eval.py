@@ -8,20 +8,22 @@ channels, crop, interpolation, mean and std), or the values given instead.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..checkpoints import load_model
+from ..checkpoints import as_model
 from ..data import build_dataset
-from ..errors import ConfigError, DataError
+from ..data.info import normalize
+from ..errors import ConfigError, DataError, RunError
 from ..models.mixer import MlpMixer
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -102,23 +104,25 @@ def _preview(names: Sequence[str]) -> str:
     return f"({shown}{', ...' if len(names) > 4 else ''})"
 
 
-def checkpoint_label(checkpoint: str | os.PathLike[str]) -> str:
-    """A short name for titles: the file name, or RUN/model for a training run's model dir."""
-    path = Path(str(checkpoint).rstrip("/"))
-    return f"{path.parent.name}/{path.name}" if path.name == "model" else path.name
+def check_normalization(mean: Sequence[float], std: Sequence[float], channels: int) -> None:
+    """Raise `ConfigError` unless mean/std are ``channels`` finite numbers with std > 0.
+
+    A std of 0 or a nan mean makes every input nan: the evaluation would "succeed" with a
+    nan loss.
+    """
+    for name, values in (("mean", mean), ("std", std)):
+        if len(values) not in (1, channels) or not all(math.isfinite(v) for v in values):
+            raise ConfigError(f"{name} must be 1 or {channels} finite numbers, got {list(values)}")
+    if not all(v > 0 for v in std):
+        raise ConfigError(f"std must be > 0, got {list(std)}")
 
 
 def normalizer(
     mean: Sequence[float], std: Sequence[float]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """(B, C, H, W) in [0, 1] -> (x - mean) / std per channel."""
-
-    def apply(images: torch.Tensor) -> torch.Tensor:
-        m = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-        s = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-        return (images - m) / s
-
-    return apply
+    """`mlpmixer.data.normalize` with ``mean`` and ``std`` bound: (B, C, H, W) in [0, 1] ->
+    (x - mean) / std per channel."""
+    return functools.partial(normalize, mean=tuple(mean), std=tuple(std))
 
 
 def load_eval_split(
@@ -155,7 +159,7 @@ def evaluate_checkpoint(
     ``mean``/``std`` and ``data_options`` (``crop_pct``, ``interpolation``, ``root``...)
     override what the checkpoint's config says.
     """
-    model = checkpoint if isinstance(checkpoint, MlpMixer) else load_model(checkpoint)
+    model = as_model(checkpoint)
     data, info = load_eval_split(model, dataset, split, **data_options)
     if model.config.num_classes != info.num_classes:
         raise ConfigError(
@@ -170,5 +174,12 @@ def evaluate_checkpoint(
             stacklevel=2,
         )
     loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    prep = normalizer(mean or model.config.mean, std or model.config.std)
-    return evaluate(model, loader, info.class_names, prep, device), model
+    mean, std = mean or model.config.mean, std or model.config.std
+    check_normalization(mean, std, model.config.in_chans)
+    result = evaluate(model, loader, info.class_names, normalizer(mean, std), device)
+    if not math.isfinite(result.loss):  # never report a nan evaluation as a result
+        raise RunError(
+            f"the loss is {result.loss} on {info.name}: the model's outputs are not finite "
+            "(NaN/inf weights, or a broken mean/std in its config)"
+        )
+    return result, model

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..checkpoints import load_model
+from ..checkpoints import as_model
 from ..errors import ConfigError, DataError
 from ..models.mixer import MlpMixer
 from .eval import load_eval_split, normalizer
@@ -207,7 +207,7 @@ def fewshot_checkpoint(
     Images are prepared with the checkpoint's preprocessing; ``options`` go to
     `fewshot_evaluate` (``l2_grid``, ``heldout_per_class``).
     """
-    model = checkpoint if isinstance(checkpoint, MlpMixer) else load_model(checkpoint)
+    model = as_model(checkpoint)
     prep = normalizer(model.config.mean, model.config.std)
     features = {}
     for split in ("train", "test"):

@@ -47,26 +47,38 @@ class PredictReport:
 def collect_images(inputs: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[dict]]:
     """Files to predict: given files as they are, directories searched recursively for images.
 
-    Returns (files, failures); a path that does not exist, or a directory without images,
-    is a failure naming it.
+    Returns (files, failures); a path that does not exist, cannot be examined (e.g. a name
+    too long for the file system), or a directory without images, is a failure naming it.
+    A file reached twice (listed twice, or also inside a listed directory) is kept once.
     """
-    files, failures = [], []
+    files, failures, seen = [], [], set()
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                and not p.name.startswith(".")
-            )  # fmt: skip
-            if not found:
-                failures.append({"path": str(path), "error": "directory without image files"})
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
+        try:
+            found = _images_at(path)
+        except OSError as err:  # one bad path must not stop the others
+            failures.append({"path": str(path), "error": err.strerror or str(err)})
+            continue
+        if found is None:
             failures.append({"path": str(path), "error": "no such file or directory"})
+        elif not found:
+            failures.append({"path": str(path), "error": "directory without image files"})
+        for file in found or ():
+            key = os.path.realpath(file)
+            if key not in seen:
+                seen.add(key)
+                files.append(file)
     return files, failures
+
+
+def _images_at(path: Path) -> list[Path] | None:
+    """``[path]`` for a file, the image files under a directory, None if it does not exist."""
+    if path.is_dir():
+        return sorted(
+            p for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        )  # fmt: skip
+    return [path] if path.is_file() else None
 
 
 def prepare_image(path: str | os.PathLike[str], config: MixerConfig) -> torch.Tensor:
@@ -94,6 +106,8 @@ def predict_files(
         raise ConfigError("the model has no classifier head (num_classes=0); nothing to predict")
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}")
+    if batch_size < 1:  # range(0, n, 0) raises, a negative one predicted nothing (exit 0)
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     top_k = min(top_k, config.num_classes)
     names = class_names_of(config)
     normalize = normalizer(config.mean, config.std)
@@ -106,8 +120,10 @@ def predict_files(
             try:
                 images.append(prepare_image(path, config))
                 ready.append(path)
-            except (MixerError, OSError, ValueError) as err:
-                report.failures.append({"path": str(path), "error": str(err)})
+            except Exception as err:  # one image's failure is reported, never fatal to the rest
+                known = isinstance(err, MixerError | OSError | ValueError)
+                message = str(err) if known else f"{type(err).__name__}: {err}"
+                report.failures.append({"path": str(path), "error": message})
         if not images:
             continue
         probs = model(normalize(torch.stack(images).to(device))).float().softmax(dim=1)

@@ -7,6 +7,7 @@ with the PyTorch model's: the largest absolute difference must stay within ``tol
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -76,7 +77,11 @@ def run_exported(path: Path, format: str, images: torch.Tensor) -> torch.Tensor:
 def verify_export(
     model: MlpMixer, path: Path, format: str, batch_sizes: tuple[int, ...] = (1, 3)
 ) -> float:
-    """Largest |exported - PyTorch| logit over random batches of each size in ``batch_sizes``."""
+    """Largest |exported - PyTorch| logit over random batches of each size in ``batch_sizes``.
+
+    nan when either side has a non-finite logit: ``max(0.0, nan)`` is 0.0, which reported
+    an all-nan model as a perfect match.
+    """
     worst = 0.0
     for i, batch_size in enumerate(batch_sizes):
         images = example_images(model, batch_size, seed=100 + i)
@@ -88,7 +93,9 @@ def verify_export(
                 f"{path}: exported model returned shape {tuple(got.shape)} for batch {batch_size}, "
                 f"expected {tuple(expected.shape)}"
             )
-        worst = max(worst, (got.float() - expected.float()).abs().max().item())
+        diff = (got.float() - expected.float()).abs().max().item()
+        finite = bool(torch.isfinite(got).all() and torch.isfinite(expected).all())
+        worst = max(worst, diff) if finite and not math.isnan(diff) else math.nan
     return worst
 
 
@@ -130,6 +137,11 @@ def export_model(
         max_abs_diff=diff,
         tolerance=tolerance,
     )
+    if diff is not None and math.isnan(diff):
+        raise RunError(
+            f"{path}: the logits are not finite (nan/inf), so the export cannot be checked; "
+            "the model's weights are probably nan/inf"
+        )
     if diff is not None and not diff <= tolerance:
         raise RunError(
             f"{path}: exported {format} logits differ from PyTorch by {diff:.3g} "

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import MixerError, RunError
+from ..errors import ConfigError, MixerError, RunError
 from ..fileio import atomic_path
 from ..models.mixer import MlpMixer
 
@@ -36,8 +36,39 @@ def _require(module: str):  # -> module
         raise MissingExtraError(f"{module} is not installed; {EXTRA_HINT}") from err
 
 
+# torch's torch.export-based ONNX exporter writes opsets 18 and up; asked for less, it
+# silently wrote 18 (or failed in the version converter), asked for more than it knows, a
+# traceback.
+MIN_OPSET = 18
+
+
+def max_opset() -> int:
+    """The newest opset this torch's exporter supports."""
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET
+    except ImportError:  # pragma: no cover - a torch without the constant
+        return MIN_OPSET
+    return int(ONNX_MAX_OPSET)
+
+
+def check_opset(opset: int | None) -> None:
+    """`ConfigError` naming ``opset`` unless the exporter supports it (None: its default)."""
+    if opset is None:
+        return
+    if (
+        isinstance(opset, bool)
+        or not isinstance(opset, int)
+        or not MIN_OPSET <= opset <= max_opset()
+    ):
+        raise ConfigError(
+            f"ONNX opset {opset!r} is not supported by this torch's exporter; "
+            f"use {MIN_OPSET}..{max_opset()} (or leave --opset out for its default)"
+        )
+
+
 def export_onnx(model: MlpMixer, path: Path, example: torch.Tensor, opset: int | None) -> None:
     """Write ``model`` as ONNX to ``path`` with a dynamic batch dimension."""
+    check_opset(opset)
     _require("onnx")
     _require("onnxscript")
     import onnx
@@ -67,6 +98,9 @@ def export_onnx(model: MlpMixer, path: Path, example: torch.Tensor, opset: int |
     if program is None:  # pragma: no cover - only with the legacy exporter
         raise RunError("torch.onnx.export returned no program")
     proto = program.model_proto
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and written != opset:
+        raise RunError(f"asked for ONNX opset {opset} but the exporter wrote opset {written}")
     entry = proto.metadata_props.add()
     entry.key, entry.value = "mlpmixer_config", json.dumps(model.config.to_dict())
     with atomic_path(path) as tmp:

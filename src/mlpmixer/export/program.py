@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..fileio import atomic_write_bytes
+from ..layout import CONFIG_JSON
 from ..models.mixer import MlpMixer
 
 
@@ -20,7 +21,7 @@ def export_program(model: MlpMixer, path: Path, example: torch.Tensor) -> None:
     """Export ``model`` with a dynamic batch dimension and save the program to ``path``."""
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model, (example,), dynamic_shapes={"images": {0: batch}})
-    extra = {"config.json": json.dumps(model.config.to_dict())}
+    extra = {CONFIG_JSON: json.dumps(model.config.to_dict())}
     buffer = io.BytesIO()  # torch.export.save wants a .pt2 name or a buffer, not a temp name
     torch.export.save(program, buffer, extra_files=extra)
     atomic_write_bytes(path, buffer.getvalue())

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..fileio import atomic_path
+from ..layout import CONFIG_JSON
 from ..models.mixer import MlpMixer
 
 
@@ -26,7 +27,7 @@ def export_torchscript(model: MlpMixer, path: Path, example: torch.Tensor) -> No
         # torch.jit prints a deprecation notice; neither is actionable for the user.
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example, check_trace=False)
-        extra = {"config.json": json.dumps(model.config.to_dict())}
+        extra = {CONFIG_JSON: json.dumps(model.config.to_dict())}
         with atomic_path(path) as tmp:
             torch.jit.save(traced, str(tmp), _extra_files=extra)
 

@@ -2,7 +2,9 @@
 
 Field names follow the official JAX code (`hidden_dim`, `num_blocks`, `tokens_mlp_dim`,
 `channels_mlp_dim`), so a config reads like the paper's table. The config is what the
-project's own checkpoint format stores as ``config.json``.
+project's own checkpoint format stores as ``config.json``: the network and the preprocessing
+its weights expect. How a model is run (e.g. gradient checkpointing) is not in it; that is
+set on the module (`MlpMixer.set_grad_checkpointing`) and never saved.
 """
 
 from __future__ import annotations
@@ -15,8 +17,16 @@ from typing import Any
 
 from ..errors import ConfigError
 
+RUNTIME_KEYS = ("grad_checkpointing",)
+"""Run-time switches that older versions stored in config.json; read and ignored."""
+
 GELU_VARIANTS = ("tanh", "none")
 """``"tanh"``: flax's default GELU, used to train the official checkpoints; ``"none"``: exact erf."""
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")  # what eval/predict can resize with
+
+
+MAX_PARAMS = 10**10  # 40 GB in float32; the largest published Mixer (H/14) has 0.43e9
+MAX_BLOCKS = 1024  # the paper's deepest is 32; building millions of blocks hangs
 
 
 def to_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -65,7 +75,6 @@ class MixerConfig:
     drop_rate: float = 0.0  # dropout inside both MLPs and before the head
     drop_path_rate: float = 0.0  # stochastic depth of the last block; rises linearly from 0
     drop_path_scale: bool = True  # rescale kept branches by 1/(1-p) (timm) or not (big_vision)
-    grad_checkpointing: bool = False
     # Preprocessing the weights expect; used by eval/predict and stored with checkpoints.
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
@@ -87,12 +96,14 @@ class MixerConfig:
                     f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}: "
                     f"image {side} {size} leaves {size % patch} pixels over"
                 )
+        self._check_size()
         if self.gelu not in GELU_VARIANTS:
             raise ConfigError(f"gelu must be one of {GELU_VARIANTS}, got {self.gelu!r}")
         _probability(self.drop_rate, "drop_rate")
         _probability(self.drop_path_rate, "drop_path_rate")
         if not (isinstance(self.norm_eps, float | int) and self.norm_eps > 0):
             raise ConfigError(f"norm_eps must be a positive number, got {self.norm_eps!r}")
+        self._check_preprocessing_types()
         self.mean, self.std = tuple(self.mean), tuple(self.std)
         for name in ("mean", "std"):
             if len(getattr(self, name)) != self.in_chans:
@@ -108,6 +119,57 @@ class MixerConfig:
                     f"class_names has {len(self.class_names)} names but num_classes is "
                     f"{self.num_classes}"
                 )
+
+    def _check_size(self) -> None:
+        """Refuse absurd sizes (from a hostile or mistyped config.json) before anything is built."""
+        if self.num_blocks > MAX_BLOCKS:
+            raise ConfigError(
+                f"num_blocks={self.num_blocks} is more than the limit of {MAX_BLOCKS} blocks"
+            )
+        from .flops import param_count  # flops imports this module
+
+        params = param_count(self)
+        if params > MAX_PARAMS:
+            sizes = ", ".join(
+                f"{name}={getattr(self, name)}"
+                for name in ("hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim",
+                             "in_chans", "num_classes")
+            )  # fmt: skip
+            raise ConfigError(
+                f"the config gives a model of {params:.3g} parameters ({sizes}, "
+                f"{self.num_tokens} tokens), more than the limit of {MAX_PARAMS:.0e}"
+            )
+
+    def _check_preprocessing_types(self) -> None:
+        """Types of the preprocessing fields, which come from files (config.json, timm's
+        pretrained_cfg): a wrong one was a TypeError deep in eval/predict, or a mode that
+        failed every image at prediction time."""
+
+        def number(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+                values = None
+            if not values or not all(number(v) for v in values):
+                raise ConfigError(
+                    f"{name} must be a list of finite numbers, got {getattr(self, name)!r}"
+                )
+        if not number(self.crop_pct):
+            raise ConfigError(f"crop_pct must be a number in (0, 1], got {self.crop_pct!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                f"got {self.interpolation!r}"
+            )
+        names = self.class_names
+        if names is not None and (
+            isinstance(names, str | bytes)
+            or not isinstance(names, Sequence)
+            or not all(isinstance(c, str | int) and not isinstance(c, bool) for c in names)
+        ):
+            raise ConfigError(f"class_names must be a list of strings or null, got {names!r}")
 
     def _broadcast_stat(self, name: str) -> None:
         """A single value, or a 3-channel mean of equal values, adapts to ``in_chans``."""
@@ -146,10 +208,11 @@ class MixerConfig:
         """Inverse of `to_dict`; unknown keys are a `ConfigError` that names them."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a Mixer config must be a mapping, got {type(data).__name__}")
+        data = {k: v for k, v in data.items() if k not in RUNTIME_KEYS}
         unknown = sorted(set(data) - set(field_names()))
         if unknown:
             raise ConfigError(f"unknown MixerConfig key(s) {unknown}; known: {field_names()}")
-        return cls(**dict(data))
+        return cls(**data)
 
 
 def field_names() -> list[str]:

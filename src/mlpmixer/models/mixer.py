@@ -17,6 +17,7 @@ expects them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,9 +31,8 @@ from . import autocast_cache, onednn
 from .config import MixerConfig
 from .gelu import GELU, gelu_
 from .init import init_weights
+from .params import no_weight_decay_names, weight_decay_groups
 from .resize import resize_token_mixing
-from .serialization import HUB_OPTIONS, read_native, write_native
-from .state import apply_overrides, check_state_fits
 
 
 def drop_path(x: torch.Tensor, p: float, training: bool, scale: bool) -> torch.Tensor:
@@ -69,7 +69,24 @@ class PatchEmbed(nn.Module):
         return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
 
 
-class ChannelMixingMlp(nn.Module):
+class Mlp(nn.Module):
+    """Dense -> GELU -> Dropout -> Dense -> Dropout: the two MLPs' layers, without a forward."""
+
+    def __init__(self, dim: int, hidden: int, gelu: str, drop: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = GELU(approximate=gelu)  # tanh form: the fused CPU kernel (models/gelu.py)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def gelu_dropout(self, h: torch.Tensor) -> torch.Tensor:
+        """Dropout(GELU(h)); in inference GELU overwrites h, a product's output used only here."""
+        if self.training or torch.is_grad_enabled():
+            return self.drop(self.act(h))
+        return gelu_(h, self.act.approximate)
+
+
+class ChannelMixingMlp(Mlp):
     """Dense -> GELU -> Dense over the last axis (C -> D_C -> C), shared by all tokens.
 
     CPU inference runs over pieces of the token rows so that the (rows, D_C) hidden activation
@@ -79,13 +96,6 @@ class ChannelMixingMlp(nn.Module):
     """
 
     hidden_bytes_per_piece = 16 * 2**20
-
-    def __init__(self, dim: int, hidden: int, gelu: str, drop: float) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = GELU(approximate=gelu)  # tanh form: the fused CPU kernel (models/gelu.py)
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pieces = self._pieces(x)
@@ -99,7 +109,7 @@ class ChannelMixingMlp(nn.Module):
         if fused is not None:
             return fused
         # autocast_cache.linear: in CPU autocast inference, weights cast once, not every call
-        h = self.gelu(autocast_cache.linear(self.fc1, x))
+        h = self.gelu_dropout(autocast_cache.linear(self.fc1, x))
         return autocast_cache.linear(self.fc2, h)
 
     def _pieces(self, x: torch.Tensor) -> int:
@@ -111,14 +121,8 @@ class ChannelMixingMlp(nn.Module):
         hidden_bytes = x.numel() // x.shape[-1] * self.fc1.out_features * x.element_size()
         return max(1, -(-hidden_bytes // self.hidden_bytes_per_piece))  # ceil; 1 if empty
 
-    def gelu(self, h: torch.Tensor) -> torch.Tensor:
-        """Dropout(GELU(h)); in inference GELU overwrites h, a product's output used only here."""
-        if self.training or torch.is_grad_enabled():
-            return self.drop(self.act(h))
-        return gelu_(h, self.act.approximate)
 
-
-class TokenMixingMlp(ChannelMixingMlp):
+class TokenMixingMlp(Mlp):
     """Dense -> GELU -> Dense over the token axis (S -> D_S -> S), shared by all channels.
 
     Takes and returns (B, S, C). ``fc1.weight`` is (D_S, S), as in a Linear over tokens; it is
@@ -131,7 +135,7 @@ class TokenMixingMlp(ChannelMixingMlp):
         b, weight = x.shape[0], autocast_cache.weight  # (cached copies in autocast inference)
         w1, b1 = weight(self.fc1, "weight"), weight(self.fc1, "bias")
         h = torch.baddbmm(b1[:, None], w1.expand(b, -1, -1), x)
-        h = self.gelu(h)  # (B, D_S, C)
+        h = self.gelu_dropout(h)  # (B, D_S, C)
         w2, b2 = weight(self.fc2, "weight").expand(b, -1, -1), weight(self.fc2, "bias")
         return self.drop(torch.baddbmm(b2[:, None], w2, h))  # (B, S, C)
 
@@ -169,14 +173,21 @@ class MlpMixer(
     """MLP-Mixer. ``MlpMixer(config)`` or ``MlpMixer(img_size=32, patch_size=4, ...)``.
 
     ``forward(images)`` maps (B, in_chans, H, W) to logits (B, num_classes), or to pooled
-    features (B, C) when ``num_classes == 0``.
+    features (B, C) when ``num_classes == 0``. ``grad_checkpointing`` is a run-time switch,
+    not part of the (saved) config.
     """
 
-    def __init__(self, config: MixerConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: MixerConfig | None = None,
+        *,
+        grad_checkpointing: bool = False,
+        **overrides: Any,
+    ) -> None:
         super().__init__()
         config = (config or MixerConfig()).replace(**overrides)
         self.config = config
-        self.grad_checkpointing = config.grad_checkpointing
+        self.grad_checkpointing = grad_checkpointing
         self.stem = PatchEmbed(config.patch_size, config.in_chans, config.hidden_dim)
         n = config.num_blocks
         rates = [config.drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # 0 ... rate
@@ -240,20 +251,14 @@ class MlpMixer(
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in backward: less memory, ~30% more compute."""
         self.grad_checkpointing = enable
-        self.config = self.config.replace(grad_checkpointing=enable)
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that recipes exclude from weight decay: norms and biases."""
-        return {name for name, p in self.named_parameters() if p.ndim <= 1}
+        return no_weight_decay_names(self)
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer groups: matrices get ``weight_decay``, norms and biases get none."""
-        skip = self.no_weight_decay()
-        named = list(self.named_parameters())
-        return [
-            {"params": [p for n, p in named if n not in skip], "weight_decay": weight_decay},
-            {"params": [p for n, p in named if n in skip], "weight_decay": 0.0},
-        ]
+        return weight_decay_groups(self, weight_decay)
 
     def resize(self, img_size: int | tuple[int, int]) -> MlpMixer:
         """A new model for ``img_size`` whose token mixing is block-diagonally replicated.
@@ -264,6 +269,7 @@ class MlpMixer(
         state, config = resize_token_mixing(self.state_dict(), self.config, img_size)
         param = next(self.parameters())
         resized = MlpMixer.from_state_dict(state, config)
+        resized.set_grad_checkpointing(self.grad_checkpointing)
         return resized.to(device=param.device, dtype=param.dtype).train(self.training)
 
     def num_params(self, include_head: bool = True) -> int:
@@ -283,22 +289,68 @@ class MlpMixer(
         ``reset_head=True`` ignores the stored head and keeps a fresh zero-initialised one
         (fine-tuning on other classes).
         """
-        model = cls(config)
+        from ..checkpoints.state import check_state_fits  # checkpoints/ builds on models/
+
+        # Built on the meta device: random init of weights that are overwritten at once was
+        # ~90% of the load time (B/16: seconds). The checkpoint's tensors are then assigned
+        # as the parameters (copied to float32, so the model never aliases the caller's
+        # tensors, e.g. the source model's in `resize`).
+        with torch.device("meta"):
+            model = cls(config)
         if reset_head:
             state = {k: v for k, v in state.items() if not k.startswith("head.")}
         expected = model.state_dict()
         if reset_head:
             expected = {k: v for k, v in expected.items() if not k.startswith("head.")}
         check_state_fits(state, expected)
-        model.load_state_dict(state, strict=not reset_head)
+        owned = {
+            k: v.detach().to(dtype=torch.float32, device="cpu", copy=True).contiguous()
+            for k, v in state.items()
+        }
+        model.load_state_dict(owned, strict=not reset_head, assign=True)
+        if reset_head:
+            model.head = model._new_head(config.num_classes)  # real zeros, not meta
         return model
 
     # The project's own format: safetensors + config.json (the Hugging Face hub layout).
     def _save_pretrained(self, save_directory: Any) -> None:
+        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
+
         write_native(save_directory, self.config, self.state_dict())
+
+    def save_pretrained(  # type: ignore[override]
+        self,
+        save_directory: Any,
+        *,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write the hub layout (weights, config.json, README.md) as one atomic folder.
+
+        The mixin's version deletes ``config.json`` before writing the weights, so a kill in
+        between left a folder that loaded as a bare state dict; here the folder is built
+        aside and renamed into place. ``push_to_hub=True`` then uploads it.
+        """
+        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
+
+        path = Path(save_directory)
+        extra = {}
+        if not (path / "README.md").exists():  # like the mixin: a user's card is kept
+            card = self.generate_model_card(**(model_card_kwargs or {}))
+            extra["README.md"] = str(card)
+        write_native(path, self.config, self.state_dict(), extra_files=extra)
+        if not push_to_hub:
+            return None
+        return self.push_to_hub(
+            repo_id=repo_id or path.name, model_card_kwargs=model_card_kwargs, **push_to_hub_kwargs
+        )
 
     def save(self, path: Any) -> None:
         """Save in the project's format: a directory (hub layout) or one ``.safetensors`` file."""
+        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
+
         write_native(path, self.config, self.state_dict())
 
     @classmethod
@@ -311,6 +363,9 @@ class MlpMixer(
         ``force_download``) go to huggingface_hub; other keywords override the stored
         config (``num_classes`` together with ``reset_head=True`` for fine-tuning).
         """
+        from ..checkpoints.native import HUB_OPTIONS, read_native  # checkpoints/ builds on models/
+        from ..checkpoints.state import apply_overrides
+
         hub_options = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
         config_dict, state = read_native(name_or_path, **hub_options)
         config = MixerConfig.from_dict(config_dict)

@@ -2,14 +2,19 @@
 
 ``create_model("mixer_b16_224")``, ``create_model("B/16")`` and
 ``create_model("Mixer-B/16")`` build the same model. Configs are data: an entry is a name,
-a `MixerConfig` and a sentence; ``register_model`` adds one.
+a `MixerConfig`, a sentence and where its published weights are; ``register_model`` adds one.
+
+Pretrained weights are named ``<model>.<tag>`` as in timm (``mixer_b16_224.goog_in21k_ft_in1k``)
+or asked for with ``pretrained=True`` (the model's first tag). Sources are timm's copies on the
+Hugging Face hub and Google's original .npz files (bucket ``mixer_models``); reading them is
+`mlpmixer.checkpoints`' business, imported only when weights are asked for.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
@@ -23,17 +28,53 @@ class ModelEntry:
     config: MixerConfig
     description: str
     paper_params_m: int | None = None  # the paper's Table 1 figure (backbone, millions)
+    # tag -> source (hub id or URL) of published weights; the first tag is the default.
+    pretrained: dict[str, str] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+_GCS = "https://storage.googleapis.com/mixer_models"
 
 
 def register_model(
-    name: str, config: MixerConfig, description: str, paper_params_m: int | None = None
+    name: str,
+    config: MixerConfig,
+    description: str,
+    paper_params_m: int | None = None,
+    pretrained: dict[str, str] | None = None,
 ) -> None:
     if name in _REGISTRY:
         raise ConfigError(f"model {name!r} is already registered")
-    _REGISTRY[name] = ModelEntry(name, config, description, paper_params_m)
+    _REGISTRY[name] = ModelEntry(name, config, description, paper_params_m, dict(pretrained or {}))
+
+
+def _hub(name: str, *tags: str) -> dict[str, str]:
+    return {tag: f"hf-hub:timm/{name}.{tag}" for tag in tags}
+
+
+def _official(size_patch: str, *folders: tuple[str, str]) -> dict[str, str]:
+    return {tag: f"{_GCS}/{folder}/Mixer-{size_patch}.npz" for tag, folder in folders}
+
+
+_IN21K, _IN1K, _SAM = (
+    ("official_in21k", "imagenet21k"),
+    ("official_in21k_ft_in1k", "imagenet1k"),
+    ("official_sam_in1k", "sam"),
+)
+# Published weights of the paper's models: timm's hub copies first (the default tag), then
+# Google's .npz files.
+_PRETRAINED: dict[str, dict[str, str]] = {
+    "mixer_b16_224": {
+        **_hub("mixer_b16_224", "goog_in21k_ft_in1k", "goog_in21k"),
+        **_hub("mixer_b16_224", "miil_in21k_ft_in1k", "miil_in21k"),
+        **_official("B_16", _IN21K, _IN1K, _SAM),
+    },
+    "mixer_b32_224": _official("B_32", _SAM),
+    "mixer_l16_224": {
+        **_hub("mixer_l16_224", "goog_in21k_ft_in1k", "goog_in21k"),
+        **_official("L_16", _IN21K, _IN1K),
+    },
+}
 
 
 # The paper's Table 1: (size, blocks N, patch P, hidden C, D_S, D_C, params in millions).
@@ -59,6 +100,7 @@ for _size, _n, _p, _c, _ds, _dc, _params in _PAPER_TABLE:
         ),
         f"Mixer-{_size.upper()}/{_p} of the paper, 224x224 RGB",
         paper_params_m=_params,
+        pretrained=_PRETRAINED.get(f"mixer_{_size}{_p}_224"),
     )
 
 # Small Mixers for small images (not in the paper). Same block design, fewer and thinner
@@ -139,6 +181,31 @@ def model_config(name: str, **overrides: Any) -> MixerConfig:
     return model_entry(name).config.replace(**overrides)
 
 
-def create_model(name: str, **overrides: Any) -> MlpMixer:
-    """A freshly initialised registered model; ``overrides`` change config fields."""
-    return MlpMixer(model_config(name, **overrides))
+def pretrained_source(name: str, tag: str | None = None) -> str:
+    """Where the weights ``name`` (with ``tag``, else the default) are published."""
+    tags = model_entry(name).pretrained
+    if not tags:
+        with_weights = [n for n, entry in _REGISTRY.items() if entry.pretrained]
+        raise ConfigError(f"no published weights for {name!r}; models with weights: {with_weights}")
+    tag = tag or next(iter(tags))
+    if tag not in tags:
+        raise ConfigError(f"unknown tag {tag!r} for {name}; known: {', '.join(tags)}")
+    return tags[tag]
+
+
+def create_model(
+    name: str, pretrained: bool = False, reset_head: bool = False, **overrides: Any
+) -> MlpMixer:
+    """Build a registered Mixer: ``create_model("mixer_b16_224")``, ``create_model("B/16")``.
+
+    ``pretrained=True`` (or a name with a tag, ``"mixer_b16_224.goog_in21k"``) loads published
+    weights; downloading needs a network and fails with a clear `DownloadError` offline.
+    ``overrides`` change config fields (``num_classes=10, reset_head=True`` to fine-tune).
+    """
+    base, _, tag = name.partition(".")
+    base = resolve_name(base)
+    if not (pretrained or tag):
+        return MlpMixer(model_config(base, **overrides))
+    from ..checkpoints import load_model  # checkpoints/ builds on models/ (and may download)
+
+    return load_model(pretrained_source(base, tag or None), reset_head=reset_head, **overrides)

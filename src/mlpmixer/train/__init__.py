@@ -11,15 +11,13 @@ docs/training.md for recipes, resuming and multi-GPU/multi-node commands.
 """
 
 from .config import TrainConfig, load_config, parse_assignment
-from .presets import assemble_config, finetune_config, flag_overrides, preset, preset_names
+from .presets import finetune_config, preset, preset_names
 from .run import RunResult, train
 
 __all__ = [
     "RunResult",
     "TrainConfig",
-    "assemble_config",
     "finetune_config",
-    "flag_overrides",
     "load_config",
     "parse_assignment",
     "preset",

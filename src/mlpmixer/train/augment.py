@@ -101,10 +101,3 @@ class DeviceAugment(nn.Module):
             images = self.ops(images).clamp(0.0, 1.0)
         images = normalize(images, self.mean, self.std)
         return self._mix(images, labels)
-
-
-def eval_transform(
-    images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
-) -> torch.Tensor:
-    """Evaluation: normalisation only (resizing and cropping happened in the data set)."""
-    return normalize(images, mean, std)

@@ -9,7 +9,10 @@ key, a wrong type or a value out of range is a `ConfigError` that names the dott
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -21,6 +24,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..models.config import field_names as mixer_field_names
+from ..safeyaml import MAX_CHARS, load_yaml
 
 OptimizerName = Literal["adamw", "adam", "sgd"]
 ScheduleName = Literal["cosine", "linear", "constant"]
@@ -113,7 +117,8 @@ class TrainSection:
     checkpoint_every_steps: int = 0  # 0: only at epoch ends (and the end)
     log_every_steps: int = 50  # plain log lines when not on a terminal
     parallel: Parallelism = "ddp"  # under torchrun with several processes
-    max_nonfinite_checks: int = 1  # check the loss for NaN/inf every N steps
+    nonfinite_check_every: int = 1  # check the loss for NaN/inf every N steps
+    grad_checkpointing: bool = False  # recompute block activations in backward: less memory
 
 
 @dataclass
@@ -143,8 +148,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """A validated config; unknown keys, wrong types and bad values raise `ConfigError`."""
-        config = _build(cls, data, "")
+        """A validated config; unknown keys, wrong types and bad values raise `ConfigError`.
+
+        Keys of older versions (`RENAMED_KEYS`) are read under their new names, so the
+        config.yaml of an older run still resumes.
+        """
+        config = _build(cls, _renamed(data), "")
         validate(config)
         return config
 
@@ -165,6 +174,33 @@ class TrainConfig:
             for key, value in changes.items():
                 set_dotted(data, f"{section}.{key}", value)
         return TrainConfig.from_dict(data)
+
+
+# old dotted key -> new dotted key
+RENAMED_KEYS = {
+    "train.max_nonfinite_checks": "train.nonfinite_check_every",
+    "model.overrides.grad_checkpointing": "train.grad_checkpointing",  # a run-time switch
+}
+
+
+def _renamed(data: Any) -> Any:
+    """``data`` with the keys of `RENAMED_KEYS` moved to their new place (a copy if any moved)."""
+    if not isinstance(data, Mapping):
+        return data
+    data = copy.deepcopy(dict(data))
+    for old, new in RENAMED_KEYS.items():
+        *parents, leaf = old.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node.pop(leaf)
+        section, key = new.split(".")
+        data.setdefault(section, {})
+        if isinstance(data[section], dict):
+            data[section].setdefault(key, value)
+    return data
 
 
 def _plain(value: Any) -> Any:
@@ -292,7 +328,8 @@ def _check_sections(c: TrainConfig) -> None:
         t.batch_size % t.grad_accum == 0, "train.batch_size", t.batch_size,
         f"divisible by train.grad_accum={t.grad_accum}",
     )  # fmt: skip
-    _require(t.seed >= 0, "train.seed", t.seed, ">= 0")
+    # numpy's and the DataLoader's generators take seeds below 2**32 (a larger one is a traceback)
+    _require(0 <= t.seed < 2**32, "train.seed", t.seed, "in [0, 2**32 - 1]")
     _require(
         0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", t.label_smoothing, "in [0, 1)"
     )
@@ -301,7 +338,7 @@ def _check_sections(c: TrainConfig) -> None:
         "eval_every_epochs",
         "checkpoint_every_epochs",
         "log_every_steps",
-        "max_nonfinite_checks",
+        "nonfinite_check_every",
     ):
         _require(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), ">= 1")
     _require(
@@ -401,8 +438,50 @@ def _check_model(c: TrainConfig) -> None:
         resolve_name(c.model.name)  # ConfigError naming the known models
 
 
+MAX_INT = 2**62  # beyond this an int overflows int64 tensors and seeds (a typo, not a setting)
+MAX_PAD_OR_OPS = 1024  # augment.pad_crop pixels and randaugment ops
+
+
+def _cpu_limit() -> int:
+    """Threads/workers beyond 4 per CPU only thrash; 100000 threads crashed torch (segfault)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def _check_runtime_bounds(c: TrainConfig) -> None:
+    """Every number finite and in a range the machine can honour, checked before any work."""
+    for section in dataclasses.fields(c):
+        part = getattr(c, section.name)
+        if not dataclasses.is_dataclass(part):
+            continue
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            key = f"{section.name}.{f.name}"
+            for v in values:
+                if isinstance(v, float):
+                    _require(math.isfinite(v), key, value, "a finite number")
+                elif isinstance(v, int) and not isinstance(v, bool):
+                    _require(abs(v) < MAX_INT, key, value, "smaller than 2**62 in magnitude")
+    limit = _cpu_limit()
+    t, d, a = c.train, c.data, c.augment
+    _require(
+        t.threads is None or t.threads <= limit, "train.threads", t.threads,
+        f"at most {limit} (4 x {os.cpu_count() or 1} CPUs) or null",
+    )  # fmt: skip
+    _require(
+        d.num_workers is None or d.num_workers <= limit, "data.num_workers", d.num_workers,
+        f"at most {limit} (4 x {os.cpu_count() or 1} CPUs) or null",
+    )  # fmt: skip
+    _require(a.pad_crop <= MAX_PAD_OR_OPS, "augment.pad_crop", a.pad_crop, f"<= {MAX_PAD_OR_OPS}")
+    _require(
+        a.randaugment_n <= MAX_PAD_OR_OPS, "augment.randaugment_n", a.randaugment_n,
+        f"<= {MAX_PAD_OR_OPS}",
+    )  # fmt: skip
+
+
 def validate(config: TrainConfig) -> None:
     """Raise `ConfigError` (naming the dotted key) for any out-of-range or inconsistent value."""
+    _check_runtime_bounds(config)
     _check_sections(config)
     _check_model(config)
     if config.train.precision == "fp16" and config.train.device == "cpu":
@@ -418,13 +497,23 @@ def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML config file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"config file {path} is not a regular file")
+        if path.exists() and path.stat().st_size > 4 * MAX_CHARS:
+            raise ConfigError(
+                f"config file {path} has {path.stat().st_size} bytes; a config is a few kB"
+            )
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:  # a binary or latin-1 file: bad input, not a crash
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text ({err})") from err
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from err
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
     try:
         return TrainConfig.from_dict(data or {})
     except ConfigError as err:
@@ -438,9 +527,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"an override must look like section.key=value, got {text!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({err})") from err
+    except ConfigError as err:
+        raise ConfigError(f"override {key}: {err}") from err
     return key, value
 
 

@@ -11,12 +11,15 @@ Only the main process (rank 0) creates these.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-METRICS_FILE = "metrics.jsonl"
+from ..layout import METRICS_FILE
+
+log = logging.getLogger(__name__)
 
 
 class MetricsLog:
@@ -74,7 +77,8 @@ class TensorBoardLog:
 
 class Progress:
     """One tqdm bar for the whole run on a terminal (epoch, loss, lr and the last test top-1
-    in its postfix, updated in place); plain log lines (every N steps and per epoch) otherwise."""
+    in its postfix, updated in place); otherwise lines (every N steps and per epoch) logged
+    at INFO on ``mlpmixer.train.logs`` (the CLI shows them on stderr)."""
 
     def __init__(self, mode: str, log_every: int, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
@@ -133,7 +137,7 @@ class Progress:
         if self.bar is not None:
             self.bar.write(text, file=self.stream)
         else:
-            print(text, file=self.stream, flush=True)
+            log.info("%s", text)
 
 
 def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> Path | None:

@@ -11,10 +11,10 @@ weights are bitwise identical.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data.info import normalize
 from ..errors import CheckpointError, RunError
-from .augment import DeviceAugment, eval_transform
+from .augment import DeviceAugment
 from .config import TrainConfig
 from .distributed import (
     DistInfo,
@@ -43,6 +44,8 @@ from .ema import ModelEma
 from .logs import MetricsLog, Progress, TensorBoardLog
 from .sampler import TrainBatchSampler
 from .state import checkpoint_path, rng_state, save_train_state, set_rng_state
+
+log = logging.getLogger(__name__)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -174,7 +177,7 @@ class Trainer:
             total_loss += loss.detach() / accum
             correct = (logits.detach().argmax(-1) == targets.argmax(-1)).sum()
             self.sums.add(loss, correct, labels.shape[0])
-        if self.state.global_step % cfg.max_nonfinite_checks == 0:
+        if self.state.global_step % cfg.nonfinite_check_every == 0:
             self._check_finite(total_loss)
         self._optimizer_step()
         return float(total_loss)
@@ -226,7 +229,7 @@ class Trainer:
             images, labels = self._to_device(images, labels)
             valid = labels >= 0  # padding examples (equal shards for every process) have -1
             with self.autocast():
-                logits = model(eval_transform(images, self.norm_mean, self.norm_std)).float()
+                logits = model(normalize(images, self.norm_mean, self.norm_std)).float()
             logits, labels = logits[valid], labels[valid]
             targets = F.one_hot(labels, self.num_classes).float()
             loss = (
@@ -277,6 +280,8 @@ class Trainer:
                     "progress": vars(self.state).copy(),
                     "epoch_sums": all_reduce_sum(self.sums.values),
                     "config": self.config.to_dict(),
+                    # lets RUN/checkpoints/last.pt be loaded as a model (eval, predict...)
+                    "model_config": unwrap(self.model).config.to_dict(),
                 },
             )
         else:
@@ -383,11 +388,15 @@ class Trainer:
         finally:
             progress.close()
         if not self.last_eval:  # resumed after the final checkpoint: evaluate it again
-            self.last_eval = self.evaluate(self.model)
-            if self.ema is not None:
-                ema_eval = self.evaluate(self.ema.module)
-                self.last_eval.update({f"ema_{k}": v for k, v in ema_eval.items()})
+            self.last_eval = self.evaluate_with_ema()
         return self.last_eval
+
+    def evaluate_with_ema(self) -> dict[str, Any]:
+        """`evaluate` of the model, plus the EMA model's results as ``ema_*`` when there is one."""
+        results = self.evaluate(self.model)
+        if self.ema is not None:
+            results.update({f"ema_{k}": v for k, v in self.evaluate(self.ema.module).items()})
+        return results
 
     @contextlib.contextmanager
     def _graceful_interrupt(self) -> Iterator[None]:
@@ -409,8 +418,8 @@ class Trainer:
             if self.interrupted:  # the second Ctrl-C: stop now, the last checkpoint stays
                 raise KeyboardInterrupt
             self.interrupted = True
-            print("\ninterrupt: finishing the current step, then saving a checkpoint "
-                  "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)  # fmt: skip
+            log.info("interrupt: finishing the current step, then saving a checkpoint "
+                     "(Ctrl-C again to stop at once)")  # fmt: skip
 
         signal.signal(signal.SIGINT, request_stop)
         try:
@@ -421,13 +430,11 @@ class Trainer:
     def _save_and_stop(self) -> None:
         """Save at this step boundary (exactly as a periodic checkpoint) and raise KeyboardInterrupt."""
         self.save_checkpoint()
-        print(
-            f"interrupted at global step {self.state.global_step}; checkpoint saved to "
-            f"{checkpoint_path(self.run_dir)}; continue with: mlpmixer train --resume "
-            f"{self.run_dir}",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.info(
+            "interrupted at global step %d; checkpoint saved to %s; continue with: "
+            "mlpmixer train --resume %s",
+            self.state.global_step, checkpoint_path(self.run_dir), self.run_dir,
+        )  # fmt: skip
         raise KeyboardInterrupt
 
     def _fit(
@@ -439,10 +446,7 @@ class Trainer:
             record = self.run_epoch(progress)
             last = self.state.global_step >= self.total_steps
             if last or (self.state.epoch + 1) % cfg.eval_every_epochs == 0:
-                record.update(self.evaluate(self.model))
-                if self.ema is not None:
-                    ema_eval = self.evaluate(self.ema.module)
-                    record.update({f"ema_{k}": v for k, v in ema_eval.items()})
+                record.update(self.evaluate_with_ema())
                 self.last_eval = record
             self.state.train_seconds += time.perf_counter() - epoch_start
             if self.dist.is_main:
@@ -472,6 +476,6 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
-def padded_eval_indices(num_examples: int, world_size: int) -> int:
+def padded_eval_length(num_examples: int, world_size: int) -> int:
     """Length of the eval set padded so every process gets the same number of examples."""
     return math.ceil(num_examples / world_size) * world_size

@@ -2,7 +2,7 @@
 
 Pre-training: Adam(W) with β = (0.9, 0.999), linear warmup, then linear or cosine decay,
 global-norm clipping. Fine-tuning: SGD with momentum 0.9, warmup + cosine, clipping, no
-weight decay. Norm and bias parameters never get weight decay (`MlpMixer.param_groups`).
+weight decay. Norm and bias parameters never get weight decay (`mlpmixer.models.params`).
 
 Weight decay conventions: torch's AdamW subtracts ``lr · wd · w`` each step, so the paper's
 "Adam, weight decay 0.1, lr 1e-3" is ``adamw`` with ``weight_decay: 0.1`` (big_vision writes
@@ -17,17 +17,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..models.params import weight_decay_groups
 from .config import OptimSection, ScheduleSection
 
 
 def build_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.Optimizer:
     """The optimizer of ``cfg`` over ``model``'s parameters (no decay on norms and biases)."""
-    skip = {n for n, p in model.named_parameters() if p.ndim <= 1}
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in named if n not in skip], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in named if n in skip], "weight_decay": 0.0},
-    ]
+    groups = weight_decay_groups(model, cfg.weight_decay)
     # foreach: one kernel per group instead of per tensor (torch's default only on GPUs);
     # on a CPU it halves the optimizer's share of a small model's step
     if cfg.name == "sgd":

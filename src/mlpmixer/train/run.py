@@ -15,8 +15,8 @@ Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
 import os
 import re
@@ -33,7 +33,16 @@ from torch.utils.data import DataLoader, Dataset
 from ..checkpoints import load_model
 from ..data import DatasetInfo, build_dataset
 from ..errors import ConfigError, RunError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text
+from ..layout import (
+    CURVES_FILE,
+    EMA_MODEL_DIR,
+    MODEL_DIR,
+    RUN_CONFIG_FILE,
+    SKIPPED_FILE,
+    SUMMARY_FILE,
+    checkpoint_label,
+)
 from ..models import MixerConfig, MlpMixer, create_model, model_config
 from .augment import DeviceAugment
 from .config import TrainConfig, load_config
@@ -50,18 +59,13 @@ from .distributed import (
     wrap_model,
 )
 from .ema import ModelEma
+from .lock import run_dir_lock
 from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
-from .loop import Trainer, padded_eval_indices
+from .loop import Trainer, padded_eval_length
 from .optim import build_optimizer, build_scheduler
 from .sampler import ShardSampler, TrainBatchSampler
 from .state import checkpoint_path, load_train_state
 
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
-MODEL_DIR = "model"
-EMA_MODEL_DIR = "model_ema"
-CURVES_FILE = "curves.png"
-SKIPPED_FILE = "skipped_images.txt"  # data.skip_bad_images: "PATH: reason" per file left out
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
 
@@ -111,7 +115,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip("/").split("/")[-1]).strip("-") or "data"
 
 
-def _new_run_dir(config: TrainConfig, model_name: str, dist: DistInfo) -> Path:
+def _new_run_dir(
+    config: TrainConfig, model_name: str, dist: DistInfo, locks: contextlib.ExitStack
+) -> Path:
     if config.run.out:
         run_dir = Path(config.run.out)
     else:
@@ -119,6 +125,8 @@ def _new_run_dir(config: TrainConfig, model_name: str, dist: DistInfo) -> Path:
         model_slug = _slug(model_name.replace("/", "-"))
         run_dir = Path("runs") / f"{_slug(config.data.dataset)}-{model_slug}-{stamp}"
     run_dir = Path(broadcast_object(str(run_dir)))
+    if dist.is_main:  # before the check below: two runs starting at once must not both pass it
+        locks.enter_context(run_dir_lock(run_dir))
     if checkpoint_path(run_dir).exists():
         raise ConfigError(
             f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
@@ -201,15 +209,7 @@ def _pretrained_model(config: TrainConfig) -> tuple[MlpMixer, str, DatasetInfo, 
     if tuple(model.config.img_size) != tuple(info.img_size):
         model = model.resize(info.img_size)  # block-diagonal token-mixing (paper, appendix)
     model.config = model.config.replace(crop_pct=crop, interpolation=interpolation)
-    return model, _source_name(str(source)), info, train_set, test_set
-
-
-def _source_name(source: str) -> str:
-    """How a pre-trained checkpoint is named in summaries: a run's model/ by its run."""
-    path = Path(source)
-    if path.name in (MODEL_DIR, EMA_MODEL_DIR) and path.parent.name:
-        return f"{path.parent.name}/{path.name}"
-    return path.name or source
+    return model, checkpoint_label(source), info, train_set, test_set
 
 
 def _loaders(
@@ -233,7 +233,7 @@ def _loaders(
         t.grad_accum,  # type: ignore[arg-type]
     )
     train_loader = DataLoader(train_set, batch_sampler=sampler, **options)
-    padded = padded_eval_indices(len(test_set), dist.world_size)  # type: ignore[arg-type]
+    padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
     eval_set = _PaddedEval(test_set, padded)
     eval_batch = max(1, min(sampler.micro_batch_size * 2, 1024))
     eval_loader = DataLoader(
@@ -254,7 +254,11 @@ def _init_sigmoid_head(model: MlpMixer) -> None:
 
 
 def _setup(
-    config: TrainConfig, run_dir: Path | None, dist: DistInfo, device: torch.device
+    config: TrainConfig,
+    run_dir: Path | None,
+    dist: DistInfo,
+    device: torch.device,
+    locks: contextlib.ExitStack,
 ) -> tuple[Trainer, str, DatasetInfo]:
     t = config.train
     torch.manual_seed(t.seed)  # model initialisation: the same on every process
@@ -262,8 +266,9 @@ def _setup(
     model, model_name, info, train_set, test_set = build(config)
     if t.loss == "sigmoid" and config.model.pretrained is None:
         _init_sigmoid_head(model)
+    model.set_grad_checkpointing(t.grad_checkpointing)
     if run_dir is None:
-        run_dir = _new_run_dir(config, model_name, dist)
+        run_dir = _new_run_dir(config, model_name, dist, locks)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if t.parallel == "fsdp" and t.ema_decay and dist.enabled:
@@ -349,7 +354,7 @@ def _write_outputs(
         for key in ("ema_test_top1", "ema_test_top5", "ema_test_loss"):
             if key in trainer.last_eval:
                 summary[key] = trainer.last_eval[key]
-    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(run_dir / SUMMARY_FILE, summary)
     if cfg.run.plot:
         records = MetricsLog(run_dir).read()
         plot_curves(records, run_dir / CURVES_FILE, f"{model_name} on {info.name}")
@@ -367,13 +372,25 @@ def train(
     config stored in ``RUN_DIR/config.yaml`` (``overrides``, ``--set`` style, still apply).
     Under torchrun every process calls this; only rank 0 writes files.
     """
+    with contextlib.ExitStack() as locks:  # the run directory's lock, held until the end
+        return _train(config, resume, overrides, locks)
+
+
+def _train(
+    config: TrainConfig | None,
+    resume: str | os.PathLike[str] | None,
+    overrides: Sequence[str],
+    locks: contextlib.ExitStack,
+) -> RunResult:
     run_dir = None
     checkpoint = None
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise ConfigError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
-        config = load_config(run_dir / CONFIG_FILE)
+        if not (run_dir / RUN_CONFIG_FILE).is_file():
+            raise ConfigError(f"{run_dir}: not a run directory (no {RUN_CONFIG_FILE})")
+        if env_dist_info().is_main:  # refuse to resume a run another process is training
+            locks.enter_context(run_dir_lock(run_dir))
+        config = load_config(run_dir / RUN_CONFIG_FILE)
         checkpoint = load_train_state(run_dir)
     config = config or TrainConfig()
     if overrides:
@@ -384,7 +401,7 @@ def train(
     threads = torch.get_num_threads()
     try:
         _configure_torch(config, device)
-        trainer, model_name, info = _setup(config, run_dir, dist, device)
+        trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
         if checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
         result = _run(trainer, model_name, info, resumed=checkpoint is not None)
@@ -402,7 +419,7 @@ def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) ->
     metrics = tensorboard = None
     progress = Progress(cfg.run.progress if main else "none", cfg.train.log_every_steps)
     if main:
-        atomic_write_text(run_dir / CONFIG_FILE, _config_yaml(cfg, model_name))
+        atomic_write_text(run_dir / RUN_CONFIG_FILE, _config_yaml(cfg, model_name))
         metrics = MetricsLog(run_dir)
         metrics.truncate_after(trainer.state.epoch)
         tensorboard = TensorBoardLog(run_dir, cfg.run.tensorboard)

@@ -16,19 +16,20 @@ from __future__ import annotations
 import errno
 import hashlib
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..checkpoints.timm_format import check_tensor_views
 from ..errors import CheckpointError, RunError
 from ..fileio import atomic_path
+from ..layout import CHECKPOINT_DIR, LAST_CHECKPOINT
 
 FORMAT = "mlpmixer-train-state"
 VERSION = 1
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.pt"
 
 
 def rng_state() -> dict[str, Any]:
@@ -54,7 +55,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def checkpoint_path(run_dir: Path) -> Path:
-    return run_dir / CHECKPOINT_DIR / LAST
+    return run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def _tensors(value: Any, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """(dotted name, tensor) of every tensor in nested dicts/lists, as `_update_digest` walks."""
+    if isinstance(value, torch.Tensor):
+        yield name, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f"{name}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _tensors(item, f"{name}[{i}]")
 
 
 def _update_digest(digest: Any, value: Any, name: str) -> None:
@@ -91,10 +104,13 @@ def save_train_state(run_dir: Path, state: dict[str, Any]) -> Path:
     full = {"format": FORMAT, "version": VERSION, **state}
     full["sha256"] = state_digest(full)
     try:
-        with atomic_path(target) as tmp:
-            torch.save(full, tmp)
+        # through a Python file object: torch.save(path) reports a full disk as
+        # RuntimeError("... unexpected pos ..."), a file object's write as OSError(ENOSPC)
+        with atomic_path(target) as tmp, open(tmp, "wb") as file:
+            torch.save(full, file)
     except OSError as err:
-        reason = "the disk is full" if err.errno == errno.ENOSPC else str(err)
+        full_disk = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = "the disk is full" if full_disk else str(err)
         kept = "the previous checkpoint is kept" if target.is_file() else "no checkpoint yet"
         raise RunError(
             f"cannot write the training checkpoint {target}: {reason}; {kept}. Free space "
@@ -117,6 +133,8 @@ def load_train_state(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable training checkpoint ({err})") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mlpmixer training checkpoint")
+    # before the checksum: hashing a stride-0 view makes it contiguous (terabytes, maybe)
+    check_tensor_views({k.lstrip("."): v for k, v in _tensors(state, "")}, path)
     if state.get("version") != VERSION:
         raise CheckpointError(
             f"{path}: training checkpoint version {state.get('version')!r} is not supported "

@@ -12,7 +12,7 @@ when timm is importable):
 - images/s (batch ÷ median step time), per CPU thread or per GPU; TFLOP/s from the
   analytic FLOPs (`mlpmixer.models.flops_per_image`, a training step counted as 3× the
   forward pass); MFU against a dense matmul of the same dtype measured on the same device
-  in the same run (`mlpmixer.evaluate.peak`); batch-1 latency percentiles; peak memory
+  in the same run (`mlpmixer.bench.peak`); batch-1 latency percentiles; peak memory
   (CUDA allocator peak, CPU resident-set peak) and, for training, the activation memory
   autograd saves per image.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import platform
 from collections.abc import Callable, Iterator
@@ -34,10 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..download import is_hub_id
 from ..errors import ConfigError, RunError
 from ..models import MlpMixer, flops_per_image, param_count
 from ..models.config import GELU_VARIANTS
+from ..models.params import weight_decay_groups
 from ..models.plain import PlainMixer
+from ..progress import PROGRESS
 from .peak import DTYPES, measure_matmul_peak
 from .timing import PeakMemory, SavedActivations, summarize_ms, synchronize, time_calls
 
@@ -118,7 +122,7 @@ def resolve_model(spec: str | MlpMixer, **overrides: Any) -> tuple[MlpMixer, str
     try:
         model_config(spec)
     except ConfigError as name_error:
-        if not (os.path.exists(spec) or spec.count("/") == 1):
+        if not (os.path.exists(spec) or is_hub_id(spec)):
             raise ConfigError(
                 f"{spec!r} is neither a registered model (see `mlpmixer models`) nor a checkpoint"
             ) from name_error
@@ -257,10 +261,7 @@ def inference_step(
 
 
 def _optimizer(module: nn.Module) -> torch.optim.Optimizer:
-    decay = [p for p in module.parameters() if p.ndim > 1]
-    no_decay = [p for p in module.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=1e-4)
+    return torch.optim.AdamW(weight_decay_groups(module, 0.05), lr=1e-4)
 
 
 def training_step(
@@ -342,6 +343,9 @@ def _measure_memory(step: Callable[[], Any], device: torch.device) -> dict[str, 
     return {"peak_memory_mb": memory.peak / 2**20, "memory_source": memory.source}
 
 
+log = logging.getLogger(__name__)  # progress: a line per phase (the CLI shows it on stderr)
+
+
 def _run_mode(
     mode: str,
     impls: dict[str, nn.Module],
@@ -354,6 +358,11 @@ def _run_mode(
     forward_flops = flops_per_image(cfg) * options.batch_size
     flops = forward_flops if inference else 3 * forward_flops
     saved: dict[str, list[SavedActivations]] = {name: [] for name in impls}
+    log.info(
+        "timing %s (%s) at batch %d: at least %d steps and %.0f s each",
+        mode, ", ".join(impls), options.batch_size, options.repeats, options.min_time_s,
+        extra=PROGRESS,
+    )  # fmt: skip
     with _compile_context(options, device, inference):
         if inference:
             steps = {
@@ -396,6 +405,7 @@ def _add_latency(
 ) -> None:
     """Batch-1 latency percentiles (ms) of each implementation, interleaved like the rest."""
     steps = {name: inference_step(m, cfg, options, 1) for name, m in impls.items()}
+    log.info("timing batch-1 latency", extra=PROGRESS)
     times = time_calls(
         steps, device, warmup=max(_warmup(options), 3), repeats=options.latency_repeats,
         min_time_s=min(options.min_time_s, 1.0),
@@ -457,6 +467,7 @@ def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dic
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     device = _parse_device(options.device)
+    log.info("building %s", model if isinstance(model, str) else "the model", extra=PROGRESS)
     net, label = resolve_model(model, **({"gelu": options.gelu} if options.gelu else {}))
     cfg = net.config
     torch.manual_seed(options.seed)
@@ -478,6 +489,8 @@ def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dic
         "machine": machine_info(device),
     }
     try:
+        if options.peak:
+            log.info("measuring the %s matmul peak", options.dtype, extra=PROGRESS)
         peak = _peak(device, options) if options.peak else None
         result["matmul_peak"] = peak.to_dict() if peak else None
         impls, notes = implementations(net, options.compare)
@@ -492,6 +505,7 @@ def benchmark(model: str | MlpMixer, options: BenchOptions | None = None) -> dic
     except torch.OutOfMemoryError as err:
         raise RunError(f"out of memory at batch {options.batch_size}: {err}") from err
     if peak is not None:  # again after the models: the better of the two is the peak
+        log.info("measuring the matmul peak again", extra=PROGRESS)
         again = _peak(device, options)
         result["matmul_peak_after"] = again.to_dict()
         if again.tflops > peak.tflops:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from .config import MixerConfig
+from ..models.config import MixerConfig
 
 _SHOWN = 8  # keys listed in an error message before "... and N more"
 

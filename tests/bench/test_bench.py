@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
 from mlpmixer import MixerConfig, MlpMixer, create_model
+from mlpmixer.bench.peak import measure_matmul_peak
+from mlpmixer.bench.run import BenchOptions, benchmark
+from mlpmixer.bench.timing import SavedActivations, percentile, summarize_ms
 from mlpmixer.cli import cli
-from mlpmixer.evaluate.bench import BenchOptions, benchmark
-from mlpmixer.evaluate.peak import measure_matmul_peak
-from mlpmixer.evaluate.timing import SavedActivations, percentile, summarize_ms
 from mlpmixer.models import flops_per_image, model_config
 from mlpmixer.models.plain import PlainMixer
 
@@ -85,6 +85,7 @@ def test_saved_activations_shrink_with_checkpointing():
     assert 0 < sizes[1] < sizes[0] / 2
 
 
+@pytest.mark.slow
 def test_benchmark_tiny_model_compare():
     result = benchmark("mixer_t2_8", BenchOptions(batch_size=4, compare=True, **FAST))
     json.dumps(result)  # JSON-ready
@@ -121,6 +122,7 @@ def test_benchmark_tiny_model_compare():
     assert any("timm" in note for note in result["notes"])  # timm is absent here: said so
 
 
+@pytest.mark.slow
 def test_benchmark_bf16_training_with_checkpointing():
     options = BenchOptions(batch_size=4, dtype="bf16", mode="train", peak=False, **FAST)
     plain = benchmark("mixer_t2_8", options)["results"][0]
@@ -164,6 +166,7 @@ def test_cli_json_out_and_checkpoint(tmp_path):
     assert printed["results"][0]["mode"] == "infer" and printed["model"] == str(checkpoint)
 
 
+@pytest.mark.slow
 def test_cli_table_and_errors():
     runner = CliRunner()
     args = ["bench", "--model", "mixer_t2_8", "--batch-size", "2", "--mode", "infer",

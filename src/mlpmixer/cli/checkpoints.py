@@ -1,0 +1,121 @@
+"""``mlpmixer models``, ``info`` and ``convert``: the registry and checkpoint files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich import box
+from rich.table import Table
+
+from .app import POSITIVE_INT, cli, console, err_console, print_json
+
+
+@cli.command()
+@click.option("--pattern", default="*", show_default=True, help="Shell-style filter on names.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(pattern: str, as_json: bool) -> None:
+    """List registered models: parameters, GFLOPs per image, tokens, width."""
+    from ..models import flops_per_image, list_models, model_entry, param_count
+
+    rows = []
+    for name in list_models(pattern):
+        entry = model_entry(name)
+        cfg = entry.config
+        rows.append(
+            {
+                "name": name,
+                "params_m": round(param_count(cfg) / 1e6, 2),
+                "backbone_params_m": round(param_count(cfg, include_head=False) / 1e6, 2),
+                "paper_params_m": entry.paper_params_m,
+                "gflops": round(flops_per_image(cfg) / 1e9, 3),
+                "img_size": list(cfg.img_size),
+                "patch": list(cfg.patch_size),
+                "tokens": cfg.num_tokens,
+                "hidden_dim": cfg.hidden_dim,
+                "blocks": cfg.num_blocks,
+                "description": entry.description,
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    headers = ("name", "params M", "paper M", "GFLOPs", "input", "tokens S", "C", "N")
+    for column in headers:
+        table.add_column(column, justify="left" if column == "name" else "right", no_wrap=True)
+    for r in rows:
+        size = "x".join(map(str, r["img_size"]))
+        paper = "" if r["paper_params_m"] is None else str(r["paper_params_m"])
+        table.add_row(
+            r["name"], f"{r['params_m']:.2f}", paper, f"{r['gflops']:.2f}", size,
+            str(r["tokens"]), str(r["hidden_dim"]), str(r["blocks"]),
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        "GFLOPs: 2 x multiply-adds of one forward pass of one image. paper M: the paper's "
+        "Table 1, which counts parameters without the 1000-way head."
+    )
+
+
+@cli.command()
+@click.argument("checkpoint")
+@click.option(
+    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> None:
+    """Show a checkpoint's format, inferred architecture and classes."""
+    from ..checkpoints import describe, read_checkpoint
+
+    summary = describe(read_checkpoint(checkpoint, img_size=img_size))
+    if as_json:
+        print_json(summary)
+        return
+    cfg = summary["config"]
+    table = Table(show_header=False, title=checkpoint)
+    for key, value in [
+        ("format", summary["format"]),
+        ("image size", "x".join(map(str, cfg["img_size"]))),
+        ("patch", "x".join(map(str, cfg["patch_size"]))),
+        ("tokens S", summary["num_tokens"]),
+        ("hidden C", cfg["hidden_dim"]),
+        ("blocks N", cfg["num_blocks"]),
+        ("token MLP D_S", cfg["tokens_mlp_dim"]),
+        ("channel MLP D_C", cfg["channels_mlp_dim"]),
+        ("classes", cfg["num_classes"]),
+        ("GELU", summary["gelu"]),  # "erf" / "tanh", not the config's "none"
+        ("parameters", f"{summary['params']:,}"),
+        ("GFLOPs / image", f"{summary['gflops_per_image']:.3f}"),
+    ]:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("destination", type=click.Path(path_type=Path))
+@click.option(
+    "--to",
+    "fmt",
+    type=click.Choice(["native", "official", "timm", "state_dict"]),
+    default=None,
+    help="Output format (default from DESTINATION: .npz official, .pth/.pt/.bin timm, else native).",
+)
+@click.option(
+    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
+)
+def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> None:
+    """Convert a checkpoint between the native, official .npz and timm formats."""
+    import warnings
+
+    from ..checkpoints import convert as convert_checkpoint
+
+    options = {"img_size": img_size} if img_size else {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = convert_checkpoint(source, destination, format=fmt, **options)
+    for w in caught:
+        err_console.print(f"warning: {w.message}", highlight=False)
+    console.print(f"wrote {out}")

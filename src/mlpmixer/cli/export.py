@@ -1,0 +1,65 @@
+"""``mlpmixer export``: ONNX, TorchScript or an ExportedProgram, checked against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..fileio import atomic_write_json
+from .app import RESULTS, checkpoint_option, cli, console, print_json, regular_file_or_new
+
+
+@cli.command()
+@checkpoint_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["onnx", "torchscript", "exported-program"]),
+    default=None,
+    help="Default: from --output's suffix (.onnx, .ts/.pt, .pt2), else onnx.",
+)
+@click.option(
+    "--output",
+    default=None,
+    callback=lambda ctx, param, v: v and str(regular_file_or_new(Path(v), "--output")),
+    help="File to write (default results/export/<name>.onnx|.ts|.pt2).",
+)
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
+@click.option("--no-verify", is_flag=True, help="Skip running the file against PyTorch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def export(checkpoint: str, fmt: str, output: str | None, opset: int | None, no_verify: bool,
+           as_json: bool) -> None:  # fmt: skip
+    """Export for deployment with a dynamic batch dimension, then check it against PyTorch.
+
+    The file is run at batch sizes 1 and 3; its logits must match within 1e-4 (exit 1
+    otherwise). ONNX needs the export extra: pip install 'mlpmixer[export]'.
+    """
+    from ..checkpoints import load_model
+    from ..export import DEFAULT_SUFFIX, export_model, resolve_format
+
+    if output is None:
+        fmt = fmt or "onnx"
+        name = Path(checkpoint.rstrip("/")).stem + DEFAULT_SUFFIX[fmt]
+        path = Path(RESULTS, "export", name)
+    else:
+        path = Path(output)
+        fmt = resolve_format(path, fmt) if fmt or path.suffix else "onnx"
+    report = export_model(load_model(checkpoint), path, fmt, verify=not no_verify, opset=opset)
+    data = {"checkpoint": checkpoint, **report.to_dict()}
+    atomic_write_json(path.with_name(path.name + ".json"), data)
+    if as_json:
+        print_json(data)
+        return
+    check = (
+        "not verified"
+        if report.max_abs_diff is None
+        else (
+            f"max |logit difference| {report.max_abs_diff:.2e} at batch sizes {report.verified_batch_sizes}"
+        )
+    )
+    console.print(
+        f"wrote {path} ({report.format}, {report.bytes / 1e6:.2f} MB): {check}",
+        highlight=False,
+        soft_wrap=True,
+    )

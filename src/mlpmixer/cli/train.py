@@ -1,0 +1,218 @@
+"""``mlpmixer train`` and ``finetune``: a config from file, preset, flags and ``--set``, then a run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rich import box
+from rich.table import Table
+
+from ..errors import ConfigError
+from ..layout import (
+    CHECKPOINT_DIR,
+    CURVES_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    MODEL_DIR,
+    RUN_CONFIG_FILE,
+    SKIPPED_FILE,
+    SUMMARY_FILE,
+)
+from ..train import TrainConfig, load_config, preset
+from .app import (
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED,
+    checked_device,
+    cli,
+    console,
+    dir_or_new,
+    print_json,
+)
+
+
+def flag_overrides(**flags: Any) -> list[str]:
+    """Plain CLI flags (``epochs=3``) as dotted overrides (``train.epochs=3``); None is skipped."""
+    keys = {
+        "model": "model.name",
+        "dataset": "data.dataset",
+        "epochs": "train.epochs",
+        "steps": "train.steps",
+        "batch_size": "train.batch_size",
+        "lr": "optim.lr",
+        "seed": "train.seed",
+        "out": "run.out",
+        "device": "train.device",
+        "precision": "train.precision",
+        "img_size": "model.img_size",
+        "skip_bad_images": "data.skip_bad_images",
+    }
+    unknown = sorted(set(flags) - set(keys))
+    if unknown:
+        raise ConfigError(f"unknown flag(s) {unknown}")
+    # json.dumps quotes strings so that YAML reads paths like "1e3" or "null" as text
+    # an absent on/off flag (False) leaves the config file's value alone; `is` because
+    # 0 == False, and a 0 (--epochs 0, --seed 0) must reach the config to be used or refused
+    return [
+        f"{keys[k]}={json.dumps(v)}" for k, v in flags.items() if v is not None and v is not False
+    ]
+
+
+def assemble_config(
+    config_file: str | None = None,
+    dataset: str | None = None,
+    sets: Sequence[str] = (),
+    **flags: Any,
+) -> TrainConfig:
+    """The config of ``mlpmixer train``: a file or the data set's preset, then flags, then ``--set``.
+
+    ``--model NAME`` without a config file means that registered model as it is: the preset's
+    architecture overrides (e.g. the digits default's re-sizing) are dropped.
+    """
+    config = load_config(config_file) if config_file else preset(dataset)
+    if flags.get("model") and not config_file:
+        config = config.replace(model={"overrides": {}, "img_size": None})
+    return config.override([*flag_overrides(dataset=dataset, **flags), *sets])
+
+
+def _train_options(func: Any) -> Any:
+    """Flags shared by ``train`` and ``finetune`` (each becomes a ``--set`` override)."""
+    options = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                     help="YAML config (default: the data set's built-in recipe)."),
+        click.option("--epochs", type=POSITIVE_INT, default=None, help="Epochs (train.epochs)."),
+        click.option("--steps", type=POSITIVE_INT, default=None, help="Total optimizer steps (train.steps; overrides epochs)."),
+        click.option("--batch-size", type=POSITIVE_INT, default=None, help="Global batch size, over all processes."),
+        click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate (optim.lr)."),
+        click.option("--seed", type=SEED, default=None, help="Seed of initialisation, data order and augmentation."),
+        click.option("--device", default=None, callback=checked_device,
+                     help="auto, cpu, cuda, cuda:N (train.device)."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+                     help="bf16 autocast (CPU/GPU) or fp16 with loss scaling (GPU)."),
+        click.option("--out", callback=dir_or_new, default=None,
+                     help="Run directory (default runs/<dataset>-<model>-<time>)."),
+        click.option("--skip-bad-images", is_flag=True, default=False,
+                     help="Leave unreadable image files out (listed in RUN/skipped_images.txt) instead of stopping."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override any config key, e.g. --set optim.lr=1e-3 (repeatable)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _report_run(result: Any, as_json: bool) -> None:
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun only the main process reports
+    summary = result.summary
+    if as_json:
+        print_json(summary)
+        return
+    table = Table(show_header=False, box=box.SIMPLE, pad_edge=False)
+    rows = [
+        ("model", summary["model"]),
+        ("data set", summary["dataset"]),
+        ("test top-1", f"{summary.get('test_top1', float('nan')):.4f}"),
+    ]
+    if "test_top5" in summary:
+        rows.append(("test top-5", f"{summary['test_top5']:.4f}"))
+    if "ema_test_top1" in summary:
+        rows.append(("EMA test top-1", f"{summary['ema_test_top1']:.4f}"))
+    rows += [
+        ("epochs / steps", f"{summary['epochs']} / {summary['steps']}"),
+        ("training time", f"{summary['train_seconds']:.1f} s"),
+        ("images / second", f"{summary['images_per_second']:.0f}"),
+        ("parameters", f"{summary['params']:,}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+    run_dir = result.run_dir
+    console.print(
+        f"wrote {run_dir}/: {RUN_CONFIG_FILE}, {METRICS_FILE}, {SUMMARY_FILE}, {CURVES_FILE}, "
+        f"{MODEL_DIR}/ (load with mlpmixer.load_model('{run_dir}/{MODEL_DIR}')), "
+        f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if summary.get("skipped_images"):
+        console.print(
+            f"skipped {summary['skipped_images']} unreadable image(s), listed in "
+            f"{run_dir}/{SKIPPED_FILE}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@cli.command()
+@click.option(
+    "--model", default=None, help="Registered model name (model.name; default: the recipe's)."
+)
+@click.option(
+    "--dataset",
+    default=None,
+    help="digits (default), mnist5k, mnist, fashion-mnist, cifar10, cifar100, hf:NAME, or a directory.",
+)
+@click.option(
+    "--resume",
+    "resume",
+    default=None,
+    metavar="RUN_DIR",
+    help="Continue RUN_DIR from its last checkpoint (exactly, same seed).",
+)
+@_train_options
+def train(model: str | None, dataset: str | None, resume: str | None, config_file: str | None,
+          sets: tuple[str, ...], as_json: bool, **flags: Any) -> None:  # fmt: skip
+    """Train a Mixer (default: a small one on scikit-learn's digits, under a minute on a CPU).
+
+    Writes a run directory with config.yaml, metrics.jsonl, summary.json, curves.png and the
+    final model. Multi-GPU: torchrun --nproc_per_node N -m mlpmixer train ...
+    """
+    from ..train import train as run_training
+
+    if resume:
+        if config_file:
+            raise click.UsageError("--resume takes the config from RUN_DIR; drop --config")
+        overrides = [*flag_overrides(model=model, dataset=dataset, **flags), *sets]
+        result = run_training(resume=resume, overrides=overrides)
+    else:
+        config = assemble_config(config_file, dataset, sets, model=model, **flags)
+        result = run_training(config)
+    _report_run(result, as_json)
+
+
+@cli.command()
+@click.option(
+    "--from",
+    "checkpoint",
+    required=True,
+    metavar="CHECKPOINT",
+    help="Pre-trained weights: run directory model/, .npz, timm file or hub id.",
+)
+@click.option("--dataset", required=True, help="Data set to fine-tune on (as for train).")
+@click.option(
+    "--img-size",
+    type=POSITIVE_INT,
+    default=None,
+    help="Fine-tuning resolution; token mixing is resized block-diagonally (e.g. 448).",
+)
+@_train_options
+def finetune(checkpoint: str, dataset: str, img_size: int | None, config_file: str | None,
+             sets: tuple[str, ...], as_json: bool, **flags: Any) -> None:  # fmt: skip
+    """Fine-tune a checkpoint: SGD momentum 0.9, cosine, clipping at 1, a fresh head.
+
+    Example: mlpmixer finetune --from hf-hub:timm/mixer_b16_224.goog_in21k --dataset cifar10 --img-size 448
+    """
+    from ..train import finetune_config, load_config
+    from ..train import train as run_training
+
+    base = load_config(config_file) if config_file else None
+    config = finetune_config(checkpoint, dataset, img_size, base)
+    config = config.override([*flag_overrides(**flags), *sets])
+    _report_run(run_training(config), as_json)

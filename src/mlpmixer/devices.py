@@ -1,0 +1,39 @@
+"""Checking a device name before any work: a bad or absent device is bad input (exit 2)."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import ConfigError
+
+KNOWN = "cpu, cuda, cuda:N or mps"
+
+
+def check_device(name: str | torch.device) -> torch.device:
+    """``name`` as a `torch.device` that exists here; `ConfigError` naming it otherwise.
+
+    Without this, ``cuda`` on a CPU-only torch, ``banana`` or ``cuda:abc`` surfaced as a
+    RuntimeError/AssertionError from deep inside torch ("this looks like a bug", exit 1).
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"unknown device {str(name)!r}; use {KNOWN}") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"device {str(name)!r}: no CUDA device is available (this torch "
+                f"{'is built without CUDA' if torch.version.cuda is None else 'sees no GPU'}); "
+                "use --device cpu"
+            )
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {str(name)!r}: there are only {count} CUDA device(s)")
+        return device
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {str(name)!r}: MPS is not available here; use --device cpu")
+        return device
+    raise ConfigError(f"unsupported device {str(name)!r}; use {KNOWN}")
