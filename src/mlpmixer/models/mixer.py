@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import InputShapeError
-from . import autocast_cache, onednn
+from . import autocast_cache, onednn, token_products
 from .config import MixerConfig
 from .gelu import GELU, gelu_
 from .init import init_weights
@@ -130,14 +130,13 @@ class TokenMixingMlp(Mlp):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One batched product per layer, the weight broadcast over the batch (expand: no
-        # copy) and the bias added inside it; torch.matmul would transpose x instead.
-        b, weight = x.shape[0], autocast_cache.weight  # (cached copies in autocast inference)
-        w1, b1 = weight(self.fc1, "weight"), weight(self.fc1, "bias")
-        h = torch.baddbmm(b1[:, None], w1.expand(b, -1, -1), x)
+        # One batched product per layer, the weight broadcast over the batch (no copy);
+        # torch.matmul would transpose x instead. token_products: where the bias goes.
+        weight = autocast_cache.weight  # (cached copies in autocast inference)
+        h = token_products.affine(weight(self.fc1, "weight"), weight(self.fc1, "bias"), x)
         h = self.gelu_dropout(h)  # (B, D_S, C)
-        w2, b2 = weight(self.fc2, "weight").expand(b, -1, -1), weight(self.fc2, "bias")
-        return self.drop(torch.baddbmm(b2[:, None], w2, h))  # (B, S, C)
+        out = token_products.affine(weight(self.fc2, "weight"), weight(self.fc2, "bias"), h)
+        return self.drop(out)  # (B, S, C)
 
 
 class MixerBlock(nn.Module):
