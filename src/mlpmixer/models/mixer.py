@@ -108,9 +108,10 @@ class ChannelMixingMlp(Mlp):
         fused = onednn.mlp(self.fc1, self.fc2, self.act.approximate, x)  # CPU inference only
         if fused is not None:
             return fused
-        # autocast_cache.linear: in CPU autocast inference, weights cast once, not every call
-        h = self.gelu_dropout(autocast_cache.linear(self.fc1, x))
-        return autocast_cache.linear(self.fc2, h)
+        # linear_module: oneDNN products in fp32 CPU training; in CPU autocast inference,
+        # weights cast once (autocast_cache), not every call
+        h = self.gelu_dropout(onednn.linear_module(self.fc1, x))
+        return onednn.linear_module(self.fc2, h)
 
     def _pieces(self, x: torch.Tensor) -> int:
         """1, or the number of pieces for eager CPU inference (not traced: shapes stay free)."""

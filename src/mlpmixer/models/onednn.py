@@ -106,3 +106,85 @@ def mlp(
         return None  # mixed dtypes without autocast: ATen raises the usual error
     h = linear(x, w1, b1, gelu)
     return None if h is None else linear(h, w2, b2)
+
+
+# --- fp32 training: the forward and input-gradient products in oneDNN -----------------------
+#
+# In fp32 the channel MLP's products go to MKL through ATen; on AMD CPUs MKL does not use
+# AVX-512 and oneDNN does (inference above: 1.86x). In training the forward product and the
+# input-gradient product dX = dY·W have the same form as a linear, so they run through the same
+# oneDNN op (W transposed once per step: a weight-sized copy); the weight gradient dYᵀ·X would
+# need both big operands transposed, so it stays `torch.mm`, and the bias gradient a sum.
+
+
+def _training_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not is_in_torch_dispatch_mode()
+        and not torch.is_autocast_enabled("cpu")
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and enabled()
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+class _TrainingLinear(torch.autograd.Function):
+    """x (M, K) @ weightᵀ + bias with the forward and dX products in oneDNN (fp32, CPU)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _product(x, weight, bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        needs_x, needs_w, needs_b = ctx.needs_input_grad
+        dx = _product(grad, weight.t().contiguous(), None) if needs_x else None
+        dw = grad.t().mm(x) if needs_w else None
+        db = grad.sum(0) if ctx.has_bias and needs_b else None
+        return dx, dw, db
+
+
+def training_linear(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """``module(x)`` for a plain fp32 ``nn.Linear`` in CPU training through oneDNN, or None.
+
+    None where it does not apply (inference, autocast, other dtypes or devices, compile,
+    dispatch modes, ``MLPMIXER_ONEDNN=0``, wrapped modules): the caller runs the module.
+    Not twice differentiable (``create_graph=True`` raises); double backward is float64
+    territory here, which never takes this path.
+    """
+    global _broken
+    if not _plain_linear(module) or not _training_usable(x, module.weight):
+        return None
+    if module.bias is not None and module.bias.dtype != torch.float32:
+        return None
+    rows = x.reshape(-1, x.shape[-1])
+    try:
+        out = _TrainingLinear.apply(rows, module.weight, module.bias)
+    except (RuntimeError, NotImplementedError) as err:
+        _broken = True
+        log.warning("oneDNN linear unavailable in training, using F.linear: %s", err)
+        return None
+    return out.view(*x.shape[:-1], module.weight.shape[0])
+
+
+def linear_module(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``: oneDNN in fp32 CPU training, cached weights in autocast inference, else ATen."""
+    out = training_linear(module, x)
+    if out is not None:
+        return out
+    from .autocast_cache import linear
+
+    return linear(module, x)
