@@ -46,7 +46,9 @@ def _images():
 
 
 @needs_onednn
-def test_fp32_gradients_match_float64_plain(calls):
+@pytest.mark.parametrize("weight_grad_in_onednn", [True, False])
+def test_fp32_gradients_match_float64_plain(weight_grad_in_onednn, calls, monkeypatch):
+    monkeypatch.setattr(onednn, "_WEIGHT_GRAD_IN_ONEDNN", weight_grad_in_onednn)
     model = randomised(MlpMixer(CONFIG), seed=2).train()
     logits, grads = _loss_and_grads(model, _images())
     assert calls and all(calls)  # every channel product went through oneDNN
