@@ -83,3 +83,25 @@ def test_double_backward_is_refused_not_wrong():
     (grad,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError):
         grad.sum().backward()
+
+
+@needs_onednn
+def test_torch_func_transforms_take_aten(monkeypatch):
+    """torch.func wraps tensors; the autograd Function has no functorch rules, so ATen runs,
+    and the path stays on for ordinary training afterwards (it must not count as a failure)."""
+    monkeypatch.setattr(onednn, "_broken", False)
+    layer = torch.nn.Linear(48, 8)
+    x = torch.randn(5, 48)
+    seen = []
+
+    def loss(x):
+        out = onednn.training_linear(layer, x)
+        seen.append(out is not None)
+        return layer(x).square().sum() if out is None else out.square().sum()
+
+    grad = torch.func.grad(loss)(x)
+    expected = 2 * layer(x) @ layer.weight
+    torch.testing.assert_close(grad, expected.detach(), rtol=1e-5, atol=1e-5)
+    assert seen == [False]
+    assert not onednn._broken
+    assert onednn.training_linear(layer, x.requires_grad_()) is not None

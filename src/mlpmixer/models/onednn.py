@@ -127,6 +127,9 @@ def _training_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and not torch.jit.is_tracing()
         and not is_in_torch_dispatch_mode()
         and not torch.is_autocast_enabled("cpu")
+        and type(x) in (torch.Tensor, torch.nn.Parameter)  # not subclasses or torch.func wrappers
+        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+        and not torch._C._functorch.is_functorch_wrapped_tensor(weight)
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and enabled()
