@@ -1,4 +1,4 @@
-"""What a built wheel carries: the recipes of configs/ as package data (mlpmixer/configs)."""
+"""What a built wheel carries: the recipes of configs/ (mlpmixer/configs) and the GELU kernel source."""
 
 from __future__ import annotations
 
@@ -38,3 +38,5 @@ def test_the_wheel_ships_every_recipe(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for recipe in sorted((ROOT / "configs").glob("*.yaml")):
         assert f"mlpmixer/configs/{recipe.name}" in names
+    # models/gelu.py compiles this source on first use; a wheel without it falls back to ATen
+    assert "mlpmixer/models/gelu_kernel.c" in names

@@ -127,3 +127,73 @@ def test_bf16_autocast_training_matches_plain(models):
     assert all(p.grad.dtype == torch.float32 for p in fast.parameters())
     assert abs(losses[0] - losses[1]) < 2e-2 * abs(losses[1])
     assert _relative(grads[0], grads[1]) < 5e-2
+
+
+# ---------------------------------------------------------------- fused GELU on and off
+
+
+@pytest.fixture(params=["fused", "aten"])
+def gelu_path(request, monkeypatch):
+    """Run a test with the fused tanh-GELU kernel, then with the ATen fallback; with the kernel,
+    check afterwards that it really ran (a silent fallback would make the test vacuous)."""
+    from mlpmixer.models import gelu as gelu_module
+
+    calls = []
+    if request.param == "aten":
+        monkeypatch.setenv("MLPMIXER_FUSED_GELU", "0")
+    elif not gelu_module.fused_available():
+        pytest.skip("no C compiler: the fused kernel is not built")
+    forward = gelu_module._forward
+    monkeypatch.setattr(gelu_module, "_forward", lambda *a: calls.append(1) or forward(*a))
+    yield request.param
+    assert bool(calls) == (request.param == "fused")
+
+
+def test_gelu_paths_logits_equal_numpy_reference(gelu_path, tmp_path):
+    """fp32 inference (in-place GELU, pieces of rows) vs the float64 NumPy reference: 1e-5."""
+    import numpy as np
+
+    from mixer_reference import mixer_logits
+    from mlpmixer.checkpoints.official import state_to_official
+
+    model = randomised(MlpMixer(CONFIG), seed=11).eval()
+    images = _images(6, seed=2)
+    params = state_to_official(model.state_dict(), model.config.num_blocks)
+    expected = mixer_logits(params, images.permute(0, 2, 3, 1).numpy(), "tanh")
+    with torch.no_grad():
+        np.testing.assert_allclose(model(images).numpy(), expected, atol=1e-5, rtol=0)
+    plain = PlainMixer.from_model(model).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), plain(images), atol=1e-5, rtol=0)
+
+
+def test_gelu_paths_gradients_equal_plain_in_float64(gelu_path):
+    fast = randomised(MlpMixer(CONFIG.replace(num_blocks=2)), seed=5).double().train()
+    plain = PlainMixer.from_model(fast).double().train()
+    images, labels = _images(3).double(), torch.tensor([1, 4, 7])
+    for model in (fast, plain):
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+    plain_grads = dict(plain.named_parameters())
+    for name, param in fast.named_parameters():
+        torch.testing.assert_close(param.grad, plain_grads[name].grad, atol=1e-10, rtol=1e-9)
+
+
+def test_gelu_paths_bf16_within_2e_2_of_fp32_plain(gelu_path, models):
+    fast, plain = models
+    images = _images()
+    with torch.no_grad():
+        expected = plain(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert _relative(fast(images), expected) < 2e-2
+        fast_bf16 = MlpMixer.from_state_dict(fast.state_dict(), CONFIG).eval().bfloat16()
+        assert _relative(fast_bf16(images.bfloat16()), expected) < 2e-2
+    # bf16 autocast training: loss and gradients against the plain fp32-weights model
+    fast = MlpMixer.from_state_dict(fast.state_dict(), CONFIG).train()
+    reference = PlainMixer.from_model(fast).train()
+    grads = []
+    for model in (fast, reference):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(images).float(), torch.arange(20) % 10)
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert _relative(grads[0], grads[1]) < 5e-2

@@ -19,6 +19,7 @@ from torch import nn
 
 from .base import MlpFamilyModel
 from .config import MixerConfig
+from .gelu import GELU
 from .init import open_gate_
 from .layers import drop_path, over_tokens
 
@@ -46,7 +47,7 @@ class GMlpBlock(nn.Module):
         c, d = config.hidden_dim, config.channels_mlp_dim
         self.norm = nn.LayerNorm(c, eps=config.norm_eps)
         self.fc1 = nn.Linear(c, d)
-        self.act = nn.GELU(approximate=config.gelu)
+        self.act = GELU(approximate=config.gelu)  # fused CPU kernel for the tanh form
         self.spatial_gating = SpatialGatingUnit(d, config.num_tokens)
         self.fc2 = nn.Linear(d // 2, c)
         self.drop = nn.Dropout(config.drop_rate)

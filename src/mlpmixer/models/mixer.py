@@ -20,8 +20,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import autocast_cache, onednn, token_products
 from .base import MlpFamilyModel
 from .config import MixerConfig
+from .gelu import GELU, gelu_
 from .layers import PatchEmbed, drop_path
 from .resize import block_diagonal_token_mlp
 
@@ -42,7 +44,7 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int, gelu: str, drop: float) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU(approximate=gelu)
+        self.act = GELU(approximate=gelu)  # tanh form: the fused CPU kernel (models/gelu.py)
         self.fc2 = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
@@ -50,7 +52,7 @@ class Mlp(nn.Module):
         """Dropout(GELU(h)); in inference GELU overwrites h, a product's output used only here."""
         if self.training or torch.is_grad_enabled():
             return self.drop(self.act(h))
-        return torch.ops.aten.gelu_(h, approximate=self.act.approximate)
+        return gelu_(h, self.act.approximate)
 
 
 class ChannelMixingMlp(Mlp):
@@ -67,11 +69,18 @@ class ChannelMixingMlp(Mlp):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pieces = self._pieces(x)
         if pieces == 1:
-            return self.drop(self.fc2(self.gelu_dropout(self.fc1(x))))
+            return self.drop(self._mlp(x))
         rows = x.reshape(-1, x.shape[-1]).tensor_split(pieces)
-        return torch.cat([self.fc2(self.gelu_dropout(self.fc1(part))) for part in rows]).view(
-            x.shape
-        )
+        return torch.cat([self._mlp(part) for part in rows]).view(x.shape)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        fused = onednn.mlp(self.fc1, self.fc2, self.act.approximate, x)  # CPU inference only
+        if fused is not None:
+            return fused
+        # linear_module: oneDNN products in fp32 CPU training; in CPU autocast inference,
+        # weights cast once (autocast_cache), not every call
+        h = self.gelu_dropout(onednn.linear_module(self.fc1, x))
+        return onednn.linear_module(self.fc2, h)
 
     def _pieces(self, x: torch.Tensor) -> int:
         """1, or the number of pieces for eager CPU inference (not traced: shapes stay free)."""
@@ -91,13 +100,13 @@ class TokenMixingMlp(Mlp):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One batched product per layer, the weight broadcast over the batch (expand: no
-        # copy) and the bias added inside it; torch.matmul would transpose x instead.
-        b = x.shape[0]
-        h = torch.baddbmm(self.fc1.bias[:, None], self.fc1.weight.expand(b, -1, -1), x)
+        # One batched product per layer, the weight broadcast over the batch (no copy);
+        # torch.matmul would transpose x instead. token_products: where the bias goes.
+        weight = autocast_cache.weight  # (cached copies in autocast inference)
+        h = token_products.affine(weight(self.fc1, "weight"), weight(self.fc1, "bias"), x)
         h = self.gelu_dropout(h)  # (B, D_S, C)
-        w2 = self.fc2.weight.expand(b, -1, -1)
-        return self.drop(torch.baddbmm(self.fc2.bias[:, None], w2, h))  # (B, S, C)
+        out = token_products.affine(weight(self.fc2, "weight"), weight(self.fc2, "bias"), h)
+        return self.drop(out)  # (B, S, C)
 
 
 class MixerBlock(nn.Module):

@@ -1,0 +1,207 @@
+"""GELU for every model in the package, with a fused CPU kernel for the tanh form.
+
+``gelu(x, approximate)`` and ``gelu_(x, approximate)`` (in place) compute exactly what
+``torch.nn.functional.gelu`` computes. For the tanh form (the official Mixer's function) on
+contiguous CPU tensors in float32, bfloat16 or float64, they run a small C kernel
+(``gelu_kernel.c``) that evaluates the identity
+
+    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) = x·σ(1.5958·(x + 0.044715·x³))
+
+in one vectorised pass, forward and backward (ATen's tanh GELU costs ~1 ns per element on a
+CPU core, most of it the tanh; the fused pass is several times cheaper). Everything else — the
+erf form, CUDA and other devices, other dtypes, non-contiguous or wrapped tensors (vmap,
+fake tensors), any torch dispatch mode (``FlopCounterMode`` must see the ATen op),
+``torch.compile``/``torch.export``/tracing (inductor fuses GELU itself) — goes to
+``F.gelu``, as does every call when the kernel cannot be built (no C compiler) or
+``MLPMIXER_FUSED_GELU=0`` is set.
+
+The kernel is compiled on first use with the system C compiler (``$CC`` or cc/gcc/clang,
+OpenMP, ``-O3 -march=native``) into ``$MLPMIXER_CACHE/ops`` (default
+``~/.cache/mlpmixer/ops``), keyed by a hash of the source, flags, compiler and CPU, and loaded
+with ctypes; the OpenMP runtime is the one torch already loaded, so the kernel uses torch's
+threads (``torch.get_num_threads()``). A failed build is logged once and the fallback used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("gelu_kernel.c")
+# Compile flags; linking is a separate step without them: GCC links crtfastmath (flush-to-zero
+# for the whole process) into a shared library built with -funsafe-math-optimizations.
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-funsafe-math-optimizations"]
+_FLAGS += ["-fPIC", "-std=c11"]
+_SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float64: "f64"}
+_SQRT_2_OVER_PI = 0.7978845608028654
+
+
+def fused_enabled() -> bool:
+    """False when ``MLPMIXER_FUSED_GELU`` is ``0``/``false``/``no``/``off`` (read at each call)."""
+    value = os.environ.get("MLPMIXER_FUSED_GELU", "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("MLPMIXER_CACHE") or Path.home() / ".cache" / "mlpmixer"
+    return Path(root) / "ops"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cpu_signature() -> str:
+    """The CPU's feature flags: a kernel built with -march=native runs only where they hold."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() + platform.machine()
+
+
+def _build(compiler: str) -> Path:
+    """Compile the kernel (or find it in the cache) and return the shared library's path."""
+    source = SOURCE.read_bytes()
+    version = subprocess.run(
+        [compiler, "--version"], capture_output=True, text=True, check=False
+    ).stdout
+    key = hashlib.sha256(
+        b"\0".join([source, " ".join(_FLAGS).encode(), version.encode(), _cpu_signature().encode()])
+    ).hexdigest()[:16]
+    target = _cache_dir() / f"gelu_kernel-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built, obj = Path(tmp) / target.name, Path(tmp) / "gelu_kernel.o"
+        for command in (
+            [compiler, *_FLAGS, "-c", str(SOURCE), "-o", str(obj)],
+            [compiler, "-shared", "-fopenmp", str(obj), "-o", str(built), "-lm"],
+        ):
+            subprocess.run(command, capture_output=True, text=True, check=True)
+        os.replace(built, target)  # atomic: a concurrent process sees all or nothing
+    return target
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    """The loaded kernel, or None (logged once) when it cannot be built or loaded."""
+    compiler = _compiler()
+    if compiler is None:
+        log.info("fused GELU: no C compiler found; using torch.nn.functional.gelu")
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = getattr(err, "stderr", "") or err
+        log.warning("fused GELU: build failed, using torch.nn.functional.gelu: %s", detail)
+        return None
+    i64, c_int, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+    for suffix in _SUFFIX.values():
+        getattr(lib, f"gelu_fwd_{suffix}").argtypes = [ptr, ptr, i64, c_int]
+        getattr(lib, f"gelu_bwd_{suffix}").argtypes = [ptr, ptr, ptr, i64, c_int]
+    return lib
+
+
+def fused_available() -> bool:
+    """True when the kernel is built and loaded (builds it on the first call)."""
+    return fused_enabled() and _library() is not None
+
+
+def _fusable(x: torch.Tensor, approximate: str) -> bool:
+    """Whether the fused kernel handles ``x``; everything else goes to ``F.gelu``."""
+    return (
+        approximate == "tanh"
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and not is_in_torch_dispatch_mode()  # flop counters, debug modes: they see ATen ops
+        and type(x) in (torch.Tensor, nn.Parameter)
+        and x.device.type == "cpu"
+        and x.dtype in _SUFFIX
+        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+        and x.is_contiguous()
+        and x.numel() > 0
+        and fused_available()
+    )
+
+
+def _forward(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    fn = getattr(_library(), f"gelu_fwd_{_SUFFIX[x.dtype]}")
+    fn(x.data_ptr(), out.data_ptr(), x.numel(), torch.get_num_threads())
+    return out
+
+
+def _backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    grad = grad.to(x.dtype).contiguous()
+    out = torch.empty_like(x)
+    fn = getattr(_library(), f"gelu_bwd_{_SUFFIX[x.dtype]}")
+    fn(grad.data_ptr(), x.data_ptr(), out.data_ptr(), x.numel(), torch.get_num_threads())
+    return out
+
+
+def _tanh_gelu_derivative(x: torch.Tensor) -> torch.Tensor:
+    """d gelu_tanh / dx as differentiable torch ops (double backward only)."""
+    s = torch.sigmoid(2 * _SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+    return s + 2 * x * s * (1 - s) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
+
+
+class _FusedTanhGelu(torch.autograd.Function):
+    """y = gelu_tanh(x) by the C kernel; saves x; backward is one fused pass as well."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return _forward(x, torch.empty_like(x))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable formula
+            return grad * _tanh_gelu_derivative(x)
+        return _backward(grad, x)
+
+
+def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """``F.gelu(x, approximate=approximate)``; the tanh form on CPU by the fused kernel."""
+    if not _fusable(x, approximate):
+        return F.gelu(x, approximate=approximate)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _FusedTanhGelu.apply(x)
+    return _forward(x, torch.empty_like(x))
+
+
+def gelu_(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """GELU in place (no autograd: for inference on a tensor nothing else reads)."""
+    if not _fusable(x, approximate) or (torch.is_grad_enabled() and x.requires_grad):
+        return torch.ops.aten.gelu_(x, approximate=approximate)
+    return _forward(x, x)
+
+
+class GELU(nn.GELU):
+    """``nn.GELU`` (same ``approximate`` attribute and state) running `gelu`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gelu(x, self.approximate)

@@ -1,0 +1,95 @@
+"""The oneDNN linear(+GELU) path of CPU inference against the ATen path and the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mixer_reference import mixer_logits
+from mixer_testing import randomised
+from mlpmixer import MixerConfig, MlpMixer
+from mlpmixer.checkpoints.official import state_to_official
+from mlpmixer.models import onednn
+from mlpmixer.models.plain import PlainMixer
+
+CONFIG = MixerConfig(
+    img_size=(32, 32), patch_size=(4, 4), in_chans=3, num_classes=10, hidden_dim=48,
+    num_blocks=3, tokens_mlp_dim=24, channels_mlp_dim=96,
+)  # fmt: skip
+
+available = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+needs_onednn = pytest.mark.skipif(not available, reason="no oneDNN linear in this torch build")
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Count the oneDNN products actually run."""
+    seen = []
+    linear = onednn.linear
+
+    def counting(*args, **kwargs):
+        out = linear(*args, **kwargs)
+        seen.append(out is not None)
+        return out
+
+    monkeypatch.setattr(onednn, "linear", counting)
+    return seen
+
+
+def _images(batch: int = 6) -> torch.Tensor:
+    return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@needs_onednn
+@pytest.mark.parametrize("gelu", ["tanh", "none"])
+def test_fp32_logits_match_numpy_reference_and_aten_path(gelu, calls, monkeypatch):
+    model = randomised(MlpMixer(CONFIG.replace(gelu=gelu)), seed=4).eval()
+    images = _images()
+    params = state_to_official(model.state_dict(), model.config.num_blocks)
+    expected = mixer_logits(params, images.permute(0, 2, 3, 1).numpy(), gelu)
+    with torch.no_grad():
+        fused = model(images)
+    assert calls and all(calls)  # the oneDNN path ran, for every channel MLP
+    np.testing.assert_allclose(fused.numpy(), expected, atol=1e-5, rtol=0)
+    monkeypatch.setenv("MLPMIXER_ONEDNN", "0")
+    calls.clear()
+    with torch.no_grad():
+        aten = model(images)
+    assert not calls
+    torch.testing.assert_close(fused, aten, atol=1e-5, rtol=0)
+
+
+@needs_onednn
+def test_bf16_autocast_and_bf16_weights_within_2e_2(calls):
+    model = randomised(MlpMixer(CONFIG), seed=4).eval()
+    images = _images()
+    with torch.no_grad():
+        expected = PlainMixer.from_model(model).eval()(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = model(images)
+        bf16 = MlpMixer.from_state_dict(model.state_dict(), CONFIG).eval().bfloat16()
+        weights_bf16 = bf16(images.bfloat16())
+    assert calls and all(calls)
+    assert autocast.dtype == weights_bf16.dtype == torch.bfloat16
+    for out in (autocast, weights_bf16):
+        assert ((out.float() - expected).abs().max() / expected.abs().max()).item() < 2e-2
+
+
+def test_not_used_in_training_or_when_disabled(calls, monkeypatch):
+    model = randomised(MlpMixer(CONFIG), seed=4)
+    model(_images(2)).sum().backward()  # training: autograd needs the ATen products
+    assert not calls
+    monkeypatch.setenv("MLPMIXER_ONEDNN", "0")
+    with torch.no_grad():
+        model.eval()(_images(2))
+    assert not calls
+
+
+def test_fp16_weights_use_aten(calls):
+    model = randomised(MlpMixer(CONFIG), seed=4).eval()
+    x = torch.randn(4, 10, 48)
+    mlp = model.blocks[0].channel_mixing
+    with torch.no_grad():
+        assert onednn.mlp(mlp.fc1, mlp.fc2, "tanh", x.half()) is None  # dtype mismatch
+        assert onednn.linear(x.half(), mlp.fc1.weight.half(), mlp.fc1.bias.half()) is None

@@ -1,0 +1,107 @@
+"""oneDNN products in fp32 CPU training (onednn.training_linear) against the ATen path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixer_testing import randomised
+from mlpmixer import MixerConfig, MlpMixer
+from mlpmixer.models import onednn
+from mlpmixer.models.plain import PlainMixer
+
+CONFIG = MixerConfig(
+    img_size=(32, 32), patch_size=(4, 4), in_chans=3, num_classes=10, hidden_dim=48,
+    num_blocks=2, tokens_mlp_dim=24, channels_mlp_dim=96,
+)  # fmt: skip
+
+available = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+needs_onednn = pytest.mark.skipif(not available, reason="no oneDNN linear in this torch build")
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Record whether each channel-MLP product took the oneDNN training path."""
+    seen = []
+    training_linear = onednn.training_linear
+
+    def counting(*args, **kwargs):
+        out = training_linear(*args, **kwargs)
+        seen.append(out is not None)
+        return out
+
+    monkeypatch.setattr(onednn, "training_linear", counting)
+    return seen
+
+
+def _loss_and_grads(model, images):
+    model.zero_grad()
+    logits = model(images)
+    (logits * torch.linspace(-1, 1, logits.shape[-1])).sum().backward()
+    return logits, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _images():
+    return torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+@needs_onednn
+@pytest.mark.parametrize("weight_grad_in_onednn", [True, False])
+def test_fp32_gradients_match_float64_plain(weight_grad_in_onednn, calls, monkeypatch):
+    monkeypatch.setattr(onednn, "_WEIGHT_GRAD_IN_ONEDNN", weight_grad_in_onednn)
+    model = randomised(MlpMixer(CONFIG), seed=2).train()
+    logits, grads = _loss_and_grads(model, _images())
+    assert calls and all(calls)  # every channel product went through oneDNN
+    plain = PlainMixer.from_model(model).double().train()
+    ref_logits, ref = _loss_and_grads(plain, _images().double())
+    ref = {name.replace("plain.", ""): g for name, g in ref.items()}
+    torch.testing.assert_close(logits.double(), ref_logits, rtol=1e-5, atol=1e-5)
+    for name, grad in grads.items():
+        scale = ref[name].abs().max().clamp_min(1.0)  # some true gradients are ~0 (1e-18)
+        assert (grad.double() - ref[name]).abs().max() / scale < 1e-5, name
+
+
+@needs_onednn
+def test_switch_and_other_dtypes_take_aten(calls, monkeypatch):
+    model = randomised(MlpMixer(CONFIG), seed=2).train()
+    monkeypatch.setenv("MLPMIXER_ONEDNN", "0")
+    _loss_and_grads(model, _images())
+    monkeypatch.delenv("MLPMIXER_ONEDNN")
+    _loss_and_grads(model.double(), _images().double())  # float64: ATen
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.float()(_images()).sum().backward()  # autocast: ATen
+    with torch.no_grad():
+        model(_images())  # inference: the inference path, not this one
+    assert calls and not any(calls)
+
+
+@needs_onednn
+def test_double_backward_is_refused_not_wrong():
+    x = torch.randn(5, 48, requires_grad=True)
+    layer = torch.nn.Linear(48, 8)
+    (out,) = (onednn.training_linear(layer, x),)
+    (grad,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()
+
+
+@needs_onednn
+def test_torch_func_transforms_take_aten(monkeypatch):
+    """torch.func wraps tensors; the autograd Function has no functorch rules, so ATen runs,
+    and the path stays on for ordinary training afterwards (it must not count as a failure)."""
+    monkeypatch.setattr(onednn, "_broken", False)
+    layer = torch.nn.Linear(48, 8)
+    x = torch.randn(5, 48)
+    seen = []
+
+    def loss(x):
+        out = onednn.training_linear(layer, x)
+        seen.append(out is not None)
+        return layer(x).square().sum() if out is None else out.square().sum()
+
+    grad = torch.func.grad(loss)(x)
+    expected = 2 * layer(x) @ layer.weight
+    torch.testing.assert_close(grad, expected.detach(), rtol=1e-5, atol=1e-5)
+    assert seen == [False]
+    assert not onednn._broken
+    assert onednn.training_linear(layer, x.requires_grad_()) is not None
