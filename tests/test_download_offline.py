@@ -28,3 +28,26 @@ def test_an_unreachable_hub_fails_in_under_3_s_with_one_line(monkeypatch, tmp_pa
     assert time.monotonic() - start < 3.0
     message = str(err.value)
     assert "\n" not in message and "timm/gmlp_s16_224.ra3_in1k" in message
+
+
+def test_gs_urls_name_public_cloud_storage_objects(monkeypatch, tmp_path):
+    """``gs://bucket/file`` (how the official READMEs name the .npz files, e.g. the gsam
+    bucket) is fetched from the bucket's public https address; offline it is one clear line."""
+    from mlpmixer.checkpoints import load
+    from mlpmixer.download import public_url
+
+    assert public_url("gs://mixer_models/gsam/Mixer-B_32.npz") == (
+        "https://storage.googleapis.com/mixer_models/gsam/Mixer-B_32.npz"
+    )
+    assert public_url("https://x.org/a.npz") == "https://x.org/a.npz"
+    assert public_url("gs://") is None and public_url("runs/a/model") is None
+    asked = []
+
+    def offline(url, timeout=60.0):
+        asked.append(url)
+        raise DownloadError(f"cannot download {url} (offline)")
+
+    monkeypatch.setattr(load, "download_url", offline)
+    with pytest.raises(DownloadError):
+        mlpmixer.load_model("gs://mixer_models/gsam/Mixer-B_32.npz")
+    assert asked == ["https://storage.googleapis.com/mixer_models/gsam/Mixer-B_32.npz"]

@@ -22,6 +22,8 @@ from .fileio import atomic_path
 from .layout import CONFIG_JSON, SAFETENSORS_WEIGHTS, TORCH_WEIGHTS
 
 HUB_PREFIX = "hf-hub:"
+GCS_PREFIX = "gs://"  # Google Cloud Storage, as the official READMEs name the .npz buckets
+GCS_HTTPS = "https://storage.googleapis.com/"
 WEIGHT_FILES = (SAFETENSORS_WEIGHTS, TORCH_WEIGHTS, "open_clip_pytorch_model.bin")
 
 
@@ -29,6 +31,17 @@ def is_hub_id(text: str) -> bool:
     """Whether ``text`` names a Hugging Face hub repository: ``hf-hub:org/name``, or ``org/name``
     (exactly one slash, not a relative or absolute path). Callers try local paths first."""
     return text.startswith(HUB_PREFIX) or (text.count("/") == 1 and not text.startswith((".", "/")))
+
+
+def public_url(text: str) -> str | None:
+    """The https URL of ``text`` if it is one (``http(s)://``) or a public Cloud Storage object
+    (``gs://mixer_models/gsam/...`` -> ``https://storage.googleapis.com/mixer_models/gsam/...``,
+    so any file of an official bucket can be named as its README names it); else None."""
+    if text.startswith(("http://", "https://")):
+        return text
+    if text.startswith(GCS_PREFIX) and len(text) > len(GCS_PREFIX):
+        return GCS_HTTPS + text[len(GCS_PREFIX) :]
+    return None
 
 
 def cache_dir() -> Path:

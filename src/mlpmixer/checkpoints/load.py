@@ -11,7 +11,7 @@ Formats:
 * ``state_dict`` — a bare state dict with this package's key names (``torch.save(model.state_dict())``).
 
 Sources may be local paths, Hugging Face hub ids (``hf-hub:timm/mixer_b16_224.goog_in21k_ft_in1k``
-or ``org/name``) or ``https://`` URLs. For the foreign formats the architecture is inferred
+or ``org/name``) or ``https://`` / ``gs://`` URLs. For the foreign formats the architecture is inferred
 from the tensor shapes.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..download import download_hub_repo, download_url, is_hub_id
+from ..download import download_hub_repo, download_url, is_hub_id, public_url
 from ..errors import CheckpointError, CheckpointNotFoundError, ConfigError
 from ..fileio import atomic_path
 from ..layout import (
@@ -86,8 +86,9 @@ log = logging.getLogger(__name__)  # progress of big loads (the CLI shows it on 
 def resolve_source(source: str | os.PathLike[str], **hub_options: Any) -> Path:
     """A local path for ``source``: itself, a hub repository's cached folder, or a cached URL."""
     text = str(source)
-    if text.startswith(("http://", "https://")):
-        return download_url(text)
+    url = public_url(text)
+    if url is not None:
+        return download_url(url)
     path = Path(source)
     if path.exists():
         return require_regular(path)
