@@ -66,3 +66,12 @@ def test_models_pretrained_command_lists_tags():
     assert {r["name"] for r in rows} == set(mlpmixer.list_models(pretrained=True))
     result = CliRunner().invoke(cli, ["models", "--pretrained", "--pattern", "gmixer*"])
     assert "gmixer_24_224.ra3_in1k" in result.output
+
+
+def test_models_pretrained_table_is_readable_when_piped():
+    """Piped (80 columns), no column is cut to '…': every name and source is there whole."""
+    result = CliRunner().invoke(cli, ["models", "--pretrained"])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    for line in ("resmlp_24_224.fb_distilled_in1k", "hf-hub:timm/resmlp_24_224.fb_distilled_in1k"):
+        assert line in result.output

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from ..checkpoints.load import WRITABLE_FORMATS
@@ -137,12 +138,20 @@ def _print_pretrained(names: list[str], as_json: bool) -> None:
         print_json(rows)
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("name", "classes", "mean", "std", "interp", "crop", "source"):
-        table.add_column(column, no_wrap=column == "name")
+    table.add_column("name", no_wrap=True)
+    table.add_column("classes", justify="right")
+    table.add_column("mean / std, resize", no_wrap=True)
+    table.add_column("source", overflow="fold")  # URLs wrap whole, never cut to "…"
     for r in rows:
-        table.add_row(
-            r["name"], str(r["num_classes"]), ",".join(f"{v:g}" for v in r["mean"]),
-            ",".join(f"{v:g}" for v in r["std"]), r["interpolation"], f"{r['crop_pct']:g}",
-            r["source"],
-        )  # fmt: skip
-    console.print(table)
+        preprocessing = (
+            f"{_channels(r['mean'])} / {_channels(r['std'])}, "
+            f"{r['interpolation']} {r['crop_pct']:g}"
+        )
+        table.add_row(r["name"], str(r["num_classes"]), preprocessing, r["source"])
+    # Wide enough for names, preprocessing and an hf-hub id on one line, also when piped.
+    Console(width=max(console.width, 150), markup=False, highlight=False).print(table)
+
+
+def _channels(values: tuple[float, ...]) -> str:
+    """0.5 for (0.5, 0.5, 0.5); 0.485,0.456,0.406 when the channels differ."""
+    return f"{values[0]:g}" if len(set(values)) == 1 else ",".join(f"{v:g}" for v in values)
