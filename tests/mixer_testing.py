@@ -17,3 +17,18 @@ def randomised(model: MlpMixer, seed: int = 0) -> MlpMixer:
             scale = 0.5 if p.ndim == 1 else 1 / math.sqrt(p.shape[-1])
             p.copy_(torch.randn(p.shape, generator=g) * scale)
     return model.eval()
+
+
+def record_results(monkeypatch, module: object, name: str) -> list[bool]:
+    """Wrap ``module.name`` so that each call appends whether it returned a result (not None):
+    tells which calls a fast path actually served."""
+    seen: list[bool] = []
+    original = getattr(module, name)
+
+    def recording(*args, **kwargs):
+        out = original(*args, **kwargs)
+        seen.append(out is not None)
+        return out
+
+    monkeypatch.setattr(module, name, recording)
+    return seen

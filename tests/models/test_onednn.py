@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mixer_reference import mixer_logits
-from mixer_testing import randomised
+from mixer_testing import randomised, record_results
 from mlpmixer import MixerConfig, MlpMixer
 from mlpmixer.checkpoints.official import state_to_official
 from mlpmixer.models import onednn
@@ -25,16 +25,7 @@ needs_onednn = pytest.mark.skipif(not available, reason="no oneDNN linear in thi
 @pytest.fixture
 def calls(monkeypatch):
     """Count the oneDNN products actually run."""
-    seen = []
-    linear = onednn.linear
-
-    def counting(*args, **kwargs):
-        out = linear(*args, **kwargs)
-        seen.append(out is not None)
-        return out
-
-    monkeypatch.setattr(onednn, "linear", counting)
-    return seen
+    return record_results(monkeypatch, onednn, "linear")
 
 
 def _images(batch: int = 6) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixer_testing import randomised
+from mixer_testing import randomised, record_results
 from mlpmixer import MixerConfig, MlpMixer
 from mlpmixer.models import onednn
 from mlpmixer.models.plain import PlainMixer
@@ -22,16 +22,7 @@ needs_onednn = pytest.mark.skipif(not available, reason="no oneDNN linear in thi
 @pytest.fixture
 def calls(monkeypatch):
     """Record whether each channel-MLP product took the oneDNN training path."""
-    seen = []
-    training_linear = onednn.training_linear
-
-    def counting(*args, **kwargs):
-        out = training_linear(*args, **kwargs)
-        seen.append(out is not None)
-        return out
-
-    monkeypatch.setattr(onednn, "training_linear", counting)
-    return seen
+    return record_results(monkeypatch, onednn, "training_linear")
 
 
 def _loss_and_grads(model, images):
