@@ -147,3 +147,57 @@ void gelu_bwd_f64(const double *g, const double *x, double *dx, int64_t n, int t
 #pragma omp parallel for schedule(static) num_threads(threads) if (n > BLOCK)
     for (int64_t blk = 0; blk < NBLOCKS(n); ++blk) bwd_f64(g, x, dx, LO, HI);
 }
+
+/* ---- Mixer block glue for bf16 CPU inference (mlpmixer/models/block_glue.py) -------------
+ * Both work on rows of `cols` contiguous elements; row r's bias is bias[r % nbias] (the
+ * token-mixing biases run along the token axis of (B, tokens, C) activations). Values are
+ * rounded to bfloat16 where ATen's unfused ops would round, so the results match theirs. */
+
+/* y[r, :] = gelu(bf16(x[r, :] + bias[r % nbias]))  (y == x allowed) */
+void bias_gelu_rows_bf16(const uint16_t *x, const uint16_t *bias, uint16_t *y, int64_t rows,
+                         int64_t cols, int64_t nbias, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (rows * cols > BLOCK)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float b = bf16_to_f(bias[r % nbias]);
+        const uint16_t *xr = x + r * cols;
+        uint16_t *yr = y + r * cols;
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c)
+            yr[c] = f_to_bf16(gelu_f(bf16_to_f(f_to_bf16(bf16_to_f(xr[c]) + b))));
+    }
+}
+
+/* s = bf16(bf16(t + bias[r % nbias]) + res), written back into t (the block's new residual
+ * stream), and out = LayerNorm(s)·gamma + beta (statistics in float32, two passes over the
+ * row, which stays in L1), i.e. t.add_(bias).add_(res) then layer_norm, in one pass over
+ * memory. */
+void bias_residual_layer_norm_bf16(uint16_t *t, const uint16_t *bias, const uint16_t *res,
+                                   const float *gamma, const float *beta, uint16_t *out,
+                                   int64_t rows, int64_t cols, int64_t nbias, float eps,
+                                   int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (rows * cols > BLOCK)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float b = bf16_to_f(bias[r % nbias]);
+        uint16_t *tr = t + r * cols;
+        const uint16_t *rr = res + r * cols;
+        uint16_t *outr = out + r * cols;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t c = 0; c < cols; ++c) {
+            uint16_t s = f_to_bf16(bf16_to_f(f_to_bf16(bf16_to_f(tr[c]) + b)) + bf16_to_f(rr[c]));
+            tr[c] = s;
+            sum += bf16_to_f(s);
+        }
+        const float mean = sum / (float)cols;
+        float sq = 0.0f;
+#pragma omp simd reduction(+ : sq)
+        for (int64_t c = 0; c < cols; ++c) {
+            float d = bf16_to_f(tr[c]) - mean;
+            sq += d * d;
+        }
+        const float rstd = 1.0f / sqrtf(sq / (float)cols + eps);
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c)
+            outr[c] = f_to_bf16((bf16_to_f(tr[c]) - mean) * rstd * gamma[c] + beta[c]);
+    }
+}
