@@ -14,8 +14,7 @@ all of them alike. Per cell it reports:
 Both models compute the same function: our default (tanh GELU, the paper's) and timm's
 ``MlpMixer`` built with ``act_layer=nn.GELU(approximate="tanh")``, with our weights copied over
 (checked: logits agree). ``--aten-gelu`` adds our model with the fused GELU kernel switched off
-(``MLPMIXER_FUSED_GELU=0``), to measure that lever in the same rounds; ``--unfused-glue`` adds
-it with the Mixer block's fused bf16 inference glue switched off (``MLPMIXER_BLOCK_GLUE=0``).
+(``MLPMIXER_FUSED_GELU=0``), to measure that lever in the same rounds.
 
 timm is optional and never a dependency of the project. Install it without its dependencies
 (it would pull torchvision, and with it a CUDA torch):
@@ -202,14 +201,6 @@ def without_fused_gelu(step: Callable[[], None]) -> Callable[[], None]:
     return run
 
 
-def without_block_glue(step: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        with _env("MLPMIXER_BLOCK_GLUE", "0"):
-            step()
-
-    return run
-
-
 # ---------------------------------------------------------------- timing
 
 
@@ -267,8 +258,6 @@ def run_cell(
     }
     if args.aten_gelu:
         fns["mlpmixer_aten_gelu"] = without_fused_gelu(model_step(ours, precision, mode, batch))
-    if args.unfused_glue:
-        fns["mlpmixer_unfused_glue"] = without_block_glue(model_step(ours, precision, mode, batch))
     load_before = os.getloadavg()[0]
     times = time_interleaved(fns, args.warmup, args.repeats, args.min_time)
     med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
@@ -289,36 +278,25 @@ def run_cell(
     row["timm_gemm_share"] = med["timm"]["wall"] / med["gemm"]["wall"]
     if args.aten_gelu:
         row["fused_gelu_speedup"] = med["mlpmixer_aten_gelu"]["wall"] / ours_s["wall"]
-    if args.unfused_glue:
-        unfused = med["mlpmixer_unfused_glue"]["wall"]
-        row["block_glue_speedup"] = unfused / ours_s["wall"]
-        row["gemm_share_unfused_glue"] = unfused / med["gemm"]["wall"]
-        row["vs_timm_unfused_glue"] = med["timm"]["wall"] / unfused
     return row
 
 
 HEADER = (
     "| model | precision | mode | batch | ms ours | ms timm | ms GEMMs | vs timm (wall / CPU) "
-    "| GEMM share ours (wall / CPU) | GEMM share timm | fused GELU gain | block glue gain |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| GEMM share ours (wall / CPU) | GEMM share timm | fused GELU gain |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
 def markdown_row(model: str, row: dict[str, Any]) -> str:
     ms, target = row["ms"], 1.10 if row["mode"] == "infer" else 1.25
     gain = f"{row['fused_gelu_speedup']:.2f}x" if "fused_gelu_speedup" in row else ""
-    glue = ""
-    if "block_glue_speedup" in row:
-        glue = (
-            f"{row['block_glue_speedup']:.3f}x (without: {row['vs_timm_unfused_glue']:.2f}x timm, "
-            f"share {row['gemm_share_unfused_glue']:.2f})"
-        )
     share = row["gemm_share"]
     return (
         f"| {model} | {row['precision']} | {row['mode']} | {row['batch']} | {ms['mlpmixer']} "
         f"| {ms['timm']} | {ms['gemm']} | **{row['vs_timm']:.2f}x** / {row['vs_timm_cpu_time']:.2f}x "
         f"| **{share:.2f}** {'≤' if share <= target else '>'} {target} / "
-        f"{row['gemm_share_cpu_time']:.2f} | {row['timm_gemm_share']:.2f} | {gain} | {glue} |"
+        f"{row['gemm_share_cpu_time']:.2f} | {row['timm_gemm_share']:.2f} | {gain} |"
     )
 
 
@@ -333,9 +311,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="at least this many rounds")
     parser.add_argument("--min-time", type=float, default=0.0, help="seconds per implementation")
     parser.add_argument("--aten-gelu", action="store_true", help="add ours with ATen's GELU")
-    parser.add_argument(
-        "--unfused-glue", action="store_true", help="add ours with MLPMIXER_BLOCK_GLUE=0"
-    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     for value, allowed, what in (

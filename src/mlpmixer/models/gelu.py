@@ -122,9 +122,6 @@ def _library() -> ctypes.CDLL | None:
     for suffix in _SUFFIX.values():
         getattr(lib, f"gelu_fwd_{suffix}").argtypes = [ptr, ptr, i64, c_int]
         getattr(lib, f"gelu_bwd_{suffix}").argtypes = [ptr, ptr, ptr, i64, c_int]
-    # the Mixer block's bf16 inference glue (block_glue.py)
-    lib.bias_gelu_rows_bf16.argtypes = [ptr, ptr, ptr, i64, i64, i64, c_int]
-    lib.bias_residual_layer_norm_bf16.argtypes = [ptr] * 6 + [i64] * 3 + [ctypes.c_float, c_int]
     return lib
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import autocast_cache, block_glue, onednn, token_products
+from . import autocast_cache, onednn, token_products
 from .base import MlpFamilyModel
 from .config import MixerConfig
 from .gelu import GELU, gelu_
@@ -136,32 +136,10 @@ class MixerBlock(nn.Module):
         return drop_path(branch, self.drop_path_rate, self.training, self.drop_path_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if block_glue.applies(x, self.token_norm, self.token_mixing, self.channel_norm):
-            return self._fused_glue_forward(x)
-        return self._unfused_forward(x)
-
-    def _unfused_forward(self, x: torch.Tensor) -> torch.Tensor:
         # Residuals are added in place into the branch output, a fresh tensor that backward
         # does not need: one (B, S, C) allocation less per branch.
         x = self._residual(self.token_mixing(self.token_norm(x))).add_(x)
         return self._residual(self.channel_mixing(self.channel_norm(x))).add_(x)
-
-    def _fused_glue_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`forward` in bf16 CPU inference: the token branch's glue in two fused passes.
-
-        bias + GELU over the first token product's output, then bias + residual + channel
-        LayerNorm over the second's (`block_glue`); the products are the ATen path's.
-        """
-        mlp, weight = self.token_mixing, autocast_cache.weight
-        w1, b1 = weight(mlp.fc1, "weight"), weight(mlp.fc1, "bias")
-        w2, b2 = weight(mlp.fc2, "weight"), weight(mlp.fc2, "bias")
-        if any(p is None or p.dtype != torch.bfloat16 for p in (w1, b1, w2, b2)):
-            return self._unfused_forward(x)
-        h = torch.bmm(w1.expand(x.shape[0], -1, -1), self.token_norm(x))  # (B, D_S, C)
-        block_glue.bias_gelu_(h, b1)
-        t = torch.bmm(w2.expand(x.shape[0], -1, -1), h)  # (B, S, C)
-        x, y = block_glue.bias_residual_layer_norm(t, b2, x, self.channel_norm)
-        return self.channel_mixing(y).add_(x)
 
 
 class MlpMixer(MlpFamilyModel):
