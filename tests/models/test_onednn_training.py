@@ -15,8 +15,9 @@ CONFIG = MixerConfig(
     num_blocks=2, tokens_mlp_dim=24, channels_mlp_dim=96,
 )  # fmt: skip
 
-available = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-needs_onednn = pytest.mark.skipif(not available, reason="no oneDNN linear in this torch build")
+needs_onednn = pytest.mark.skipif(
+    not onednn.available(), reason="no oneDNN linear in this torch build"
+)
 
 
 @pytest.fixture

@@ -35,17 +35,29 @@ def enabled() -> bool:
     return not _broken and value not in ("0", "false", "no", "off")
 
 
+def available() -> bool:
+    """Whether this torch build has oneDNN and its fused linear op."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _eager_cpu(x: torch.Tensor) -> bool:
+    """Eager CPU execution with the path switched on: not compiled, traced or under a dispatch
+    mode (flop counters, fake tensors: they must see the ATen ops)."""
+    return (
+        not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not is_in_torch_dispatch_mode()
+        and x.device.type == "cpu"
+        and enabled()
+        and available()
+    )
+
+
 def _usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
         not torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
-        and not is_in_torch_dispatch_mode()  # flop counters, fake tensors: they see ATen ops
-        and x.device.type == "cpu"
         and weight.dtype in (torch.float32, torch.bfloat16)
-        and enabled()
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and _eager_cpu(x)
     )
 
 
@@ -123,18 +135,12 @@ def mlp(
 def _training_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
         torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
-        and not is_in_torch_dispatch_mode()
         and not torch.is_autocast_enabled("cpu")
         and type(x) in (torch.Tensor, torch.nn.Parameter)  # not subclasses or torch.func wrappers
         and not torch._C._functorch.is_functorch_wrapped_tensor(x)
         and not torch._C._functorch.is_functorch_wrapped_tensor(weight)
-        and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
-        and enabled()
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and _eager_cpu(x)
     )
 
 
