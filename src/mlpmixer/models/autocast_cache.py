@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .fastpath import traced
+
 _ATTR = "_autocast_weight_cache"
 
 
@@ -28,8 +30,7 @@ def _caching(param: torch.Tensor) -> bool:
         and param.device.type == "cpu"
         and param.dtype == torch.float32
         and torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
+        and not traced()
     )
 
 

@@ -38,7 +38,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+from .fastpath import aten_only
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,8 @@ def _fusable(x: torch.Tensor, approximate: str) -> bool:
     """Whether the fused kernel handles ``x``; everything else goes to ``F.gelu``."""
     return (
         approximate == "tanh"
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
+        and not aten_only()
         and not torch.jit.is_scripting()
-        and not is_in_torch_dispatch_mode()  # flop counters, debug modes: they see ATen ops
         and type(x) in (torch.Tensor, nn.Parameter)
         and x.device.type == "cpu"
         and x.dtype in _SUFFIX

@@ -23,6 +23,7 @@ from torch import nn
 from . import autocast_cache, onednn, token_products
 from .base import MlpFamilyModel
 from .config import MixerConfig
+from .fastpath import traced
 from .gelu import GELU, gelu_
 from .layers import PatchEmbed, drop_path
 from .resize import block_diagonal_token_mlp
@@ -86,7 +87,7 @@ class ChannelMixingMlp(Mlp):
         """1, or the number of pieces for eager CPU inference (not traced: shapes stay free)."""
         if self.training or torch.is_grad_enabled() or x.device.type != "cpu":
             return 1
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if traced():
             return 1
         hidden_bytes = x.numel() // x.shape[-1] * self.fc1.out_features * x.element_size()
         return max(1, -(-hidden_bytes // self.hidden_bytes_per_piece))  # ceil; 1 if empty

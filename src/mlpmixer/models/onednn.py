@@ -21,7 +21,8 @@ import logging
 import os
 
 import torch
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+from .fastpath import aten_only
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,8 @@ def available() -> bool:
 
 
 def _eager_cpu(x: torch.Tensor) -> bool:
-    """Eager CPU execution with the path switched on: not compiled, traced or under a dispatch
-    mode (flop counters, fake tensors: they must see the ATen ops)."""
-    return (
-        not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
-        and not is_in_torch_dispatch_mode()
-        and x.device.type == "cpu"
-        and enabled()
-        and available()
-    )
+    """Eager CPU execution (see `fastpath.aten_only`) with the path switched on."""
+    return not aten_only() and x.device.type == "cpu" and enabled() and available()
 
 
 def _usable(x: torch.Tensor, weight: torch.Tensor) -> bool:

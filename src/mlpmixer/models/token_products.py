@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from .fastpath import traced
+
 _REDUCED = (torch.bfloat16, torch.float16)
 
 
@@ -25,7 +27,7 @@ def _product_dtype(weight: torch.Tensor, x: torch.Tensor) -> torch.dtype:
 
 def split_bias(weight: torch.Tensor, x: torch.Tensor) -> bool:
     """True where the bias is added after a plain ``bmm`` (reduced precision on CPU, eager)."""
-    if x.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if x.device.type != "cpu" or traced():
         return False
     return _product_dtype(weight, x) in _REDUCED
 
