@@ -21,6 +21,8 @@ from ..fileio import atomic_write_text
 from ..models.config import MixerConfig
 
 SUFFIX = ".mlpmixer.json"
+# The config fields tensors-only formats cannot hold; kept in a sidecar, or in the metadata of
+# a timm safetensors file.
 FIELDS = ("gelu", "norm_eps", "mean", "std", "interpolation", "crop_pct", "class_names")
 MAX_SIDECAR_BYTES = 16 * 2**20  # class names of a few thousand classes are well below
 
@@ -37,14 +39,28 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def config_fields(config: MixerConfig) -> dict[str, Any]:
+    """The `FIELDS` of ``config``, as JSON-ready values."""
+    data = config.to_dict()
+    return {k: data[k] for k in FIELDS}
+
+
+def fields_from(data: dict[str, Any]) -> dict[str, Any]:
+    """The `FIELDS` present in stored ``data``, JSON lists back to the config's tuples."""
+    fields = {k: data[k] for k in FIELDS if k in data}
+    for key in ("mean", "std", "class_names"):
+        if isinstance(fields.get(key), list):
+            fields[key] = tuple(fields[key])
+    return fields
+
+
 def write_sidecar(weights: Path, config: MixerConfig) -> Path:
     """Write the fields of ``config`` that ``weights`` cannot hold; returns the sidecar's path."""
-    data = config.to_dict()
     body = {
         "mlpmixer_sidecar": 1,
         "weights": weights.name,
         "weights_sha256": file_sha256(weights),
-        **{k: data[k] for k in FIELDS},
+        **config_fields(config),
     }
     path = sidecar_path(weights)
     atomic_write_text(path, json.dumps(body, indent=2) + "\n")
@@ -71,8 +87,4 @@ def read_sidecar(weights: Path) -> dict[str, Any]:
             stacklevel=3,
         )
         return {}
-    fields = {k: data[k] for k in FIELDS if k in data}
-    for key in ("mean", "std", "class_names"):
-        if isinstance(fields.get(key), list):
-            fields[key] = tuple(fields[key])
-    return fields
+    return fields_from(data)

@@ -24,6 +24,7 @@ from ..fileio import atomic_directory, atomic_path, atomic_write_json
 from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH_SUFFIXES
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
+from .sidecar import config_fields, fields_from
 
 # timm's block part names -> this package's, per family (a prefix of the key inside a block).
 _MIXER_NAMES = {
@@ -186,7 +187,6 @@ def timm_hub_fields(config_path: Path) -> dict[str, Any]:
 
 
 STORED_FIELDS_KEY = "mlpmixer_fields"  # safetensors metadata key
-STORED_FIELDS = ("gelu", "norm_eps", "mean", "std", "interpolation", "crop_pct", "class_names")
 
 
 def timm_architecture(config: MixerConfig) -> str:
@@ -242,8 +242,7 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
 
 
 def _fields_json(config: MixerConfig) -> str:
-    data = config.to_dict()
-    return json.dumps({k: data[k] for k in STORED_FIELDS})
+    return json.dumps(config_fields(config))
 
 
 def stored_fields(metadata: Mapping[str, str], source: Any) -> dict[str, Any]:
@@ -256,8 +255,4 @@ def stored_fields(metadata: Mapping[str, str], source: Any) -> dict[str, Any]:
         raise CheckpointError(f"{source}: unreadable {STORED_FIELDS_KEY} metadata ({err})") from err
     if not isinstance(data, dict):
         raise CheckpointError(f"{source}: {STORED_FIELDS_KEY} metadata is not a mapping")
-    fields = {k: data[k] for k in STORED_FIELDS if k in data}
-    for key in ("mean", "std", "class_names"):
-        if isinstance(fields.get(key), list):
-            fields[key] = tuple(fields[key])
-    return fields
+    return fields_from(data)
