@@ -32,4 +32,5 @@ def small_tmpfs(directory: Path, size: str = "1m") -> Iterator[Path]:
     try:
         yield directory
     finally:
-        subprocess.run(["umount", str(directory)], check=False, capture_output=True)
+        # lazily: a file still open (a failed test's) must not leave the mount behind
+        subprocess.run(["umount", "-l", str(directory)], check=False, capture_output=True)

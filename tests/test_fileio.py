@@ -55,11 +55,15 @@ def test_torch_save_on_a_real_full_file_system(tmp_path):
     with small_tmpfs(tmp_path / "fs") as fs:
         target = fs / "last.pt"
         target.write_bytes(b"previous checkpoint")
-        for save in (lambda tmp: torch.save({"w": torch.zeros(1_000_000)}, tmp),
-                     lambda tmp: torch.save({"w": torch.zeros(1_000_000)}, open(tmp, "wb"))):  # fmt: skip
+        state = {"w": torch.zeros(1_000_000)}
+        for to_file_object in (False, True):
             with pytest.raises(DiskFullError, match="disk is full; the previous last.pt is kept"):
                 with atomic_path(target) as tmp:
-                    save(tmp)
+                    if to_file_object:
+                        with open(tmp, "wb") as file:
+                            torch.save(state, file)
+                    else:
+                        torch.save(state, tmp)
             assert target.read_bytes() == b"previous checkpoint"
             assert _leftovers(fs) == []
 
@@ -123,3 +127,18 @@ def test_a_pair_is_swapped_in_together_or_not_at_all(tmp_path):
         tmp_report.write_text("new report")
     assert (target.read_bytes(), report.read_text()) == (b"new", "new report")
     assert _leftovers(tmp_path) == []
+
+
+def test_a_training_checkpoint_on_a_real_full_disk_keeps_the_previous_one(tmp_path):
+    """train/state.py writes through this module: the run's message and exit code follow."""
+    from mlpmixer.errors import RunError
+    from mlpmixer.train.state import checkpoint_path, save_train_state
+
+    with small_tmpfs(tmp_path / "fs") as run:
+        previous = checkpoint_path(run)
+        previous.parent.mkdir(parents=True)
+        previous.write_bytes(b"previous checkpoint")
+        with pytest.raises(RunError, match="the disk is full; the previous checkpoint is kept"):
+            save_train_state(run, {"model": {"w": torch.zeros(1_000_000)}})
+        assert previous.read_bytes() == b"previous checkpoint"
+        assert _leftovers(previous.parent) == []

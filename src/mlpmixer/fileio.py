@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DiskFullError
+from .errors import ConfigError, DiskFullError, MixerError
 
 
 def _umask() -> int:
@@ -107,15 +107,19 @@ FULL_BELOW_BYTES = 1 << 20  # a failed write with less than this left was the fu
 def is_disk_full(err: BaseException, directory: Path) -> bool:
     """Whether ``err``, raised while writing into ``directory``, means the disk is full.
 
-    ENOSPC/EDQUOT say so directly; libraries that write from C++ (torch.save to a path)
-    raise RuntimeError with their own words, so the free space decides for those.
+    ENOSPC/EDQUOT say so directly; libraries that write from C++ or Rust put the system's
+    words in their message (safetensors) or only their own (torch.save to a path:
+    "unexpected pos"), so for their errors the free space left decides.
     """
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    if isinstance(err, RuntimeError):
-        free = _free_bytes(directory)
-        return free is not None and free < FULL_BELOW_BYTES
-    return False
+    if isinstance(err, OSError | MixerError) or not isinstance(err, Exception):
+        return False
+    if any(words in str(err) for words in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))):
+        return True
+    writer = isinstance(err, RuntimeError) or type(err).__module__.startswith("safetensors")
+    free = _free_bytes(directory) if writer else None
+    return free is not None and free < FULL_BELOW_BYTES
 
 
 def disk_full_error(target: Path, kept: bool) -> DiskFullError:
