@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, CheckpointNotFoundError, DownloadError
+from .errors import CheckpointError, CheckpointNotFoundError, ConfigError, DownloadError
 from .fileio import atomic_path
 from .layout import CONFIG_JSON, SAFETENSORS_WEIGHTS, TORCH_WEIGHTS
 from .progress import PROGRESS
@@ -115,7 +115,7 @@ def _env_number(name: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if not value > 0 or value == float("inf"):
-        raise DownloadError(f"${name} must be a positive number, got {text!r}")
+        raise ConfigError(f"${name} must be a positive number, got {text!r}")
     return value
 
 
