@@ -15,23 +15,25 @@ import sys
 
 import pytest
 import torch
-from full_disk import small_tmpfs
 
 import mlpmixer.fileio as fileio
+from full_disk import small_tmpfs
 from mlpmixer.errors import DiskFullError
 from mlpmixer.fileio import atomic_directory, atomic_path
 
 
 def _leftovers(directory):
-    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp") or ".mlpmixer-" in p.name)
+    return sorted(
+        p.name for p in directory.iterdir() if p.name.endswith(".tmp") or ".mlpmixer-" in p.name
+    )
 
 
 def test_enospc_from_any_writer_is_disk_full_and_keeps_the_previous_file(tmp_path):
     target = tmp_path / "m.pth"
     target.write_bytes(b"previous")
-    with pytest.raises(DiskFullError, match="disk is full; the previous m.pth is kept") as err:
-        with atomic_path(target):
-            raise OSError(errno.ENOSPC, "No space left on device")
+    full = pytest.raises(DiskFullError, match="disk is full; the previous m.pth is kept")
+    with full as err, atomic_path(target):
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert err.value.errno == errno.ENOSPC and isinstance(err.value, OSError)
     assert target.read_bytes() == b"previous" and _leftovers(tmp_path) == []
 
@@ -39,16 +41,17 @@ def test_enospc_from_any_writer_is_disk_full_and_keeps_the_previous_file(tmp_pat
 def test_torch_runtime_error_on_a_full_disk_is_disk_full(tmp_path, monkeypatch):
     """torch's C++ writer says "unexpected pos"; with no space left, that is a full disk."""
     monkeypatch.setattr(fileio, "_free_bytes", lambda directory: 0)
-    with pytest.raises(DiskFullError, match="nothing was written"):
-        with atomic_path(tmp_path / "new.pt"):
-            raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 64 vs 0")
+    with (
+        pytest.raises(DiskFullError, match="nothing was written"),
+        atomic_path(tmp_path / "new.pt"),
+    ):
+        raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 64 vs 0")
     assert not (tmp_path / "new.pt").exists()
 
 
 def test_a_runtime_error_with_space_left_is_not_called_a_full_disk(tmp_path):
-    with pytest.raises(RuntimeError, match="something else"):
-        with atomic_path(tmp_path / "x.pt"):
-            raise RuntimeError("something else")
+    with pytest.raises(RuntimeError, match="something else"), atomic_path(tmp_path / "x.pt"):
+        raise RuntimeError("something else")
 
 
 def test_torch_save_on_a_real_full_file_system(tmp_path):
@@ -57,13 +60,13 @@ def test_torch_save_on_a_real_full_file_system(tmp_path):
         target.write_bytes(b"previous checkpoint")
         state = {"w": torch.zeros(1_000_000)}
         for to_file_object in (False, True):
-            with pytest.raises(DiskFullError, match="disk is full; the previous last.pt is kept"):
-                with atomic_path(target) as tmp:
-                    if to_file_object:
-                        with open(tmp, "wb") as file:
-                            torch.save(state, file)
-                    else:
-                        torch.save(state, tmp)
+            full = pytest.raises(DiskFullError, match="disk is full; the previous last.pt is kept")
+            with full, atomic_path(target) as tmp:
+                if to_file_object:
+                    with open(tmp, "wb") as file:
+                        torch.save(state, file)
+                else:
+                    torch.save(state, tmp)
             assert target.read_bytes() == b"previous checkpoint"
             assert _leftovers(fs) == []
 
@@ -72,9 +75,9 @@ def test_a_full_disk_in_a_folder_save_keeps_the_previous_folder(tmp_path):
     with small_tmpfs(tmp_path / "fs") as fs:
         (fs / "model").mkdir()
         (fs / "model" / "config.json").write_text("{}")
-        with pytest.raises(DiskFullError, match="the previous model is kept"):
-            with atomic_directory(fs / "model") as tmp:
-                (tmp / "model.safetensors").write_bytes(b"\0" * 2_000_000)
+        full = pytest.raises(DiskFullError, match="the previous model is kept")
+        with full, atomic_directory(fs / "model") as tmp:
+            (tmp / "model.safetensors").write_bytes(b"\0" * 2_000_000)
         assert os.listdir(fs / "model") == ["config.json"] and _leftovers(fs) == []
 
 
@@ -116,11 +119,11 @@ def test_a_pair_is_swapped_in_together_or_not_at_all(tmp_path):
     target, report = tmp_path / "g.onnx", tmp_path / "g.onnx.json"
     target.write_bytes(b"old")
     report.write_text("old report")
-    with pytest.raises(ValueError, match="check failed"):
-        with atomic_pair(target, report) as (tmp, tmp_report):
-            tmp.write_bytes(b"new")
-            tmp_report.write_text("new report")
-            raise ValueError("check failed")
+    failing = pytest.raises(ValueError, match="check failed")
+    with failing, atomic_pair(target, report) as (tmp, tmp_report):
+        tmp.write_bytes(b"new")
+        tmp_report.write_text("new report")
+        raise ValueError("check failed")
     assert (target.read_bytes(), report.read_text()) == (b"old", "old report")
     with atomic_pair(target, report) as (tmp, tmp_report):
         tmp.write_bytes(b"new")

@@ -14,9 +14,9 @@ target removes those whose owner no longer runs on this host.
 from __future__ import annotations
 
 import contextlib
-import json
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil

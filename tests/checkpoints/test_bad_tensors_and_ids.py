@@ -26,7 +26,9 @@ def _model(**fields):
                         channels_mlp_dim=8, num_classes=3, **fields)  # fmt: skip
 
 
-@pytest.mark.parametrize("key", ["stem/kernel", "stem/bias", "head/kernel", "MixerBlock_0/LayerNorm_0/scale"])
+@pytest.mark.parametrize(
+    "key", ["stem/kernel", "stem/bias", "head/kernel", "MixerBlock_0/LayerNorm_0/scale"]
+)
 def test_an_npz_with_a_0d_array_is_refused_by_name(tmp_path, key):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -63,8 +65,16 @@ def test_a_pth_with_sparse_or_meta_tensors_is_refused_by_name(tmp_path, make, wo
 
 @pytest.mark.parametrize(
     "hub_id",
-    ["hf-hub:../../x", "hf-hub:/etc/passwd", "hf-hub:", "hf-hub:a/b/c", "hf-hub:org/na me",
-     "hf-hub:org/-x", "hf-hub:a--b/c", "hf-hub:org/x\x1b]0;T\x07"],  # fmt: skip
+    [
+        "hf-hub:../../x",
+        "hf-hub:/etc/passwd",
+        "hf-hub:",
+        "hf-hub:a/b/c",
+        "hf-hub:org/na me",
+        "hf-hub:org/-x",
+        "hf-hub:a--b/c",
+        "hf-hub:org/x\x1b]0;T\x07",
+    ],
 )
 def test_invalid_hub_ids_are_refused_by_our_rule(hub_id, monkeypatch):
     import huggingface_hub
@@ -91,7 +101,9 @@ def test_valid_hub_ids_still_count_as_hub_ids():
 
 
 def test_resizing_to_an_absurd_size_is_refused_before_allocating():
-    with pytest.raises(ConfigError, match=r"img_size=\(100000, 100000\).*more than the limit of 1e\+10"):
+    with pytest.raises(
+        ConfigError, match=r"img_size=\(100000, 100000\).*more than the limit of 1e\+10"
+    ):
         _model().resize(100000)
 
 

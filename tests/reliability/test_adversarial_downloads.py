@@ -9,11 +9,13 @@ with status 200 was cached and reused forever; ``http://host/x`` and ``https://h
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -34,8 +36,8 @@ def _npz_bytes(tmp_path: Path) -> bytes:
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    hits: list[str] = []
+    files: ClassVar[dict[str, bytes]] = {}  # path -> body of the good files; set per test
+    hits: ClassVar[list[str]] = []  # every path asked for
 
     def log_message(self, *args):  # keep the test output clean
         pass
@@ -47,12 +49,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(length))
         self.end_headers()
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         self.hits.append(self.path)
-        try:
+        with contextlib.suppress(OSError):  # the client gave up (as it should)
             self._answer(self.path.split("/")[1])
-        except OSError:  # the client gave up (as it should): nothing to do
-            pass
 
     def _answer(self, kind: str) -> None:
         if kind == "short":  # promises 574,352 bytes, sends 1,000, closes
@@ -173,5 +173,7 @@ def test_urls_that_differ_anywhere_are_different_cache_entries(server, tmp_path)
 
 def test_bad_settings_of_the_limits_are_one_line(server, monkeypatch):
     monkeypatch.setenv("MLPMIXER_DOWNLOAD_STALL_S", "soon")
-    with pytest.raises(ConfigError, match=r"MLPMIXER_DOWNLOAD_STALL_S must be a positive number, got 'soon'"):
+    with pytest.raises(
+        ConfigError, match=r"MLPMIXER_DOWNLOAD_STALL_S must be a positive number, got 'soon'"
+    ):
         download_url(f"{server}/x.npz")

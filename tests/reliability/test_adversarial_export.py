@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
-from full_disk import small_tmpfs
 
+from full_disk import small_tmpfs
 from mlpmixer import create_model
 from mlpmixer.cli import cli
 
@@ -42,7 +42,9 @@ def _mlpmixer(*args: str, separate_process: bool = False) -> Any:
 
 
 def _temporaries(directory):
-    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp") or ".mlpmixer-" in p.name]
+    return [
+        p.name for p in directory.iterdir() if p.name.endswith(".tmp") or ".mlpmixer-" in p.name
+    ]
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -101,7 +103,9 @@ def test_export_on_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path,
         out = fs / f"g{FORMATS[fmt]}"
         out.write_bytes(b"previous export")
         # in a child process: TorchScript aborted the whole process (exit 134) before
-        done = _mlpmixer("export", "--checkpoint", checkpoint, "--output", out, separate_process=True)
+        done = _mlpmixer(
+            "export", "--checkpoint", checkpoint, "--output", out, separate_process=True
+        )
         assert done.returncode == 1, done.stderr
         assert "the disk is full; the previous" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and "looks like a bug" not in done.stderr
@@ -133,7 +137,13 @@ def test_torchscript_export_with_enospc_injected_at_the_write(tmp_path, monkeypa
 def test_convert_on_a_full_disk_is_one_line(tmp_path, suffix):
     checkpoint = _saved(tmp_path, hidden_dim=256, channels=512)
     with small_tmpfs(tmp_path / "fs") as fs:
-        done = _mlpmixer("convert", checkpoint, fs / f"m{suffix}", "--to", "timm" if suffix != ".npz" else "official")
+        done = _mlpmixer(
+            "convert",
+            checkpoint,
+            fs / f"m{suffix}",
+            "--to",
+            "timm" if suffix != ".npz" else "official",
+        )
         assert done.returncode == 1, done.stderr
         assert "disk is full; nothing was written" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and "looks like a bug" not in done.stderr

@@ -148,5 +148,7 @@ def _add_predictions(
         if not ok:
             report.failures.append({"path": str(path), "error": NOT_FINITE})
             continue
-        top = [{"class": names[i], "index": i, "probability": q} for q, i in zip(p, idx, strict=True)]
+        top = [
+            {"class": names[i], "index": i, "probability": q} for q, i in zip(p, idx, strict=True)
+        ]
         report.predictions.append(Prediction(str(path), top))
