@@ -103,6 +103,7 @@ MIN_RATE_BYTES_S = 1024  # slower than this over a whole stall window is a stall
 MAX_BYTES_ENV = "MLPMIXER_DOWNLOAD_MAX_BYTES"
 DEFAULT_MAX_BYTES = 16 * 2**30  # no checkpoint or data file we read is near this (H/14: 1.7 GB)
 CHUNK = 1 << 20
+PROGRESS_EVERY_S = 5.0  # a progress line this often (stderr; see mlpmixer.progress)
 HTML_START = re.compile(rb"\s*<(!doctype html|html|head|body)", re.IGNORECASE)
 
 
@@ -131,7 +132,8 @@ def max_download_bytes() -> int:
 
 def _declared_size(response: Any, url: str) -> int | None:
     """The Content-Length, checked against the cap; None if the server sent none."""
-    text = response.headers.get("Content-Length")
+    headers = getattr(response, "headers", None)  # a non-HTTP response has none
+    text = headers.get("Content-Length") if headers is not None else None
     if text is None or not text.strip().isdigit():
         return None
     size, cap = int(text), max_download_bytes()
@@ -145,7 +147,8 @@ def _declared_size(response: Any, url: str) -> int | None:
 
 def _refuse_web_page(response: Any, first: bytes, url: str) -> None:
     """An HTML body (a login or error page sent with status 200) is never a checkpoint."""
-    kind = response.headers.get_content_type() if response.headers else ""
+    headers = getattr(response, "headers", None)
+    kind = headers.get_content_type() if headers is not None else ""
     if kind in ("text/html", "application/xhtml+xml") or HTML_START.match(first[:512]):
         raise DownloadError(
             f"{url}: the server sent a web page ({kind or 'HTML'}), not the file; "
@@ -174,7 +177,7 @@ class _Progress:
                     f"(${STALL_ENV} sets the window)"
                 )
             self.window_start, self.window_bytes = now, 0
-        if now - self.last_log >= 5.0:
+        if now - self.last_log >= PROGRESS_EVERY_S:
             self.last_log = now
             of = f" of {self.total / 1e6:,.1f}" if self.total else ""
             log.info("downloading %s: %.1f%s MB", self.url, self.done / 1e6, of, extra=PROGRESS)

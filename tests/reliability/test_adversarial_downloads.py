@@ -177,3 +177,16 @@ def test_bad_settings_of_the_limits_are_one_line(server, monkeypatch):
         ConfigError, match=r"MLPMIXER_DOWNLOAD_STALL_S must be a positive number, got 'soon'"
     ):
         download_url(f"{server}/x.npz")
+
+
+def test_a_download_reports_its_progress(server, tmp_path, monkeypatch, caplog):
+    import logging
+
+    import mlpmixer.download as download
+
+    monkeypatch.setattr(download, "PROGRESS_EVERY_S", 0.0)
+    Handler.files["/big.npz"] = b"\0" * 3_000_000
+    with caplog.at_level(logging.INFO, logger="mlpmixer.download"):
+        download_url(f"{server}/big.npz")
+    lines = [r.getMessage() for r in caplog.records if r.name == "mlpmixer.download"]
+    assert lines and lines[-1].endswith("3.0 of 3.0 MB"), lines
