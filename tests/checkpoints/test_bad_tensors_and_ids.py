@@ -51,6 +51,7 @@ def test_an_npz_with_a_0d_array_is_refused_by_name(tmp_path, key):
     ],
     ids=["coo", "csr", "meta"],
 )
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 def test_a_pth_with_sparse_or_meta_tensors_is_refused_by_name(tmp_path, make, words):
     state = dict(_model().state_dict())
     state["head.weight"] = make(state["head.weight"])
