@@ -8,6 +8,8 @@ against the standard exceptions keeps working.
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -57,3 +59,18 @@ class RunError(MixerError, RuntimeError):
     """A run started but could not finish (e.g. the loss became NaN)."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+class DiskFullError(MixerError, OSError):
+    """A write failed because the disk (or quota) is full; the previous file is untouched.
+
+    Also an ``OSError`` with ``errno.ENOSPC``, so callers that handle a full disk keep working.
+    """
+
+    exit_code = EXIT_RUN_FAILED
+
+    def __init__(self, message: str, filename: str | None = None) -> None:
+        super().__init__(errno.ENOSPC, message, filename)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
