@@ -8,6 +8,7 @@ import click
 from rich import box
 from rich.table import Table
 
+from ..errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED
 from ..fileio import atomic_write_json
 from .app import (
     FRACTION,
@@ -105,7 +106,7 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
 
     Any image PIL reads (JPEG, PNG, WebP, grayscale, RGBA, 16-bit); resized and cropped as
     the checkpoint's config says. Unreadable files are reported by name, the others are
-    still predicted, and the exit status is then 1.
+    still predicted, and the exit status is then 1 (2 when no image could be predicted).
     """
     from ..checkpoints import load_model
     from ..evaluate import predict_files
@@ -128,8 +129,8 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
             highlight=False,
             soft_wrap=True,
         )
-    if not report.ok:
-        raise click.exceptions.Exit(1)
+    if not report.ok:  # nothing predicted at all: bad input (2); some images failed: 1
+        raise click.exceptions.Exit(EXIT_RUN_FAILED if report.predictions else EXIT_BAD_INPUT)
 
 
 @cli.command()

@@ -45,6 +45,8 @@ def export(checkpoint: str, fmt: str, output: str | None, opset: int | None, no_
     else:
         path = Path(output)
         fmt = resolve_format(path, fmt) if fmt or path.suffix else "onnx"
+    if opset is not None and fmt != "onnx":  # never ignored without a word
+        raise click.BadParameter(f"applies to ONNX only; {path} is {fmt}", param_hint="--opset")
     report = export_model(load_model(checkpoint), path, fmt, verify=not no_verify, opset=opset)
     data = {"checkpoint": checkpoint, **report.to_dict()}
     atomic_write_json(path.with_name(path.name + ".json"), data)

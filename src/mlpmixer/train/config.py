@@ -467,6 +467,8 @@ def _check_runtime_bounds(c: TrainConfig) -> None:
             value = getattr(part, f.name)
             values = value if isinstance(value, tuple) else (value,)
             key = f"{section.name}.{f.name}"
+            if key == "train.seed":  # its own, tighter bound (_check_sections): one message
+                continue
             for v in values:
                 if isinstance(v, float):
                     _require(math.isfinite(v), key, value, "a finite number")
