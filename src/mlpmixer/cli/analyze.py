@@ -49,7 +49,9 @@ def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_js
     data = token_mixing_run(checkpoint, out_dir, int_list(blocks, "--blocks"), units)
     most = max(b["num_units"] for b in data["blocks"])
     if units > most:  # the figure shows what there is: say so rather than ignore the value
-        err_console.print(f"warning: --units {units}: the blocks have {most} units; drawing all {most}")
+        err_console.print(
+            f"warning: --units {units}: the blocks have {most} units; drawing all {most}"
+        )
     if as_json:
         print_json(data)
         return

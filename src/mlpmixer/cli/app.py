@@ -26,7 +26,6 @@ from ..errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUN_FAILED, MixerE
 from ..progress import is_progress
 
 
-
 def _without_worker_traceback(message: str) -> str:
     """The original error's own line when a DataLoader worker re-raised it with its traceback.
 

@@ -81,7 +81,9 @@ def collective_timeout(timeout_s: float | None = None) -> float:
     return value
 
 
-def init_process_group(info: DistInfo, device: torch.device, timeout_s: float | None = None) -> None:
+def init_process_group(
+    info: DistInfo, device: torch.device, timeout_s: float | None = None
+) -> None:
     """Join torchrun's process group (NCCL on CUDA, gloo on CPU); no-op for one process."""
     if not info.enabled or dist.is_initialized():
         return

@@ -42,8 +42,8 @@ from .distributed import (
 )
 from .ema import ModelEma
 from .logs import MetricsLog, Progress, TensorBoardLog
-from .sampler import TrainBatchSampler
 from .run_guard import config_sha256
+from .sampler import TrainBatchSampler
 from .state import checkpoint_path, rng_state, save_train_state, set_rng_state
 
 log = logging.getLogger(__name__)

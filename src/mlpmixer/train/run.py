@@ -65,17 +65,17 @@ from .lock import run_dir_lock
 from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
 from .loop import Trainer, padded_eval_length
 from .optim import build_optimizer, build_scheduler
-from .sampler import ShardSampler, TrainBatchSampler
 from .run_guard import (
     CONFIG_HEADER,
+    ResumePlan,
     check_out_dir,
     checkpoint_changed,
     config_sha256,
-    ResumePlan,
     new_run_id,
     plan_resume,
     write_run_id,
 )
+from .sampler import ShardSampler, TrainBatchSampler
 
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
