@@ -46,7 +46,9 @@ class MixerGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         debug = "--debug" in sys.argv[1:] or ctx.params.get("debug", False)
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a reader gone by now is met here, not in Python's exit
+            return result
         except MixerError as err:
             if debug:
                 traceback.print_exc()

@@ -93,7 +93,7 @@ def _bomb_message(path: str | os.PathLike[str]) -> str:
     # not PIL's own text: past twice the limit it quotes that other number
     return (
         f"cannot read image {path}: it has more pixels than PIL's decompression-bomb limit "
-        f"of {Image.MAX_IMAGE_PIXELS:,}; if the file is trusted, raise "
+        f"of {Image.MAX_IMAGE_PIXELS} pixels; if the file is trusted, raise "
         "PIL.Image.MAX_IMAGE_PIXELS, otherwise remove it"
     )
 

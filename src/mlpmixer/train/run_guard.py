@@ -137,6 +137,8 @@ def check_out_dir(run_dir: Path) -> None:
 
 # --- resuming ---------------------------------------------------------------------------------
 
+_MISSING = object()  # a key one of two configs lacks
+
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     for key, value in data.items():
@@ -152,16 +154,15 @@ def config_differences(
 ) -> list[tuple[str, Any, Any]]:
     """(dotted key, old value, new value) for every setting that differs, keys sorted."""
     before, after = dict(_flatten(old.to_dict())), dict(_flatten(new.to_dict()))
-    missing = object()
     return [
-        (key, before.get(key, missing), after.get(key, missing))
+        (key, before.get(key, _MISSING), after.get(key, _MISSING))
         for key in sorted(before.keys() | after.keys())
-        if key not in ignore and before.get(key, missing) != after.get(key, missing)
+        if key not in ignore and before.get(key, _MISSING) != after.get(key, _MISSING)
     ]
 
 
 def _show(value: Any) -> str:
-    return "(absent)" if type(value) is object else json.dumps(value)
+    return "(absent)" if value is _MISSING else json.dumps(value)
 
 
 @dataclass
@@ -259,9 +260,14 @@ def plan_resume(run_dir: Path, overrides: Sequence[str]) -> ResumePlan:
             f"{_more(refused)}; a resumed run keeps its settings (it may change only "
             f"{', '.join(RESUME_CHANGES)}); drop the option, or start a new run"
         )
-    # against what was asked: a file rewritten by a resume that stopped before its next
-    # checkpoint agrees once the same option is given again
-    edited = config_differences(requested, on_disk, ignore=RESUME_FREE)
+    # a file rewritten by a resume that stopped before its next checkpoint agrees with what is
+    # asked once the same option is given again
+    asked = dict(_flatten(requested.to_dict()))
+    edited = [
+        (key, old, new)
+        for key, old, new in config_differences(stored, on_disk, ignore=RESUME_FREE)
+        if asked.get(key, _MISSING) != new
+    ]
     if edited:
         key, old, new = edited[0]
         if key in RESUME_CHANGES:
