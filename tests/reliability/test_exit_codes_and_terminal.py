@@ -189,4 +189,3 @@ def test_more_units_than_there_are_is_said(model_dir, tmp_path):
                                       "--units", "100000", "--out-dir", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "--units 100000" in result.stderr and "4 units" in result.stderr
-

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -95,5 +94,3 @@ def test_the_timeout_is_configurable(monkeypatch):
     with pytest.raises(ConfigError, match="train.dist_timeout_s"):
         TrainConfig.from_dict({"train": {"dist_timeout_s": 0}})
     assert TrainConfig.from_dict({"train": {"dist_timeout_s": 60}}).train.dist_timeout_s == 60
-
-
