@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..checkpoints.load import WRITABLE_FORMATS
-from .app import POSITIVE_INT, cli, console, err_console, print_json
+from .app import POSITIVE_INT, cli, console, err_console, print_json, printable
 
 
 @cli.command()
@@ -82,7 +82,7 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
         print_json(summary)
         return
     cfg = summary["config"]
-    table = Table(show_header=False, title=checkpoint)
+    table = Table(show_header=False, title=printable(checkpoint))
     for key, value in [
         ("format", summary["format"]),
         ("image size", "x".join(map(str, cfg["img_size"]))),
