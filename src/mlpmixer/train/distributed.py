@@ -100,6 +100,7 @@ def init_process_group(
 
 _TIMEOUT = [DEFAULT_TIMEOUT_S]  # of the current process group, for the messages
 # how torch's backends word a peer that stopped answering or went away
+_BACKENDS = ("gloo", "nccl", "processgroup", "c10d")
 _TIMED_OUT = ("timed out", "timeout")
 _LOST = ("connection closed", "connection reset", "broken pipe", "connection refused",
          "socket closed", "end of file", "read error", "write error")  # fmt: skip
@@ -126,9 +127,11 @@ def _silent_ranks(grace_s: float) -> list[int]:
 def explain_collective_failure(err: BaseException) -> RunError | None:
     """A `RunError` naming the silent or lost ranks for a failed collective, else None."""
     text = str(err).lower()
+    # gloo raises plain RuntimeErrors: known by their source path (not a DataLoader timeout)
+    collective = isinstance(err, dist.DistError) or any(w in text for w in _BACKENDS)
     timed_out = any(word in text for word in _TIMED_OUT)
     lost = any(word in text for word in _LOST)
-    if not (dist.is_initialized() and (timed_out or lost)):
+    if not (dist.is_initialized() and collective and (timed_out or lost)):
         return None
     seconds = _TIMEOUT[0]
     rank, world = dist.get_rank(), dist.get_world_size()

@@ -233,7 +233,7 @@ def _check_binding(run_dir: Path, state: dict[str, Any], run_id: str | None) -> 
 
 
 def plan_resume(run_dir: Path, overrides: Sequence[str]) -> ResumePlan:
-    """Check ``run_dir`` and the requested changes; read nothing but write nothing either.
+    """Check ``run_dir`` and the requested changes (reads the run, writes nothing).
 
     Raises `ConfigError` (exit 2) for a folder that is not a run of ours, an edited
     config.yaml, a checkpoint of another run, or a flag that disagrees with the run.
@@ -244,7 +244,8 @@ def plan_resume(run_dir: Path, overrides: Sequence[str]) -> ResumePlan:
             "mlpmixer train); give the directory a run wrote (runs/...)"
         )
     on_disk = load_config(run_dir / RUN_CONFIG_FILE)
-    stat = _file_stat(checkpoint_path(run_dir)) if checkpoint_path(run_dir).is_file() else (0,) * 3
+    last = checkpoint_path(run_dir)
+    stat = _file_stat(last) if last.is_file() else (0, 0, 0)
     state = load_train_state(run_dir)
     run_id = _check_binding(run_dir, state, read_run_id(run_dir))
     stored = _stored_config(run_dir, state, on_disk)
@@ -280,7 +281,7 @@ def plan_resume(run_dir: Path, overrides: Sequence[str]) -> ResumePlan:
             f"settings: restore the file, {way}"
         )
     _check_extension(stored, requested)
-    return ResumePlan(requested, state, run_id, changes, stat)  # type: ignore[arg-type]
+    return ResumePlan(requested, state, run_id, changes, stat)
 
 
 def _more(differences: list) -> str:
