@@ -423,8 +423,8 @@ def _train(
         config = config or TrainConfig()
         if overrides:
             config = config.override(overrides)
-        if config.run.out and env_dist_info().is_main:
-            check_out_dir(Path(config.run.out))  # before the data is read: nothing done yet
+        if config.run.out:  # before the data is read; on every process, so none waits in vain
+            check_out_dir(Path(config.run.out))  # (rank 0 writes nothing before all joined)
     dist = env_dist_info()
     device = resolve_device(config.train.device, dist)
     init_process_group(dist, device, config.train.dist_timeout_s)
