@@ -155,6 +155,10 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
 
     from ..checkpoints import convert as convert_checkpoint
 
+    if destination.exists() and not (destination.is_file() or destination.is_dir()):
+        raise click.BadParameter(  # /dev/null, a FIFO: never replaced, never written into
+            f"{destination} exists and is not a regular file or folder", param_hint="DESTINATION"
+        )
     options = {"img_size": img_size} if img_size else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

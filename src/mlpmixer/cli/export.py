@@ -44,6 +44,8 @@ def export(checkpoint: str, fmt: str, output: str | None, opset: int | None, no_
     else:
         path = Path(output)
         fmt = resolve_format(path, fmt) if fmt or path.suffix else "onnx"
+    if opset is not None and fmt != "onnx":  # never ignored without a word
+        raise click.BadParameter(f"applies to ONNX only; {path} is {fmt}", param_hint="--opset")
     source = {"checkpoint": checkpoint}  # the report PATH.json is swapped in with the file
     report = export_model(
         load_model(checkpoint), path, fmt, verify=not no_verify, opset=opset, report=source

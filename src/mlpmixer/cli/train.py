@@ -31,6 +31,7 @@ from .app import (
     console,
     dir_or_new,
     print_json,
+    printable,
 )
 
 
@@ -131,7 +132,7 @@ def _report_run(result: Any, as_json: bool) -> None:
         ("parameters", f"{summary['params']:,}"),
     ]
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(key, printable(str(value)))  # a data set folder's name, for one
     console.print(table)
     run_dir = result.run_dir
     console.print(

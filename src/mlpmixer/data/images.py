@@ -89,10 +89,11 @@ def pil_to_tensor(image: Image.Image, in_chans: int | None = 3) -> torch.Tensor:
     return tensor if in_chans is None else adapt_channels(tensor, in_chans)
 
 
-def _bomb_message(path: str | os.PathLike[str], detail: object) -> str:
+def _bomb_message(path: str | os.PathLike[str]) -> str:
+    # not PIL's own text: past twice the limit it quotes that other number
     return (
         f"cannot read image {path}: it has more pixels than PIL's decompression-bomb limit "
-        f"of {Image.MAX_IMAGE_PIXELS} ({detail}); if the file is trusted, raise "
+        f"of {Image.MAX_IMAGE_PIXELS} pixels; if the file is trusted, raise "
         "PIL.Image.MAX_IMAGE_PIXELS, otherwise remove it"
     )
 
@@ -116,7 +117,7 @@ def load_image(path: str | os.PathLike[str], in_chans: int | None = 3) -> torch.
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise DataError(_bomb_message(path, err)) from err
+        raise DataError(_bomb_message(path)) from err
     except FileNotFoundError as err:
         raise DataError(f"cannot read image {path}: no such file") from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:

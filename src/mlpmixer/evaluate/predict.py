@@ -60,7 +60,8 @@ def collect_images(inputs: Iterable[str | os.PathLike[str]]) -> tuple[list[Path]
             failures.append({"path": str(path), "error": err.strerror or str(err)})
             continue
         if found is None:
-            failures.append({"path": str(path), "error": "no such file or directory"})
+            missing = "not a regular file" if path.exists() else "no such file or directory"
+            failures.append({"path": str(path), "error": missing})
         elif not found:
             failures.append({"path": str(path), "error": "directory without image files"})
         for file in found or ():

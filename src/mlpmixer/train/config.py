@@ -120,6 +120,7 @@ class TrainSection:
     nonfinite_check_every: int = 1  # check the loss for NaN/inf every N steps
     grad_checkpointing: bool = False  # recompute block activations in backward: less memory
     layer_decay: float | None = None  # layer-wise LR decay (timm's), e.g. 0.75; null: off
+    dist_timeout_s: float | None = None  # collective wait; None: $MLPMIXER_DIST_TIMEOUT_S or 300
 
 
 @dataclass
@@ -352,6 +353,10 @@ def _check_sections(c: TrainConfig) -> None:
         t.checkpoint_every_steps,
         ">= 0",
     )
+    _require(
+        t.dist_timeout_s is None or t.dist_timeout_s > 0, "train.dist_timeout_s",
+        t.dist_timeout_s, "> 0 (seconds) or null",
+    )  # fmt: skip
     _require(t.threads is None or t.threads >= 1, "train.threads", t.threads, ">= 1 or null")
     device_ok = t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")
     _require(device_ok, "train.device", t.device, "auto, cpu, cuda, cuda:N or mps")
@@ -462,6 +467,8 @@ def _check_runtime_bounds(c: TrainConfig) -> None:
             value = getattr(part, f.name)
             values = value if isinstance(value, tuple) else (value,)
             key = f"{section.name}.{f.name}"
+            if key == "train.seed":  # its own, tighter bound (_check_sections): one message
+                continue
             for v in values:
                 if isinstance(v, float):
                     _require(math.isfinite(v), key, value, "a finite number")

@@ -2,7 +2,8 @@
 
 Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
 
-    config.yaml           the resolved config (``--resume`` reads it back)
+    run.json              the run id (`mlpmixer.train.run_guard`): marks the directory as a run
+    config.yaml           the resolved config (``--resume`` checks it against the checkpoint's)
     metrics.jsonl         one line per epoch: epoch, step, lr, train loss/top-1, test loss/top-1/top-5,
                           images per second
     summary.json          final metrics, time, throughput, parameters, model, data set, epochs
@@ -45,7 +46,7 @@ from ..layout import (
 )
 from ..models import MixerConfig, MlpFamilyModel, create_model, model_config
 from .augment import DeviceAugment
-from .config import TrainConfig, load_config
+from .config import TrainConfig
 from .distributed import (
     DistInfo,
     barrier,
@@ -54,6 +55,7 @@ from .distributed import (
     env_dist_info,
     full_state,
     init_process_group,
+    peers_checked,
     resolve_device,
     unwrap,
     wrap_model,
@@ -63,8 +65,17 @@ from .lock import run_dir_lock
 from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
 from .loop import Trainer, padded_eval_length
 from .optim import build_optimizer, build_scheduler
+from .run_guard import (
+    CONFIG_HEADER,
+    ResumePlan,
+    check_out_dir,
+    checkpoint_changed,
+    config_sha256,
+    new_run_id,
+    plan_resume,
+    write_run_id,
+)
 from .sampler import ShardSampler, TrainBatchSampler
-from .state import checkpoint_path, load_train_state
 
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
@@ -125,13 +136,17 @@ def _new_run_dir(
         model_slug = _slug(model_name.replace("/", "-"))
         run_dir = Path("runs") / f"{_slug(config.data.dataset)}-{model_slug}-{stamp}"
     run_dir = Path(broadcast_object(str(run_dir)))
-    if dist.is_main:  # before the check below: two runs starting at once must not both pass it
-        locks.enter_context(run_dir_lock(run_dir))
-    if checkpoint_path(run_dir).exists():
-        raise ConfigError(
-            f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
-            "or choose another --out"
-        )
+    refusal = None
+    if dist.is_main:
+        try:  # checked again under the lock: two runs starting at once must not both pass
+            check_out_dir(run_dir)
+            locks.enter_context(run_dir_lock(run_dir))
+            check_out_dir(run_dir)
+        except ConfigError as err:
+            refusal = str(err)
+    refusal = broadcast_object(refusal)  # every process stops, none waits for the others
+    if refusal:
+        raise ConfigError(refusal)
     return run_dir
 
 
@@ -271,6 +286,8 @@ def _setup(
     if t.loss == "sigmoid" and config.model.pretrained is None:
         _init_sigmoid_head(model)
     model.set_grad_checkpointing(t.grad_checkpointing)
+    if config.model.name == "auto" and config.model.pretrained is None:
+        config = config.replace(model={"name": model_name})  # what resume must rebuild
     if run_dir is None:
         run_dir = _new_run_dir(config, model_name, dist, locks)
     if dist.is_main:
@@ -345,6 +362,8 @@ def _write_outputs(
         "precision": cfg.train.precision,
         "seed": cfg.train.seed,
         "resumed": resumed,
+        "run_id": trainer.run_id,
+        "config_sha256": config_sha256(cfg),
         "checkpoint": str(run_dir / MODEL_DIR),
         "skipped_images": len(info.skipped),
     }
@@ -375,7 +394,10 @@ def train(
     """Run a training job; returns the run directory, the summary and the final model.
 
     ``resume=RUN_DIR`` continues that run from ``RUN_DIR/checkpoints/last.pt`` with the
-    config stored in ``RUN_DIR/config.yaml`` (``overrides``, ``--set`` style, still apply).
+    config stored there; ``overrides`` (``--set`` style) may only change what
+    `mlpmixer.train.run_guard` allows (e.g. ``train.epochs`` to extend the run), anything
+    else that disagrees is a `ConfigError`. A new run goes only into a new or empty
+    ``run.out`` (`check_out_dir`).
     Under torchrun every process calls this; only rank 0 writes files.
     """
     with contextlib.ExitStack() as locks:  # the run directory's lock, held until the end
@@ -388,36 +410,64 @@ def _train(
     overrides: Sequence[str],
     locks: contextlib.ExitStack,
 ) -> RunResult:
-    run_dir = None
-    checkpoint = None
+    run_dir = plan = None
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / RUN_CONFIG_FILE).is_file():
-            raise ConfigError(f"{run_dir}: not a run directory (no {RUN_CONFIG_FILE})")
+        plan = plan_resume(run_dir, overrides)  # refusals come before anything is written
         if env_dist_info().is_main:  # refuse to resume a run another process is training
             locks.enter_context(run_dir_lock(run_dir))
-        config = load_config(run_dir / RUN_CONFIG_FILE)
-        checkpoint = load_train_state(run_dir)
-    config = config or TrainConfig()
-    if overrides:
-        config = config.override(overrides)
+            if checkpoint_changed(run_dir, plan):  # it finished while we were checking
+                plan = plan_resume(run_dir, overrides)
+        config = plan.config
+    else:
+        config = config or TrainConfig()
+        if overrides:
+            config = config.override(overrides)
+        if config.run.out:  # before the data is read; on every process, so none waits in vain
+            check_out_dir(Path(config.run.out))  # (rank 0 writes nothing before all joined)
     dist = env_dist_info()
     device = resolve_device(config.train.device, dist)
-    init_process_group(dist, device)
+    init_process_group(dist, device, config.train.dist_timeout_s)
     threads = torch.get_num_threads()
     try:
-        _configure_torch(config, device)
-        trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
-        if checkpoint is not None:
-            trainer.load_checkpoint(checkpoint)
-        result = _run(trainer, model_name, info, resumed=checkpoint is not None)
-        # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
-        # a peer still works aborted a process now and then ("terminate called...").
-        barrier()
-        return result
+        with peers_checked():
+            return _train_here(config, run_dir, plan, dist, device, locks)
     finally:
         torch.set_num_threads(threads)  # train.threads applies to the run only
         destroy_process_group()
+
+
+def _train_here(
+    config: TrainConfig, run_dir: Path | None, plan: ResumePlan | None, dist: DistInfo,
+    device: torch.device, locks: contextlib.ExitStack,
+) -> RunResult:  # fmt: skip
+    _configure_torch(config, device)
+    trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
+    if plan is not None:
+        trainer.load_checkpoint(plan.checkpoint)
+        _check_length(trainer, run_dir)
+        if dist.is_main:
+            plan.log_changes()
+    trainer.run_id = broadcast_object(plan.run_id if plan else new_run_id())
+    if dist.is_main:
+        write_run_id(trainer.run_dir, trainer.run_id)
+    result = _run(trainer, model_name, info, resumed=plan is not None)
+    # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
+    # a peer still works aborted a process now and then ("terminate called...").
+    barrier()
+    return result
+
+
+def _check_length(trainer: Trainer, run_dir: Path | None) -> None:
+    """A resumed run may be made longer or shorter, never shorter than what it has done."""
+    done = trainer.state.global_step
+    if trainer.total_steps < done:
+        t = trainer.config.train
+        asked = f"train.steps={t.steps}" if t.steps else f"train.epochs={t.epochs}"
+        raise ConfigError(
+            f"{asked} ({trainer.total_steps} steps) is shorter than the {done} steps {run_dir} "
+            "has already done; give a larger value, or leave it out"
+        )
 
 
 def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) -> RunResult:
@@ -463,5 +513,5 @@ def _config_yaml(config: TrainConfig, model_name: str) -> str:
         data["model"]["name"] = model_name  # record what "auto" chose, so resume rebuilds it
     import yaml
 
-    header = "# resolved config of this run (mlpmixer train --config this-file reproduces it)\n"
+    header = f"{CONFIG_HEADER} (mlpmixer train --config this-file reproduces it)\n"
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
