@@ -111,9 +111,12 @@ def index_location(text: str) -> str:
 
 def _open_error(location: str, err: Exception, what: str) -> Exception:
     """`DataError` (exit 2) for something absent; `DownloadError` (exit 1) for a failed read."""
-    if isinstance(err, FileNotFoundError):
+    cause = err.__cause__
+    if isinstance(err, FileNotFoundError) and not isinstance(cause, OSError):
         return DataError(f"{what} {location} does not exist")
-    return DownloadError(f"cannot read {what} {location}: {type(err).__name__}: {err}")
+    # fsspec's HTTP back-end reports a refused connection as FileNotFoundError from it
+    reason = cause if isinstance(err, FileNotFoundError) else err
+    return DownloadError(f"cannot read {what} {location}: {type(reason).__name__}: {reason}")
 
 
 def read_bytes(location: str, what: str = "shard") -> bytes:
