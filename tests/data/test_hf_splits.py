@@ -152,5 +152,5 @@ def test_pack_with_the_real_datasets_package(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None, **kw: splits)
     index = pack_shards("hf:real", tmp_path / "out", samples_per_shard=4)
     assert [e["count"] for e in index["splits"]["train"]] == [4, 2]
-    packed, info = build_dataset(tmp_path / "out", "test", img_size=8)
+    packed, _ = build_dataset(tmp_path / "out", "test", img_size=8)
     assert sorted(packed[i][1] for i in range(6)) == [0, 0, 0, 1, 1, 1]
