@@ -22,7 +22,7 @@ from .conftest import TINY_MODEL
 
 HERE = Path(__file__).parent
 CRASH_DRIVER = HERE.parent / "reliability" / "crash_driver.py"
-WORKER = HERE / "shard_ddp_worker.py"
+WORKER = HERE / "ddp_worker.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 # 36 training samples in shards of 5, batch 8: 4 steps per epoch, 12 in all; checkpoints at
 # steps 3, 6 and 9, so the kill after step 6 stops the run in the middle of epoch 2
