@@ -24,6 +24,7 @@ sample where the interrupted one stopped.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import io
 import json
@@ -171,13 +172,25 @@ def read_index(text: str) -> ShardIndex:
     return parse_index(read_bytes(location, "shard index"), location)
 
 
+def _listed_sizes(fs: Any, base: str) -> dict[str, int]:
+    """{file name: size} of the index's folder, where one listing gives sizes (local, s3, gs)."""
+    try:
+        found = fs.ls(base, detail=True)
+    except Exception:  # HTTP servers need not list folders: each shard is asked instead
+        return {}
+    sizes = ((posixpath.basename(str(e.get("name", "")).rstrip("/")), e.get("size")) for e in found)
+    return {name: int(size) for name, size in sizes if size is not None}
+
+
 def check_shards(index: ShardIndex, entries: tuple[ShardEntry, ...]) -> None:
     """Every listed shard exists with the size the index records (before any training)."""
     fs, _ = _fsspec().core.url_to_fs(index.base)
+    listed = _listed_sizes(fs, index.base)  # one request for a bucket, not one per shard
     for entry in entries:
         url = index.url(entry)
+        size = listed.get(entry.name)
         try:
-            size = fs.info(url).get("size")
+            size = fs.info(url).get("size") if size is None else size
         except Exception as err:  # absent, unreachable, refused
             raise _open_error(url, err, "shard (listed in the index)") from err
         if size is not None and int(size) != entry.nbytes:
@@ -358,8 +371,13 @@ class ShardDataset(Dataset):
         return resize_image(image, d.img_size, d.crop_pct, d.interpolation), sample.label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        order = EpochOrder(self.counts, 0, 0, shuffle=False)
-        return self.item(*order.locate(int(index)))
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} is out of range for {len(self)} samples")
+        return self.item(*self._index_order.locate(int(index)))
+
+    @functools.cached_property
+    def _index_order(self) -> EpochOrder:
+        return EpochOrder(self.counts, 0, 0, shuffle=False)
 
     def first_images(self, count: int) -> torch.Tensor:
         """(n, C, H, W): up to ``count`` images of the first shard (packing shuffled them)."""
