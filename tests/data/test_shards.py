@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import socket
+import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -273,3 +275,47 @@ def test_cli_exit_codes(shards, tmp_path):
     assert packed.exit_code == 0 and "train: 36 samples, 4 shards" in packed.output
     with pytest.raises(ConfigError, match="split name"):
         build_dataset("digits", "train", source_split="validation")
+
+
+def test_a_corrupt_shard_mid_run_loses_nothing(shards, tmp_path):
+    """The run stops with exit 2 naming the shard; its checkpoints stay; once the shard is
+    restored, --resume ends with the weights of a run that never met the damage."""
+    folder = _copy(shards, tmp_path)
+    good = (folder / "train-000006.tar").read_bytes()
+    damaged = bytearray(good)
+    damaged[700] ^= 0xFF
+    (folder / "train-000006.tar").write_bytes(bytes(damaged))
+    options = ["--model", "mixer_t2_8", "--set", "model.img_size=8", "--epochs", "2",
+               "--batch-size", "6", "--set", "data.num_workers=2", "--set", "train.threads=1",
+               "--set", "train.checkpoint_every_steps=1", "--set", "run.progress=none",
+               "--set", "run.plot=false", "--set", "optim.name=sgd"]  # fmt: skip
+    runner = CliRunner()
+    run = tmp_path / "run"
+    # in a process of its own, as from a shell: its DataLoader workers end with it
+    command = [
+        sys.executable,
+        "-m",
+        "mlpmixer",
+        "train",
+        "--dataset",
+        str(folder),
+        "--out",
+        str(run),
+    ]
+    failed = subprocess.run([*command, *options], capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2, failed.stderr
+    assert "train-000006.tar: checksum mismatch" in failed.stderr
+    assert (run / "checkpoints" / "last.pt").exists() and not (run / "summary.json").exists()
+    (folder / "train-000006.tar").write_bytes(good)
+    resumed = runner.invoke(cli, ["train", "--resume", str(run)])
+    assert resumed.exit_code == 0, resumed.output
+    reference = tmp_path / "reference"
+    whole = runner.invoke(
+        cli, ["train", "--dataset", str(folder), "--out", str(reference), *options]
+    )
+    assert whole.exit_code == 0, whole.output
+    from safetensors.torch import load_file
+
+    got = load_file(run / "model" / "model.safetensors")
+    want = load_file(reference / "model" / "model.safetensors")
+    assert all(torch.equal(got[k], want[k]) for k in want)
