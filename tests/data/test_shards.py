@@ -319,3 +319,10 @@ def test_a_corrupt_shard_mid_run_loses_nothing(shards, tmp_path):
     got = load_file(run / "model" / "model.safetensors")
     want = load_file(reference / "model" / "model.safetensors")
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize(("world", "micro", "n"), [(1, 7, 50), (2, 4, 9), (2, 16, 300), (4, 3, 5)])
+def test_evaluation_parts_cover_every_padded_position_once(world, micro, n):
+    padded = -(-n // world) * world  # as padded_eval_length
+    parts = _stream_positions(n, world, micro, padded // world)
+    assert sorted(p for part in parts for p in part) == list(range(padded))
