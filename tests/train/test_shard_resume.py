@@ -3,6 +3,7 @@ process and with two gloo processes (each reading its own part of every epoch)."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -66,8 +67,16 @@ def test_kill_mid_epoch_then_resume_is_bitwise_identical(shards, tmp_path):
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     progress = load_train_state(out)["progress"]
     assert progress["global_step"] == 2 * EVERY and progress["step_in_epoch"] == 2  # mid-epoch
-    resumed = subprocess.run([sys.executable, "-m", "mlpmixer", "train", "--resume", str(out)],
-                             capture_output=True, text=True, env=ENV, timeout=300)  # fmt: skip
+    resume = [sys.executable, "-m", "mlpmixer", "train", "--resume", str(out)]
+    # stopped mid-epoch: another number of processes would cut the rest of the epoch otherwise
+    order_file = out / "data_order.json"
+    assert json.loads(order_file.read_text())["world_size"] == 1
+    order_file.write_text(json.dumps({"world_size": 2, "lanes": 16}))
+    refused = subprocess.run(resume, capture_output=True, text=True, env=ENV, timeout=300)
+    assert refused.returncode == 2, refused.stderr
+    assert "stopped in the middle of epoch 2 with 2 process(es)" in refused.stderr.replace("\n", "")
+    order_file.write_text(json.dumps({"world_size": 1, "lanes": 16}))
+    resumed = subprocess.run(resume, capture_output=True, text=True, env=ENV, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     reference = train(TrainConfig.from_dict(data), overrides=[f"run.out={tmp_path / 'ref'}"])
     assert reference.summary["steps"] == 3 * STEPS_PER_EPOCH

@@ -66,6 +66,7 @@ from .loop import Trainer, padded_eval_length
 from .optim import build_optimizer, build_scheduler
 from .sampler import ShardSampler, StreamBatchPlan, TrainBatchSampler
 from .state import checkpoint_path, load_train_state
+from .stream_order import bind_stream_order
 
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
@@ -452,6 +453,9 @@ def _train(
         trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
         if checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
+        state = trainer.state
+        bind_stream_order(trainer.train_sampler, trainer.run_dir, dist.world_size, dist.is_main,
+                          state.epoch, state.step_in_epoch)  # fmt: skip
         result = _run(trainer, model_name, info, resumed=checkpoint is not None)
         # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
         # a peer still works aborted a process now and then ("terminate called...").
