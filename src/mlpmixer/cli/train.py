@@ -158,7 +158,8 @@ def _report_run(result: Any, as_json: bool) -> None:
 @click.option(
     "--dataset",
     default=None,
-    help="digits (default), mnist5k, mnist, fashion-mnist, cifar10, cifar100, hf:NAME, or a directory.",
+    help="digits (default), mnist5k, mnist, fashion-mnist, cifar10, cifar100, hf:NAME, a directory, "
+    "or shards (mlpmixer data pack OUT: the folder or its URL).",
 )
 @click.option(
     "--resume",

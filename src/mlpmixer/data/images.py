@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -98,18 +99,24 @@ def _bomb_message(path: str | os.PathLike[str]) -> str:
     )
 
 
-def load_image(path: str | os.PathLike[str], in_chans: int | None = 3) -> torch.Tensor:
+def load_image(
+    path: str | os.PathLike[str] | BinaryIO, in_chans: int | None = 3, *, name: str | None = None
+) -> torch.Tensor:
     """Decode one image file -> float32 (in_chans, H, W) in [0, 1]; `DataError` if unreadable.
+
+    ``path`` may also be an open binary file (e.g. ``io.BytesIO`` of a shard record); errors
+    then name ``name`` (e.g. "shard URL, sample KEY").
 
     Any decoding failure is a `DataError` naming the file: not an image, empty, truncated,
     zero width or height, or larger than PIL's decompression-bomb limit
     (``PIL.Image.MAX_IMAGE_PIXELS``; PIL only warns between the limit and twice the limit,
     here both are errors, so a hostile file cannot make a worker decode gigapixels).
     """
+    source, path = path, name or path  # type: ignore[assignment]  # messages name `path`
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 if image.width <= 0 or image.height <= 0:
                     raise DataError(f"cannot read image {path}: it has zero width or height")
                 image.load()

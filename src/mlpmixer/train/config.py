@@ -47,7 +47,7 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    dataset: str = "digits"  # name, directory or hf:NAME (see mlpmixer.data)
+    dataset: str = "digits"  # name, directory, hf:NAME or shards (folder/URL; see mlpmixer.data)
     root: str | None = None  # where named data sets live (default $MLPMIXER_DATA or the cache)
     in_chans: int | None = None  # None: the model's (fine-tuning) or the data's (scratch)
     val_fraction: float = 0.1  # held-out share when an image folder has no val/ split
@@ -56,6 +56,8 @@ class DataSection:
     eval_crop_pct: float | None = None  # None: 1.0 from scratch, the checkpoint's when fine-tuning
     interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
     skip_bad_images: bool = False  # image folders: leave unreadable files out (listed in the run)
+    train_split: str | None = None  # hf:NAME / shards: the data set's split to train on (train)
+    val_split: str | None = None  # hf:NAME / shards: the held-out split (validation, else test)
 
 
 @dataclass

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..checkpoints import load_model
 from ..data import DatasetInfo, build_dataset
+from ..data.shards import LANES, ShardDataset, ShardStream
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..layout import (
@@ -75,7 +76,8 @@ from .run_guard import (
     plan_resume,
     write_run_id,
 )
-from .sampler import ShardSampler, TrainBatchSampler
+from .sampler import ShardSampler, StreamBatchPlan, TrainBatchSampler
+from .stream_order import bind_stream_order
 
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
@@ -174,8 +176,10 @@ def _build_data(
         "val_fraction": d.val_fraction, "seed": config.train.seed, "interpolation": interpolation,
         "skip_bad_images": d.skip_bad_images,
     }  # fmt: skip
-    train_set, train_info = build_dataset(d.dataset, "train", **common)
-    test_set, test_info = build_dataset(d.dataset, "test", crop_pct=eval_crop, **common)
+    train_set, train_info = build_dataset(d.dataset, "train", source_split=d.train_split, **common)
+    test_set, test_info = build_dataset(
+        d.dataset, "test", crop_pct=eval_crop, source_split=d.val_split, **common
+    )
     # the run reports every file left out, of both splits, with the training info
     train_info = dataclasses.replace(train_info, skipped=train_info.skipped + test_info.skipped)
     return train_set, train_info, test_set, test_info
@@ -234,7 +238,7 @@ def _pretrained_model(
 def _loaders(
     config: TrainConfig, dist: DistInfo, device: torch.device, info: DatasetInfo,
     train_set: Dataset, test_set: Dataset,
-) -> tuple[DataLoader, TrainBatchSampler, DataLoader]:  # fmt: skip
+) -> tuple[DataLoader, TrainBatchSampler | StreamBatchPlan, DataLoader]:  # fmt: skip
     t = config.train
     workers = config.data.num_workers
     if workers is None:
@@ -243,6 +247,8 @@ def _loaders(
         "num_workers": workers, "pin_memory": device.type == "cuda",
         "persistent_workers": workers > 0,
     }  # fmt: skip
+    if isinstance(train_set, ShardDataset):
+        return _stream_loaders(config, dist, options, train_set, test_set)
     sampler = TrainBatchSampler(
         len(train_set),
         t.batch_size,
@@ -260,6 +266,43 @@ def _loaders(
         **options,
     )  # fmt: skip
     return train_loader, sampler, eval_loader
+
+
+def _stream_loaders(
+    config: TrainConfig, dist: DistInfo, options: dict[str, Any], train_set: ShardDataset,
+    test_set: Dataset,
+) -> tuple[DataLoader, StreamBatchPlan, DataLoader]:  # fmt: skip
+    """Shards: each process streams its part of the epoch (`StreamBatchPlan`).
+
+    Workers are re-created each epoch (the stream's epoch and start position travel with
+    it), and their count is rounded down to a divisor of `LANES`, so each reads whole lanes.
+    """
+    t = config.train
+    workers = max(
+        d for d in range(1, LANES + 1) if LANES % d == 0 and d <= max(1, options["num_workers"])
+    )
+    options = {
+        **options,
+        "num_workers": workers if options["num_workers"] else 0,
+        "persistent_workers": False,
+    }
+    plan = StreamBatchPlan(
+        train_set, t.batch_size, t.seed, dist.rank, dist.world_size, t.grad_accum
+    )  # type: ignore[arg-type]
+    train_loader = DataLoader(plan.stream, batch_size=plan.micro_batch_size, **options)
+    padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
+    eval_batch = max(1, min(plan.micro_batch_size * 2, 1024))
+    if isinstance(test_set, ShardDataset):
+        eval_stream = ShardStream(
+            test_set, seed=t.seed, shuffle=False, rank=dist.rank, world_size=dist.world_size,
+            micro_batch=eval_batch, per_rank=padded // dist.world_size,
+        )  # fmt: skip
+        return train_loader, plan, DataLoader(eval_stream, batch_size=eval_batch, **options)
+    eval_loader = DataLoader(
+        _PaddedEval(test_set, padded), batch_size=eval_batch,
+        sampler=ShardSampler(padded, dist.rank, dist.world_size), **options,
+    )  # fmt: skip
+    return train_loader, plan, eval_loader
 
 
 def _init_sigmoid_head(model: MlpFamilyModel) -> None:
@@ -448,6 +491,9 @@ def _train_here(
         _check_length(trainer, run_dir)
         if dist.is_main:
             plan.log_changes()
+    state = trainer.state
+    bind_stream_order(trainer.train_sampler, trainer.run_dir, dist.world_size, dist.is_main,
+                      state.epoch, state.step_in_epoch)  # fmt: skip
     trainer.run_id = broadcast_object(plan.run_id if plan else new_run_id())
     if dist.is_main:
         write_run_id(trainer.run_dir, trainer.run_id)
