@@ -1,0 +1,211 @@
+"""RandAugment on uint8 RGB images, with big_vision's op list and magnitude scale.
+
+big_vision's ``randaug(N, M)`` (the TF AutoAugment code it carries) applies N ops, each
+chosen uniformly among the 16 of `OPS`, at the fixed magnitude M; an op's parameter is
+``M / MAX_LEVEL`` (``MAX_LEVEL = 10``) times the op's range below, with a random sign for the
+geometric ones; pixels a geometric op uncovers are grey (128). `op_parameter` gives the
+mapping and docs/training.md its table:
+
+==============  ====================================  =====================
+op              parameter at magnitude M              at M = 15
+==============  ====================================  =====================
+AutoContrast    none                                  -
+Equalize        none                                  -
+Invert          none                                  -
+Rotate          +-30 M/10 degrees                     +-45 degrees
+Posterize       int(4 M/10) bits kept                 6 bits
+Solarize        threshold int(256 M/10)               384 (no pixel changes)
+SolarizeAdd     +int(110 M/10) below 128              +165
+Color           factor 1.8 M/10 + 0.1                 2.8
+Contrast        factor 1.8 M/10 + 0.1                 2.8
+Brightness      factor 1.8 M/10 + 0.1                 2.8
+Sharpness       factor 1.8 M/10 + 0.1                 2.8
+ShearX, ShearY  +-0.3 M/10                            +-0.45
+TranslateX/Y    +-100 M/10 pixels                     +-150 pixels
+Cutout          grey square of side 2 int(40 M/10)    120 pixels
+==============  ====================================  =====================
+
+Semantics follow that code, quirks included, because the paper's numbers were obtained with
+it: the blend ops truncate to uint8; Contrast blends towards a constant grey of
+``min(255, pixels / 256)`` (the TF code divides the histogram's *count* by 256, not its
+weighted sum); Color's grey is TF's ``rgb_to_grayscale`` (weights 0.2989, 0.5870, 0.1140);
+Sharpness blends with the 3x3 smoothing (1 1 1 / 1 5 1 / 1 1 1)/13, border pixels kept;
+Posterize keeps at most 8 bits (magnitudes above 20 do nothing more). Geometric ops use PIL's
+nearest-neighbour affine warps with TF's pixel mapping; where a source point lies within half
+a pixel outside the image, PIL fills grey and TF repeats the edge pixel.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, ImageOps
+
+MAX_LEVEL = 10.0
+FILL = (128, 128, 128)
+OPS = (
+    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "Color",
+    "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
+    "Cutout", "SolarizeAdd",
+)  # fmt: skip
+_SIGNED_RANGE = {"Rotate": 30.0, "ShearX": 0.3, "ShearY": 0.3, "TranslateX": 100.0, "TranslateY": 100.0}
+_INT_RANGE = {"Posterize": 4.0, "Solarize": 256.0, "SolarizeAdd": 110.0, "Cutout": 40.0}
+_ENHANCE = ("Color", "Contrast", "Brightness", "Sharpness")
+GRAY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)  # tf.image.rgb_to_grayscale
+
+
+def op_parameter(name: str, magnitude: float, negate: bool = False) -> float | int | None:
+    """The parameter of op ``name`` at ``magnitude`` (``negate``: the random sign drew minus)."""
+    level = magnitude / MAX_LEVEL
+    if name in _SIGNED_RANGE:
+        value = level * _SIGNED_RANGE[name]
+        return -value if negate else value
+    if name in _INT_RANGE:
+        return int(level * _INT_RANGE[name])
+    if name in _ENHANCE:
+        return level * 1.8 + 0.1
+    if name in OPS:
+        return None
+    raise KeyError(f"unknown RandAugment op {name!r}; ops: {', '.join(OPS)}")
+
+
+# --- pixel ops on (H, W, 3) uint8 arrays ---------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=32)
+def _blend_table(factor: float) -> np.ndarray:
+    """(256 * 256,) uint8: entry 256 a + b = blend of pixel values a (degenerate), b (image)."""
+    low = np.arange(256, dtype=np.float32)[:, None]
+    high = np.arange(256, dtype=np.float32)[None, :]
+    mixed = low + np.float32(factor) * (high - low)
+    return np.clip(mixed, 0.0, 255.0).astype(np.uint8).ravel()
+
+
+def blend(degenerate: np.ndarray, image: np.ndarray, factor: float) -> np.ndarray:
+    """TF's blend: ``degenerate + factor (image - degenerate)`` in float32, clipped to
+    [0, 255], truncated to uint8 (a table lookup per pixel pair: the same numbers, faster)."""
+    if factor == 0.0:
+        return degenerate
+    if factor == 1.0:
+        return image
+    keys = (degenerate.astype(np.uint16) << 8) | image
+    return np.take(_blend_table(float(factor)), keys)
+
+
+def tf_grayscale(image: np.ndarray) -> np.ndarray:
+    """TF's ``rgb_to_grayscale`` of uint8: (H, W, 3) -> (H, W) uint8 (x/255, weights, x 255.5)."""
+    x = image.astype(np.float32) * np.float32(1.0 / 255.0)
+    w = GRAY_WEIGHTS
+    gray = x[..., 0] * w[0] + x[..., 1] * w[1] + x[..., 2] * w[2]
+    return (gray * np.float32(255.5)).astype(np.uint8)
+
+
+def color(image: np.ndarray, factor: float) -> np.ndarray:
+    return blend(tf_grayscale(image)[..., None], image, factor)
+
+
+def contrast(image: np.ndarray, factor: float) -> np.ndarray:
+    grey = np.uint8(min(255.0, image.shape[0] * image.shape[1] / 256.0))
+    return blend(np.full((1, 1, 1), grey), image, factor)
+
+
+def brightness(image: np.ndarray, factor: float) -> np.ndarray:
+    return blend(np.zeros((1, 1, 1), np.uint8), image, factor)
+
+
+def sharpness(image: np.ndarray, factor: float) -> np.ndarray:
+    """Blend with the 3x3 smoothing (1 1 1 / 1 5 1 / 1 1 1) / 13 (sums of integers are exact,
+    so integer division equals TF's float32 division and truncation); border pixels kept."""
+    x = image.astype(np.uint16)
+    h, w = image.shape[:2]
+    total = sum(x[i : h - 2 + i, j : w - 2 + j] for i in range(3) for j in range(3))
+    degenerate = image.copy()
+    degenerate[1:-1, 1:-1] = (total + 4 * x[1:-1, 1:-1]) // 13
+    return blend(degenerate, image, factor)
+
+
+def solarize_add(image: np.ndarray, addition: int, threshold: int = 128) -> np.ndarray:
+    lut = np.arange(256)
+    lut = np.where(lut < threshold, np.clip(lut + addition, 0, 255), lut).astype(np.uint8)
+    return lut[image]
+
+
+def cutout(image: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    h, w = image.shape[:2]
+    cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+    out = image.copy()
+    out[max(0, cy - pad) : min(h, cy + pad), max(0, cx - pad) : min(w, cx + pad)] = FILL
+    return out
+
+
+# --- geometric ops on PIL images (nearest neighbour, TF's pixel mapping) -------------------------
+
+
+def _affine(image: Image.Image, a: float, b: float, c: float, d: float, e: float, f: float) -> Image.Image:
+    """Output pixel (x, y) takes input pixel round(a x + b y + c, d x + e y + f) (TF's map, in
+    pixel indices); PIL maps pixel centres, hence the half-pixel terms."""
+    c_pil = c - 0.5 * (a + b - 1.0)
+    f_pil = f - 0.5 * (d + e - 1.0)
+    data = (a, b, c_pil, d, e, f_pil)
+    return image.transform(image.size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST, fillcolor=FILL)
+
+
+def _geometric(name: str, image: Image.Image, value: float) -> Image.Image:
+    if name == "Rotate":  # tfa's rotate: about the centre ((w - 1) / 2, (h - 1) / 2)
+        cos, sin = math.cos(math.radians(value)), math.sin(math.radians(value))
+        w, h = image.width - 1.0, image.height - 1.0
+        x_off, y_off = (w - (cos * w - sin * h)) / 2.0, (h - (sin * w + cos * h)) / 2.0
+        return _affine(image, cos, -sin, x_off, sin, cos, y_off)
+    if name == "ShearX":
+        return _affine(image, 1.0, value, 0.0, 0.0, 1.0, 0.0)
+    if name == "ShearY":
+        return _affine(image, 1.0, 0.0, 0.0, value, 1.0, 0.0)
+    if name == "TranslateX":
+        return _affine(image, 1.0, 0.0, value, 0.0, 1.0, 0.0)
+    return _affine(image, 1.0, 0.0, 0.0, 0.0, 1.0, value)  # TranslateY
+
+
+_PIL_OPS: dict[str, Callable[[Image.Image, int], Image.Image]] = {
+    "Posterize": lambda image, bits: ImageOps.posterize(image, max(0, min(8, bits))),
+    "Solarize": lambda image, threshold: ImageOps.solarize(image, threshold),
+}
+_ARRAY_OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "Color": color,
+    "Contrast": contrast,
+    "Brightness": brightness,
+    "Sharpness": sharpness,
+    "SolarizeAdd": lambda image, addition: solarize_add(image, int(addition)),
+}
+
+
+def apply_op(
+    name: str, image: Image.Image, magnitude: float, rng: np.random.Generator
+) -> Image.Image:
+    """Apply one op at ``magnitude`` to an RGB uint8 image (draws its sign/position from ``rng``)."""
+    if name in _SIGNED_RANGE:  # TF's _randomly_negate_tensor: floor(u + 0.5) decides
+        return _geometric(name, image, op_parameter(name, magnitude, rng.random() < 0.5))  # type: ignore[arg-type]
+    value = op_parameter(name, magnitude)
+    if name == "AutoContrast":
+        return ImageOps.autocontrast(image)
+    if name == "Equalize":
+        return ImageOps.equalize(image)
+    if name == "Invert":
+        return ImageOps.invert(image)
+    if name in _PIL_OPS:
+        return _PIL_OPS[name](image, value)  # type: ignore[arg-type]
+    array = np.asarray(image)
+    if name == "Cutout":
+        return Image.fromarray(cutout(array, value, rng), "RGB")  # type: ignore[arg-type]
+    return Image.fromarray(_ARRAY_OPS[name](array, value), "RGB")  # type: ignore[arg-type]
+
+
+def randaugment(
+    image: Image.Image, num_layers: int, magnitude: float, rng: np.random.Generator
+) -> Image.Image:
+    """big_vision's ``randaug(num_layers, magnitude)`` on an RGB uint8 PIL image."""
+    for _ in range(num_layers):
+        image = apply_op(OPS[int(rng.integers(0, len(OPS)))], image, magnitude, rng)
+    return image
