@@ -46,6 +46,7 @@ from PIL import Image, ImageOps
 
 MAX_LEVEL = 10.0
 FILL = (128, 128, 128)
+_TIE = 2.0**-9  # see _affine (PIL warps nearest in 16.16 fixed point)
 OPS = (
     "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "Color",
     "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
@@ -146,14 +147,17 @@ def cutout(image: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
 
 def _affine(image: Image.Image, a: float, b: float, c: float, d: float, e: float, f: float) -> Image.Image:
     """Output pixel (x, y) takes input pixel round(a x + b y + c, d x + e y + f) (TF's map, in
-    pixel indices); PIL maps pixel centres, hence the half-pixel terms."""
-    c_pil = c - 0.5 * (a + b - 1.0)
-    f_pil = f - 0.5 * (d + e - 1.0)
+    pixel indices); PIL maps pixel centres, hence the half-pixel terms, and truncates, hence
+    the nudge that rounds exact halves up as C++'s ``std::round`` does (TF computes them in
+    float32, where e.g. 0.45 x 10 is exactly 4.5; in double it is a hair below)."""
+    c_pil = c - 0.5 * (a + b - 1.0) + _TIE
+    f_pil = f - 0.5 * (d + e - 1.0) + _TIE
     data = (a, b, c_pil, d, e, f_pil)
     return image.transform(image.size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST, fillcolor=FILL)
 
 
-def _geometric(name: str, image: Image.Image, value: float) -> Image.Image:
+def warp(name: str, image: Image.Image, value: float) -> Image.Image:
+    """Geometric op ``name`` (Rotate, ShearX/Y, TranslateX/Y) with its signed parameter."""
     if name == "Rotate":  # tfa's rotate: about the centre ((w - 1) / 2, (h - 1) / 2)
         cos, sin = math.cos(math.radians(value)), math.sin(math.radians(value))
         w, h = image.width - 1.0, image.height - 1.0
@@ -186,7 +190,7 @@ def apply_op(
 ) -> Image.Image:
     """Apply one op at ``magnitude`` to an RGB uint8 image (draws its sign/position from ``rng``)."""
     if name in _SIGNED_RANGE:  # TF's _randomly_negate_tensor: floor(u + 0.5) decides
-        return _geometric(name, image, op_parameter(name, magnitude, rng.random() < 0.5))  # type: ignore[arg-type]
+        return warp(name, image, op_parameter(name, magnitude, rng.random() < 0.5))  # type: ignore[arg-type]
     value = op_parameter(name, magnitude)
     if name == "AutoContrast":
         return ImageOps.autocontrast(image)
