@@ -73,7 +73,7 @@ def test_eval_sample_equals_the_float_path_up_to_rounding(tmp_path, jpeg, backen
 
 def test_reduced_decode_stays_close_to_a_full_decode(jpeg, backend):
     """The DCT-scaled decode only changes how the crop is low-passed."""
-    box = (100.0, 50.0, 400.0, 350.0)  # 300 x 300 -> 112: a 1/2 (PIL) or 3/8 (turbo) decode
+    box = (100.0, 50.0, 400.0, 350.0)  # 300 x 300 -> 112: a 1/2-scale decode
     reduced = decode_region(jpeg, lambda h, w: box, (112, 112), reduce=True)
     full = decode_region(jpeg, lambda h, w: box, (112, 112), reduce=False)
     diff = np.abs(np.asarray(reduced, np.float32) - np.asarray(full, np.float32))
@@ -182,3 +182,32 @@ def test_image_folder_keeps_the_float_api_until_asked(tmp_path):
     assert isinstance(data, ImageFileDataset)
     data.use_uint8()
     assert data[0][0].dtype == torch.uint8
+
+
+def _tf_bilinear(array: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """tf.image.resize(bilinear, antialias=False): half-pixel centres, edge clamping; float."""
+
+    def axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+        floor = np.floor(pos)
+        low = np.maximum(floor, 0).astype(int)
+        high = np.minimum(np.ceil(pos), n_in - 1).astype(int)
+        return low, high, (pos - floor)
+
+    y0, y1, wy = axis(out_h, array.shape[0])
+    x0, x1, wx = axis(out_w, array.shape[1])
+    a = array.astype(np.float64)
+    top = a[y0][:, x0] * (1 - wx[None, :, None]) + a[y0][:, x1] * wx[None, :, None]
+    bottom = a[y1][:, x0] * (1 - wx[None, :, None]) + a[y1][:, x1] * wx[None, :, None]
+    return top * (1 - wy[:, None, None]) + bottom * wy[:, None, None]
+
+
+@pytest.mark.parametrize("box, size", [((30, 20, 330, 260), (112, 96)), ((100, 80, 150, 120), (224, 224))])
+def test_training_resize_is_tfs_bilinear_without_antialiasing(box, size):
+    """big_vision resizes the crop with tf.image.resize(..., antialias=False)."""
+    array = _photo()
+    got = transforms.crop_resize(array, tuple(map(float, box)), size, "bilinear")
+    left, top, right, bottom = box
+    want = _tf_bilinear(array[top:bottom, left:right], *size)
+    diff = np.abs(got.permute(1, 2, 0).numpy().astype(np.float64) - want)
+    assert got.dtype == torch.uint8 and diff.max() <= 1.0, diff.max()  # rounding of the uint8 kernel
