@@ -61,7 +61,9 @@ def backend(request, monkeypatch):
 
 @pytest.mark.parametrize("crop_pct", [1.0, 0.875])
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
-def test_eval_sample_equals_the_float_path_up_to_rounding(tmp_path, jpeg, backend, crop_pct, interpolation):
+def test_eval_sample_equals_the_float_path_up_to_rounding(
+    tmp_path, jpeg, backend, crop_pct, interpolation
+):
     path = tmp_path / "a.jpg"
     path.write_bytes(jpeg)
     new = eval_sample(path, (224, 224), crop_pct, interpolation=interpolation)
@@ -78,9 +80,14 @@ def test_reduced_decode_stays_close_to_a_full_decode(jpeg, backend):
     full = decode_region(jpeg, lambda h, w: box, (112, 112), reduce=False)
     diff = np.abs(np.asarray(reduced, np.float32) - np.asarray(full, np.float32))
     assert diff.mean() < 4.0, diff.mean()
-    shifted = decode_region(jpeg, lambda h, w: (110.0, 50.0, 410.0, 350.0), (112, 112), reduce=False)
+    shifted = decode_region(
+        jpeg, lambda h, w: (110.0, 50.0, 410.0, 350.0), (112, 112), reduce=False
+    )
     # the error is well below that of a 10-pixel misplacement of the crop
-    assert diff.mean() < 0.5 * np.abs(np.asarray(shifted, np.float32) - np.asarray(full, np.float32)).mean()
+    assert (
+        diff.mean()
+        < 0.5 * np.abs(np.asarray(shifted, np.float32) - np.asarray(full, np.float32)).mean()
+    )
 
 
 def test_path_bytes_and_file_give_the_same_sample(tmp_path, jpeg):
@@ -202,7 +209,9 @@ def _tf_bilinear(array: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return top * (1 - wy[:, None, None]) + bottom * wy[:, None, None]
 
 
-@pytest.mark.parametrize("box, size", [((30, 20, 330, 260), (112, 96)), ((100, 80, 150, 120), (224, 224))])
+@pytest.mark.parametrize(
+    "box, size", [((30, 20, 330, 260), (112, 96)), ((100, 80, 150, 120), (224, 224))]
+)
 def test_training_resize_is_tfs_bilinear_without_antialiasing(box, size):
     """big_vision resizes the crop with tf.image.resize(..., antialias=False)."""
     array = _photo()
@@ -210,4 +219,5 @@ def test_training_resize_is_tfs_bilinear_without_antialiasing(box, size):
     left, top, right, bottom = box
     want = _tf_bilinear(array[top:bottom, left:right], *size)
     diff = np.abs(got.permute(1, 2, 0).numpy().astype(np.float64) - want)
-    assert got.dtype == torch.uint8 and diff.max() <= 1.0, diff.max()  # rounding of the uint8 kernel
+    assert got.dtype == torch.uint8
+    assert diff.max() <= 1.0, diff.max()  # the uint8 kernel's rounding

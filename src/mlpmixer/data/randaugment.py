@@ -52,7 +52,13 @@ OPS = (
     "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
     "Cutout", "SolarizeAdd",
 )  # fmt: skip
-_SIGNED_RANGE = {"Rotate": 30.0, "ShearX": 0.3, "ShearY": 0.3, "TranslateX": 100.0, "TranslateY": 100.0}
+_SIGNED_RANGE = {
+    "Rotate": 30.0,
+    "ShearX": 0.3,
+    "ShearY": 0.3,
+    "TranslateX": 100.0,
+    "TranslateY": 100.0,
+}
 _INT_RANGE = {"Posterize": 4.0, "Solarize": 256.0, "SolarizeAdd": 110.0, "Cutout": 40.0}
 _ENHANCE = ("Color", "Contrast", "Brightness", "Sharpness")
 GRAY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)  # tf.image.rgb_to_grayscale
@@ -145,7 +151,9 @@ def cutout(image: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
 # --- geometric ops on PIL images (nearest neighbour, TF's pixel mapping) -------------------------
 
 
-def _affine(image: Image.Image, a: float, b: float, c: float, d: float, e: float, f: float) -> Image.Image:
+def _affine(
+    image: Image.Image, a: float, b: float, c: float, d: float, e: float, f: float
+) -> Image.Image:
     """Output pixel (x, y) takes input pixel round(a x + b y + c, d x + e y + f) (TF's map, in
     pixel indices); PIL maps pixel centres, hence the half-pixel terms, and truncates, hence
     the nudge that rounds exact halves up as C++'s ``std::round`` does (TF computes them in
@@ -153,7 +161,9 @@ def _affine(image: Image.Image, a: float, b: float, c: float, d: float, e: float
     c_pil = c - 0.5 * (a + b - 1.0) + _TIE
     f_pil = f - 0.5 * (d + e - 1.0) + _TIE
     data = (a, b, c_pil, d, e, f_pil)
-    return image.transform(image.size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST, fillcolor=FILL)
+    return image.transform(
+        image.size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST, fillcolor=FILL
+    )
 
 
 def warp(name: str, image: Image.Image, value: float) -> Image.Image:

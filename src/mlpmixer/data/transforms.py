@@ -205,9 +205,7 @@ def _decode_simplejpeg(
     box = box_of(height, width)
     need_h, need_w = _needed(box, height, width, size) if reduce else (0, 0)
     # training (reduce): TF's default DCT, the integer-fast one, as big_vision decodes
-    array = simplejpeg.decode_jpeg(
-        data, "RGB", fastdct=reduce, min_height=need_h, min_width=need_w
-    )
+    array = simplejpeg.decode_jpeg(data, "RGB", fastdct=reduce, min_height=need_h, min_width=need_w)
     h, w = array.shape[:2]
     return array, _scaled(box, w / width, h / height)
 
@@ -239,7 +237,11 @@ def _decode(
 ) -> tuple[np.ndarray, Box]:
     """(H, W, 3) uint8 pixels of ``source`` (possibly at a reduced scale) and the box in them;
     any failure is a `DataError` naming ``name`` (default: the path)."""
-    label = name if name is not None else (source if isinstance(source, (str, os.PathLike)) else "image")
+    label = (
+        name
+        if name is not None
+        else (source if isinstance(source, (str, os.PathLike)) else "image")
+    )
     try:
         data = _read(source)
         if USE_SIMPLEJPEG and data[:2] == _JPEG_MAGIC:
@@ -283,7 +285,9 @@ def decode_region(
     return image.resize((size[1], size[0]), PIL_FILTERS[interpolation], box=box)
 
 
-def crop_resize(array: np.ndarray, box: Box, size: tuple[int, int], interpolation: str) -> torch.Tensor:
+def crop_resize(
+    array: np.ndarray, box: Box, size: tuple[int, int], interpolation: str
+) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, *size) uint8: the box (rounded outwards to whole pixels), resized
     as TF's ``tf.image.resize(..., antialias=False)`` (half-pixel centres), big_vision's default
     (torch's uint8 kernels: rounded rather than truncated; ``area`` goes through PIL)."""
