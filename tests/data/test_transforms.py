@@ -99,6 +99,9 @@ def test_path_bytes_and_file_give_the_same_sample(tmp_path, jpeg):
         for source in (path, str(path), jpeg, io.BytesIO(jpeg))
     ]
     assert all(torch.equal(samples[0], s) for s in samples[1:])
+    with Image.open(path) as decoded:  # a decoded PIL image (Hugging Face rows): same crop
+        from_pil = eval_sample(decoded, (64, 64))
+    assert torch.equal(from_pil, eval_sample(jpeg, (64, 64)))
     other = train_sample(jpeg, (64, 64), aug, sample_rng(3, 2, 7))
     assert not torch.equal(samples[0], other)
 

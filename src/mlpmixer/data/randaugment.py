@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 MAX_LEVEL = 10.0
 FILL = (128, 128, 128)
@@ -123,14 +123,16 @@ def brightness(image: np.ndarray, factor: float) -> np.ndarray:
     return blend(np.zeros((1, 1, 1), np.uint8), image, factor)
 
 
+# PIL's 3x3 filter rounds sum / 13 + offset; an offset of -0.49 makes that floor(sum / 13)
+# exactly (sum / 13 has a fractional part of at most 12/13), and it keeps the border pixels
+_SMOOTH = ImageFilter.Kernel((3, 3), (1, 1, 1, 1, 5, 1, 1, 1, 1), scale=13, offset=-0.49)
+
+
 def sharpness(image: np.ndarray, factor: float) -> np.ndarray:
-    """Blend with the 3x3 smoothing (1 1 1 / 1 5 1 / 1 1 1) / 13 (sums of integers are exact,
-    so integer division equals TF's float32 division and truncation); border pixels kept."""
-    x = image.astype(np.uint16)
-    h, w = image.shape[:2]
-    total = sum(x[i : h - 2 + i, j : w - 2 + j] for i in range(3) for j in range(3))
-    degenerate = image.copy()
-    degenerate[1:-1, 1:-1] = (total + 4 * x[1:-1, 1:-1]) // 13
+    """Blend with the 3x3 smoothing (1 1 1 / 1 5 1 / 1 1 1) / 13 truncated to uint8 (sums
+    of integers: integer division equals TF's float32 division except where TF's own float
+    sum falls a hair below an exact multiple), border pixels kept."""
+    degenerate = np.asarray(Image.fromarray(image, "RGB").filter(_SMOOTH))
     return blend(degenerate, image, factor)
 
 

@@ -43,7 +43,7 @@ from ..errors import DataError
 from .images import pil_array
 from .randaugment import randaugment
 
-Source = str | os.PathLike[str] | bytes | BinaryIO
+Source = str | os.PathLike[str] | bytes | BinaryIO | Image.Image  # a PIL image: decoded already
 Box = tuple[float, float, float, float]  # left, top, right, bottom (PIL's resize box)
 
 PIL_FILTERS = {
@@ -243,6 +243,9 @@ def _decode(
         else (source if isinstance(source, (str, os.PathLike)) else "image")
     )
     try:
+        if isinstance(source, Image.Image):  # already decoded (Hugging Face data sets)
+            array = np.asarray(_to_rgb(source))
+            return array, box_of(array.shape[0], array.shape[1])
         data = _read(source)
         if USE_SIMPLEJPEG and data[:2] == _JPEG_MAGIC:
             try:
@@ -272,7 +275,7 @@ def decode_region(
     reduce: bool = False,
     name: str | None = None,
 ) -> Image.Image:
-    """Decode ``source`` (path, bytes or binary file) and resample the region
+    """Decode ``source`` (path, bytes, binary file or PIL image) and resample the region
     ``box_of(height, width)`` of it to an RGB PIL image of ``size`` (H, W) with PIL's filter
     (antialiased when shrinking, as timm's evaluation).
 
