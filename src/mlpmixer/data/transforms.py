@@ -67,7 +67,8 @@ USE_SIMPLEJPEG = simplejpeg is not None
 class SampleAugment:
     """What the worker does to a training sample (the ``augment`` section's worker part).
 
-    ``inception_crop``: sample a crop of ``area`` x ``ratio`` (else the whole image, resized);
+    ``inception_crop``: sample a crop of ``area`` x ``ratio`` (else the shorter side is resized
+    to the output and the centre cropped, as evaluation with ``crop_pct=1``);
     ``hflip``: mirror with probability 1/2; ``randaug_layers``/``randaug_magnitude``:
     RandAugment's N and M on big_vision's (TF AutoAugment's) scale, where 10 is the level of
     the op table's nominal maximum.
@@ -103,7 +104,7 @@ def _crop_attempt(
     crop_h = int(np.rint(np.sqrt(min_area / aspect, dtype=f32)))
     max_h = int(np.rint(np.sqrt(max_area / aspect, dtype=f32)))
     if np.rint(f32(max_h) * aspect) > width:  # the tallest crop must also fit the width
-        max_h = int((f32(width) + f32(0.5) - f32(1e-7)) / aspect)
+        max_h = int((width + 0.5 - float(f32(1e-7))) / float(aspect))  # double, as in C++
         if np.rint(f32(max_h) * aspect) > width:
             max_h -= 1
     max_h = min(max_h, height)
