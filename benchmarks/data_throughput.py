@@ -12,7 +12,8 @@ Side by side in one process and one thread, interleaved round by round:
 * ``decode``: PIL decode to RGB alone (the floor for PIL-based paths).
 
 Each path also collates its images into batches of 32 (float32 or uint8), as a DataLoader
-worker does. Images are made here: 500x375 JPEGs at quality 90 with structure and noise,
+worker does. Rates are images per CPU-second of the process (one thread), which a busy shared
+machine disturbs far less than wall-clock rates. Images are made here: 500x375 JPEGs at quality 90 with structure and noise,
 about 60 KB each, like ImageNet's typical file. Prints images/s per core, the ratios, and the
 cores needed to feed 8 H100s training Mixer-B/16 at 50% MFU (~52,000 images/s).
 
@@ -116,8 +117,10 @@ def make_paths(files: list[Path]) -> dict[str, Callable[[int, int], torch.Tensor
 
 
 def time_path(load: Callable[[int, int], torch.Tensor], count: int, epoch: int) -> float:
-    """Images/s of loading ``count`` images and collating them in batches of `BATCH`."""
-    start = time.perf_counter()
+    """Images per CPU-second of loading ``count`` images and collating them in batches of
+    `BATCH`. CPU time of this (single-threaded) process, not wall time: on a shared machine
+    the wall clock also counts the time other processes hold the core."""
+    start = time.process_time()
     batch = []
     for i in range(count):
         batch.append(load(i, epoch))
@@ -126,7 +129,7 @@ def time_path(load: Callable[[int, int], torch.Tensor], count: int, epoch: int) 
             batch = []
     if batch:
         default_collate(batch)
-    return count / (time.perf_counter() - start)
+    return count / (time.process_time() - start)
 
 
 def cpu_name() -> str:

@@ -45,3 +45,23 @@ def test_image_folder_training_is_bitwise_the_same_with_0_or_2_workers(tmp_path)
         weights.append(result.model.state_dict())
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_in_memory_batches_get_the_same_randaugment_seeded_by_torch(channels):
+    """Arrays (digits, CIFAR) have no workers: DeviceAugment runs the same uint8 RandAugment,
+    image by image, drawing from torch's generator (reseeded every step by the loop)."""
+    from mlpmixer.train.augment import DeviceAugment
+    from mlpmixer.train.config import AugmentSection
+
+    cfg = AugmentSection(randaugment_n=2, randaugment_m=15.0)
+    augment = DeviceAugment(cfg, (16, 16), (0.5,) * channels, (0.25,) * channels, 3)
+    images = torch.rand(8, channels, 16, 16)
+    labels = torch.zeros(8, dtype=torch.long)
+    torch.manual_seed(1)
+    first, _ = augment(images, labels)
+    torch.manual_seed(1)
+    again, _ = augment(images, labels)
+    assert torch.equal(first, again) and first.shape == images.shape
+    plain = (images * 255).round() / 255
+    assert not torch.allclose(first * 0.25 + 0.5, plain, atol=1e-3)  # the ops changed pixels

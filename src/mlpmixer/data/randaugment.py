@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 
 MAX_LEVEL = 10.0
 FILL = (128, 128, 128)
@@ -115,31 +115,84 @@ def color(image: np.ndarray, factor: float) -> np.ndarray:
 
 
 def contrast(image: np.ndarray, factor: float) -> np.ndarray:
-    grey = np.uint8(min(255.0, image.shape[0] * image.shape[1] / 256.0))
-    return blend(np.full((1, 1, 1), grey), image, factor)
+    """TF's contrast: blend towards min(255, pixels / 256) (the histogram's count / 256)."""
+    grey = int(min(255.0, image.shape[0] * image.shape[1] / 256.0))
+    return _lookup(image, _constant_blend(grey, factor))
 
 
 def brightness(image: np.ndarray, factor: float) -> np.ndarray:
-    return blend(np.zeros((1, 1, 1), np.uint8), image, factor)
+    return _lookup(image, _constant_blend(0, factor))
 
 
-# PIL's 3x3 filter rounds sum / 13 + offset; an offset of -0.49 makes that floor(sum / 13)
-# exactly (sum / 13 has a fractional part of at most 12/13), and it keeps the border pixels
-_SMOOTH = ImageFilter.Kernel((3, 3), (1, 1, 1, 1, 5, 1, 1, 1, 1), scale=13, offset=-0.49)
+def _constant_blend(grey: int, factor: float) -> np.ndarray:
+    """(256,) uint8: `blend` of every pixel value with a constant degenerate ``grey``."""
+    if factor == 0.0:
+        return np.full(256, grey, np.uint8)
+    return _blend_table(float(factor))[grey * 256 : (grey + 1) * 256]
+
+
+def _lookup(image: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Per-pixel table lookup (NumPy: PIL's ``point`` rounds its table in Python per call)."""
+    return np.take(table, image)
 
 
 def sharpness(image: np.ndarray, factor: float) -> np.ndarray:
-    """Blend with the 3x3 smoothing (1 1 1 / 1 5 1 / 1 1 1) / 13 truncated to uint8 (sums
-    of integers: integer division equals TF's float32 division except where TF's own float
-    sum falls a hair below an exact multiple), border pixels kept."""
-    degenerate = np.asarray(Image.fromarray(image, "RGB").filter(_SMOOTH))
+    """Blend with the 3x3 smoothing (1 1 1 / 1 5 1 / 1 1 1) / 13 truncated to uint8, border
+    pixels kept. The sums are integers, so integer division equals TF's float32 division and
+    truncation, except where TF's own float sum falls a hair below an exact multiple of 13."""
+    x = image.astype(np.uint16)
+    rows = x[:, :-2] + x[:, 1:-1]  # separable 3x3 box sum, in place where possible
+    rows += x[:, 2:]
+    total = rows[:-2] + rows[1:-1]
+    total += rows[2:]
+    total += x[1:-1, 1:-1] * np.uint16(4)  # the centre's weight is 5
+    degenerate = image.copy()
+    degenerate[1:-1, 1:-1] = total // 13
     return blend(degenerate, image, factor)
 
 
 def solarize_add(image: np.ndarray, addition: int, threshold: int = 128) -> np.ndarray:
-    lut = np.arange(256)
-    lut = np.where(lut < threshold, np.clip(lut + addition, 0, 255), lut).astype(np.uint8)
-    return lut[image]
+    values = np.arange(256)
+    table = np.where(values < threshold, np.clip(values + addition, 0, 255), values)
+    return _lookup(image, table.astype(np.uint8))
+
+
+def solarize(image: np.ndarray, threshold: int) -> np.ndarray:
+    values = np.arange(256)
+    return _lookup(image, np.where(values < threshold, values, 255 - values).astype(np.uint8))
+
+
+def posterize(image: np.ndarray, bits: int) -> np.ndarray:
+    """Keep the ``bits`` high bits (at most 8: TF's shift by 8 - bits)."""
+    shift = 8 - max(0, min(8, bits))
+    return (image >> shift) << shift if shift < 8 else np.zeros_like(image)
+
+
+def autocontrast(image: np.ndarray) -> np.ndarray:
+    """Per channel: stretch [min, max] to [0, 255] in float32, truncated (TF's, as PIL's)."""
+    out = image.copy()
+    for c in range(image.shape[2]):
+        low, high = float(image[..., c].min()), float(image[..., c].max())
+        if high > low:
+            scale = np.float32(255.0 / (high - low))
+            values = np.arange(256, dtype=np.float32) * scale - np.float32(low) * scale
+            out[..., c] = np.take(np.clip(values, 0, 255).astype(np.uint8), image[..., c])
+    return out
+
+
+def equalize(image: np.ndarray) -> np.ndarray:
+    """Per channel histogram equalisation, PIL's algorithm as TF writes it."""
+    out = image.copy()
+    for c in range(image.shape[2]):
+        histogram = np.bincount(image[..., c].ravel(), minlength=256)
+        used = histogram[histogram > 0]
+        step = (int(used.sum()) - int(used[-1])) // 255
+        if step == 0:
+            continue
+        table = (np.cumsum(histogram) + step // 2) // step
+        table = np.clip(np.concatenate([[0], table[:-1]]), 0, 255).astype(np.uint8)
+        out[..., c] = np.take(table, image[..., c])
+    return out
 
 
 def cutout(image: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
@@ -168,8 +221,14 @@ def _affine(
     )
 
 
-def warp(name: str, image: Image.Image, value: float) -> Image.Image:
+def warp(name: str, array: np.ndarray, value: float) -> np.ndarray:
     """Geometric op ``name`` (Rotate, ShearX/Y, TranslateX/Y) with its signed parameter."""
+    h, w = array.shape[:2]
+    image = Image.frombuffer("RGB", (w, h), np.ascontiguousarray(array), "raw", "RGB", 0, 1)
+    return np.asarray(_warp_pil(name, image, value))
+
+
+def _warp_pil(name: str, image: Image.Image, value: float) -> Image.Image:
     if name == "Rotate":  # tfa's rotate: about the centre ((w - 1) / 2, (h - 1) / 2)
         cos, sin = math.cos(math.radians(value)), math.sin(math.radians(value))
         w, h = image.width - 1.0, image.height - 1.0
@@ -184,44 +243,36 @@ def warp(name: str, image: Image.Image, value: float) -> Image.Image:
     return _affine(image, 1.0, 0.0, 0.0, 0.0, 1.0, value)  # TranslateY
 
 
-_PIL_OPS: dict[str, Callable[[Image.Image, int], Image.Image]] = {
-    "Posterize": lambda image, bits: ImageOps.posterize(image, max(0, min(8, bits))),
-    "Solarize": lambda image, threshold: ImageOps.solarize(image, threshold),
-}
-_ARRAY_OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+_OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "AutoContrast": lambda image, _: autocontrast(image),
+    "Equalize": lambda image, _: equalize(image),
+    "Invert": lambda image, _: 255 - image,
+    "Posterize": lambda image, bits: posterize(image, int(bits)),
+    "Solarize": lambda image, threshold: solarize(image, int(threshold)),
+    "SolarizeAdd": lambda image, addition: solarize_add(image, int(addition)),
     "Color": color,
     "Contrast": contrast,
     "Brightness": brightness,
     "Sharpness": sharpness,
-    "SolarizeAdd": lambda image, addition: solarize_add(image, int(addition)),
 }
 
 
 def apply_op(
-    name: str, image: Image.Image, magnitude: float, rng: np.random.Generator
-) -> Image.Image:
-    """Apply one op at ``magnitude`` to an RGB uint8 image (draws its sign/position from ``rng``)."""
+    name: str, image: np.ndarray, magnitude: float, rng: np.random.Generator
+) -> np.ndarray:
+    """One op at ``magnitude`` on (H, W, 3) uint8 (draws its sign or position from ``rng``)."""
     if name in _SIGNED_RANGE:  # TF's _randomly_negate_tensor: floor(u + 0.5) decides
         return warp(name, image, op_parameter(name, magnitude, rng.random() < 0.5))  # type: ignore[arg-type]
     value = op_parameter(name, magnitude)
-    if name == "AutoContrast":
-        return ImageOps.autocontrast(image)
-    if name == "Equalize":
-        return ImageOps.equalize(image)
-    if name == "Invert":
-        return ImageOps.invert(image)
-    if name in _PIL_OPS:
-        return _PIL_OPS[name](image, value)  # type: ignore[arg-type]
-    array = np.asarray(image)
     if name == "Cutout":
-        return Image.fromarray(cutout(array, value, rng), "RGB")  # type: ignore[arg-type]
-    return Image.fromarray(_ARRAY_OPS[name](array, value), "RGB")  # type: ignore[arg-type]
+        return cutout(image, value, rng)  # type: ignore[arg-type]
+    return _OPS[name](image, value)  # type: ignore[arg-type]
 
 
 def randaugment(
-    image: Image.Image, num_layers: int, magnitude: float, rng: np.random.Generator
-) -> Image.Image:
-    """big_vision's ``randaug(num_layers, magnitude)`` on an RGB uint8 PIL image."""
+    image: np.ndarray, num_layers: int, magnitude: float, rng: np.random.Generator
+) -> np.ndarray:
+    """big_vision's ``randaug(num_layers, magnitude)`` on (H, W, 3) uint8 pixels."""
     for _ in range(num_layers):
         image = apply_op(OPS[int(rng.integers(0, len(OPS)))], image, magnitude, rng)
     return image

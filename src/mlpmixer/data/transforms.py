@@ -303,8 +303,11 @@ def crop_resize(
         image = Image.fromarray(np.ascontiguousarray(crop), "RGB")
         resized = np.asarray(image.resize((size[1], size[0]), Image.Resampling.BOX))
         return torch.from_numpy(resized.copy()).permute(2, 0, 1)
-    with warnings.catch_warnings():  # PIL's arrays are read-only; the view is only read
-        warnings.simplefilter("ignore", UserWarning)
+    if not crop.flags.writeable:  # PIL's arrays are read-only; the view is only read
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            pixels = torch.from_numpy(crop).permute(2, 0, 1)[None]
+    else:
         pixels = torch.from_numpy(crop).permute(2, 0, 1)[None]  # channels-last view, no copy
     options = {} if interpolation == "nearest" else {"antialias": False, "align_corners": False}
     return F.interpolate(pixels, size=size, mode=interpolation, **options)[0]
@@ -345,12 +348,13 @@ def train_sample(
     if augment.hflip and rng.random() < 0.5:
         image = image.flip(-1)
     if not augment.randaug_layers and in_chans == 3:
-        return image.contiguous()
-    pixels = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
-    pil = Image.frombuffer("RGB", (size[1], size[0]), pixels, "raw", "RGB", 0, 1)
+        return image  # (C, H, W) view of (H, W, C) pixels: collation makes the one copy
+    pixels = image.permute(1, 2, 0).numpy()  # (H, W, 3) view
     if augment.randaug_layers:
-        pil = randaugment(pil, augment.randaug_layers, augment.randaug_magnitude, rng)
-    return to_uint8_tensor(pil, in_chans)
+        pixels = randaugment(pixels, augment.randaug_layers, augment.randaug_magnitude, rng)
+    if in_chans == 1:
+        return to_uint8_tensor(Image.fromarray(np.ascontiguousarray(pixels), "RGB"), 1)
+    return torch.from_numpy(np.array(pixels)).permute(2, 0, 1)  # a writable copy
 
 
 def eval_sample(

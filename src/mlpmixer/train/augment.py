@@ -55,10 +55,14 @@ def randaugment_batch(images: torch.Tensor, layers: int, magnitude: float) -> to
     out = []
     for seed, image in zip(seeds, pixels, strict=True):
         rgb = image.expand(3, -1, -1) if gray else image
-        pil = Image.fromarray(rgb.permute(1, 2, 0).numpy(), "RGB")
-        done = randaugment(pil, layers, magnitude, np.random.default_rng(seed))
-        array = np.asarray(done.convert("L"))[..., None] if gray else np.asarray(done)
-        out.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
+        done = randaugment(
+            rgb.permute(1, 2, 0).numpy(), layers, magnitude, np.random.default_rng(seed)
+        )
+        if gray:  # back to one channel: PIL's ITU-R 601 luma, as the data sets convert
+            done = np.asarray(Image.fromarray(np.ascontiguousarray(done), "RGB").convert("L"))[
+                ..., None
+            ]
+        out.append(torch.from_numpy(np.array(done)).permute(2, 0, 1))
     return (torch.stack(out).float() / 255.0).to(images.device)
 
 
