@@ -51,7 +51,7 @@ class DataSection:
     root: str | None = None  # where named data sets live (default $MLPMIXER_DATA or the cache)
     in_chans: int | None = None  # None: the model's (fine-tuning) or the data's (scratch)
     val_fraction: float = 0.1  # held-out share when an image folder has no val/ split
-    num_workers: int | None = None  # None: 0 for in-memory arrays, else min(8, CPUs)
+    num_workers: int | None = None  # None: 0 for in-memory arrays, else the CPU share - 1 (<= 32)
     download: bool = True
     eval_crop_pct: float | None = None  # None: 1.0 from scratch, the checkpoint's when fine-tuning
     interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
@@ -82,7 +82,7 @@ class ScheduleSection:
 
 @dataclass
 class AugmentSection:
-    random_resized_crop: bool = False  # "inception crop" of scale x ratio, resized back
+    random_resized_crop: bool = False  # "inception crop": area fraction x aspect ratio, resized
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
     pad_crop: int = 0  # pad by N pixels, then crop back at a random offset (CIFAR style)
@@ -92,7 +92,7 @@ class AugmentSection:
     affine_scale: tuple[float, float] | None = None  # random zoom range, e.g. [0.9, 1.1]
     affine_prob: float = 1.0  # share of images that get the random affine transform
     randaugment_n: int = 0  # RandAugment: ops per image (0: off)
-    randaugment_m: float = 10.0  # RandAugment magnitude (kornia's 0..30 scale)
+    randaugment_m: float = 10.0  # RandAugment magnitude, big_vision's scale (10: nominal max)
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing coefficient (0: off)
     cutmix_alpha: float = 0.0  # Beta(alpha, alpha) cut area (0: off)
     mix_switch_prob: float = 0.5  # when both are on: chance that a batch uses cutmix
