@@ -24,7 +24,8 @@ from ..fileio import atomic_directory, atomic_path, atomic_write_json
 from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH_SUFFIXES
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
-from .sidecar import config_fields, fields_from
+from .native import tensors_sha256
+from .sidecar import config_fields, fields_digest, fields_from
 
 # timm's block part names -> this package's, per family (a prefix of the key inside a block).
 _MIXER_NAMES = {
@@ -187,6 +188,7 @@ def timm_hub_fields(config_path: Path) -> dict[str, Any]:
 
 
 STORED_FIELDS_KEY = "mlpmixer_fields"  # safetensors metadata key
+STORED_DIGEST_KEY = "mlpmixer_fields_sha256"  # its digest over the tensors and the fields
 
 
 def timm_architecture(config: MixerConfig) -> str:
@@ -216,7 +218,7 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
         with atomic_path(path) as tmp:
             torch.save(tensors, tmp)
         return
-    metadata = {"format": "pt", STORED_FIELDS_KEY: _fields_json(config)}
+    metadata = {"format": "pt", **stored_metadata(config, tensors)}
     if path.suffix == SAFETENSORS_SUFFIX:
         with atomic_path(path) as tmp:
             save_file(tensors, tmp, metadata=metadata)
@@ -241,12 +243,23 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
         save_file(tensors, tmp / SAFETENSORS_WEIGHTS, metadata=metadata)
 
 
-def _fields_json(config: MixerConfig) -> str:
-    return json.dumps(config_fields(config))
+def stored_metadata(config: MixerConfig, tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """The safetensors metadata that keeps ``config``'s `FIELDS` with ``tensors`` (as written)."""
+    fields = config_fields(config)
+    return {
+        STORED_FIELDS_KEY: json.dumps(fields),
+        STORED_DIGEST_KEY: fields_digest(tensors_sha256(tensors), fields),
+    }
 
 
-def stored_fields(metadata: Mapping[str, str], source: Any) -> dict[str, Any]:
-    """Config fields an mlpmixer stored in a timm safetensors file's metadata (timm ignores it)."""
+def stored_fields(
+    metadata: Mapping[str, str], source: Any, tensors: Mapping[str, torch.Tensor]
+) -> dict[str, Any]:
+    """Config fields an mlpmixer stored in a timm safetensors file's metadata (timm ignores it).
+
+    ``tensors`` are the file's, as read (timm's names): the digest binds the fields to them,
+    so edited fields, or fields copied onto other weights, are a `CheckpointError`.
+    """
     if STORED_FIELDS_KEY not in metadata:
         return {}
     try:
@@ -255,4 +268,15 @@ def stored_fields(metadata: Mapping[str, str], source: Any) -> dict[str, Any]:
         raise CheckpointError(f"{source}: unreadable {STORED_FIELDS_KEY} metadata ({err})") from err
     if not isinstance(data, dict):
         raise CheckpointError(f"{source}: {STORED_FIELDS_KEY} metadata is not a mapping")
-    return fields_from(data)
+    hint = "save or convert the model again, or strip the metadata to load with timm's defaults"
+    if STORED_DIGEST_KEY not in metadata:
+        raise CheckpointError(
+            f"{source}: {STORED_FIELDS_KEY} metadata without its digest (written by an earlier "
+            f"mlpmixer, or stripped), so an edit cannot be detected; refusing to trust it — {hint}"
+        )
+    if metadata[STORED_DIGEST_KEY] != fields_digest(tensors_sha256(tensors), data):
+        raise CheckpointError(
+            f"{source}: the {STORED_FIELDS_KEY} metadata does not match the file (settings "
+            f"edited, or tensors changed after saving); refusing to load with them — {hint}"
+        )
+    return fields_from(data, source)
