@@ -18,7 +18,6 @@ from safetensors.torch import save_file
 
 import mlpmixer
 from mixer_testing import randomised
-from mlpmixer.checkpoints.sidecar import fields_digest
 from mlpmixer.cli import cli
 
 SMALL = dict(
@@ -84,6 +83,8 @@ def test_a_sidecar_without_its_digest_is_refused(tmp_path):
     [("gelu", None), ("gelu", "relu"), ("mean", "x"), ("crop_pct", 7), ("interpolation", 3)],
 )
 def test_invalid_values_are_refused_even_with_a_valid_digest(tmp_path, field, value):
+    from mlpmixer.checkpoints.sidecar import fields_digest  # new with the digest
+
     _, path = _saved(tmp_path, "m.npz")
     body = _edit_sidecar(path, **{field: value})
     fields = {k: body[k] for k in ("gelu", "norm_eps", "mean", "std", "interpolation",

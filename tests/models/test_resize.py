@@ -10,7 +10,7 @@ import mlpmixer
 from mixer_testing import randomised
 from mlpmixer import MixerConfig, MlpMixer
 from mlpmixer.models import build_model
-from mlpmixer.models.resize import resample_grid, token_resize, window_token_index
+from mlpmixer.models.resize import window_token_index
 
 BASE = {
     "img_size": (8, 12), "patch_size": (2, 3), "in_chans": 3, "num_classes": 5, "hidden_dim": 16,
@@ -71,6 +71,8 @@ def family_config(family: str, **changes) -> MixerConfig:
 def smooth_token_weights(model, seed: int = 0):
     """Token weights that vary smoothly over the patch grid (as trained ones roughly do):
     bilinear images of a random 2 × 2 field. The rest stays randomised."""
+    from mlpmixer.models.resize import resample_grid, token_resize  # new with resampling
+
     g = torch.Generator().manual_seed(seed)
     grid = model.config.grid_size
 
