@@ -369,17 +369,19 @@ class MlpFamilyModel(
     ) -> str | None:
         """Write the hub layout (weights, config.json, README.md) as one atomic folder.
 
+        README.md is a model card (checkpoints/model_card.py); one already there is kept.
+
         The mixin's version deletes ``config.json`` before writing the weights, so a kill in
         between left a folder that loaded as a bare state dict; here the folder is built
         aside and renamed into place. ``push_to_hub=True`` then uploads it.
         """
-        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
+        from ..checkpoints.model_card import native_readme  # checkpoints/ builds on models/
+        from ..checkpoints.native import write_native
 
         path = Path(save_directory)
         extra = {}
         if not (path / "README.md").exists():  # like the mixin: a user's card is kept
-            card = self.generate_model_card(**(model_card_kwargs or {}))
-            extra["README.md"] = str(card)
+            extra["README.md"] = native_readme(self.config, repo_id or str(save_directory))
         write_native(path, self.config, self.state_dict(), extra_files=extra)
         if not push_to_hub:
             return None
