@@ -44,6 +44,7 @@ CITATION = """```bibtex
   year    = {2021}
 }
 ```"""
+CITATION_SECTION = ("", "## Citation", "", CITATION, "")
 METRICS = ("test_top1", "test_top5", "test_loss", "ema_test_top1", "ema_test_top5")
 RUN_FACTS = ("dataset", "model", "epochs", "steps", "batch_size", "seed", "precision")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+|!~])")
@@ -96,15 +97,16 @@ def details(config: MixerConfig) -> list[str]:
     return lines
 
 
-def preprocessing(config: MixerConfig) -> str:
+def model_sections(config: MixerConfig, who_preprocesses: str) -> list[str]:
+    """The "Model details" and "Preprocessing" sections (Markdown lines)."""
     c = config
-    return (
+    preprocessing = (
         f"Resize so that the shorter side is {_shape(c.img_size)} / crop_pct (crop_pct = "
         f"{c.crop_pct:g}, {c.interpolation} interpolation, antialiased), centre-crop to "
         f"{_shape(c.img_size)}, scale pixels to [0, 1], then normalise with mean "
-        f"{list(c.mean)} and std {list(c.std)}. `mlpmixer predict` and `mlpmixer eval` do "
-        "this from the stored config."
+        f"{list(c.mean)} and std {list(c.std)}. {who_preprocesses}"
     )
+    return ["## Model details", "", *details(c), "", "## Preprocessing", "", preprocessing]
 
 
 def _metrics(summary: Mapping[str, Any]) -> list[str]:
@@ -164,13 +166,9 @@ def native_card(
         "(architecture and preprocessing) and `model.safetensors`, bound together by SHA-256 "
         "checksums that are verified on load.",
         "",
-        "## Model details",
-        "",
-        *details(config),
-        "",
-        "## Preprocessing",
-        "",
-        preprocessing(config),
+        *model_sections(
+            config, "`mlpmixer predict` and `mlpmixer eval` do this from the stored config."
+        ),
         *_metrics(summary or {}),
         "",
         "## How to use",
@@ -190,11 +188,7 @@ def native_card(
         "### With timm",
         "",
         *with_timm,
-        "",
-        "## Citation",
-        "",
-        CITATION,
-        "",
+        *CITATION_SECTION,
     ]
     return "\n".join(lines)
 
@@ -237,14 +231,8 @@ def timm_card(
         "A timm folder written by [mlpmixer](https://pypi.org/project/mlpmixer/) "
         "(`mlpmixer convert ... --to timm`): timm's key names and `config.json`.",
         "",
-        "## Model details",
-        "",
-        *details(config),
-        "",
-        "## Preprocessing",
-        "",
-        preprocessing(config).replace(
-            "`mlpmixer predict` and `mlpmixer eval` do this from the stored config.",
+        *model_sections(
+            config,
             "timm's `resolve_data_config` + `create_transform` read it from `pretrained_cfg`.",
         ),
         "",
@@ -259,11 +247,7 @@ def timm_card(
         "import mlpmixer",
         'model = mlpmixer.load_model("PATH")',
         "```",
-        "",
-        "## Citation",
-        "",
-        CITATION,
-        "",
+        *CITATION_SECTION,
     ]
     return "\n".join(lines)
 
