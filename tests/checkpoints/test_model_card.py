@@ -4,6 +4,7 @@ run's ``model/`` folder has a card with the run's metrics."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,3 +106,25 @@ def test_a_runs_model_folder_has_a_card_with_its_metrics(tmp_path):
     assert f"| test\\_top1 | {result.summary['test_top1']:.4g} |" in card
     assert "steps 3" in card
     assert mlpmixer.load_model(tmp_path / "run").config == result.model.config
+
+
+def test_push_to_hub_card_names_the_hub_id(tmp_path, monkeypatch):
+    """The mixin's push_to_hub saves into a temporary folder: the card must still tell users
+    to load the hub id, not that folder. (No network: the two hub calls are replaced.)"""
+    import huggingface_hub
+
+    uploaded = {}
+
+    class Repo:
+        repo_id = "org/name"
+
+    def upload_folder(self, *, folder_path, **kwargs):
+        uploaded["card"] = (Path(folder_path) / "README.md").read_text()
+        return "https://hub.invalid/org/name"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, **kw: Repo())
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    model = mlpmixer.create_model("mixer_t2_8")
+    model.save_pretrained(tmp_path / "name", repo_id="org/name", push_to_hub=True)
+    assert 'mlpmixer.load_model("org/name")' in uploaded["card"]
+    assert 'mlpmixer.load_model("org/name")' in (tmp_path / "name" / "README.md").read_text()

@@ -379,14 +379,20 @@ class MlpFamilyModel(
         from ..checkpoints.native import write_native
 
         path = Path(save_directory)
+        # the name the card tells users to load: the hub id when pushing (the mixin's
+        # push_to_hub saves into a temporary folder and passes model_card_kwargs on)
+        card_kwargs = model_card_kwargs or {}
+        location = card_kwargs.get("location") or repo_id or str(save_directory)
         extra = {}
         if not (path / "README.md").exists():  # like the mixin: a user's card is kept
-            extra["README.md"] = native_readme(self.config, repo_id or str(save_directory))
+            extra["README.md"] = native_readme(self.config, location)
         write_native(path, self.config, self.state_dict(), extra_files=extra)
         if not push_to_hub:
             return None
+        repo_id = repo_id or path.name
+        card_kwargs = {**card_kwargs, "location": repo_id}
         return self.push_to_hub(
-            repo_id=repo_id or path.name, model_card_kwargs=model_card_kwargs, **push_to_hub_kwargs
+            repo_id=repo_id, model_card_kwargs=card_kwargs, **push_to_hub_kwargs
         )
 
     def save(self, path: Any) -> None:
