@@ -175,3 +175,9 @@ def test_sizes_the_patch_does_not_divide_are_refused(size):
     model = MlpMixer(MixerConfig(**BASE))
     with pytest.raises(mlpmixer.ConfigError, match="must divide the new size"):
         model.resize(size)
+
+
+def test_an_absurd_size_is_refused_before_anything_is_allocated():
+    model = MlpMixer(MixerConfig(**BASE))
+    with pytest.raises(mlpmixer.ConfigError, match="more than the limit"):
+        model.resize((100000, 150000))  # 5e4 x 5e4 patches: 1.5e10 token weights

@@ -304,13 +304,14 @@ class MlpFamilyModel(
         layers; see `mlpmixer.models.resize`.
         """
         resize = token_resize(self.config, img_size)
+        config = resized_config(self.config, resize)  # validated (size limits) before allocating
         state = dict(self.state_dict())
         for i, block in enumerate(self.blocks):
             state.update(
                 {f"blocks.{i}.{k}": v for k, v in block.resized_token_weights(resize).items()}
             )
         param = next(self.parameters())
-        resized = type(self).from_state_dict(state, resized_config(self.config, resize))
+        resized = type(self).from_state_dict(state, config)
         resized.set_grad_checkpointing(self.grad_checkpointing)
         return resized.to(device=param.device, dtype=param.dtype).train(self.training)
 
