@@ -263,7 +263,7 @@ def timm_spec(config: MixerConfig) -> TimmSpec:
     if name is None:
         unbuildable = (
             f"timm registers no {c.family} model with patches {_pair(c.patch_size)}, "
-            f"{c.num_blocks} blocks and width {c.hidden_dim}"
+            f"{c.num_blocks} block{'s' * (c.num_blocks != 1)} and width {c.hidden_dim}"
             + ("" if c.family == "mixer" else " (and these MLP widths)")
         )
     differences = []
