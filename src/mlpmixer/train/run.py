@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checkpoints import load_model
+from ..checkpoints.model_card import write_run_model
 from ..data import DatasetInfo, build_dataset
 from ..data.loading import EpochKeyedBatches, default_workers, loader_options, worker_side
 from ..data.shards import LANES, ShardDataset, ShardStream
@@ -396,7 +397,6 @@ def _write_outputs(
     model_cpu = MlpFamilyModel.from_state_dict(
         {k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config
     )
-    model_cpu.save(run_dir / MODEL_DIR)
     summary: dict[str, Any] = {
         "model": model_name,
         "dataset": info.name,
@@ -428,6 +428,8 @@ def _write_outputs(
         for key in ("ema_test_top1", "ema_test_top5", "ema_test_loss"):
             if key in trainer.last_eval:
                 summary[key] = trainer.last_eval[key]
+    # saved once the metrics are known: its README (model card) reports them
+    write_run_model(model_cpu, run_dir / MODEL_DIR, summary)
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     if cfg.run.plot:
         records = MetricsLog(run_dir).read()
