@@ -113,6 +113,56 @@ FRACTION = _FiniteFloatRange(min=0, max=1, min_open=True)  # crop_pct: (0, 1]
 SEED = click.IntRange(0, 2**32 - 1)  # numpy's and the DataLoader's generators take < 2**32
 
 
+class ImageSize(click.ParamType):
+    """``--img-size``: one size, ``N`` (square) or ``HxW``; the same meaning in every command."""
+
+    name = "N|HxW"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | tuple[int, int]:
+        if isinstance(value, int | tuple):
+            return value
+        parts = str(value).lower().replace(",", "x").split("x")
+        try:
+            sizes = [int(p) for p in parts]
+        except ValueError:
+            sizes = []
+        if len(sizes) not in (1, 2) or min(sizes) < 1:
+            self.fail(f"{value!r} is not a size: give N (square) or HxW, e.g. 448 or 224x448")
+        return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
+
+
+IMG_SIZE = ImageSize()
+
+
+def img_size_option(help_text: str) -> Any:
+    """``--img-size N|HxW`` as every command spells it."""
+    return click.option("--img-size", type=IMG_SIZE, default=None, help=help_text)
+
+
+def device_option(what: str = "") -> Any:
+    """``--device`` as every command spells it: auto (a GPU when there is one) by default."""
+    return click.option(
+        "--device", default="auto", show_default=True, callback=checked_device,
+        help=f"auto (cuda when available, else cpu), cpu, cuda, cuda:N{what}.",
+    )  # fmt: skip
+
+
+def precision_option(help_text: str = "fp32, or bf16/fp16 autocast.") -> Any:
+    """``--precision`` as every command spells it."""
+    return click.option(
+        "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+        show_default=True, help=help_text,
+    )  # fmt: skip
+
+
+def workers_option() -> Any:
+    """``--workers``: DataLoader processes that read and resize images."""
+    return click.option(
+        "--workers", type=click.IntRange(min=0), default=0, show_default=True,
+        help="Data-loading processes (0: in this process).",
+    )  # fmt: skip
+
+
 def checked_device(ctx: Any, param: Any, value: str | None) -> str | None:
     """``--device`` callback: an unknown or absent device is bad input, before any work."""
     from ..devices import check_device
@@ -154,6 +204,77 @@ checkpoint_option = click.option(
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
+
+
+# The one dialect of every command (tests/test_cli_dialect.py checks each command against it):
+# output locations are --out, the device --device (default auto), the number format
+# --precision, data-loading processes --workers, and --img-size is one size (N or HxW).
+# Old spellings still work for a while, with a one-line deprecation warning on stderr.
+DEPRECATED_OPTIONS = {
+    "--out-dir": "--out",
+    "--output": "--out",
+    "--dtype": "--precision",
+}
+
+
+def _split_option(arg: str) -> tuple[str, str | None]:
+    name, sep, value = arg.partition("=")
+    return (name, value) if sep and arg.startswith("--") else (arg, None)
+
+
+def _is_int(text: str) -> bool:
+    return text.isdigit()
+
+
+def modern_args(command: click.Command, args: list[str]) -> list[str]:
+    """``args`` with deprecated option spellings replaced by the dialect's, each replacement
+    announced once on stderr; ``--img-size H W`` (two numbers) becomes ``--img-size HxW``."""
+    names = {n for p in command.params for n in getattr(p, "opts", [])}
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out += args[i:]
+            break
+        name, value = _split_option(arg)
+        new = DEPRECATED_OPTIONS.get(name)
+        if new and name not in names and new in names:
+            _deprecated(name, new)
+            arg = new if value is None else f"{new}={value}"
+        if arg == "--img-size" and _pair_follows(args, i):
+            _deprecated("--img-size H W", "--img-size HxW")
+            out += [arg, f"{args[i + 1]}x{args[i + 2]}"]
+            i += 3
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _pair_follows(args: list[str], i: int) -> bool:
+    return i + 2 < len(args) and _is_int(args[i + 1]) and _is_int(args[i + 2])
+
+
+def _deprecated(old: str, new: str) -> None:
+    sys.stderr.write(f"warning: {old} is deprecated and will be removed; use {new}\n")
+
+
+class MixerCommand(click.Command):
+    """A command that speaks the dialect: old option spellings are translated (with a warning)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, modern_args(self, args))
+
+
+class MixerSubgroup(click.Group):
+    """A command group (``analyze``) whose commands speak the dialect."""
+
+    command_class = MixerCommand
+
+
+MixerGroup.command_class = MixerCommand
+MixerGroup.group_class = MixerSubgroup
 
 
 @click.group(cls=MixerGroup, context_settings={"help_option_names": ["-h", "--help"]})

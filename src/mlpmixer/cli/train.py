@@ -21,7 +21,8 @@ from ..layout import (
     SKIPPED_FILE,
     SUMMARY_FILE,
 )
-from ..train import TrainConfig, load_config, preset
+from ..train import TrainConfig, load_config
+from ..train.presets import resolve_config
 from .app import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
@@ -65,17 +66,22 @@ def assemble_config(
     config_file: str | None = None,
     dataset: str | None = None,
     sets: Sequence[str] = (),
+    *,
+    model: str | None = None,
     **flags: Any,
 ) -> TrainConfig:
-    """The config of ``mlpmixer train``: a file or the data set's preset, then flags, then ``--set``.
+    """The config ``mlpmixer train`` runs: `resolve_config` (the one `mlpmixer.train.train`
+    uses) of the config file, ``--dataset``, ``--model``, then the flags, then ``--set``."""
+    base, overrides = _config_pieces(config_file, sets, flags)
+    return resolve_config(base, dataset=dataset, model=model, overrides=overrides)
 
-    ``--model NAME`` without a config file means that registered model as it is: the preset's
-    architecture overrides (e.g. the digits default's re-sizing) are dropped.
-    """
-    config = load_config(config_file) if config_file else preset(dataset)
-    if flags.get("model") and not config_file:
-        config = config.replace(model={"overrides": {}, "img_size": None})
-    return config.override([*flag_overrides(dataset=dataset, **flags), *sets])
+
+def _config_pieces(
+    config_file: str | None, sets: Sequence[str], flags: dict[str, Any]
+) -> tuple[TrainConfig | None, list[str]]:
+    """(the config file's config or None, the flags and ``--set`` as overrides)."""
+    base = load_config(config_file) if config_file else None
+    return base, [*flag_overrides(**flags), *sets]
 
 
 def _train_options(func: Any) -> Any:
@@ -181,9 +187,9 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
             raise click.UsageError("--resume takes the config from RUN_DIR; drop --config")
         overrides = [*flag_overrides(model=model, dataset=dataset, **flags), *sets]
         result = run_training(resume=resume, overrides=overrides)
-    else:
-        config = assemble_config(config_file, dataset, sets, model=model, **flags)
-        result = run_training(config)
+    else:  # the library's own path: train(None) is the digits recipe, as here
+        base, overrides = _config_pieces(config_file, sets, flags)
+        result = run_training(base, dataset=dataset, model=model, overrides=overrides)
     _report_run(result, as_json)
 
 

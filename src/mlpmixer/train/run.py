@@ -63,6 +63,7 @@ from .lock import run_dir_lock
 from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
 from .loop import Trainer, padded_eval_length
 from .optim import build_optimizer, build_scheduler
+from .presets import resolve_config
 from .sampler import ShardSampler, TrainBatchSampler
 from .state import checkpoint_path, load_train_state
 
@@ -371,14 +372,24 @@ def train(
     config: TrainConfig | None = None,
     resume: str | os.PathLike[str] | None = None,
     overrides: Sequence[str] = (),
+    *,
+    dataset: str | None = None,
+    model: str | None = None,
 ) -> RunResult:
     """Run a training job; returns the run directory, the summary and the final model.
 
+    The config is `mlpmixer.train.presets.resolve_config`'s, as for ``mlpmixer train``:
+    ``train()`` is the digits recipe (configs/digits.yaml), ``train(dataset="cifar10",
+    model="gmlp_s16_224", overrides=["train.epochs=10"])`` the CLI's ``--dataset cifar10
+    --model gmlp_s16_224 --epochs 10``, ``train(config)`` that config as it is.
     ``resume=RUN_DIR`` continues that run from ``RUN_DIR/checkpoints/last.pt`` with the
     config stored in ``RUN_DIR/config.yaml`` (``overrides``, ``--set`` style, still apply).
     Under torchrun every process calls this; only rank 0 writes files.
     """
     with contextlib.ExitStack() as locks:  # the run directory's lock, held until the end
+        if resume is None:
+            config = resolve_config(config, dataset=dataset, model=model, overrides=overrides)
+            overrides = ()
         return _train(config, resume, overrides, locks)
 
 
@@ -433,7 +444,9 @@ def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) ->
         progress.line(
             f"{what} {model_name} ({unwrap(trainer.model).num_params():,} parameters) on "  # type: ignore[operator]
             f"{info.name}: {trainer.train_sampler.num_examples} "
-            f"train / {len(trainer.eval_loader.dataset.dataset)} test images, {trainer.total_steps} steps, "
+            f"train / {len(trainer.eval_loader.dataset.dataset)} test images at "
+            f"{'x'.join(map(str, info.img_size))} px, batch size {cfg.train.batch_size}, "
+            f"{trainer.num_epochs} epochs = {trainer.total_steps} steps, "
             f"{trainer.dist.world_size} process(es) on {trainer.device} -> {run_dir}"
         )
         if info.skipped:  # data.skip_bad_images: say how many, list which
