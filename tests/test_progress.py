@@ -36,7 +36,7 @@ def test_bench_reports_each_phase_on_stderr_and_keeps_json_on_stdout():
 @pytest.mark.slow
 def test_permutation_reports_each_training_on_stderr(tmp_path):
     args = ["analyze", "permutation", "--limit", "20", "--epochs", "1", "--exact-epochs", "0",
-            "--cnn-width", "4", "--out-dir", str(tmp_path), "--json"]  # fmt: skip
+            "--cnn-width", "4", "--out", str(tmp_path), "--json"]  # fmt: skip
     result = CliRunner(env=FORCED).invoke(cli, args)
     assert result.exit_code == 0, result.output
     json.loads(result.stdout)

@@ -134,15 +134,27 @@ class ImageSize(click.ParamType):
 IMG_SIZE = ImageSize()
 
 
+def as_pair(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """An ``--img-size`` value as (H, W)."""
+    return (size, size) if isinstance(size, int) else size
+
+
 def img_size_option(help_text: str) -> Any:
     """``--img-size N|HxW`` as every command spells it."""
     return click.option("--img-size", type=IMG_SIZE, default=None, help=help_text)
 
 
+def resolved_device(ctx: Any, param: Any, value: str) -> str:
+    """``--device`` of one-process commands: ``auto`` becomes cuda when available, else cpu."""
+    from ..devices import auto_device
+
+    return str(checked_device(ctx, param, auto_device(value)))
+
+
 def device_option(what: str = "") -> Any:
     """``--device`` as every command spells it: auto (a GPU when there is one) by default."""
     return click.option(
-        "--device", default="auto", show_default=True, callback=checked_device,
+        "--device", default="auto", show_default=True, callback=resolved_device,
         help=f"auto (cuda when available, else cpu), cpu, cuda, cuda:N{what}.",
     )  # fmt: skip
 
@@ -240,10 +252,10 @@ def modern_args(command: click.Command, args: list[str]) -> list[str]:
         name, value = _split_option(arg)
         new = DEPRECATED_OPTIONS.get(name)
         if new and name not in names and new in names:
-            _deprecated(name, new)
+            deprecated(name, new)
             arg = new if value is None else f"{new}={value}"
         if arg == "--img-size" and _pair_follows(args, i):
-            _deprecated("--img-size H W", "--img-size HxW")
+            deprecated("--img-size H W", "--img-size HxW")
             out += [arg, f"{args[i + 1]}x{args[i + 2]}"]
             i += 3
             continue
@@ -256,7 +268,8 @@ def _pair_follows(args: list[str], i: int) -> bool:
     return i + 2 < len(args) and _is_int(args[i + 1]) and _is_int(args[i + 2])
 
 
-def _deprecated(old: str, new: str) -> None:
+def deprecated(old: str, new: str) -> None:
+    """One line on stderr: ``old`` still works, for a while; ``new`` is the dialect's."""
     sys.stderr.write(f"warning: {old} is deprecated and will be removed; use {new}\n")
 
 
@@ -334,15 +347,48 @@ def show_library_log() -> None:
 RESULTS = "results"
 
 
-def out_dir_option(command: str, writes: str) -> Any:
-    """``--out-dir`` with the default ``results/<command>``; ``writes`` says what goes there."""
+def out_option(command: str, writes: str) -> Any:
+    """``--out DIR`` with the default ``results/<command>``; ``writes`` says what goes there."""
     return click.option(
-        "--out-dir",
+        "--out",
         callback=dir_or_new,  # /dev/null or a file: a usage error, not a crash
         default=f"{RESULTS}/{command}",
         show_default=True,
         help=writes,
     )
+
+
+def beside_checkpoint_option(writes: str) -> Any:
+    """``--out DIR`` of the commands that measure a checkpoint (eval, predict, fewshot):
+    by default the results go next to the checkpoint (`beside_checkpoint`), never to ./results."""
+    return click.option(
+        "--out", callback=dir_or_new, default=None,
+        help=f"{writes} Default: next to the checkpoint (RUN/<command>-<data>/ for a run's "
+        "model); for a hub id or URL nothing is written unless --out is given.",
+    )  # fmt: skip
+
+
+def beside_checkpoint(checkpoint: str, folder: str) -> Path | None:
+    """Where results about ``checkpoint`` go by default: ``folder`` inside its run directory
+    (for RUN, RUN/model or RUN/checkpoints/last.pt), or next to a local checkpoint file or
+    folder; None for a hub id or URL (no local place)."""
+    from ..checkpoints.run_dir import is_run_dir
+
+    path = Path(checkpoint).expanduser()
+    if "://" in checkpoint or ":" in checkpoint.split("/")[0] or not path.exists():
+        return None
+    base = path if path.is_dir() else path.parent
+    for candidate in (base, base.parent):
+        if is_run_dir(candidate):
+            return candidate / folder
+    return (base.parent if path.is_dir() else base) / folder
+
+
+def slug(text: str) -> str:
+    """``text`` (a data set name or path) as one safe path component."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip("/").split("/")[-1]).strip("-") or "data"
 
 
 def int_list(value: str, name: str) -> list[int]:

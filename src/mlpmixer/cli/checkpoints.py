@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..checkpoints.load import WRITABLE_FORMATS
-from .app import POSITIVE_INT, cli, console, err_console, print_json
+from .app import as_pair, cli, console, err_console, img_size_option, print_json
 
 
 @cli.command()
@@ -69,15 +69,13 @@ def models(pattern: str, as_json: bool, pretrained: bool) -> None:
 
 @cli.command()
 @click.argument("checkpoint")
-@click.option(
-    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
-)
+@img_size_option("Image size, N or HxW, where the file does not say (non-square grids).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> None:
     """Show a checkpoint's format, inferred architecture and classes."""
     from ..checkpoints import describe, read_checkpoint
 
-    summary = describe(read_checkpoint(checkpoint, img_size=img_size))
+    summary = describe(read_checkpoint(checkpoint, img_size=as_pair(img_size)))
     if as_json:
         print_json(summary)
         return
@@ -111,9 +109,7 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
     default=None,
     help="Output format (default from DESTINATION: .npz official, .pth/.pt/.bin timm, else native).",
 )
-@click.option(
-    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
-)
+@img_size_option("Image size, N or HxW, where the file does not say (non-square grids).")
 def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> None:
     """Convert any readable checkpoint (native, official .npz, timm, deit ResMLP, lucidrains)
     to the native, official .npz (Mixers only), timm or bare state-dict format."""
@@ -121,7 +117,7 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
 
     from ..checkpoints import convert as convert_checkpoint
 
-    options = {"img_size": img_size} if img_size else {}
+    options = {"img_size": as_pair(img_size)} if img_size else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = convert_checkpoint(source, destination, format=fmt, **options)

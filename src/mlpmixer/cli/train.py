@@ -31,6 +31,7 @@ from .app import (
     cli,
     console,
     dir_or_new,
+    img_size_option,
     print_json,
 )
 
@@ -50,6 +51,7 @@ def flag_overrides(**flags: Any) -> list[str]:
         "precision": "train.precision",
         "img_size": "model.img_size",
         "skip_bad_images": "data.skip_bad_images",
+        "workers": "data.num_workers",
     }
     unknown = sorted(set(flags) - set(keys))
     if unknown:
@@ -95,11 +97,15 @@ def _train_options(func: Any) -> Any:
         click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate (optim.lr)."),
         click.option("--seed", type=SEED, default=None, help="Seed of initialisation, data order and augmentation."),
         click.option("--device", default=None, callback=checked_device,
-                     help="auto, cpu, cuda, cuda:N (train.device)."),
+                     help="auto (the default: cuda when available, else cpu), cpu, cuda, cuda:N (train.device)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                      help="bf16 autocast (CPU/GPU) or fp16 with loss scaling (GPU)."),
         click.option("--out", callback=dir_or_new, default=None,
                      help="Run directory (default runs/<dataset>-<model>-<time>)."),
+        img_size_option("Training resolution, N or HxW (default: the recipe's, or the data's)."),
+        click.option("--workers", type=click.IntRange(min=0), default=None,
+                     help="Data-loading processes (data.num_workers; default: 0 for in-memory "
+                     "data, else up to 8)."),
         click.option("--skip-bad-images", is_flag=True, default=False,
                      help="Leave unreadable image files out (listed in RUN/skipped_images.txt) instead of stopping."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -195,25 +201,20 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
 
 @cli.command()
 @click.option(
+    "--checkpoint",
     "--from",
     "checkpoint",
     required=True,
     metavar="CHECKPOINT",
-    help="Pre-trained weights: run directory model/, .npz, timm file or hub id.",
+    help="Pre-trained weights: run directory, model/, .npz, timm file or hub id (--from: the same).",
 )
 @click.option("--dataset", required=True, help="Data set to fine-tune on (as for train).")
-@click.option(
-    "--img-size",
-    type=POSITIVE_INT,
-    default=None,
-    help="Fine-tuning resolution; token mixing is resized block-diagonally (e.g. 448).",
-)
 @_train_options
-def finetune(checkpoint: str, dataset: str, img_size: int | None, config_file: str | None,
-             sets: tuple[str, ...], as_json: bool, **flags: Any) -> None:  # fmt: skip
+def finetune(checkpoint: str, dataset: str, config_file: str | None,
+             sets: tuple[str, ...], as_json: bool, img_size: Any = None, **flags: Any) -> None:  # fmt: skip
     """Fine-tune a checkpoint: SGD momentum 0.9, cosine, clipping at 1, a fresh head.
 
-    Example: mlpmixer finetune --from hf-hub:timm/mixer_b16_224.goog_in21k --dataset cifar10 --img-size 448
+    Example: mlpmixer finetune --checkpoint hf-hub:timm/mixer_b16_224.goog_in21k --dataset cifar10 --img-size 448
     """
     from ..train import finetune_config, load_config
     from ..train import train as run_training

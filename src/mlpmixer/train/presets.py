@@ -126,14 +126,17 @@ def _fit_to_data(config: TrainConfig) -> TrainConfig:
 
 
 def finetune_config(
-    checkpoint: str, dataset: str, img_size: int | None = None, base: TrainConfig | None = None
+    checkpoint: str,
+    dataset: str,
+    img_size: int | tuple[int, int] | None = None,
+    base: TrainConfig | None = None,
 ) -> TrainConfig:
     """The fine-tuning recipe for ``checkpoint`` on ``dataset`` (optionally at ``img_size``).
 
     With ``base`` (a loaded config file) only the model and data keys are set on it.
     """
     if not checkpoint:
-        raise ConfigError("fine-tuning needs a checkpoint (--from CHECKPOINT)")
+        raise ConfigError("fine-tuning needs a checkpoint (--checkpoint CHECKPOINT)")
     data = (base if base is not None else load_recipe(FINETUNE)).to_dict()
     data["model"]["pretrained"] = checkpoint
     data["model"]["name"] = "auto"
