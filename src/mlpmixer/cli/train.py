@@ -212,7 +212,13 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
 @_train_options
 def finetune(checkpoint: str, dataset: str, config_file: str | None,
              sets: tuple[str, ...], as_json: bool, img_size: Any = None, **flags: Any) -> None:  # fmt: skip
-    """Fine-tune a checkpoint: SGD momentum 0.9, cosine, clipping at 1, a fresh head.
+    """Fine-tune a checkpoint with the paper's recipe and a fresh head.
+
+    Default config (without --config): configs/finetune.yaml, i.e. SGD momentum 0.9, lr
+    0.003, batch 512, 10k steps, cosine after 500 warmup steps, clipping at 1, no weight
+    decay, inception crop + flips; digit data sets (digits, mnist5k, mnist, fashion-mnist) keep
+    their own recipe's augmentation instead. A warmup longer than 20% of the run (e.g. with
+    --steps 200) is scaled to 5% of it, with a notice.
 
     Example: mlpmixer finetune --checkpoint hf-hub:timm/mixer_b16_224.goog_in21k --dataset cifar10 --img-size 448
     """

@@ -5,8 +5,9 @@ sub-folders has none, and the generic defaults (a 224-pixel Mixer-S/16, batch 12
 epochs) fit ImageNet, not 90 JPEGs of 64 pixels. `fit_to_folder` looks at the folder
 (file count, classes and the pixel size of a few images, headers only) and picks:
 
-* image size and model: the smallest registered small Mixer whose native size is at least
-  as large as the images (8, 28, 32 pixels; 224 with Mixer-S/16 for photos of 160+ pixels);
+* image size and model: the registered small Mixer whose native size fits the images (8,
+  28, 32 pixels; 224 with Mixer-S/16 for photos of 160+ pixels), narrowed to the digits
+  recipe's widths (`NARROW`) below `SMALL_DATA` training images;
 * batch size: at most a quarter of the training images (a power of two), so that an epoch
   has several steps and a batch never exceeds the data;
 * epochs: enough for about `MIN_STEPS` optimizer steps (at least the recipe's, at most
@@ -30,6 +31,8 @@ from .config import TrainConfig
 
 SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")  # by native image size
 LARGE_MODEL, LARGE_FROM = "mixer_s16_224", 160  # photos of >= 160 px: the paper's resolution
+SMALL_DATA = 5000  # fewer training images than this: a narrow model (less to fit, 20x faster)
+NARROW = {"hidden_dim": 64, "channels_mlp_dim": 256, "tokens_mlp_dim": 32, "num_blocks": 4}
 MIN_STEPS = 300  # optimizer steps a tiny data set gets at least
 MAX_EPOCHS = 200
 SIZE_SAMPLE = 32  # image headers read to estimate the pixel size
@@ -83,14 +86,16 @@ def fit_to_folder(config: TrainConfig, facts: FolderFacts) -> tuple[TrainConfig,
     size = model_config(name).img_size[0]
     limit = max(1, facts.train_images // 4)
     batch = min(config.train.batch_size, 2 ** int(math.log2(limit)))
-    steps_per_epoch = math.ceil(facts.train_images / batch)
+    steps_per_epoch = max(1, facts.train_images // batch)  # the last partial batch is dropped
     epochs = min(MAX_EPOCHS, max(config.train.epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
-    fitted = config.replace(
-        model={"name": name, "img_size": size}, train={"batch_size": batch, "epochs": epochs}
-    )
+    narrow = facts.train_images < SMALL_DATA
+    model = {"name": name, "img_size": size, "overrides": dict(NARROW) if narrow else {}}
+    fitted = config.replace(model=model, train={"batch_size": batch, "epochs": epochs})
+    width = f" (narrowed: width {NARROW['hidden_dim']}, {NARROW['num_blocks']} blocks)"
     note = (
         f"defaults from the data ({facts.train_images} training images, {facts.classes} "
-        f"classes, images ~{facts.side} px): image size {size}, model {name}, batch size "
-        f"{batch}, epochs {epochs} (change with --img-size, --model, --batch-size, --epochs)"
+        f"classes, images ~{facts.side} px): image size {size}, model {name}"
+        f"{width if narrow else ''}, batch size {batch}, epochs {epochs} (change with "
+        "--img-size, --model, --batch-size, --epochs)"
     )
     return fitted, note

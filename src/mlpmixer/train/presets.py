@@ -125,6 +125,12 @@ def _fit_to_data(config: TrainConfig) -> TrainConfig:
     return config
 
 
+# Data sets whose classes a crop or a mirror image can change (a 6 cropped to a 0, a mirrored
+# 2...): fine-tuning on them takes the augmentation of their own recipe, not the ImageNet
+# inception crop (down to 8% of the image) and flips of configs/finetune.yaml.
+OWN_AUGMENTATION = ("digits", "mnist5k", "mnist", "fashion-mnist")
+
+
 def finetune_config(
     checkpoint: str,
     dataset: str,
@@ -133,11 +139,16 @@ def finetune_config(
 ) -> TrainConfig:
     """The fine-tuning recipe for ``checkpoint`` on ``dataset`` (optionally at ``img_size``).
 
-    With ``base`` (a loaded config file) only the model and data keys are set on it.
+    Without ``base``: configs/finetune.yaml (the paper's), with the augmentation of the data
+    set's own recipe for the `OWN_AUGMENTATION` sets. With ``base`` (a loaded config file)
+    only the model and data keys are set on it.
     """
     if not checkpoint:
         raise ConfigError("fine-tuning needs a checkpoint (--checkpoint CHECKPOINT)")
     data = (base if base is not None else load_recipe(FINETUNE)).to_dict()
+    key = dataset.lower().replace("_", "-")
+    if base is None and key in OWN_AUGMENTATION:
+        data["augment"] = preset(key).to_dict()["augment"]
     data["model"]["pretrained"] = checkpoint
     data["model"]["name"] = "auto"
     data["data"]["dataset"] = dataset
