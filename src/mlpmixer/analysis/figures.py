@@ -119,18 +119,19 @@ def order_study_figure(
     width = 0.8 / max(len(names), 1)
     colours = {"mixer": "#c44e52", "cnn": "#4c72b0"}
     for m, name in enumerate(names):
-        values = [100 * accuracy[name][v] for v in variants]
-        xs = np.arange(len(variants)) + (m - (len(names) - 1) / 2) * width
+        done = [k for k, v in enumerate(variants) if v in accuracy[name]]  # a stopped study
+        values = [100 * accuracy[name][variants[k]] for k in done]
+        xs = np.asarray(done) + (m - (len(names) - 1) / 2) * width
         bars = ax.bar(xs, values, width, label=_model_label(name), color=colours.get(name))
         for bar, value in zip(bars, values, strict=True):
-            ax.text(bar.get_x() + bar.get_width() / 2, value + 0.5, f"{value:.1f}",
+            ax.text(bar.get_x() + bar.get_width() / 2, value + 1, f"{value:.1f}",
                     ha="center", va="bottom", fontsize=7)  # fmt: skip
     ax.set_xticks(range(len(variants)), list(variants), fontsize=9)
-    low = min(100 * a for per in accuracy.values() for a in per.values())
-    ax.set_ylim(max(0.0, low - 15), 109)  # room above 100 for the legend
-    ax.set_yticks([t for t in ax.get_yticks() if t <= 100])
+    ax.set_ylim(0.0, 108)  # from 0: the bars' heights compare honestly; room for the labels
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("test top-1 (%)", fontsize=9)
-    ax.legend(fontsize=8, loc="upper center", ncols=len(names), frameon=False)
+    # beside the axes, never over the bars and their labels
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

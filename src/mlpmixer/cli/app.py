@@ -277,7 +277,9 @@ class MixerCommand(click.Command):
     """A command that speaks the dialect: old option spellings are translated (with a warning)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, modern_args(self, args))
+        rest = super().parse_args(ctx, modern_args(self, args))
+        show_library_log(as_json=bool(ctx.params.get("as_json")))
+        return rest
 
 
 class MixerSubgroup(click.Group):
@@ -325,23 +327,28 @@ class StderrLines(logging.Handler):
             self.handleError(record)
 
 
-def progress_wanted() -> bool:
-    """Progress lines when stderr is a terminal; MLPMIXER_PROGRESS=1 forces them (logs, CI),
-    =0 silences them. Never on stdout: --json stays parseable."""
+def progress_wanted(as_json: bool = False) -> bool:
+    """Progress lines on stderr unless the command prints ``--json`` (a program reads it, and
+    may read stderr too), whether or not stderr is a terminal: a redirected run must not be
+    silent for minutes. MLPMIXER_PROGRESS=1 forces them, =0 silences them."""
     setting = os.environ.get("MLPMIXER_PROGRESS", "auto")
-    return setting == "1" or (setting == "auto" and sys.stderr.isatty())
+    return setting == "1" or (setting == "auto" and not as_json)
 
 
-def show_library_log() -> None:
-    """Show what the library logs (INFO and up on the ``mlpmixer`` logger) on stderr: one
-    handler, installed once; whether progress lines show is decided again for each command."""
+def _library_handler() -> StderrLines:
     logger = logging.getLogger("mlpmixer")
-    logger.setLevel(logging.INFO)
     handler = next((h for h in logger.handlers if isinstance(h, StderrLines)), None)
     if handler is None:
         handler = StderrLines()
         logger.addHandler(handler)
-    handler.show_progress = progress_wanted()
+    return handler
+
+
+def show_library_log(as_json: bool = False) -> None:
+    """Show what the library logs (INFO and up on the ``mlpmixer`` logger) on stderr: one
+    handler, installed once; whether progress lines show is decided again for each command."""
+    logging.getLogger("mlpmixer").setLevel(logging.INFO)
+    _library_handler().show_progress = progress_wanted(as_json)
 
 
 RESULTS = "results"

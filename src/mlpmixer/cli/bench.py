@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ def bench(model_name: str | None, checkpoint: str | None, batch_size: int, preci
     from ..bench.run import BenchOptions, benchmark
     from ..errors import ConfigError
     from ..fileio import atomic_write_json
+    from ..progress import Heartbeat
 
     if (model_name is None) == (checkpoint is None):
         raise ConfigError("give exactly one of --model NAME or --checkpoint PATH")
@@ -116,7 +118,8 @@ def bench(model_name: str | None, checkpoint: str | None, batch_size: int, preci
         threads=threads, warmup=warmup, repeats=repeats, min_time_s=min_time, peak=peak,
         gelu=gelu,
     )  # fmt: skip
-    result = benchmark(model_name or checkpoint, options)
+    with Heartbeat(logging.getLogger("mlpmixer.bench"), "bench"):  # a line at least every ~10 s
+        result = benchmark(model_name or checkpoint, options)
     if out is not None:
         atomic_write_json(out, result)
     if as_json:

@@ -2,7 +2,9 @@
 
 * ``metrics.jsonl``: one JSON object per evaluated epoch (always);
 * ``tensorboard/``: event files when the ``tensorboard`` package is installed;
-* progress: one tqdm bar, updated in place, when stderr is a terminal; plain log lines otherwise;
+* progress: one tqdm bar, updated in place, when stderr is a terminal; otherwise log lines
+  (step, epoch, loss, rate, ETA) every ``train.log_every_steps`` steps and at least every
+  ~10 seconds, even inside one long step;
 * ``curves.png``: loss and top-1 against epochs (matplotlib, Agg backend).
 
 Only the main process (rank 0) creates these.
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..layout import METRICS_FILE
+from ..progress import PROGRESS, Ticker
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +80,20 @@ class TensorBoardLog:
 
 class Progress:
     """One tqdm bar for the whole run on a terminal (epoch, loss, lr and the last test top-1
-    in its postfix, updated in place); otherwise lines (every N steps and per epoch) logged
-    at INFO on ``mlpmixer.train.logs`` (the CLI shows them on stderr)."""
+    in its postfix, updated in place); otherwise progress lines logged at INFO on
+    ``mlpmixer.train.logs`` (the CLI shows them on stderr): a `Ticker` line (step, epoch,
+    loss, lr, rate, ETA) every ``log_every`` steps and at least every ``interval`` seconds,
+    and one line per epoch."""
 
-    def __init__(self, mode: str, log_every: int, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, mode: str, log_every: int, stream: TextIO | None = None, interval: float = 10.0
+    ) -> None:
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "bar" if self.stream.isatty() else "log"
-        self.mode, self.log_every = mode, log_every
+        self.mode, self.log_every, self.interval = mode, log_every, interval
         self.bar: Any = None
+        self.ticker: Ticker | None = None
         self.epoch, self.epochs, self.steps_in_epoch = 0, 0, 0
         self.postfix: dict[str, str] = {}
         self.start = time.perf_counter()
@@ -99,6 +107,9 @@ class Progress:
                 total=total_steps, initial=done, file=self.stream, dynamic_ncols=True,
                 unit="step", leave=True,
             )  # fmt: skip
+        elif self.mode == "log":
+            self.ticker = Ticker(log, "training", total_steps, interval=self.interval, done=done)
+            self.ticker.__enter__()
 
     def start_epoch(self, epoch: int, steps: int) -> None:
         self.epoch, self.steps_in_epoch = epoch, steps
@@ -110,11 +121,12 @@ class Progress:
             self.postfix.update(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
             self.bar.set_postfix(self.postfix, refresh=False)
             self.bar.update(1)
-        elif self.mode == "log" and global_step % self.log_every == 0:
-            self.line(
-                f"epoch {self.epoch}/{self.epochs} step {step_in_epoch}/{self.steps_in_epoch} "
-                f"(global {global_step}) loss {loss:.4f} lr {lr:.3e}"
+        elif self.ticker is not None:
+            detail = (
+                f"epoch {self.epoch}/{self.epochs}, step {step_in_epoch}/{self.steps_in_epoch}"
+                f" of the epoch, loss {loss:.4f}, lr {lr:.3e}"
             )
+            self.ticker.advance(detail=detail, force=global_step % self.log_every == 0)
 
     def end_epoch(self, summary: str, record: dict[str, Any]) -> None:
         if self.bar is not None:
@@ -122,22 +134,26 @@ class Progress:
                 self.postfix["test_top1"] = f"{record['test_top1']:.4f}"
                 self.bar.set_postfix(self.postfix)
         elif self.mode == "log":
-            self.line(summary)
+            self.line(summary, progress=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self.ticker is not None:
+            self.ticker.__exit__(None, None, None)
+            self.ticker = None
 
-    def line(self, text: str) -> None:
-        """A log line (in bar mode printed above the bar, which stays on the last line)."""
+    def line(self, text: str, progress: bool = False) -> None:
+        """A log line (in bar mode printed above the bar, which stays on the last line);
+        ``progress``: a progress line (hidden with --json), else a notice."""
         if self.mode == "none":
             return
         text = f"[{time.perf_counter() - self.start:7.1f}s] {text}"
         if self.bar is not None:
             self.bar.write(text, file=self.stream)
         else:
-            log.info("%s", text)
+            log.info("%s", text, extra=PROGRESS if progress else None)
 
 
 def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> Path | None:
