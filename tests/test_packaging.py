@@ -40,3 +40,17 @@ def test_the_wheel_ships_every_recipe(tmp_path):
         assert f"mlpmixer/configs/{recipe.name}" in names
     # models/gelu.py compiles this source on first use; a wheel without it falls back to ATen
     assert "mlpmixer/models/gelu_kernel.c" in names
+
+
+def test_help_of_the_package_is_short_and_covers_it():
+    """Before: help(mlpmixer) was 7,217 lines (every inherited nn.Module method of each class)
+    with a docstring about models and checkpoints only."""
+    import pydoc
+
+    import mlpmixer
+
+    text = pydoc.render_doc(mlpmixer, renderer=pydoc.plaintext)
+    assert len(text.splitlines()) < 200
+    for topic in ("create_model", "load_model", "mlpmixer.train()", "mlpmixer.data", "MixerError"):
+        assert topic in mlpmixer.__doc__, topic
+    assert mlpmixer.MlpMixer and mlpmixer.MixerError  # still importable from the top

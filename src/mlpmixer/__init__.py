@@ -12,10 +12,12 @@ Training (the same recipes and code path as ``mlpmixer train``)::
     result = mlpmixer.train()                            # configs/digits.yaml: ~99.4% in a minute
     result = mlpmixer.train(dataset="cifar10", overrides=["train.epochs=10"])
 
+Classes: `MlpMixer`, `GMlp`, `ResMlp`, `GMixer` (all `MlpFamilyModel`), `MixerConfig`;
+errors: `MixerError` and its subclasses (`mlpmixer.errors`), each with an exit code.
 Subpackages: `mlpmixer.train` (recipes, runs, resume), `mlpmixer.data` (data sets),
 `mlpmixer.evaluate` (eval, predict, few-shot), `mlpmixer.analysis` (the paper's figures),
 `mlpmixer.export` (ONNX, TorchScript), `mlpmixer.bench`; the ``mlpmixer`` command
-(`mlpmixer.cli`) runs all of them. Errors are `MixerError` subclasses with exit codes.
+(`mlpmixer.cli`) runs all of them. Guides: README.md and docs/ in the repository.
 """
 
 from .checkpoints import convert, detect_format, load_model, save_model
@@ -54,20 +56,11 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# What `help(mlpmixer)` and ``from mlpmixer import *`` show: the functions a user starts
+# with. The classes (MlpMixer, GMlp, ResMlp, GMixer, MlpFamilyModel, MixerConfig) and the
+# errors (MixerError and its subclasses, `mlpmixer.errors`) are importable from here too but
+# left out: pydoc printed every inherited torch.nn.Module method of each (7,000+ lines).
 __all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "DataError",
-    "DownloadError",
-    "GMixer",
-    "GMlp",
-    "InputShapeError",
-    "MixerConfig",
-    "MixerError",
-    "MlpFamilyModel",
-    "MlpMixer",
-    "ResMlp",
-    "RunError",
     "__version__",
     "convert",
     "create_model",

@@ -60,7 +60,7 @@ def models(pattern: str, as_json: bool, pretrained: bool) -> None:
             r["name"], f"{r['params_m']:.2f}", paper, f"{r['gflops']:.2f}", size,
             str(r["tokens"]), str(r["hidden_dim"]), str(r["blocks"]),
         )  # fmt: skip
-    console.print(table)
+    wide_console(table).print(table)
     console.print(
         "GFLOPs: 2 x multiply-adds of one forward pass of one image. paper M: the paper's "
         "Table 1, which counts parameters without the 1000-way head."
@@ -124,6 +124,15 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
     for w in caught:
         err_console.print(f"warning: {w.message}", highlight=False)
     console.print(f"wrote {out}")
+
+
+def wide_console(table: Table) -> Console:
+    """The console, or, in a pipe (``| cat``, ``| less``), one as wide as ``table`` needs:
+    rich takes 80 columns there and cut the last columns to "…"."""
+    if console.is_terminal:
+        return console
+    width = Console(width=10_000).measure(table).maximum
+    return Console(width=max(console.width, width), markup=False, highlight=False)
 
 
 def _print_pretrained(names: list[str], as_json: bool) -> None:

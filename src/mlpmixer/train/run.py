@@ -349,9 +349,13 @@ def _write_outputs(
         "checkpoint": str(run_dir / MODEL_DIR),
         "skipped_images": len(info.skipped),
     }
+    # a resumed run that was already finished trains no epoch: its last record has the
+    # train metrics (last_eval alone lost train_loss/train_top1 from summary.json)
+    records = MetricsLog(run_dir).read()
+    last = {**(records[-1] if records else {}), **trainer.last_eval}
     for key in ("test_top1", "test_top5", "test_loss", "train_loss", "train_top1"):
-        if key in trainer.last_eval:
-            summary[key] = trainer.last_eval[key]
+        if key in last:
+            summary[key] = last[key]
     if trainer.ema is not None:
         ema_cpu = MlpFamilyModel.from_state_dict(
             {k: v.detach().cpu() for k, v in trainer.ema.state_dict().items()}, model.config
@@ -363,7 +367,6 @@ def _write_outputs(
                 summary[key] = trainer.last_eval[key]
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     if cfg.run.plot:
-        records = MetricsLog(run_dir).read()
         plot_curves(records, run_dir / CURVES_FILE, f"{model_name} on {info.name}")
     return summary
 
