@@ -54,3 +54,16 @@ def test_help_of_the_package_is_short_and_covers_it():
     for topic in ("create_model", "load_model", "mlpmixer.train()", "mlpmixer.data", "MixerError"):
         assert topic in mlpmixer.__doc__, topic
     assert mlpmixer.MlpMixer and mlpmixer.MixerError  # still importable from the top
+
+
+def test_benchmark_help_speaks_to_users_not_of_internal_issues():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "mixer_suite.py"
+    shown = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "performance suite" in shown and not re.search(r"issue[ -]?\d", shown), shown
