@@ -104,3 +104,17 @@ def test_results_of_a_runs_model_go_into_the_run(tmp_path):
     for checkpoint in (run, run / "model", run / "checkpoints" / "last.pt"):
         assert beside_checkpoint(str(checkpoint), "eval-digits-test") == run / "eval-digits-test"
     assert beside_checkpoint("hf-hub:timm/mixer_b16_224.goog_in21k", "eval") is None
+
+
+def test_eval_lists_the_top_confused_pairs(digits_checkpoint, tmp_path):
+    """A 1,000-class matrix is ~1 px per class: the mistakes come as a list too."""
+    path, _ = digits_checkpoint
+    result = _run(["eval", "--checkpoint", str(path), "--dataset", "digits", "--out",
+                   str(tmp_path), "--json"])  # fmt: skip
+    data = json.loads(result.stdout)
+    counts = np.array(data["confusion"])
+    np.fill_diagonal(counts, 0)
+    assert data["top_confused"][0]["count"] == counts.max()
+    text = (tmp_path / "confused_pairs.txt").read_text()
+    first = data["top_confused"][0]
+    assert f"{first['true']} -> {first['predicted']}" in text.splitlines()[1]

@@ -58,3 +58,28 @@ def test_fine_tuning_digits_takes_the_digits_augmentation_not_imagenets():
     cifar = finetune_config("ckpt", "cifar10")  # natural images: the paper's inception crop
     assert cifar.augment.random_resized_crop and cifar.augment.hflip
     assert digits.optim == cifar.optim and digits.schedule == cifar.schedule  # the paper's
+
+
+def test_a_fine_tunes_curves_are_titled_with_the_run_and_show_the_lr(tmp_path, monkeypatch):
+    import mlpmixer
+    import mlpmixer.train.run as run_module
+    from mlpmixer.train import train
+
+    seen = {}
+    monkeypatch.setattr(
+        run_module, "plot_curves", lambda records, path, title, **kw: seen.update(title=title, **kw)
+    )
+    mlpmixer.create_model("mixer_t2_8", num_classes=3, hidden_dim=16, channels_mlp_dim=32,
+                          tokens_mlp_dim=8, num_blocks=2).save(tmp_path / "pretrained")  # fmt: skip
+    config = finetune_config(str(tmp_path / "pretrained"), "digits").override(
+        [
+            "train.steps=4",
+            "train.batch_size=32",
+            "train.threads=1",
+            "run.progress=none",
+            f"run.out={tmp_path / 'my-finetune'}",
+        ]
+    )
+    train(config)
+    assert seen["title"].startswith("my-finetune: fine-tune of ")
+    assert len(seen["lr"]) == 4 and max(seen["lr"]) == pytest.approx(0.003)

@@ -66,6 +66,14 @@ def _title(checkpoint: Any) -> str:
     return "" if isinstance(checkpoint, MlpFamilyModel) else checkpoint_label(checkpoint)
 
 
+def _short_name(label: str) -> str:
+    """A checkpoint label short enough for an axis: the run's or file's name, at most 24 chars
+    (``runs/mnist5k-mixer/model`` -> ``mnist5k-mixer``)."""
+    parts = [p for p in label.replace("\\", "/").split("/") if p and p not in ("model", ".")]
+    name = parts[-1] if parts else label
+    return name if len(name) <= 24 else name[:11] + "…" + name[-12:]
+
+
 def cka_images(
     model: MlpFamilyModel,
     dataset: str | None = None,
@@ -114,8 +122,11 @@ def cka_run(
     out = Path(out_dir)
     name_a = _title(checkpoint) or "model A"
     name_b = name_a if checkpoint_b is None else (_title(checkpoint_b) or "model B")
-    fig = cka_figure(result.cka, result.layers_a, result.layers_b, name_a, name_b,
-                     title=f"Linear CKA on {result.num_images} images")  # fmt: skip
+    short_a, short_b = _short_name(name_a), _short_name(name_b)
+    source = f"{dataset} test" if dataset else "image files"
+    across = "" if checkpoint_b is None else f": {short_a} vs {short_b}"
+    fig = cka_figure(result.cka, result.layers_a, result.layers_b, short_a, short_b,
+                     title=f"Linear CKA{across}, {result.num_images} {source} images")  # fmt: skip
     save_figure(fig, out / "cka.png")
     data = {"checkpoint_a": name_a, "checkpoint_b": name_b, **result.to_dict()}
     data["png"] = str(out / "cka.png")

@@ -8,7 +8,7 @@ import click
 from rich import box
 from rich.table import Table
 
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, atomic_write_text
 from .app import (
     FRACTION,
     POSITIVE_INT,
@@ -69,6 +69,7 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     """
     from ..devices import precision_context
     from ..evaluate import evaluate_checkpoint, save_confusion_png
+    from ..evaluate.confusion import confused_pairs_text, top_confused
     from ..layout import checkpoint_label
 
     with precision_context(device, precision):
@@ -80,7 +81,9 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     where = _out(out, checkpoint, f"eval-{slug(dataset)}-{split}")
     data = {"checkpoint": checkpoint, "dataset": dataset, "split": split, **result.to_dict()}
     data["precision"] = precision
+    data["top_confused"] = top_confused(result.confusion, result.class_names)
     if where is not None:
+        atomic_write_text(where / "confused_pairs.txt", confused_pairs_text(data["top_confused"]))
         data["png"] = str(where / "confusion.png")
         title = (
             f"{checkpoint_label(checkpoint)} on {dataset} ({split}): top-1 {100 * result.top1:.2f}%"
@@ -108,6 +111,8 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
         per_class.add_row(printable(name), str(count), "-" if acc is None else f"{100 * acc:.1f}%")
     if len(result.class_names) <= 30:
         console.print(per_class)
+    else:  # too many classes for a table (and the picture): the most frequent mistakes
+        console.print(confused_pairs_text(data["top_confused"][:10]), highlight=False, end="")
     if where is None:
         _not_written("eval.json")
     else:

@@ -156,8 +156,12 @@ class Progress:
             log.info("%s", text, extra=PROGRESS if progress else None)
 
 
-def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """Loss and top-1 against epoch from the metrics records -> ``path`` (PNG)."""
+def plot_curves(
+    records: list[dict[str, Any]], path: Path, title: str,
+    lr: list[float] | None = None, steps_per_epoch: int = 1,
+) -> Path | None:  # fmt: skip
+    """Loss, top-1 and (with ``lr``, one value per optimizer step) the learning rate against
+    epochs from the metrics records -> ``path`` (PNG)."""
     if not records:
         return None
     import matplotlib
@@ -166,7 +170,9 @@ def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> Path |
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    panels = 3 if lr else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
+    ax_loss, ax_acc = axes[0], axes[1]
     for key, label in (("train_loss", "train"), ("test_loss", "test")):
         points = [
             (e, r[key]) for e, r in zip(epochs, records, strict=True) if r.get(key) is not None
@@ -188,6 +194,15 @@ def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> Path |
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+    if lr:
+        ax_lr = axes[2]
+        steps = [(s + 1) / max(steps_per_epoch, 1) for s in range(len(lr))]
+        ax_lr.plot(steps, lr, color="#55a868")
+        warmup = lr.index(max(lr)) + 1  # the peak ends the warmup
+        note = f"warmup {warmup} steps" if warmup > 1 else "no warmup"
+        ax_lr.set(xlabel="epoch", ylabel="learning rate", title=f"learning rate ({note})")
+        ax_lr.set_ylim(bottom=0)
+        ax_lr.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

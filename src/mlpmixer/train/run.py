@@ -367,7 +367,13 @@ def _write_outputs(
                 summary[key] = trainer.last_eval[key]
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     if cfg.run.plot:
-        plot_curves(records, run_dir / CURVES_FILE, f"{model_name} on {info.name}")
+        what = f"fine-tune of {model_name}" if cfg.model.pretrained else model_name
+        lrs = [
+            cfg.optim.lr * trainer.scheduler.lr_lambdas[0](s) for s in range(trainer.total_steps)
+        ]
+        steps_per_epoch = trainer.train_sampler.steps_per_epoch
+        plot_curves(records, run_dir / CURVES_FILE, f"{run_dir.name}: {what} on {info.name}",
+                    lr=lrs, steps_per_epoch=steps_per_epoch)  # fmt: skip
     return summary
 
 
