@@ -90,7 +90,7 @@ def _train_options(func: Any) -> Any:
     """Flags shared by ``train`` and ``finetune`` (each becomes a ``--set`` override)."""
     options = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-                     help="YAML config (default: the data set's built-in recipe)."),
+                     help="YAML config (default: train: the data set's recipe, configs/<data set>.yaml; finetune: configs/finetune.yaml)."),
         click.option("--epochs", type=POSITIVE_INT, default=None, help="Epochs (train.epochs)."),
         click.option("--steps", type=POSITIVE_INT, default=None, help="Total optimizer steps (train.steps; overrides epochs)."),
         click.option("--batch-size", type=POSITIVE_INT, default=None, help="Global batch size, over all processes."),
