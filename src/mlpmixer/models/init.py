@@ -35,6 +35,8 @@ def lecun_normal_(weight: torch.Tensor) -> torch.Tensor:
 
 def _truncated_normal_(weight: torch.Tensor, std: float) -> torch.Tensor:
     """A normal(0, std) truncated to [-2 std, 2 std] by redrawing the values outside."""
+    if weight.is_meta:  # no storage (models built for their shapes): nothing to draw
+        return weight
     weight.normal_()
     flat = weight.view(-1) if weight.is_contiguous() else weight.reshape(-1)
     outside = (flat.abs() > 2.0).nonzero().squeeze(1)
