@@ -1,4 +1,4 @@
-"""The performance suite of issue 5: Mixer-S/16 and B/16, fp32 and bf16, inference and training.
+"""The Mixer performance suite: Mixer-S/16 and B/16, fp32 and bf16, inference and training.
 
 Every configuration runs `mlpmixer.bench.run.benchmark` with ``compare=True``: the
 library's `MlpMixer` and the plain implementation (`mlpmixer.models.plain.PlainMixer`,

@@ -40,6 +40,9 @@ def test_models_json_lists_the_family_with_costs():
 def test_models_table_is_readable_in_a_pipe():
     result = CliRunner().invoke(cli, ["models"], terminal_width=80)
     assert result.exit_code == 0 and "mixer_b16_224" in result.output  # names are never cut
+    # issue 18 item 7: `mlpmixer models | cat` cut the N column (blocks) to "…"
+    row = next(line for line in result.output.splitlines() if "mixer_b16_224" in line)
+    assert "…" not in result.output and row.split()[-2:] == ["768", "12"], row
 
 
 def test_errors_are_short_and_exit_2_for_bad_input(tmp_path):

@@ -40,3 +40,30 @@ def test_the_wheel_ships_every_recipe(tmp_path):
         assert f"mlpmixer/configs/{recipe.name}" in names
     # models/gelu.py compiles this source on first use; a wheel without it falls back to ATen
     assert "mlpmixer/models/gelu_kernel.c" in names
+
+
+def test_help_of_the_package_is_short_and_covers_it():
+    """Before: help(mlpmixer) was 7,217 lines (every inherited nn.Module method of each class)
+    with a docstring about models and checkpoints only."""
+    import pydoc
+
+    import mlpmixer
+
+    text = pydoc.render_doc(mlpmixer, renderer=pydoc.plaintext)
+    assert len(text.splitlines()) < 200
+    for topic in ("create_model", "load_model", "mlpmixer.train()", "mlpmixer.data", "MixerError"):
+        assert topic in mlpmixer.__doc__, topic
+    assert mlpmixer.MlpMixer and mlpmixer.MixerError  # still importable from the top
+
+
+def test_benchmark_help_speaks_to_users_not_of_internal_issues():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "mixer_suite.py"
+    shown = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "performance suite" in shown and not re.search(r"issue[ -]?\d", shown), shown

@@ -36,12 +36,13 @@ def test_bench_reports_each_phase_on_stderr_and_keeps_json_on_stdout():
 @pytest.mark.slow
 def test_permutation_reports_each_training_on_stderr(tmp_path):
     args = ["analyze", "permutation", "--limit", "20", "--epochs", "1", "--exact-epochs", "0",
-            "--cnn-width", "4", "--out-dir", str(tmp_path), "--json"]  # fmt: skip
+            "--cnn-width", "4", "--out", str(tmp_path), "--json"]  # fmt: skip
     result = CliRunner(env=FORCED).invoke(cli, args)
     assert result.exit_code == 0, result.output
     json.loads(result.stdout)
-    trainings = [line for line in result.stderr.splitlines() if "training" in line]
-    assert len(trainings) == 6, result.stderr  # 2 models x 3 variants
+    for model in ("mixer", "cnn"):  # 2 models x 3 variants, each announced
+        for variant in ("original", "patch+pixel", "global"):
+            assert f"(training {model} on {variant} images)" in result.stderr, result.stderr
 
 
 def test_no_progress_lines_when_silenced():
@@ -71,3 +72,86 @@ def test_activation_memory_script_reports_each_model_on_stderr():
     )  # fmt: skip
     json.loads(result.stdout)
     assert "measuring mixer_t2_8" in result.stderr
+
+
+# --- issue 18 item 5: progress whenever stdout is not --json, at least every ~10 s ---------
+
+
+def test_a_ticker_reports_rate_and_eta_and_beats_during_a_long_step(caplog):
+    import time
+
+    from mlpmixer.progress import Ticker
+
+    log = logging.getLogger("mlpmixer.test")
+    with (
+        caplog.at_level(logging.INFO, logger="mlpmixer"),
+        Ticker(log, "work", total=4, interval=0.3) as ticker,
+    ):
+        ticker.advance(detail="first", force=True)
+        time.sleep(1.0)  # one long step: the heartbeat speaks meanwhile
+        ticker.advance()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("work: step 1/4 (25%) (first), ") and "ETA" in lines[0]
+    assert any("working on step 2" in line for line in lines[1:]), lines
+
+
+def test_training_reports_progress_on_a_redirected_stderr(tmp_path):
+    """Before: a redirected `mlpmixer train` printed nothing but the first line until the end."""
+    args = ["train", "--epochs", "1", "--out", str(tmp_path / "run"), "--set", "train.threads=1",
+            "--set", "model.overrides.num_blocks=1", "--set", "run.plot=false",
+            "--set", "train.log_every_steps=5"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)  # stderr is not a terminal here
+    assert result.exit_code == 0, result.output
+    steps = [line for line in result.stderr.splitlines() if "training: step" in line]
+    assert steps and all("ETA" in line and "steps/s" in line for line in steps), result.stderr
+    assert "epoch 1/1" in steps[0]
+    quiet = CliRunner().invoke(cli, [*args[:4], str(tmp_path / "run2"), *args[5:], "--json"])
+    assert quiet.exit_code == 0 and "training: step" not in quiet.stderr
+    json.loads(quiet.stdout)
+
+
+def test_a_stopped_permutation_study_keeps_what_finished(tmp_path, monkeypatch):
+    """Before: Ctrl-C during `analyze permutation` (10+ minutes) left nothing on disk."""
+    from mlpmixer.analysis import order_study
+
+    calls = []
+    real_fit = order_study.fit
+
+    def fit_then_stop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(order_study, "fit", fit_then_stop)
+    args = ["analyze", "permutation", "--limit", "100", "--epochs", "1", "--exact-epochs", "0",
+            "--cnn-width", "4", "--set", "model.overrides.num_blocks=1", "--out", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 130, result.output
+    data = json.loads((tmp_path / "permutation.json").read_text())
+    assert data["partial"] is True and data["complete"] is False
+    assert list(data["accuracy"]["mixer"]) == ["original", "patch+pixel"]
+    assert data["accuracy"]["cnn"] == {}
+    assert (tmp_path / "permutation.png").is_file()
+    assert "stopped: the 2 finished training(s) are in" in result.stderr
+
+
+def test_permutation_with_a_tiny_limit_warns(tmp_path):
+    args = ["analyze", "permutation", "--limit", "1", "--epochs", "1", "--exact-epochs", "0",
+            "--cnn-width", "4", "--set", "model.overrides.num_blocks=1", "--out", str(tmp_path),
+            "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "warning: only 1 test image(s) for 10 classes" in result.stderr
+
+
+def test_a_heartbeat_speaks_while_a_phase_is_long(caplog):
+    import time
+
+    from mlpmixer.progress import PROGRESS, Heartbeat
+
+    log = logging.getLogger("mlpmixer.test")
+    with caplog.at_level(logging.INFO, logger="mlpmixer"), Heartbeat(log, "bench", 0.3):
+        log.info("timing infer", extra=PROGRESS)
+        time.sleep(1.0)
+    assert "bench: still timing infer (elapsed" in caplog.text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from .errors import ConfigError
@@ -37,3 +40,24 @@ def check_device(name: str | torch.device) -> torch.device:
             raise ConfigError(f"device {str(name)!r}: MPS is not available here; use --device cpu")
         return device
     raise ConfigError(f"unsupported device {str(name)!r}; use {KNOWN}")
+
+
+def auto_device(name: str) -> str:
+    """``auto``: ``cuda`` when a CUDA device is available, else ``cpu``; other names as given."""
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextlib.contextmanager
+def precision_context(device: str | torch.device, precision: str) -> Iterator[None]:
+    """Run inference at ``precision``: fp32 as is, bf16/fp16 under autocast on ``device``
+    (weights stay fp32, matrix products run in the lower precision)."""
+    if precision == "fp32":
+        yield
+        return
+    if precision not in ("bf16", "fp16"):
+        raise ConfigError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    with torch.autocast(torch.device(device).type, dtype=dtype):
+        yield

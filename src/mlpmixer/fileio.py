@@ -286,6 +286,9 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
             os.chmod(tmp, 0o777 & ~_umask())
             for file in tmp.iterdir():
                 if file.is_file():
+                    # the mode open() gives (0644 under umask 022): safetensors writes 0600,
+                    # which hides model.safetensors from the group on a shared file system
+                    os.chmod(file, _default_mode())
                     with open(file, "rb") as f:
                         os.fsync(f.fileno())
             _fsync_dir(tmp)

@@ -1,13 +1,18 @@
-"""Progress of long work (bench phases, the trainings of a study, big loads) as log records.
+"""Progress of long work (training steps, bench phases, the trainings of a study, big loads)
+as log records.
 
 The library never prints: it logs an INFO record marked with ``extra=PROGRESS`` on its
 ``mlpmixer.*`` logger. The CLI's log handler shows such records as ``... `` lines on stderr
-when wanted (a terminal, or ``MLPMIXER_PROGRESS=1``); other INFO records (notices) always.
+unless the command prints ``--json`` (or ``MLPMIXER_PROGRESS=0``; ``=1`` forces them); other
+INFO records (notices) always. `Ticker` reports counted work (step, rate, ETA) at least
+every ~10 seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 PROGRESS = {"progress": True}  # ``log.info(..., extra=PROGRESS)``
 
@@ -15,3 +20,125 @@ PROGRESS = {"progress": True}  # ``log.info(..., extra=PROGRESS)``
 def is_progress(record: logging.LogRecord) -> bool:
     """Whether ``record`` reports progress (rather than a notice the user must see)."""
     return bool(getattr(record, "progress", False))
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as ``42s``, ``3m05s`` or ``2h07m``."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m{total % 60:02d}s"
+    return f"{total // 3600}h{total % 3600 // 60:02d}m"
+
+
+class Ticker:
+    """Progress of work with a known number of units (steps), as PROGRESS log lines with the
+    count, the rate and the time left: at most one line per ``interval`` seconds from
+    `advance`, and, while one unit takes longer than that, a heartbeat line from a
+    background thread, so that a line appears at least every ``interval`` seconds.
+
+    Use as a context manager (the heartbeat thread runs inside it)::
+
+        with Ticker(log, "permutation study", total=600) as ticker:
+            for ...:
+                ...one step...
+                ticker.advance(detail="mixer on original, epoch 3/30")
+    """
+
+    def __init__(
+        self, logger: logging.Logger, what: str, total: int, unit: str = "step",
+        interval: float = 10.0, done: int = 0,
+    ) -> None:  # fmt: skip
+        self.logger, self.what, self.total, self.unit = logger, what, max(total, 1), unit
+        self.interval, self.done, self.start_done = interval, done, done
+        self.detail = ""
+        self.start = self.last = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Ticker:
+        self._thread = threading.Thread(target=self._beat, name="mlpmixer-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def advance(self, units: int = 1, detail: str | None = None, force: bool = False) -> None:
+        """``units`` more done; a line if ``interval`` has passed since the last (or ``force``)."""
+        with self._lock:
+            self.done += units
+            if detail is not None:
+                self.detail = detail
+            if force or time.monotonic() - self.last >= self.interval:
+                self._emit("")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.interval / 4)):
+            with self._lock:
+                if time.monotonic() - self.last >= self.interval:
+                    self._emit(f", working on {self.unit} {self.done + 1}")
+
+    def line(self, suffix: str = "") -> str:
+        elapsed = time.monotonic() - self.start
+        new = self.done - self.start_done
+        rate = new / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else None
+        eta = f", ETA {duration(left)}" if left is not None else ""
+        detail = f" ({self.detail})" if self.detail else ""
+        speed = f"{rate:.2f} {self.unit}s/s" if rate >= 0.1 else f"{60 * rate:.2f} {self.unit}s/min"
+        return (
+            f"{self.what}: {self.unit} {self.done}/{self.total} "
+            f"({100 * self.done / self.total:.0f}%){detail}, {speed}, elapsed "
+            f"{duration(elapsed)}{eta}{suffix}"
+        )
+
+    def _emit(self, suffix: str) -> None:
+        self.last = time.monotonic()
+        self.logger.info("%s", self.line(suffix), extra=PROGRESS)
+
+
+class _LastProgress(logging.Handler):
+    """Remembers the latest progress record of the ``mlpmixer`` logger and when it came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.message, self.time = "", time.monotonic()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if is_progress(record):
+            self.message, self.time = record.getMessage(), time.monotonic()
+
+
+class Heartbeat:
+    """For work of unknown length made of logged phases (a benchmark): while no progress
+    line has come for ``interval`` seconds, log ``what: still <last phase> (elapsed ...)``."""
+
+    def __init__(self, logger: logging.Logger, what: str, interval: float = 10.0) -> None:
+        self.logger, self.what, self.interval = logger, what, interval
+        self.start = time.monotonic()
+        self._last = _LastProgress()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="mlpmixer-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        logging.getLogger("mlpmixer").addHandler(self._last)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        logging.getLogger("mlpmixer").removeHandler(self._last)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.interval / 4)):
+            if time.monotonic() - self._last.time >= self.interval:
+                doing = self._last.message.split(" (elapsed")[0] or "working"
+                elapsed = duration(time.monotonic() - self.start)
+                self.logger.info("%s: still %s (elapsed %s)", self.what, doing, elapsed,
+                                 extra=PROGRESS)  # fmt: skip

@@ -35,7 +35,7 @@ def test_tokens_command(checkpoint, tmp_path, fmt):
     if fmt == "official":
         path = save_model(model, tmp_path / "tiny.npz")  # Google's layout: weights only
     args = ["analyze", "tokens", "--checkpoint", str(path), "--blocks", "1,3", "--units", "8"]
-    result = CliRunner().invoke(cli, [*args, "--out-dir", str(tmp_path), "--json"])
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert [b["block"] for b in data["blocks"]] == [0, 2]
@@ -45,13 +45,13 @@ def test_tokens_command(checkpoint, tmp_path, fmt):
     assert first["grid"] == [4, 4] and units.shape == (64, 4, 4)
     _png_ok(tmp_path / "tokens.png")
     assert json.loads((tmp_path / "tokens.json").read_text()) == data
-    bad = CliRunner().invoke(cli, [*args[:4], "--blocks", "0", "--out-dir", str(tmp_path)])
+    bad = CliRunner().invoke(cli, [*args[:4], "--blocks", "0", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "numbered from 1" in bad.output
 
 
 def test_cka_command_on_a_dataset_and_on_image_files(checkpoint, tmp_path):
     path, _ = checkpoint
-    base = ["analyze", "cka", "--checkpoint", str(path), "--out-dir", str(tmp_path), "--json"]
+    base = ["analyze", "cka", "--checkpoint", str(path), "--out", str(tmp_path), "--json"]
     result = CliRunner().invoke(cli, [*base, "--dataset", "digits", "--num-images", "64"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -75,8 +75,8 @@ def test_cka_command_on_a_dataset_and_on_image_files(checkpoint, tmp_path):
 @pytest.mark.slow
 def test_permutation_command(tmp_path):
     args = ["analyze", "permutation", "--dataset", "digits", "--epochs", "1", "--cnn-width", "4", "--limit", "300",
-            "--set", "hidden_dim=16", "--set", "num_blocks=1", "--set", "channels_mlp_dim=32",
-            "--set", "tokens_mlp_dim=8", "--out-dir", str(tmp_path), "--json"]  # fmt: skip
+            "--set", "model.overrides.hidden_dim=16", "--set", "model.overrides.num_blocks=1", "--set", "model.overrides.channels_mlp_dim=32",
+            "--set", "model.overrides.tokens_mlp_dim=8", "--out", str(tmp_path), "--json"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -89,15 +89,15 @@ def test_permutation_command(tmp_path):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("hidden_dim=[&a 8, *a]", "YAML aliases are not allowed"),
-        ("hidden_dim=" + "[" * 40 + "]" * 40, "YAML nested more than 32 levels"),
+        ("model.overrides.hidden_dim=[&a 8, *a]", "YAML aliases are not allowed"),
+        ("model.overrides.hidden_dim=" + "[" * 40 + "]" * 40, "YAML nested more than 32 levels"),
     ],
 )
 def test_permutation_set_values_are_read_with_the_bounded_yaml_loader(tmp_path, value, message):
     """`analyze permutation --set` read its values with yaml.safe_load, which expands aliases
     (a 440-byte alias bomb hangs it); like every other --set it now refuses them (exit 2)."""
     args = ["analyze", "permutation", "--limit", "20", "--epochs", "1", "--set", value,
-            "--out-dir", str(tmp_path)]  # fmt: skip
+            "--out", str(tmp_path)]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert message in result.output and "hidden_dim" in result.output

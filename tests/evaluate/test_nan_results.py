@@ -23,7 +23,7 @@ from mlpmixer.export import export_model
 def test_eval_with_a_broken_normalisation_is_bad_input(digits_checkpoint, tmp_path, flag, value):
     path, _ = digits_checkpoint
     args = ["eval", "--checkpoint", str(path), "--dataset", "digits", flag, value]
-    result = CliRunner().invoke(cli, [*args, "--out-dir", str(tmp_path)])
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
     assert flag.lstrip("-") in result.output and "looks like a bug" not in result.output
     assert not (tmp_path / "eval.json").exists()

@@ -66,7 +66,7 @@ def test_the_command_exits_1_and_writes_strict_json(image, tmp_path):
         model.head.weight.fill_(float("nan"))
     model.save_pretrained(tmp_path / "nan-model")
     args = ["predict", str(image), "--checkpoint", str(tmp_path / "nan-model"), "--json"]
-    result = CliRunner().invoke(cli, [*args, "--out-dir", str(tmp_path / "out")])
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
     assert result.exit_code == 1, result.output
     assert "NaN" not in result.stdout and "(nan)" not in result.output
     data = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))

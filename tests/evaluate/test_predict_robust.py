@@ -73,7 +73,7 @@ def test_control_characters_in_class_names_are_escaped_when_printed(images, tmp_
     path = tmp_path / "model"
     _model(class_names=["\x1b[31mred", "ok\x07"]).save_pretrained(path)
     args = ["predict", str(images / "a.png"), "--checkpoint", str(path), "--top-k", "2"]
-    result = CliRunner().invoke(cli, [*args, "--out-dir", str(tmp_path / "out")])
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "\\x1b[31mred" in result.output and "ok\\x07" in result.output

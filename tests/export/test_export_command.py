@@ -26,7 +26,7 @@ def test_export_command_writes_the_file_and_a_report(checkpoint, tmp_path):
     path, model = checkpoint
     target = tmp_path / "tiny.ts"  # torchscript, from the suffix
     result = CliRunner().invoke(
-        cli, ["export", "--checkpoint", str(path), "--output", str(target), "--json"]
+        cli, ["export", "--checkpoint", str(path), "--out", str(target), "--json"]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -40,6 +40,6 @@ def test_export_command_writes_the_file_and_a_report(checkpoint, tmp_path):
 def test_export_command_refuses_an_unknown_suffix(checkpoint, tmp_path):
     path, _ = checkpoint
     result = CliRunner().invoke(
-        cli, ["export", "--checkpoint", str(path), "--output", str(tmp_path / "m.bin")]
+        cli, ["export", "--checkpoint", str(path), "--out", str(tmp_path / "m.bin")]
     )
     assert result.exit_code == 2 and "cannot tell the export format" in result.output

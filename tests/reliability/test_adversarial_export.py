@@ -58,11 +58,11 @@ def test_a_failing_export_leaves_the_good_file_and_its_report(tmp_path, fmt):
         nan_model.head.weight.fill_(float("nan"))
     nan_model.save_pretrained(bad)
     out = tmp_path / f"g{FORMATS[fmt]}"
-    assert _mlpmixer("export", "--checkpoint", good, "--output", out).returncode == 0
+    assert _mlpmixer("export", "--checkpoint", good, "--out", out).returncode == 0
     before = out.read_bytes(), out.with_name(out.name + ".json").read_text()
     assert json.loads(before[1])["checkpoint"] == str(good)
 
-    failed = _mlpmixer("export", "--checkpoint", bad, "--output", out)
+    failed = _mlpmixer("export", "--checkpoint", bad, "--out", out)
     assert failed.returncode == 1, failed.stderr
     assert (out.read_bytes(), out.with_name(out.name + ".json").read_text()) == before
     assert "not finite" in failed.stderr and "nothing was written" in failed.stderr
@@ -85,7 +85,7 @@ def test_an_export_that_does_not_match_changes_nothing(tmp_path, monkeypatch):
 
 def test_the_report_describes_the_file_beside_it(tmp_path):
     out = tmp_path / "g.ts"
-    assert _mlpmixer("export", "--checkpoint", _saved(tmp_path), "--output", out).returncode == 0
+    assert _mlpmixer("export", "--checkpoint", _saved(tmp_path), "--out", out).returncode == 0
     report = json.loads((tmp_path / "g.ts.json").read_text())
     assert report["bytes"] == out.stat().st_size and report["path"] == str(out)
 
@@ -103,9 +103,7 @@ def test_export_on_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path,
         out = fs / f"g{FORMATS[fmt]}"
         out.write_bytes(b"previous export")
         # in a child process: TorchScript aborted the whole process (exit 134) before
-        done = _mlpmixer(
-            "export", "--checkpoint", checkpoint, "--output", out, separate_process=True
-        )
+        done = _mlpmixer("export", "--checkpoint", checkpoint, "--out", out, separate_process=True)
         assert done.returncode == 1, done.stderr
         assert "the disk is full; the previous" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and "looks like a bug" not in done.stderr

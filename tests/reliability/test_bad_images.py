@@ -183,7 +183,7 @@ def test_predict_reports_every_bad_file_and_predicts_the_rest(tmp_path, checkpoi
     Image.new("L", (16, 16), 40).save(images / "good.png")
     Image.new("CMYK", (9, 7), (0, 50, 0, 10)).save(images / "cmyk.jpg")
     out = tmp_path / "out"
-    args = ["predict", "--checkpoint", str(checkpoint), "--out-dir", str(out), "--json"]
+    args = ["predict", "--checkpoint", str(checkpoint), "--out", str(out), "--json"]
     result = CliRunner().invoke(cli, [*args, str(images), str(tmp_path / "missing.png")])
     assert result.exit_code == 1  # documented: some files failed
     data = json.loads((out / "predictions.json").read_text())
@@ -203,7 +203,7 @@ def test_predict_reports_every_bad_file_and_predicts_the_rest(tmp_path, checkpoi
 
 def test_predict_all_good_exits_0(tmp_path, checkpoint):
     Image.new("RGBA", (8, 8), (1, 2, 3, 4)).save(tmp_path / "a.png")
-    args = ["predict", "--checkpoint", str(checkpoint), "--out-dir", str(tmp_path / "o")]
+    args = ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]
     result = CliRunner().invoke(cli, [*args, str(tmp_path / "a.png")])
     assert result.exit_code == 0, result.output
 
@@ -216,7 +216,7 @@ def test_predict_with_a_corrupt_checkpoint_exits_2_and_debug_shows_the_traceback
         "predict",
         "--checkpoint",
         str(bad),
-        "--out-dir",
+        "--out",
         str(tmp_path / "o"),
         str(tmp_path / "a.png"),
     ]

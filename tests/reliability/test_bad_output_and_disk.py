@@ -70,11 +70,11 @@ def test_a_closed_stdout_pipe_ends_quietly():
     "args",
     [
         ["train", "--out", "SPECIAL"],
-        ["eval", "--checkpoint", "x", "--dataset", "digits", "--out-dir", "SPECIAL"],
-        ["predict", "x.png", "--checkpoint", "x", "--out-dir", "SPECIAL"],
-        ["fewshot", "--checkpoint", "x", "--dataset", "digits", "--out-dir", "SPECIAL"],
+        ["eval", "--checkpoint", "x", "--dataset", "digits", "--out", "SPECIAL"],
+        ["predict", "x.png", "--checkpoint", "x", "--out", "SPECIAL"],
+        ["fewshot", "--checkpoint", "x", "--dataset", "digits", "--out", "SPECIAL"],
         ["bench", "--model", "mixer_t2_8", "--out", "SPECIAL"],
-        ["export", "--checkpoint", "x", "--output", "SPECIAL"],
+        ["export", "--checkpoint", "x", "--out", "SPECIAL"],
     ],
     ids=lambda a: a[0],
 )

@@ -72,12 +72,10 @@ def test_cli_assembly_order_file_then_flags_then_set():
     assert config.data.dataset == "cifar10" and config.model.name == "mixer_s4_32"
     assert config.train.epochs == 3 and config.optim.lr == 0.5 and config.run.out == "runs/x"
     assert assemble_config().data.dataset == "digits"
-    plain = assemble_config(model="mixer_t4_28")  # the registered model, not the digits re-sizing
-    assert (
-        plain.model.name == "mixer_t4_28"
-        and plain.model.overrides == {}
-        and plain.model.img_size is None
-    )
+    # another model at the recipe's sizes (16 px, 4x4 patches), without its widths
+    plain = assemble_config(model="mixer_t4_28")
+    assert plain.model.name == "mixer_t4_28" and plain.model.overrides == {"patch_size": 4}
+    assert plain.model.img_size == 16
     generic = assemble_config(None, "/some/folder")
     assert generic.model.name == "auto" and generic.data.dataset == "/some/folder"
 

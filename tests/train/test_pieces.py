@@ -69,7 +69,11 @@ def test_schedule_matches_the_formulas():
     model = create_model("mixer_t2_8", **TINY)
     optimizer = build_optimizer(model, OptimSection(lr=0.5))
     scheduler = build_scheduler(
-        optimizer, ScheduleSection(name="linear", warmup_steps=2, end_lr=0.05), 0.5, 7, 7
+        optimizer,
+        ScheduleSection(name="linear", warmup_steps=2, end_lr=0.05, scale_warmup=False),
+        0.5,
+        7,
+        7,
     )
     seen = []
     for _ in range(7):

@@ -117,7 +117,7 @@ def test_cli_train_prints_metrics_and_where_files_are(tmp_path):
     assert bad.exit_code == 2 and "optim.lrr" in bad.output
     result = CliRunner().invoke(cli, ["train", "--resume", str(out), "--json"])
     assert result.exit_code == 0, result.output  # nothing left to do: same summary, marked resumed
-    assert json.loads(result.output)["resumed"] is True
+    assert json.loads(result.stdout)["resumed"] is True  # stderr: the warmup notice
 
 
 def test_finetune_resets_the_head_and_resizes(tmp_path, tiny):

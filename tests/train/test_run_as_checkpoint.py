@@ -51,7 +51,7 @@ def test_last_pt_loads_as_the_weights_of_the_latest_checkpoint(run):
 @pytest.mark.parametrize("where", ["", "checkpoints/last.pt"])
 def test_eval_accepts_a_run_directory_and_last_pt(run, tmp_path, where):
     args = ["eval", "--checkpoint", str(run / where), "--dataset", "digits", "--json"]
-    result = CliRunner().invoke(cli, [*args, "--out-dir", str(tmp_path)])
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["num_examples"] > 0
 

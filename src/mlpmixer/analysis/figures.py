@@ -51,16 +51,23 @@ def token_mixing_figure(
     height = max(m.shape[0] for m in mosaics)
     mosaics = [np.pad(m, ((0, height - len(m)), (0, 0)), constant_values=np.nan) for m in mosaics]
     inches = 3.6 / mosaics[0].shape[1]  # each panel about 3.6 inches wide
-    fig = Figure(figsize=(len(blocks) * 3.8, height * inches + 0.6))
+    fig = Figure(figsize=(len(blocks) * 3.8 + 0.8, height * inches + 0.6))
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
+    axes = []
+    image = None
     for k, (block, mosaic) in enumerate(zip(blocks, mosaics, strict=True)):
         ax = fig.add_subplot(1, len(blocks), k + 1)
-        ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+        axes.append(ax)
+        image = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
         ax.set_axis_off()
         shown = min(max_units, block.num_units)
         gh, gw = block.grid
         ax.set_title(f"block {block.block + 1}: {shown} of {block.num_units} units, {gh}x{gw} "
                      "patches", fontsize=9)  # fmt: skip
+    if image is not None:  # one scale for all: each unit is divided by its largest |weight|
+        bar = fig.colorbar(image, ax=axes, fraction=0.03, pad=0.02, ticks=[-1, -0.5, 0, 0.5, 1])
+        bar.set_label("weight / largest |weight| of the unit", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -77,18 +84,19 @@ def cka_figure(
     """Heatmap of CKA values in [0, 1]; cells are annotated when the matrix is small."""
     values = np.asarray(matrix, dtype=float)
     rows, cols = values.shape
-    fig = Figure(figsize=(1.2 + 0.45 * cols, 1.0 + 0.4 * rows))
+    fig = Figure(figsize=(2.0 + 0.6 * cols, 1.6 + 0.55 * rows))
     ax = fig.add_subplot()
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="magma", origin="lower")
-    ax.set_xticks(range(cols), [_short(label) for label in labels_b], rotation=90, fontsize=8)
-    ax.set_yticks(range(rows), [_short(label) for label in labels_a], fontsize=8)
-    ax.set_xlabel(name_b or "layer", fontsize=9)
-    ax.set_ylabel(name_a or "layer", fontsize=9)
+    ax.set_xticks(range(cols), [_short(label) for label in labels_b], fontsize=9)
+    ax.set_yticks(range(rows), [_short(label) for label in labels_a], fontsize=9)
+    ax.set_xlabel(f"layer of {name_b}" if name_b else "layer", fontsize=9)
+    ax.set_ylabel(f"layer of {name_a}" if name_a else "layer", fontsize=9)
     if rows <= 16 and cols <= 16:
+        size = 9 if max(rows, cols) <= 8 else 7
         for i in range(rows):
             for j in range(cols):
                 colour = "black" if values[i, j] > 0.6 else "white"
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=size,
                         color=colour)  # fmt: skip
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title, fontsize=10)
@@ -119,18 +127,19 @@ def order_study_figure(
     width = 0.8 / max(len(names), 1)
     colours = {"mixer": "#c44e52", "cnn": "#4c72b0"}
     for m, name in enumerate(names):
-        values = [100 * accuracy[name][v] for v in variants]
-        xs = np.arange(len(variants)) + (m - (len(names) - 1) / 2) * width
+        done = [k for k, v in enumerate(variants) if v in accuracy[name]]  # a stopped study
+        values = [100 * accuracy[name][variants[k]] for k in done]
+        xs = np.asarray(done) + (m - (len(names) - 1) / 2) * width
         bars = ax.bar(xs, values, width, label=_model_label(name), color=colours.get(name))
         for bar, value in zip(bars, values, strict=True):
-            ax.text(bar.get_x() + bar.get_width() / 2, value + 0.5, f"{value:.1f}",
+            ax.text(bar.get_x() + bar.get_width() / 2, value + 1, f"{value:.1f}",
                     ha="center", va="bottom", fontsize=7)  # fmt: skip
     ax.set_xticks(range(len(variants)), list(variants), fontsize=9)
-    low = min(100 * a for per in accuracy.values() for a in per.values())
-    ax.set_ylim(max(0.0, low - 15), 109)  # room above 100 for the legend
-    ax.set_yticks([t for t in ax.get_yticks() if t <= 100])
+    ax.set_ylim(0.0, 108)  # from 0: the bars' heights compare honestly; room for the labels
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("test top-1 (%)", fontsize=9)
-    ax.legend(fontsize=8, loc="upper center", ncols=len(names), frameon=False)
+    # beside the axes, never over the bars and their labels
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

@@ -32,6 +32,11 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], f
     )  # fmt: skip
 
 
+def steps_per_epoch(num_images: int, batch_size: int = 64) -> int:
+    """Optimizer steps of one `fit` epoch (the last batch may be smaller)."""
+    return math.ceil(num_images / batch_size)
+
+
 def fit(
     model: nn.Module,
     images: torch.Tensor,
@@ -41,12 +46,13 @@ def fit(
     lr: float = 2e-3,
     weight_decay: float = 0.05,
     seed: int = 0,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[float]:
-    """Train ``model`` in place on (N, C, H, W) ``images`` (already normalised); mean loss per epoch."""
+    """Train ``model`` in place on (N, C, H, W) ``images`` (already normalised); mean loss per
+    epoch. ``on_step(epoch)`` (1-based epoch) is called after every optimizer step (progress)."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(images) / batch_size)
-    total = epochs * steps_per_epoch
+    total = epochs * steps_per_epoch(len(images), batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_with_warmup(total, max(1, total // 20))
     )
@@ -64,6 +70,8 @@ def fit(
             optimizer.step()
             schedule.step()
             running += loss.item() * len(batch)
+            if on_step is not None:
+                on_step(epoch + 1)
         history.append(running / len(images))
     return history
 

@@ -18,9 +18,9 @@ import torch
 from ..errors import ConfigError
 from ..models.config import MixerConfig
 from ..models.mixer import MlpMixer
-from ..progress import PROGRESS
+from ..progress import Ticker
 from .baseline_cnn import SmallCnn
-from .fit import accuracy, fit, predict_logits
+from .fit import accuracy, fit, predict_logits, steps_per_epoch
 from .permutation import VARIANTS, Permutations, fold_permutation
 
 log = logging.getLogger(__name__)  # progress: one line per training (the CLI shows it)
@@ -44,9 +44,18 @@ class StudyResult:
     num_train: int
     num_test: int
     settings: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True  # False: stopped early (Ctrl-C); ``accuracy`` has what finished
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a study; ``partial`` holds the trainings that finished."""
+
+    def __init__(self, partial: StudyResult) -> None:
+        super().__init__("interrupted")
+        self.partial = partial
 
 
 def _new_mixer(config: MixerConfig, seed: int, dtype: torch.dtype = torch.float32) -> MlpMixer:
@@ -68,6 +77,7 @@ def exact_check(
     test_images: torch.Tensor,
     epochs: int = 1,
     seed: int = 0,
+    on_step: Any = None,
     **fit_options: Any,
 ) -> ExactCheck:
     """Train a Mixer on original images and its folded copy on patch+pixel images, in float64.
@@ -79,8 +89,9 @@ def exact_check(
     images, labels = train[0].double(), train[1]
     plain = _new_mixer(config, seed, torch.float64)
     permuted = fold_permutation(plain, perms)
-    fit(plain, images, labels, epochs, seed=seed, **fit_options)
-    fit(permuted, perms.apply(images, "patch+pixel"), labels, epochs, seed=seed, **fit_options)
+    fit(plain, images, labels, epochs, seed=seed, on_step=on_step, **fit_options)
+    fit(permuted, perms.apply(images, "patch+pixel"), labels, epochs, seed=seed,
+        on_step=on_step, **fit_options)  # fmt: skip
     expected = fold_permutation(plain, perms)
     weight_diff = max(
         (a - b).abs().max().item()
@@ -125,19 +136,42 @@ def order_invariance_study(
     if unknown:
         raise ConfigError(f"models must be among ('mixer', 'cnn'), got {sorted(unknown)}")
     perms = Permutations.random(config.img_size, config.patch_size, seed)
-    results: dict[str, dict[str, float]] = {}
-    for name in models:
-        results[name] = {}
-        for variant in VARIANTS:
-            log.info("training %s on %s images (%d epochs)", name, variant, epochs, extra=PROGRESS)
-            model = (
-                _new_mixer(config, seed) if name == "mixer" else _new_cnn(config, cnn_width, seed)
-            )
-            fit(model, perms.apply(train_x, variant), train_y, epochs, seed=seed, **fit_options)
-            results[name][variant] = accuracy(model, perms.apply(test_x, variant), test_y)
-    check = None
-    if exact_epochs > 0:
-        log.info("exact check: %d epoch(s) in float64", exact_epochs, extra=PROGRESS)
-        check = exact_check(config, perms, train, test_x, exact_epochs, seed, **fit_options)
+    results: dict[str, dict[str, float]] = {name: {} for name in models}
     settings = {"epochs": epochs, "seed": seed, "cnn_width": cnn_width, **fit_options}
-    return StudyResult(results, check, len(train_x), len(test_x), settings)
+    partial = StudyResult(results, None, len(train_x), len(test_x), settings, complete=False)
+    steps = steps_per_epoch(len(train_x), fit_options.get("batch_size", 64))
+    total = steps * (epochs * len(models) * len(VARIANTS) + 2 * exact_epochs)
+    with Ticker(log, "permutation study", total) as ticker:
+        try:
+            for name in models:
+                for variant in VARIANTS:
+                    ticker.advance(0, f"training {name} on {variant} images", force=True)
+                    model = (
+                        _new_mixer(config, seed)
+                        if name == "mixer"
+                        else _new_cnn(config, cnn_width, seed)
+                    )
+                    on_step = _stepper(ticker, f"{name} on {variant}", epochs)
+                    fit(model, perms.apply(train_x, variant), train_y, epochs, seed=seed,
+                        on_step=on_step, **fit_options)  # fmt: skip
+                    results[name][variant] = accuracy(model, perms.apply(test_x, variant), test_y)
+            if exact_epochs > 0:
+                ticker.advance(0, f"exact check: {exact_epochs} epoch(s) in float64", force=True)
+                on_step = _stepper(ticker, "exact check (float64)", exact_epochs)
+                partial.exact = exact_check(
+                    config, perms, train, test_x, exact_epochs, seed, on_step=on_step,
+                    **fit_options,
+                )  # fmt: skip
+        except KeyboardInterrupt:
+            raise StudyInterrupted(partial) from None
+    partial.complete = True
+    return partial
+
+
+def _stepper(ticker: Ticker, what: str, epochs: int) -> Any:
+    """An ``on_step`` for `fit` that advances ``ticker`` by one step, naming the training."""
+
+    def step(epoch: int) -> None:
+        ticker.advance(detail=f"{what}, epoch {epoch}/{epochs}")
+
+    return step

@@ -7,6 +7,7 @@ writes ``<name>.json`` and ``<name>.png`` into ``out_dir``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,9 +28,12 @@ from ..models.base import MlpFamilyModel
 from ..models.registry import model_config
 from .cka import cka_matrix
 from .figures import cka_figure, order_study_figure, save_figure, token_mixing_figure
-from .order_study import order_invariance_study
+from .order_study import StudyInterrupted, StudyResult, order_invariance_study
 from .permutation import VARIANTS, Permutations
 from .token_mixing import analyze_token_mixing
+
+log = logging.getLogger(__name__)
+MIN_TEST_PER_CLASS = 10  # fewer test images per class: accuracies move in coarse steps
 
 
 def token_mixing_run(
@@ -60,6 +64,14 @@ def token_mixing_run(
 def _title(checkpoint: Any) -> str:
     """A short name for figures: the file name, or RUN/model for a training run's model dir."""
     return "" if isinstance(checkpoint, MlpFamilyModel) else checkpoint_label(checkpoint)
+
+
+def _short_name(label: str) -> str:
+    """A checkpoint label short enough for an axis: the run's or file's name, at most 24 chars
+    (``runs/mnist5k-mixer/model`` -> ``mnist5k-mixer``)."""
+    parts = [p for p in label.replace("\\", "/").split("/") if p and p not in ("model", ".")]
+    name = parts[-1] if parts else label
+    return name if len(name) <= 24 else name[:11] + "…" + name[-12:]
 
 
 def cka_images(
@@ -110,8 +122,11 @@ def cka_run(
     out = Path(out_dir)
     name_a = _title(checkpoint) or "model A"
     name_b = name_a if checkpoint_b is None else (_title(checkpoint_b) or "model B")
-    fig = cka_figure(result.cka, result.layers_a, result.layers_b, name_a, name_b,
-                     title=f"Linear CKA on {result.num_images} images")  # fmt: skip
+    short_a, short_b = _short_name(name_a), _short_name(name_b)
+    source = f"{dataset} test" if dataset else "image files"
+    across = "" if checkpoint_b is None else f": {short_a} vs {short_b}"
+    fig = cka_figure(result.cka, result.layers_a, result.layers_b, short_a, short_b,
+                     title=f"Linear CKA{across}, {result.num_images} {source} images")  # fmt: skip
     save_figure(fig, out / "cka.png")
     data = {"checkpoint_a": name_a, "checkpoint_b": name_b, **result.to_dict()}
     data["png"] = str(out / "cka.png")
@@ -144,22 +159,48 @@ def permutation_run(
     overrides = dict(model_overrides or {})
     train_x, train_y, info, config = _normalised_split(dataset, "train", model, overrides, limit)
     test_x, test_y, _, _ = _normalised_split(dataset, "test", model, overrides, limit)
+    if len(test_x) < MIN_TEST_PER_CLASS * info.num_classes:
+        log.warning(
+            "only %d test image(s) for %d classes: each is worth %.1f%% of an accuracy, so "
+            "the numbers are coarse (use --limit %d or more, or no --limit)",
+            len(test_x), info.num_classes, 100 / len(test_x),
+            MIN_TEST_PER_CLASS * info.num_classes,
+        )  # fmt: skip
     config = config.replace(**info.model_fields())
-    result = order_invariance_study((train_x, train_y), (test_x, test_y), config, **study_options)
+    try:
+        result = order_invariance_study(
+            (train_x, train_y), (test_x, test_y), config, **study_options
+        )
+    except StudyInterrupted as stop:  # Ctrl-C: keep the trainings that finished
+        data = _permutation_outputs(stop.partial, info, config, model, test_x, out_dir)
+        log.warning(
+            "stopped: the %d finished training(s) are in %s (partial)",
+            sum(len(v) for v in stop.partial.accuracy.values()), data["json"],
+        )  # fmt: skip
+        raise
+    return _permutation_outputs(result, info, config, model, test_x, out_dir)
+
+
+def _permutation_outputs(
+    result: StudyResult, info: Any, config: Any, model: str, test_x: torch.Tensor,
+    out_dir: str | os.PathLike[str],
+) -> dict[str, Any]:  # fmt: skip
+    """permutation.png and permutation.json of a study (``partial: true`` if it stopped)."""
     perms = Permutations.random(config.img_size, config.patch_size, result.settings["seed"])
-    example = test_x[:1] * torch.tensor(info.std).view(1, -1, 1, 1) + torch.tensor(info.mean).view(
-        1, -1, 1, 1
-    )
-    pictures = [_picture(perms.apply(example, v)[0]) for v in VARIANTS]
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (info.mean, info.std))
+    pictures = [_picture(perms.apply(test_x[:1] * std + mean, v)[0]) for v in VARIANTS]
     out = Path(out_dir)
+    stopped = "" if result.complete else ", stopped early"
     fig = order_study_figure(
         result.accuracy, pictures, VARIANTS,
         title=f"{info.name}: fixed pixel permutations, {config.patch_size[0]}x"
-        f"{config.patch_size[1]} patches ({result.settings['epochs']} epochs)",
+        f"{config.patch_size[1]} patches ({result.settings['epochs']} epochs, "
+        f"{result.num_train} training images{stopped})",
     )  # fmt: skip
     save_figure(fig, out / "permutation.png")
     data = {"dataset": info.name, "model": model, "config": config.to_dict(), **result.to_dict()}
-    data["png"] = str(out / "permutation.png")
+    data["partial"] = not result.complete
+    data["png"], data["json"] = str(out / "permutation.png"), str(out / "permutation.json")
     atomic_write_json(out / "permutation.json", data)
     return data
 

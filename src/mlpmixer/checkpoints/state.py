@@ -75,8 +75,8 @@ def apply_overrides(
     if new_classes != config.num_classes and not reset_head:
         raise CheckpointError(
             f"the checkpoint has {config.num_classes} classes but num_classes={new_classes} "
-            "was asked; pass reset_head=True (CLI: --reset-head) to replace the head with a "
-            "fresh one"
+            "was asked; pass reset_head=True to replace the head with a fresh one (on the "
+            "command line, mlpmixer finetune --checkpoint does)"
         )
     if reset_head:
         overrides.setdefault("class_names", None)

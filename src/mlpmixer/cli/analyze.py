@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich import box
 from rich.table import Table
@@ -14,9 +16,10 @@ from .app import (
     checkpoint_option,
     cli,
     console,
+    deprecated,
     err_console,
     int_list,
-    out_dir_option,
+    out_option,
     print_json,
 )
 
@@ -37,16 +40,16 @@ def analyze() -> None:
 @click.option("--blocks", default="1,2,3", show_default=True, help="Blocks to draw (1 = first).")
 @click.option("--units", type=POSITIVE_INT, default=32, show_default=True,
               help="Hidden units drawn per block.")  # fmt: skip
-@out_dir_option("analyze", "Writes tokens.json and tokens.png.")
+@out_option("analyze", "Writes tokens.json and tokens.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_json: bool) -> None:
+def analyze_tokens(checkpoint: str, blocks: str, units: int, out: str, as_json: bool) -> None:
     """Token-mixing hidden units as images on the patch grid (paper, Fig. 5).
 
     Units are paired with their most opposite unit and the pairs sorted by spatial frequency.
     """
     from ..analysis.runs import token_mixing_run
 
-    data = token_mixing_run(checkpoint, out_dir, int_list(blocks, "--blocks"), units)
+    data = token_mixing_run(checkpoint, out, int_list(blocks, "--blocks"), units)
     most = max(b["num_units"] for b in data["blocks"])
     if units > most:  # the figure shows what there is: say so rather than ignore the value
         err_console.print(
@@ -76,16 +79,16 @@ def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_js
 )
 @click.option("--num-images", type=POSITIVE_INT, default=256, show_default=True)
 @click.option("--batch-size", type=POSITIVE_INT, default=128, show_default=True)
-@out_dir_option("analyze", "Writes cka.json and cka.png.")
+@out_option("analyze", "Writes cka.json and cka.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
-                image_paths: tuple[str, ...], num_images: int, batch_size: int, out_dir: str,
+                image_paths: tuple[str, ...], num_images: int, batch_size: int, out: str,
                 as_json: bool) -> None:  # fmt: skip
     """Linear CKA between the stem and every block's output, as a heatmap."""
     from ..analysis.runs import cka_run
 
     data = cka_run(
-        checkpoint, out_dir, dataset, list(image_paths), checkpoint_b, num_images, batch_size
+        checkpoint, out, dataset, list(image_paths), checkpoint_b, num_images, batch_size
     )
     if as_json:
         print_json(data)
@@ -98,6 +101,35 @@ def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
         table.add_row(name, *(f"{v:.2f}" for v in row))
     console.print(table)
     console.print(f"wrote {data['png']}", highlight=False)
+
+
+MODEL_OVERRIDES = "model.overrides."
+
+
+def parse_model_sets(sets: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """``--set model.overrides.FIELD=VALUE`` (train's spelling) as (FIELD, value) pairs; the
+    old bare ``FIELD=VALUE`` still works, with a deprecation warning."""
+    from ..train.config import parse_assignment
+
+    pairs = []
+    for item in sets:
+        if "=" not in item:
+            raise click.BadParameter(
+                f"expected {MODEL_OVERRIDES}FIELD=VALUE, got {item!r}", param_hint="--set"
+            )
+        # the one --set reader: bounded YAML (no aliases, limited nesting), errors name the key
+        key, value = parse_assignment(item)
+        if key.startswith(MODEL_OVERRIDES):
+            key = key.removeprefix(MODEL_OVERRIDES)
+        elif "." in key:
+            raise click.BadParameter(
+                f"{key}: only model fields can be set here ({MODEL_OVERRIDES}FIELD=VALUE)",
+                param_hint="--set",
+            )
+        else:
+            deprecated(f"--set {key}=...", f"--set {MODEL_OVERRIDES}{key}=...")
+        pairs.append((key, value))
+    return pairs
 
 
 @analyze.command("permutation")
@@ -114,8 +146,9 @@ def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
     "--set",
     "sets",
     multiple=True,
-    metavar="FIELD=VALUE",
-    help="Override a Mixer config field, e.g. --set hidden_dim=64 (repeatable).",
+    metavar="model.overrides.FIELD=VALUE",
+    help="Override a Mixer config field as train does, e.g. --set model.overrides.hidden_dim=64 "
+    "(repeatable).",
 )
 @click.option("--epochs", type=POSITIVE_INT, default=30, show_default=True)
 @click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True)
@@ -135,11 +168,11 @@ def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
     show_default=True,
     help="Epochs of the float64 exact check (0 skips it).",
 )
-@out_dir_option("analyze", "Writes permutation.json and permutation.png.")
+@out_option("analyze", "Writes permutation.json and permutation.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs: int,
                         batch_size: int, lr: float, seed: int, cnn_width: int,
-                        limit: int | None, exact_epochs: int, out_dir: str,
+                        limit: int | None, exact_epochs: int, out: str,
                         as_json: bool) -> None:  # fmt: skip
     """Order invariance: Mixer and a CNN trained on original, patch+pixel- and globally-permuted images.
 
@@ -147,17 +180,10 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
     initialisation is the plain Mixer with its weights permuted.
     """
     from ..analysis.runs import permutation_run
-    from ..train.config import parse_assignment
 
-    overrides = {}
-    for item in sets:
-        if "=" not in item:
-            raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--set")
-        # the one --set reader: bounded YAML (no aliases, limited nesting), errors name the key
-        key, value = parse_assignment(item)
-        overrides[key] = value
+    overrides = dict(parse_model_sets(sets))
     data = permutation_run(
-        dataset, out_dir, model, overrides, epochs=epochs, seed=seed, cnn_width=cnn_width,
+        dataset, out, model, overrides, epochs=epochs, seed=seed, cnn_width=cnn_width,
         exact_epochs=exact_epochs, batch_size=batch_size, lr=lr, limit=limit,
     )  # fmt: skip
     if as_json:

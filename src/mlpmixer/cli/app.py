@@ -148,6 +148,68 @@ FRACTION = _FiniteFloatRange(min=0, max=1, min_open=True)  # crop_pct: (0, 1]
 SEED = click.IntRange(0, 2**32 - 1)  # numpy's and the DataLoader's generators take < 2**32
 
 
+class ImageSize(click.ParamType):
+    """``--img-size``: one size, ``N`` (square) or ``HxW``; the same meaning in every command."""
+
+    name = "N|HxW"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | tuple[int, int]:
+        if isinstance(value, int | tuple):
+            return value
+        parts = str(value).lower().replace(",", "x").split("x")
+        try:
+            sizes = [int(p) for p in parts]
+        except ValueError:
+            sizes = []
+        if len(sizes) not in (1, 2) or min(sizes) < 1:
+            self.fail(f"{value!r} is not a size: give N (square) or HxW, e.g. 448 or 224x448")
+        return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
+
+
+IMG_SIZE = ImageSize()
+
+
+def as_pair(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """An ``--img-size`` value as (H, W)."""
+    return (size, size) if isinstance(size, int) else size
+
+
+def img_size_option(help_text: str) -> Any:
+    """``--img-size N|HxW`` as every command spells it."""
+    return click.option("--img-size", type=IMG_SIZE, default=None, help=help_text)
+
+
+def resolved_device(ctx: Any, param: Any, value: str) -> str:
+    """``--device`` of one-process commands: ``auto`` becomes cuda when available, else cpu."""
+    from ..devices import auto_device
+
+    return str(checked_device(ctx, param, auto_device(value)))
+
+
+def device_option(what: str = "") -> Any:
+    """``--device`` as every command spells it: auto (a GPU when there is one) by default."""
+    return click.option(
+        "--device", default="auto", show_default=True, callback=resolved_device,
+        help=f"auto (cuda when available, else cpu), cpu, cuda, cuda:N{what}.",
+    )  # fmt: skip
+
+
+def precision_option(help_text: str = "fp32, or bf16/fp16 autocast.") -> Any:
+    """``--precision`` as every command spells it."""
+    return click.option(
+        "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+        show_default=True, help=help_text,
+    )  # fmt: skip
+
+
+def workers_option() -> Any:
+    """``--workers``: DataLoader processes that read and resize images."""
+    return click.option(
+        "--workers", type=click.IntRange(min=0), default=0, show_default=True,
+        help="Data-loading processes (0: in this process).",
+    )  # fmt: skip
+
+
 def checked_device(ctx: Any, param: Any, value: str | None) -> str | None:
     """``--device`` callback: an unknown or absent device is bad input, before any work."""
     from ..devices import check_device
@@ -199,6 +261,80 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
+# The one dialect of every command (tests/test_cli_dialect.py checks each command against it):
+# output locations are --out, the device --device (default auto), the number format
+# --precision, data-loading processes --workers, and --img-size is one size (N or HxW).
+# Old spellings still work for a while, with a one-line deprecation warning on stderr.
+DEPRECATED_OPTIONS = {
+    "--out-dir": "--out",
+    "--output": "--out",
+    "--dtype": "--precision",
+}
+
+
+def _split_option(arg: str) -> tuple[str, str | None]:
+    name, sep, value = arg.partition("=")
+    return (name, value) if sep and arg.startswith("--") else (arg, None)
+
+
+def _is_int(text: str) -> bool:
+    return text.isdigit()
+
+
+def modern_args(command: click.Command, args: list[str]) -> list[str]:
+    """``args`` with deprecated option spellings replaced by the dialect's, each replacement
+    announced once on stderr; ``--img-size H W`` (two numbers) becomes ``--img-size HxW``."""
+    names = {n for p in command.params for n in getattr(p, "opts", [])}
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out += args[i:]
+            break
+        name, value = _split_option(arg)
+        new = DEPRECATED_OPTIONS.get(name)
+        if new and name not in names and new in names:
+            deprecated(name, new)
+            arg = new if value is None else f"{new}={value}"
+        if arg == "--img-size" and _pair_follows(args, i):
+            deprecated("--img-size H W", "--img-size HxW")
+            out += [arg, f"{args[i + 1]}x{args[i + 2]}"]
+            i += 3
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _pair_follows(args: list[str], i: int) -> bool:
+    return i + 2 < len(args) and _is_int(args[i + 1]) and _is_int(args[i + 2])
+
+
+def deprecated(old: str, new: str) -> None:
+    """One line on stderr: ``old`` still works, for a while; ``new`` is the dialect's."""
+    sys.stderr.write(f"warning: {old} is deprecated and will be removed; use {new}\n")
+
+
+class MixerCommand(click.Command):
+    """A command that speaks the dialect: old option spellings are translated (with a warning)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, modern_args(self, args))
+        show_library_log(as_json=bool(ctx.params.get("as_json")))
+        return rest
+
+
+class MixerSubgroup(click.Group):
+    """A command group (``analyze``) whose commands speak the dialect."""
+
+    command_class = MixerCommand
+
+
+MixerGroup.command_class = MixerCommand
+MixerGroup.group_class = MixerSubgroup
+
+
 @click.group(cls=MixerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.version_option(package_name="mlpmixer")
@@ -236,37 +372,75 @@ class StderrLines(logging.Handler):
             self.handleError(record)
 
 
-def progress_wanted() -> bool:
-    """Progress lines when stderr is a terminal; MLPMIXER_PROGRESS=1 forces them (logs, CI),
-    =0 silences them. Never on stdout: --json stays parseable."""
+def progress_wanted(as_json: bool = False) -> bool:
+    """Progress lines on stderr unless the command prints ``--json`` (a program reads it, and
+    may read stderr too), whether or not stderr is a terminal: a redirected run must not be
+    silent for minutes. MLPMIXER_PROGRESS=1 forces them, =0 silences them."""
     setting = os.environ.get("MLPMIXER_PROGRESS", "auto")
-    return setting == "1" or (setting == "auto" and sys.stderr.isatty())
+    return setting == "1" or (setting == "auto" and not as_json)
 
 
-def show_library_log() -> None:
-    """Show what the library logs (INFO and up on the ``mlpmixer`` logger) on stderr: one
-    handler, installed once; whether progress lines show is decided again for each command."""
+def _library_handler() -> StderrLines:
     logger = logging.getLogger("mlpmixer")
-    logger.setLevel(logging.INFO)
     handler = next((h for h in logger.handlers if isinstance(h, StderrLines)), None)
     if handler is None:
         handler = StderrLines()
         logger.addHandler(handler)
-    handler.show_progress = progress_wanted()
+    return handler
+
+
+def show_library_log(as_json: bool = False) -> None:
+    """Show what the library logs (INFO and up on the ``mlpmixer`` logger) on stderr: one
+    handler, installed once; whether progress lines show is decided again for each command."""
+    logging.getLogger("mlpmixer").setLevel(logging.INFO)
+    _library_handler().show_progress = progress_wanted(as_json)
 
 
 RESULTS = "results"
 
 
-def out_dir_option(command: str, writes: str) -> Any:
-    """``--out-dir`` with the default ``results/<command>``; ``writes`` says what goes there."""
+def out_option(command: str, writes: str) -> Any:
+    """``--out DIR`` with the default ``results/<command>``; ``writes`` says what goes there."""
     return click.option(
-        "--out-dir",
+        "--out",
         callback=dir_or_new,  # /dev/null or a file: a usage error, not a crash
         default=f"{RESULTS}/{command}",
         show_default=True,
         help=writes,
     )
+
+
+def beside_checkpoint_option(writes: str) -> Any:
+    """``--out DIR`` of the commands that measure a checkpoint (eval, predict, fewshot):
+    by default the results go next to the checkpoint (`beside_checkpoint`), never to ./results."""
+    return click.option(
+        "--out", callback=dir_or_new, default=None,
+        help=f"{writes} Default: next to the checkpoint (RUN/<command>-<data>/ for a run's "
+        "model); for a hub id or URL nothing is written unless --out is given.",
+    )  # fmt: skip
+
+
+def beside_checkpoint(checkpoint: str, folder: str) -> Path | None:
+    """Where results about ``checkpoint`` go by default: ``folder`` inside its run directory
+    (for RUN, RUN/model or RUN/checkpoints/last.pt), or next to a local checkpoint file or
+    folder; None for a hub id or URL (no local place)."""
+    from ..checkpoints.run_dir import is_run_dir
+
+    path = Path(checkpoint).expanduser()
+    if "://" in checkpoint or ":" in checkpoint.split("/")[0] or not path.exists():
+        return None
+    base = path if path.is_dir() else path.parent
+    for candidate in (base, base.parent):
+        if is_run_dir(candidate):
+            return candidate / folder
+    return (base.parent if path.is_dir() else base) / folder
+
+
+def slug(text: str) -> str:
+    """``text`` (a data set name or path) as one safe path component."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip("/").split("/")[-1]).strip("-") or "data"
 
 
 def int_list(value: str, name: str) -> list[int]:

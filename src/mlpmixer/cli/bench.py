@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ from .app import (
     NON_NEGATIVE_FLOAT,
     NON_NEGATIVE_INT,
     POSITIVE_INT,
-    checked_device,
     cli,
     console,
+    device_option,
+    precision_option,
     print_json,
     regular_file_or_new,
 )
@@ -26,16 +28,8 @@ from .app import (
 @click.option("--model", "model_name", default=None, help="Registered model name (see `models`).")
 @click.option("--checkpoint", default=None, help="Or any checkpoint `load_model` reads.")
 @click.option("--batch-size", type=POSITIVE_INT, default=32, show_default=True)
-@click.option(
-    "--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True
-)
-@click.option(
-    "--device",
-    default="cpu",
-    show_default=True,
-    help="cpu, cuda or cuda:N.",
-    callback=checked_device,
-)
+@precision_option("Number format: fp32, or bf16/fp16 (weights cast; see --infer-autocast).")
+@device_option()
 @click.option(
     "--mode", type=click.Choice(["infer", "train", "both"]), default="both", show_default=True
 )
@@ -101,7 +95,7 @@ from .app import (
     callback=lambda ctx, param, value: regular_file_or_new(value, "--out"),
     help="Write JSON here too.",
 )
-def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype: str, device: str,
+def bench(model_name: str | None, checkpoint: str | None, batch_size: int, precision: str, device: str,
           mode: str, compile_model: bool, compile_mode: str | None, freeze: bool,
           infer_autocast: bool, compare: bool, grad_checkpointing: bool, latency: bool,
           threads: int | None, warmup: int, repeats: int, min_time: float, peak: bool,
@@ -113,17 +107,19 @@ def bench(model_name: str | None, checkpoint: str | None, batch_size: int, dtype
     from ..bench.run import BenchOptions, benchmark
     from ..errors import ConfigError
     from ..fileio import atomic_write_json
+    from ..progress import Heartbeat
 
     if (model_name is None) == (checkpoint is None):
         raise ConfigError("give exactly one of --model NAME or --checkpoint PATH")
     options = BenchOptions(
-        batch_size=batch_size, dtype=dtype, device=device, mode=mode, compile=compile_model,
+        batch_size=batch_size, dtype=precision, device=device, mode=mode, compile=compile_model,
         compile_mode=compile_mode, freeze=freeze, infer_autocast=infer_autocast,
         compare=compare, grad_checkpointing=grad_checkpointing, latency=latency,
         threads=threads, warmup=warmup, repeats=repeats, min_time_s=min_time, peak=peak,
         gelu=gelu,
     )  # fmt: skip
-    result = benchmark(model_name or checkpoint, options)
+    with Heartbeat(logging.getLogger("mlpmixer.bench"), "bench"):  # a line at least every ~10 s
+        result = benchmark(model_name or checkpoint, options)
     if out is not None:
         atomic_write_json(out, result)
     if as_json:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..checkpoints.load import WRITABLE_FORMATS
 from ..errors import EXIT_BAD_INPUT
-from .app import POSITIVE_INT, cli, console, err_console, print_json, printable
+from .app import as_pair, cli, console, err_console, img_size_option, print_json, printable
 
 
 @cli.command()
@@ -61,7 +61,7 @@ def models(pattern: str, as_json: bool, pretrained: bool) -> None:
             r["name"], f"{r['params_m']:.2f}", paper, f"{r['gflops']:.2f}", size,
             str(r["tokens"]), str(r["hidden_dim"]), str(r["blocks"]),
         )  # fmt: skip
-    console.print(table)
+    wide_console(table).print(table)
     console.print(
         "GFLOPs: 2 x multiply-adds of one forward pass of one image. paper M: the paper's "
         "Table 1, which counts parameters without the 1000-way head."
@@ -70,9 +70,7 @@ def models(pattern: str, as_json: bool, pretrained: bool) -> None:
 
 @cli.command()
 @click.argument("checkpoint")
-@click.option(
-    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
-)
+@img_size_option("Image size, N or HxW, where the file does not say (non-square grids).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> None:
     """Show a checkpoint's format, inferred architecture and classes.
@@ -89,7 +87,7 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        read = read_checkpoint(checkpoint, img_size=img_size)
+        read = read_checkpoint(checkpoint, img_size=as_pair(img_size))
     problem = None
     try:
         check_loadable(read)
@@ -145,9 +143,7 @@ def _print_info(checkpoint: str, summary: dict[str, Any]) -> None:
     default=None,
     help="Output format (default from DESTINATION: .npz official, .pth/.pt/.bin timm, else native).",
 )
-@click.option(
-    "--img-size", type=POSITIVE_INT, nargs=2, default=None, help="H W, for non-square grids."
-)
+@img_size_option("Image size, N or HxW, where the file does not say (non-square grids).")
 def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> None:
     """Convert any readable checkpoint (native, official .npz, timm, deit ResMLP, lucidrains)
     to the native, official .npz (Mixers only), timm or bare state-dict format."""
@@ -159,13 +155,22 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
         raise click.BadParameter(  # /dev/null, a FIFO: never replaced, never written into
             f"{destination} exists and is not a regular file or folder", param_hint="DESTINATION"
         )
-    options = {"img_size": img_size} if img_size else {}
+    options = {"img_size": as_pair(img_size)} if img_size else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = convert_checkpoint(source, destination, format=fmt, **options)
     for w in caught:
         err_console.print(f"warning: {w.message}", highlight=False)
     console.print(f"wrote {out}")
+
+
+def wide_console(table: Table) -> Console:
+    """The console, or, in a pipe (``| cat``, ``| less``), one as wide as ``table`` needs:
+    rich takes 80 columns there and cut the last columns to "…"."""
+    if console.is_terminal:
+        return console
+    width = Console(width=10_000).measure(table).maximum
+    return Console(width=max(console.width, width), markup=False, highlight=False)
 
 
 def _print_pretrained(names: list[str], as_json: bool) -> None:

@@ -9,21 +9,37 @@ from rich import box
 from rich.table import Table
 
 from ..errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, atomic_write_text
 from .app import (
     FRACTION,
     POSITIVE_INT,
-    checked_device,
+    beside_checkpoint,
+    beside_checkpoint_option,
     checkpoint_option,
     cli,
     console,
+    device_option,
     err_console,
     floats,
     int_list,
-    out_dir_option,
+    precision_option,
     print_json,
     printable,
+    slug,
+    workers_option,
 )
+
+
+def _out(out: str | None, checkpoint: str, folder: str) -> Path | None:
+    """``--out``, else the default place next to the checkpoint (None: nothing to write)."""
+    return Path(out) if out is not None else beside_checkpoint(checkpoint, folder)
+
+
+def _not_written(what: str) -> None:
+    err_console.print(
+        f"{what} not written: the checkpoint is not a local path; give --out DIR to keep it",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
 
 
 @cli.command("eval")
@@ -33,41 +49,48 @@ from .app import (
 )
 @click.option("--split", default="test", show_default=True, help="train or test (val).")
 @click.option("--batch-size", type=POSITIVE_INT, default=256, show_default=True)
-@click.option(
-    "--device",
-    default="cpu",
-    show_default=True,
-    help="cpu, cuda, cuda:N.",
-    callback=checked_device,
-)
+@device_option()
+@precision_option()
+@workers_option()
 @click.option("--mean", default=None, help="Override the checkpoint's mean, e.g. 0.5,0.5,0.5.")
 @click.option("--std", default=None, help="Override the checkpoint's std.")
 @click.option("--crop-pct", type=FRACTION, default=None, help="Override the checkpoint's crop_pct.")
 @click.option("--interpolation", default=None, help="Override: nearest, bilinear, bicubic, area.")
 @click.option("--root", default=None, help="Where named data sets live (default $MLPMIXER_DATA).")
-@out_dir_option("eval", "Writes eval.json and confusion.png.")
+@beside_checkpoint_option("Writes eval.json, confusion.png and confused_pairs.txt here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int, device: str,
-                     mean: str | None, std: str | None, crop_pct: float | None,
-                     interpolation: str | None, root: str | None, out_dir: str, as_json: bool) -> None:  # fmt: skip
+                     precision: str, workers: int, mean: str | None, std: str | None,
+                     crop_pct: float | None, interpolation: str | None, root: str | None,
+                     out: str | None, as_json: bool) -> None:  # fmt: skip
     """Top-1, top-5, per-class accuracy, loss and a confusion matrix on a data set split.
 
     Images are prepared with the checkpoint's config (size, channels, crop, interpolation,
     mean, std) unless overridden. Example: mlpmixer eval --checkpoint runs/digits/model --dataset digits
     """
+    from ..devices import precision_context
     from ..evaluate import evaluate_checkpoint, save_confusion_png
+    from ..evaluate.confusion import confused_pairs_text, top_confused
     from ..layout import checkpoint_label
 
-    result, _ = evaluate_checkpoint(
-        checkpoint, dataset, split, batch_size, device=device, mean=floats(mean, "--mean"),
-        std=floats(std, "--std"), crop_pct=crop_pct, interpolation=interpolation, root=root,
-    )  # fmt: skip
-    out = Path(out_dir)
+    with precision_context(device, precision):
+        result, _ = evaluate_checkpoint(
+            checkpoint, dataset, split, batch_size, num_workers=workers, device=device,
+            mean=floats(mean, "--mean"), std=floats(std, "--std"), crop_pct=crop_pct,
+            interpolation=interpolation, root=root,
+        )  # fmt: skip
+    where = _out(out, checkpoint, f"eval-{slug(dataset)}-{split}")
     data = {"checkpoint": checkpoint, "dataset": dataset, "split": split, **result.to_dict()}
-    data["png"] = str(out / "confusion.png")
-    title = f"{checkpoint_label(checkpoint)} on {dataset} ({split}): top-1 {100 * result.top1:.2f}%"
-    save_confusion_png(out / "confusion.png", result.confusion, result.class_names, title)
-    atomic_write_json(out / "eval.json", data)
+    data["precision"] = precision
+    data["top_confused"] = top_confused(result.confusion, result.class_names)
+    if where is not None:
+        atomic_write_text(where / "confused_pairs.txt", confused_pairs_text(data["top_confused"]))
+        data["png"] = str(where / "confusion.png")
+        title = (
+            f"{checkpoint_label(checkpoint)} on {dataset} ({split}): top-1 {100 * result.top1:.2f}%"
+        )
+        save_confusion_png(where / "confusion.png", result.confusion, result.class_names, title)
+        atomic_write_json(where / "eval.json", data)
     if as_json:
         print_json(data)
         return
@@ -89,7 +112,12 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
         per_class.add_row(printable(name), str(count), "-" if acc is None else f"{100 * acc:.1f}%")
     if len(result.class_names) <= 30:
         console.print(per_class)
-    console.print(f"wrote {out / 'eval.json'} and {out / 'confusion.png'}", highlight=False)
+    else:  # too many classes for a table (and the picture): the most frequent mistakes
+        console.print(confused_pairs_text(data["top_confused"][:10]), highlight=False, end="")
+    if where is None:
+        _not_written("eval.json")
+    else:
+        console.print(f"wrote {where / 'eval.json'} and {where / 'confusion.png'}", highlight=False)
 
 
 @cli.command()
@@ -97,11 +125,13 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
 @checkpoint_option
 @click.option("--top-k", type=POSITIVE_INT, default=5, show_default=True)
 @click.option("--batch-size", type=POSITIVE_INT, default=32, show_default=True)
-@click.option("--device", default="cpu", show_default=True, callback=checked_device)
-@out_dir_option("predict", "Writes predictions.json.")
+@device_option()
+@precision_option()
+@workers_option()
+@beside_checkpoint_option("Writes predictions.json here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
 def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: int, device: str,
-            out_dir: str, as_json: bool) -> None:  # fmt: skip
+            precision: str, workers: int, out: str | None, as_json: bool) -> None:  # fmt: skip
     """Top-k classes with probabilities for image files (directories are searched).
 
     Any image PIL reads (JPEG, PNG, WebP, grayscale, RGBA, 16-bit); resized and cropped as
@@ -109,12 +139,19 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
     still predicted, and the exit status is then 1 (2 when no image could be read).
     """
     from ..checkpoints import load_model
+    from ..devices import precision_context
     from ..evaluate import predict_files
     from ..evaluate.predict import NOT_FINITE
 
-    report = predict_files(load_model(checkpoint), list(images), top_k, batch_size, device)
+    model = load_model(checkpoint)
+    with precision_context(device, precision):
+        report = predict_files(model, list(images), top_k, batch_size, device, num_workers=workers)
     data = {"checkpoint": checkpoint, **report.to_dict()}
-    atomic_write_json(Path(out_dir) / "predictions.json", data)
+    where = _out(out, checkpoint, "predict")
+    if where is not None:
+        atomic_write_json(where / "predictions.json", data)
+    elif not as_json:
+        _not_written("predictions.json")
     if as_json:
         print_json(data)
     else:  # one line per image: paths are never cut, and the output greps well
@@ -157,24 +194,31 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
     help="Held-out images per class that choose the l2 regulariser.",
 )
 @click.option("--batch-size", type=POSITIVE_INT, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True, callback=checked_device)
-@out_dir_option("fewshot", "Writes fewshot.json.")
+@device_option()
+@precision_option()
+@workers_option()
+@beside_checkpoint_option("Writes fewshot.json here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def fewshot(checkpoint: str, dataset: str, shots: str, seeds: int, heldout_per_class: int,
-            batch_size: int, device: str, out_dir: str, as_json: bool) -> None:  # fmt: skip
+            batch_size: int, device: str, precision: str, workers: int, out: str | None,
+            as_json: bool) -> None:  # fmt: skip
     """Few-shot linear probes on frozen features, as in the paper.
 
     Closed-form l2-regularised least squares onto {-1, +1} one-vs-all targets; the
     regulariser is picked on held-out training images; test accuracy averaged over seeds.
     """
+    from ..devices import precision_context
     from ..evaluate.fewshot import fewshot_checkpoint
 
-    result = fewshot_checkpoint(
-        checkpoint, dataset, int_list(shots, "--shots"), list(range(seeds)), batch_size,
-        device, heldout_per_class=heldout_per_class,
-    )  # fmt: skip
+    with precision_context(device, precision):
+        result = fewshot_checkpoint(
+            checkpoint, dataset, int_list(shots, "--shots"), list(range(seeds)), batch_size,
+            device, num_workers=workers, heldout_per_class=heldout_per_class,
+        )  # fmt: skip
     data = {"checkpoint": checkpoint, "dataset": dataset, **result.to_dict()}
-    atomic_write_json(Path(out_dir) / "fewshot.json", data)
+    where = _out(out, checkpoint, f"fewshot-{slug(dataset)}")
+    if where is not None:
+        atomic_write_json(where / "fewshot.json", data)
     if as_json:
         print_json(data)
         return
@@ -189,4 +233,7 @@ def fewshot(checkpoint: str, dataset: str, shots: str, seeds: int, heldout_per_c
             str(len(r.accuracies)),
         )
     console.print(table)
-    console.print(f"wrote {Path(out_dir) / 'fewshot.json'}", highlight=False)
+    if where is None:
+        _not_written("fewshot.json")
+    else:
+        console.print(f"wrote {where / 'fewshot.json'}", highlight=False)

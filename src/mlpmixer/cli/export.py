@@ -16,18 +16,18 @@ from .app import RESULTS, checkpoint_option, cli, console, print_json, regular_f
     "fmt",
     type=click.Choice(["onnx", "torchscript", "exported-program"]),
     default=None,
-    help="Default: from --output's suffix (.onnx, .ts/.pt, .pt2), else onnx.",
+    help="Default: from --out's suffix (.onnx, .ts/.pt, .pt2), else onnx.",
 )
 @click.option(
-    "--output",
+    "--out",
     default=None,
-    callback=lambda ctx, param, v: v and str(regular_file_or_new(Path(v), "--output")),
+    callback=lambda ctx, param, v: v and str(regular_file_or_new(Path(v), "--out")),
     help="File to write (default results/export/<name>.onnx|.ts|.pt2).",
 )
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
 @click.option("--no-verify", is_flag=True, help="Skip running the file against PyTorch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def export(checkpoint: str, fmt: str, output: str | None, opset: int | None, no_verify: bool,
+def export(checkpoint: str, fmt: str, out: str | None, opset: int | None, no_verify: bool,
            as_json: bool) -> None:  # fmt: skip
     """Export for deployment with a dynamic batch dimension, then check it against PyTorch.
 
@@ -37,12 +37,12 @@ def export(checkpoint: str, fmt: str, output: str | None, opset: int | None, no_
     from ..checkpoints import load_model
     from ..export import DEFAULT_SUFFIX, export_model, resolve_format
 
-    if output is None:
+    if out is None:
         fmt = fmt or "onnx"
         name = Path(checkpoint.rstrip("/")).stem + DEFAULT_SUFFIX[fmt]
         path = Path(RESULTS, "export", name)
     else:
-        path = Path(output)
+        path = Path(out)
         fmt = resolve_format(path, fmt) if fmt or path.suffix else "onnx"
     if opset is not None and fmt != "onnx":  # never ignored without a word
         raise click.BadParameter(f"applies to ONNX only; {path} is {fmt}", param_hint="--opset")

@@ -21,7 +21,8 @@ from ..layout import (
     SKIPPED_FILE,
     SUMMARY_FILE,
 )
-from ..train import TrainConfig, load_config, preset
+from ..train import TrainConfig, load_config
+from ..train.presets import resolve_config
 from .app import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
@@ -30,6 +31,7 @@ from .app import (
     cli,
     console,
     dir_or_new,
+    img_size_option,
     print_json,
     printable,
 )
@@ -50,6 +52,7 @@ def flag_overrides(**flags: Any) -> list[str]:
         "precision": "train.precision",
         "img_size": "model.img_size",
         "skip_bad_images": "data.skip_bad_images",
+        "workers": "data.num_workers",
     }
     unknown = sorted(set(flags) - set(keys))
     if unknown:
@@ -66,35 +69,44 @@ def assemble_config(
     config_file: str | None = None,
     dataset: str | None = None,
     sets: Sequence[str] = (),
+    *,
+    model: str | None = None,
     **flags: Any,
 ) -> TrainConfig:
-    """The config of ``mlpmixer train``: a file or the data set's preset, then flags, then ``--set``.
+    """The config ``mlpmixer train`` runs: `resolve_config` (the one `mlpmixer.train.train`
+    uses) of the config file, ``--dataset``, ``--model``, then the flags, then ``--set``."""
+    base, overrides = _config_pieces(config_file, sets, flags)
+    return resolve_config(base, dataset=dataset, model=model, overrides=overrides)
 
-    ``--model NAME`` without a config file means that registered model as it is: the preset's
-    architecture overrides (e.g. the digits default's re-sizing) are dropped.
-    """
-    config = load_config(config_file) if config_file else preset(dataset)
-    if flags.get("model") and not config_file:
-        config = config.replace(model={"overrides": {}, "img_size": None})
-    return config.override([*flag_overrides(dataset=dataset, **flags), *sets])
+
+def _config_pieces(
+    config_file: str | None, sets: Sequence[str], flags: dict[str, Any]
+) -> tuple[TrainConfig | None, list[str]]:
+    """(the config file's config or None, the flags and ``--set`` as overrides)."""
+    base = load_config(config_file) if config_file else None
+    return base, [*flag_overrides(**flags), *sets]
 
 
 def _train_options(func: Any) -> Any:
     """Flags shared by ``train`` and ``finetune`` (each becomes a ``--set`` override)."""
     options = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-                     help="YAML config (default: the data set's built-in recipe)."),
+                     help="YAML config (default: train: the data set's recipe, configs/<data set>.yaml; finetune: configs/finetune.yaml)."),
         click.option("--epochs", type=POSITIVE_INT, default=None, help="Epochs (train.epochs)."),
         click.option("--steps", type=POSITIVE_INT, default=None, help="Total optimizer steps (train.steps; overrides epochs)."),
         click.option("--batch-size", type=POSITIVE_INT, default=None, help="Global batch size, over all processes."),
         click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate (optim.lr)."),
         click.option("--seed", type=SEED, default=None, help="Seed of initialisation, data order and augmentation."),
         click.option("--device", default=None, callback=checked_device,
-                     help="auto, cpu, cuda, cuda:N (train.device)."),
+                     help="auto (the default: cuda when available, else cpu), cpu, cuda, cuda:N (train.device)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
                      help="bf16 autocast (CPU/GPU) or fp16 with loss scaling (GPU)."),
         click.option("--out", callback=dir_or_new, default=None,
                      help="Run directory (default runs/<dataset>-<model>-<time>)."),
+        img_size_option("Training resolution, N or HxW (default: the recipe's, or the data's)."),
+        click.option("--workers", type=click.IntRange(min=0), default=None,
+                     help="Data-loading processes (data.num_workers; default: 0 for in-memory "
+                     "data, else this process's CPUs minus one, at most 32)."),
         click.option("--skip-bad-images", is_flag=True, default=False,
                      help="Leave unreadable image files out (listed in RUN/skipped_images.txt) instead of stopping."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -183,34 +195,34 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
             raise click.UsageError("--resume takes the config from RUN_DIR; drop --config")
         overrides = [*flag_overrides(model=model, dataset=dataset, **flags), *sets]
         result = run_training(resume=resume, overrides=overrides)
-    else:
-        config = assemble_config(config_file, dataset, sets, model=model, **flags)
-        result = run_training(config)
+    else:  # the library's own path: train(None) is the digits recipe, as here
+        base, overrides = _config_pieces(config_file, sets, flags)
+        result = run_training(base, dataset=dataset, model=model, overrides=overrides)
     _report_run(result, as_json)
 
 
 @cli.command()
 @click.option(
+    "--checkpoint",
     "--from",
     "checkpoint",
     required=True,
     metavar="CHECKPOINT",
-    help="Pre-trained weights: run directory model/, .npz, timm file or hub id.",
+    help="Pre-trained weights: run directory, model/, .npz, timm file or hub id (--from: the same).",
 )
 @click.option("--dataset", required=True, help="Data set to fine-tune on (as for train).")
-@click.option(
-    "--img-size",
-    type=POSITIVE_INT,
-    default=None,
-    help="Fine-tuning resolution, a multiple of the patch size; token mixing is tiled "
-    "block-diagonally (e.g. 448) or resampled (e.g. 384).",
-)
 @_train_options
-def finetune(checkpoint: str, dataset: str, img_size: int | None, config_file: str | None,
-             sets: tuple[str, ...], as_json: bool, **flags: Any) -> None:  # fmt: skip
-    """Fine-tune a checkpoint: SGD momentum 0.9, cosine, clipping at 1, a fresh head.
+def finetune(checkpoint: str, dataset: str, config_file: str | None,
+             sets: tuple[str, ...], as_json: bool, img_size: Any = None, **flags: Any) -> None:  # fmt: skip
+    """Fine-tune a checkpoint with the paper's recipe and a fresh head.
 
-    Example: mlpmixer finetune --from hf-hub:timm/mixer_b16_224.goog_in21k --dataset cifar10 --img-size 448
+    Default config (without --config): configs/finetune.yaml, i.e. SGD momentum 0.9, lr
+    0.003, batch 512, 10k steps, cosine after 500 warmup steps, clipping at 1, no weight
+    decay, inception crop + flips; digit data sets (digits, mnist5k, mnist, fashion-mnist) keep
+    their own recipe's augmentation instead. A warmup longer than 20% of the run (e.g. with
+    --steps 200) is scaled to 5% of it, with a notice.
+
+    Example: mlpmixer finetune --checkpoint hf-hub:timm/mixer_b16_224.goog_in21k --dataset cifar10 --img-size 448
     """
     from ..train import finetune_config, load_config
     from ..train import train as run_training

@@ -1,9 +1,12 @@
-"""The confusion matrix as a PNG: rows are true classes, columns predictions, rows sum to 1."""
+"""The confusion matrix as a PNG (rows are true classes, columns predictions, rows sum to 1)
+and its most frequent mistakes as a list: with hundreds of classes the picture has about a
+pixel per class, and the list is what a reader can use."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -40,6 +43,38 @@ def confusion_figure(
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+def top_confused(
+    confusion: Sequence[Sequence[int]], class_names: Sequence[str], k: int = 20
+) -> list[dict[str, Any]]:
+    """The ``k`` most frequent mistakes, most first: true class, predicted class, count and
+    the share of the true class's images (ties by class order)."""
+    counts = np.asarray(confusion, dtype=np.int64)
+    totals = counts.sum(1)
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:k]
+    pairs = []
+    for flat in order:
+        i, j = divmod(int(flat), len(counts))
+        if off[i, j] == 0:
+            break
+        pairs.append({
+            "true": class_names[i], "predicted": class_names[j], "count": int(off[i, j]),
+            "share_of_true_class": float(off[i, j] / max(totals[i], 1)),
+        })  # fmt: skip
+    return pairs
+
+
+def confused_pairs_text(pairs: Sequence[dict[str, Any]]) -> str:
+    """``pairs`` (`top_confused`) as lines: ``count  share  true -> predicted``."""
+    lines = ["count  share  true -> predicted"]
+    lines += [
+        f"{p['count']:5d}  {100 * p['share_of_true_class']:4.1f}%  {p['true']} -> {p['predicted']}"
+        for p in pairs
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def save_confusion_png(

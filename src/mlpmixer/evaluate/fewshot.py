@@ -200,6 +200,7 @@ def fewshot_checkpoint(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     batch_size: int = 256,
     device: str = "cpu",
+    num_workers: int = 0,
     **options: Any,
 ) -> FewShotResult:
     """`fewshot_evaluate` on a checkpoint's frozen features of a data set's train/test splits.
@@ -212,7 +213,7 @@ def fewshot_checkpoint(
     features = {}
     for split in ("train", "test"):
         data, info = load_eval_split(model, dataset, split)
-        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         batches = ((prep(images), labels) for images, labels in loader)
         features[split] = extract_features(model, batches, device)
     return fewshot_evaluate(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,10 @@ def predict_files(
     top_k: int = 5,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
+    num_workers: int = 0,
 ) -> PredictReport:
-    """Top-``top_k`` classes with softmax probabilities for every image in ``inputs``."""
+    """Top-``top_k`` classes with softmax probabilities for every image in ``inputs``;
+    ``num_workers`` threads decode and resize the images (0: this thread)."""
     config = model.config
     if config.num_classes == 0:
         raise ConfigError("the model has no classifier head (num_classes=0); nothing to predict")
@@ -115,20 +118,23 @@ def predict_files(
     model.eval().to(device)
     files, failures = collect_images(inputs)
     report = PredictReport(failures=failures)
+    pool = ThreadPoolExecutor(num_workers) if num_workers > 0 else None
+    mapper = pool.map if pool is not None else map
     for start in range(0, len(files), batch_size):
         ready, images = [], []
-        for path in files[start : start + batch_size]:
-            try:
-                images.append(prepare_image(path, config))
+        chunk = files[start : start + batch_size]
+        for path, (image, error) in zip(chunk, mapper(_prepared(config), chunk), strict=True):
+            if error is None:
+                images.append(image)
                 ready.append(path)
-            except Exception as err:  # one image's failure is reported, never fatal to the rest
-                known = isinstance(err, MixerError | OSError | ValueError)
-                message = str(err) if known else f"{type(err).__name__}: {err}"
-                report.failures.append({"path": str(path), "error": message})
+            else:
+                report.failures.append({"path": str(path), "error": error})
         if not images:
             continue
         logits = model(normalize(torch.stack(images).to(device))).float()
         _add_predictions(report, ready, logits, names, top_k)
+    if pool is not None:
+        pool.shutdown()
     return report
 
 
@@ -153,3 +159,17 @@ def _add_predictions(
             {"class": names[i], "index": i, "probability": q} for q, i in zip(p, idx, strict=True)
         ]
         report.predictions.append(Prediction(str(path), top))
+
+
+def _prepared(config: MixerConfig) -> Any:
+    """path -> (image, None) or (None, error message): one image's failure is reported,
+    never fatal to the rest."""
+
+    def prepare(path: Path) -> tuple[torch.Tensor | None, str | None]:
+        try:
+            return prepare_image(path, config), None
+        except Exception as err:
+            known = isinstance(err, MixerError | OSError | ValueError)
+            return None, str(err) if known else f"{type(err).__name__}: {err}"
+
+    return prepare

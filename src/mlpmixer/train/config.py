@@ -78,6 +78,7 @@ class ScheduleSection:
     warmup_steps: int = 0
     warmup_epochs: float = 0.0  # alternative to warmup_steps (only one may be non-zero)
     end_lr: float = 0.0  # learning rate reached at the last step
+    scale_warmup: bool = True  # a warmup over 20% of a short run shrinks to 5% of it (logged)
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 * ``metrics.jsonl``: one JSON object per evaluated epoch (always);
 * ``tensorboard/``: event files when the ``tensorboard`` package is installed;
-* progress: one tqdm bar, updated in place, when stderr is a terminal; plain log lines otherwise;
+* progress: one tqdm bar, updated in place, when stderr is a terminal; otherwise log lines
+  (step, epoch, loss, rate, ETA) every ``train.log_every_steps`` steps and at least every
+  ~10 seconds, even inside one long step;
 * ``curves.png``: loss and top-1 against epochs (matplotlib, Agg backend).
 
 Only the main process (rank 0) creates these.
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..layout import METRICS_FILE
+from ..progress import PROGRESS, Ticker
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +80,20 @@ class TensorBoardLog:
 
 class Progress:
     """One tqdm bar for the whole run on a terminal (epoch, loss, lr and the last test top-1
-    in its postfix, updated in place); otherwise lines (every N steps and per epoch) logged
-    at INFO on ``mlpmixer.train.logs`` (the CLI shows them on stderr)."""
+    in its postfix, updated in place); otherwise progress lines logged at INFO on
+    ``mlpmixer.train.logs`` (the CLI shows them on stderr): a `Ticker` line (step, epoch,
+    loss, lr, rate, ETA) every ``log_every`` steps and at least every ``interval`` seconds,
+    and one line per epoch."""
 
-    def __init__(self, mode: str, log_every: int, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, mode: str, log_every: int, stream: TextIO | None = None, interval: float = 10.0
+    ) -> None:
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "bar" if self.stream.isatty() else "log"
-        self.mode, self.log_every = mode, log_every
+        self.mode, self.log_every, self.interval = mode, log_every, interval
         self.bar: Any = None
+        self.ticker: Ticker | None = None
         self.epoch, self.epochs, self.steps_in_epoch = 0, 0, 0
         self.postfix: dict[str, str] = {}
         self.start = time.perf_counter()
@@ -99,6 +107,9 @@ class Progress:
                 total=total_steps, initial=done, file=self.stream, dynamic_ncols=True,
                 unit="step", leave=True,
             )  # fmt: skip
+        elif self.mode == "log":
+            self.ticker = Ticker(log, "training", total_steps, interval=self.interval, done=done)
+            self.ticker.__enter__()
 
     def start_epoch(self, epoch: int, steps: int) -> None:
         self.epoch, self.steps_in_epoch = epoch, steps
@@ -110,11 +121,12 @@ class Progress:
             self.postfix.update(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
             self.bar.set_postfix(self.postfix, refresh=False)
             self.bar.update(1)
-        elif self.mode == "log" and global_step % self.log_every == 0:
-            self.line(
-                f"epoch {self.epoch}/{self.epochs} step {step_in_epoch}/{self.steps_in_epoch} "
-                f"(global {global_step}) loss {loss:.4f} lr {lr:.3e}"
+        elif self.ticker is not None:
+            detail = (
+                f"epoch {self.epoch}/{self.epochs}, step {step_in_epoch}/{self.steps_in_epoch}"
+                f" of the epoch, loss {loss:.4f}, lr {lr:.3e}"
             )
+            self.ticker.advance(detail=detail, force=global_step % self.log_every == 0)
 
     def end_epoch(self, summary: str, record: dict[str, Any]) -> None:
         if self.bar is not None:
@@ -122,26 +134,34 @@ class Progress:
                 self.postfix["test_top1"] = f"{record['test_top1']:.4f}"
                 self.bar.set_postfix(self.postfix)
         elif self.mode == "log":
-            self.line(summary)
+            self.line(summary, progress=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self.ticker is not None:
+            self.ticker.__exit__(None, None, None)
+            self.ticker = None
 
-    def line(self, text: str) -> None:
-        """A log line (in bar mode printed above the bar, which stays on the last line)."""
+    def line(self, text: str, progress: bool = False) -> None:
+        """A log line (in bar mode printed above the bar, which stays on the last line);
+        ``progress``: a progress line (hidden with --json), else a notice."""
         if self.mode == "none":
             return
         text = f"[{time.perf_counter() - self.start:7.1f}s] {text}"
         if self.bar is not None:
             self.bar.write(text, file=self.stream)
         else:
-            log.info("%s", text)
+            log.info("%s", text, extra=PROGRESS if progress else None)
 
 
-def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """Loss and top-1 against epoch from the metrics records -> ``path`` (PNG)."""
+def plot_curves(
+    records: list[dict[str, Any]], path: Path, title: str,
+    lr: list[float] | None = None, steps_per_epoch: int = 1,
+) -> Path | None:  # fmt: skip
+    """Loss, top-1 and (with ``lr``, one value per optimizer step) the learning rate against
+    epochs from the metrics records -> ``path`` (PNG)."""
     if not records:
         return None
     import matplotlib
@@ -150,7 +170,9 @@ def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> Path |
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    panels = 3 if lr else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
+    ax_loss, ax_acc = axes[0], axes[1]
     for key, label in (("train_loss", "train"), ("test_loss", "test")):
         points = [
             (e, r[key]) for e, r in zip(epochs, records, strict=True) if r.get(key) is not None
@@ -172,6 +194,15 @@ def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> Path |
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+    if lr:
+        ax_lr = axes[2]
+        steps = [(s + 1) / max(steps_per_epoch, 1) for s in range(len(lr))]
+        ax_lr.plot(steps, lr, color="#55a868")
+        warmup = lr.index(max(lr)) + 1  # the peak ends the warmup
+        note = f"warmup {warmup} steps" if warmup > 1 else "no warmup"
+        ax_lr.set(xlabel="epoch", ylabel="learning rate", title=f"learning rate ({note})")
+        ax_lr.set_ylim(bottom=0)
+        ax_lr.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -11,6 +11,7 @@ the same thing as a decoupled decay of 1e-4 that follows the schedule).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -19,6 +20,8 @@ from torch import nn
 
 from ..models.params import layer_decay_groups, weight_decay_groups
 from .config import OptimSection, ScheduleSection
+
+log = logging.getLogger(__name__)
 
 
 def build_optimizer(
@@ -63,6 +66,29 @@ def lr_factor(
     return end_factor + (1.0 - end_factor) * shape
 
 
+MAX_WARMUP_SHARE = 0.2  # a warmup longer than this share of the run is scaled down ...
+SHORT_WARMUP_SHARE = 0.05  # ... to this share: the fine-tuning recipe's 500 of 10k steps
+
+
+def warmup_steps(cfg: ScheduleSection, total_steps: int, steps_per_epoch: int) -> int:
+    """The warmup of a run of ``total_steps``: the configured one, scaled down (with a logged
+    notice) when it would take more than `MAX_WARMUP_SHARE` of the run.
+
+    A recipe's warmup is sized for its own length (the fine-tuning recipe: 500 of 10k steps);
+    in a 200-step fine-tune it would take the whole run and leave no time to decay.
+    """
+    warmup = cfg.warmup_steps or round(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.scale_warmup and warmup > MAX_WARMUP_SHARE * total_steps:
+        scaled = max(1, round(SHORT_WARMUP_SHARE * total_steps))
+        log.warning(
+            "the schedule's %d warmup steps are more than %d%% of this %d-step run: warming "
+            "up for %d steps (%d%%) instead (schedule.scale_warmup=false keeps %d)",
+            warmup, 100 * MAX_WARMUP_SHARE, total_steps, scaled, 100 * SHORT_WARMUP_SHARE, warmup,
+        )  # fmt: skip
+        warmup = scaled
+    return min(warmup, max(total_steps - 1, 0))
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     cfg: ScheduleSection,
@@ -71,8 +97,7 @@ def build_scheduler(
     steps_per_epoch: int,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step `LambdaLR` for ``cfg`` (call ``.step()`` after each optimizer step)."""
-    warmup = cfg.warmup_steps or round(cfg.warmup_epochs * steps_per_epoch)
-    warmup = min(warmup, max(total_steps - 1, 0))
+    warmup = warmup_steps(cfg, total_steps, steps_per_epoch)
     end = cfg.end_lr / peak_lr
 
     def factor(step: int) -> float:

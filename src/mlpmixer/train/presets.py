@@ -8,10 +8,17 @@ module only finds and loads those files.
 from __future__ import annotations
 
 import importlib.resources
+import json
+import logging
+from collections.abc import Sequence
 from importlib.resources.abc import Traversable
+from pathlib import Path
 
 from ..errors import ConfigError
+from ..models import model_config
 from .config import TrainConfig, load_config
+
+log = logging.getLogger(__name__)
 
 # data set name (as --dataset spells it) -> recipe file configs/<stem>.yaml
 PRESETS: dict[str, str] = {
@@ -62,16 +69,86 @@ def preset(name: str | None = None) -> TrainConfig:
     return TrainConfig.from_dict({"data": {"dataset": name}})
 
 
+def _recipe_sizes(config: TrainConfig) -> dict[str, object]:
+    """The image size and patch size ``config`` trains at (its model's when not set)."""
+    if config.model.name == "auto":
+        return {"img_size": config.model.img_size}
+    native = model_config(config.model.name)
+    size = config.model.img_size or list(native.img_size)
+    patch = config.model.overrides.get("patch_size", list(native.patch_size))
+    return {"img_size": size, "overrides": {"patch_size": patch}}
+
+
+def _with_model(config: TrainConfig, model: str) -> TrainConfig:
+    """The recipe with another model at the recipe's sizes: the image size and the patch
+    grid stay (digits at 16 px in 4x4 patches), the recipe model's widths and depth go."""
+    return config.replace(model={"name": model, "overrides": {}, **_recipe_sizes(config)})
+
+
+def resolve_config(
+    config: TrainConfig | None = None,
+    *,
+    dataset: str | None = None,
+    model: str | None = None,
+    overrides: Sequence[str] = (),
+) -> TrainConfig:
+    """The config a run starts from: what `mlpmixer.train.train` and ``mlpmixer train`` use.
+
+    1. ``config`` as given; without one, the recipe of ``dataset`` (`preset`; ``None``:
+       digits, configs/digits.yaml); for a class folder the image size, model, batch size
+       and epochs are derived from the data (`data_defaults`, logged);
+    2. ``dataset`` and ``model`` replace the config's; ``model`` without ``config`` keeps the
+       recipe's image size and patch size (its widths and depth belong to its own model);
+    3. ``overrides`` (``--set`` style dotted assignments) last: they win over everything.
+    """
+    if config is None:
+        config = preset(dataset)
+        if (dataset or "digits").lower().replace("_", "-") not in PRESETS:
+            config = _fit_to_data(config)
+        if model:
+            config = _with_model(config, model)
+    else:
+        keys = {"data.dataset": dataset, "model.name": model}
+        config = config.override([f"{k}={json.dumps(v)}" for k, v in keys.items() if v])
+    return config.override(list(overrides)) if overrides else config
+
+
+def _fit_to_data(config: TrainConfig) -> TrainConfig:
+    from .data_defaults import fit_to_folder, folder_facts
+
+    d = config.data
+    facts = folder_facts(Path(d.dataset).expanduser(), d.val_fraction, config.train.seed)
+    if facts is None:
+        return config
+    config, note = fit_to_folder(config, facts)
+    log.info("%s", note)
+    return config
+
+
+# Data sets whose classes a crop or a mirror image can change (a 6 cropped to a 0, a mirrored
+# 2...): fine-tuning on them takes the augmentation of their own recipe, not the ImageNet
+# inception crop (down to 8% of the image) and flips of configs/finetune.yaml.
+OWN_AUGMENTATION = ("digits", "mnist5k", "mnist", "fashion-mnist")
+
+
 def finetune_config(
-    checkpoint: str, dataset: str, img_size: int | None = None, base: TrainConfig | None = None
+    checkpoint: str,
+    dataset: str,
+    img_size: int | tuple[int, int] | None = None,
+    base: TrainConfig | None = None,
 ) -> TrainConfig:
     """The fine-tuning recipe for ``checkpoint`` on ``dataset`` (optionally at ``img_size``).
 
-    With ``base`` (a loaded config file) only the model and data keys are set on it.
+    Without ``base``: configs/finetune.yaml (the paper's), with the augmentation of the data
+    set's own recipe for the `OWN_AUGMENTATION` sets. With ``base`` (a loaded config file)
+    only the model and data keys are set on it.
     """
     if not checkpoint:
-        raise ConfigError("fine-tuning needs a checkpoint (--from CHECKPOINT)")
+        raise ConfigError("fine-tuning needs a checkpoint (--checkpoint CHECKPOINT)")
     data = (base if base is not None else load_recipe(FINETUNE)).to_dict()
+    key = dataset.lower().replace("_", "-")
+    if base is None and key in OWN_AUGMENTATION:
+        data["augment"] = preset(key).to_dict()["augment"]
     data["model"]["pretrained"] = checkpoint
     data["model"]["name"] = "auto"
     data["data"]["dataset"] = dataset

@@ -68,6 +68,7 @@ from .lock import run_dir_lock
 from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
 from .loop import Trainer, padded_eval_length
 from .optim import build_optimizer, build_scheduler
+from .presets import resolve_config
 from .run_guard import (
     CONFIG_HEADER,
     ResumePlan,
@@ -416,9 +417,13 @@ def _write_outputs(
         "checkpoint": str(run_dir / MODEL_DIR),
         "skipped_images": len(info.skipped),
     }
+    # a resumed run that was already finished trains no epoch: its last record has the
+    # train metrics (last_eval alone lost train_loss/train_top1 from summary.json)
+    records = MetricsLog(run_dir).read()
+    last = {**(records[-1] if records else {}), **trainer.last_eval}
     for key in ("test_top1", "test_top5", "test_loss", "train_loss", "train_top1"):
-        if key in trainer.last_eval:
-            summary[key] = trainer.last_eval[key]
+        if key in last:
+            summary[key] = last[key]
     if trainer.ema is not None:
         ema_cpu = MlpFamilyModel.from_state_dict(
             {k: v.detach().cpu() for k, v in trainer.ema.state_dict().items()}, model.config
@@ -432,8 +437,13 @@ def _write_outputs(
     write_run_model(model_cpu, run_dir / MODEL_DIR, summary)
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     if cfg.run.plot:
-        records = MetricsLog(run_dir).read()
-        plot_curves(records, run_dir / CURVES_FILE, f"{model_name} on {info.name}")
+        what = f"fine-tune of {model_name}" if cfg.model.pretrained else model_name
+        lrs = [
+            cfg.optim.lr * trainer.scheduler.lr_lambdas[0](s) for s in range(trainer.total_steps)
+        ]
+        steps_per_epoch = trainer.train_sampler.steps_per_epoch
+        plot_curves(records, run_dir / CURVES_FILE, f"{run_dir.name}: {what} on {info.name}",
+                    lr=lrs, steps_per_epoch=steps_per_epoch)  # fmt: skip
     return summary
 
 
@@ -441,9 +451,16 @@ def train(
     config: TrainConfig | None = None,
     resume: str | os.PathLike[str] | None = None,
     overrides: Sequence[str] = (),
+    *,
+    dataset: str | None = None,
+    model: str | None = None,
 ) -> RunResult:
     """Run a training job; returns the run directory, the summary and the final model.
 
+    The config is `mlpmixer.train.presets.resolve_config`'s, as for ``mlpmixer train``:
+    ``train()`` is the digits recipe (configs/digits.yaml), ``train(dataset="cifar10",
+    model="gmlp_s16_224", overrides=["train.epochs=10"])`` the CLI's ``--dataset cifar10
+    --model gmlp_s16_224 --epochs 10``, ``train(config)`` that config as it is.
     ``resume=RUN_DIR`` continues that run from ``RUN_DIR/checkpoints/last.pt`` with the
     config stored there; ``overrides`` (``--set`` style) may only change what
     `mlpmixer.train.run_guard` allows (e.g. ``train.epochs`` to extend the run), anything
@@ -452,6 +469,12 @@ def train(
     Under torchrun every process calls this; only rank 0 writes files.
     """
     with contextlib.ExitStack() as locks:  # the run directory's lock, held until the end
+        if resume is None:
+            config = resolve_config(config, dataset=dataset, model=model, overrides=overrides)
+            overrides = ()
+        else:  # given on resume, they must agree with the run (checked like any override)
+            named = {"data.dataset": dataset, "model.name": model}
+            overrides = [*(f"{k}={v}" for k, v in named.items() if v), *overrides]
         return _train(config, resume, overrides, locks)
 
 
@@ -537,7 +560,9 @@ def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) ->
         progress.line(
             f"{what} {model_name} ({unwrap(trainer.model).num_params():,} parameters) on "  # type: ignore[operator]
             f"{info.name}: {trainer.train_sampler.num_examples} "
-            f"train / {len(trainer.eval_loader.dataset.dataset)} test images, {trainer.total_steps} steps, "
+            f"train / {len(trainer.eval_loader.dataset.dataset)} test images at "
+            f"{'x'.join(map(str, info.img_size))} px, batch size {cfg.train.batch_size}, "
+            f"{trainer.num_epochs} epochs = {trainer.total_steps} steps, "
             f"{trainer.dist.world_size} process(es) on {trainer.device} -> {run_dir}"
         )
         if info.skipped:  # data.skip_bad_images: say how many, list which

@@ -1,0 +1,101 @@
+"""Defaults sized from the data: image size, model, batch size and epochs for a class folder.
+
+A built-in data set has a recipe (configs/<name>.yaml) tuned for it. A folder of class
+sub-folders has none, and the generic defaults (a 224-pixel Mixer-S/16, batch 128, 30
+epochs) fit ImageNet, not 90 JPEGs of 64 pixels. `fit_to_folder` looks at the folder
+(file count, classes and the pixel size of a few images, headers only) and picks:
+
+* image size and model: the registered small Mixer whose native size fits the images (8,
+  28, 32 pixels; 224 with Mixer-S/16 for photos of 160+ pixels), narrowed to the digits
+  recipe's widths (`NARROW`) below `SMALL_DATA` training images;
+* batch size: at most a quarter of the training images (a power of two), so that an epoch
+  has several steps and a batch never exceeds the data;
+* epochs: enough for about `MIN_STEPS` optimizer steps (at least the recipe's, at most
+  `MAX_EPOCHS`).
+
+Every value is a default: ``--img-size``, ``--model``, ``--batch-size`` and ``--epochs`` (or
+``--set``) replace it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from ..models import model_config
+from .config import TrainConfig
+
+SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")  # by native image size
+LARGE_MODEL, LARGE_FROM = "mixer_s16_224", 160  # photos of >= 160 px: the paper's resolution
+SMALL_DATA = 5000  # fewer training images than this: a narrow model (less to fit, 20x faster)
+NARROW = {"hidden_dim": 64, "channels_mlp_dim": 256, "tokens_mlp_dim": 32, "num_blocks": 4}
+MIN_STEPS = 300  # optimizer steps a tiny data set gets at least
+MAX_EPOCHS = 200
+SIZE_SAMPLE = 32  # image headers read to estimate the pixel size
+
+
+@dataclass(frozen=True)
+class FolderFacts:
+    """What the defaults are derived from: training images, classes, median image side."""
+
+    train_images: int
+    classes: int
+    side: int
+
+
+def folder_facts(directory: Path, val_fraction: float, seed: int) -> FolderFacts | None:
+    """The facts of an image folder, or None if ``directory`` is not one (errors come later,
+    from the data loader, with their own messages)."""
+    from ..data.folder import folder_split, is_image_folder
+
+    if not is_image_folder(directory):
+        return None
+    try:
+        files, _, _, _, names = folder_split(directory, "train", val_fraction, seed)
+    except Exception:  # an empty or odd folder: the data loader reports it properly
+        return None
+    step = max(1, len(files) // SIZE_SAMPLE)
+    sides = []
+    for path in files[::step][:SIZE_SAMPLE]:
+        try:
+            with Image.open(path) as image:  # the header only: no decoding
+                sides.append(min(image.size))
+        except Exception:  # an unreadable file is reported by the data loader
+            continue
+    if not sides:
+        return None
+    return FolderFacts(len(files), len(names), int(statistics.median(sides)))
+
+
+def model_for_side(side: int) -> str:
+    """The registered model whose native size fits images of ``side`` pixels."""
+    if side >= LARGE_FROM:
+        return LARGE_MODEL
+    fitting = [n for n in SMALL_MODELS if model_config(n).img_size[0] <= side]
+    return fitting[-1] if fitting else SMALL_MODELS[0]
+
+
+def fit_to_folder(config: TrainConfig, facts: FolderFacts) -> tuple[TrainConfig, str]:
+    """``config`` with image size, model, batch size and epochs sized for ``facts``, and a
+    one-line account of the choice."""
+    name = model_for_side(facts.side)
+    size = model_config(name).img_size[0]
+    limit = max(1, facts.train_images // 4)
+    batch = min(config.train.batch_size, 2 ** int(math.log2(limit)))
+    steps_per_epoch = max(1, facts.train_images // batch)  # the last partial batch is dropped
+    epochs = min(MAX_EPOCHS, max(config.train.epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
+    narrow = facts.train_images < SMALL_DATA
+    model = {"name": name, "img_size": size, "overrides": dict(NARROW) if narrow else {}}
+    fitted = config.replace(model=model, train={"batch_size": batch, "epochs": epochs})
+    width = f" (narrowed: width {NARROW['hidden_dim']}, {NARROW['num_blocks']} blocks)"
+    note = (
+        f"defaults from the data ({facts.train_images} training images, {facts.classes} "
+        f"classes, images ~{facts.side} px): image size {size}, model {name}"
+        f"{width if narrow else ''}, batch size {batch}, epochs {epochs} (change with "
+        "--img-size, --model, --batch-size, --epochs)"
+    )
+    return fitted, note
