@@ -41,6 +41,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from ..errors import DataError, DownloadError
 from .images import IMAGE_EXTENSIONS, load_image, resize_image
+from .transforms import SampleAugment, eval_sample, sample_rng, train_sample
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +300,7 @@ class EpochOrder:
 
 @dataclass(frozen=True)
 class Decode:
-    """How records become (float32 (C, H, W) in [0, 1], label): the folder path's decoding."""
+    """How records become (image, label): the folder path's decoding (see `ShardDataset`)."""
 
     in_chans: int
     img_size: tuple[int, int]
@@ -319,8 +320,22 @@ class ShardDataset(Dataset):
         self.entries = index.splits[split]
         self.counts = [e.count for e in self.entries]
         self.num_classes = len(index.class_names)
+        self.firsts = [sum(self.counts[:i]) for i in range(len(self.counts))]  # index order
         self._cache: dict[int, list[Sample]] = {}
         self.keep = 2  # shards kept in memory (a stream sets one per lane it reads)
+        self.uint8 = False
+        self.augment: SampleAugment | None = None
+        self.seed = 0
+
+    def use_uint8(self) -> None:
+        """Return uint8 (C, H, W) images from now on: `eval_sample` (resize + centre crop),
+        or `train_sample` after `set_train_augment`; normalisation happens on the device."""
+        self.uint8 = True
+
+    def set_train_augment(self, augment: SampleAugment, seed: int) -> None:
+        """Worker-side training augmentation (implies uint8 output), as image folders: the
+        sample at index i of the index order draws from ``sample_rng(seed, epoch, i)``."""
+        self.augment, self.seed, self.uint8 = augment, seed, True
 
     def __len__(self) -> int:
         return sum(self.counts)
@@ -336,13 +351,15 @@ class ShardDataset(Dataset):
         return self._cache[number]
 
     def item(
-        self, shard: int, record: int, order: list[int] | None = None
+        self, shard: int, record: int, order: list[int] | None = None, epoch: int = 0
     ) -> tuple[torch.Tensor, int]:
         """Decoded record ``record`` of ``shard``; with skipping on, a bad one is replaced by the
-        next one in ``order`` (the shard's epoch order), so batches keep their size."""
+        next one in ``order`` (the shard's epoch order), so batches keep their size. The
+        replacement keeps the bad record's augmentation seed, as image folders do."""
         samples = self.shard(shard)
+        index = self.firsts[shard] + record  # the sample's seed, whichever record replaces it
         try:
-            return self._decode(samples[record], shard)
+            return self._decode(samples[record], shard, epoch, index)
         except DataError as err:
             if not self.decode.skip_bad:
                 raise DataError(f"{err}; {SKIP_HINT}") from err
@@ -350,13 +367,16 @@ class ShardDataset(Dataset):
         order = order or list(range(len(samples)))
         start = order.index(record)
         for offset in range(1, len(order)):
+            substitute = samples[order[(start + offset) % len(order)]]
             try:
-                return self._decode(samples[order[(start + offset) % len(order)]], shard)
+                return self._decode(substitute, shard, epoch, index)
             except DataError as err:
                 log.warning("skipping bad sample: %s", err)
         raise DataError(f"shard {self.index.url(self.entries[shard])}: no usable sample left")
 
-    def _decode(self, sample: Sample, shard: int) -> tuple[torch.Tensor, int]:
+    def _decode(
+        self, sample: Sample, shard: int, epoch: int, index: int
+    ) -> tuple[torch.Tensor, int]:
         where = f"shard {self.index.url(self.entries[shard])}, sample {sample.key}"
         if sample.label is None:
             raise DataError(
@@ -366,14 +386,26 @@ class ShardDataset(Dataset):
             raise DataError(f"{where}: label {sample.label} is outside 0..{self.num_classes - 1}")
         if sample.image is None:
             raise DataError(f"{where}: no image (expected one of .{', .'.join(IMAGE_KEYS)})")
-        d = self.decode
-        image = load_image(io.BytesIO(sample.image), d.in_chans, name=where)
-        return resize_image(image, d.img_size, d.crop_pct, d.interpolation), sample.label
+        return self._pixels(sample.image, where, epoch, index), sample.label
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def _pixels(self, data: bytes, where: str, epoch: int, index: int) -> torch.Tensor:
+        """float32 (C, H, W) in [0, 1] (the public API), or uint8 as `ImageFileDataset`."""
+        d = self.decode
+        if not self.uint8:
+            image = load_image(io.BytesIO(data), d.in_chans, name=where)
+            return resize_image(image, d.img_size, d.crop_pct, d.interpolation)
+        if self.augment is None:
+            return eval_sample(data, d.img_size, d.crop_pct, d.in_chans, d.interpolation, where)
+        rng = sample_rng(self.seed, epoch, index)
+        return train_sample(data, d.img_size, self.augment, rng, d.in_chans, d.interpolation, where)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """Sample ``key`` of the index order; ``(epoch, index)`` keys as `ImageFileDataset`."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} is out of range for {len(self)} samples")
-        return self.item(*self._index_order.locate(int(index)))
+        shard, record = self._index_order.locate(int(index))
+        return self.item(shard, record, epoch=epoch)
 
     @functools.cached_property
     def _index_order(self) -> EpochOrder:
@@ -432,5 +464,6 @@ class ShardStream(IterableDataset):
         for micro in range(self.start + worker, self.num_micro, workers):
             for position in self.positions(micro):
                 shard, record = order.locate(position % total)
-                image, label = self.dataset.item(shard, record, order.records(shard))
+                records = order.records(shard)
+                image, label = self.dataset.item(shard, record, records, self.epoch)
                 yield image, (label if position < total else -1)

@@ -246,6 +246,11 @@ def _loaders(
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
         workers = default_workers(info.in_memory, per_node)
     options = loader_options(workers, device.type == "cuda")
+    # image files (folders, shards): crop/flip/RandAugment in the workers, on uint8
+    if worker_side(train_set):
+        train_set.set_train_augment(sample_augment(config.augment), t.seed)  # type: ignore[attr-defined]
+    if hasattr(test_set, "use_uint8"):
+        test_set.use_uint8()
     if isinstance(train_set, ShardDataset):
         return _stream_loaders(config, dist, options, train_set, test_set)
     sampler = TrainBatchSampler(
@@ -256,12 +261,7 @@ def _loaders(
         dist.world_size,
         t.grad_accum,  # type: ignore[arg-type]
     )
-    batches: Sampler = sampler
-    if worker_side(train_set):  # image files: crop/flip/RandAugment in the workers, on uint8
-        train_set.set_train_augment(sample_augment(config.augment), t.seed)  # type: ignore[attr-defined]
-        batches = EpochKeyedBatches(sampler)
-    if hasattr(test_set, "use_uint8"):
-        test_set.use_uint8()
+    batches: Sampler = EpochKeyedBatches(sampler) if worker_side(train_set) else sampler
     train_loader = DataLoader(train_set, batch_sampler=batches, **options)
     padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
     eval_set = _PaddedEval(test_set, padded)
