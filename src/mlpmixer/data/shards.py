@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import posixpath
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,6 +327,10 @@ class ShardDataset(Dataset):
         self.uint8 = False
         self.augment: SampleAugment | None = None
         self.seed = 0
+        # with skip_bad: a file each replaced sample is appended to ("shard URL, sample KEY:
+        # reason"), by whichever process or worker met it (the run counts its distinct lines)
+        self.skip_log: Path | None = None
+        self._logged: set[str] = set()  # said once per reader, though met every epoch
 
     def use_uint8(self) -> None:
         """Return uint8 (C, H, W) images from now on: `eval_sample` (resize + centre crop),
@@ -363,7 +368,7 @@ class ShardDataset(Dataset):
         except DataError as err:
             if not self.decode.skip_bad:
                 raise DataError(f"{err}; {SKIP_HINT}") from err
-            log.warning("skipping bad sample: %s", err)
+            self._skipped(err)
         order = order or list(range(len(samples)))
         start = order.index(record)
         for offset in range(1, len(order)):
@@ -371,8 +376,21 @@ class ShardDataset(Dataset):
             try:
                 return self._decode(substitute, shard, epoch, index)
             except DataError as err:
-                log.warning("skipping bad sample: %s", err)
+                self._skipped(err)
         raise DataError(f"shard {self.index.url(self.entries[shard])}: no usable sample left")
+
+    def _skipped(self, err: DataError) -> None:
+        log.warning("skipping bad sample: %s", err)
+        # one line per sample, the same from every reader (PIL names the BytesIO by address)
+        line = re.sub(r" at 0x[0-9a-fA-F]+", "", " ".join(str(err).split()))
+        if self.skip_log is None or line in self._logged:
+            return
+        self._logged.add(line)
+        try:  # short O_APPEND writes: lines from several workers do not interleave
+            with open(self.skip_log, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except OSError as failure:  # e.g. a node without the run directory: logged only
+            log.warning("cannot record the skipped sample in %s: %s", self.skip_log, failure)
 
     def _decode(
         self, sample: Sample, shard: int, epoch: int, index: int

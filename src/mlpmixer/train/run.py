@@ -352,6 +352,9 @@ def _setup(
         unwrap(wrapped) if t.parallel != "fsdp" else wrapped, config.optim, t.layer_decay
     )
     train_loader, sampler, eval_loader = _loaders(config, dist, device, info, train_set, test_set)
+    for dataset in (train_set, test_set):  # shards replace bad samples as they meet them
+        if isinstance(dataset, ShardDataset):
+            dataset.skip_log = run_dir / SKIPPED_FILE
     steps_per_epoch = sampler.steps_per_epoch
     total_steps = t.steps or t.epochs * steps_per_epoch
     scheduler = build_scheduler(
@@ -389,6 +392,19 @@ def _final_model(trainer: Trainer) -> MlpFamilyModel:
     return base
 
 
+def _count_skipped(run_dir: Path, info: DatasetInfo) -> int:
+    """Images left out or replaced (``data.skip_bad_images``): the distinct lines of
+    `SKIPPED_FILE` — the files a folder run left out at the start, and the shard samples the
+    workers replaced while reading, over every epoch and every resumed part — rewritten
+    sorted and without repeats."""
+    path = run_dir / SKIPPED_FILE
+    if not path.exists():
+        return len(info.skipped)
+    lines = sorted({line for line in path.read_text(encoding="utf-8").splitlines() if line})
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
 def _write_outputs(
     trainer: Trainer, model: MlpFamilyModel, model_name: str, info: DatasetInfo, resumed: bool
 ) -> dict[str, Any]:
@@ -414,7 +430,7 @@ def _write_outputs(
         "run_id": trainer.run_id,
         "config_sha256": config_sha256(cfg),
         "checkpoint": str(run_dir / MODEL_DIR),
-        "skipped_images": len(info.skipped),
+        "skipped_images": _count_skipped(run_dir, info),
     }
     for key in ("test_top1", "test_top5", "test_loss", "train_loss", "train_top1"):
         if key in trainer.last_eval:
