@@ -42,7 +42,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from ..errors import DataError, DownloadError
 from .images import IMAGE_EXTENSIONS, load_image, resize_image
-from .transforms import SampleAugment, eval_sample, sample_rng, train_sample
+from .transforms import WorkerSamples
 
 log = logging.getLogger(__name__)
 
@@ -310,10 +310,14 @@ class Decode:
     skip_bad: bool = False
 
 
-class ShardDataset(Dataset):
+class ShardDataset(WorkerSamples, Dataset):
     """One split of a shard index, map-style in index order: item i -> (image, label).
 
-    Keeps the last shard it read, so sequential access reads each shard once.
+    Images as `mlpmixer.data.folder.ImageFileDataset` gives them (`WorkerSamples`): float32
+    by default, uint8 `eval_sample` after `use_uint8`, uint8 `train_sample` after
+    `set_train_augment`, seeded by (seed, epoch, i) with i the sample's index-order position
+    (keys may be ``(epoch, i)``; `ShardStream` passes its epoch). Keeps the last shard it
+    read, so sequential access reads each shard once.
     """
 
     def __init__(self, index: ShardIndex, split: str, decode: Decode) -> None:
@@ -324,23 +328,10 @@ class ShardDataset(Dataset):
         self.firsts = [sum(self.counts[:i]) for i in range(len(self.counts))]  # index order
         self._cache: dict[int, list[Sample]] = {}
         self.keep = 2  # shards kept in memory (a stream sets one per lane it reads)
-        self.uint8 = False
-        self.augment: SampleAugment | None = None
-        self.seed = 0
         # with skip_bad: a file each replaced sample is appended to ("shard URL, sample KEY:
         # reason"), by whichever process or worker met it (the run counts its distinct lines)
         self.skip_log: Path | None = None
         self._logged: set[str] = set()  # said once per reader, though met every epoch
-
-    def use_uint8(self) -> None:
-        """Return uint8 (C, H, W) images from now on: `eval_sample` (resize + centre crop),
-        or `train_sample` after `set_train_augment`; normalisation happens on the device."""
-        self.uint8 = True
-
-    def set_train_augment(self, augment: SampleAugment, seed: int) -> None:
-        """Worker-side training augmentation (implies uint8 output), as image folders: the
-        sample at index i of the index order draws from ``sample_rng(seed, epoch, i)``."""
-        self.augment, self.seed, self.uint8 = augment, seed, True
 
     def __len__(self) -> int:
         return sum(self.counts)
@@ -412,10 +403,8 @@ class ShardDataset(Dataset):
         if not self.uint8:
             image = load_image(io.BytesIO(data), d.in_chans, name=where)
             return resize_image(image, d.img_size, d.crop_pct, d.interpolation)
-        if self.augment is None:
-            return eval_sample(data, d.img_size, d.crop_pct, d.in_chans, d.interpolation, where)
-        rng = sample_rng(self.seed, epoch, index)
-        return train_sample(data, d.img_size, self.augment, rng, d.in_chans, d.interpolation, where)
+        return self.worker_sample(data, epoch, index, d.img_size, d.crop_pct, d.in_chans,
+                                  d.interpolation, where)  # fmt: skip
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         """Sample ``key`` of the index order; ``(epoch, index)`` keys as `ImageFileDataset`."""
