@@ -154,3 +154,32 @@ def test_pack_with_the_real_datasets_package(tmp_path, monkeypatch):
     assert [e["count"] for e in index["splits"]["train"]] == [4, 2]
     packed, _ = build_dataset(tmp_path / "out", "test", img_size=8)
     assert sorted(packed[i][1] for i in range(6)) == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("epoch", [0, 2])
+def test_hf_samples_equal_an_image_folder_of_the_same_images(fake_datasets, tmp_path, epoch):
+    """Worker-side uint8 training (seed, epoch, index) and eval samples, as image folders."""
+    import torch
+
+    from mlpmixer.data.folder import ImageFileDataset
+    from mlpmixer.data.transforms import SampleAugment
+
+    table = SPLITS["train"]
+    files = []
+    for i, image in enumerate(table.images):  # PNG: lossless, the same pixels as the table
+        files.append(tmp_path / f"{i}.png")
+        image.save(files[-1])
+    augment = SampleAugment(randaug_layers=2, randaug_magnitude=15)
+    for train in (True, False):
+        hf_set, _ = build_dataset("hf:fake", "train", img_size=8)
+        folder = ImageFileDataset(files, list(table.labels), 3, (8, 8))
+        for dataset in (hf_set, folder):
+            if train:
+                dataset.set_train_augment(augment, seed=5)
+            else:
+                dataset.use_uint8()
+        for i in range(len(files)):
+            x, y = hf_set[(epoch, i)]
+            ex, ey = folder[(epoch, i)]
+            assert x.dtype == torch.uint8 and x.shape == (3, 8, 8)
+            assert y == ey and torch.equal(x, ex)

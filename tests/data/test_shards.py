@@ -326,3 +326,27 @@ def test_evaluation_parts_cover_every_padded_position_once(world, micro, n):
     padded = -(-n // world) * world  # as padded_eval_length
     parts = _stream_positions(n, world, micro, padded // world)
     assert sorted(p for part in parts for p in part) == list(range(padded))
+
+
+@pytest.mark.parametrize("shard", ["train-000000.tar", "train-000004.tar"])
+def test_replaced_samples_are_counted_in_the_run_summary(shards, tmp_path, shard):
+    """--skip-bad-images: a shard sample that cannot be decoded (also in the first shard,
+    which the mean/std estimate reads) is replaced, listed once in skipped_images.txt and
+    counted in summary.json, as folder runs count the files they skip."""
+    folder = _copy(shards, tmp_path)
+    key = _first_key(folder, shard)
+    _rewrite_shard(folder, shard,
+                   lambda n, d: (n, b"not an image") if n.startswith(key) and not n.endswith(".cls") else (n, d))  # fmt: skip
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "--dataset", str(folder), "--out", str(run), "--skip-bad-images",
+        "--model", "mixer_t2_8", "--set", "model.img_size=8", "--epochs", "2",
+        "--batch-size", "6", "--set", "data.num_workers=2", "--set", "train.threads=1",
+        "--set", "run.progress=none", "--set", "run.plot=false", "--set", "optim.name=sgd",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["skipped_images"] == 1
+    lines = (run / "skipped_images.txt").read_text().splitlines()
+    assert len(lines) == 1 and f"{shard}, sample {key}" in lines[0]
+    assert "skipped 1 unreadable image(s)" in result.output

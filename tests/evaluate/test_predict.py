@@ -111,3 +111,34 @@ def test_collect_and_bad_arguments(digits_checkpoint, image_dir, tmp_path_factor
     _, model = digits_checkpoint
     with pytest.raises(ConfigError, match="top_k"):
         predict_files(model, [image_dir], top_k=0)
+
+
+@pytest.mark.parametrize(
+    ("interpolation", "crop_pct", "in_chans"),
+    [("bicubic", 0.875, 3), ("bilinear", 0.9, 3), ("bilinear", 1.0, 1)],
+)
+def test_predict_feeds_the_model_the_pixels_eval_feeds_it(
+    tmp_path, interpolation, crop_pct, in_chans
+):
+    """The same file through predict and through eval's data set: the same input tensor."""
+    from mlpmixer import create_model
+    from mlpmixer.evaluate.eval import load_eval_split
+
+    rng = np.random.default_rng(3)
+    for name, size in (("a", (97, 61)), ("b", (50, 83))):
+        folder = tmp_path / "data" / "test" / name
+        folder.mkdir(parents=True)
+        smooth = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(smooth).resize(size, Image.Resampling.BICUBIC)  # photo-like
+        image.save(folder / "x.jpg", quality=90)
+        image.save(folder / "y.png")
+    (tmp_path / "data" / "train").symlink_to(tmp_path / "data" / "test")
+    model = create_model("mixer_t2_8", img_size=24, in_chans=in_chans, num_classes=2,
+                         crop_pct=crop_pct, interpolation=interpolation)  # fmt: skip
+    data, _ = load_eval_split(model, tmp_path / "data")
+    data.use_uint8()  # as evaluate_checkpoint
+    assert len(data) == 4
+    for i, path in enumerate(data.files):
+        eval_input = data[i][0]
+        assert eval_input.dtype == torch.uint8 and eval_input.shape == (in_chans, 24, 24)
+        assert torch.equal(prepare_image(path, model.config), eval_input.float() / 255.0)

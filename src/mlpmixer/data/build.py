@@ -207,7 +207,8 @@ def _from_shards(text: str, split: str, options: dict[str, Any]) -> tuple[Datase
     decode = Decode(in_chans, size, crop_pct, interpolation, options["skip_bad_images"])
     dataset = ShardDataset(index, wanted, decode)
     train_part = "train" if "train" in index.splits else wanted
-    stats_images = ShardDataset(index, train_part, Decode(in_chans, size, 1.0, interpolation))
+    stats_decode = Decode(in_chans, size, 1.0, interpolation, options["skip_bad_images"])
+    stats_images = ShardDataset(index, train_part, stats_decode)
     mean, std = channel_stats([stats_images.first_images(STATS_SAMPLE)])
     names = index.class_names
     info = DatasetInfo(text, split, len(names), names, in_chans, size, mean, std, len(dataset))

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from .arrays import stratified_split
 from .images import IMAGE_EXTENSIONS, load_image, resize_image
-from .transforms import SampleAugment, eval_sample, sample_rng, train_sample
+from .transforms import WorkerSamples
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def drop_unreadable(
     return kept_files, kept_labels, skipped
 
 
-class ImageFileDataset(Dataset):
+class ImageFileDataset(WorkerSamples, Dataset):
     """Image files + labels; ``__getitem__`` decodes, crops and resizes one file.
 
     Output: float32 (C, H, W) in [0, 1] by default (the public API), or uint8 (C, H, W) after
@@ -165,17 +165,6 @@ class ImageFileDataset(Dataset):
         self.crop_pct = crop_pct
         self.interpolation = interpolation
         self.skip_bad = skip_bad  # a file that fails to decode is replaced by the next one
-        self.uint8 = False
-        self.augment: SampleAugment | None = None
-        self.seed = 0
-
-    def use_uint8(self) -> None:
-        """Return uint8 (C, H, W) images from now on (see the class docstring)."""
-        self.uint8 = True
-
-    def set_train_augment(self, augment: SampleAugment, seed: int) -> None:
-        """Worker-side training augmentation (implies uint8 output)."""
-        self.augment, self.seed, self.uint8 = augment, seed, True
 
     def __len__(self) -> int:
         return len(self.files)
@@ -185,11 +174,8 @@ class ImageFileDataset(Dataset):
         if not self.uint8:
             image = load_image(path, self.in_chans)
             return resize_image(image, self.img_size, self.crop_pct, self.interpolation)
-        size = self.img_size
-        if self.augment is None:
-            return eval_sample(path, size, self.crop_pct, self.in_chans, self.interpolation)
-        rng = sample_rng(self.seed, epoch, index)
-        return train_sample(path, size, self.augment, rng, self.in_chans, self.interpolation)
+        return self.worker_sample(path, epoch, index, self.img_size, self.crop_pct, self.in_chans,
+                                  self.interpolation)  # fmt: skip
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         epoch, index = key if isinstance(key, tuple) else (0, key)

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .images import pil_to_tensor, resize_image
+from .transforms import SampleAugment, eval_sample, sample_rng, train_sample
 
 PREFIX = "hf:"
 
@@ -155,7 +156,13 @@ def hf_records(
 
 
 class HFImageDataset(Dataset):
-    """Wraps a ``datasets.Dataset``: items are (float (C, H, W) in [0, 1], label)."""
+    """Wraps a ``datasets.Dataset``: items are (image (C, H, W), label).
+
+    Images are float32 in [0, 1] by default (the public API), or uint8 as
+    `mlpmixer.data.folder.ImageFileDataset` gives them: `eval_sample` after `use_uint8`,
+    `train_sample` seeded by (seed, epoch, index) after `set_train_augment` (keys may then be
+    ``(epoch, index)`` pairs), so training crops, flips and RandAugments in the workers.
+    """
 
     def __init__(
         self,
@@ -173,12 +180,35 @@ class HFImageDataset(Dataset):
         self.img_size = tuple(img_size)
         self.crop_pct = crop_pct
         self.interpolation = interpolation
+        self.name = name
+        self.uint8 = False
+        self.augment: SampleAugment | None = None
+        self.seed = 0
+
+    def use_uint8(self) -> None:
+        """Return uint8 (C, H, W) images from now on (see the class docstring)."""
+        self.uint8 = True
+
+    def set_train_augment(self, augment: SampleAugment, seed: int) -> None:
+        """Worker-side training augmentation (implies uint8 output)."""
+        self.augment, self.seed, self.uint8 = augment, seed, True
 
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def _pixels(self, image: Any, epoch: int, index: int) -> torch.Tensor:
+        size, where = self.img_size, f"{self.name} sample {index}"
+        if not self.uint8:
+            tensor = pil_to_tensor(image, self.in_chans)
+            return resize_image(tensor, size, self.crop_pct, self.interpolation)
+        if self.augment is None:
+            return eval_sample(image, size, self.crop_pct, self.in_chans, self.interpolation, where)
+        rng = sample_rng(self.seed, epoch, index)
+        return train_sample(
+            image, size, self.augment, rng, self.in_chans, self.interpolation, where
+        )
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         row = self.table[int(index)]
-        image = pil_to_tensor(row[self.image_column], self.in_chans)
-        image = resize_image(image, self.img_size, self.crop_pct, self.interpolation)
-        return image, int(row[self.label_column])
+        return self._pixels(row[self.image_column], epoch, int(index)), int(row[self.label_column])

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import posixpath
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from ..errors import DataError, DownloadError
 from .images import IMAGE_EXTENSIONS, load_image, resize_image
+from .transforms import WorkerSamples
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +301,7 @@ class EpochOrder:
 
 @dataclass(frozen=True)
 class Decode:
-    """How records become (float32 (C, H, W) in [0, 1], label): the folder path's decoding."""
+    """How records become (image, label): the folder path's decoding (see `ShardDataset`)."""
 
     in_chans: int
     img_size: tuple[int, int]
@@ -308,10 +310,14 @@ class Decode:
     skip_bad: bool = False
 
 
-class ShardDataset(Dataset):
+class ShardDataset(WorkerSamples, Dataset):
     """One split of a shard index, map-style in index order: item i -> (image, label).
 
-    Keeps the last shard it read, so sequential access reads each shard once.
+    Images as `mlpmixer.data.folder.ImageFileDataset` gives them (`WorkerSamples`): float32
+    by default, uint8 `eval_sample` after `use_uint8`, uint8 `train_sample` after
+    `set_train_augment`, seeded by (seed, epoch, i) with i the sample's index-order position
+    (keys may be ``(epoch, i)``; `ShardStream` passes its epoch). Keeps the last shard it
+    read, so sequential access reads each shard once.
     """
 
     def __init__(self, index: ShardIndex, split: str, decode: Decode) -> None:
@@ -319,8 +325,13 @@ class ShardDataset(Dataset):
         self.entries = index.splits[split]
         self.counts = [e.count for e in self.entries]
         self.num_classes = len(index.class_names)
+        self.firsts = [sum(self.counts[:i]) for i in range(len(self.counts))]  # index order
         self._cache: dict[int, list[Sample]] = {}
         self.keep = 2  # shards kept in memory (a stream sets one per lane it reads)
+        # with skip_bad: a file each replaced sample is appended to ("shard URL, sample KEY:
+        # reason"), by whichever process or worker met it (the run counts its distinct lines)
+        self.skip_log: Path | None = None
+        self._logged: set[str] = set()  # said once per reader, though met every epoch
 
     def __len__(self) -> int:
         return sum(self.counts)
@@ -336,27 +347,45 @@ class ShardDataset(Dataset):
         return self._cache[number]
 
     def item(
-        self, shard: int, record: int, order: list[int] | None = None
+        self, shard: int, record: int, order: list[int] | None = None, epoch: int = 0
     ) -> tuple[torch.Tensor, int]:
         """Decoded record ``record`` of ``shard``; with skipping on, a bad one is replaced by the
-        next one in ``order`` (the shard's epoch order), so batches keep their size."""
+        next one in ``order`` (the shard's epoch order), so batches keep their size. The
+        replacement keeps the bad record's augmentation seed, as image folders do."""
         samples = self.shard(shard)
+        index = self.firsts[shard] + record  # the sample's seed, whichever record replaces it
         try:
-            return self._decode(samples[record], shard)
+            return self._decode(samples[record], shard, epoch, index)
         except DataError as err:
             if not self.decode.skip_bad:
                 raise DataError(f"{err}; {SKIP_HINT}") from err
-            log.warning("skipping bad sample: %s", err)
+            self._skipped(err)
         order = order or list(range(len(samples)))
         start = order.index(record)
         for offset in range(1, len(order)):
+            substitute = samples[order[(start + offset) % len(order)]]
             try:
-                return self._decode(samples[order[(start + offset) % len(order)]], shard)
+                return self._decode(substitute, shard, epoch, index)
             except DataError as err:
-                log.warning("skipping bad sample: %s", err)
+                self._skipped(err)
         raise DataError(f"shard {self.index.url(self.entries[shard])}: no usable sample left")
 
-    def _decode(self, sample: Sample, shard: int) -> tuple[torch.Tensor, int]:
+    def _skipped(self, err: DataError) -> None:
+        log.warning("skipping bad sample: %s", err)
+        # one line per sample, the same from every reader (PIL names the BytesIO by address)
+        line = re.sub(r" at 0x[0-9a-fA-F]+", "", " ".join(str(err).split()))
+        if self.skip_log is None or line in self._logged:
+            return
+        self._logged.add(line)
+        try:  # short O_APPEND writes: lines from several workers do not interleave
+            with open(self.skip_log, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except OSError as failure:  # e.g. a node without the run directory: logged only
+            log.warning("cannot record the skipped sample in %s: %s", self.skip_log, failure)
+
+    def _decode(
+        self, sample: Sample, shard: int, epoch: int, index: int
+    ) -> tuple[torch.Tensor, int]:
         where = f"shard {self.index.url(self.entries[shard])}, sample {sample.key}"
         if sample.label is None:
             raise DataError(
@@ -366,14 +395,24 @@ class ShardDataset(Dataset):
             raise DataError(f"{where}: label {sample.label} is outside 0..{self.num_classes - 1}")
         if sample.image is None:
             raise DataError(f"{where}: no image (expected one of .{', .'.join(IMAGE_KEYS)})")
-        d = self.decode
-        image = load_image(io.BytesIO(sample.image), d.in_chans, name=where)
-        return resize_image(image, d.img_size, d.crop_pct, d.interpolation), sample.label
+        return self._pixels(sample.image, where, epoch, index), sample.label
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def _pixels(self, data: bytes, where: str, epoch: int, index: int) -> torch.Tensor:
+        """float32 (C, H, W) in [0, 1] (the public API), or uint8 as `ImageFileDataset`."""
+        d = self.decode
+        if not self.uint8:
+            image = load_image(io.BytesIO(data), d.in_chans, name=where)
+            return resize_image(image, d.img_size, d.crop_pct, d.interpolation)
+        return self.worker_sample(data, epoch, index, d.img_size, d.crop_pct, d.in_chans,
+                                  d.interpolation, where)  # fmt: skip
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """Sample ``key`` of the index order; ``(epoch, index)`` keys as `ImageFileDataset`."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} is out of range for {len(self)} samples")
-        return self.item(*self._index_order.locate(int(index)))
+        shard, record = self._index_order.locate(int(index))
+        return self.item(shard, record, epoch=epoch)
 
     @functools.cached_property
     def _index_order(self) -> EpochOrder:
@@ -432,5 +471,6 @@ class ShardStream(IterableDataset):
         for micro in range(self.start + worker, self.num_micro, workers):
             for position in self.positions(micro):
                 shard, record = order.locate(position % total)
-                image, label = self.dataset.item(shard, record, order.records(shard))
+                records = order.records(shard)
+                image, label = self.dataset.item(shard, record, records, self.epoch)
                 yield image, (label if position < total else -1)

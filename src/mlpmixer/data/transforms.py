@@ -373,3 +373,34 @@ def eval_sample(
 
     image = decode_region(source, box_of, size, interpolation, reduce=False, name=name)
     return to_uint8_tensor(image, in_chans)
+
+
+class WorkerSamples:
+    """Mixin of the image-file data sets (folders, shards, Hugging Face): their uint8 mode.
+
+    After `use_uint8` items are `eval_sample`'s; after `set_train_augment` they are
+    `train_sample`'s, drawn from ``sample_rng(seed, epoch, index)``. Until either, the data
+    set gives its float32 images (the public API).
+    """
+
+    uint8: bool = False
+    augment: SampleAugment | None = None
+    seed: int = 0
+
+    def use_uint8(self) -> None:
+        """Return uint8 (C, H, W) images from now on (normalised later, on the device)."""
+        self.uint8 = True
+
+    def set_train_augment(self, augment: SampleAugment, seed: int) -> None:
+        """Worker-side training augmentation (implies uint8 output)."""
+        self.augment, self.seed, self.uint8 = augment, seed, True
+
+    def worker_sample(
+        self, source: Source, epoch: int, index: int, size: tuple[int, int], crop_pct: float,
+        in_chans: int, interpolation: str, name: str | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """uint8 (in_chans, *size): the training sample of (epoch, index), or the eval one."""
+        if self.augment is None:
+            return eval_sample(source, size, crop_pct, in_chans, interpolation, name)
+        rng = sample_rng(self.seed, epoch, index)
+        return train_sample(source, size, self.augment, rng, in_chans, interpolation, name)

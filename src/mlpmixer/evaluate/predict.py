@@ -3,7 +3,8 @@
 Each file is decoded by PIL (JPEG, PNG, WebP, GIF, TIFF, BMP...; grayscale, palette, RGBA,
 16-bit: see `mlpmixer.data.images`), converted to the model's channels, resized so the
 shorter side is ``img_size / crop_pct`` with the configured interpolation, centre-cropped
-to ``img_size`` and normalised with the config's mean and std. Files are processed in
+to ``img_size`` and normalised with the config's mean and std: the evaluation preprocessing
+(`mlpmixer.data.transforms.eval_sample`, uint8), so predict sees the pixels eval sees. Files are processed in
 batches; a file that cannot be read is reported by name and the others are still predicted.
 """
 
@@ -18,8 +19,8 @@ from typing import Any
 
 import torch
 
-from ..data import load_image, resize_image
 from ..data.images import IMAGE_EXTENSIONS
+from ..data.transforms import eval_sample
 from ..errors import ConfigError, MixerError
 from ..models.base import MlpFamilyModel
 from ..models.config import MixerConfig
@@ -84,9 +85,11 @@ def _images_at(path: Path) -> list[Path] | None:
 
 
 def prepare_image(path: str | os.PathLike[str], config: MixerConfig) -> torch.Tensor:
-    """One file -> (in_chans, H, W) float32 in [0, 1] at the config's size (not normalised)."""
-    image = load_image(path, config.in_chans)
-    return resize_image(image, config.img_size, config.crop_pct, config.interpolation)
+    """One file -> (in_chans, H, W) float32 in [0, 1] at the config's size (not normalised):
+    `eval_sample`'s uint8 pixels / 255, exactly what evaluation feeds the model."""
+    size = tuple(config.img_size)
+    pixels = eval_sample(path, size, config.crop_pct, config.in_chans, config.interpolation)
+    return pixels.float() / 255.0
 
 
 def class_names_of(config: MixerConfig) -> list[str]:

@@ -248,6 +248,11 @@ def _loaders(
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
         workers = default_workers(info.in_memory, per_node)
     options = loader_options(workers, device.type == "cuda")
+    # image files (folders, shards): crop/flip/RandAugment in the workers, on uint8
+    if worker_side(train_set):
+        train_set.set_train_augment(sample_augment(config.augment), t.seed)  # type: ignore[attr-defined]
+    if hasattr(test_set, "use_uint8"):
+        test_set.use_uint8()
     if isinstance(train_set, ShardDataset):
         return _stream_loaders(config, dist, options, train_set, test_set)
     sampler = TrainBatchSampler(
@@ -258,12 +263,7 @@ def _loaders(
         dist.world_size,
         t.grad_accum,  # type: ignore[arg-type]
     )
-    batches: Sampler = sampler
-    if worker_side(train_set):  # image files: crop/flip/RandAugment in the workers, on uint8
-        train_set.set_train_augment(sample_augment(config.augment), t.seed)  # type: ignore[attr-defined]
-        batches = EpochKeyedBatches(sampler)
-    if hasattr(test_set, "use_uint8"):
-        test_set.use_uint8()
+    batches: Sampler = EpochKeyedBatches(sampler) if worker_side(train_set) else sampler
     train_loader = DataLoader(train_set, batch_sampler=batches, **options)
     padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
     eval_set = _PaddedEval(test_set, padded)
@@ -354,6 +354,9 @@ def _setup(
         unwrap(wrapped) if t.parallel != "fsdp" else wrapped, config.optim, t.layer_decay
     )
     train_loader, sampler, eval_loader = _loaders(config, dist, device, info, train_set, test_set)
+    for dataset in (train_set, test_set):  # shards replace bad samples as they meet them
+        if isinstance(dataset, ShardDataset):
+            dataset.skip_log = run_dir / SKIPPED_FILE
     steps_per_epoch = sampler.steps_per_epoch
     total_steps = t.steps or t.epochs * steps_per_epoch
     scheduler = build_scheduler(
@@ -391,6 +394,19 @@ def _final_model(trainer: Trainer) -> MlpFamilyModel:
     return base
 
 
+def _count_skipped(run_dir: Path, info: DatasetInfo) -> int:
+    """Images left out or replaced (``data.skip_bad_images``): the distinct lines of
+    `SKIPPED_FILE` — the files a folder run left out at the start, and the shard samples the
+    workers replaced while reading, over every epoch and every resumed part — rewritten
+    sorted and without repeats."""
+    path = run_dir / SKIPPED_FILE
+    if not path.exists():
+        return len(info.skipped)
+    lines = sorted({line for line in path.read_text(encoding="utf-8").splitlines() if line})
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
 def _write_outputs(
     trainer: Trainer, model: MlpFamilyModel, model_name: str, info: DatasetInfo, resumed: bool
 ) -> dict[str, Any]:
@@ -415,7 +431,7 @@ def _write_outputs(
         "run_id": trainer.run_id,
         "config_sha256": config_sha256(cfg),
         "checkpoint": str(run_dir / MODEL_DIR),
-        "skipped_images": len(info.skipped),
+        "skipped_images": _count_skipped(run_dir, info),
     }
     # a resumed run that was already finished trains no epoch: its last record has the
     # train metrics (last_eval alone lost train_loss/train_top1 from summary.json)
