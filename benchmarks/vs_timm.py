@@ -64,6 +64,7 @@ from mlpmixer.checkpoints.timm_format import state_to_timm, timm_architecture
 from mlpmixer.cpu_kind import this_cpu
 from mlpmixer.fileio import atomic_write_text
 from mlpmixer.models import create_model
+from mlpmixer.precision import autocast
 
 HERE = Path(__file__).resolve().parent
 MODELS = {"s16": "mixer_s16_224", "b16": "mixer_b16_224"}
@@ -132,9 +133,7 @@ def models_pair(name: str, timm: Any) -> tuple[nn.Module, dict[str, nn.Module], 
 
 
 def _autocast(precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16-autocast":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return autocast("cpu", "bf16" if precision == "bf16-autocast" else "fp32")
 
 
 def model_step(

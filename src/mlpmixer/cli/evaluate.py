@@ -9,6 +9,7 @@ from rich import box
 from rich.table import Table
 
 from ..fileio import atomic_write_json
+from ..models.config import INTERPOLATIONS
 from .app import (
     FRACTION,
     POSITIVE_INT,
@@ -42,7 +43,7 @@ from .app import (
 @click.option("--mean", default=None, help="Override the checkpoint's mean, e.g. 0.5,0.5,0.5.")
 @click.option("--std", default=None, help="Override the checkpoint's std.")
 @click.option("--crop-pct", type=FRACTION, default=None, help="Override the checkpoint's crop_pct.")
-@click.option("--interpolation", default=None, help="Override: nearest, bilinear, bicubic, area.")
+@click.option("--interpolation", default=None, help=f"Override: {', '.join(INTERPOLATIONS)}.")
 @click.option("--root", default=None, help="Where named data sets live (default $MLPMIXER_DATA).")
 @out_dir_option("eval", "Writes eval.json and confusion.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
