@@ -1,4 +1,4 @@
-"""Issue 12's benchmark: `MlpMixer` against timm's Mixer, and both against their GEMMs alone.
+"""`MlpMixer` against timm's Mixer, and both against their GEMMs alone.
 
 Every cell of {S/16, B/16} × {fp32, bf16 autocast, bf16 weights} × {inference, training step
 (forward, cross-entropy, backward, AdamW)}, on the CPU, one process, implementations timed in
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     timm = import_timm()
     result: dict[str, Any] = {
-        "benchmark": "issue-12 vs timm",
+        "benchmark": "vs-timm",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "benchmarks/vs_timm.py", *(argv or sys.argv[1:])]),
         "machine": machine(),
