@@ -45,3 +45,11 @@ def test_checks_name_key_and_value_and_accept_null():
     check_value("a.b", (0.2, 0.2), Bound("(0, 1]", ordered=True), nullable=False)
     with pytest.raises(ConfigError, match=r"min <= max"):
         check_value("a.b", (0.3, 0.2), Bound("(0, 1]", ordered=True), nullable=False)
+
+
+def test_the_fields_own_range_is_said_before_the_int64_limit():
+    seed = Bound("[0, 4294967295]", said="in [0, 2**32 - 1]")
+    with pytest.raises(
+        ConfigError, match=r"^s must be in \[0, 2\*\*32 - 1\], got 5000000000000000000$"
+    ):
+        check_value("s", 5 * 10**18, seed, nullable=False)

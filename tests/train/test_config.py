@@ -254,7 +254,8 @@ def test_every_numeric_field_declares_a_bound():
     [
         ("train.epochs=0", r"^train\.epochs must be >= 1, got 0$"),
         ("train.steps=0", r"^train\.steps must be >= 1 or null, got 0$"),
-        ("train.seed=-1", r"^train\.seed must be in \[0, 4294967295\], got -1$"),
+        ("train.seed=-1", r"^train\.seed must be in \[0, 2\*\*32 - 1\], got -1$"),
+        ("train.dist_timeout_s=0", r"^train\.dist_timeout_s must be > 0 or null, got 0\.0$"),
         ("train.label_smoothing=1.0", r"train\.label_smoothing must be in \[0, 1\), got 1\.0"),
         ("train.layer_decay=0", r"train\.layer_decay must be in \(0, 1\] or null, got 0\.0"),
         ("data.in_chans=2", r"^data\.in_chans must be 1, 3 or null, got 2$"),

@@ -170,6 +170,8 @@ def is_native_dir(path: Path) -> bool:
 
 def _read_config_text(path: Path) -> str:
     config = path / CONFIG_FILE
+    if config.exists() and not config.is_file():  # a FIFO would block the read
+        raise CheckpointError(f"{config}: not a regular file (a FIFO, device or folder)")
     if not config.is_file():
         raise CheckpointError(
             f"{path}: an mlpmixer model folder without {CONFIG_FILE} (an interrupted save, or "

@@ -25,6 +25,7 @@ from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
 from .sidecar import config_fields, fields_from
+from .state_fit import check_plain_tensor
 
 # timm's block part names -> this package's, per family (a prefix of the key inside a block).
 _MIXER_NAMES = {
@@ -156,6 +157,7 @@ def check_tensor_views(state: Mapping[str, torch.Tensor], source: Any) -> None:
     for name, tensor in state.items():
         if not isinstance(tensor, torch.Tensor):
             continue
+        check_plain_tensor(name, tensor, source)  # sparse/meta: no storage to measure
         viewed = tensor.numel() * tensor.element_size()
         stored = tensor.untyped_storage().nbytes()
         if viewed > stored or (tensor.numel() > 1 and 0 in tensor.stride()):

@@ -11,7 +11,8 @@ Public API (stable; used by training, ``mlpmixer eval`` and ``mlpmixer predict``
     x = normalize(images, info.mean, info.std)      # (B, C, H, W) -> (B, C, H, W)
 
 ``build_dataset(name_or_path, split="train", img_size=None, in_chans=None, *, root=None,
-download=True, val_fraction=0.1, seed=0, crop_pct=1.0, interpolation="bilinear")``
+download=True, val_fraction=0.1, seed=0, crop_pct=1.0, interpolation="bilinear",
+skip_bad_images=False, source_split=None)``
 returns ``(torch.utils.data.Dataset, DatasetInfo)``.
 
 * ``name_or_path`` — a name from `list_datasets()`:
@@ -24,7 +25,10 @@ returns ``(torch.utils.data.Dataset, DatasetInfo)``.
     downloaded (MD5-checked) when missing and ``download=True``;
   - ``cifar10``, ``cifar100``: the official python archive in ``ROOT/cifar10`` / ``ROOT/cifar100``,
     downloaded (MD5-checked) when missing; extracted safely (nothing outside the target);
-  - ``hf:NAME[:CONFIG]``: a Hugging Face ``datasets`` data set (extra ``hf``);
+  - ``hf:NAME[:CONFIG]``: a Hugging Face ``datasets`` data set (extra ``hf``); its splits are
+    ``train`` and ``validation`` (else ``test``), or ``source_split``;
+  - shards written by ``mlpmixer data pack`` (`mlpmixer.data.shards`, extra ``shards``): their
+    folder, its ``index.json``, or a URL of either (``https://``, ``s3://``, ``gs://``...);
 
   or a directory path: idx files (MNIST layout), a CIFAR archive or its extracted folder, or
   class-per-folder images (``DIR/train/<class>/*`` and ``DIR/val/<class>/*`` (or ``test/``), or

@@ -112,7 +112,8 @@ def check_normalization(mean: Sequence[float], std: Sequence[float], channels: i
     """
     for name, values in (("mean", mean), ("std", std)):
         if len(values) not in (1, channels) or not all(math.isfinite(v) for v in values):
-            raise ConfigError(f"{name} must be 1 or {channels} finite numbers, got {list(values)}")
+            count = "1 finite number" if channels == 1 else f"1 or {channels} finite numbers"
+            raise ConfigError(f"{name} must be {count}, got {list(values)}")
     if not all(v > 0 for v in std):
         raise ConfigError(f"std must be > 0, got {list(std)}")
 

@@ -316,11 +316,16 @@ class MlpFamilyModel(
         """
         img_size = to_pair(img_size, "img_size")
         k = replication_factors(self.config, img_size)
+        # The new config first: its size limits refuse an absurd img_size (100000 asked for
+        # 3e18 bytes) by name before the token index and weights are allocated.
+        try:
+            config = self.config.replace(
+                img_size=img_size, tokens_mlp_dim=self.config.tokens_mlp_dim * k[0] * k[1]
+            )
+        except ConfigError as err:
+            raise ConfigError(f"resizing to img_size={img_size}: {err}") from err
         index = window_token_index(self.config.grid_size, k)
         state = self.tile_token_weights(dict(self.state_dict()), index)
-        config = self.config.replace(
-            img_size=img_size, tokens_mlp_dim=self.config.tokens_mlp_dim * k[0] * k[1]
-        )
         param = next(self.parameters())
         resized = type(self).from_state_dict(state, config)
         resized.set_grad_checkpointing(self.grad_checkpointing)

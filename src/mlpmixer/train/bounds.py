@@ -45,6 +45,7 @@ class Bound:
     text: str
     ordered: bool = False
     limit: int | str | None = None
+    said: str | None = None  # how messages state the range instead of ``text``
 
     def __post_init__(self) -> None:
         self.holds(0)  # a malformed range fails at import, not at the first bad value
@@ -66,6 +67,8 @@ class Bound:
     def expected(self, pair: bool, nullable: bool) -> str:
         """What a message says the value must be."""
         text = self.text.strip()
+        if self.said is not None:
+            return self.said + (" or null" if nullable else "")
         if text.startswith("{"):
             options = [x.strip() for x in text.strip("{}").split(",")]
         else:
@@ -79,12 +82,17 @@ class Bound:
 
 
 def bounded(
-    default: Any, text: str, *, ordered: bool = False, limit: int | str | None = None
+    default: Any,
+    text: str,
+    *,
+    ordered: bool = False,
+    limit: int | str | None = None,
+    said: str | None = None,
 ) -> Any:
-    """A dataclass field with ``default`` and the range ``text`` (see the module docstring)."""
-    return dataclasses.field(
-        default=default, metadata={BOUND: Bound(text, ordered=ordered, limit=limit)}
-    )
+    """A dataclass field with ``default`` and the range ``text`` (see the module docstring);
+    ``said``: the range as messages state it, where that reads better than ``text``."""
+    bound = Bound(text, ordered=ordered, limit=limit, said=said)
+    return dataclasses.field(default=default, metadata={BOUND: bound})
 
 
 def _numbers(value: Any) -> tuple[Any, ...]:
@@ -108,16 +116,15 @@ def _fail(key: str, value: Any, expected: str) -> None:
 def check_value(key: str, value: Any, bound: Bound | None, nullable: bool) -> None:
     """`ConfigError` unless every number in ``value`` is finite, int64-sized and in ``bound``."""
     numbers = _numbers(value)
-    for v in numbers:
-        if isinstance(v, float) and not math.isfinite(v):
-            _fail(key, value, "a finite number")
-        if isinstance(v, int) and abs(v) >= MAX_INT:
-            _fail(key, value, "smaller than 2**62 in magnitude")
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+        _fail(key, value, "a finite number")
+    pair = isinstance(value, tuple)
+    if bound is not None and not all(bound.holds(v) for v in numbers):
+        _fail(key, value, bound.expected(pair, nullable))  # the field's own range first
+    if any(isinstance(v, int) and abs(v) >= MAX_INT for v in numbers):
+        _fail(key, value, "smaller than 2**62 in magnitude")
     if bound is None or value is None:
         return
-    pair = isinstance(value, tuple)
-    if not all(bound.holds(v) for v in numbers):
-        _fail(key, value, bound.expected(pair, nullable))
     if bound.ordered and list(numbers) != sorted(numbers):
         _fail(key, value, bound.expected(pair, nullable))
     if bound.limit is not None:

@@ -51,7 +51,7 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    dataset: str = "digits"  # name, directory or hf:NAME (see mlpmixer.data)
+    dataset: str = "digits"  # name, directory, hf:NAME or shards (folder/URL; see mlpmixer.data)
     root: str | None = None  # where named data sets live (default $MLPMIXER_DATA or the cache)
     in_chans: int | None = bounded(
         None, "{1, 3}"
@@ -68,6 +68,8 @@ class DataSection:
     )  # None: 1.0 from scratch, the checkpoint's when fine-tuning
     interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
     skip_bad_images: bool = False  # image folders: leave unreadable files out (listed in the run)
+    train_split: str | None = None  # hf:NAME / shards: the data set's split to train on (train)
+    val_split: str | None = None  # hf:NAME / shards: the held-out split (validation, else test)
 
 
 @dataclass
@@ -128,7 +130,9 @@ class TrainSection:
     steps: int | None = bounded(None, ">= 1")  # total optimizer steps; overrides epochs when set
     batch_size: int = bounded(128, ">= 1")  # global: summed over processes and accumulation steps
     grad_accum: int = bounded(1, ">= 1")
-    seed: int = bounded(0, "[0, 4294967295]")  # numpy's and the DataLoader's seeds: < 2**32
+    seed: int = bounded(
+        0, "[0, 4294967295]", said="in [0, 2**32 - 1]"
+    )  # numpy's and the DataLoader's seeds: < 2**32
     device: str = "auto"  # auto: cuda if available, else cpu
     precision: Precision = "fp32"
     compile: bool = False  # torch.compile the model
@@ -152,6 +156,9 @@ class TrainSection:
     layer_decay: float | None = bounded(
         None, "(0, 1]"
     )  # layer-wise LR decay (timm's), e.g. 0.75; null: off
+    dist_timeout_s: float | None = bounded(
+        None, "> 0"
+    )  # collective wait in seconds; None: $MLPMIXER_DIST_TIMEOUT_S or 300
 
 
 @dataclass
