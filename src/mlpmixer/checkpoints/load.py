@@ -185,6 +185,7 @@ def read_checkpoint(
     if metadata.get("format") == FORMAT_NAME:  # refused if its config or checksums lack
         config, state = native_file_contents(path, state, metadata)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
+    stored = stored_fields(metadata, path, state)  # what an mlpmixer wrote beside the tensors
     fmt = _state_format(state, path)
     if fmt == "timm":
         state = timm_to_state(state)
@@ -195,7 +196,7 @@ def read_checkpoint(
     elif fmt == "lucidrains":
         state = lucidrains_to_state(state, in_chans)
         fields = {**LUCIDRAINS_FIELDS, **fields}
-    fields.update(stored_fields(metadata, path))  # what an mlpmixer wrote beside the tensors
+    fields.update(stored)
     if path.suffix in TORCH_SUFFIXES:
         fields.update(read_sidecar(path))
     img_size = img_size if img_size is not None else fields.pop("img_size", None)

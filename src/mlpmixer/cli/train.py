@@ -202,7 +202,8 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
     "--img-size",
     type=POSITIVE_INT,
     default=None,
-    help="Fine-tuning resolution; token mixing is resized block-diagonally (e.g. 448).",
+    help="Fine-tuning resolution, a multiple of the patch size; token mixing is tiled "
+    "block-diagonally (e.g. 448) or resampled (e.g. 384).",
 )
 @_train_options
 def finetune(checkpoint: str, dataset: str, img_size: int | None, config_file: str | None,

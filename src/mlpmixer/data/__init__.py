@@ -51,7 +51,10 @@ model trained on the data should carry (``in_chans``, ``num_classes``, ``class_n
 
 Every image mode PIL reads is converted by `pil_to_tensor` (grayscale, palette with or without
 transparency, RGBA/LA composited over white, 16-bit, 32-bit int, float, CMYK, YCbCr...).
-Image files are decoded in ``__getitem__``, i.e. in DataLoader worker processes.
+Image files are decoded in ``__getitem__``, i.e. in DataLoader worker processes. Training and
+evaluation loaders switch image-file data sets to uint8 output (``dataset.use_uint8()``;
+``dataset.set_train_augment(...)`` for the paper's training crop, flip and RandAugment, see
+`mlpmixer.data.transforms`); `normalize` accepts uint8 batches.
 Errors: a missing or unreadable data set is a `mlpmixer.errors.DataError` (exit code 2) naming
 the path; a failed download is a `mlpmixer.errors.DownloadError` saying which file to put where.
 """

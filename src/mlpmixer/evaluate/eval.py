@@ -174,6 +174,8 @@ def evaluate_checkpoint(
             f"{_preview(info.class_names)}; labels are compared by index",
             stacklevel=2,
         )
+    if hasattr(data, "use_uint8"):  # image files: uint8 batches, normalised on the device
+        data.use_uint8()
     loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     mean, std = mean or model.config.mean, std or model.config.std
     check_normalization(mean, std, model.config.in_chans)

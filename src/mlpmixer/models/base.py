@@ -3,7 +3,7 @@
 A family model is ``stem -> N blocks -> norm -> mean over tokens -> head`` on activations
 (B, S, C); the families differ only in their block (and ResMLP in its norm). A subclass
 sets ``family`` and implements `make_block` (and optionally `make_norm`,
-`init_family_weights`, `tile_token_weights`). Everything else is here:
+`init_family_weights`; blocks define ``resized_token_weights``). Everything else is here:
 
 * timm's API: ``num_features``, ``get_classifier``, ``reset_classifier``, ``pretrained_cfg``
   / ``default_cfg``, ``forward_intermediates``, ``group_matcher``, ``forward_head``;
@@ -24,11 +24,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import CheckpointError, ConfigError, InputShapeError
-from .config import MixerConfig, to_pair
+from .config import MixerConfig
 from .init import init_weights
 from .layers import PatchEmbed
 from .params import no_weight_decay_names, weight_decay_groups
-from .resize import replication_factors, tile_token_linear, window_token_index
+from .resize import resized_config, token_resize
 
 _FAMILY_CLASSES: dict[str, type[MlpFamilyModel]] = {}
 OUTPUT_FORMATS = ("NCHW", "NLC")
@@ -123,19 +123,6 @@ class MlpFamilyModel(
 
     def init_family_weights(self) -> None:
         """Initialisation beyond `init_weights` (e.g. gates that start open)."""
-
-    def tile_token_weights(
-        self, state: dict[str, torch.Tensor], index: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Token-mixing weights of ``state`` replicated over the windows ``index`` (K², S).
-
-        This default tiles the S × S Linear named ``token_linear`` in every block.
-        """
-        if not self.token_linear:
-            raise NotImplementedError(f"{type(self).__name__} cannot tile its token mixing")
-        for i in range(self.config.num_blocks):
-            tile_token_linear(state, f"blocks.{i}.{self.token_linear}.", index)
-        return state
 
     # ----- forward -----------------------------------------------------------------------
     def _new_head(self, num_classes: int) -> nn.Module:
@@ -309,23 +296,20 @@ class MlpFamilyModel(
 
     # ----- resolution change -------------------------------------------------------------
     def resize(self, img_size: int | tuple[int, int]) -> MlpFamilyModel:
-        """A new model for ``img_size`` whose token mixing is block-diagonally replicated.
+        """A new model for ``img_size`` (any multiple of the patch size, square or not).
 
-        See `mlpmixer.models.resize`. The returned model computes, on an image tiled K×K,
-        exactly what this model computes on the single image.
+        Integer multiples of the grid tile the token mixing block-diagonally (exact: an image
+        tiled K×K gives this model's output on the single image); other sizes resample the
+        token weights (an approximation to fine-tune from). Each block resizes its own token
+        layers; see `mlpmixer.models.resize`.
         """
-        img_size = to_pair(img_size, "img_size")
-        k = replication_factors(self.config, img_size)
-        # The new config first: its size limits refuse an absurd img_size (100000 asked for
-        # 3e18 bytes) by name before the token index and weights are allocated.
-        try:
-            config = self.config.replace(
-                img_size=img_size, tokens_mlp_dim=self.config.tokens_mlp_dim * k[0] * k[1]
+        resize = token_resize(self.config, img_size)
+        config = resized_config(self.config, resize)  # validated (size limits) before allocating
+        state = dict(self.state_dict())
+        for i, block in enumerate(self.blocks):
+            state.update(
+                {f"blocks.{i}.{k}": v for k, v in block.resized_token_weights(resize).items()}
             )
-        except ConfigError as err:
-            raise ConfigError(f"resizing to img_size={img_size}: {err}") from err
-        index = window_token_index(self.config.grid_size, k)
-        state = self.tile_token_weights(dict(self.state_dict()), index)
         param = next(self.parameters())
         resized = type(self).from_state_dict(state, config)
         resized.set_grad_checkpointing(self.grad_checkpointing)
@@ -386,22 +370,30 @@ class MlpFamilyModel(
     ) -> str | None:
         """Write the hub layout (weights, config.json, README.md) as one atomic folder.
 
+        README.md is a model card (checkpoints/model_card.py); one already there is kept.
+
         The mixin's version deletes ``config.json`` before writing the weights, so a kill in
         between left a folder that loaded as a bare state dict; here the folder is built
         aside and renamed into place. ``push_to_hub=True`` then uploads it.
         """
-        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
+        from ..checkpoints.model_card import native_readme  # checkpoints/ builds on models/
+        from ..checkpoints.native import write_native
 
         path = Path(save_directory)
+        # the name the card tells users to load: the hub id when pushing (the mixin's
+        # push_to_hub saves into a temporary folder and passes model_card_kwargs on)
+        card_kwargs = model_card_kwargs or {}
+        location = card_kwargs.get("location") or repo_id or str(save_directory)
         extra = {}
         if not (path / "README.md").exists():  # like the mixin: a user's card is kept
-            card = self.generate_model_card(**(model_card_kwargs or {}))
-            extra["README.md"] = str(card)
+            extra["README.md"] = native_readme(self.config, location)
         write_native(path, self.config, self.state_dict(), extra_files=extra)
         if not push_to_hub:
             return None
+        repo_id = repo_id or path.name
+        card_kwargs = {**card_kwargs, "location": repo_id}
         return self.push_to_hub(
-            repo_id=repo_id or path.name, model_card_kwargs=model_card_kwargs, **push_to_hub_kwargs
+            repo_id=repo_id, model_card_kwargs=card_kwargs, **push_to_hub_kwargs
         )
 
     def save(self, path: Any) -> None:

@@ -61,7 +61,7 @@ class DataSection:
     )  # held-out share when an image folder has no val/ split
     num_workers: int | None = bounded(
         None, ">= 0", limit=CPU_LIMIT
-    )  # None: 0 for in-memory arrays, else min(8, CPUs)
+    )  # None: 0 for in-memory arrays, else the CPU share - 1 (<= 32)
     download: bool = True
     eval_crop_pct: float | None = bounded(
         None, "(0, 1]"
@@ -98,7 +98,7 @@ class ScheduleSection:
 
 @dataclass
 class AugmentSection:
-    random_resized_crop: bool = False  # "inception crop" of scale x ratio, resized back
+    random_resized_crop: bool = False  # "inception crop": area fraction x aspect ratio, resized
     crop_scale: tuple[float, float] = bounded((0.08, 1.0), "(0, 1]", ordered=True)
     crop_ratio: tuple[float, float] = bounded((0.75, 4.0 / 3.0), "> 0", ordered=True)
     pad_crop: int = bounded(
@@ -116,7 +116,9 @@ class AugmentSection:
     randaugment_n: int = bounded(
         0, ">= 0", limit=MAX_PAD_OR_OPS
     )  # RandAugment: ops per image (0: off)
-    randaugment_m: float = bounded(10.0, "[0, 30]")  # RandAugment magnitude (kornia's 0..30 scale)
+    randaugment_m: float = bounded(
+        10.0, "[0, 30]"
+    )  # RandAugment magnitude, big_vision's scale (10: nominal max)
     mixup_alpha: float = bounded(0.0, ">= 0")  # Beta(alpha, alpha) mixing coefficient (0: off)
     cutmix_alpha: float = bounded(0.0, ">= 0")  # Beta(alpha, alpha) cut area (0: off)
     mix_switch_prob: float = bounded(

@@ -29,10 +29,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checkpoints import load_model
+from ..checkpoints.model_card import write_run_model
 from ..data import DatasetInfo, build_dataset
+from ..data.loading import EpochKeyedBatches, default_workers, loader_options, worker_side
 from ..data.shards import LANES, ShardDataset, ShardStream
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_write_json, atomic_write_text
@@ -46,7 +48,7 @@ from ..layout import (
     checkpoint_label,
 )
 from ..models import MixerConfig, MlpFamilyModel, create_model, model_config
-from .augment import DeviceAugment
+from .augment import DeviceAugment, sample_augment
 from .config import TrainConfig
 from .distributed import (
     DistInfo,
@@ -242,11 +244,9 @@ def _loaders(
     t = config.train
     workers = config.data.num_workers
     if workers is None:
-        workers = 0 if info.in_memory else min(8, max(1, (os.cpu_count() or 1) // dist.world_size))
-    options: dict[str, Any] = {
-        "num_workers": workers, "pin_memory": device.type == "cuda",
-        "persistent_workers": workers > 0,
-    }  # fmt: skip
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
+        workers = default_workers(info.in_memory, per_node)
+    options = loader_options(workers, device.type == "cuda")
     if isinstance(train_set, ShardDataset):
         return _stream_loaders(config, dist, options, train_set, test_set)
     sampler = TrainBatchSampler(
@@ -257,7 +257,13 @@ def _loaders(
         dist.world_size,
         t.grad_accum,  # type: ignore[arg-type]
     )
-    train_loader = DataLoader(train_set, batch_sampler=sampler, **options)
+    batches: Sampler = sampler
+    if worker_side(train_set):  # image files: crop/flip/RandAugment in the workers, on uint8
+        train_set.set_train_augment(sample_augment(config.augment), t.seed)  # type: ignore[attr-defined]
+        batches = EpochKeyedBatches(sampler)
+    if hasattr(test_set, "use_uint8"):
+        test_set.use_uint8()
+    train_loader = DataLoader(train_set, batch_sampler=batches, **options)
     padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
     eval_set = _PaddedEval(test_set, padded)
     eval_batch = max(1, min(sampler.micro_batch_size * 2, 1024))
@@ -363,6 +369,7 @@ def _setup(
         mcfg.std,
         info.num_classes,
         t.label_smoothing,
+        worker_side=worker_side(train_set),
     )
     trainer = Trainer(
         config=config, run_dir=run_dir, dist=dist, device=device, model=wrapped,
@@ -390,7 +397,6 @@ def _write_outputs(
     model_cpu = MlpFamilyModel.from_state_dict(
         {k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config
     )
-    model_cpu.save(run_dir / MODEL_DIR)
     summary: dict[str, Any] = {
         "model": model_name,
         "dataset": info.name,
@@ -422,6 +428,8 @@ def _write_outputs(
         for key in ("ema_test_top1", "ema_test_top5", "ema_test_loss"):
             if key in trainer.last_eval:
                 summary[key] = trainer.last_eval[key]
+    # saved once the metrics are known: its README (model card) reports them
+    write_run_model(model_cpu, run_dir / MODEL_DIR, summary)
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     if cfg.run.plot:
         records = MetricsLog(run_dir).read()
