@@ -1,4 +1,4 @@
-"""Training-input throughput per CPU core on ImageNet-like JPEGs (issue 15, item 2).
+"""Training-input throughput per CPU core on ImageNet-like JPEGs.
 
 Side by side in one process and one thread, interleaved round by round:
 

@@ -1,4 +1,4 @@
-"""The Mixer performance suite: Mixer-S/16 and B/16, fp32 and bf16, inference and training.
+"""The performance suite: Mixer-S/16 and B/16, fp32 and bf16, inference and training.
 
 Every configuration runs `mlpmixer.bench.run.benchmark` with ``compare=True``: the
 library's `MlpMixer` and the plain implementation (`mlpmixer.models.plain.PlainMixer`,
@@ -71,7 +71,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 runs.append(benchmark(model, options))
                 print(markdown_rows(runs[-1]), file=sys.stderr, flush=True)
     return {
-        "suite": "issue-5",
+        "suite": "mixer-suite",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "runs": runs,
     }

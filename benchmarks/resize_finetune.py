@@ -1,4 +1,4 @@
-"""Does resizing a trained model help at another resolution? (issue 17 item 4)
+"""Does resizing a trained model help at another resolution?
 
 A small Mixer (patch 4) is trained on mnist5k at 28×28, resized to 20×20 and 36×36 (patch
 grids 7 -> 5 and 7 -> 9: not integer multiples, so the token weights are resampled) and

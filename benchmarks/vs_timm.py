@@ -1,4 +1,4 @@
-"""Issue 12's benchmark: `MlpMixer` against timm's Mixer, and both against their GEMMs alone.
+"""`MlpMixer` against timm's Mixer, and both against their GEMMs alone.
 
 Every cell of {S/16, B/16} × {fp32, bf16 autocast, bf16 weights} × {inference, training step
 (forward, cross-entropy, backward, AdamW)}, on the CPU, one process, implementations timed in
@@ -11,9 +11,16 @@ all of them alike. Per cell it reports:
   input-gradient + weight-gradient products for training, timed in the same rounds
   (``torch.mm`` into preallocated outputs). 1.00 would mean all glue is free.
 
-Both models compute the same function: our default (tanh GELU, the paper's) and timm's
-``MlpMixer`` built with ``act_layer=nn.GELU(approximate="tanh")``, with our weights copied over
-(checked: logits agree). ``--aten-gelu`` adds our model with the fused GELU kernel switched off
+The baselines (``--baselines``, each timed in the same rounds, our weights copied over):
+
+- ``timm``: timm's ``MlpMixer`` built with ``act_layer=nn.GELU(approximate="tanh")``, the same
+  function as ours (the paper's tanh GELU; checked: logits agree);
+- ``timm-erf``: timm's default model, what ``timm.create_model`` gives a user (exact erf GELU:
+  a slightly different function, cheaper in ATen);
+- ``timm-compiled`` / ``timm-erf-compiled``: the same under ``torch.compile`` (inductor's
+  defaults; the first warm-up step compiles, so keep ``--warmup`` >= 1).
+
+``--aten-gelu`` adds our model with the fused GELU kernel switched off
 (``MLPMIXER_FUSED_GELU=0``), to measure that lever in the same rounds.
 
 timm is optional and never a dependency of the project. Install it without its dependencies
@@ -25,7 +32,13 @@ If torchvision is missing, this script puts ``benchmarks/standin`` (a minimal to
 stand-in, only names timm imports) on ``sys.path`` for the one ``import timm``. Then:
 
     python benchmarks/vs_timm.py --threads 1 --batch-size 16            # ~15 min on 2 cores
+    python benchmarks/vs_timm.py --baselines timm,timm-erf,timm-erf-compiled --models s16
     python benchmarks/vs_timm.py --models s16 --precisions bf16-autocast --modes train
+
+With several threads on a shared machine, run under ``OMP_WAIT_POLICY=PASSIVE``: OpenMP's
+threads otherwise spin while they wait for a preempted sibling, and process CPU time then
+counts the spinning (measured here: S/16 bf16 training at 2 threads, 5.7 s of CPU per step
+against 1.2 s at 1 thread).
 
 Writes benchmarks/results/vs-timm-<date>.json (or ``--out``) and prints a Markdown table.
 """
@@ -53,12 +66,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlpmixer.checkpoints.timm_format import state_to_timm, timm_architecture
+from mlpmixer.cpu_kind import this_cpu
 from mlpmixer.fileio import atomic_write_text
 from mlpmixer.models import create_model
+from mlpmixer.precision import autocast
 
 HERE = Path(__file__).resolve().parent
 MODELS = {"s16": "mixer_s16_224", "b16": "mixer_b16_224"}
 PRECISIONS = ("fp32", "bf16-autocast", "bf16")
+# baseline name -> (timm's GELU form, under torch.compile)
+BASELINES = {
+    "timm": ("tanh", False),
+    "timm-erf": ("none", False),
+    "timm-compiled": ("tanh", True),
+    "timm-erf-compiled": ("none", True),
+}
 INSTALL_HINT = (
     "timm is not installed. Install it without its dependencies: `pip install --no-deps timm` "
     "(this script supplies a torchvision stand-in when torchvision is missing)."
@@ -85,22 +107,30 @@ def import_timm() -> Any:
     return timm
 
 
-def models_pair(name: str, timm: Any) -> tuple[nn.Module, nn.Module, float]:
-    """(ours, timm's) with the same random weights, and their largest relative logit gap."""
-    torch.manual_seed(0)
-    ours = create_model(name)
-    nn.init.normal_(ours.head.weight, std=0.02)  # the zero-initialised head would hide errors
+def timm_model(timm: Any, ours: nn.Module, gelu: str) -> nn.Module:
+    """timm's Mixer of ``ours``' architecture with ``ours``' weights and GELU form ``gelu``."""
     cfg = ours.config
     theirs = timm.create_model(
         timm_architecture(cfg),
         pretrained=False,
         num_classes=cfg.num_classes,
-        act_layer=functools.partial(nn.GELU, approximate=cfg.gelu),
+        act_layer=functools.partial(nn.GELU, approximate=gelu),
     )
     theirs.load_state_dict(state_to_timm(ours.state_dict()))
+    return theirs
+
+
+def models_pair(name: str, timm: Any) -> tuple[nn.Module, dict[str, nn.Module], float]:
+    """Ours, timm's by GELU form ("tanh": ours' function, "none": timm's default), and the
+    largest relative logit gap between ours and the same-function timm model."""
+    torch.manual_seed(0)
+    ours = create_model(name)
+    nn.init.normal_(ours.head.weight, std=0.02)  # the zero-initialised head would hide errors
+    theirs = {gelu: timm_model(timm, ours, gelu) for gelu in ("tanh", "none")}
+    cfg = ours.config
     images = torch.randn(2, cfg.in_chans, *cfg.img_size)
     with torch.no_grad():
-        a, b = ours.eval()(images), theirs.eval()(images)
+        a, b = ours.eval()(images), theirs[cfg.gelu].eval()(images)
     return ours, theirs, ((a - b).abs().max() / b.abs().max()).item()
 
 
@@ -108,24 +138,27 @@ def models_pair(name: str, timm: Any) -> tuple[nn.Module, nn.Module, float]:
 
 
 def _autocast(precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16-autocast":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return autocast("cpu", "bf16" if precision == "bf16-autocast" else "fp32")
 
 
-def model_step(module: nn.Module, precision: str, mode: str, batch: int) -> Callable[[], None]:
-    """One inference forward pass or one training step of a private copy of ``module``."""
+def model_step(
+    module: nn.Module, precision: str, mode: str, batch: int, compiled: bool = False
+) -> Callable[[], None]:
+    """One inference forward pass or one training step of a private copy of ``module``
+    (with ``compiled``, of ``torch.compile`` of it: the first call compiles)."""
     module = copy.deepcopy(module)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     module = module.to(dtype)
+    if mode == "infer":
+        module.eval()
+    run = torch.compile(module) if compiled else module
     g = torch.Generator().manual_seed(1)
     images = torch.randn(batch, 3, 224, 224, generator=g).to(dtype)  # both models: 224², RGB
     if mode == "infer":
-        module.eval()
 
         def infer() -> None:
             with torch.no_grad(), _autocast(precision):
-                module(images)
+                run(images)
 
         return infer
     module.train()
@@ -135,7 +168,7 @@ def model_step(module: nn.Module, precision: str, mode: str, batch: int) -> Call
     def train() -> None:
         optimizer.zero_grad(set_to_none=True)
         with _autocast(precision):
-            logits = module(images)
+            logits = run(images)
         F.cross_entropy(logits.float(), labels).backward()
         optimizer.step()
 
@@ -231,13 +264,15 @@ def time_interleaved(
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    kind = this_cpu()
     return {
-        "cpu": cpu,
+        "cpu": kind.model,
+        "vendor": kind.vendor,
+        "avx512": "avx512f" in kind.flags,
+        "amx": "amx_bf16" in kind.flags,
         "logical_cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # PASSIVE: no spinning in CPU time
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "python": platform.python_version(),
@@ -248,19 +283,25 @@ def machine() -> dict[str, Any]:
 
 
 def run_cell(
-    ours: nn.Module, theirs: nn.Module, precision: str, mode: str, args: argparse.Namespace
+    ours: nn.Module,
+    theirs: dict[str, nn.Module],
+    precision: str,
+    mode: str,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     batch = args.batch_size
-    fns = {
-        "mlpmixer": model_step(ours, precision, mode, batch),
-        "timm": model_step(theirs, precision, mode, batch),
-        "gemm": gemm_step(ours.config, precision, mode, batch),
-    }
+    fns = {"mlpmixer": model_step(ours, precision, mode, batch)}
+    for name in args.baselines.split(","):
+        gelu, compiled = BASELINES[name]
+        fns[name] = model_step(theirs[gelu], precision, mode, batch, compiled)
+    if not args.skip_gemm:
+        fns["gemm"] = gemm_step(ours.config, precision, mode, batch)
     if args.aten_gelu:
         fns["mlpmixer_aten_gelu"] = without_fused_gelu(model_step(ours, precision, mode, batch))
     load_before = os.getloadavg()[0]
     times = time_interleaved(fns, args.warmup, args.repeats, args.min_time)
     med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+    ours_s = med["mlpmixer"]
     row: dict[str, Any] = {
         "precision": precision,
         "mode": mode,
@@ -269,35 +310,47 @@ def run_cell(
         "cpu_ms": {n: round(1e3 * m["cpu"], 1) for n, m in med.items()},
         "steps": {n: len(t["wall"]) for n, t in times.items()},
         "load_1min": [load_before, os.getloadavg()[0]],
+        # baseline's time / ours (> 1: we are faster), by clock
+        "vs": {
+            n: {clock: med[n][clock] / ours_s[clock] for clock in ("wall", "cpu")}
+            for n in args.baselines.split(",")
+        },
     }
-    ours_s = med["mlpmixer"]
-    row["vs_timm"] = med["timm"]["wall"] / ours_s["wall"]
-    row["vs_timm_cpu_time"] = med["timm"]["cpu"] / ours_s["cpu"]
-    row["gemm_share"] = ours_s["wall"] / med["gemm"]["wall"]
-    row["gemm_share_cpu_time"] = ours_s["cpu"] / med["gemm"]["cpu"]
-    row["timm_gemm_share"] = med["timm"]["wall"] / med["gemm"]["wall"]
+    if "timm" in row["vs"]:  # the keys of the earlier results files
+        row["vs_timm"] = row["vs"]["timm"]["wall"]
+        row["vs_timm_cpu_time"] = row["vs"]["timm"]["cpu"]
+    if "gemm" in med:
+        row["gemm_share"] = ours_s["wall"] / med["gemm"]["wall"]
+        row["gemm_share_cpu_time"] = ours_s["cpu"] / med["gemm"]["cpu"]
+        if "timm" in med:
+            row["timm_gemm_share"] = med["timm"]["wall"] / med["gemm"]["wall"]
     if args.aten_gelu:
         row["fused_gelu_speedup"] = med["mlpmixer_aten_gelu"]["wall"] / ours_s["wall"]
     return row
 
 
-HEADER = (
-    "| model | precision | mode | batch | ms ours | ms timm | ms GEMMs | vs timm (wall / CPU) "
-    "| GEMM share ours (wall / CPU) | GEMM share timm | fused GELU gain |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|"
-)
+def markdown_header(baselines: list[str]) -> str:
+    cols = ["model", "precision", "mode", "batch", "CPU ms ours"]
+    cols += [f"vs {b} (CPU / wall)" for b in baselines]
+    cols += ["GEMM share (CPU)", "fused GELU gain"]
+    return "| " + " | ".join(cols) + " |\n" + "|---" * len(cols) + "|"
 
 
 def markdown_row(model: str, row: dict[str, Any]) -> str:
-    ms, target = row["ms"], 1.10 if row["mode"] == "infer" else 1.25
-    gain = f"{row['fused_gelu_speedup']:.2f}x" if "fused_gelu_speedup" in row else ""
-    share = row["gemm_share"]
-    return (
-        f"| {model} | {row['precision']} | {row['mode']} | {row['batch']} | {ms['mlpmixer']} "
-        f"| {ms['timm']} | {ms['gemm']} | **{row['vs_timm']:.2f}x** / {row['vs_timm_cpu_time']:.2f}x "
-        f"| **{share:.2f}** {'≤' if share <= target else '>'} {target} / "
-        f"{row['gemm_share_cpu_time']:.2f} | {row['timm_gemm_share']:.2f} | {gain} |"
-    )
+    target = 1.10 if row["mode"] == "infer" else 1.25
+    cells = [
+        model,
+        row["precision"],
+        row["mode"],
+        str(row["batch"]),
+        str(row["cpu_ms"]["mlpmixer"]),
+    ]
+    for ratio in row["vs"].values():
+        cells.append(f"**{ratio['cpu']:.2f}x** / {ratio['wall']:.2f}x")
+    share = row.get("gemm_share_cpu_time")
+    cells.append("" if share is None else f"{share:.2f} {'≤' if share <= target else '>'} {target}")
+    cells.append(f"{row['fused_gelu_speedup']:.2f}x" if "fused_gelu_speedup" in row else "")
+    return "| " + " | ".join(cells) + " |"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -311,12 +364,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="at least this many rounds")
     parser.add_argument("--min-time", type=float, default=0.0, help="seconds per implementation")
     parser.add_argument("--aten-gelu", action="store_true", help="add ours with ATen's GELU")
+    parser.add_argument(
+        "--baselines", default="timm,timm-erf", help=f"comma list of {', '.join(BASELINES)}"
+    )
+    parser.add_argument("--skip-gemm", action="store_true", help="no GEMM-only step")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     for value, allowed, what in (
         (args.models, MODELS, "model"),
         (args.precisions, PRECISIONS, "precision"),
         (args.modes, ("infer", "train"), "mode"),
+        (args.baselines, BASELINES, "baseline"),
     ):
         for item in value.split(","):
             if item not in allowed:
@@ -330,14 +388,15 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     timm = import_timm()
     result: dict[str, Any] = {
-        "benchmark": "issue-12 vs timm",
+        "benchmark": "vs-timm",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "benchmarks/vs_timm.py", *(argv or sys.argv[1:])]),
         "machine": machine(),
         "timm": timm.__version__,
         "runs": [],
     }
-    print(HEADER, flush=True)
+    out = args.out or HERE / "results" / f"vs-timm-{dt.date.today().isoformat()}.json"
+    print(markdown_header(args.baselines.split(",")), flush=True)
     for key in args.models.split(","):
         ours, theirs, gap = models_pair(MODELS[key], timm)
         for precision in args.precisions.split(","):
@@ -346,8 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                 row.update(model=MODELS[key], logits_rel_gap_fp32=gap)
                 result["runs"].append(row)
                 print(markdown_row(MODELS[key], row), flush=True)
-    out = args.out or HERE / "results" / f"vs-timm-{dt.date.today().isoformat()}.json"
-    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+                atomic_write_text(out, json.dumps(result, indent=1) + "\n")  # each cell kept
     print(f"\nwrote {out}", file=sys.stderr)
     return 0
 

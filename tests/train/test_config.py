@@ -215,3 +215,58 @@ def test_runtime_numbers_are_bounded(assignment, message):
     """Issue 9 item 6: `--set train.threads=100000` segfaulted torch; now a ConfigError."""
     with pytest.raises(ConfigError, match=message):
         TrainConfig().override([assignment])
+
+
+def _numeric(tp) -> bool:
+    """Whether a field type holds numbers (int/float, optional, or tuples of them)."""
+    import typing
+
+    args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    for a in args:
+        inner = typing.get_args(a) if typing.get_origin(a) is tuple else (a,)
+        if any(x in (int, float) for x in inner):
+            return True
+    return False
+
+
+def test_every_numeric_field_declares_a_bound():
+    import dataclasses
+    import typing
+
+    from mlpmixer.train.bounds import BOUND
+
+    missing, checked = [], 0
+    for section in dataclasses.fields(TrainConfig):
+        cls = typing.get_type_hints(TrainConfig)[section.name]
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if _numeric(hints[f.name]):
+                checked += 1
+                if BOUND not in f.metadata:
+                    missing.append(f"{section.name}.{f.name}")
+    assert checked >= 40 and not missing, missing
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("train.epochs=0", r"^train\.epochs must be >= 1, got 0$"),
+        ("train.steps=0", r"^train\.steps must be >= 1 or null, got 0$"),
+        ("train.seed=-1", r"^train\.seed must be in \[0, 2\*\*32 - 1\], got -1$"),
+        ("train.dist_timeout_s=0", r"^train\.dist_timeout_s must be > 0 or null, got 0\.0$"),
+        ("train.label_smoothing=1.0", r"train\.label_smoothing must be in \[0, 1\), got 1\.0"),
+        ("train.layer_decay=0", r"train\.layer_decay must be in \(0, 1\] or null, got 0\.0"),
+        ("data.in_chans=2", r"^data\.in_chans must be 1, 3 or null, got 2$"),
+        ("data.eval_crop_pct=1.5", r"data\.eval_crop_pct must be in \(0, 1\] or null, got 1\.5"),
+        ("optim.betas=[0.9, 1.0]", r"optim\.betas must be two numbers, each in \[0, 1\), got \[0\.9, 1\.0\]"),
+        ("augment.crop_scale=[0.5, 0.1]", r"augment\.crop_scale must be \[min, max\] with min <= max, each in \(0, 1\], got \[0\.5, 0\.1\]"),
+        ("augment.crop_ratio=[0, 1]", r"augment\.crop_ratio must be \[min, max\] with min <= max, each > 0"),
+        ("augment.affine_scale=[1.1, 0.9]", r"augment\.affine_scale must be .* or null, got \[1\.1, 0\.9\]"),
+        ("augment.randaugment_n=5000", r"augment\.randaugment_n must be <= 1024, got 5000"),
+        ("model.img_size=[32, 0]", r"model\.img_size must be .*>= 1.*, got \[32, 0\]"),
+        ("schedule.end_lr=1.0", r"schedule\.end_lr must be in \[0, optim\.lr=0\.001\], got 1\.0"),
+    ],
+)  # fmt: skip
+def test_declared_bounds_name_the_key_the_range_and_the_value(assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig().override([assignment])

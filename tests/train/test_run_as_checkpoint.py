@@ -62,3 +62,11 @@ def test_an_unfinished_run_says_what_to_use(run, tmp_path):
     (unfinished / "config.yaml").write_text((run / "config.yaml").read_text())
     with pytest.raises(CheckpointError, match="has not finished.*last.pt"):
         load_model(unfinished)
+
+
+def test_the_format_of_last_pt_is_one_of_the_listed_formats(run):
+    # before: detect_format said "training", which FORMATS did not list
+    from mlpmixer.checkpoints import FORMATS, detect_format
+
+    assert detect_format(run / "checkpoints" / "last.pt") == "training"
+    assert "training" in FORMATS

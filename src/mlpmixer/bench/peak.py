@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..precision import DTYPES
 from .timing import synchronize
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 CPU_SIZES = (1024, 2048, 3072)
 CUDA_SIZES = (4096, 8192)

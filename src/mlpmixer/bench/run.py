@@ -35,14 +35,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cpu_kind import this_cpu
 from ..download import is_hub_id
 from ..errors import ConfigError, RunError
 from ..models import MlpFamilyModel, flops_per_image, param_count
 from ..models.config import GELU_VARIANTS
 from ..models.params import weight_decay_groups
 from ..models.plain import PlainMixer
+from ..precision import DTYPES, autocast
 from ..progress import PROGRESS
-from .peak import DTYPES, measure_matmul_peak
+from .peak import measure_matmul_peak
 from .timing import PeakMemory, SavedActivations, summarize_ms, synchronize, time_calls
 
 MODES = ("infer", "train", "both")
@@ -139,7 +141,8 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": _cpu_model(),
+        "cpu": this_cpu().model,
+        "cpu_vendor": this_cpu().vendor,
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -156,17 +159,6 @@ def machine_info(device: torch.device) -> dict[str, Any]:
             cudnn=torch.backends.cudnn.version(),
         )
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ---------------------------------------------------------------- implementations
@@ -215,12 +207,6 @@ def implementations(model: MlpFamilyModel, compare: bool) -> tuple[dict[str, nn.
 # ---------------------------------------------------------------- steps
 
 
-def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[dtype])
-
-
 def _compiled(module: nn.Module, options: BenchOptions) -> nn.Module:
     if not options.compile:
         return module
@@ -255,7 +241,7 @@ def inference_step(
     module = module.to(device=device, dtype=dtype).eval()
     forward = _compiled(module, options)
     images = _images(cfg, batch, device, dtype, options.seed)
-    precision = _autocast(device, options.dtype) if options.infer_autocast else None
+    precision = autocast(device.type, options.dtype) if options.infer_autocast else None
 
     def step() -> Any:
         with torch.no_grad(), precision or contextlib.nullcontext():
@@ -290,7 +276,7 @@ def training_step(
 
     def step() -> Any:
         record = SavedActivations(params) if saved is not None else contextlib.nullcontext()
-        with _autocast(device, options.dtype), record:
+        with autocast(device.type, options.dtype), record:
             out = forward(images).float()
             loss = F.cross_entropy(out, labels) if cfg.num_classes else out.square().mean()
         if saved is not None:
@@ -473,9 +459,25 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     device = _parse_device(options.device)
     log.info("building %s", model if isinstance(model, str) else "the model", extra=PROGRESS)
     net, label = resolve_model(model, **({"gelu": options.gelu} if options.gelu else {}))
-    cfg = net.config
     torch.manual_seed(options.seed)
-    result: dict[str, Any] = {
+    result = _header(label, net.config, options, device)
+    if options.peak:
+        log.info("measuring the %s matmul peak", options.dtype, extra=PROGRESS)
+    peak = _peak(device, options) if options.peak else None
+    result["matmul_peak"] = peak.to_dict() if peak else None
+    impls, result["notes"] = implementations(net, options.compare)
+    result["implementations"] = list(impls)
+    rows = _time_modes(impls, net.config, options, peak.tflops if peak else None)
+    if peak is not None:
+        _peak_again(result, rows, device, options, peak.tflops)
+    _summarize(result, rows, device)
+    synchronize(device)
+    return result
+
+
+def _header(label: str, cfg: Any, options: BenchOptions, device: torch.device) -> dict[str, Any]:
+    """What was measured and where: the model, its FLOPs, the options and the machine."""
+    return {
         "model": label,
         "config": {
             "img_size": list(cfg.img_size),
@@ -492,29 +494,42 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
         "options": asdict(options),
         "machine": machine_info(device),
     }
+
+
+def _time_modes(
+    impls: dict[str, nn.Module], cfg: Any, options: BenchOptions, peak_tflops: float | None
+) -> list[dict[str, Any]]:
+    """The rows of every mode asked for, each mode on fresh copies of the implementations."""
+    modes = ("infer", "train") if options.mode == "both" else (options.mode,)
+    rows: list[dict[str, Any]] = []
     try:
-        if options.peak:
-            log.info("measuring the %s matmul peak", options.dtype, extra=PROGRESS)
-        peak = _peak(device, options) if options.peak else None
-        result["matmul_peak"] = peak.to_dict() if peak else None
-        impls, notes = implementations(net, options.compare)
-        result["implementations"] = list(impls)
-        result["notes"] = notes
-        modes = ("infer", "train") if options.mode == "both" else (options.mode,)
-        rows: list[dict[str, Any]] = []
         for mode in modes:
             copies = {name: copy.deepcopy(module) for name, module in impls.items()}
-            rows += _run_mode(mode, copies, cfg, options, peak.tflops if peak else None)
+            rows += _run_mode(mode, copies, cfg, options, peak_tflops)
             del copies
     except torch.OutOfMemoryError as err:
         raise RunError(f"out of memory at batch {options.batch_size}: {err}") from err
-    if peak is not None:  # again after the models: the better of the two is the peak
-        log.info("measuring the matmul peak again", extra=PROGRESS)
-        again = _peak(device, options)
-        result["matmul_peak_after"] = again.to_dict()
-        if again.tflops > peak.tflops:
-            result["matmul_peak"] = again.to_dict()
-            _rescale_mfu(rows, again.tflops)
+    return rows
+
+
+def _peak_again(
+    result: dict[str, Any],
+    rows: list[dict[str, Any]],
+    device: torch.device,
+    options: BenchOptions,
+    before: float,
+) -> None:
+    """Measure the peak again after the models; the better of the two is the peak."""
+    log.info("measuring the matmul peak again", extra=PROGRESS)
+    again = _peak(device, options)
+    result["matmul_peak_after"] = again.to_dict()
+    if again.tflops > before:
+        result["matmul_peak"] = again.to_dict()
+        _rescale_mfu(rows, again.tflops)
+
+
+def _summarize(result: dict[str, Any], rows: list[dict[str, Any]], device: torch.device) -> None:
+    """The rows, their ratios (wall and, on CPU, process CPU time) and notes on the load."""
     if hasattr(os, "getloadavg"):
         result["machine"]["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     result["results"] = rows
@@ -522,5 +537,3 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     if device.type == "cpu":  # from process CPU time: robust to other processes at 1 thread
         result["ratios_cpu_time"] = _ratios(rows, "images_per_cpu_s")
     result["notes"] += _load_notes(result["machine"], device)
-    synchronize(device)
-    return result

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
+from ..models.config import IMAGENET_MEAN, IMAGENET_STD
 from .timm_format import rename_block_keys
 
 FACEBOOK_MARKER = "blocks.0.attn.weight"
@@ -27,8 +28,8 @@ FACEBOOK_BLOCK_NAMES = {
 }
 FACEBOOK_FIELDS = {
     "gelu": "none",
-    "mean": (0.485, 0.456, 0.406),
-    "std": (0.229, 0.224, 0.225),
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
 }
 
 

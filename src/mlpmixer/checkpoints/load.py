@@ -55,7 +55,7 @@ from .native import (
 from .official import official_to_state, read_npz, write_npz
 from .run_dir import is_run_dir, is_training_checkpoint, read_training_checkpoint, run_result_dir
 from .sidecar import read_sidecar, write_sidecar
-from .state import apply_overrides, check_state_fits
+from .state_fit import apply_overrides, check_state_fits
 from .timm_format import (
     read_torch_file,
     stored_fields,
@@ -65,7 +65,8 @@ from .timm_format import (
     write_timm,
 )
 
-FORMATS = ("native", "official", "timm", "state_dict", "facebook", "lucidrains")
+# what detect_format/read_checkpoint report; "training": a run's checkpoints/last.pt
+FORMATS = ("native", "official", "timm", "state_dict", "facebook", "lucidrains", "training")
 WRITABLE_FORMATS = ("native", "official", "timm", "state_dict")
 GELU_NAMES = {"tanh": "tanh", "none": "erf"}  # config value -> what the function is
 

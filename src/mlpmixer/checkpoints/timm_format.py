@@ -29,7 +29,7 @@ from ..models.registry import list_models, model_config
 from .model_card import timm_card
 from .native import tensors_sha256
 from .sidecar import config_fields, fields_digest, fields_from
-from .state import check_plain_tensor
+from .state_fit import check_plain_tensor
 
 # timm's block part names -> this package's, per family (a prefix of the key inside a block).
 _MIXER_NAMES = {

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED
 from ..fileio import atomic_write_json, atomic_write_text
+from ..models.config import INTERPOLATIONS
 from .app import (
     FRACTION,
     POSITIVE_INT,
@@ -55,7 +56,7 @@ def _not_written(what: str) -> None:
 @click.option("--mean", default=None, help="Override the checkpoint's mean, e.g. 0.5,0.5,0.5.")
 @click.option("--std", default=None, help="Override the checkpoint's std.")
 @click.option("--crop-pct", type=FRACTION, default=None, help="Override the checkpoint's crop_pct.")
-@click.option("--interpolation", default=None, help="Override: nearest, bilinear, bicubic, area.")
+@click.option("--interpolation", default=None, help=f"Override: {', '.join(INTERPOLATIONS)}.")
 @click.option("--root", default=None, help="Where named data sets live (default $MLPMIXER_DATA).")
 @beside_checkpoint_option("Writes eval.json, confusion.png and confused_pairs.txt here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

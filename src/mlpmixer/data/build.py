@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from ..download import cache_dir
 from ..errors import ConfigError, DataError
-from ..models.config import to_pair
+from ..models.config import INTERPOLATIONS, to_pair
 from .arrays import ArrayDataset
 from .builtin import DIGIT_NAMES, load_digits_arrays, load_mnist5k_arrays
 from .cifar import detect_variant, load_cifar_arrays
@@ -44,7 +44,6 @@ _ALIASES = {
 }
 _SPLITS = {"train": "train", "test": "test", "val": "test", "validation": "test"}
 DEFAULT_FILE_IMG_SIZE = 224  # image files vary in size; this is the paper's resolution
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 
 
 def list_datasets() -> list[str]:

@@ -329,7 +329,7 @@ class MlpFamilyModel(
         keys and shape mismatches raise `CheckpointError` naming them. ``reset_head=True``
         ignores the stored head and keeps a fresh zero-initialised one.
         """
-        from ..checkpoints.state import check_state_fits  # checkpoints/ builds on models/
+        from ..checkpoints.state_fit import check_state_fits  # checkpoints/ builds on models/
 
         model_cls = cls if cls.family else family_class(config.family)
         # Built on the meta device: random init of weights that are overwritten at once was
@@ -414,7 +414,7 @@ class MlpFamilyModel(
         together with ``reset_head=True`` for fine-tuning).
         """
         from ..checkpoints.native import HUB_OPTIONS, read_native  # checkpoints/ builds on models/
-        from ..checkpoints.state import apply_overrides
+        from ..checkpoints.state_fit import apply_overrides
 
         hub_options = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
         config_dict, state = read_native(name_or_path, **hub_options)

@@ -23,6 +23,8 @@ RUNTIME_KEYS = ("grad_checkpointing",)
 GELU_VARIANTS = ("tanh", "none")
 """``"tanh"``: flax's default GELU, used to train the official checkpoints; ``"none"``: exact erf."""
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")  # what eval/predict can resize with
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # ImageNet-1k channel statistics (torchvision's, timm's)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 MAX_PARAMS = 10**10  # 40 GB in float32; the largest published Mixer (H/14) has 0.43e9

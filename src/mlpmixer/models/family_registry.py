@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .config import MixerConfig
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .config import IMAGENET_MEAN, IMAGENET_STD, MixerConfig
 
 
 def _gmlp(size: str, hidden: int) -> tuple[str, MixerConfig, str]:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .config import IMAGENET_MEAN, IMAGENET_STD
+
 GCS = "https://storage.googleapis.com/mixer_models"
 
 # Preprocessing presets: (mean, std, interpolation, crop_pct).
 PREPROCESSING: dict[str, tuple[tuple[float, ...], tuple[float, ...], str, float]] = {
     "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic", 0.875),  # Google's Mixers, gMLP
     "miil": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "bilinear", 0.875),  # Alibaba MIIL's ImageNet-21k
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bicubic", 0.875),
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875),
 }
 
 # model: [(tag, source, num_classes, preprocessing preset), ...]; "hub" = timm's hub copy.

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -23,8 +21,11 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ConfigError
+from ..models.config import INTERPOLATIONS
 from ..models.config import field_names as mixer_field_names
 from ..safeyaml import MAX_CHARS, load_yaml
+from . import bounds
+from .bounds import CPU_LIMIT, bounded
 
 OptimizerName = Literal["adamw", "adam", "sgd"]
 ScheduleName = Literal["cosine", "linear", "constant"]
@@ -32,14 +33,17 @@ Precision = Literal["fp32", "bf16", "fp16"]
 LossName = Literal["softmax", "sigmoid"]
 Parallelism = Literal["ddp", "fsdp"]
 ProgressMode = Literal["auto", "bar", "log", "none"]
-Interpolation = Literal["nearest", "bilinear", "bicubic", "area"]
+Interpolation = Literal[INTERPOLATIONS]  # type: ignore[valid-type]
+MAX_PAD_OR_OPS = 1024  # augment.pad_crop pixels and randaugment ops
 
 
 @dataclass
 class ModelSection:
     name: str = "auto"  # registered model; "auto": a small one fitting the data's image size
     pretrained: str | None = None  # checkpoint to start from (fine-tuning): path or hub id
-    img_size: int | tuple[int, int] | None = None  # None: the data's (scratch) or the checkpoint's
+    img_size: int | tuple[int, int] | None = bounded(
+        None, ">= 1"
+    )  # None: the data's (scratch) or the checkpoint's
     overrides: dict[str, Any] = field(
         default_factory=dict
     )  # MixerConfig fields, e.g. drop_path_rate
@@ -49,11 +53,19 @@ class ModelSection:
 class DataSection:
     dataset: str = "digits"  # name, directory, hf:NAME or shards (folder/URL; see mlpmixer.data)
     root: str | None = None  # where named data sets live (default $MLPMIXER_DATA or the cache)
-    in_chans: int | None = None  # None: the model's (fine-tuning) or the data's (scratch)
-    val_fraction: float = 0.1  # held-out share when an image folder has no val/ split
-    num_workers: int | None = None  # None: 0 for in-memory arrays, else the CPU share - 1 (<= 32)
+    in_chans: int | None = bounded(
+        None, "{1, 3}"
+    )  # None: the model's (fine-tuning) or the data's (scratch)
+    val_fraction: float = bounded(
+        0.1, "(0, 1)"
+    )  # held-out share when an image folder has no val/ split
+    num_workers: int | None = bounded(
+        None, ">= 0", limit=CPU_LIMIT
+    )  # None: 0 for in-memory arrays, else the CPU share - 1 (<= 32)
     download: bool = True
-    eval_crop_pct: float | None = None  # None: 1.0 from scratch, the checkpoint's when fine-tuning
+    eval_crop_pct: float | None = bounded(
+        None, "(0, 1]"
+    )  # None: 1.0 from scratch, the checkpoint's when fine-tuning
     interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
     skip_bad_images: bool = False  # image folders: leave unreadable files out (listed in the run)
     train_split: str | None = None  # hf:NAME / shards: the data set's split to train on (train)
@@ -63,67 +75,92 @@ class DataSection:
 @dataclass
 class OptimSection:
     name: OptimizerName = "adamw"
-    lr: float = 1e-3  # peak learning rate (after warmup)
-    weight_decay: float = 0.0  # adamw: decoupled, times lr (torch's AdamW); adam/sgd: L2
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    momentum: float = 0.9  # sgd only
+    lr: float = bounded(1e-3, "> 0")  # peak learning rate (after warmup)
+    weight_decay: float = bounded(
+        0.0, ">= 0"
+    )  # adamw: decoupled, times lr (torch's AdamW); adam/sgd: L2
+    betas: tuple[float, float] = bounded((0.9, 0.999), "[0, 1)")
+    eps: float = bounded(1e-8, "> 0")
+    momentum: float = bounded(0.9, "[0, 1)")  # sgd only
     nesterov: bool = False  # sgd only
-    clip_grad_norm: float | None = 1.0  # global norm; null disables
+    clip_grad_norm: float | None = bounded(1.0, "> 0")  # global norm; null disables
 
 
 @dataclass
 class ScheduleSection:
     name: ScheduleName = "cosine"  # decay after warmup
-    warmup_steps: int = 0
-    warmup_epochs: float = 0.0  # alternative to warmup_steps (only one may be non-zero)
-    end_lr: float = 0.0  # learning rate reached at the last step
+    warmup_steps: int = bounded(0, ">= 0")
+    # alternative to warmup_steps (only one may be non-zero)
+    warmup_epochs: float = bounded(0.0, ">= 0")
+    end_lr: float = bounded(0.0, ">= 0")  # learning rate at the last step; <= optim.lr
     scale_warmup: bool = True  # a warmup over 20% of a short run shrinks to 5% of it (logged)
 
 
 @dataclass
 class AugmentSection:
     random_resized_crop: bool = False  # "inception crop": area fraction x aspect ratio, resized
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
-    pad_crop: int = 0  # pad by N pixels, then crop back at a random offset (CIFAR style)
+    crop_scale: tuple[float, float] = bounded((0.08, 1.0), "(0, 1]", ordered=True)
+    crop_ratio: tuple[float, float] = bounded((0.75, 4.0 / 3.0), "> 0", ordered=True)
+    pad_crop: int = bounded(
+        0, ">= 0", limit=MAX_PAD_OR_OPS
+    )  # pad by N pixels, then crop back at a random offset (CIFAR style)
     hflip: bool = False
-    affine_degrees: float = 0.0  # random rotation in [-d, d]
-    affine_translate: float = 0.0  # random shift, fraction of the image side
-    affine_scale: tuple[float, float] | None = None  # random zoom range, e.g. [0.9, 1.1]
-    affine_prob: float = 1.0  # share of images that get the random affine transform
-    randaugment_n: int = 0  # RandAugment: ops per image (0: off)
-    randaugment_m: float = 10.0  # RandAugment magnitude, big_vision's scale (10: nominal max)
-    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing coefficient (0: off)
-    cutmix_alpha: float = 0.0  # Beta(alpha, alpha) cut area (0: off)
-    mix_switch_prob: float = 0.5  # when both are on: chance that a batch uses cutmix
+    affine_degrees: float = bounded(0.0, "[0, 180]")  # random rotation in [-d, d]
+    affine_translate: float = bounded(0.0, "[0, 1)")  # random shift, fraction of the image side
+    affine_scale: tuple[float, float] | None = bounded(
+        None, "> 0", ordered=True
+    )  # random zoom range, e.g. [0.9, 1.1]
+    affine_prob: float = bounded(
+        1.0, "[0, 1]"
+    )  # share of images that get the random affine transform
+    randaugment_n: int = bounded(
+        0, ">= 0", limit=MAX_PAD_OR_OPS
+    )  # RandAugment: ops per image (0: off)
+    randaugment_m: float = bounded(
+        10.0, "[0, 30]"
+    )  # RandAugment magnitude, big_vision's scale (10: nominal max)
+    mixup_alpha: float = bounded(0.0, ">= 0")  # Beta(alpha, alpha) mixing coefficient (0: off)
+    cutmix_alpha: float = bounded(0.0, ">= 0")  # Beta(alpha, alpha) cut area (0: off)
+    mix_switch_prob: float = bounded(
+        0.5, "[0, 1]"
+    )  # when both are on: chance that a batch uses cutmix
 
 
 @dataclass
 class TrainSection:
-    epochs: int = 30
-    steps: int | None = None  # total optimizer steps; overrides epochs when set
-    batch_size: int = 128  # global: summed over processes and accumulation steps
-    grad_accum: int = 1
-    seed: int = 0
+    epochs: int = bounded(30, ">= 1")
+    steps: int | None = bounded(None, ">= 1")  # total optimizer steps; overrides epochs when set
+    batch_size: int = bounded(128, ">= 1")  # global: summed over processes and accumulation steps
+    grad_accum: int = bounded(1, ">= 1")
+    seed: int = bounded(
+        0, "[0, 4294967295]", said="in [0, 2**32 - 1]"
+    )  # numpy's and the DataLoader's seeds: < 2**32
     device: str = "auto"  # auto: cuda if available, else cpu
     precision: Precision = "fp32"
     compile: bool = False  # torch.compile the model
     channels_last: bool = False
     deterministic: bool | None = None  # None: on for CPU, off for CUDA (speed)
-    threads: int | None = None  # torch CPU threads; None: torch's default
+    threads: int | None = bounded(
+        None, ">= 1", limit=CPU_LIMIT
+    )  # torch CPU threads; None: torch's default
     loss: LossName = "softmax"
-    label_smoothing: float = 0.0
-    ema_decay: float = 0.0  # exponential moving average of weights (0: off), e.g. 0.9999
-    eval_every_epochs: int = 1
-    checkpoint_every_epochs: int = 1
-    checkpoint_every_steps: int = 0  # 0: only at epoch ends (and the end)
-    log_every_steps: int = 50  # plain log lines when not on a terminal
+    label_smoothing: float = bounded(0.0, "[0, 1)")
+    ema_decay: float = bounded(
+        0.0, "[0, 1)"
+    )  # exponential moving average of weights (0: off), e.g. 0.9999
+    eval_every_epochs: int = bounded(1, ">= 1")
+    checkpoint_every_epochs: int = bounded(1, ">= 1")
+    checkpoint_every_steps: int = bounded(0, ">= 0")  # 0: only at epoch ends (and the end)
+    log_every_steps: int = bounded(50, ">= 1")  # plain log lines when not on a terminal
     parallel: Parallelism = "ddp"  # under torchrun with several processes
-    nonfinite_check_every: int = 1  # check the loss for NaN/inf every N steps
+    nonfinite_check_every: int = bounded(1, ">= 1")  # check the loss for NaN/inf every N steps
     grad_checkpointing: bool = False  # recompute block activations in backward: less memory
-    layer_decay: float | None = None  # layer-wise LR decay (timm's), e.g. 0.75; null: off
-    dist_timeout_s: float | None = None  # collective wait; None: $MLPMIXER_DIST_TIMEOUT_S or 300
+    layer_decay: float | None = bounded(
+        None, "(0, 1]"
+    )  # layer-wise LR decay (timm's), e.g. 0.75; null: off
+    dist_timeout_s: float | None = bounded(
+        None, "> 0"
+    )  # collective wait in seconds; None: $MLPMIXER_DIST_TIMEOUT_S or 300
 
 
 @dataclass
@@ -323,109 +360,34 @@ def _require(ok: bool, key: str, value: Any, expected: str) -> None:
         raise ConfigError(f"{key} must be {expected}, got {value!r}")
 
 
-def _check_sections(c: TrainConfig) -> None:
-    t, o, s, a, d = c.train, c.optim, c.schedule, c.augment, c.data
-    _require(t.epochs >= 1, "train.epochs", t.epochs, ">= 1")
-    _require(t.steps is None or t.steps >= 1, "train.steps", t.steps, ">= 1 or null")
-    _require(t.batch_size >= 1, "train.batch_size", t.batch_size, ">= 1")
-    _require(t.grad_accum >= 1, "train.grad_accum", t.grad_accum, ">= 1")
+def _nullable(cls: type) -> dict[str, bool]:
+    """Field name -> whether its type allows None."""
+    return {
+        name: type(None) in typing.get_args(tp) for name, tp in typing.get_type_hints(cls).items()
+    }
+
+
+def _check_bounds(c: TrainConfig) -> None:
+    """Every number finite and in the range its field declares (see `bounds`)."""
+    for section in dataclasses.fields(c):
+        part = getattr(c, section.name)
+        bounds.check(part, f"{section.name}.", _nullable(type(part)))
+
+
+def _check_relations(c: TrainConfig) -> None:
+    """What one field's bound cannot say: values that depend on another field."""
+    t, o, s = c.train, c.optim, c.schedule
     _require(
         t.batch_size % t.grad_accum == 0, "train.batch_size", t.batch_size,
         f"divisible by train.grad_accum={t.grad_accum}",
     )  # fmt: skip
-    # numpy's and the DataLoader's generators take seeds below 2**32 (a larger one is a traceback)
-    _require(0 <= t.seed < 2**32, "train.seed", t.seed, "in [0, 2**32 - 1]")
-    _require(
-        0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", t.label_smoothing, "in [0, 1)"
-    )
-    _require(0.0 <= t.ema_decay < 1.0, "train.ema_decay", t.ema_decay, "in [0, 1)")
-    _require(
-        t.layer_decay is None or 0.0 < t.layer_decay <= 1.0,
-        "train.layer_decay", t.layer_decay, "in (0, 1] or null",
-    )  # fmt: skip
-    for key in (
-        "eval_every_epochs",
-        "checkpoint_every_epochs",
-        "log_every_steps",
-        "nonfinite_check_every",
-    ):
-        _require(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), ">= 1")
-    _require(
-        t.checkpoint_every_steps >= 0,
-        "train.checkpoint_every_steps",
-        t.checkpoint_every_steps,
-        ">= 0",
-    )
-    _require(
-        t.dist_timeout_s is None or t.dist_timeout_s > 0, "train.dist_timeout_s",
-        t.dist_timeout_s, "> 0 (seconds) or null",
-    )  # fmt: skip
-    _require(t.threads is None or t.threads >= 1, "train.threads", t.threads, ">= 1 or null")
     device_ok = t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")
     _require(device_ok, "train.device", t.device, "auto, cpu, cuda, cuda:N or mps")
-    _require(o.lr > 0, "optim.lr", o.lr, "> 0")
-    _require(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, ">= 0")
-    _require(
-        all(0 <= b < 1 for b in o.betas), "optim.betas", list(o.betas), "two numbers in [0, 1)"
-    )
-    _require(o.eps > 0, "optim.eps", o.eps, "> 0")
-    _require(0 <= o.momentum < 1, "optim.momentum", o.momentum, "in [0, 1)")
-    _require(
-        o.clip_grad_norm is None or o.clip_grad_norm > 0,
-        "optim.clip_grad_norm",
-        o.clip_grad_norm,
-        "> 0 or null",
-    )
-    _require(s.warmup_steps >= 0, "schedule.warmup_steps", s.warmup_steps, ">= 0")
-    _require(s.warmup_epochs >= 0, "schedule.warmup_epochs", s.warmup_epochs, ">= 0")
     _require(
         not (s.warmup_steps and s.warmup_epochs), "schedule.warmup_epochs", s.warmup_epochs,
         "0 when schedule.warmup_steps is set (give one of them)",
     )  # fmt: skip
-    _require(0 <= s.end_lr <= o.lr, "schedule.end_lr", s.end_lr, f"in [0, optim.lr={o.lr}]")
-    lo, hi = a.crop_scale
-    _require(
-        0 < lo <= hi <= 1,
-        "augment.crop_scale",
-        list(a.crop_scale),
-        "[min, max] with 0 < min <= max <= 1",
-    )
-    _require(
-        0 < a.crop_ratio[0] <= a.crop_ratio[1],
-        "augment.crop_ratio",
-        list(a.crop_ratio),
-        "[min, max] with 0 < min <= max",
-    )
-    _require(a.pad_crop >= 0, "augment.pad_crop", a.pad_crop, ">= 0")
-    _require(
-        0 <= a.affine_degrees <= 180, "augment.affine_degrees", a.affine_degrees, "in [0, 180]"
-    )
-    _require(
-        0 <= a.affine_translate < 1, "augment.affine_translate", a.affine_translate, "in [0, 1)"
-    )
-    if a.affine_scale is not None:
-        _require(
-            0 < a.affine_scale[0] <= a.affine_scale[1],
-            "augment.affine_scale",
-            list(a.affine_scale),
-            "[min, max] with 0 < min <= max",
-        )
-    _require(0 <= a.affine_prob <= 1, "augment.affine_prob", a.affine_prob, "in [0, 1]")
-    _require(a.randaugment_n >= 0, "augment.randaugment_n", a.randaugment_n, ">= 0")
-    _require(0 <= a.randaugment_m <= 30, "augment.randaugment_m", a.randaugment_m, "in [0, 30]")
-    _require(a.mixup_alpha >= 0, "augment.mixup_alpha", a.mixup_alpha, ">= 0")
-    _require(a.cutmix_alpha >= 0, "augment.cutmix_alpha", a.cutmix_alpha, ">= 0")
-    _require(0 <= a.mix_switch_prob <= 1, "augment.mix_switch_prob", a.mix_switch_prob, "in [0, 1]")
-    _require(d.in_chans in (None, 1, 3), "data.in_chans", d.in_chans, "1, 3 or null")
-    _require(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "in (0, 1)")
-    _require(
-        d.num_workers is None or d.num_workers >= 0,
-        "data.num_workers",
-        d.num_workers,
-        ">= 0 or null",
-    )
-    crop = d.eval_crop_pct
-    _require(crop is None or 0 < crop <= 1, "data.eval_crop_pct", crop, "in (0, 1] or null")
+    _require(s.end_lr <= o.lr, "schedule.end_lr", s.end_lr, f"in [0, optim.lr={o.lr}]")
 
 
 def _check_model(c: TrainConfig) -> None:
@@ -439,10 +401,6 @@ def _check_model(c: TrainConfig) -> None:
     for key, instead in owned.items():
         if key in c.model.overrides:
             raise ConfigError(f"model.overrides.{key}: set {instead} instead")
-    if c.model.img_size is not None:
-        size = c.model.img_size
-        sizes = (size,) if isinstance(size, int) else size
-        _require(all(v > 0 for v in sizes), "model.img_size", size, "positive")
     if c.model.pretrained is None and c.model.name == "auto":
         return
     if c.model.pretrained is None:
@@ -451,53 +409,10 @@ def _check_model(c: TrainConfig) -> None:
         resolve_name(c.model.name)  # ConfigError naming the known models
 
 
-MAX_INT = 2**62  # beyond this an int overflows int64 tensors and seeds (a typo, not a setting)
-MAX_PAD_OR_OPS = 1024  # augment.pad_crop pixels and randaugment ops
-
-
-def _cpu_limit() -> int:
-    """Threads/workers beyond 4 per CPU only thrash; 100000 threads crashed torch (segfault)."""
-    return 4 * (os.cpu_count() or 1)
-
-
-def _check_runtime_bounds(c: TrainConfig) -> None:
-    """Every number finite and in a range the machine can honour, checked before any work."""
-    for section in dataclasses.fields(c):
-        part = getattr(c, section.name)
-        if not dataclasses.is_dataclass(part):
-            continue
-        for f in dataclasses.fields(part):
-            value = getattr(part, f.name)
-            values = value if isinstance(value, tuple) else (value,)
-            key = f"{section.name}.{f.name}"
-            if key == "train.seed":  # its own, tighter bound (_check_sections): one message
-                continue
-            for v in values:
-                if isinstance(v, float):
-                    _require(math.isfinite(v), key, value, "a finite number")
-                elif isinstance(v, int) and not isinstance(v, bool):
-                    _require(abs(v) < MAX_INT, key, value, "smaller than 2**62 in magnitude")
-    limit = _cpu_limit()
-    t, d, a = c.train, c.data, c.augment
-    _require(
-        t.threads is None or t.threads <= limit, "train.threads", t.threads,
-        f"at most {limit} (4 x {os.cpu_count() or 1} CPUs) or null",
-    )  # fmt: skip
-    _require(
-        d.num_workers is None or d.num_workers <= limit, "data.num_workers", d.num_workers,
-        f"at most {limit} (4 x {os.cpu_count() or 1} CPUs) or null",
-    )  # fmt: skip
-    _require(a.pad_crop <= MAX_PAD_OR_OPS, "augment.pad_crop", a.pad_crop, f"<= {MAX_PAD_OR_OPS}")
-    _require(
-        a.randaugment_n <= MAX_PAD_OR_OPS, "augment.randaugment_n", a.randaugment_n,
-        f"<= {MAX_PAD_OR_OPS}",
-    )  # fmt: skip
-
-
 def validate(config: TrainConfig) -> None:
     """Raise `ConfigError` (naming the dotted key) for any out-of-range or inconsistent value."""
-    _check_runtime_bounds(config)
-    _check_sections(config)
+    _check_bounds(config)
+    _check_relations(config)
     _check_model(config)
     if config.train.precision == "fp16" and config.train.device == "cpu":
         raise ConfigError(

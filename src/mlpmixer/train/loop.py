@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from ..data.info import normalize
 from ..errors import CheckpointError, RunError
+from ..precision import autocast
 from .augment import DeviceAugment
 from .config import TrainConfig
 from .distributed import (
@@ -127,11 +128,7 @@ class Trainer:
         return self.config.train.parallel if self.dist.enabled else "none"
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        precision = self.config.train.precision
-        if precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.device.type, self.config.train.precision)
 
     def _no_sync(self, last_micro: bool) -> contextlib.AbstractContextManager:
         """Skip the gradient all-reduce on all but the last accumulation micro-batch."""

@@ -1,4 +1,4 @@
-"""Checks that a state dict fits a config, and config overrides at load time.
+"""Whether a state dict fits a config (keys and shapes), and config overrides at load time.
 
 Shared by every checkpoint format: the format readers translate keys into this package's
 names, then these functions decide whether the weights fit, with messages that name the

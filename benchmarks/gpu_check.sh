@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The GPU check in one command, from a fresh clone on a machine with an NVIDIA GPU (< 8 min):
+#   1. a virtual environment ($VENV, default .venv) with CUDA torch: an already installed torch
+#      is reused (the venv sees the system's packages), else $TORCH_SPEC from PyPI (its Linux
+#      wheel is a CUDA build; set TORCH_INDEX=https://download.pytorch.org/whl/cu126 for a
+#      specific CUDA), then this package with its dev extra and timm (test-only, --no-deps);
+#   2. the CUDA tests (pytest -m cuda: mixed precision with GradScaler, compile, CUDA graphs,
+#      NCCL DDP in one process, the CPU fast path stepping aside);
+#   3. benchmarks/gpu_check.py: Mixer-B/16 bf16 at batch 256, ours vs timm, eager and
+#      compiled, MFU against the measured bf16 matmul peak -> one JSON ($OUT).
+# Usage: benchmarks/gpu_check.sh [--dry-run]   (--dry-run: no install, CPU, tiny model)
+# Exit status: 0 all tests passed and the JSON written; 1 a test failed; 2 no GPU or bad setup.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+TORCH_SPEC=${TORCH_SPEC:-torch}
+TORCH_INDEX=${TORCH_INDEX:-}
+OUT=${OUT:-benchmarks/results/gpu-check-$(date -u +%Y%m%d-%H%M%S).json}
+DRY_RUN=0
+case "${1:-}" in
+  --dry-run) DRY_RUN=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
+esac
+PY=$VENV/bin/python
+step() { echo "== $* ($(date -u +%T))" >&2; }
+
+if [ "$DRY_RUN" = 0 ]; then
+  command -v nvidia-smi >/dev/null && nvidia-smi -L >&2 || echo "warning: no nvidia-smi" >&2
+  step "environment $VENV"
+  test -x "$PY" || "$PYTHON" -m venv --system-site-packages "$VENV"
+  if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
+    step "installing $TORCH_SPEC ${TORCH_INDEX:+from $TORCH_INDEX}"
+    # --ignore-installed: a CPU-only torch of the system must not satisfy the requirement
+    "$PY" -m pip install -q --ignore-installed $TORCH_SPEC ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
+  fi
+  "$PY" -m pip install -q -e ".[dev]"
+  "$PY" -m pip install -q --no-deps timm || echo "warning: timm not installed: no timm rows" >&2
+  if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+    "$PY" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)" >&2
+    echo "error: this torch sees no CUDA device; set TORCH_SPEC/TORCH_INDEX to a CUDA build" >&2
+    exit 2
+  fi
+fi
+
+JUNIT=$(mktemp -t gpu-check-tests-XXXXXX.xml)
+trap 'rm -f "$JUNIT"' EXIT
+step "CUDA tests"
+set +e
+"$PY" -m pytest -m cuda -n 0 -q -p no:cacheprovider --junitxml="$JUNIT" tests
+TESTS=$?
+set -e
+[ "$TESTS" -le 1 ] || [ "$TESTS" -eq 5 ] || { echo "error: pytest exit $TESTS" >&2; exit 2; }
+
+step "benchmark -> $OUT"
+ARGS=(--junit "$JUNIT" --out "$OUT")
+[ "$DRY_RUN" = 1 ] && ARGS+=(--dry-run)
+"$PY" benchmarks/gpu_check.py "${ARGS[@]}"

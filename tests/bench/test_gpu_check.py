@@ -1,0 +1,88 @@
+"""benchmarks/gpu_check.py off the GPU: the JSON's shape (dry run), test counts, the summary."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0"
+failures="1" skipped="2" tests="5"><testcase classname="tests.test_cuda" name="test_a"/>
+<testcase classname="tests.test_cuda" name="test_b"><failure message="x"/></testcase>
+</testsuite></testsuites>"""
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(impl, mode, compiled, ms, mfu):
+    return {"impl": impl, "mode": mode, "compiled": compiled, "step_ms": ms, "mfu": mfu}
+
+
+def test_summary_takes_our_best_variant_against_timm_eager_and_compiled():
+    gpu = _script()
+    rows = [
+        _row("mlpmixer", "infer", False, 100.0, 0.50),
+        _row("mlpmixer", "infer", True, 80.0, 0.70),
+        _row("timm", "infer", False, 120.0, 0.4),
+        _row("timm", "infer", True, 88.0, 0.6),
+        _row("mlpmixer", "train", False, 300.0, 0.40),
+        _row("timm", "train", False, 330.0, 0.3),
+    ]
+    s = gpu.summarize(rows)
+    assert s["infer"]["best"] == "compiled" and s["infer"]["mfu"] == 0.70
+    assert s["infer"]["vs_timm"] == pytest.approx(1.5) and s["infer"]["vs_timm_compiled"] == 1.1
+    assert s["infer"]["met"] == {"mfu": True, "vs_timm_compiled": True}
+    assert s["train"]["vs_timm_compiled"] is None  # not measured: not claimed
+    assert s["train"]["met"] == {"mfu": False, "vs_timm_compiled": None}
+
+
+def test_test_counts_come_from_the_junit_report(tmp_path):
+    path = tmp_path / "t.xml"
+    path.write_text(JUNIT)
+    counts = _script().test_counts(path)
+    assert counts == {"passed": 2, "failed": 1, "errors": 0, "skipped": 2,
+                      "failed_tests": ["tests.test_cuda::test_b"]}  # fmt: skip
+
+
+def test_dry_run_writes_one_json_of_the_full_shape(tmp_path):
+    out, junit = tmp_path / "check.json", tmp_path / "t.xml"
+    junit.write_text(
+        JUNIT.replace('failures="1"', 'failures="0"').replace('<failure message="x"/>', "")
+    )
+    assert _script().main(["--dry-run", "--junit", str(junit), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["check"] == "gpu-check" and result["dry_run"] is True
+    assert {"machine", "matmul_peak", "tests", "runs", "summary", "date"} <= set(result)
+    assert result["tests"]["passed"] == 3 and result["matmul_peak"]["dtype"] == "bf16"
+    assert {(r["impl"], r["mode"]) for r in result["runs"]} >= {
+        ("mlpmixer", "infer"),
+        ("mlpmixer", "train"),
+    }
+    for row in result["runs"]:
+        assert row["step_ms"] > 0 and row["mfu"] > 0 and row["compiled"] is False
+    assert set(result["summary"]) == {"targets", "infer", "train"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_shell_script_dry_run_runs_the_cuda_tests_and_the_check(tmp_path):
+    out = tmp_path / "check.json"
+    env = {"PATH": "/usr/bin:/bin", "VENV": str(Path(sys.executable).parents[1]), "OUT": str(out)}
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["dry_run"] is True and result["tests"] is not None
