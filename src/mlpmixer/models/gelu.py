@@ -16,36 +16,34 @@ fake tensors), any torch dispatch mode (``FlopCounterMode`` must see the ATen op
 ``MLPMIXER_FUSED_GELU=0`` is set.
 
 The kernel is compiled on first use with the system C compiler (``$CC`` or cc/gcc/clang,
-OpenMP, ``-O3 -march=native``) into ``$MLPMIXER_CACHE/ops`` (default
-``~/.cache/mlpmixer/ops``), keyed by a hash of the source, flags, compiler and CPU, and loaded
-with ctypes; the OpenMP runtime is the one torch already loaded, so the kernel uses torch's
-threads (``torch.get_num_threads()``). A failed build is logged once and the fallback used.
+OpenMP, ``-O3 -march=native``, killed after ``MLPMIXER_CC_TIMEOUT`` seconds) into
+``$MLPMIXER_CACHE/ops`` (default ``~/.cache/mlpmixer/ops``), keyed by a hash of the source,
+flags, compiler and CPU, and loaded with ctypes only after `fast.kernel_cache` has verified it
+(a private directory, the SHA-256 written by the build, the expected symbols, a self-test
+against ``F.gelu``); the OpenMP runtime is the one torch already loaded, so the kernel uses
+torch's threads (``torch.get_num_threads()``). Anything that fails is logged once (a warning)
+and the fallback used.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fast import kernel_cache
 from .fastpath import aten_only
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("gelu_kernel.c")
-# Compile flags; linking is a separate step without them: GCC links crtfastmath (flush-to-zero
-# for the whole process) into a shared library built with -funsafe-math-optimizations.
+# Compile flags (linking is a separate step without them: see fast/kernel_cache.py).
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-funsafe-math-optimizations"]
 _FLAGS += ["-fPIC", "-std=c11"]
 _SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float64: "f64"}
@@ -58,72 +56,46 @@ def fused_enabled() -> bool:
     return value not in ("0", "false", "no", "off")
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("MLPMIXER_CACHE") or Path.home() / ".cache" / "mlpmixer"
-    return Path(root) / "ops"
+_SYMBOLS = [f"gelu_{way}_{suffix}" for suffix in _SUFFIX.values() for way in ("fwd", "bwd")]
 
 
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return name
-    return None
-
-
-def _cpu_signature() -> str:
-    """The CPU's feature flags: a kernel built with -march=native runs only where they hold."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return line
-    except OSError:
-        pass
-    return platform.processor() + platform.machine()
-
-
-def _build(compiler: str) -> Path:
-    """Compile the kernel (or find it in the cache) and return the shared library's path."""
-    source = SOURCE.read_bytes()
-    version = subprocess.run(
-        [compiler, "--version"], capture_output=True, text=True, check=False
-    ).stdout
-    key = hashlib.sha256(
-        b"\0".join([source, " ".join(_FLAGS).encode(), version.encode(), _cpu_signature().encode()])
-    ).hexdigest()[:16]
-    target = _cache_dir() / f"gelu_kernel-{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built, obj = Path(tmp) / target.name, Path(tmp) / "gelu_kernel.o"
-        for command in (
-            [compiler, *_FLAGS, "-c", str(SOURCE), "-o", str(obj)],
-            [compiler, "-shared", "-fopenmp", str(obj), "-o", str(built), "-lm"],
-        ):
-            subprocess.run(command, capture_output=True, text=True, check=True)
-        os.replace(built, target)  # atomic: a concurrent process sees all or nothing
-    return target
-
-
-@functools.cache
-def _library() -> ctypes.CDLL | None:
-    """The loaded kernel, or None (logged once) when it cannot be built or loaded."""
-    compiler = _compiler()
-    if compiler is None:
-        log.info("fused GELU: no C compiler found; using torch.nn.functional.gelu")
-        return None
-    try:
-        lib = ctypes.CDLL(str(_build(compiler)))
-    except (OSError, subprocess.CalledProcessError) as err:
-        detail = getattr(err, "stderr", "") or err
-        log.warning("fused GELU: build failed, using torch.nn.functional.gelu: %s", detail)
-        return None
+def _declare(lib: ctypes.CDLL) -> None:
     i64, c_int, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     for suffix in _SUFFIX.values():
         getattr(lib, f"gelu_fwd_{suffix}").argtypes = [ptr, ptr, i64, c_int]
         getattr(lib, f"gelu_bwd_{suffix}").argtypes = [ptr, ptr, ptr, i64, c_int]
-    return lib
+
+
+def _self_test(lib: ctypes.CDLL) -> str | None:
+    """None if the library computes tanh-GELU and its derivative (fp32, fp64); else why not."""
+    _declare(lib)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-12)):
+        x = torch.linspace(-6, 6, 97, dtype=dtype)
+        out, grad = torch.empty_like(x), torch.empty_like(x)
+        suffix = _SUFFIX[dtype]
+        getattr(lib, f"gelu_fwd_{suffix}")(x.data_ptr(), out.data_ptr(), x.numel(), 1)
+        ones = torch.ones_like(x)
+        getattr(lib, f"gelu_bwd_{suffix}")(
+            ones.data_ptr(), x.data_ptr(), grad.data_ptr(), x.numel(), 1
+        )
+        if not torch.allclose(out, F.gelu(x, approximate="tanh"), atol=tol, rtol=0):
+            return f"computes something else than tanh-GELU ({dtype})"
+        if not torch.allclose(grad, _tanh_gelu_derivative(x), atol=tol * 10, rtol=0):
+            return f"computes something else than tanh-GELU's derivative ({dtype})"
+    return None
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    """The loaded, verified kernel, or None (one warning per process) when it cannot be had."""
+    try:
+        return kernel_cache.load("gelu_kernel", SOURCE, _FLAGS, _SYMBOLS, _self_test)
+    except kernel_cache.KernelUnavailable as err:
+        if kernel_cache.compiler() is None:
+            log.info("fused GELU: %s; using torch.nn.functional.gelu", err)
+        else:
+            log.warning("fused GELU unavailable, using torch.nn.functional.gelu: %s", err)
+        return None
 
 
 def fused_available() -> bool:
