@@ -25,8 +25,9 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import CheckpointError, ConfigError, InputShapeError
 from .config import MixerConfig, to_pair
+from .fast import layer_set
 from .init import init_weights
-from .layers import PatchEmbed
+from .layers import PLAIN, LayerSet
 from .params import no_weight_decay_names, weight_decay_groups
 from .resize import replication_factors, tile_token_linear, window_token_index
 
@@ -90,6 +91,7 @@ class MlpFamilyModel(
         config: MixerConfig | None = None,
         *,
         grad_checkpointing: bool = False,
+        fast: bool | None = None,
         **overrides: Any,
     ) -> None:
         super().__init__()
@@ -102,10 +104,13 @@ class MlpFamilyModel(
         self.config = config
         self.grad_checkpointing = grad_checkpointing  # run-time switch, never saved
         self.global_pool = "avg"
-        self.stem = PatchEmbed(config.patch_size, config.in_chans, config.hidden_dim)
+        # Plain layers or models.fast's drop-ins (same state dict), chosen once, here.
+        layers = layer_set(fast)
+        self.fast_layers = layers is not PLAIN
+        self.stem = layers.patch_embed(config.patch_size, config.in_chans, config.hidden_dim)
         n = config.num_blocks
         rates = [config.drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # 0 ... rate
-        self.blocks = nn.ModuleList(self.make_block(config, rate) for rate in rates)
+        self.blocks = nn.ModuleList(self.make_block(config, rate, layers) for rate in rates)
         self.norm = self.make_norm(config)
         self.head_drop = nn.Dropout(config.drop_rate)
         self.head = self._new_head(config.num_classes)
@@ -113,8 +118,8 @@ class MlpFamilyModel(
         self.init_family_weights()
 
     # ----- what a family defines ---------------------------------------------------------
-    def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
-        """One residual block (B, S, C) -> (B, S, C)."""
+    def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
+        """One residual block (B, S, C) -> (B, S, C), built from ``layers``."""
         raise NotImplementedError
 
     def make_norm(self, config: MixerConfig) -> nn.Module:

@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import MixerConfig
 from .init import open_gate_
-from .layers import over_tokens
+from .layers import LayerSet, over_tokens
 from .mixer import MixerBlock, MlpMixer
 from .resize import tile_cols, tile_rows, tile_tokens
 
@@ -47,10 +47,10 @@ class TokenSwiGluMlp(SwiGluMlp):
 class GMixerBlock(MixerBlock):
     """`MixerBlock` whose token and channel MLPs are SwiGLUs."""
 
-    def token_mlp(self, config: MixerConfig) -> nn.Module:
+    def token_mlp(self, config: MixerConfig, layers: LayerSet) -> nn.Module:
         return TokenSwiGluMlp(config.num_tokens, config.tokens_mlp_dim, config.drop_rate)
 
-    def channel_mlp(self, config: MixerConfig) -> nn.Module:
+    def channel_mlp(self, config: MixerConfig, layers: LayerSet) -> nn.Module:
         return SwiGluMlp(config.hidden_dim, config.channels_mlp_dim, config.drop_rate)
 
 
@@ -59,8 +59,8 @@ class GMixer(MlpMixer):
 
     family = "gmixer"
 
-    def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
-        return GMixerBlock(config, drop_path_rate)
+    def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
+        return GMixerBlock(config, drop_path_rate, layers)
 
     def init_family_weights(self) -> None:
         # Gates start nearly constant (SiLU(1) ≈ 0.73), as in timm: each SwiGLU starts as a

@@ -23,7 +23,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlpmixer.models import gelu as gelu_module
+from mlpmixer.models.fast import gelu as gelu_module
 
 CC = shutil.which(os.environ.get("CC") or "cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler: nothing is ever built")
@@ -61,7 +61,7 @@ def _compile(source: str, out: Path) -> None:
 
 PROBE = """
 import json, logging, torch
-from mlpmixer.models import gelu
+from mlpmixer.models.fast import gelu
 logging.basicConfig(level=logging.WARNING)
 x = torch.linspace(-5, 5, 5001)
 error = (gelu.gelu(x, "tanh") - torch.nn.functional.gelu(x, approximate="tanh")).abs().max()
@@ -179,7 +179,7 @@ def test_a_symlink_at_the_cache_path_is_not_followed(fresh, tmp_path):
 
 HANGING_PROBE = """
 import time, torch
-from mlpmixer.models import gelu
+from mlpmixer.models.fast import gelu
 start = time.monotonic()
 x = torch.linspace(-3, 3, 101)
 assert torch.equal(gelu.gelu(x, "tanh"), torch.nn.functional.gelu(x, approximate="tanh"))

@@ -8,12 +8,15 @@ contiguous CPU tensors in float32, bfloat16 or float64, they run a small C kerne
     0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) = x·σ(1.5958·(x + 0.044715·x³))
 
 in one vectorised pass, forward and backward (ATen's tanh GELU costs ~1 ns per element on a
-CPU core, most of it the tanh; the fused pass is several times cheaper). Everything else — the
-erf form, CUDA and other devices, other dtypes, non-contiguous or wrapped tensors (vmap,
-fake tensors), any torch dispatch mode (``FlopCounterMode`` must see the ATen op),
-``torch.compile``/``torch.export``/tracing (inductor fuses GELU itself) — goes to
-``F.gelu``, as does every call when the kernel cannot be built (no C compiler) or
-``MLPMIXER_FUSED_GELU=0`` is set.
+CPU core, most of it the tanh; the fused pass is several times cheaper). The kernel sits behind
+registered ops (``torch.ops.mlpmixer.gelu_tanh``, its backward and its in-place form, with fake
+implementations and autograd), so fake tensors, dispatch modes (``FlopCounterMode``) and
+autograd see one op. The op's CPU implementation runs the kernel on contiguous float32,
+bfloat16 and float64 tensors and ``F.gelu`` on anything else (other devices and dtypes,
+strided tensors), and whenever the kernel cannot be built (no C compiler). `gelu` itself
+calls ``F.gelu`` for the erf form, with ``MLPMIXER_FUSED_GELU=0``, and under compile, export,
+jit tracing or scripting and FX tracing (`aside.traced`): those graphs keep the standard op,
+which inductor fuses itself and which runs without this package.
 
 The kernel is compiled on first use with the system C compiler (``$CC`` or cc/gcc/clang,
 OpenMP, ``-O3 -march=native``, killed after ``MLPMIXER_CC_TIMEOUT`` seconds) into
@@ -37,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fast import kernel_cache
-from .fastpath import aten_only
+from . import kernel_cache
+from .aside import traced
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +106,11 @@ def fused_available() -> bool:
     return fused_enabled() and _library() is not None
 
 
-def _fusable(x: torch.Tensor, approximate: str) -> bool:
-    """Whether the fused kernel handles ``x``; everything else goes to ``F.gelu``."""
+def _kernel_applies(x: torch.Tensor) -> bool:
+    """Whether the C kernel handles ``x`` (the op's CPU implementation); else ATen's GELU."""
     return (
-        approximate == "tanh"
-        and not aten_only()
-        and not torch.jit.is_scripting()
-        and type(x) in (torch.Tensor, nn.Parameter)
-        and x.device.type == "cpu"
+        x.device.type == "cpu"
         and x.dtype in _SUFFIX
-        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
         and x.is_contiguous()
         and x.numel() > 0
         and fused_available()
@@ -125,7 +123,33 @@ def _forward(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _tanh_gelu_derivative(x: torch.Tensor) -> torch.Tensor:
+    """d gelu_tanh / dx as differentiable torch ops (double backward, self-test)."""
+    s = torch.sigmoid(2 * _SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+    return s + 2 * x * s * (1 - s) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
+
+
+# ---- the registered ops: one op each in eager, compiled, fake-tensor and dispatch-mode code ----
+
+
+@torch.library.custom_op("mlpmixer::gelu_tanh", mutates_args=())
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """``F.gelu(x, approximate="tanh")``, by the C kernel where it applies."""
+    if not _kernel_applies(x):
+        return F.gelu(x, approximate="tanh")
+    return _forward(x, torch.empty_like(x))
+
+
+@gelu_tanh.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("mlpmixer::gelu_tanh_backward", mutates_args=())
+def gelu_tanh_backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """grad · gelu_tanh'(x), by the C kernel where it applies."""
+    if not _kernel_applies(x):
+        return torch.ops.aten.gelu_backward(grad, x, approximate="tanh")
     grad = grad.to(x.dtype).contiguous()
     out = torch.empty_like(x)
     fn = getattr(_library(), f"gelu_bwd_{_SUFFIX[x.dtype]}")
@@ -133,46 +157,64 @@ def _backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _tanh_gelu_derivative(x: torch.Tensor) -> torch.Tensor:
-    """d gelu_tanh / dx as differentiable torch ops (double backward only)."""
-    s = torch.sigmoid(2 * _SQRT_2_OVER_PI * (x + 0.044715 * x**3))
-    return s + 2 * x * s * (1 - s) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
+@gelu_tanh_backward.register_fake
+def _(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
 
 
-class _FusedTanhGelu(torch.autograd.Function):
-    """y = gelu_tanh(x) by the C kernel; saves x; backward is one fused pass as well."""
+def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
+    ctx.save_for_backward(inputs[0])
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        return _forward(x, torch.empty_like(x))
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: a differentiable formula
-            return grad * _tanh_gelu_derivative(x)
-        return _backward(grad, x)
+def _backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    (x,) = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: a differentiable formula
+        return grad * _tanh_gelu_derivative(x)
+    return gelu_tanh_backward(grad, x)
+
+
+gelu_tanh.register_autograd(_backward, setup_context=_setup_context)
+
+
+@torch.library.custom_op("mlpmixer::gelu_tanh_", mutates_args=("x",))
+def gelu_tanh_(x: torch.Tensor) -> None:
+    """x = gelu_tanh(x) in place (inference: no autograd)."""
+    if _kernel_applies(x):
+        _forward(x, x)
+    else:
+        torch.ops.aten.gelu_(x, approximate="tanh")
+
+
+@gelu_tanh_.register_fake
+def _(x: torch.Tensor) -> None:
+    return None
 
 
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    """``F.gelu(x, approximate=approximate)``; the tanh form on CPU by the fused kernel."""
-    if not _fusable(x, approximate):
+    """``F.gelu(x, approximate=approximate)``; the tanh form as the registered op."""
+    if approximate != "tanh" or traced() or not fused_enabled():
         return F.gelu(x, approximate=approximate)
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _FusedTanhGelu.apply(x)
-    return _forward(x, torch.empty_like(x))
+    return gelu_tanh(x)
 
 
 def gelu_(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """GELU in place (no autograd: for inference on a tensor nothing else reads)."""
-    if not _fusable(x, approximate) or (torch.is_grad_enabled() and x.requires_grad):
+    if (
+        approximate != "tanh"
+        or traced()
+        or not fused_enabled()
+        or (torch.is_grad_enabled() and x.requires_grad)
+    ):
         return torch.ops.aten.gelu_(x, approximate=approximate)
-    return _forward(x, x)
+    gelu_tanh_(x)
+    return x
 
 
 class GELU(nn.GELU):
-    """``nn.GELU`` (same ``approximate`` attribute and state) running `gelu`."""
+    """``nn.GELU`` (same ``approximate`` attribute and state) running `gelu`: a drop-in layer."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gelu(x, self.approximate)
+        if torch.jit.is_scripting():
+            return F.gelu(x, approximate=self.approximate)
+        else:
+            return gelu(x, self.approximate)

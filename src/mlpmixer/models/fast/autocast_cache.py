@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .fastpath import traced
+from .aside import traced
 
 _ATTR = "_autocast_weight_cache"
 
@@ -55,17 +55,17 @@ def clear(model: nn.Module) -> None:
         module.__dict__.pop(_ATTR, None)
 
 
+def plain_linear(module: nn.Module) -> bool:
+    """A plain ``nn.Linear`` without hooks: a replaced or wrapped module (LoRA, quantised, hooked)
+    must be called itself, so no fast path may read its weights directly."""
+    return type(module) is nn.Linear and not module._forward_hooks and not module._forward_pre_hooks
+
+
 def linear(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``module(x)``; for a plain ``nn.Linear`` in CPU autocast inference, with cached weights.
 
-    Anything else (a replaced or wrapped module — LoRA, quantised —, forward hooks, training,
-    no autocast) calls the module itself, unchanged.
+    Anything else (a replaced or wrapped module, training, no autocast) calls the module itself.
     """
-    if (
-        type(module) is nn.Linear
-        and not module._forward_hooks
-        and not module._forward_pre_hooks
-        and _caching(module.weight)
-    ):
+    if plain_linear(module) and _caching(module.weight):
         return torch.nn.functional.linear(x, weight(module, "weight"), weight(module, "bias"))
     return module(x)
