@@ -24,6 +24,7 @@ from ..fileio import atomic_directory, atomic_path, atomic_write_json
 from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH_SUFFIXES
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
+from ..tensor_checks import check_tensor_views  # also used by train/state.py
 from .sidecar import config_fields, fields_from
 
 # timm's block part names -> this package's, per family (a prefix of the key inside a block).
@@ -145,25 +146,6 @@ def read_torch_file(path: Path) -> dict[str, torch.Tensor]:
     state = unwrap_state_dict(obj, path)
     check_tensor_views(state, path)
     return state
-
-
-def check_tensor_views(state: Mapping[str, torch.Tensor], source: Any) -> None:
-    """Refuse tensors that view more elements than their storage holds (stride 0, overlaps).
-
-    A pickle may describe a (10**6, 10**6) tensor with stride (0, 0) over one float: it loads
-    in microseconds, and the first ``.contiguous()`` asks for terabytes.
-    """
-    for name, tensor in state.items():
-        if not isinstance(tensor, torch.Tensor):
-            continue
-        viewed = tensor.numel() * tensor.element_size()
-        stored = tensor.untyped_storage().nbytes()
-        if viewed > stored or (tensor.numel() > 1 and 0 in tensor.stride()):
-            raise CheckpointError(
-                f"{source}: tensor {name} of shape {tuple(tensor.shape)} and strides "
-                f"{tensor.stride()} views {viewed:,} bytes of a {stored:,}-byte storage "
-                "(stride 0 or overlapping); refusing it — a real checkpoint stores every element"
-            )
 
 
 def timm_hub_fields(config_path: Path) -> dict[str, Any]:

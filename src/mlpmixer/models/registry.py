@@ -20,8 +20,9 @@ from typing import Any
 from ..errors import ConfigError
 from .base import MlpFamilyModel, build_model
 from .config import MixerConfig
-from .family_registry import register_family
 from .pretrained import sources
+from .storage import storage
+from .timm_families import register_family
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ def create_model(
     base = resolve_name(base)
     if not (pretrained or tag):
         return build_model(model_config(base, **overrides))
-    from ..checkpoints import load_model  # checkpoints/ builds on models/ (and may download)
-
-    return load_model(pretrained_source(base, tag or None), reset_head=reset_head, **overrides)
+    # checkpoints/ builds on models/ (and may download): reached through what it registered
+    return storage().load_model(
+        pretrained_source(base, tag or None), reset_head=reset_head, **overrides
+    )

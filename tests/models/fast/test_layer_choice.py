@@ -7,8 +7,7 @@ import torch
 
 from mixer_testing import randomised
 from mlpmixer import MixerConfig
-from mlpmixer.models import build_model
-from mlpmixer.models import fast
+from mlpmixer.models import build_model, fast
 from mlpmixer.models.layers import PLAIN
 from mlpmixer.models.plain import PlainMixer
 
