@@ -5,6 +5,7 @@ models/ does not import checkpoints/, which builds on it.
 """
 
 from ..models import storage as _storage
+from . import native, state
 from .load import (
     FORMATS,
     Checkpoint,
@@ -16,17 +17,17 @@ from .load import (
     read_checkpoint,
     save_model,
 )
-from .native import HUB_OPTIONS, read_native, write_native
-from .state import apply_overrides, check_state_fits
 
+# Looked up at each call (not bound now), so that what a test or a plugin replaces in these
+# modules is what the models use, as with an import inside the method.
 _storage.register(
     _storage.Storage(
-        write_native=write_native,
-        read_native=read_native,
-        hub_options=tuple(HUB_OPTIONS),
-        check_state_fits=check_state_fits,
-        apply_overrides=apply_overrides,
-        load_model=lambda *args, **kwargs: load_model(*args, **kwargs),  # looked up per call
+        write_native=lambda *args, **kwargs: native.write_native(*args, **kwargs),
+        read_native=lambda *args, **kwargs: native.read_native(*args, **kwargs),
+        hub_options=tuple(native.HUB_OPTIONS),
+        check_state_fits=lambda *args, **kwargs: state.check_state_fits(*args, **kwargs),
+        apply_overrides=lambda *args, **kwargs: state.apply_overrides(*args, **kwargs),
+        load_model=lambda *args, **kwargs: load_model(*args, **kwargs),
     )
 )
 

@@ -14,6 +14,7 @@ sets ``family`` and implements `make_block` (and optionally `make_norm`,
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import torch
@@ -24,6 +25,7 @@ from ..errors import ConfigError, InputShapeError
 from .config import MixerConfig, to_pair
 from .family import build_model, family_class, register_family_class
 from .fast import layer_set
+from .fast.aside import traced
 from .init import init_weights
 from .io import ModelIO
 from .layers import PLAIN, LayerSet
@@ -40,6 +42,13 @@ __all__ = [
 ]
 
 
+def _tree_copy(module: nn.Module) -> nn.Module:
+    """Shallow copies of ``module`` and all its submodules, sharing parameters and buffers."""
+    clone = copy.copy(module)
+    clone._modules = {k: None if m is None else _tree_copy(m) for k, m in module._modules.items()}
+    return clone
+
+
 class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
     """Base of `MlpMixer`, `GMixer`, `ResMlp` and `GMlp`: ``Model(config)`` or ``Model(**fields)``.
 
@@ -47,6 +56,11 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
     features (B, C) when ``num_classes == 0``.
     """
 
+    # Python-side properties that torch.jit.script must not compile (they read the config)
+    __jit_unused_properties__: ClassVar[list[str]] = [
+        "pretrained_cfg", "default_cfg", "num_classes", "num_features", "head_hidden_size",
+        "feature_info",
+    ]  # fmt: skip
     family: ClassVar[str] = ""
     token_linear: ClassVar[str] = ""  # ResMLP, gMLP: the blocks' S × S token Linear
     token_weight: ClassVar[str] = ""  # the block weight (units, S) reading the tokens, if not
@@ -87,6 +101,11 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
         self.head = self._new_head(config.num_classes)
         init_weights(self)
         self.init_family_weights()
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What `torch.jit.script` scripts: a copy of the module tree (same parameters), so that
+        the fast layers, which script as their plain layers, are swapped in the copy only."""
+        return _tree_copy(self)
 
     # ----- what a family defines ---------------------------------------------------------
     def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
@@ -154,11 +173,21 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> normalised token features (B, S, C)."""
-        self.check_input(images)
-        x = self.stem(images)
+        x = self.stem(self.checked(images))
         for block in self.blocks:
-            x = self._run_block(block, x)
+            # torch.jit.is_scripting() alone in an `if`: TorchScript then skips the other branch
+            if torch.jit.is_scripting():  # noqa: SIM108
+                x = block(x)
+            else:
+                x = self._run_block(block, x)
         return self.norm(x)
+
+    def checked(self, images: torch.Tensor) -> torch.Tensor:
+        """``images``, after `check_input` in eager code (traced graphs keep no Python checks)."""
+        if not torch.jit.is_scripting():  # noqa: SIM102 (alone: TorchScript skips the body)
+            if not traced():
+                self.check_input(images)
+        return images
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Token features (B, S, C) -> logits (B, num_classes), or pooled (B, C) if pre_logits.

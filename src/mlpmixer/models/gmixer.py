@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import MixerConfig
 from .init import open_gate_
-from .layers import LayerSet, over_tokens
+from .layers import LayerSet
 from .mixer import MixerBlock, MlpMixer
 from .resize import tile_cols, tile_rows, tile_tokens
 
@@ -33,6 +33,9 @@ class SwiGluMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.swiglu(x)
+
+    def swiglu(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.fc1(x).chunk(2, dim=-1)
         return self.drop(self.fc2(self.drop(value * self.act(gate))))
 
@@ -41,7 +44,7 @@ class TokenSwiGluMlp(SwiGluMlp):
     """`SwiGluMlp` over the token axis: (B, S, C) -> (B, S, C), fc1 (D_S, S)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return over_tokens(super().forward, x)
+        return self.swiglu(x.transpose(1, 2)).transpose(1, 2)
 
 
 class GMixerBlock(MixerBlock):

@@ -20,7 +20,7 @@ from torch import nn
 from .base import MlpFamilyModel
 from .config import MixerConfig
 from .init import open_gate_
-from .layers import PLAIN, LayerSet, drop_path, over_tokens
+from .layers import PLAIN, LayerSet, drop_path
 
 GATE_NORM_EPS = 1e-5  # torch's LayerNorm default, which timm's spatial gating unit keeps
 
@@ -35,7 +35,7 @@ class SpatialGatingUnit(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z1, z2 = z.chunk(2, dim=-1)
-        return z1 * over_tokens(self.proj, self.norm(z2))
+        return z1 * self.proj(self.norm(z2).transpose(1, 2)).transpose(1, 2)  # W over tokens
 
 
 class GMlpBlock(nn.Module):

@@ -22,7 +22,7 @@ def drop_path(x: torch.Tensor, p: float, training: bool, scale: bool) -> torch.T
     """
     if p == 0.0 or not training:
         return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - p)
+    keep = x.new_empty([x.shape[0]] + [1] * (x.ndim - 1)).bernoulli_(1.0 - p)
     if scale:
         keep.div_(1.0 - p)
     return x * keep
@@ -64,6 +64,10 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., dim) -> (..., dim): fc2(GELU(fc1(x))) with dropout."""
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
@@ -74,7 +78,7 @@ class TokenMlp(Mlp):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+        return self.mlp(x.transpose(1, 2)).transpose(1, 2)
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,3 @@ class Affine(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.beta, self.alpha, x)
-
-
-def over_tokens(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply ``layer`` (acting on the last axis) along the token axis of x (B, S, C)."""
-    return layer(x.transpose(1, 2)).transpose(1, 2)

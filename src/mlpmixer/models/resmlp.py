@@ -18,7 +18,7 @@ from torch import nn
 
 from .base import MlpFamilyModel
 from .config import MixerConfig
-from .layers import PLAIN, Affine, LayerSet, drop_path, over_tokens
+from .layers import PLAIN, Affine, LayerSet, drop_path
 
 
 class ResMlpBlock(nn.Module):
@@ -42,7 +42,8 @@ class ResMlpBlock(nn.Module):
         return drop_path(scale * branch, self.drop_path_rate, self.training, self.drop_path_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self._residual(self.token_scale, over_tokens(self.token_mixing, self.token_norm(x)))
+        tokens = self.token_mixing(self.token_norm(x).transpose(1, 2)).transpose(1, 2)
+        x = x + self._residual(self.token_scale, tokens)
         return x + self._residual(self.channel_scale, self.channel_mixing(self.channel_norm(x)))
 
 

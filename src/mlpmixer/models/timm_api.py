@@ -60,7 +60,7 @@ class TimmApi:
             raise ConfigError(f"output_fmt must be one of {OUTPUT_FORMATS}, got {output_fmt!r}")
         taken = take_indices(len(self.blocks), indices)
         last = max(taken) if stop_early else len(self.blocks) - 1
-        self.check_input(images)
+        images = self.checked(images)
         x = self.stem(images)
         intermediates = []
         for i, block in enumerate(self.blocks[: last + 1]):
@@ -76,6 +76,36 @@ class TimmApi:
         if intermediates_only:
             return intermediates
         return self.norm(x), intermediates
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's feature description: one entry per block, all at the stem's stride."""
+        ph, pw = self.config.patch_size
+        reduction = ph if ph == pw else (ph, pw)
+        width = self.config.hidden_dim
+        return [
+            {"module": f"blocks.{i}", "num_chs": width, "reduction": reduction}
+            for i in range(len(self.blocks))
+        ]
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | Sequence[int] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Drop the blocks after the last of ``indices`` (and the norm, the head), as timm does.
+
+        Returns the block indices kept for `forward_intermediates`. A pruned model is a
+        feature extractor: its config still describes the whole model, so it is not saved.
+        """
+        taken = take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: max(taken) + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return taken
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:

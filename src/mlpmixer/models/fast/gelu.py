@@ -214,7 +214,8 @@ class GELU(nn.GELU):
     """``nn.GELU`` (same ``approximate`` attribute and state) running `gelu`: a drop-in layer."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return F.gelu(x, approximate=self.approximate)
-        else:
-            return gelu(x, self.approximate)
+        return gelu(x, self.approximate)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """`torch.jit.script` scripts ``nn.GELU`` (scripted programs run without this package)."""
+        return nn.GELU(approximate=self.approximate)

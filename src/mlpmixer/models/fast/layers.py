@@ -15,11 +15,14 @@ takes them all at once through `FAST` (see `models.fast.layer_set`). Why each ex
   (`onednn.training_linear`); in CPU autocast inference, weights cast once (`autocast_cache`).
 * In inference the GELU overwrites the product it reads (one allocation less).
 
-Under compile, export, tracing, scripting, FX and dispatch modes each step aside to plain ATen
-ops (`aside`); on other devices the plain computation runs.
+Under compile, export, jit tracing and FX each runs its plain layer's ``forward``; scripting
+scripts a plain copy (`_DropIn`); under dispatch modes and on other devices the oneDNN and
+cached-weight paths step aside for ATen ops (`aside`).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +34,29 @@ from .gelu import GELU, gelu_
 from .token_linear import token_linear
 
 
-class PatchEmbed(plain.PatchEmbed):
+class _DropIn:
+    """What every fast layer does under compile, export, jit and FX: be its plain layer.
+
+    Traced code runs the plain ``forward`` (one ``if``); `torch.jit.script` scripts a plain
+    copy (``__prepare_scriptable__``, same parameters) instead of the fast code.
+    """
+
+    def __prepare_scriptable__(self) -> torch.nn.Module:
+        plain_copy = copy.copy(self)  # shares the parameters and buffers
+        plain_copy.__class__ = _plain_class(type(self))
+        return plain_copy
+
+
+def _plain_class(cls: type) -> type:
+    return next(c for c in cls.__mro__ if c.__module__ == plain.__name__)
+
+
+class PatchEmbed(_DropIn, plain.PatchEmbed):
     """`plain.PatchEmbed` as patchify + one matmul (the Conv2d weight flattened)."""
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if traced():
+            return super().forward(images)
         b, c, h, w = images.shape
         ph, pw = self.patch_size
         patches = images.reshape(b, c, h // ph, ph, w // pw, pw)
@@ -61,12 +83,14 @@ def _linear(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out if out is not None else autocast_cache.linear(module, x)
 
 
-class ChannelMlp(_GeluDropout, plain.Mlp):
+class ChannelMlp(_DropIn, _GeluDropout, plain.Mlp):
     """`plain.Mlp` over the last axis with the CPU paths above."""
 
     hidden_bytes_per_piece = 16 * 2**20
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if traced():
+            return super().forward(x)
         pieces = self._pieces(x)
         if pieces == 1:
             return self.drop(self._mlp(x))
@@ -81,16 +105,18 @@ class ChannelMlp(_GeluDropout, plain.Mlp):
 
     def _pieces(self, x: torch.Tensor) -> int:
         """1, or the number of pieces for eager CPU inference (not traced: shapes stay free)."""
-        if self.training or torch.is_grad_enabled() or x.device.type != "cpu" or traced():
+        if self.training or torch.is_grad_enabled() or x.device.type != "cpu":
             return 1
         hidden_bytes = x.numel() // x.shape[-1] * self.fc1.out_features * x.element_size()
         return max(1, -(-hidden_bytes // self.hidden_bytes_per_piece))  # ceil; 1 if empty
 
 
-class TokenMlp(_GeluDropout, plain.TokenMlp):
+class TokenMlp(_DropIn, _GeluDropout, plain.TokenMlp):
     """`plain.TokenMlp` without transposes: fc1's (D_S, S) weight applied from the left."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if traced():
+            return super().forward(x)
         weight = autocast_cache.weight  # (cached copies in autocast inference)
         h = token_linear(weight(self.fc1, "weight"), weight(self.fc1, "bias"), x)
         h = self.gelu_dropout(h)  # (B, D_S, C)
