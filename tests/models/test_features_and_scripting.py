@@ -58,11 +58,8 @@ def test_features_only_returns_the_block_outputs(name):
     images = _images()
     with torch.no_grad():
         expected = model.forward_intermediates(images, indices=[0, 2], intermediates_only=True)
-    features = randomised(
-        mlpmixer.create_model(name, num_classes=7, features_only=True, out_indices=(0, -1),
-                              **NAMES[name]),  # fmt: skip
-        seed=1,
-    ).eval()
+    options = dict(num_classes=7, features_only=True, out_indices=(0, -1), **NAMES[name])
+    features = randomised(mlpmixer.create_model(name, **options), seed=1).eval()
     assert features.feature_info.channels() == [32, 32]
     assert features.feature_info.reduction() == [16, 16]
     assert features.feature_info.module_name() == ["blocks.0", "blocks.2"]
