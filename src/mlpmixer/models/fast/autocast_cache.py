@@ -2,8 +2,8 @@
 
 Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` every product casts its fp32 weight to
 bf16 at every call (autocast's own cache lives only until the autocast region exits, and
-skips views such as an expanded weight). For Mixer-B/16 that is 60 M parameters, 70–85 ms of
-casting per forward pass on one core — 5–10% of a bf16 batch-16 inference step. `weight`
+skips views such as an expanded weight): every parameter cast again at every forward pass, a
+visible share of a bf16 inference step (measured: docs/performance.md). `weight`
 returns a cached copy instead, in inference only (grad disabled), CPU, fp32 parameters.
 
 The copy is stored on the module (never in its state dict) under a key of the parameter's

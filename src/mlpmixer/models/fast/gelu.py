@@ -7,8 +7,8 @@ contiguous CPU tensors in float32, bfloat16 or float64, they run a small C kerne
 
     0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) = x·σ(1.5958·(x + 0.044715·x³))
 
-in one vectorised pass, forward and backward (ATen's tanh GELU costs ~1 ns per element on a
-CPU core, most of it the tanh; the fused pass is several times cheaper). The kernel sits behind
+in one vectorised pass, forward and backward (ATen's tanh GELU spends most of its time in the
+tanh; the fused pass is several times cheaper: docs/performance.md). The kernel sits behind
 registered ops (``torch.ops.mlpmixer.gelu_tanh``, its backward and its in-place form, with fake
 implementations and autograd), so fake tensors, dispatch modes (``FlopCounterMode``) and
 autograd see one op. The op's CPU implementation runs the kernel on contiguous float32,
