@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/mlpmixer train
 
+# timm is test-only (tests/checkpoints/test_timm_hub.py: timm loads our timm folders), without
+# its dependencies (it would pull torchvision and another torch); the tests skip without it
+TIMM_SPEC ?= timm==1.0.31
+
 test: $(STAMP)
+	$(PY) -m pip install -q --no-deps $(TIMM_SPEC)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(PY) -m pytest -n 2 -q

@@ -2,14 +2,26 @@
 
 Offline, or when a server refuses, these raise `DownloadError` with a message that says what
 to download and where to put it; nothing half-downloaded is ever left in the cache.
+
+A download goes to a temporary file and is kept only if it is complete and plausible: as many
+bytes as the server declared (a short read is refused), not a web page (an HTML error page
+sent with status 200), within a size cap, and passing the caller's check (a checksum where one
+is published). A server that stalls or trickles (less than `MIN_RATE_BYTES_S` over any
+``$MLPMIXER_DOWNLOAD_STALL_S`` seconds, default 30) is given up on. The URL cache is keyed
+by the whole URL, so ``http://`` and ``https://`` (or ``a_b`` and ``a/b``) never share a file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import http.client
+import logging
 import os
-import shutil
+import re
 import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,9 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointNotFoundError, DownloadError
+from .errors import CheckpointError, CheckpointNotFoundError, ConfigError, DownloadError
 from .fileio import atomic_path
 from .layout import CONFIG_JSON, SAFETENSORS_WEIGHTS, TORCH_WEIGHTS
+from .progress import PROGRESS
+
+log = logging.getLogger(__name__)
 
 HUB_PREFIX = "hf-hub:"
 GCS_PREFIX = "gs://"  # Google Cloud Storage, as the official READMEs name the .npz buckets
@@ -27,10 +42,41 @@ GCS_HTTPS = "https://storage.googleapis.com/"
 WEIGHT_FILES = (SAFETENSORS_WEIGHTS, TORCH_WEIGHTS, "open_clip_pytorch_model.bin")
 
 
+# Our own rule for a repository id, checked before huggingface_hub sees it (its validator
+# raised HFValidationError tracebacks, and a path such as "../../x" must never reach a URL):
+# [ORG/]NAME, each 1-96 of letters, digits, "-", "_", "." not starting or ending with "-"/"."
+# and without "--" or "..".
+_HUB_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
+
+
+def _valid_repo_id(repo_id: str, bare: bool = False) -> bool:
+    """ORG/NAME by our rule (also a bare NAME, as the hub allows, when ``bare``)."""
+    parts = repo_id.split("/")
+    return (
+        (len(parts) == 2 or (bare and len(parts) == 1))
+        and all(_HUB_PART.fullmatch(part) for part in parts)
+        and "--" not in repo_id
+        and ".." not in repo_id
+    )
+
+
 def is_hub_id(text: str) -> bool:
-    """Whether ``text`` names a Hugging Face hub repository: ``hf-hub:org/name``, or ``org/name``
-    (exactly one slash, not a relative or absolute path). Callers try local paths first."""
-    return text.startswith(HUB_PREFIX) or (text.count("/") == 1 and not text.startswith((".", "/")))
+    """Whether ``text`` names a Hugging Face hub repository: ``hf-hub:ORG/NAME`` (any text
+    after the prefix is meant as one; `hub_repo_id` refuses a malformed one), or a valid
+    ``ORG/NAME`` (one slash, our character rule, so not a path). Callers try local paths first."""
+    return text.startswith(HUB_PREFIX) or _valid_repo_id(text)
+
+
+def hub_repo_id(text: str) -> str:
+    """The repository id of ``text`` (``hf-hub:`` removed), checked by our rule; else
+    `CheckpointError` (exit 2) naming it."""
+    repo_id = text.removeprefix(HUB_PREFIX)
+    if not _valid_repo_id(repo_id, bare=text.startswith(HUB_PREFIX)):
+        raise CheckpointError(
+            f"{text!r} is not a valid Hugging Face hub id: expected hf-hub:ORG/NAME, each part "
+            "1-96 letters, digits, '-', '_' or '.' (no '..' or '--', not starting with '-' or '.')"
+        )
+    return repo_id
 
 
 def public_url(text: str) -> str | None:
@@ -51,37 +97,168 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlpmixer"
 
 
+STALL_ENV = "MLPMIXER_DOWNLOAD_STALL_S"
+DEFAULT_STALL_S = 30.0
+MIN_RATE_BYTES_S = 1024  # slower than this over a whole stall window is a stalled download
+MAX_BYTES_ENV = "MLPMIXER_DOWNLOAD_MAX_BYTES"
+DEFAULT_MAX_BYTES = 16 * 2**30  # no checkpoint or data file we read is near this (H/14: 1.7 GB)
+CHUNK = 1 << 20
+PROGRESS_EVERY_S = 5.0  # a progress line this often (stderr; see mlpmixer.progress)
+HTML_START = re.compile(rb"\s*<(!doctype html|html|head|body)", re.IGNORECASE)
+
+
+def _env_number(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"${name} must be a positive number, got {text!r}")
+    return value
+
+
+def stall_seconds() -> float:
+    """``$MLPMIXER_DOWNLOAD_STALL_S`` (default 30): the window in which a download must progress."""
+    return _env_number(STALL_ENV, DEFAULT_STALL_S)
+
+
+def max_download_bytes() -> int:
+    """``$MLPMIXER_DOWNLOAD_MAX_BYTES`` (default 16 GiB): the cap when no size is declared."""
+    return int(_env_number(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
+
+
+def _declared_size(response: Any, url: str) -> int | None:
+    """The Content-Length, checked against the cap; None if the server sent none."""
+    headers = getattr(response, "headers", None)  # a non-HTTP response has none
+    text = headers.get("Content-Length") if headers is not None else None
+    if text is None or not text.strip().isdigit():
+        return None
+    size, cap = int(text), max_download_bytes()
+    if size > cap:
+        raise DownloadError(
+            f"{url}: the server declares {size:,} bytes, more than the limit of {cap:,} "
+            f"(${MAX_BYTES_ENV} raises it)"
+        )
+    return size
+
+
+def _refuse_web_page(response: Any, first: bytes, url: str) -> None:
+    """An HTML body (a login or error page sent with status 200) is never a checkpoint."""
+    headers = getattr(response, "headers", None)
+    kind = headers.get_content_type() if headers is not None else ""
+    if kind in ("text/html", "application/xhtml+xml") or HTML_START.match(first[:512]):
+        raise DownloadError(
+            f"{url}: the server sent a web page ({kind or 'HTML'}), not the file; "
+            "check the URL (a login, error or redirect page?)"
+        )
+
+
+class _Progress:
+    """Logs "downloading URL: N of M MB" every few seconds, and stops stalled downloads."""
+
+    def __init__(self, url: str, total: int | None) -> None:
+        self.url, self.total, self.done = url, total, 0
+        self.stall = stall_seconds()
+        self.window_start = self.last_log = time.monotonic()
+        self.window_bytes = 0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        self.window_bytes += count
+        now = time.monotonic()
+        if now - self.window_start >= self.stall:
+            if self.window_bytes < MIN_RATE_BYTES_S * self.stall:
+                raise DownloadError(
+                    f"{self.url}: the download stalled ({self.window_bytes:,} bytes in the last "
+                    f"{now - self.window_start:.0f} s, {self.done:,} in all); try again later "
+                    f"(${STALL_ENV} sets the window)"
+                )
+            self.window_start, self.window_bytes = now, 0
+        if now - self.last_log >= PROGRESS_EVERY_S:
+            self.last_log = now
+            of = f" of {self.total / 1e6:,.1f}" if self.total else ""
+            log.info("downloading %s: %.1f%s MB", self.url, self.done / 1e6, of, extra=PROGRESS)
+
+
+def _copy_checked(response: Any, out: Any, url: str) -> int:
+    """Copy the body to ``out``: refuse web pages, stalls, more than declared or the cap, and
+    less than declared. Returns the byte count."""
+    declared = _declared_size(response, url)
+    cap = declared if declared is not None else max_download_bytes()
+    progress = _Progress(url, declared)
+    first = True
+    while chunk := response.read1(CHUNK):  # read1: returns what arrived, so a trickle is seen
+        if first:
+            _refuse_web_page(response, chunk, url)
+            first = False
+        if progress.done + len(chunk) > cap:
+            raise DownloadError(
+                f"{url}: the server sent more than "
+                + (f"the {cap:,} bytes it declared" if declared is not None else f"{cap:,} bytes")
+                + (f" (${MAX_BYTES_ENV} raises the limit)" if declared is None else "")
+            )
+        out.write(chunk)
+        progress.add(len(chunk))
+    if declared is not None and progress.done != declared:
+        raise DownloadError(
+            f"{url}: the connection closed after {progress.done:,} of the {declared:,} bytes "
+            "the server declared (a short read); nothing was kept, try again"
+        )
+    return progress.done
+
+
 def download_file(
     url: str,
     target: Path,
     hint: str,
     verify: Callable[[Path], None] | None = None,
-    timeout: float = 60.0,
+    timeout: float | None = None,
 ) -> Path:
     """Download ``url`` to ``target`` atomically; ``verify(tmp)`` may refuse it before the rename.
 
-    Failures raise `DownloadError` ending with ``hint`` (what to download, and where to put it).
+    ``timeout`` (default: the stall window) bounds each wait for the server. Failures raise
+    `DownloadError` ending with ``hint`` (what to download, and where to put it); the
+    temporary file is removed, so a failed download is never kept.
     """
+    timeout = stall_seconds() if timeout is None else timeout
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(target) as tmp:
             with open(tmp, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
+                _copy_checked(response, out, url)
             if verify is not None:
                 verify(tmp)
+    except DownloadError as err:
+        raise DownloadError(f"{err} {hint}") from err
     except urllib.error.HTTPError as err:
         raise DownloadError(
             f"cannot download {url}: the server answered {err.code} {err.reason}. {hint}"
         ) from err
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        raise DownloadError(
-            f"cannot download {url} ({getattr(err, 'reason', err)}). {hint}"
-        ) from err
+    except (urllib.error.URLError, TimeoutError, http.client.HTTPException, OSError) as err:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        reason = getattr(err, "reason", None) or err or type(err).__name__
+        raise DownloadError(f"cannot download {url} ({reason}). {hint}") from err
     return target
 
 
-def download_url(url: str, timeout: float = 60.0) -> Path:
+def url_cache_path(url: str) -> Path:
+    """Where the cache keeps ``url``: ``urls/<sha256 of the whole URL, 16 hex>-<file name>``.
+
+    The digest keys by the exact URL (scheme, host, path, query); the file name keeps the
+    suffix that tells the checkpoint format, and makes the folder readable.
+    """
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[-100:] or "download"
+    return cache_dir() / "urls" / f"{digest}-{name}"
+
+
+def download_url(url: str, timeout: float | None = None) -> Path:
     """Download ``url`` into the cache once (atomically); returns the cached file."""
-    target = cache_dir() / "urls" / url.split("://", 1)[-1].replace("/", "_")
+    target = url_cache_path(url)
     if target.is_file():
         return target
     hint = (
@@ -126,8 +303,8 @@ def download_hub_repo(repo_id: str, **hub_options: Any) -> Path:
     """
     from huggingface_hub import hf_hub_download
 
+    repo_id = hub_repo_id(repo_id)  # before huggingface_hub sees it
     missing_remote, offline, not_found = _hub_errors()
-    repo_id = repo_id.removeprefix(HUB_PREFIX)
     if not hub_options.get("local_files_only") and not hub_reachable():
         hub_options = {**hub_options, "local_files_only": True}
     try:

@@ -1,6 +1,7 @@
 """The errors `mlpmixer` raises on purpose, each with the exit code the CLI maps it to.
 
-Exit codes (documented in the README): 0 success, 1 a run failed, 2 bad usage or input.
+Exit codes (documented in the README): 0 success, 1 a run failed, 2 bad usage or input,
+130 interrupted (Ctrl-C), 141 the reader of the output went away (``... | head -1``).
 Every class also derives from the built-in exception a Python caller would expect
 (``ValueError`` for bad values, ``FileNotFoundError`` for missing files), so code written
 against the standard exceptions keeps working.
@@ -8,9 +9,13 @@ against the standard exceptions keeps working.
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
 
 
 class MixerError(Exception):
@@ -57,3 +62,18 @@ class RunError(MixerError, RuntimeError):
     """A run started but could not finish (e.g. the loss became NaN)."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+class DiskFullError(MixerError, OSError):
+    """A write failed because the disk (or quota) is full; the previous file is untouched.
+
+    Also an ``OSError`` with ``errno.ENOSPC``, so callers that handle a full disk keep working.
+    """
+
+    exit_code = EXIT_RUN_FAILED
+
+    def __init__(self, message: str, filename: str | None = None) -> None:
+        super().__init__(errno.ENOSPC, message, filename)
+
+    def __str__(self) -> str:
+        return str(self.strerror)

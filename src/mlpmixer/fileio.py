@@ -3,21 +3,30 @@
 Writes go to a temporary file in the same directory, are flushed and fsynced, then renamed
 over the target (atomic on POSIX and Windows); the directory is fsynced so the rename
 survives a power cut. An error while writing (disk full, Ctrl-C) removes the temporary file
-and leaves the previous version untouched.
+and leaves the previous version untouched; a full disk is reported as `DiskFullError`, whatever
+the writing library raised (torch's C++ writer says ``RuntimeError ... unexpected pos``).
+
+Temporary names carry the writer's pid and host (``.NAME.mlpmixer-PID@HOST.XXXX.tmp``): a
+process killed with ``kill -9`` cannot remove its temporary, so the next save of the same
+target removes those whose owner no longer runs on this host.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, DiskFullError, MixerError
 
 
 def _umask() -> int:
@@ -40,27 +49,173 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _host_tag() -> str:
+    """Six hex digits naming this host: a pid means nothing on another machine (shared disks)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def temp_prefix(target: Path) -> str:
+    """The start of every temporary name this process uses for ``target``."""
+    return f".{target.name}.mlpmixer-{os.getpid()}@{_host_tag()}."
+
+
+def _owner_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Remove temporaries of ``target`` left by dead writers (kill -9, power cut) on this host.
+
+    Only names this module makes are touched (``.NAME.mlpmixer-PID@HOST.*``), and only when
+    PID does not run here; returns what was removed.
+    """
+    pattern = re.compile(
+        re.escape(f".{target.name}.mlpmixer-") + r"(\d+)@" + re.escape(_host_tag()) + r"\."
+    )
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in target.parent.iterdir():
+            match = pattern.match(entry.name)
+            if not match or _owner_alive(int(match.group(1))):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        stats = os.statvfs(directory)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return None
+    blocks = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail  # root may use the reserve
+    return blocks * stats.f_frsize
+
+
+FULL_BELOW_BYTES = 1 << 20  # a failed write with less than this left was the full disk
+
+
+def is_disk_full(err: BaseException, directory: Path) -> bool:
+    """Whether ``err``, raised while writing into ``directory``, means the disk is full.
+
+    ENOSPC/EDQUOT say so directly; libraries that write from C++ or Rust put the system's
+    words in their message (safetensors) or only their own (torch.save to a path:
+    "unexpected pos"), so for their errors the free space left decides.
+    """
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(err, OSError | MixerError) or not isinstance(err, Exception):
+        return False
+    if any(words in str(err) for words in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))):
+        return True
+    writer = isinstance(err, RuntimeError) or type(err).__module__.startswith("safetensors")
+    free = _free_bytes(directory) if writer else None
+    return free is not None and free < FULL_BELOW_BYTES
+
+
+def disk_full_error(target: Path, kept: bool) -> DiskFullError:
+    what = f"the previous {target.name} is kept" if kept else "nothing was written"
+    return DiskFullError(
+        f"cannot write {target}: the disk is full; {what}. Free space and run again", str(target)
+    )
+
+
+def _writable_file(target: Path) -> None:
+    if target.exists() and not target.is_file():  # the rename would replace /dev/null (root)
+        raise ConfigError(f"{target} exists and is not a regular file; give a file path")
+
+
+def _new_temp(target: Path) -> Path:
+    """An empty temporary file next to ``target`` (after removing stale ones of dead writers)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
+    try:
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        _raise_if_full(err, target)  # not even an empty file fits (no inodes left)
+        raise
+    os.close(fd)
+    return Path(name)
+
+
+def _make_durable(tmp: Path) -> None:
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.chmod(tmp, _default_mode())
+
+
+def _raise_if_full(err: BaseException, target: Path) -> None:
+    """`DiskFullError` for ``target`` if ``err`` came from a full disk (call before cleaning up)."""
+    if not isinstance(err, DiskFullError) and is_disk_full(err, target.parent):
+        raise disk_full_error(target, target.exists()) from err
+
+
+@contextlib.contextmanager
+def _full_disk_named(target: Path) -> Iterator[None]:
+    try:
+        yield
+    except Exception as err:  # checked while the temporaries still fill the disk
+        _raise_if_full(err, target)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically.
 
     The caller writes the whole file to the yielded path (with any library); nothing is
-    renamed if the block raises.
+    renamed if the block raises. A full disk raises `DiskFullError` (``target`` untouched).
     """
     target = Path(target)
-    if target.exists() and not target.is_file():  # the rename would replace /dev/null (root)
-        raise ConfigError(f"{target} exists and is not a regular file; give a file path")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    _writable_file(target)
+    tmp = _new_temp(target)
     try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, target)
+        with _full_disk_named(target):
+            yield tmp
+            _make_durable(tmp)
+            os.replace(tmp, target)
         _fsync_dir(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_pair(
+    target: str | os.PathLike[str], report: str | os.PathLike[str]
+) -> Iterator[tuple[Path, Path]]:
+    """Temporary paths for a file and the ``report`` that describes it, swapped in together.
+
+    Both are written and fsynced first; only then is the old report removed, the file
+    renamed over ``target``, and the new report renamed into place, in that order. A crash
+    between these steps leaves a file without a report, never a report that describes
+    another file. If the block raises (a failed check, a full disk), neither path changes.
+    """
+    target, report = Path(target), Path(report)
+    _writable_file(target)
+    _writable_file(report)
+    tmp = _new_temp(target)
+    try:
+        tmp_report = _new_temp(report)
+        try:
+            with _full_disk_named(target):
+                yield tmp, tmp_report
+                _make_durable(tmp)
+                _make_durable(tmp_report)
+                report.unlink(missing_ok=True)
+                os.replace(tmp, target)
+                os.replace(tmp_report, report)
+            _fsync_dir(target.parent)
+        finally:
+            tmp_report.unlink(missing_ok=True)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -123,25 +278,27 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} exists and is not a directory")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_temps(target)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
-        for file in tmp.iterdir():
-            if file.is_file():
-                with open(file, "rb") as f:
-                    os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        if not target.exists():
-            os.rename(tmp, target)
-        else:
-            _carry_over(target, tmp)
-            if not _exchange(tmp, target):
-                aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-                aside.rmdir()
-                os.rename(target, aside)
+        with _full_disk_named(target):
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())
+            for file in tmp.iterdir():
+                if file.is_file():
+                    with open(file, "rb") as f:
+                        os.fsync(f.fileno())
+            _fsync_dir(tmp)
+            if not target.exists():
                 os.rename(tmp, target)
-                tmp = aside
+            else:
+                _carry_over(target, tmp)
+                if not _exchange(tmp, target):
+                    aside = Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
+                    aside.rmdir()
+                    os.rename(target, aside)
+                    os.rename(tmp, target)
+                    tmp = aside
         _fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 A run directory (``mlpmixer train --out RUN``)::
 
-    RUN/config.yaml  metrics.jsonl  summary.json  curves.png  skipped_images.txt
+    RUN/run.json  config.yaml  metrics.jsonl  summary.json  curves.png  skipped_images.txt
     RUN/model/       the final model (the project's checkpoint format)
     RUN/model_ema/   the EMA model, when train.ema_decay is set
     RUN/checkpoints/last.pt   the state to resume from
@@ -25,6 +25,7 @@ SKIPPED_FILE = "skipped_images.txt"  # data.skip_bad_images: "PATH: reason" per 
 MODEL_DIR = "model"
 EMA_MODEL_DIR = "model_ema"
 CHECKPOINT_DIR = "checkpoints"
+RUN_ID_FILE = "run.json"  # marks a run of ours: {"format": "mlpmixer-run", "run_id": ...}
 LAST_CHECKPOINT = "last.pt"
 
 # checkpoint files

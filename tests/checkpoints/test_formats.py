@@ -214,17 +214,6 @@ def test_conversion_keeps_class_names_preprocessing_and_gelu(tmp_path, target, g
         assert mlpmixer.load_model(tmp_path / target).config.class_names is None
 
 
-@pytest.mark.filterwarnings("ignore:m.npz holds tensors only", "ignore:other.npz holds")
-def test_a_sidecar_of_other_weights_is_ignored_with_a_warning(tmp_path):
-    model = mlpmixer.MlpMixer(mlpmixer.MixerConfig(**TRAINED))
-    mlpmixer.save_model(model, tmp_path / "m.npz")
-    mlpmixer.save_model(randomised(model), tmp_path / "other.npz")
-    (tmp_path / "other.npz").replace(tmp_path / "m.npz")  # the sidecar stays: stale
-    with pytest.warns(UserWarning, match="belongs to other weights"):
-        back = mlpmixer.load_model(tmp_path / "m.npz")
-    assert back.config.class_names is None
-
-
 def test_info_names_the_gelu_erf_or_tanh(tmp_path):
     for gelu, shown in [("none", "erf"), ("tanh", "tanh")]:
         model = mlpmixer.MlpMixer(mlpmixer.MixerConfig(**TRAINED, gelu=gelu))

@@ -36,7 +36,8 @@ def test_hub_layout_via_mixin(tmp_path):
     files = sorted(p.name for p in (tmp_path / "repo").iterdir())
     assert files == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((tmp_path / "repo" / "config.json").read_text())
-    assert config["architecture"] == "mlpmixer" and config["class_names"] == ["cat", "dog", "bird"]
+    assert config["format"] == "mlpmixer" and "architecture" not in config  # timm reads that
+    assert config["class_names"] == ["cat", "dog", "bird"]
     loaded = MlpMixer.from_pretrained(tmp_path / "repo")
     for (name, a), (_, b) in zip(
         loaded.state_dict().items(), model.state_dict().items(), strict=True

@@ -327,7 +327,9 @@ def test_disk_full_while_writing_the_final_model_is_one_line_and_resumable(
     result = CliRunner().invoke(cli, [*args, "--config", str(config)])
     assert result.exit_code == 1, result.output
     text = result.output.replace("\n", "")
-    assert f"No space left on device ({out / 'model'}); free space and run again" in text
+    assert (
+        f"No space left on device ({out / 'model'}); free space and continue with --resume" in text
+    )
     assert "bug" not in text and "Traceback" not in text
     assert load_train_state(out)["progress"]["global_step"] == 2 * 22  # final: 1437 images // 64
     monkeypatch.setattr(native_module, "write_native", real)

@@ -1,23 +1,46 @@
-"""One process of the 2-process DDP test (launched by torchrun): trains, saves its weights.
+"""One process of the 2-process DDP tests (launched by torchrun): trains, saves its weights.
 
 Usage: torchrun --nproc_per_node 2 --standalone tests/train/ddp_worker.py CONFIG.yaml OUT_DIR
-Each rank writes OUT_DIR/rank<R>.safetensors with the weights it holds at the end.
+       [--resume] [--kill-after-checkpoint N]
+Each rank writes OUT_DIR/rank<R>.safetensors with the weights it holds at the end; the run is
+OUT_DIR/run (``--resume``: continued from its last checkpoint). With
+``--kill-after-checkpoint N`` rank 0 SIGKILLs itself right after writing the checkpoint of
+global step N (torchrun then stops rank 1), as a crashed node would.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
 from safetensors.torch import save_file
 
 from mlpmixer.train import load_config, train
+from mlpmixer.train.loop import Trainer
+
+
+def _kill_after_checkpoint(step: int) -> None:
+    real_save = Trainer.save_checkpoint
+
+    def save(self, *args, **kwargs):
+        result = real_save(self, *args, **kwargs)
+        if self.state.global_step == step and self.dist.is_main:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    Trainer.save_checkpoint = save
 
 
 def main() -> None:
-    config_path, out = sys.argv[1], Path(sys.argv[2])
-    result = train(load_config(config_path), overrides=[f"run.out={out / 'run'}"])
+    config_path, out, flags = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+    if "--kill-after-checkpoint" in flags:
+        _kill_after_checkpoint(int(flags[flags.index("--kill-after-checkpoint") + 1]))
+    if "--resume" in flags:
+        result = train(resume=out / "run")
+    else:
+        result = train(load_config(config_path), overrides=[f"run.out={out / 'run'}"])
     rank = int(os.environ.get("RANK", "0"))
     state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
     save_file(state, str(out / f"rank{rank}.safetensors"))

@@ -37,7 +37,7 @@ from ..layout import (
     TORCH_SUFFIXES,
     TORCH_WEIGHTS,
 )
-from ..models.base import MlpFamilyModel
+from ..models.base import MlpFamilyModel, family_class
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
 from ..progress import PROGRESS
@@ -55,7 +55,7 @@ from .native import (
 from .official import official_to_state, read_npz, write_npz
 from .run_dir import is_run_dir, is_training_checkpoint, read_training_checkpoint, run_result_dir
 from .sidecar import read_sidecar, write_sidecar
-from .state import apply_overrides
+from .state import apply_overrides, check_state_fits
 from .timm_format import (
     read_torch_file,
     stored_fields,
@@ -184,6 +184,7 @@ def read_checkpoint(
     if metadata.get("format") == FORMAT_NAME:  # refused if its config or checksums lack
         config, state = native_file_contents(path, state, metadata)
         return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
+    stored = stored_fields(metadata, path, state)  # what an mlpmixer wrote beside the tensors
     fmt = _state_format(state, path)
     if fmt == "timm":
         state = timm_to_state(state)
@@ -194,12 +195,31 @@ def read_checkpoint(
     elif fmt == "lucidrains":
         state = lucidrains_to_state(state, in_chans)
         fields = {**LUCIDRAINS_FIELDS, **fields}
-    fields.update(stored_fields(metadata, path))  # what an mlpmixer wrote beside the tensors
+    fields.update(stored)
     if path.suffix in TORCH_SUFFIXES:
         fields.update(read_sidecar(path))
     img_size = img_size if img_size is not None else fields.pop("img_size", None)
     fields.pop("img_size", None)
+    if fmt == "state_dict" and not PREPROCESSING & set(fields):
+        _warn_default_preprocessing(path)
     return Checkpoint(fmt, infer_config(state, img_size, **fields), state, str(source))
+
+
+PREPROCESSING = {"mean", "std", "crop_pct", "interpolation"}
+
+
+def _warn_default_preprocessing(path: Path) -> None:
+    """A bare state dict says nothing of how its images were prepared: say that defaults are
+    used (a native model whose config.json was deleted and metadata stripped evaluated at
+    0.958 instead of 0.994, silently)."""
+    default = MixerConfig()
+    warnings.warn(
+        f"{path} holds weights only (no config.json, metadata or sidecar): its preprocessing "
+        f"is unknown, so the defaults are used (mean {default.mean}, std {default.std}, "
+        f"crop_pct {default.crop_pct}, {default.interpolation}); if it was trained otherwise, "
+        "restore its config.json (eval: --mean, --std, --crop-pct, --interpolation)",
+        stacklevel=3,
+    )
 
 
 def load_model(
@@ -326,6 +346,15 @@ def convert(
     model = load_model(source, **load_options)
     log.info("writing %s", destination, extra=PROGRESS)
     return save_model(model, destination, format)
+
+
+def check_loadable(checkpoint: Checkpoint) -> None:
+    """`CheckpointError` (what `load_model` would say) if the weights do not fit the model
+    their config describes: missing or extra keys, shapes, non-float dtypes. Nothing is
+    allocated: the model is built on the meta device."""
+    with torch.device("meta"):
+        model = family_class(checkpoint.config.family)(checkpoint.config)
+    check_state_fits(checkpoint.state, model.state_dict())
 
 
 def describe(checkpoint: Checkpoint) -> dict[str, Any]:

@@ -52,9 +52,21 @@ def tensors_sha256(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+FORMAT_KEY = "format"  # config.json: {"format": "mlpmixer", "format_version": 1, ...fields}
+OLD_FORMAT_KEY = "architecture"  # what earlier saves used; timm reads it as a model name
+
+
 def config_json(config: MixerConfig) -> str:
-    body = {"architecture": FORMAT_NAME, "format_version": FORMAT_VERSION, **config.to_dict()}
+    body = {FORMAT_KEY: FORMAT_NAME, "format_version": FORMAT_VERSION, **config.to_dict()}
     return json.dumps(body, indent=2, sort_keys=False) + "\n"
+
+
+def names_this_format(data: Any) -> bool:
+    """Whether a parsed config.json says it is ours (the current key, or the old one)."""
+    return isinstance(data, dict) and FORMAT_NAME in (
+        data.get(FORMAT_KEY),
+        data.get(OLD_FORMAT_KEY),
+    )
 
 
 def text_sha256(text: str) -> str:
@@ -133,15 +145,16 @@ def parse_config(text: str, source: Any) -> dict[str, Any]:
         raise CheckpointError(f"{source}: config is not valid JSON ({err})") from err
     except RecursionError as err:  # "[[[[..." nested deeper than Python's stack
         raise CheckpointError(f"{source}: config is nested too deeply to be a config") from err
-    if not isinstance(data, dict) or data.get("architecture") != FORMAT_NAME:
-        raise CheckpointError(f'{source}: not an mlpmixer config (no "architecture": "mlpmixer")')
+    if not names_this_format(data):
+        raise CheckpointError(f'{source}: not an mlpmixer config (no "format": "mlpmixer")')
     version = data.pop("format_version", None)
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{source}: format_version {version!r} is not supported (this mlpmixer reads "
             f"{FORMAT_VERSION}); upgrade mlpmixer"
         )
-    data.pop("architecture")
+    for key in (FORMAT_KEY, OLD_FORMAT_KEY):
+        data.pop(key, None)
     return data
 
 
@@ -163,13 +176,15 @@ def is_native_dir(path: Path) -> bool:
     try:
         if (path / CONFIG_FILE).stat().st_size > MAX_CONFIG_BYTES:
             return True  # claimed by size alone; read_native names the limit
-        return json.loads((path / CONFIG_FILE).read_text()).get("architecture") == FORMAT_NAME
-    except (json.JSONDecodeError, OSError, AttributeError, UnicodeDecodeError, RecursionError):
+        return names_this_format(json.loads((path / CONFIG_FILE).read_text()))
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError, RecursionError):
         return False
 
 
 def _read_config_text(path: Path) -> str:
     config = path / CONFIG_FILE
+    if config.exists() and not config.is_file():  # a FIFO would block the read
+        raise CheckpointError(f"{config}: not a regular file (a FIFO, device or folder)")
     if not config.is_file():
         raise CheckpointError(
             f"{path}: an mlpmixer model folder without {CONFIG_FILE} (an interrupted save, or "
@@ -206,7 +221,7 @@ def read_native(
         if not is_native_dir(path) or not (path / WEIGHTS_FILE).is_file():
             raise CheckpointError(
                 f"{path}: not an mlpmixer checkpoint directory (needs {CONFIG_FILE} with "
-                f'"architecture": "mlpmixer" and {WEIGHTS_FILE})'
+                f'"format": "mlpmixer" and {WEIGHTS_FILE})'
             )
         text = _read_config_text(path)
         tensors, metadata = read_safetensors(path / WEIGHTS_FILE)

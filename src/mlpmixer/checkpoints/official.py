@@ -140,11 +140,29 @@ def official_to_state(
             ours = f"{layers[layer]}.{_PARAM[param]}"
         if not np.issubdtype(array.dtype, np.floating):
             raise CheckpointError(f"{source}: {key} has dtype {array.dtype}, expected floats")
+        _check_rank(key, array, source)
         state[ours] = _to_torch(key, array)
     if unknown:
         shown = ", ".join(sorted(unknown)[:8])
         raise CheckpointError(f"{source}: keys that are not Mixer parameters: {shown}")
     return state
+
+
+def _expected_rank(key: str) -> int:
+    """stem/kernel is HWIO (4-d), other kernels in x out (2-d), scales and biases 1-d."""
+    if key == "stem/kernel":
+        return 4
+    return 2 if key.endswith("/kernel") else 1
+
+
+def _check_rank(key: str, array: np.ndarray, source: Any) -> None:
+    """A 0-d (or otherwise misshapen) array is refused by name before any transpose of it."""
+    expected = _expected_rank(key)
+    if array.ndim != expected:
+        raise CheckpointError(
+            f"{source}: {key} has shape {array.shape} ({array.ndim}-d); an official Mixer's "
+            f"{key.rsplit('/', 1)[-1]} is {expected}-d"
+        )
 
 
 def state_to_official(state: dict[str, torch.Tensor], num_blocks: int) -> dict[str, np.ndarray]:

@@ -4,27 +4,39 @@ An official ``.npz`` or a timm ``.pth`` stores tensors only: converting a traine
 one silently dropped its class names, mean/std and GELU variant (``predict`` then printed
 ``0 (0.868)`` instead of ``circle (0.925)``, and a tanh model came back as erf). The fields
 that shapes cannot tell are written to ``<file>.mlpmixer.json`` beside it and read back when
-the file is loaded. The sidecar records the SHA-256 of the weight file, so a sidecar left
-next to other weights is ignored (with a warning) instead of mislabelling them.
+the file is loaded.
+
+The sidecar carries the SHA-256 of the weight file and a digest over that checksum and the
+fields (`fields_digest`); the fields a timm ``.safetensors`` keeps in its metadata carry the
+same kind of digest over its tensors. Both are mandatory and checked on load, as the native
+format's checksums are: a sidecar next to other weights, or with an edited field (mean 0.9,
+``gelu`` flipped), is refused with an error that says how to go on, never half-trusted. A
+digest is not a signature: it catches edits, mix-ups and damage, not someone who recomputes
+it on purpose.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_text
 from ..models.config import MixerConfig
 
 SUFFIX = ".mlpmixer.json"
+VERSION = 2  # 1: before the fields were covered by a digest (refused: it cannot be checked)
 # The config fields tensors-only formats cannot hold; kept in a sidecar, or in the metadata of
 # a timm safetensors file.
 FIELDS = ("gelu", "norm_eps", "mean", "std", "interpolation", "crop_pct", "class_names")
 MAX_SIDECAR_BYTES = 16 * 2**20  # class names of a few thousand classes are well below
+DELETE_HINT = (
+    "delete it to load the weights with the format's defaults (tanh GELU for .npz, erf for "
+    "timm; mean/std 0.5; no class names), or convert the model again"
+)
 
 
 def sidecar_path(weights: Path) -> Path:
@@ -45,22 +57,62 @@ def config_fields(config: MixerConfig) -> dict[str, Any]:
     return {k: data[k] for k in FIELDS}
 
 
-def fields_from(data: dict[str, Any]) -> dict[str, Any]:
-    """The `FIELDS` present in stored ``data``, JSON lists back to the config's tuples."""
+def fields_digest(weights_sha256: str, fields: Mapping[str, Any]) -> str:
+    """SHA-256 binding ``fields`` (JSON-ready) to the weights whose checksum is given.
+
+    The fields are serialised canonically (sorted keys, no spaces), so the digest does not
+    depend on how the file was indented, only on the values.
+    """
+    body = json.dumps(
+        {"weights_sha256": weights_sha256, "fields": dict(fields)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(body.encode("ascii")).hexdigest()
+
+
+def fields_from(data: Mapping[str, Any], source: Any) -> dict[str, Any]:
+    """The `FIELDS` present in stored ``data``, lists back to tuples, each value checked.
+
+    A value the config would refuse (``"gelu": null``, ``"mean": "x"``, ``crop_pct`` 7) is a
+    `CheckpointError` naming the file and the field, even when the digest matches.
+    """
     fields = {k: data[k] for k in FIELDS if k in data}
     for key in ("mean", "std", "class_names"):
         if isinstance(fields.get(key), list):
             fields[key] = tuple(fields[key])
+    _check_values(fields, source)
     return fields
+
+
+def _check_values(fields: Mapping[str, Any], source: Any) -> None:
+    """Validate ``fields`` with `MixerConfig`'s own checks, on a one-block stand-in model."""
+    mean = fields.get("mean")
+    names = fields.get("class_names")
+    sized = {
+        "in_chans": len(mean) if isinstance(mean, tuple) and mean else 1,
+        "num_classes": len(names) if isinstance(names, tuple) else 1,
+    }
+    try:
+        MixerConfig(
+            img_size=1, patch_size=1, hidden_dim=1, num_blocks=1, tokens_mlp_dim=2,
+            channels_mlp_dim=2, **sized, **fields,
+        )  # fmt: skip
+    except (ConfigError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: invalid stored setting: {err}") from err
 
 
 def write_sidecar(weights: Path, config: MixerConfig) -> Path:
     """Write the fields of ``config`` that ``weights`` cannot hold; returns the sidecar's path."""
+    weights_sha256 = file_sha256(weights)
+    fields = config_fields(config)
     body = {
-        "mlpmixer_sidecar": 1,
+        "mlpmixer_sidecar": VERSION,
         "weights": weights.name,
-        "weights_sha256": file_sha256(weights),
-        **config_fields(config),
+        "weights_sha256": weights_sha256,
+        **fields,
+        "fields_sha256": fields_digest(weights_sha256, fields),
     }
     path = sidecar_path(weights)
     atomic_write_text(path, json.dumps(body, indent=2) + "\n")
@@ -68,23 +120,48 @@ def write_sidecar(weights: Path, config: MixerConfig) -> Path:
 
 
 def read_sidecar(weights: Path) -> dict[str, Any]:
-    """The config fields stored next to ``weights``; {} if there is no (matching) sidecar."""
+    """The config fields stored next to ``weights``; {} if there is no sidecar.
+
+    A sidecar of other weights, with edited fields, or without its digest is a
+    `CheckpointError` (see the module docstring).
+    """
     path = sidecar_path(weights)
     if not path.is_file():
         return {}
+    data = _read_json(path)
+    version = data.get("mlpmixer_sidecar")
+    if version == 1:
+        raise CheckpointError(
+            f"{path}: a version-1 sidecar (from an earlier mlpmixer), whose fields no digest "
+            f"covers, so an edit cannot be detected; refusing to trust it — {DELETE_HINT}"
+        )
+    if version != VERSION:
+        raise CheckpointError(
+            f'{path}: not an mlpmixer sidecar (no "mlpmixer_sidecar": {VERSION}, got {version!r})'
+        )
+    weights_sha256 = file_sha256(weights)
+    if data.get("weights_sha256") != weights_sha256:
+        raise CheckpointError(
+            f"{path} belongs to other weights than {weights.name} (the file's checksum "
+            f"differs: replaced or modified after the sidecar was written); {DELETE_HINT}"
+        )
+    fields = {k: data[k] for k in FIELDS if k in data}
+    if data.get("fields_sha256") != fields_digest(weights_sha256, fields):
+        raise CheckpointError(
+            f"{path}: its settings were modified after it was written (their digest "
+            f"differs); refusing to load with edited class names, preprocessing or GELU — "
+            f"{DELETE_HINT}"
+        )
+    return fields_from(fields, path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         if path.stat().st_size > MAX_SIDECAR_BYTES:
             raise CheckpointError(f"{path}: {path.stat().st_size:,} bytes is too large a sidecar")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path}: unreadable metadata sidecar ({err})") from err
-    if not isinstance(data, dict) or data.get("mlpmixer_sidecar") != 1:
-        raise CheckpointError(f'{path}: not an mlpmixer sidecar (no "mlpmixer_sidecar": 1)')
-    if data.get("weights_sha256") != file_sha256(weights):
-        warnings.warn(
-            f"{path} belongs to other weights than {weights.name} (checksum differs); "
-            "ignoring it: class names, mean/std and GELU fall back to the format's defaults",
-            stacklevel=3,
-        )
-        return {}
-    return fields_from(data)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not an mlpmixer sidecar (not a JSON object)")
+    return data

@@ -23,6 +23,21 @@ def _listing(keys: list[str]) -> str:
     return ", ".join(keys[:_SHOWN]) + more
 
 
+def check_plain_tensor(name: str, tensor: torch.Tensor, source: Any) -> None:
+    """Refuse a tensor that cannot be weights: sparse or other non-dense layouts (their
+    storage cannot even be inspected) and meta tensors (a shape without data)."""
+    if tensor.layout != torch.strided:
+        raise CheckpointError(
+            f"{source}: tensor {name} is {str(tensor.layout).removeprefix('torch.')}, not dense; "
+            "a checkpoint holds dense weights (re-save it with .to_dense())"
+        )
+    if tensor.is_meta:
+        raise CheckpointError(
+            f"{source}: tensor {name} is on the meta device (a shape without data); "
+            "the file holds no weights for it"
+        )
+
+
 def check_state_fits(state: Mapping[str, torch.Tensor], expected: Mapping[str, Any]) -> None:
     """Raise `CheckpointError` naming missing/unexpected keys and mismatched shapes."""
     missing = sorted(set(expected) - set(state))

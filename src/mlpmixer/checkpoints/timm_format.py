@@ -11,9 +11,11 @@ directory (``config.json`` with ``"architecture": "mixer_..."`` + weights).
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ from ..fileio import atomic_directory, atomic_path, atomic_write_json
 from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH_SUFFIXES
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
-from ..tensor_checks import check_tensor_views  # also used by train/state.py
-from .sidecar import config_fields, fields_from
+from .model_card import timm_card
+from .native import tensors_sha256
+from .sidecar import config_fields, fields_digest, fields_from
+from .state import check_plain_tensor
 
 # timm's block part names -> this package's, per family (a prefix of the key inside a block).
 _MIXER_NAMES = {
@@ -148,6 +152,26 @@ def read_torch_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_tensor_views(state: Mapping[str, torch.Tensor], source: Any) -> None:
+    """Refuse tensors that view more elements than their storage holds (stride 0, overlaps).
+
+    A pickle may describe a (10**6, 10**6) tensor with stride (0, 0) over one float: it loads
+    in microseconds, and the first ``.contiguous()`` asks for terabytes.
+    """
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        check_plain_tensor(name, tensor, source)  # sparse/meta: no storage to measure
+        viewed = tensor.numel() * tensor.element_size()
+        stored = tensor.untyped_storage().nbytes()
+        if viewed > stored or (tensor.numel() > 1 and 0 in tensor.stride()):
+            raise CheckpointError(
+                f"{source}: tensor {name} of shape {tuple(tensor.shape)} and strides "
+                f"{tensor.stride()} views {viewed:,} bytes of a {stored:,}-byte storage "
+                "(stride 0 or overlapping); refusing it — a real checkpoint stores every element"
+            )
+
+
 def timm_hub_fields(config_path: Path) -> dict[str, Any]:
     """Preprocessing fields from a timm hub ``config.json`` (mean, std, crop, interpolation)."""
     try:
@@ -168,27 +192,145 @@ def timm_hub_fields(config_path: Path) -> dict[str, Any]:
     return fields
 
 
+README = "README.md"
 STORED_FIELDS_KEY = "mlpmixer_fields"  # safetensors metadata key
+STORED_DIGEST_KEY = "mlpmixer_fields_sha256"  # its digest over the tensors and the fields
+
+
+# A timm model name fixes these (its function passes them to timm's MlpMixer itself, so
+# model_args cannot change them: timm raises "got multiple values for keyword argument");
+# the image size, channels, classes and, for the Mixer, the MLP ratios go into model_args.
+_NAME_FIXES = ("family", "patch_size", "hidden_dim", "num_blocks")
+_NAME_FIXES_WIDTHS = {
+    "mixer": (),
+    "gmixer": ("tokens_mlp_dim", "channels_mlp_dim"),
+    "resmlp": ("channels_mlp_dim",),
+    "gmlp": ("channels_mlp_dim",),
+}
+TIMM_NORM_EPS = 1e-6  # timm's Mixer, gMixer and gMLP: LayerNorm(eps=1e-6)
+TIMM_LICENSE = "apache-2.0"
+
+
+@dataclass(frozen=True)
+class TimmSpec:
+    """How timm builds a model of a config's shape.
+
+    ``architecture``: timm's model name, or ``<family>_custom`` when timm registers none of
+    this shape (``unbuildable`` says why); ``model_args``: keywords beyond the name's defaults;
+    ``differences``: what timm computes differently with these weights (GELU, epsilon).
+    """
+
+    architecture: str
+    model_args: dict[str, Any]
+    unbuildable: str | None
+    differences: tuple[str, ...]
+
+
+def mlp_ratio(width: int, dim: int) -> float:
+    """The float r for which timm's ``int(r * dim)`` gives back ``width`` exactly."""
+    ratio = width / dim
+    while int(ratio * dim) < width:  # 0.1 * 30 = 2.9999...: step up one float at a time
+        ratio = math.nextafter(ratio, math.inf)
+    return ratio
+
+
+def _timm_name(config: MixerConfig) -> str | None:
+    fixed = _NAME_FIXES + _NAME_FIXES_WIDTHS[config.family]
+    for name in list_models(f"{config.family}_*_224"):
+        reference = model_config(name)
+        if all(getattr(reference, f) == getattr(config, f) for f in fixed):
+            return name
+    return None
+
+
+def timm_spec(config: MixerConfig) -> TimmSpec:
+    """timm's name and ``model_args`` for ``config``'s shape (see `TimmSpec`)."""
+    c = config
+    name = _timm_name(c)
+    reference = model_config(name) if name else MixerConfig(family=c.family)
+    args: dict[str, Any] = {}
+    if name is None:
+        args |= {"patch_size": list(c.patch_size), "num_blocks": c.num_blocks}
+        args["embed_dim"] = c.hidden_dim
+    if c.img_size != reference.img_size:
+        args["img_size"] = c.img_size[0] if c.img_size[0] == c.img_size[1] else list(c.img_size)
+    if c.in_chans != 3:
+        args["in_chans"] = c.in_chans
+    widths = (c.tokens_mlp_dim, c.channels_mlp_dim)
+    if c.family == "mixer" and (
+        name is None or widths != (reference.tokens_mlp_dim, reference.channels_mlp_dim)
+    ):
+        args["mlp_ratio"] = [mlp_ratio(w, c.hidden_dim) for w in widths]
+    unbuildable = None
+    if name is None:
+        unbuildable = (
+            f"timm registers no {c.family} model with patches {_pair(c.patch_size)}, "
+            f"{c.num_blocks} block{'s' * (c.num_blocks != 1)} and width {c.hidden_dim}"
+            + ("" if c.family == "mixer" else " (and these MLP widths)")
+        )
+    differences = []
+    if c.gelu != "none" and c.family != "gmixer":
+        differences.append(f"timm uses the exact (erf) GELU, this model gelu={c.gelu!r}")
+    if c.norm_eps != TIMM_NORM_EPS and c.family != "resmlp":
+        differences.append(f"timm's LayerNorm epsilon is 1e-6, this model's {c.norm_eps:g}")
+    return TimmSpec(name or f"{c.family}_custom", args, unbuildable, tuple(differences))
+
+
+def _pair(size: tuple[int, int]) -> str:
+    return f"{size[0]}×{size[1]}"
 
 
 def timm_architecture(config: MixerConfig) -> str:
     """timm's model name for ``config``'s shape (``mixer_b16_224``...), or ``<family>_custom``."""
-    same = ("family", "img_size", "patch_size", "hidden_dim", "num_blocks", "channels_mlp_dim")
-    for name in list_models("*_224"):
-        reference = model_config(name)
-        if all(getattr(reference, f) == getattr(config, f) for f in same):
-            return name
-    return f"{config.family}_custom"
+    return timm_spec(config).architecture
+
+
+def timm_hub_config(config: MixerConfig, spec: TimmSpec) -> dict[str, Any]:
+    """timm's ``config.json`` for a folder of ``config``'s weights (what ``save_for_hf`` writes:
+    the name at the top, the data config in ``pretrained_cfg``, the shape in ``model_args``)."""
+    c = config
+    body: dict[str, Any] = {
+        "architecture": spec.architecture,
+        "num_classes": c.num_classes,
+        "num_features": c.hidden_dim,
+        "global_pool": "avg",
+    }
+    if spec.model_args:
+        body["model_args"] = spec.model_args
+    if c.class_names:
+        body["label_names"] = list(c.class_names)
+    body["pretrained_cfg"] = {
+        "custom_load": False,
+        "input_size": [c.in_chans, *c.img_size],
+        "fixed_input_size": True,
+        "interpolation": c.interpolation,
+        "crop_pct": c.crop_pct,
+        "crop_mode": "center",
+        "mean": list(c.mean),
+        "std": list(c.std),
+        "num_classes": c.num_classes,
+        "pool_size": None,
+        "first_conv": "stem.proj",
+        "classifier": "head",
+        "license": TIMM_LICENSE,
+    }
+    return body
 
 
 def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor]) -> None:
-    """timm key names: ``.pth``/``.pt``/``.bin`` (torch.save), ``.safetensors``, or a hub dir."""
+    """timm key names: ``.pth``/``.pt``/``.bin`` (torch.save), ``.safetensors``, or a hub dir.
+
+    The hub folder is timm's: ``config.json`` as `timm_hub_config`, ``model.safetensors``
+    and a ``README.md`` whose metadata says ``library_name: timm`` (a README already in the
+    folder is kept).
+    """
     from safetensors.torch import save_file
 
-    if config.gelu != "none" and config.family != "gmixer":
+    spec = timm_spec(config)
+    if spec.differences:
         warnings.warn(
-            f"timm's Mixer uses the exact (erf) GELU; this model uses gelu={config.gelu!r}, so "
-            "timm will compute slightly different outputs with these weights",
+            f"timm will compute slightly different outputs with these weights: "
+            f"{'; '.join(spec.differences)}",
             stacklevel=3,
         )
     tensors = {
@@ -198,37 +340,49 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
         with atomic_path(path) as tmp:
             torch.save(tensors, tmp)
         return
-    metadata = {"format": "pt", STORED_FIELDS_KEY: _fields_json(config)}
+    metadata = {"format": "pt", **stored_metadata(config, tensors)}
     if path.suffix == SAFETENSORS_SUFFIX:
         with atomic_path(path) as tmp:
             save_file(tensors, tmp, metadata=metadata)
         return
+    if spec.unbuildable:
+        warnings.warn(
+            f"{path}: {spec.unbuildable}; timm.create_model cannot load this folder (mlpmixer "
+            "can"
+            + (
+                ", and timm.models.MlpMixer(**model_args) builds it: see its README)"
+                if config.family == "mixer"
+                else ")"
+            ),
+            stacklevel=3,
+        )
     # a timm hub-layout directory, written as a whole (built aside, then renamed into place):
     # a kill never leaves a new config.json next to old weights
-    timm_config = {
-        "architecture": timm_architecture(config),
-        "num_classes": config.num_classes,
-        "num_features": config.hidden_dim,
-        **({"label_names": list(config.class_names)} if config.class_names else {}),
-        "pretrained_cfg": {
-            "input_size": [config.in_chans, *config.img_size],
-            "mean": list(config.mean),
-            "std": list(config.std),
-            "crop_pct": config.crop_pct,
-            "interpolation": config.interpolation,
-        },
-    }
+    card = timm_card(config, spec.architecture, spec.model_args, spec.unbuildable)
     with atomic_directory(path) as tmp:
-        atomic_write_json(tmp / CONFIG_JSON, timm_config)
+        atomic_write_json(tmp / CONFIG_JSON, timm_hub_config(config, spec))
         save_file(tensors, tmp / SAFETENSORS_WEIGHTS, metadata=metadata)
+        if not (path / README).exists():  # like save_pretrained: a user's own card is kept
+            (tmp / README).write_text(card, encoding="utf-8")
 
 
-def _fields_json(config: MixerConfig) -> str:
-    return json.dumps(config_fields(config))
+def stored_metadata(config: MixerConfig, tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """The safetensors metadata that keeps ``config``'s `FIELDS` with ``tensors`` (as written)."""
+    fields = config_fields(config)
+    return {
+        STORED_FIELDS_KEY: json.dumps(fields),
+        STORED_DIGEST_KEY: fields_digest(tensors_sha256(tensors), fields),
+    }
 
 
-def stored_fields(metadata: Mapping[str, str], source: Any) -> dict[str, Any]:
-    """Config fields an mlpmixer stored in a timm safetensors file's metadata (timm ignores it)."""
+def stored_fields(
+    metadata: Mapping[str, str], source: Any, tensors: Mapping[str, torch.Tensor]
+) -> dict[str, Any]:
+    """Config fields an mlpmixer stored in a timm safetensors file's metadata (timm ignores it).
+
+    ``tensors`` are the file's, as read (timm's names): the digest binds the fields to them,
+    so edited fields, or fields copied onto other weights, are a `CheckpointError`.
+    """
     if STORED_FIELDS_KEY not in metadata:
         return {}
     try:
@@ -237,4 +391,15 @@ def stored_fields(metadata: Mapping[str, str], source: Any) -> dict[str, Any]:
         raise CheckpointError(f"{source}: unreadable {STORED_FIELDS_KEY} metadata ({err})") from err
     if not isinstance(data, dict):
         raise CheckpointError(f"{source}: {STORED_FIELDS_KEY} metadata is not a mapping")
-    return fields_from(data)
+    hint = "save or convert the model again, or strip the metadata to load with timm's defaults"
+    if STORED_DIGEST_KEY not in metadata:
+        raise CheckpointError(
+            f"{source}: {STORED_FIELDS_KEY} metadata without its digest (written by an earlier "
+            f"mlpmixer, or stripped), so an edit cannot be detected; refusing to trust it — {hint}"
+        )
+    if metadata[STORED_DIGEST_KEY] != fields_digest(tensors_sha256(tensors), data):
+        raise CheckpointError(
+            f"{source}: the {STORED_FIELDS_KEY} metadata does not match the file (settings "
+            f"edited, or tensors changed after saving); refusing to load with them — {hint}"
+        )
+    return fields_from(data, source)

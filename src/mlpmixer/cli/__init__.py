@@ -7,7 +7,7 @@ Exit codes: 0 success, 1 the run failed, 2 bad usage or input (see `mlpmixer.err
 from __future__ import annotations
 
 # Importing the command modules registers their commands on `cli`.
-from . import analyze, bench, checkpoints, evaluate, export, train  # noqa: F401
+from . import analyze, bench, checkpoints, data, evaluate, export, train  # noqa: F401
 from .app import cli
 
 

@@ -14,6 +14,7 @@ from .app import (
     checkpoint_option,
     cli,
     console,
+    err_console,
     int_list,
     out_dir_option,
     print_json,
@@ -46,6 +47,11 @@ def analyze_tokens(checkpoint: str, blocks: str, units: int, out_dir: str, as_js
     from ..analysis.runs import token_mixing_run
 
     data = token_mixing_run(checkpoint, out_dir, int_list(blocks, "--blocks"), units)
+    most = max(b["num_units"] for b in data["blocks"])
+    if units > most:  # the figure shows what there is: say so rather than ignore the value
+        err_console.print(
+            f"warning: --units {units}: the blocks have {most} units; drawing all {most}"
+        )
     if as_json:
         print_json(data)
         return

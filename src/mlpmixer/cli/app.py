@@ -7,6 +7,7 @@ Errors are one or two lines; ``mlpmixer --debug COMMAND`` shows the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -14,19 +15,15 @@ import math
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 
-from ..errors import EXIT_RUN_FAILED, MixerError
+from ..errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUN_FAILED, MixerError
 from ..progress import is_progress
-
-# Messages, paths and class names are printed as plain text: with rich's markup on, any
-# "[...]" in them was swallowed ("mlpmixer[hf]" lost "[hf]") or crashed the printer.
-console = Console(markup=False, highlight=False)
-err_console = Console(stderr=True, markup=False, highlight=False)
 
 
 def _without_worker_traceback(message: str) -> str:
@@ -49,31 +46,32 @@ class MixerGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         debug = "--debug" in sys.argv[1:] or ctx.params.get("debug", False)
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a reader gone by now is met here, not in Python's exit
+            return result
         except MixerError as err:
             if debug:
                 traceback.print_exc()
             message = _without_worker_traceback(str(err))
             err_console.print(f"error: {message}", highlight=False, soft_wrap=True)
             ctx.exit(err.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except click.ClickException as err:  # usage errors quote what the user typed
+            err.message = printable(err.message, keep_newlines=True)
+            raise
+        except (click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
             err_console.print("interrupted")
-            ctx.exit(130)
-        except BrokenPipeError:  # `mlpmixer predict ... | head -1`: click exits quietly
-            raise
+            ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # `mlpmixer predict ... | head -1`: quiet, like `yes | head -1`
+            _silence_stdout()
+            ctx.exit(EXIT_BROKEN_PIPE)
         except OSError as err:  # the system refused (disk full, read-only, permission)
             if debug:
                 traceback.print_exc()
             where = f" ({err.filename})" if err.filename else ""
             full = err.errno in (errno.ENOSPC, errno.EDQUOT)
-            hint = (
-                "free space and run again (training: --resume RUN_DIR continues from the last "
-                "checkpoint, which is complete: writes are atomic)"
-                if full
-                else "check the path and its permissions"
-            )
+            hint = _os_error_hint(full, ctx.invoked_subcommand)
             err_console.print(
                 f"error: {err.strerror or err}{where}; {hint}",
                 highlight=False,
@@ -91,6 +89,43 @@ class MixerGroup(click.Group):
                     soft_wrap=True,
                 )
             ctx.exit(EXIT_RUN_FAILED)
+
+
+def _os_error_hint(full_disk: bool, command: str | None) -> str:
+    """What to do after the system refused a write; only training can be resumed."""
+    if not full_disk:
+        return "check the path and its permissions"
+    if command in ("train", "finetune"):
+        return (
+            "free space and continue with --resume RUN_DIR (the last checkpoint is complete: "
+            "writes are atomic)"
+        )
+    return "free space and run again"
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the reader is gone, and Python's final flush would
+    otherwise report the broken pipe itself (and exit 120)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+class _SafeConsole(Console):
+    """A console that escapes control characters in the strings it prints (newlines kept):
+    messages quote file names, class names and values from files and the command line, and
+    an ANSI or OSC sequence in one would drive the terminal."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        safe = [printable(o, keep_newlines=True) if isinstance(o, str) else o for o in objects]
+        super().print(*safe, **kwargs)
+
+
+# Messages, paths and class names are printed as plain text: with rich's markup on, any
+# "[...]" in them was swallowed ("mlpmixer[hf]" lost "[hf]") or crashed the printer.
+console = _SafeConsole(markup=False, highlight=False)
+err_console = _SafeConsole(stderr=True, markup=False, highlight=False)
 
 
 class _FiniteFloatRange(click.FloatRange):
@@ -136,12 +171,20 @@ def regular_file_or_new(path: Path | None, flag: str) -> Path | None:
     return path
 
 
-def printable(text: str) -> str:
+def printable(text: str, keep_newlines: bool = False) -> str:
     """``text`` with control characters escaped (``\\x1b``...): class names and file names
-    come from files, and an ANSI escape in one would drive the terminal."""
+    come from files, and an ANSI escape in one would drive the terminal. ``keep_newlines``:
+    a message's own line breaks stay."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    kept = "\n" if keep_newlines else ""
+    return "".join(c if c.isprintable() or c in kept else ascii(c)[1:-1] for c in text)
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                  line: Any = None) -> None:  # fmt: skip
+    """Library warnings as one ``warning: ...`` line, escaped, without Python's source path."""
+    sys.stderr.write(f"warning: {printable(str(message))}\n")
 
 
 # The option every command that reads a trained model shares.
@@ -162,8 +205,10 @@ def print_json(data: Any) -> None:
 def cli(debug: bool) -> None:
     """MLP-Mixer for PyTorch: models, checkpoints, training, evaluation and analyses.
 
-    Exit codes: 0 success, 1 run failed, 2 bad usage or input.
+    Exit codes: 0 success, 1 run failed, 2 bad usage or input, 130 interrupted, 141 the
+    output's reader went away (e.g. | head).
     """
+    warnings.showwarning = _show_warning
     show_library_log()
 
 
@@ -185,7 +230,7 @@ class StderrLines(logging.Handler):
                 prefix = "... "
             else:
                 prefix = "warning: " if record.levelno >= logging.WARNING else ""
-            sys.stderr.write(f"{prefix}{record.getMessage()}\n")
+            sys.stderr.write(f"{prefix}{printable(record.getMessage(), keep_newlines=True)}\n")
             sys.stderr.flush()
         except Exception:
             self.handleError(record)

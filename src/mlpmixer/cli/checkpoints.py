@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..checkpoints.load import WRITABLE_FORMATS
-from .app import POSITIVE_INT, cli, console, err_console, print_json
+from ..errors import EXIT_BAD_INPUT
+from .app import POSITIVE_INT, cli, console, err_console, print_json, printable
 
 
 @cli.command()
@@ -74,15 +75,47 @@ def models(pattern: str, as_json: bool, pretrained: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> None:
-    """Show a checkpoint's format, inferred architecture and classes."""
-    from ..checkpoints import describe, read_checkpoint
+    """Show a checkpoint's format, inferred architecture and classes.
 
-    summary = describe(read_checkpoint(checkpoint, img_size=img_size))
+    Also checks that the weights load into that architecture: a file that `predict` or
+    `eval` would refuse (missing or extra keys, complex tensors) is reported with the
+    reason, exit 2.
+    """
+    import warnings
+
+    from ..checkpoints import describe, read_checkpoint
+    from ..checkpoints.load import check_loadable
+    from ..errors import CheckpointError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read = read_checkpoint(checkpoint, img_size=img_size)
+    problem = None
+    try:
+        check_loadable(read)
+    except CheckpointError as err:
+        problem = str(err)
+    summary = {**describe(read), "loads": problem is None}
+    if problem is not None:
+        summary["load_error"] = problem
     if as_json:
         print_json(summary)
-        return
+    else:
+        _print_info(checkpoint, summary)
+    for w in caught:
+        err_console.print(f"warning: {printable(str(w.message))}", highlight=False, soft_wrap=True)
+    if problem is not None:
+        err_console.print(
+            f"error: {printable(checkpoint)} will not load: {printable(problem)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise click.exceptions.Exit(EXIT_BAD_INPUT)
+
+
+def _print_info(checkpoint: str, summary: dict[str, Any]) -> None:
     cfg = summary["config"]
-    table = Table(show_header=False, title=checkpoint)
+    table = Table(show_header=False, title=printable(checkpoint))
     for key, value in [
         ("format", summary["format"]),
         ("image size", "x".join(map(str, cfg["img_size"]))),
@@ -96,6 +129,7 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
         ("GELU", summary["gelu"]),  # "erf" / "tanh", not the config's "none"
         ("parameters", f"{summary['params']:,}"),
         ("GFLOPs / image", f"{summary['gflops_per_image']:.3f}"),
+        ("loads", "yes" if summary["loads"] else "no (see the error below)"),
     ]:
         table.add_row(key, str(value))
     console.print(table)
@@ -121,6 +155,10 @@ def convert(source: str, destination: Path, fmt: str | None, img_size: Any) -> N
 
     from ..checkpoints import convert as convert_checkpoint
 
+    if destination.exists() and not (destination.is_file() or destination.is_dir()):
+        raise click.BadParameter(  # /dev/null, a FIFO: never replaced, never written into
+            f"{destination} exists and is not a regular file or folder", param_hint="DESTINATION"
+        )
     options = {"img_size": img_size} if img_size else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -8,6 +8,7 @@ import click
 from rich import box
 from rich.table import Table
 
+from ..errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED
 from ..fileio import atomic_write_json
 from .app import (
     FRACTION,
@@ -105,10 +106,11 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
 
     Any image PIL reads (JPEG, PNG, WebP, grayscale, RGBA, 16-bit); resized and cropped as
     the checkpoint's config says. Unreadable files are reported by name, the others are
-    still predicted, and the exit status is then 1.
+    still predicted, and the exit status is then 1 (2 when no image could be read).
     """
     from ..checkpoints import load_model
     from ..evaluate import predict_files
+    from ..evaluate.predict import NOT_FINITE
 
     report = predict_files(load_model(checkpoint), list(images), top_k, batch_size, device)
     data = {"checkpoint": checkpoint, **report.to_dict()}
@@ -128,8 +130,10 @@ def predict(images: tuple[str, ...], checkpoint: str, top_k: int, batch_size: in
             highlight=False,
             soft_wrap=True,
         )
-    if not report.ok:
-        raise click.exceptions.Exit(1)
+    if not report.ok:  # no image could be read at all: bad input (2); otherwise 1
+        model_failed = any(f["error"] == NOT_FINITE for f in report.failures)
+        unreadable = not report.predictions and not model_failed
+        raise click.exceptions.Exit(EXIT_BAD_INPUT if unreadable else EXIT_RUN_FAILED)
 
 
 @cli.command()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..fileio import atomic_write_json
 from .app import RESULTS, checkpoint_option, cli, console, print_json, regular_file_or_new
 
 
@@ -45,9 +44,13 @@ def export(checkpoint: str, fmt: str, output: str | None, opset: int | None, no_
     else:
         path = Path(output)
         fmt = resolve_format(path, fmt) if fmt or path.suffix else "onnx"
-    report = export_model(load_model(checkpoint), path, fmt, verify=not no_verify, opset=opset)
-    data = {"checkpoint": checkpoint, **report.to_dict()}
-    atomic_write_json(path.with_name(path.name + ".json"), data)
+    if opset is not None and fmt != "onnx":  # never ignored without a word
+        raise click.BadParameter(f"applies to ONNX only; {path} is {fmt}", param_hint="--opset")
+    source = {"checkpoint": checkpoint}  # the report PATH.json is swapped in with the file
+    report = export_model(
+        load_model(checkpoint), path, fmt, verify=not no_verify, opset=opset, report=source
+    )
+    data = {**source, **report.to_dict()}
     if as_json:
         print_json(data)
         return

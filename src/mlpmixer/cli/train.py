@@ -31,6 +31,7 @@ from .app import (
     console,
     dir_or_new,
     print_json,
+    printable,
 )
 
 
@@ -131,7 +132,7 @@ def _report_run(result: Any, as_json: bool) -> None:
         ("parameters", f"{summary['params']:,}"),
     ]
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(key, printable(str(value)))  # a data set folder's name, for one
     console.print(table)
     run_dir = result.run_dir
     console.print(
@@ -157,7 +158,8 @@ def _report_run(result: Any, as_json: bool) -> None:
 @click.option(
     "--dataset",
     default=None,
-    help="digits (default), mnist5k, mnist, fashion-mnist, cifar10, cifar100, hf:NAME, or a directory.",
+    help="digits (default), mnist5k, mnist, fashion-mnist, cifar10, cifar100, hf:NAME, a directory, "
+    "or shards (mlpmixer data pack OUT: the folder or its URL).",
 )
 @click.option(
     "--resume",
@@ -200,7 +202,8 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
     "--img-size",
     type=POSITIVE_INT,
     default=None,
-    help="Fine-tuning resolution; token mixing is resized block-diagonally (e.g. 448).",
+    help="Fine-tuning resolution, a multiple of the patch size; token mixing is tiled "
+    "block-diagonally (e.g. 448) or resampled (e.g. 384).",
 )
 @_train_options
 def finetune(checkpoint: str, dataset: str, img_size: int | None, config_file: str | None,

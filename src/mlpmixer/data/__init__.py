@@ -11,7 +11,8 @@ Public API (stable; used by training, ``mlpmixer eval`` and ``mlpmixer predict``
     x = normalize(images, info.mean, info.std)      # (B, C, H, W) -> (B, C, H, W)
 
 ``build_dataset(name_or_path, split="train", img_size=None, in_chans=None, *, root=None,
-download=True, val_fraction=0.1, seed=0, crop_pct=1.0, interpolation="bilinear")``
+download=True, val_fraction=0.1, seed=0, crop_pct=1.0, interpolation="bilinear",
+skip_bad_images=False, source_split=None)``
 returns ``(torch.utils.data.Dataset, DatasetInfo)``.
 
 * ``name_or_path`` — a name from `list_datasets()`:
@@ -24,7 +25,10 @@ returns ``(torch.utils.data.Dataset, DatasetInfo)``.
     downloaded (MD5-checked) when missing and ``download=True``;
   - ``cifar10``, ``cifar100``: the official python archive in ``ROOT/cifar10`` / ``ROOT/cifar100``,
     downloaded (MD5-checked) when missing; extracted safely (nothing outside the target);
-  - ``hf:NAME[:CONFIG]``: a Hugging Face ``datasets`` data set (extra ``hf``);
+  - ``hf:NAME[:CONFIG]``: a Hugging Face ``datasets`` data set (extra ``hf``); its splits are
+    ``train`` and ``validation`` (else ``test``), or ``source_split``;
+  - shards written by ``mlpmixer data pack`` (`mlpmixer.data.shards`, extra ``shards``): their
+    folder, its ``index.json``, or a URL of either (``https://``, ``s3://``, ``gs://``...);
 
   or a directory path: idx files (MNIST layout), a CIFAR archive or its extracted folder, or
   class-per-folder images (``DIR/train/<class>/*`` and ``DIR/val/<class>/*`` (or ``test/``), or
@@ -47,7 +51,10 @@ model trained on the data should carry (``in_chans``, ``num_classes``, ``class_n
 
 Every image mode PIL reads is converted by `pil_to_tensor` (grayscale, palette with or without
 transparency, RGBA/LA composited over white, 16-bit, 32-bit int, float, CMYK, YCbCr...).
-Image files are decoded in ``__getitem__``, i.e. in DataLoader worker processes.
+Image files are decoded in ``__getitem__``, i.e. in DataLoader worker processes. Training and
+evaluation loaders switch image-file data sets to uint8 output (``dataset.use_uint8()``;
+``dataset.set_train_augment(...)`` for the paper's training crop, flip and RandAugment, see
+`mlpmixer.data.transforms`); `normalize` accepts uint8 batches.
 Errors: a missing or unreadable data set is a `mlpmixer.errors.DataError` (exit code 2) naming
 the path; a failed download is a `mlpmixer.errors.DownloadError` saying which file to put where.
 """

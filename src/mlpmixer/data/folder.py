@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from .arrays import stratified_split
 from .images import IMAGE_EXTENSIONS, load_image, resize_image
+from .transforms import SampleAugment, eval_sample, sample_rng, train_sample
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,16 @@ def drop_unreadable(
 
 
 class ImageFileDataset(Dataset):
-    """Image files + labels; ``__getitem__`` decodes, converts channels and resizes."""
+    """Image files + labels; ``__getitem__`` decodes, crops and resizes one file.
+
+    Output: float32 (C, H, W) in [0, 1] by default (the public API), or uint8 (C, H, W) after
+    `use_uint8` (the training and evaluation loaders: a quarter of the bytes to collate, pin
+    and copy; normalisation happens on the device). With `set_train_augment` the uint8 output
+    is the training sample of `mlpmixer.data.transforms.train_sample` (inception crop, flip,
+    RandAugment), drawn from a generator seeded by (seed, epoch, index): keys may then be
+    ``(epoch, index)`` pairs (`mlpmixer.data.loading.EpochKeyedBatches`); a plain index means
+    epoch 0. Without it the uint8 output is `eval_sample` (resize + centre crop).
+    """
 
     def __init__(
         self,
@@ -155,24 +165,44 @@ class ImageFileDataset(Dataset):
         self.crop_pct = crop_pct
         self.interpolation = interpolation
         self.skip_bad = skip_bad  # a file that fails to decode is replaced by the next one
+        self.uint8 = False
+        self.augment: SampleAugment | None = None
+        self.seed = 0
+
+    def use_uint8(self) -> None:
+        """Return uint8 (C, H, W) images from now on (see the class docstring)."""
+        self.uint8 = True
+
+    def set_train_augment(self, augment: SampleAugment, seed: int) -> None:
+        """Worker-side training augmentation (implies uint8 output)."""
+        self.augment, self.seed, self.uint8 = augment, seed, True
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def _load(self, i: int, epoch: int, index: int) -> torch.Tensor:
+        path = self.files[i]
+        if not self.uint8:
+            image = load_image(path, self.in_chans)
+            return resize_image(image, self.img_size, self.crop_pct, self.interpolation)
+        size = self.img_size
+        if self.augment is None:
+            return eval_sample(path, size, self.crop_pct, self.in_chans, self.interpolation)
+        rng = sample_rng(self.seed, epoch, index)
+        return train_sample(path, size, self.augment, rng, self.in_chans, self.interpolation)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             try:
-                image = load_image(self.files[i], self.in_chans)
+                return self._load(i, epoch, index), self.labels[i]
             except DataError as err:
                 if not self.skip_bad:
                     raise DataError(f"{err}; {SKIP_HINT}") from err
                 # deterministic substitute (the next file), so batches keep their size and
                 # a resumed run sees the same data; said once per file, in every worker
                 log.warning("skipping unreadable image: %s", err)
-                continue
-            resized = resize_image(image, self.img_size, self.crop_pct, self.interpolation)
-            return resized, self.labels[i]
         raise DataError("no readable image left in the data set")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -89,26 +90,33 @@ def pil_to_tensor(image: Image.Image, in_chans: int | None = 3) -> torch.Tensor:
     return tensor if in_chans is None else adapt_channels(tensor, in_chans)
 
 
-def _bomb_message(path: str | os.PathLike[str], detail: object) -> str:
+def _bomb_message(path: str | os.PathLike[str]) -> str:
+    # not PIL's own text: past twice the limit it quotes that other number
     return (
         f"cannot read image {path}: it has more pixels than PIL's decompression-bomb limit "
-        f"of {Image.MAX_IMAGE_PIXELS} ({detail}); if the file is trusted, raise "
+        f"of {Image.MAX_IMAGE_PIXELS} pixels; if the file is trusted, raise "
         "PIL.Image.MAX_IMAGE_PIXELS, otherwise remove it"
     )
 
 
-def load_image(path: str | os.PathLike[str], in_chans: int | None = 3) -> torch.Tensor:
+def load_image(
+    path: str | os.PathLike[str] | BinaryIO, in_chans: int | None = 3, *, name: str | None = None
+) -> torch.Tensor:
     """Decode one image file -> float32 (in_chans, H, W) in [0, 1]; `DataError` if unreadable.
+
+    ``path`` may also be an open binary file (e.g. ``io.BytesIO`` of a shard record); errors
+    then name ``name`` (e.g. "shard URL, sample KEY").
 
     Any decoding failure is a `DataError` naming the file: not an image, empty, truncated,
     zero width or height, or larger than PIL's decompression-bomb limit
     (``PIL.Image.MAX_IMAGE_PIXELS``; PIL only warns between the limit and twice the limit,
     here both are errors, so a hostile file cannot make a worker decode gigapixels).
     """
+    source, path = path, name or path  # type: ignore[assignment]  # messages name `path`
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 if image.width <= 0 or image.height <= 0:
                     raise DataError(f"cannot read image {path}: it has zero width or height")
                 image.load()
@@ -116,7 +124,7 @@ def load_image(path: str | os.PathLike[str], in_chans: int | None = 3) -> torch.
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise DataError(_bomb_message(path, err)) from err
+        raise DataError(_bomb_message(path)) from err
     except FileNotFoundError as err:
         raise DataError(f"cannot read image {path}: no such file") from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:

@@ -37,7 +37,13 @@ class DatasetInfo:
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """(B, C, H, W) images in [0, 1] -> (images - mean) / std, per channel."""
+    """(B, C, H, W) images in [0, 1] (or uint8 in [0, 255]) -> (images - mean) / std, per channel.
+
+    uint8 batches (the image-file loaders') become float32 here, on the device they were
+    copied to, so workers, collation and the host-to-device copy move a quarter of the bytes.
+    """
+    if images.dtype == torch.uint8:
+        images = images.float().div_(255.0)
     shape = (1, -1, 1, 1)
     mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(shape)
     std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(shape)

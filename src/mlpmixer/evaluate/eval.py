@@ -112,7 +112,8 @@ def check_normalization(mean: Sequence[float], std: Sequence[float], channels: i
     """
     for name, values in (("mean", mean), ("std", std)):
         if len(values) not in (1, channels) or not all(math.isfinite(v) for v in values):
-            raise ConfigError(f"{name} must be 1 or {channels} finite numbers, got {list(values)}")
+            count = "1 finite number" if channels == 1 else f"1 or {channels} finite numbers"
+            raise ConfigError(f"{name} must be {count}, got {list(values)}")
     if not all(v > 0 for v in std):
         raise ConfigError(f"std must be > 0, got {list(std)}")
 
@@ -173,6 +174,8 @@ def evaluate_checkpoint(
             f"{_preview(info.class_names)}; labels are compared by index",
             stacklevel=2,
         )
+    if hasattr(data, "use_uint8"):  # image files: uint8 batches, normalised on the device
+        data.use_uint8()
     loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     mean, std = mean or model.config.mean, std or model.config.std
     check_normalization(mean, std, model.config.in_chans)

@@ -60,7 +60,8 @@ def collect_images(inputs: Iterable[str | os.PathLike[str]]) -> tuple[list[Path]
             failures.append({"path": str(path), "error": err.strerror or str(err)})
             continue
         if found is None:
-            failures.append({"path": str(path), "error": "no such file or directory"})
+            missing = "not a regular file" if path.exists() else "no such file or directory"
+            failures.append({"path": str(path), "error": missing})
         elif not found:
             failures.append({"path": str(path), "error": "directory without image files"})
         for file in found or ():
@@ -126,12 +127,29 @@ def predict_files(
                 report.failures.append({"path": str(path), "error": message})
         if not images:
             continue
-        probs = model(normalize(torch.stack(images).to(device))).float().softmax(dim=1)
-        values, indices = probs.topk(top_k, dim=1)
-        for path, p, idx in zip(ready, values.tolist(), indices.tolist(), strict=True):
-            top = [
-                {"class": names[i], "index": i, "probability": q}
-                for q, i in zip(p, idx, strict=True)
-            ]
-            report.predictions.append(Prediction(str(path), top))
+        logits = model(normalize(torch.stack(images).to(device))).float()
+        _add_predictions(report, ready, logits, names, top_k)
     return report
+
+
+NOT_FINITE = (
+    "the model's outputs for this image are not finite (nan/inf), so there is no prediction; "
+    "the checkpoint's weights are probably nan/inf"
+)
+
+
+def _add_predictions(
+    report: PredictReport, paths: list[Path], logits: torch.Tensor, names: list[str], top_k: int
+) -> None:
+    """Top-k of ``logits`` (B, num_classes) for each path; a row with nan/inf is a failure
+    (it used to be printed as "8 (nan)", exit 0, and written as NaN, which is not JSON)."""
+    finite = torch.isfinite(logits).all(dim=1).tolist()
+    values, indices = logits.softmax(dim=1).topk(top_k, dim=1)
+    for path, ok, p, idx in zip(paths, finite, values.tolist(), indices.tolist(), strict=True):
+        if not ok:
+            report.failures.append({"path": str(path), "error": NOT_FINITE})
+            continue
+        top = [
+            {"class": names[i], "index": i, "probability": q} for q, i in zip(p, idx, strict=True)
+        ]
+        report.predictions.append(Prediction(str(path), top))

@@ -1,14 +1,19 @@
 """Export a Mixer for deployment and check the exported file against PyTorch.
 
-``export_model(model, "mixer.onnx")`` writes the file (format from the suffix or given),
-then `verify_export` runs it on random images at two batch sizes and compares the logits
-with the PyTorch model's: the largest absolute difference must stay within ``tolerance``.
+``export_model(model, "mixer.onnx")`` writes the file (format from the suffix or given) to a
+temporary path, then `verify_export` runs it on random images at two batch sizes and compares
+the logits with the PyTorch model's: they must be finite and the largest absolute difference
+within ``tolerance``. Only a file that passes replaces ``mixer.onnx`` (and, when asked, its
+JSON report ``mixer.onnx.json``, swapped in together); a failing export changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, RunError
+from ..fileio import atomic_pair, atomic_path
 from ..models.base import MlpFamilyModel
 from .onnx import export_onnx, run_onnx
 from .program import export_program, load_program
@@ -99,6 +105,47 @@ def verify_export(
     return worst
 
 
+def report_path(path: Path) -> Path:
+    """Where the JSON report of an export to ``path`` goes: ``PATH.json``."""
+    return path.with_name(path.name + ".json")
+
+
+@contextlib.contextmanager
+def _destination(path: Path, with_report: bool) -> Iterator[tuple[Path, Path | None]]:
+    """Temporary paths for the file (and its report), renamed into place only on success."""
+    if with_report:
+        with atomic_pair(path, report_path(path)) as (tmp, tmp_report):
+            yield tmp, tmp_report
+    else:
+        with atomic_path(path) as tmp:
+            yield tmp, None
+
+
+def _write(
+    model: MlpFamilyModel, path: Path, format: str, example: torch.Tensor, opset: int | None
+) -> None:
+    if format == "onnx":
+        export_onnx(model, path, example, opset)
+    elif format == "torchscript":
+        export_torchscript(model, path, example)
+    else:
+        export_program(model, path, example)
+
+
+def _check_match(path: Path, format: str, diff: float | None, tolerance: float) -> None:
+    """`RunError` unless the exported logits were finite and within ``tolerance``."""
+    if diff is not None and math.isnan(diff):
+        raise RunError(
+            f"{path}: the logits are not finite (nan/inf), so the export cannot be checked; "
+            "the model's weights are probably nan/inf; nothing was written"
+        )
+    if diff is not None and not diff <= tolerance:
+        raise RunError(
+            f"{path}: exported {format} logits differ from PyTorch by {diff:.3g} "
+            f"(tolerance {tolerance:g}); nothing was written"
+        )
+
+
 def export_model(
     model: MlpFamilyModel,
     path: str | os.PathLike[str],
@@ -106,45 +153,37 @@ def export_model(
     verify: bool = True,
     tolerance: float = TOLERANCE,
     opset: int | None = None,
+    report: Mapping[str, Any] | None = None,
 ) -> ExportReport:
     """Write ``model`` (eval mode, CPU, float32) as ``format`` with a dynamic batch dimension.
 
-    With ``verify`` the file is run at batch sizes 1 and 3 and must match PyTorch within
-    ``tolerance`` (absolute, on logits), else `RunError`. The written file is left in place
-    either way so that it can be inspected.
+    With ``verify`` the file is run at batch sizes 1 and 3 before it is put in place: logits
+    that are not finite or differ from PyTorch by more than ``tolerance`` (absolute) raise
+    `RunError`, and ``path`` keeps its previous content. With ``report`` (extra fields, e.g.
+    the checkpoint's name) the JSON report is written to ``PATH.json`` and swapped in
+    together with the file (`mlpmixer.fileio.atomic_pair`).
     """
     path = Path(path)
     format = resolve_format(path, format)
     model = model.eval().to(device="cpu", dtype=torch.float32)
     model.set_grad_checkpointing(False)
-    example = example_images(model, 2)
-    if format == "onnx":
-        export_onnx(model, path, example, opset)
-    elif format == "torchscript":
-        export_torchscript(model, path, example)
-    else:
-        export_program(model, path, example)
     batch_sizes = (1, 3)
-    diff = verify_export(model, path, format, batch_sizes) if verify else None
     cfg = model.config
-    report = ExportReport(
-        path=str(path),
-        format=format,
-        bytes=path.stat().st_size,
-        input_shape=["batch", cfg.in_chans, *cfg.img_size],
-        num_classes=cfg.num_classes,
-        verified_batch_sizes=list(batch_sizes) if verify else [],
-        max_abs_diff=diff,
-        tolerance=tolerance,
-    )
-    if diff is not None and math.isnan(diff):
-        raise RunError(
-            f"{path}: the logits are not finite (nan/inf), so the export cannot be checked; "
-            "the model's weights are probably nan/inf"
+    with _destination(path, report is not None) as (tmp, tmp_report):
+        _write(model, tmp, format, example_images(model, 2), opset)
+        diff = verify_export(model, tmp, format, batch_sizes) if verify else None
+        _check_match(path, format, diff, tolerance)
+        result = ExportReport(
+            path=str(path),
+            format=format,
+            bytes=tmp.stat().st_size,
+            input_shape=["batch", cfg.in_chans, *cfg.img_size],
+            num_classes=cfg.num_classes,
+            verified_batch_sizes=list(batch_sizes) if verify else [],
+            max_abs_diff=diff,
+            tolerance=tolerance,
         )
-    if diff is not None and not diff <= tolerance:
-        raise RunError(
-            f"{path}: exported {format} logits differ from PyTorch by {diff:.3g} "
-            f"(tolerance {tolerance:g})"
-        )
-    return report
+        if tmp_report is not None:
+            data = {**(report or {}), **result.to_dict()}
+            tmp_report.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return result

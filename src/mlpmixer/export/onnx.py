@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, MixerError, RunError
-from ..fileio import atomic_path
 from ..models.base import MlpFamilyModel
 
 EXTRA_HINT = "install the export extra: pip install 'mlpmixer[export]'"
@@ -69,7 +68,11 @@ def check_opset(opset: int | None) -> None:
 def export_onnx(
     model: MlpFamilyModel, path: Path, example: torch.Tensor, opset: int | None
 ) -> None:
-    """Write ``model`` as ONNX to ``path`` with a dynamic batch dimension."""
+    """Write ``model`` as ONNX to ``path`` with a dynamic batch dimension.
+
+    ``path`` is written directly: `export_model` gives it a temporary path and renames it
+    into place once the file has been checked.
+    """
     check_opset(opset)
     _require("onnx")
     _require("onnxscript")
@@ -105,8 +108,7 @@ def export_onnx(
         raise RunError(f"asked for ONNX opset {opset} but the exporter wrote opset {written}")
     entry = proto.metadata_props.add()
     entry.key, entry.value = "mlpmixer_config", json.dumps(model.config.to_dict())
-    with atomic_path(path) as tmp:
-        onnx.save_model(proto, str(tmp))
+    onnx.save_model(proto, str(path))
     onnx.checker.check_model(str(path))
 
 

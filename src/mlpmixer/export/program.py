@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_write_bytes
 from ..layout import CONFIG_JSON
 from ..models.base import MlpFamilyModel
 
@@ -24,7 +23,7 @@ def export_program(model: MlpFamilyModel, path: Path, example: torch.Tensor) -> 
     extra = {CONFIG_JSON: json.dumps(model.config.to_dict())}
     buffer = io.BytesIO()  # torch.export.save wants a .pt2 name or a buffer, not a temp name
     torch.export.save(program, buffer, extra_files=extra)
-    atomic_write_bytes(path, buffer.getvalue())
+    path.write_bytes(buffer.getvalue())
 
 
 def load_program(path: Path) -> torch.nn.Module:

@@ -3,7 +3,7 @@
 A family model is ``stem -> N blocks -> norm -> mean over tokens -> head`` on activations
 (B, S, C); the families differ only in their block (and ResMLP in its norm). A subclass
 sets ``family`` and implements `make_block` (and optionally `make_norm`,
-`init_family_weights`, `tile_token_weights`). The rest comes in pieces:
+`init_family_weights`; blocks define ``resized_token_weights``). The rest comes in pieces:
 
 * here: construction (plain or fast layers, chosen once), ``forward_features``,
   ``forward_head``, ``check_input``, ``num_features``, ``resize``;
@@ -22,14 +22,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError, InputShapeError
-from .config import MixerConfig, to_pair
+from .config import MixerConfig
 from .family import build_model, family_class, register_family_class
 from .fast import layer_set
 from .fast.aside import traced
 from .init import init_weights
 from .io import ModelIO
 from .layers import PLAIN, LayerSet
-from .resize import replication_factors, tile_token_linear, window_token_index
+from .resize import resized_config, token_resize
 from .timm_api import GLOBAL_POOLS, OUTPUT_FORMATS, TimmApi, take_indices
 
 __all__ = [
@@ -119,19 +119,6 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
     def init_family_weights(self) -> None:
         """Initialisation beyond `init_weights` (e.g. gates that start open)."""
 
-    def tile_token_weights(
-        self, state: dict[str, torch.Tensor], index: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Token-mixing weights of ``state`` replicated over the windows ``index`` (K², S).
-
-        This default tiles the S × S Linear named ``token_linear`` in every block.
-        """
-        if not self.token_linear:
-            raise NotImplementedError(f"{type(self).__name__} cannot tile its token mixing")
-        for i in range(self.config.num_blocks):
-            tile_token_linear(state, f"blocks.{i}.{self.token_linear}.", index)
-        return state
-
     # ----- forward -----------------------------------------------------------------------
     def _new_head(self, num_classes: int) -> nn.Module:
         if num_classes == 0:
@@ -213,18 +200,20 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
 
     # ----- resolution change -------------------------------------------------------------
     def resize(self, img_size: int | tuple[int, int]) -> MlpFamilyModel:
-        """A new model for ``img_size`` whose token mixing is block-diagonally replicated.
+        """A new model for ``img_size`` (any multiple of the patch size, square or not).
 
-        See `mlpmixer.models.resize`. The returned model computes, on an image tiled K×K,
-        exactly what this model computes on the single image.
+        Integer multiples of the grid tile the token mixing block-diagonally (exact: an image
+        tiled K×K gives this model's output on the single image); other sizes resample the
+        token weights (an approximation to fine-tune from). Each block resizes its own token
+        layers; see `mlpmixer.models.resize`.
         """
-        img_size = to_pair(img_size, "img_size")
-        k = replication_factors(self.config, img_size)
-        index = window_token_index(self.config.grid_size, k)
-        state = self.tile_token_weights(dict(self.state_dict()), index)
-        config = self.config.replace(
-            img_size=img_size, tokens_mlp_dim=self.config.tokens_mlp_dim * k[0] * k[1]
-        )
+        resize = token_resize(self.config, img_size)
+        config = resized_config(self.config, resize)  # validated (size limits) before allocating
+        state = dict(self.state_dict())
+        for i, block in enumerate(self.blocks):
+            state.update(
+                {f"blocks.{i}.{k}": v for k, v in block.resized_token_weights(resize).items()}
+            )
         param = next(self.parameters())
         resized = type(self).from_state_dict(state, config)
         resized.set_grad_checkpointing(self.grad_checkpointing)

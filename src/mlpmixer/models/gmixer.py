@@ -19,7 +19,7 @@ from .config import MixerConfig
 from .init import open_gate_
 from .layers import LayerSet
 from .mixer import MixerBlock, MlpMixer
-from .resize import tile_cols, tile_rows, tile_tokens
+from .resize import TokenResize, token_mlp_weights
 
 
 class SwiGluMlp(nn.Module):
@@ -56,6 +56,10 @@ class GMixerBlock(MixerBlock):
     def channel_mlp(self, config: MixerConfig, layers: LayerSet) -> nn.Module:
         return SwiGluMlp(config.hidden_dim, config.channels_mlp_dim, config.drop_rate)
 
+    def resized_token_weights(self, resize: TokenResize) -> dict[str, torch.Tensor]:
+        """As the Mixer's, values and gates of fc1 resized apart (models/resize.py)."""
+        return token_mlp_weights(self.token_mixing, resize, "token_mixing.", halves=2)
+
 
 class GMixer(MlpMixer):
     """gMixer: ``GMixer(config)`` with ``config.family == "gmixer"``."""
@@ -71,18 +75,3 @@ class GMixer(MlpMixer):
         swiglus = [m for m in self.modules() if isinstance(m, SwiGluMlp)]
         for mlp in swiglus:
             open_gate_(mlp.fc1, slice(mlp.fc1.out_features // 2, None))
-
-    def tile_token_weights(
-        self, state: dict[str, torch.Tensor], index: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        # Values and gates are tiled separately so that after the tiling the first half of
-        # the hidden units are still the values and the second half their gates.
-        windows = index.shape[0]
-        for i in range(self.config.num_blocks):
-            p = f"blocks.{i}.token_mixing."
-            w1, b1 = state[p + "fc1.weight"], state[p + "fc1.bias"]
-            state[p + "fc1.weight"] = torch.cat([tile_rows(w, index) for w in w1.chunk(2)])
-            state[p + "fc1.bias"] = torch.cat([b.repeat(windows) for b in b1.chunk(2)])
-            state[p + "fc2.weight"] = tile_cols(state[p + "fc2.weight"], index)
-            state[p + "fc2.bias"] = tile_tokens(state[p + "fc2.bias"], index)
-        return state

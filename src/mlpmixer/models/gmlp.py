@@ -21,6 +21,7 @@ from .base import MlpFamilyModel
 from .config import MixerConfig
 from .init import open_gate_
 from .layers import PLAIN, LayerSet, drop_path
+from .resize import TokenResize, token_linear_weights
 
 GATE_NORM_EPS = 1e-5  # torch's LayerNorm default, which timm's spatial gating unit keeps
 
@@ -52,6 +53,10 @@ class GMlpBlock(nn.Module):
         self.drop = nn.Dropout(config.drop_rate)
         self.drop_path_rate = drop_path_rate
         self.drop_path_scale = config.drop_path_scale
+
+    def resized_token_weights(self, resize: TokenResize) -> dict[str, torch.Tensor]:
+        """The spatial gate's S × S Linear at another patch grid (models/resize.py)."""
+        return token_linear_weights(self.spatial_gating.proj, resize, "spatial_gating.proj.")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.spatial_gating(self.drop(self.act(self.fc1(self.norm(x)))))

@@ -80,20 +80,27 @@ class ModelIO(
     ) -> str | None:
         """Write the hub layout (weights, config.json, README.md) as one atomic folder.
 
+        README.md is a model card (checkpoints/model_card.py); one already there is kept.
+
         The mixin's version deletes ``config.json`` before writing the weights, so a kill in
         between left a folder that loaded as a bare state dict; here the folder is built
         aside and renamed into place. ``push_to_hub=True`` then uploads it.
         """
         path = Path(save_directory)
+        # the name the card tells users to load: the hub id when pushing (the mixin's
+        # push_to_hub saves into a temporary folder and passes model_card_kwargs on)
+        card_kwargs = model_card_kwargs or {}
+        location = card_kwargs.get("location") or repo_id or str(save_directory)
         extra = {}
         if not (path / "README.md").exists():  # like the mixin: a user's card is kept
-            card = self.generate_model_card(**(model_card_kwargs or {}))
-            extra["README.md"] = str(card)
+            extra["README.md"] = storage().native_readme(self.config, location)
         storage().write_native(path, self.config, self.state_dict(), extra_files=extra)
         if not push_to_hub:
             return None
+        repo_id = repo_id or path.name
+        card_kwargs = {**card_kwargs, "location": repo_id}
         return self.push_to_hub(
-            repo_id=repo_id or path.name, model_card_kwargs=model_card_kwargs, **push_to_hub_kwargs
+            repo_id=repo_id, model_card_kwargs=card_kwargs, **push_to_hub_kwargs
         )
 
     def save(self, path: Any) -> None:

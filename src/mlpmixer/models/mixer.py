@@ -21,7 +21,7 @@ from torch import nn
 from .base import MlpFamilyModel
 from .config import MixerConfig
 from .layers import PLAIN, LayerSet, Mlp, PatchEmbed, drop_path
-from .resize import block_diagonal_token_mlp
+from .resize import TokenResize, token_mlp_weights
 
 __all__ = ["MixerBlock", "Mlp", "MlpMixer", "PatchEmbed", "drop_path"]
 
@@ -51,6 +51,10 @@ class MixerBlock(nn.Module):
         c, d_c, gelu = config.hidden_dim, config.channels_mlp_dim, config.gelu
         return layers.mlp(c, d_c, gelu, config.drop_rate, act_layer=layers.act)
 
+    def resized_token_weights(self, resize: TokenResize) -> dict[str, torch.Tensor]:
+        """This block's token-mixing weights at another patch grid (models/resize.py)."""
+        return token_mlp_weights(self.token_mixing, resize, "token_mixing.")
+
     def _drop_path(self, branch: torch.Tensor) -> torch.Tensor:
         return drop_path(branch, self.drop_path_rate, self.training, self.drop_path_scale)
 
@@ -75,13 +79,3 @@ class MlpMixer(MlpFamilyModel):
 
     def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
         return MixerBlock(config, drop_path_rate, layers)
-
-    def tile_token_weights(
-        self, state: dict[str, torch.Tensor], index: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        names = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
-        for i in range(self.config.num_blocks):
-            p = f"blocks.{i}.token_mixing."
-            new = block_diagonal_token_mlp(*(state[p + n] for n in names), index)
-            state.update({p + n: t for n, t in zip(names, new, strict=True)})
-        return state

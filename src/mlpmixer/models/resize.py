@@ -1,24 +1,47 @@
-"""Higher-resolution fine-tuning: block-diagonal replication of the token-mixing MLPs.
+"""Fine-tuning at another resolution: the token-mixing weights of a new patch grid.
 
-The paper's fine-tuning appendix: going from S to K²·S tokens with the same patch size,
-each token-mixing weight becomes a block-diagonal matrix of K² copies (D_S -> K²·D_S),
-so that each of the K² groups of S tokens is mixed exactly as the original image was.
+Only the token-mixing layers depend on the number of tokens S; everything else is shared by
+all tokens. A `TokenResize` maps each kind of token weight from the old grid (gh, gw) to the
+new one (gh', gw') (same patch size); each block applies it to its own layers
+(``resized_token_weights``). Two ways, chosen by the sizes:
 
-Tokens are numbered row-major over the new (Kh·gh) × (Kw·gw) patch grid. The groups are the
-Kh × Kw windows of gh × gw patches each — the original grid's shape — so a window of the
-new image is mixed as a whole original image. An image tiled Kh × Kw therefore gives the
-same per-token features in every window, and the same pooled logits as the single image.
-Kh and Kw may differ (non-square); both must be integers.
+**Tiling (exact)**, when the new grid is an integer multiple (Kh·gh, Kw·gw) — the paper's
+fine-tuning appendix. Each token-mixing weight becomes block-diagonal over the Kh × Kw
+windows of gh × gw patches (the original grid's shape), D_S -> Kh·Kw·D_S: a window of the new
+image is mixed exactly as a whole original image. An image tiled Kh × Kw gives the same
+per-token features in every window, and the same pooled logits as the single image. Tokens
+are numbered row-major over the new grid.
+
+**Resampling (an approximation)**, for any other grid. Each hidden unit's weights over the S
+tokens are an image on the patch grid; they are resampled to the new grid (bilinear, with
+antialiasing when shrinking) and D_S stays. The scale follows what the weights mean:
+
+* a layer *reading* tokens (the token MLP's first layer, W1: (D_S, S)) sums over the tokens,
+  so its weights are densities: resampled and multiplied by S / S', so that the sum over a
+  smooth input keeps its size (a spatially constant input gives the same hidden response);
+* a layer *writing* tokens (the second layer, W2: (S, D_S), and the per-token bias b2) gives a
+  value at each token: resampled, not scaled (the response field is sampled at the new
+  patches);
+* an S × S token Linear (ResMLP's token mixing, gMLP's spatial gate) does both: its output
+  axis is resampled as values, its input axis as densities (× S / S'); its bias as values.
+
+A resampled model is not the original model on a resized image; it is a starting point that
+keeps each unit's spatial pattern, which fine-tuning then adapts (docs/models.md shows it beats
+training from scratch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .config import MixerConfig, to_pair
+
+RESAMPLE_MODE = "bilinear"  # no overshoot (bicubic rings on sharp token weights)
 
 
 def window_token_index(grid: tuple[int, int], k: tuple[int, int]) -> torch.Tensor:
@@ -35,17 +58,27 @@ def window_token_index(grid: tuple[int, int], k: tuple[int, int]) -> torch.Tenso
     return index.permute(0, 2, 1, 3).reshape(kh * kw, gh * gw)
 
 
-def replication_factors(config: MixerConfig, img_size: tuple[int, int]) -> tuple[int, int]:
-    """(Kh, Kw) such that the new patch grid is (Kh·gh, Kw·gw); error if not integers."""
-    (gh, gw), (ph, pw) = config.grid_size, config.patch_size
-    new_grid = (img_size[0] // ph, img_size[1] // pw)
-    if img_size[0] % ph or img_size[1] % pw or new_grid[0] % gh or new_grid[1] % gw:
+def new_grid(config: MixerConfig, img_size: tuple[int, int]) -> tuple[int, int]:
+    """The patch grid of ``img_size``; a `ConfigError` unless the patch size divides it."""
+    ph, pw = config.patch_size
+    if img_size[0] % ph or img_size[1] % pw:
         raise ConfigError(
-            f"cannot resize from img_size {config.img_size} to {img_size}: with patch size "
-            f"{config.patch_size} the new patch grid must be an integer multiple of {(gh, gw)} "
-            f"along each side (e.g. img_size {(2 * config.img_size[0], 2 * config.img_size[1])})"
+            f"cannot resize from img_size {config.img_size} to {img_size}: the patch size "
+            f"{config.patch_size} must divide the new size (e.g. img_size "
+            f"{(img_size[0] // ph * ph or ph, img_size[1] // pw * pw or pw)})"
         )
-    return new_grid[0] // gh, new_grid[1] // gw
+    return img_size[0] // ph, img_size[1] // pw
+
+
+def replication_factors(config: MixerConfig, img_size: tuple[int, int]) -> tuple[int, int] | None:
+    """(Kh, Kw) if the new patch grid is (Kh·gh, Kw·gw) with integers K; else None."""
+    (gh, gw), (nh, nw) = config.grid_size, new_grid(config, img_size)
+    if nh % gh or nw % gw:
+        return None
+    return nh // gh, nw // gw
+
+
+# ----- tiling: block-diagonal copies over the windows ------------------------------------
 
 
 def tile_rows(w: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -85,46 +118,129 @@ def tile_tokens(b: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return new
 
 
-def tile_token_linear(state: dict[str, torch.Tensor], prefix: str, index: torch.Tensor) -> None:
-    """Tile, in place in ``state``, the S × S token Linear at ``prefix`` (weight and bias)."""
-    state[prefix + "weight"] = tile_square(state[prefix + "weight"], index)
-    state[prefix + "bias"] = tile_tokens(state[prefix + "bias"], index)
+# ----- resampling: token weights as images on the patch grid -----------------------------
 
 
-def block_diagonal_token_mlp(
-    w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, index: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Replicate one token MLP (w1: (D_S, S), w2: (S, D_S)) over the windows in ``index`` (K², S).
+def resample_grid(
+    t: torch.Tensor, old: tuple[int, int], new: tuple[int, int], dim: int = -1
+) -> torch.Tensor:
+    """``t`` with axis ``dim`` (gh·gw tokens, row-major) resampled to gh'·gw' tokens.
 
-    Hidden unit ``w·D_S + d`` of the new MLP is unit ``d`` of the original, restricted to
-    window ``w``; every weight between different windows is zero.
+    Bilinear, antialiased when shrinking, corners not aligned (patch centres keep their
+    relative positions); computed in float32 or wider, returned in ``t``'s dtype.
     """
-    windows = index.shape[0]
-    return tile_rows(w1, index), b1.repeat(windows), tile_cols(w2, index), tile_tokens(b2, index)
+    moved = t.movedim(dim, -1)
+    lead = moved.shape[:-1]
+    images = moved.reshape(-1, 1, *old)
+    work = images if images.dtype in (torch.float32, torch.float64) else images.float()
+    shrink = new[0] < old[0] or new[1] < old[1]
+    out = F.interpolate(work, size=new, mode=RESAMPLE_MODE, align_corners=False, antialias=shrink)
+    return out.to(t.dtype).reshape(*lead, math.prod(new)).movedim(-1, dim)
 
 
-def resize_token_mixing(
-    state: Mapping[str, torch.Tensor], config: MixerConfig, img_size: int | tuple[int, int]
-) -> tuple[dict[str, torch.Tensor], MixerConfig]:
-    """State dict and config of the model adapted to ``img_size`` (see the module docstring)."""
+@dataclass(frozen=True)
+class TokenResize:
+    """How token weights go from the ``old`` patch grid to the ``new`` one.
+
+    ``k`` is (Kh, Kw) for exact tiling, or None for resampling. The methods take one kind of
+    weight each (see the module docstring); blocks call them on their own layers.
+    """
+
+    old: tuple[int, int]
+    new: tuple[int, int]
+    k: tuple[int, int] | None
+
+    @property
+    def exact(self) -> bool:
+        return self.k is not None
+
+    @property
+    def hidden_factor(self) -> int:
+        """How many times wider a token MLP's hidden layer becomes (K², or 1 resampling)."""
+        return self.k[0] * self.k[1] if self.k else 1
+
+    @property
+    def density_scale(self) -> float:
+        """S / S': what a resampled weight summed over the tokens is multiplied by."""
+        return math.prod(self.old) / math.prod(self.new)
+
+    def _index(self) -> torch.Tensor:
+        assert self.k is not None
+        return window_token_index(self.old, self.k)
+
+    def reading(self, w: torch.Tensor) -> torch.Tensor:
+        """Weights (R, S) of R units reading the tokens -> (R·K², S') or (R, S')."""
+        if self.exact:
+            return tile_rows(w, self._index())
+        return resample_grid(w, self.old, self.new) * self.density_scale
+
+    def writing(self, w: torch.Tensor) -> torch.Tensor:
+        """Weights (S, R) writing R units to the tokens -> (S', R·K²) or (S', R)."""
+        if self.exact:
+            return tile_cols(w, self._index())
+        return resample_grid(w, self.old, self.new, dim=0)
+
+    def square(self, w: torch.Tensor) -> torch.Tensor:
+        """An S × S token-to-token weight -> S' × S'."""
+        if self.exact:
+            return tile_square(w, self._index())
+        return resample_grid(self.reading(w), self.old, self.new, dim=0)
+
+    def per_token(self, b: torch.Tensor) -> torch.Tensor:
+        """A value per token (S,) -> (S',)."""
+        if self.exact:
+            return tile_tokens(b, self._index())
+        return resample_grid(b, self.old, self.new)
+
+    def hidden(self, b: torch.Tensor) -> torch.Tensor:
+        """A hidden unit's bias (R,) -> (R·K²,) tiling (one copy per window), else unchanged."""
+        return b.repeat(self.hidden_factor)
+
+
+def token_resize(config: MixerConfig, img_size: int | tuple[int, int]) -> TokenResize:
+    """The `TokenResize` from ``config``'s image size to ``img_size`` (any multiple of the patch)."""
     img_size = to_pair(img_size, "img_size")
-    k = replication_factors(config, img_size)
-    index = window_token_index(config.grid_size, k)
-    new_state = dict(state)
-    for i in range(config.num_blocks):
-        p = f"blocks.{i}.token_mixing."
-        new = block_diagonal_token_mlp(
-            state[p + "fc1.weight"],
-            state[p + "fc1.bias"],
-            state[p + "fc2.weight"],
-            state[p + "fc2.bias"],
-            index,
-        )
-        for name, tensor in zip(
-            ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"), new, strict=True
-        ):
-            new_state[p + name] = tensor
-    new_config = config.replace(
-        img_size=img_size, tokens_mlp_dim=config.tokens_mlp_dim * k[0] * k[1]
+    return TokenResize(
+        config.grid_size, new_grid(config, img_size), replication_factors(config, img_size)
     )
-    return new_state, new_config
+
+
+def resized_config(config: MixerConfig, resize: TokenResize) -> MixerConfig:
+    """``config`` at the new grid: img_size, and D_S × K² when tiling (S' for S × S layers)."""
+    img_size = (resize.new[0] * config.patch_size[0], resize.new[1] * config.patch_size[1])
+    tokens_mlp_dim = config.tokens_mlp_dim * resize.hidden_factor
+    if config.tokens_mlp_dim == config.num_tokens and config.family in ("resmlp", "gmlp"):
+        tokens_mlp_dim = math.prod(resize.new)  # unused by these families; kept equal to S
+    try:  # size limits refuse an absurd img_size by name before any weight is allocated
+        return config.replace(img_size=img_size, tokens_mlp_dim=tokens_mlp_dim)
+    except ConfigError as err:
+        raise ConfigError(f"resizing to img_size={img_size}: {err}") from err
+
+
+def token_mlp_weights(
+    mlp: torch.nn.Module, resize: TokenResize, prefix: str, halves: int = 1
+) -> dict[str, torch.Tensor]:
+    """A token MLP's weights at the new grid, named ``prefix`` + fc1/fc2 .weight/.bias.
+
+    ``mlp.fc1`` reads the tokens, ``mlp.fc2`` writes them. ``halves=2`` for a SwiGLU, whose
+    fc1 rows are values then gates: each half is resized on its own, so that the first half
+    of the new hidden units are still the values and the second their gates.
+    """
+    w1, b1 = mlp.fc1.weight.detach(), mlp.fc1.bias.detach()
+    new = {
+        "fc1.weight": torch.cat([resize.reading(w) for w in w1.chunk(halves)]),
+        "fc1.bias": torch.cat([resize.hidden(b) for b in b1.chunk(halves)]),
+        "fc2.weight": resize.writing(mlp.fc2.weight.detach()),
+        "fc2.bias": resize.per_token(mlp.fc2.bias.detach()),
+    }
+    return {prefix + name: t for name, t in new.items()}
+
+
+def token_linear_weights(
+    linear: torch.nn.Linear, resize: TokenResize, prefix: str
+) -> dict[str, torch.Tensor]:
+    """An S × S token Linear's weight and bias at the new grid, named ``prefix`` + weight/bias."""
+    return {
+        prefix + "weight": resize.square(linear.weight.detach()),
+        prefix + "bias": resize.per_token(linear.bias.detach()),
+    }

@@ -19,6 +19,7 @@ from torch import nn
 from .base import MlpFamilyModel
 from .config import MixerConfig
 from .layers import PLAIN, Affine, LayerSet, drop_path
+from .resize import TokenResize, token_linear_weights
 
 
 class ResMlpBlock(nn.Module):
@@ -37,6 +38,10 @@ class ResMlpBlock(nn.Module):
         self.channel_scale = nn.Parameter(torch.full((c,), config.layer_scale_init))
         self.drop_path_rate = drop_path_rate
         self.drop_path_scale = config.drop_path_scale
+
+    def resized_token_weights(self, resize: TokenResize) -> dict[str, torch.Tensor]:
+        """The S × S token Linear at another patch grid (models/resize.py)."""
+        return token_linear_weights(self.token_mixing, resize, "token_mixing.")
 
     def _residual(self, scale: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
         return drop_path(scale * branch, self.drop_path_rate, self.training, self.drop_path_scale)

@@ -22,6 +22,7 @@ class Storage:
     check_state_fits: Callable[[dict[str, Any], dict[str, Any]], None]
     apply_overrides: Callable[..., Any]  # (config, overrides, reset_head) -> MixerConfig
     load_model: Callable[..., Any]  # (source, reset_head=..., **overrides) -> a model
+    native_readme: Callable[..., str]  # (config, location) -> the model card of our hub folder
 
 
 _registered: Storage | None = None

@@ -1,9 +1,16 @@
-"""Batched augmentation on the training device (kornia), normalisation and soft targets.
+"""Augmentation: the worker part's settings, and the batched part on the training device.
 
-Order: geometric (random resized crop or pad-and-crop, affine, flip) -> RandAugment ->
-normalise -> mixup or cutmix. Everything acts on a whole (B, C, H, W) batch where the model
-runs, so DataLoader workers only decode. Randomness comes from torch's global generator
-(see `mlpmixer.train.loop` for how it is seeded per step, which makes resumed runs exact).
+Image files (folders, shards, Hugging Face): the DataLoader workers do the paper's per-image
+part on uint8 (`mlpmixer.data.transforms.train_sample`: inception crop, flip, RandAugment,
+seeded per sample by (seed, epoch, index)); `sample_augment` maps the ``augment`` section to
+it. `DeviceAugment` then does the rest on the device: pad-and-crop and affine (kornia) when
+configured, normalisation, mixup or cutmix.
+
+In-memory arrays (digits, MNIST, CIFAR): everything happens here, on whole (B, C, H, W)
+batches: geometric (random resized crop (kornia's) or pad-and-crop, affine, flip) ->
+RandAugment (the same uint8 definition, `mlpmixer.data.randaugment`, image by image on the
+CPU) -> normalise -> mixup or cutmix. Randomness comes from torch's global generator (see
+`mlpmixer.train.loop` for how it is seeded per step, which makes resumed runs exact).
 
 Mixup draws one mixing coefficient lambda ~ Beta(alpha, alpha) per batch and mixes each
 example with its neighbour in the batch (big_vision's recipe, which the paper used);
@@ -13,19 +20,59 @@ CutMix uses kornia's RandomCutMixV2 (lambda ~ Beta(alpha, alpha) sets the cut ar
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from ..data.info import normalize
+from ..data.randaugment import randaugment
+from ..data.transforms import SampleAugment
 from .config import AugmentSection
 
 
-def _geometric(cfg: AugmentSection, img_size: tuple[int, int]) -> list[nn.Module]:
+def sample_augment(cfg: AugmentSection) -> SampleAugment:
+    """The worker part of ``cfg`` for image files: crop, flip, RandAugment."""
+    return SampleAugment(
+        inception_crop=cfg.random_resized_crop,
+        area=(float(cfg.crop_scale[0]), float(cfg.crop_scale[1])),
+        ratio=(float(cfg.crop_ratio[0]), float(cfg.crop_ratio[1])),
+        hflip=cfg.hflip,
+        randaug_layers=cfg.randaugment_n,
+        randaug_magnitude=cfg.randaugment_m,
+    )
+
+
+def randaugment_batch(images: torch.Tensor, layers: int, magnitude: float) -> torch.Tensor:
+    """RandAugment image by image on uint8 copies: (B, C, H, W) in [0, 1] -> same.
+
+    The per-image generators are seeded from torch's global generator (reseeded every step).
+    """
+    seeds = torch.randint(0, 2**62, (images.shape[0],)).tolist()
+    pixels = (images.detach().cpu() * 255.0).round().clamp(0, 255).to(torch.uint8)
+    gray = pixels.shape[1] == 1
+    out = []
+    for seed, image in zip(seeds, pixels, strict=True):
+        rgb = image.expand(3, -1, -1) if gray else image
+        done = randaugment(
+            rgb.permute(1, 2, 0).numpy(), layers, magnitude, np.random.default_rng(seed)
+        )
+        if gray:  # back to one channel: PIL's ITU-R 601 luma, as the data sets convert
+            done = np.asarray(Image.fromarray(np.ascontiguousarray(done), "RGB").convert("L"))[
+                ..., None
+            ]
+        out.append(torch.from_numpy(np.array(done)).permute(2, 0, 1))
+    return (torch.stack(out).float() / 255.0).to(images.device)
+
+
+def _geometric(
+    cfg: AugmentSection, img_size: tuple[int, int], worker_side: bool
+) -> list[nn.Module]:
     import kornia.augmentation as K
 
     ops: list[nn.Module] = []
-    if cfg.random_resized_crop:
+    if cfg.random_resized_crop and not worker_side:
         ops.append(K.RandomResizedCrop(img_size, scale=cfg.crop_scale, ratio=cfg.crop_ratio))
     if cfg.pad_crop:
         ops.append(K.RandomCrop(img_size, padding=cfg.pad_crop))
@@ -36,13 +83,14 @@ def _geometric(cfg: AugmentSection, img_size: tuple[int, int]) -> list[nn.Module
                 cfg.affine_degrees, translate=translate, scale=cfg.affine_scale, p=cfg.affine_prob
             )
         )
-    if cfg.hflip:
+    if cfg.hflip and not worker_side:
         ops.append(K.RandomHorizontalFlip())
     return ops
 
 
 class DeviceAugment(nn.Module):
-    """(images in [0, 1] (B, C, H, W), labels (B,)) -> (normalised images, soft targets (B, K))."""
+    """(images (B, C, H, W) in [0, 1] or uint8, labels (B,)) -> (normalised images, soft
+    targets (B, K)). ``worker_side``: the workers already cropped, flipped and RandAugmented."""
 
     def __init__(
         self,
@@ -52,14 +100,11 @@ class DeviceAugment(nn.Module):
         std: tuple[float, ...],
         num_classes: int,
         label_smoothing: float = 0.0,
+        worker_side: bool = False,
     ) -> None:
         super().__init__()
-        ops = _geometric(cfg, img_size)
-        if cfg.randaugment_n:
-            from kornia.augmentation.auto import RandAugment
-
-            ops.append(RandAugment(n=cfg.randaugment_n, m=round(cfg.randaugment_m)))
-        self.ops = nn.Sequential(*ops)
+        self.ops = nn.Sequential(*_geometric(cfg, img_size, worker_side))
+        self.randaug = 0 if worker_side else cfg.randaugment_n
         self.cutmix = None
         if cfg.cutmix_alpha:
             import kornia.augmentation as K
@@ -97,7 +142,11 @@ class DeviceAugment(nn.Module):
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
         if len(self.ops):
             images = self.ops(images).clamp(0.0, 1.0)
+        if self.randaug:
+            images = randaugment_batch(images, self.randaug, self.cfg.randaugment_m)
         images = normalize(images, self.mean, self.std)
         return self._mix(images, labels)

@@ -47,15 +47,17 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    dataset: str = "digits"  # name, directory or hf:NAME (see mlpmixer.data)
+    dataset: str = "digits"  # name, directory, hf:NAME or shards (folder/URL; see mlpmixer.data)
     root: str | None = None  # where named data sets live (default $MLPMIXER_DATA or the cache)
     in_chans: int | None = None  # None: the model's (fine-tuning) or the data's (scratch)
     val_fraction: float = 0.1  # held-out share when an image folder has no val/ split
-    num_workers: int | None = None  # None: 0 for in-memory arrays, else min(8, CPUs)
+    num_workers: int | None = None  # None: 0 for in-memory arrays, else the CPU share - 1 (<= 32)
     download: bool = True
     eval_crop_pct: float | None = None  # None: 1.0 from scratch, the checkpoint's when fine-tuning
     interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
     skip_bad_images: bool = False  # image folders: leave unreadable files out (listed in the run)
+    train_split: str | None = None  # hf:NAME / shards: the data set's split to train on (train)
+    val_split: str | None = None  # hf:NAME / shards: the held-out split (validation, else test)
 
 
 @dataclass
@@ -80,7 +82,7 @@ class ScheduleSection:
 
 @dataclass
 class AugmentSection:
-    random_resized_crop: bool = False  # "inception crop" of scale x ratio, resized back
+    random_resized_crop: bool = False  # "inception crop": area fraction x aspect ratio, resized
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
     pad_crop: int = 0  # pad by N pixels, then crop back at a random offset (CIFAR style)
@@ -90,7 +92,7 @@ class AugmentSection:
     affine_scale: tuple[float, float] | None = None  # random zoom range, e.g. [0.9, 1.1]
     affine_prob: float = 1.0  # share of images that get the random affine transform
     randaugment_n: int = 0  # RandAugment: ops per image (0: off)
-    randaugment_m: float = 10.0  # RandAugment magnitude (kornia's 0..30 scale)
+    randaugment_m: float = 10.0  # RandAugment magnitude, big_vision's scale (10: nominal max)
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing coefficient (0: off)
     cutmix_alpha: float = 0.0  # Beta(alpha, alpha) cut area (0: off)
     mix_switch_prob: float = 0.5  # when both are on: chance that a batch uses cutmix
@@ -120,6 +122,7 @@ class TrainSection:
     nonfinite_check_every: int = 1  # check the loss for NaN/inf every N steps
     grad_checkpointing: bool = False  # recompute block activations in backward: less memory
     layer_decay: float | None = None  # layer-wise LR decay (timm's), e.g. 0.75; null: off
+    dist_timeout_s: float | None = None  # collective wait; None: $MLPMIXER_DIST_TIMEOUT_S or 300
 
 
 @dataclass
@@ -352,6 +355,10 @@ def _check_sections(c: TrainConfig) -> None:
         t.checkpoint_every_steps,
         ">= 0",
     )
+    _require(
+        t.dist_timeout_s is None or t.dist_timeout_s > 0, "train.dist_timeout_s",
+        t.dist_timeout_s, "> 0 (seconds) or null",
+    )  # fmt: skip
     _require(t.threads is None or t.threads >= 1, "train.threads", t.threads, ">= 1 or null")
     device_ok = t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")
     _require(device_ok, "train.device", t.device, "auto, cpu, cuda, cuda:N or mps")
@@ -462,6 +469,8 @@ def _check_runtime_bounds(c: TrainConfig) -> None:
             value = getattr(part, f.name)
             values = value if isinstance(value, tuple) else (value,)
             key = f"{section.name}.{f.name}"
+            if key == "train.seed":  # its own, tighter bound (_check_sections): one message
+                continue
             for v in values:
                 if isinstance(v, float):
                     _require(math.isfinite(v), key, value, "a finite number")

@@ -5,12 +5,21 @@ Launch with ``torchrun --nproc_per_node N -m mlpmixer train ...``: torchrun sets
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address. The backend is NCCL when the run
 uses CUDA and gloo on CPU. Without torchrun (or with one process) nothing is initialised and
 every helper here is a no-op.
+
+Collectives wait at most ``train.dist_timeout_s`` seconds (default `DEFAULT_TIMEOUT_S`, or
+``$MLPMIXER_DIST_TIMEOUT_S``) for the other processes: torch's 30 minutes left a run with a
+stopped peer silent for half an hour. A collective that times out or loses a peer becomes a
+`RunError` naming the rank(s) that did not answer (`peers_checked`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import math
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +27,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunError
+
+DEFAULT_TIMEOUT_S = 300.0  # a healthy step, eval or checkpoint save takes far less
+TIMEOUT_ENV = "MLPMIXER_DIST_TIMEOUT_S"
 
 
 @dataclass(frozen=True)
@@ -53,17 +65,101 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     return torch.device(name)
 
 
-def init_process_group(info: DistInfo, device: torch.device) -> None:
+def collective_timeout(timeout_s: float | None = None) -> float:
+    """Seconds a collective waits: ``timeout_s`` if given, else $MLPMIXER_DIST_TIMEOUT_S, else 300."""
+    if timeout_s is not None:
+        return float(timeout_s)
+    text = os.environ.get(TIMEOUT_ENV)
+    if text is None:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def init_process_group(
+    info: DistInfo, device: torch.device, timeout_s: float | None = None
+) -> None:
     """Join torchrun's process group (NCCL on CUDA, gloo on CPU); no-op for one process."""
     if not info.enabled or dist.is_initialized():
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    options: dict[str, Any] = {"timeout": datetime.timedelta(minutes=30)}
+    seconds = collective_timeout(timeout_s)
+    options: dict[str, Any] = {"timeout": datetime.timedelta(seconds=seconds)}
     if device.type == "cuda":
         options["device_id"] = device
     dist.init_process_group(backend=backend, **options)
+    _TIMEOUT[0] = seconds
+
+
+_TIMEOUT = [DEFAULT_TIMEOUT_S]  # of the current process group, for the messages
+# how torch's backends word a peer that stopped answering or went away
+_BACKENDS = ("gloo", "nccl", "processgroup", "c10d")
+_TIMED_OUT = ("timed out", "timeout")
+_LOST = ("connection closed", "connection reset", "broken pipe", "connection refused",
+         "socket closed", "end of file", "read error", "write error")  # fmt: skip
+
+
+def _silent_ranks(grace_s: float) -> list[int]:
+    """A roll call through the rendezvous store: the ranks that do not check in within
+    ``grace_s`` seconds (every live process that met the failure checks in here too)."""
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        store.set_timeout(datetime.timedelta(seconds=grace_s))
+        me, world = dist.get_rank(), dist.get_world_size()
+        store.set(f"mlpmixer/answered/{me}", "1")
+        deadline = time.monotonic() + grace_s
+        missing = [r for r in range(world) if r != me]
+        while missing and time.monotonic() < deadline:
+            missing = [r for r in missing if not store.check([f"mlpmixer/answered/{r}"])]
+            time.sleep(0.1)
+        return missing
+    except Exception:  # the store lives with a peer that is gone: nothing more to learn
+        return []
+
+
+def explain_collective_failure(err: BaseException) -> RunError | None:
+    """A `RunError` naming the silent or lost ranks for a failed collective, else None."""
+    text = str(err).lower()
+    # gloo raises plain RuntimeErrors: known by their source path (not a DataLoader timeout)
+    collective = isinstance(err, dist.DistError) or any(w in text for w in _BACKENDS)
+    timed_out = any(word in text for word in _TIMED_OUT)
+    lost = any(word in text for word in _LOST)
+    if not (dist.is_initialized() and collective and (timed_out or lost)):
+        return None
+    seconds = _TIMEOUT[0]
+    rank, world = dist.get_rank(), dist.get_world_size()
+    silent = _silent_ranks(min(max(seconds, 1.0), 30.0))
+    who = f"rank(s) {', '.join(map(str, silent))} of {world}" if silent else "another process"
+    if timed_out and not lost:
+        what = (
+            f"{who} did not answer within {seconds:g} s (stopped, hung, or much slower); "
+            f"if they are only slow, raise train.dist_timeout_s (or ${TIMEOUT_ENV})"
+        )
+    else:
+        what = f"lost {who}: the process ended or was killed (torchrun's log names how)"
+    return RunError(
+        f"rank {rank}: a collective operation failed: {what}; continue from the last "
+        "checkpoint with --resume RUN_DIR"
+    )
+
+
+@contextlib.contextmanager
+def peers_checked() -> Iterator[None]:
+    """Turn a collective that timed out or lost a peer into a `RunError` naming the ranks."""
+    try:
+        yield
+    except RuntimeError as err:  # DistBackendError and gloo's errors are RuntimeErrors
+        explained = explain_collective_failure(err)
+        if explained is None:
+            raise
+        raise explained from err
 
 
 def destroy_process_group() -> None:

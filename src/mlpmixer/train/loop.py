@@ -42,6 +42,7 @@ from .distributed import (
 )
 from .ema import ModelEma
 from .logs import MetricsLog, Progress, TensorBoardLog
+from .run_guard import config_sha256
 from .sampler import TrainBatchSampler
 from .state import checkpoint_path, rng_state, save_train_state, set_rng_state
 
@@ -117,6 +118,7 @@ class Trainer:
     last_good_step: int | None = None
     last_eval: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False  # set by the first Ctrl-C; the loop saves and stops
+    run_id: str = ""  # binds checkpoints/last.pt to its run (checked on --resume)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -280,6 +282,8 @@ class Trainer:
                     "progress": vars(self.state).copy(),
                     "epoch_sums": all_reduce_sum(self.sums.values),
                     "config": self.config.to_dict(),
+                    "run_id": self.run_id,
+                    "config_sha256": config_sha256(self.config),
                     # lets RUN/checkpoints/last.pt be loaded as a model (eval, predict...)
                     "model_config": unwrap(self.model).config.to_dict(),
                 },

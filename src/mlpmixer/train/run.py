@@ -2,7 +2,8 @@
 
 Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
 
-    config.yaml           the resolved config (``--resume`` reads it back)
+    run.json              the run id (`mlpmixer.train.run_guard`): marks the directory as a run
+    config.yaml           the resolved config (``--resume`` checks it against the checkpoint's)
     metrics.jsonl         one line per epoch: epoch, step, lr, train loss/top-1, test loss/top-1/top-5,
                           images per second
     summary.json          final metrics, time, throughput, parameters, model, data set, epochs
@@ -28,10 +29,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checkpoints import load_model
+from ..checkpoints.model_card import write_run_model
 from ..data import DatasetInfo, build_dataset
+from ..data.loading import EpochKeyedBatches, default_workers, loader_options, worker_side
+from ..data.shards import LANES, ShardDataset, ShardStream
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..layout import (
@@ -44,8 +48,8 @@ from ..layout import (
     checkpoint_label,
 )
 from ..models import MixerConfig, MlpFamilyModel, create_model, model_config
-from .augment import DeviceAugment
-from .config import TrainConfig, load_config
+from .augment import DeviceAugment, sample_augment
+from .config import TrainConfig
 from .distributed import (
     DistInfo,
     barrier,
@@ -54,6 +58,7 @@ from .distributed import (
     env_dist_info,
     full_state,
     init_process_group,
+    peers_checked,
     resolve_device,
     unwrap,
     wrap_model,
@@ -63,8 +68,18 @@ from .lock import run_dir_lock
 from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
 from .loop import Trainer, padded_eval_length
 from .optim import build_optimizer, build_scheduler
-from .sampler import ShardSampler, TrainBatchSampler
-from .state import checkpoint_path, load_train_state
+from .run_guard import (
+    CONFIG_HEADER,
+    ResumePlan,
+    check_out_dir,
+    checkpoint_changed,
+    config_sha256,
+    new_run_id,
+    plan_resume,
+    write_run_id,
+)
+from .sampler import ShardSampler, StreamBatchPlan, TrainBatchSampler
+from .stream_order import bind_stream_order
 
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
@@ -125,13 +140,17 @@ def _new_run_dir(
         model_slug = _slug(model_name.replace("/", "-"))
         run_dir = Path("runs") / f"{_slug(config.data.dataset)}-{model_slug}-{stamp}"
     run_dir = Path(broadcast_object(str(run_dir)))
-    if dist.is_main:  # before the check below: two runs starting at once must not both pass it
-        locks.enter_context(run_dir_lock(run_dir))
-    if checkpoint_path(run_dir).exists():
-        raise ConfigError(
-            f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
-            "or choose another --out"
-        )
+    refusal = None
+    if dist.is_main:
+        try:  # checked again under the lock: two runs starting at once must not both pass
+            check_out_dir(run_dir)
+            locks.enter_context(run_dir_lock(run_dir))
+            check_out_dir(run_dir)
+        except ConfigError as err:
+            refusal = str(err)
+    refusal = broadcast_object(refusal)  # every process stops, none waits for the others
+    if refusal:
+        raise ConfigError(refusal)
     return run_dir
 
 
@@ -159,8 +178,10 @@ def _build_data(
         "val_fraction": d.val_fraction, "seed": config.train.seed, "interpolation": interpolation,
         "skip_bad_images": d.skip_bad_images,
     }  # fmt: skip
-    train_set, train_info = build_dataset(d.dataset, "train", **common)
-    test_set, test_info = build_dataset(d.dataset, "test", crop_pct=eval_crop, **common)
+    train_set, train_info = build_dataset(d.dataset, "train", source_split=d.train_split, **common)
+    test_set, test_info = build_dataset(
+        d.dataset, "test", crop_pct=eval_crop, source_split=d.val_split, **common
+    )
     # the run reports every file left out, of both splits, with the training info
     train_info = dataclasses.replace(train_info, skipped=train_info.skipped + test_info.skipped)
     return train_set, train_info, test_set, test_info
@@ -219,15 +240,15 @@ def _pretrained_model(
 def _loaders(
     config: TrainConfig, dist: DistInfo, device: torch.device, info: DatasetInfo,
     train_set: Dataset, test_set: Dataset,
-) -> tuple[DataLoader, TrainBatchSampler, DataLoader]:  # fmt: skip
+) -> tuple[DataLoader, TrainBatchSampler | StreamBatchPlan, DataLoader]:  # fmt: skip
     t = config.train
     workers = config.data.num_workers
     if workers is None:
-        workers = 0 if info.in_memory else min(8, max(1, (os.cpu_count() or 1) // dist.world_size))
-    options: dict[str, Any] = {
-        "num_workers": workers, "pin_memory": device.type == "cuda",
-        "persistent_workers": workers > 0,
-    }  # fmt: skip
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
+        workers = default_workers(info.in_memory, per_node)
+    options = loader_options(workers, device.type == "cuda")
+    if isinstance(train_set, ShardDataset):
+        return _stream_loaders(config, dist, options, train_set, test_set)
     sampler = TrainBatchSampler(
         len(train_set),
         t.batch_size,
@@ -236,7 +257,13 @@ def _loaders(
         dist.world_size,
         t.grad_accum,  # type: ignore[arg-type]
     )
-    train_loader = DataLoader(train_set, batch_sampler=sampler, **options)
+    batches: Sampler = sampler
+    if worker_side(train_set):  # image files: crop/flip/RandAugment in the workers, on uint8
+        train_set.set_train_augment(sample_augment(config.augment), t.seed)  # type: ignore[attr-defined]
+        batches = EpochKeyedBatches(sampler)
+    if hasattr(test_set, "use_uint8"):
+        test_set.use_uint8()
+    train_loader = DataLoader(train_set, batch_sampler=batches, **options)
     padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
     eval_set = _PaddedEval(test_set, padded)
     eval_batch = max(1, min(sampler.micro_batch_size * 2, 1024))
@@ -245,6 +272,43 @@ def _loaders(
         **options,
     )  # fmt: skip
     return train_loader, sampler, eval_loader
+
+
+def _stream_loaders(
+    config: TrainConfig, dist: DistInfo, options: dict[str, Any], train_set: ShardDataset,
+    test_set: Dataset,
+) -> tuple[DataLoader, StreamBatchPlan, DataLoader]:  # fmt: skip
+    """Shards: each process streams its part of the epoch (`StreamBatchPlan`).
+
+    Workers are re-created each epoch (the stream's epoch and start position travel with
+    it), and their count is rounded down to a divisor of `LANES`, so each reads whole lanes.
+    """
+    t = config.train
+    workers = max(
+        d for d in range(1, LANES + 1) if LANES % d == 0 and d <= max(1, options["num_workers"])
+    )
+    options = {
+        **options,
+        "num_workers": workers if options["num_workers"] else 0,
+        "persistent_workers": False,
+    }
+    plan = StreamBatchPlan(
+        train_set, t.batch_size, t.seed, dist.rank, dist.world_size, t.grad_accum
+    )  # type: ignore[arg-type]
+    train_loader = DataLoader(plan.stream, batch_size=plan.micro_batch_size, **options)
+    padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
+    eval_batch = max(1, min(plan.micro_batch_size * 2, 1024))
+    if isinstance(test_set, ShardDataset):
+        eval_stream = ShardStream(
+            test_set, seed=t.seed, shuffle=False, rank=dist.rank, world_size=dist.world_size,
+            micro_batch=eval_batch, per_rank=padded // dist.world_size,
+        )  # fmt: skip
+        return train_loader, plan, DataLoader(eval_stream, batch_size=eval_batch, **options)
+    eval_loader = DataLoader(
+        _PaddedEval(test_set, padded), batch_size=eval_batch,
+        sampler=ShardSampler(padded, dist.rank, dist.world_size), **options,
+    )  # fmt: skip
+    return train_loader, plan, eval_loader
 
 
 def _init_sigmoid_head(model: MlpFamilyModel) -> None:
@@ -271,6 +335,8 @@ def _setup(
     if t.loss == "sigmoid" and config.model.pretrained is None:
         _init_sigmoid_head(model)
     model.set_grad_checkpointing(t.grad_checkpointing)
+    if config.model.name == "auto" and config.model.pretrained is None:
+        config = config.replace(model={"name": model_name})  # what resume must rebuild
     if run_dir is None:
         run_dir = _new_run_dir(config, model_name, dist, locks)
     if dist.is_main:
@@ -303,6 +369,7 @@ def _setup(
         mcfg.std,
         info.num_classes,
         t.label_smoothing,
+        worker_side=worker_side(train_set),
     )
     trainer = Trainer(
         config=config, run_dir=run_dir, dist=dist, device=device, model=wrapped,
@@ -330,7 +397,6 @@ def _write_outputs(
     model_cpu = MlpFamilyModel.from_state_dict(
         {k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config
     )
-    model_cpu.save(run_dir / MODEL_DIR)
     summary: dict[str, Any] = {
         "model": model_name,
         "dataset": info.name,
@@ -345,6 +411,8 @@ def _write_outputs(
         "precision": cfg.train.precision,
         "seed": cfg.train.seed,
         "resumed": resumed,
+        "run_id": trainer.run_id,
+        "config_sha256": config_sha256(cfg),
         "checkpoint": str(run_dir / MODEL_DIR),
         "skipped_images": len(info.skipped),
     }
@@ -360,6 +428,8 @@ def _write_outputs(
         for key in ("ema_test_top1", "ema_test_top5", "ema_test_loss"):
             if key in trainer.last_eval:
                 summary[key] = trainer.last_eval[key]
+    # saved once the metrics are known: its README (model card) reports them
+    write_run_model(model_cpu, run_dir / MODEL_DIR, summary)
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     if cfg.run.plot:
         records = MetricsLog(run_dir).read()
@@ -375,7 +445,10 @@ def train(
     """Run a training job; returns the run directory, the summary and the final model.
 
     ``resume=RUN_DIR`` continues that run from ``RUN_DIR/checkpoints/last.pt`` with the
-    config stored in ``RUN_DIR/config.yaml`` (``overrides``, ``--set`` style, still apply).
+    config stored there; ``overrides`` (``--set`` style) may only change what
+    `mlpmixer.train.run_guard` allows (e.g. ``train.epochs`` to extend the run), anything
+    else that disagrees is a `ConfigError`. A new run goes only into a new or empty
+    ``run.out`` (`check_out_dir`).
     Under torchrun every process calls this; only rank 0 writes files.
     """
     with contextlib.ExitStack() as locks:  # the run directory's lock, held until the end
@@ -388,36 +461,67 @@ def _train(
     overrides: Sequence[str],
     locks: contextlib.ExitStack,
 ) -> RunResult:
-    run_dir = None
-    checkpoint = None
+    run_dir = plan = None
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / RUN_CONFIG_FILE).is_file():
-            raise ConfigError(f"{run_dir}: not a run directory (no {RUN_CONFIG_FILE})")
+        plan = plan_resume(run_dir, overrides)  # refusals come before anything is written
         if env_dist_info().is_main:  # refuse to resume a run another process is training
             locks.enter_context(run_dir_lock(run_dir))
-        config = load_config(run_dir / RUN_CONFIG_FILE)
-        checkpoint = load_train_state(run_dir)
-    config = config or TrainConfig()
-    if overrides:
-        config = config.override(overrides)
+            if checkpoint_changed(run_dir, plan):  # it finished while we were checking
+                plan = plan_resume(run_dir, overrides)
+        config = plan.config
+    else:
+        config = config or TrainConfig()
+        if overrides:
+            config = config.override(overrides)
+        if config.run.out:  # before the data is read; on every process, so none waits in vain
+            check_out_dir(Path(config.run.out))  # (rank 0 writes nothing before all joined)
     dist = env_dist_info()
     device = resolve_device(config.train.device, dist)
-    init_process_group(dist, device)
+    init_process_group(dist, device, config.train.dist_timeout_s)
     threads = torch.get_num_threads()
     try:
-        _configure_torch(config, device)
-        trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
-        if checkpoint is not None:
-            trainer.load_checkpoint(checkpoint)
-        result = _run(trainer, model_name, info, resumed=checkpoint is not None)
-        # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
-        # a peer still works aborted a process now and then ("terminate called...").
-        barrier()
-        return result
+        with peers_checked():
+            return _train_here(config, run_dir, plan, dist, device, locks)
     finally:
         torch.set_num_threads(threads)  # train.threads applies to the run only
         destroy_process_group()
+
+
+def _train_here(
+    config: TrainConfig, run_dir: Path | None, plan: ResumePlan | None, dist: DistInfo,
+    device: torch.device, locks: contextlib.ExitStack,
+) -> RunResult:  # fmt: skip
+    _configure_torch(config, device)
+    trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
+    if plan is not None:
+        trainer.load_checkpoint(plan.checkpoint)
+        _check_length(trainer, run_dir)
+        if dist.is_main:
+            plan.log_changes()
+    state = trainer.state
+    bind_stream_order(trainer.train_sampler, trainer.run_dir, dist.world_size, dist.is_main,
+                      state.epoch, state.step_in_epoch)  # fmt: skip
+    trainer.run_id = broadcast_object(plan.run_id if plan else new_run_id())
+    if dist.is_main:
+        write_run_id(trainer.run_dir, trainer.run_id)
+    result = _run(trainer, model_name, info, resumed=plan is not None)
+    # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
+    # a peer still works aborted a process now and then ("terminate called...").
+    barrier()
+    return result
+
+
+def _check_length(trainer: Trainer, run_dir: Path | None) -> None:
+    """A resumed run may be made longer or shorter, never shorter than what it has done."""
+    done = trainer.state.global_step
+    if trainer.total_steps < done:
+        t = trainer.config.train
+        asked = f"train.steps={t.steps}" if t.steps else f"train.epochs={t.epochs}"
+        raise ConfigError(
+            f"{asked} ({trainer.total_steps} steps) is shorter than the {done} steps {run_dir} "
+            "has already done; give a larger value, or leave it out"
+        )
 
 
 def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) -> RunResult:
@@ -463,5 +567,5 @@ def _config_yaml(config: TrainConfig, model_name: str) -> str:
         data["model"]["name"] = model_name  # record what "auto" chose, so resume rebuilds it
     import yaml
 
-    header = "# resolved config of this run (mlpmixer train --config this-file reproduces it)\n"
+    header = f"{CONFIG_HEADER} (mlpmixer train --config this-file reproduces it)\n"
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)

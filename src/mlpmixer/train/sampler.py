@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from ..data.shards import ShardDataset, ShardStream
 from ..errors import ConfigError
 
 
@@ -95,3 +96,36 @@ class ShardSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
+
+
+class StreamBatchPlan:
+    """`TrainBatchSampler`'s interface for a `ShardStream` (shards read in sequence).
+
+    A global batch is ``batch_size`` positions of the epoch order: process r of w reads the
+    r-th of w contiguous parts of the epoch (``steps_per_epoch x batch_size / w`` positions;
+    the last incomplete global batch is dropped, as for folders) in micro-batches of
+    ``batch_size / (w x grad_accum)``. `set_epoch` skips ``start_step`` steps' micro-batches,
+    so a resumed run continues at the exact sample where the interrupted one stopped.
+    """
+
+    def __init__(
+        self, dataset: ShardDataset, batch_size: int, seed: int, rank: int = 0,
+        world_size: int = 1, grad_accum: int = 1,
+    ) -> None:  # fmt: skip
+        check = TrainBatchSampler(len(dataset), batch_size, seed, rank, world_size, grad_accum)
+        self.num_examples, self.batch_size = check.num_examples, check.batch_size
+        self.micro_batch_size, self.grad_accum = check.micro_batch_size, grad_accum
+        self.steps_per_epoch = check.steps_per_epoch
+        per_rank = self.steps_per_epoch * self.batch_size // world_size
+        self.stream = ShardStream(
+            dataset, seed=seed, shuffle=True, rank=rank, world_size=world_size,
+            micro_batch=self.micro_batch_size, per_rank=per_rank,
+        )  # fmt: skip
+        self.epoch, self.start_step = 0, 0
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        self.epoch, self.start_step = epoch, start_step
+        self.stream.set_epoch(epoch, start_step * self.grad_accum)
+
+    def __len__(self) -> int:
+        return (self.steps_per_epoch - self.start_step) * self.grad_accum

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoints.timm_format import check_tensor_views
 from ..errors import CheckpointError, RunError
 from ..fileio import atomic_path
 from ..layout import CHECKPOINT_DIR, LAST_CHECKPOINT
-from ..tensor_checks import check_tensor_views
 
 FORMAT = "mlpmixer-train-state"
 VERSION = 1
@@ -122,6 +122,10 @@ def save_train_state(run_dir: Path, state: dict[str, Any]) -> Path:
 def load_train_state(run_dir: Path) -> dict[str, Any]:
     """Read ``run_dir/checkpoints/last.pt`` without unpickling code; `CheckpointError` if absent."""
     path = checkpoint_path(run_dir)
+    if path.exists() and not path.is_file():  # a FIFO would block the read, a device never end
+        raise CheckpointError(
+            f"{path}: not a regular file (a FIFO, device or folder); restore the run's checkpoint"
+        )
     if not path.is_file():
         raise CheckpointError(
             f"{run_dir}: no training checkpoint at {path}; the run stopped before its first "

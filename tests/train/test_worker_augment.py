@@ -1,0 +1,67 @@
+"""Training on image files with the paper's worker-side augmentation (inception crop, flip,
+RandAugment, then mixup on the device): the weights do not depend on the worker count."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mlpmixer.train import TrainConfig, train
+
+from .conftest import tiny_config
+
+
+def _folder(root):
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        folder = root / "train" / f"c{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        array = rng.integers(0, 256, (20 + i, 30, 3), dtype=np.uint8)
+        array[..., i % 3] //= 4  # a little class signal
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, "JPEG", quality=90)
+        (folder / f"{i}.jpg").write_bytes(buffer.getvalue())
+    return root
+
+
+@pytest.mark.slow
+def test_image_folder_training_is_bitwise_the_same_with_0_or_2_workers(tmp_path):
+    data = _folder(tmp_path / "images")
+    weights = []
+    for workers in (0, 2):
+        config = tiny_config(
+            data={"dataset": str(data), "num_workers": workers, "val_fraction": 0.25},
+            augment={"random_resized_crop": True, "crop_scale": [0.05, 1.0],
+                     "crop_ratio": [0.75, 1.33], "hflip": True, "randaugment_n": 2,
+                     "randaugment_m": 15.0, "mixup_alpha": 0.5},
+            train={"epochs": 2, "batch_size": 6},
+            run={"out": str(tmp_path / f"run{workers}"), "progress": "none", "plot": False},
+        )  # fmt: skip
+        result = train(TrainConfig.from_dict(config))
+        weights.append(result.model.state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_in_memory_batches_get_the_same_randaugment_seeded_by_torch(channels):
+    """Arrays (digits, CIFAR) have no workers: DeviceAugment runs the same uint8 RandAugment,
+    image by image, drawing from torch's generator (reseeded every step by the loop)."""
+    from mlpmixer.train.augment import DeviceAugment
+    from mlpmixer.train.config import AugmentSection
+
+    cfg = AugmentSection(randaugment_n=2, randaugment_m=15.0)
+    augment = DeviceAugment(cfg, (16, 16), (0.5,) * channels, (0.25,) * channels, 3)
+    images = torch.rand(8, channels, 16, 16)
+    labels = torch.zeros(8, dtype=torch.long)
+    torch.manual_seed(1)
+    first, _ = augment(images, labels)
+    torch.manual_seed(1)
+    again, _ = augment(images, labels)
+    assert torch.equal(first, again) and first.shape == images.shape
+    plain = (images * 255).round() / 255
+    assert not torch.allclose(first * 0.25 + 0.5, plain, atol=1e-3)  # the ops changed pixels
