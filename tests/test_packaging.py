@@ -38,8 +38,8 @@ def test_the_wheel_ships_every_recipe(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for recipe in sorted((ROOT / "configs").glob("*.yaml")):
         assert f"mlpmixer/configs/{recipe.name}" in names
-    # models/gelu.py compiles this source on first use; a wheel without it falls back to ATen
-    assert "mlpmixer/models/gelu_kernel.c" in names
+    # models/fast/gelu.py compiles this source on first use; a wheel without it falls back to ATen
+    assert "mlpmixer/models/fast/gelu_kernel.c" in names
 
 
 def test_help_of_the_package_is_short_and_covers_it():

@@ -46,17 +46,42 @@ def test_importing_the_model_package_loads_no_cli_checkpoint_or_download_code():
     assert not bad, bad
 
 
-def _module_level_imports(path: Path) -> list[str]:
-    """Absolute names of the imports at a module's top level (not inside functions)."""
+PACKAGE = MODELS.parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside ``if TYPE_CHECKING:`` blocks (never run)."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return skipped
+
+
+def imports(path: Path, module_name: str | None = None) -> list[str]:
+    """Absolute names of every import in a module that can run, inside functions too.
+
+    ``from .x import y`` gives ``pkg.x.y``; imports under ``if TYPE_CHECKING:`` are left out.
+    """
     tree = ast.parse(path.read_text())
+    skipped = _type_checking_only(tree)
+    module = (module_name or _module_name(path)).split(".")
+    package = module if path.name == "__init__.py" else module[:-1]
     names = []
-    for node in tree.body:
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:  # relative: resolve against mlpmixer.models
-                parent = ["mlpmixer", "models"][: 3 - node.level]
+            if node.level:  # relative: resolve against the module's package
+                parent = package[: len(package) - node.level + 1]
                 base = ".".join([*parent, base] if base else parent)
             names += [f"{base}.{alias.name}" for alias in node.names]
     return names
@@ -64,10 +89,91 @@ def _module_level_imports(path: Path) -> list[str]:
 
 def test_the_model_package_imports_huggingface_hub_only_for_the_hub_mixin():
     hub = {}
-    for path in sorted(MODELS.glob("*.py")):
-        for name in _module_level_imports(path):
+    for path in sorted(MODELS.rglob("*.py")):
+        for name in imports(path):
             assert not name.startswith(FORBIDDEN), f"{path.name} imports {name}"
             assert not name.startswith(("urllib", "requests", "httpx")), f"{path.name}: {name}"
             if name.startswith("huggingface_hub"):
                 hub.setdefault(path.name, []).append(name)
-    assert hub == {"base.py": ["huggingface_hub.PyTorchModelHubMixin"]}
+    assert hub == {"io.py": ["huggingface_hub.PyTorchModelHubMixin"]}
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Which of mlpmixer's subpackages and top-level modules import which (any import)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = _module_name(path).split(".")
+        if len(parts) < 2:
+            continue  # mlpmixer/__init__.py re-exports everything: above every package
+        for name in imports(path):
+            dst = name.split(".")[1] if name.startswith("mlpmixer.") else None
+            if dst and dst != parts[1]:
+                graph.setdefault(parts[1], set()).add(dst)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = 2
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+# The one package-level circle left (no module-level one): checkpoints/run_dir.py reads a run's
+# last.pt with train/state.py, and train/run.py builds on checkpoints. Moving train/state.py's
+# file format below both packages closes it (another branch's file this round); then empty
+# this set.
+KNOWN_PACKAGE_EDGES_IN_A_CIRCLE = {("checkpoints", "train")}
+
+
+def test_no_import_cycles_between_packages():
+    """models -> checkpoints -> ... -> models was one; imports inside functions count too."""
+    graph = package_graph()
+    for src, dst in KNOWN_PACKAGE_EDGES_IN_A_CIRCLE:
+        assert dst in graph.get(src, set()), f"{src} -> {dst} is gone: update this test"
+        graph[src].discard(dst)
+    cycle = _cycle(graph)
+    assert cycle is None, " -> ".join(cycle)
+
+
+def module_graph(root: Path, prefix: str) -> dict[str, set[str]]:
+    """Module-to-module imports (any import) among the modules under ``root``."""
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        src = _module_name(path)
+        for name in imports(path):
+            for dst in (name, name.rpartition(".")[0]):
+                is_module = (PACKAGE.parent / (dst.replace(".", "/") + ".py")).exists()
+                if dst.startswith(prefix) and dst != src and is_module:
+                    graph.setdefault(src, set()).add(dst)
+    return graph
+
+
+def test_no_import_cycles_between_the_model_modules():
+    """models/config <-> models/flops was one (through an import inside a function)."""
+    cycle = _cycle(module_graph(MODELS, "mlpmixer.models."))
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_walk_sees_imports_inside_functions(tmp_path):
+    """The check itself: an import in a function body is found (it was not, before)."""
+    fake = tmp_path / "m.py"
+    fake.write_text("def f():\n    from ..checkpoints import load_model\n")
+    assert imports(fake, "mlpmixer.models.m") == ["mlpmixer.checkpoints.load_model"]
+    graph = {"models": {"checkpoints"}, "checkpoints": {"train"}, "train": {"models"}}
+    assert _cycle(graph) == ["checkpoints", "train", "models", "checkpoints"]

@@ -1,80 +1,66 @@
-"""What every model of the family shares: stem, blocks, norm, head, and timm's model API.
+"""What every model of the family is: stem, blocks, norm, head, and the forward pass.
 
 A family model is ``stem -> N blocks -> norm -> mean over tokens -> head`` on activations
 (B, S, C); the families differ only in their block (and ResMLP in its norm). A subclass
 sets ``family`` and implements `make_block` (and optionally `make_norm`,
-`init_family_weights`; blocks define ``resized_token_weights``). Everything else is here:
+`init_family_weights`; blocks define ``resized_token_weights``). The rest comes in pieces:
 
-* timm's API: ``num_features``, ``get_classifier``, ``reset_classifier``, ``pretrained_cfg``
-  / ``default_cfg``, ``forward_intermediates``, ``group_matcher``, ``forward_head``;
-* the project's: ``forward_features``, ``set_grad_checkpointing``, ``no_weight_decay``,
-  ``param_groups``, ``resize``, ``from_state_dict``, ``save`` / ``from_pretrained``,
-  ``check_input``.
+* here: construction (plain or fast layers, chosen once), ``forward_features``,
+  ``forward_head``, ``check_input``, ``num_features``, ``resize``;
+* `timm_api.TimmApi`: timm's model API (``pretrained_cfg``, ``reset_classifier``,
+  ``forward_intermediates``, ``group_matcher``, ``no_weight_decay``...);
+* `io.ModelIO`: ``from_state_dict``, ``save`` / ``save_pretrained`` / ``from_pretrained``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+import copy
 from typing import Any, ClassVar
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..errors import CheckpointError, ConfigError, InputShapeError
+from ..errors import ConfigError, InputShapeError
 from .config import MixerConfig
+from .family import build_model, family_class, register_family_class
+from .fast import layer_set
+from .fast.aside import traced
 from .init import init_weights
-from .layers import PatchEmbed
-from .params import no_weight_decay_names, weight_decay_groups
+from .io import ModelIO
+from .layers import PLAIN, LayerSet
 from .resize import resized_config, token_resize
+from .timm_api import GLOBAL_POOLS, OUTPUT_FORMATS, TimmApi, take_indices
 
-_FAMILY_CLASSES: dict[str, type[MlpFamilyModel]] = {}
-OUTPUT_FORMATS = ("NCHW", "NLC")
-GLOBAL_POOLS = ("", "avg")
-
-
-def family_class(family: str) -> type[MlpFamilyModel]:
-    """The model class that builds ``family`` (a `MixerConfig.family` value)."""
-    if family not in _FAMILY_CLASSES:
-        raise ConfigError(f"unknown model family {family!r}; known: {sorted(_FAMILY_CLASSES)}")
-    return _FAMILY_CLASSES[family]
-
-
-def build_model(config: MixerConfig) -> MlpFamilyModel:
-    """A freshly initialised model of ``config.family``."""
-    return family_class(config.family)(config)
+__all__ = [
+    "GLOBAL_POOLS",
+    "OUTPUT_FORMATS",
+    "MlpFamilyModel",
+    "build_model",
+    "family_class",
+    "take_indices",
+]
 
 
-def take_indices(num_blocks: int, indices: int | Sequence[int] | None) -> list[int]:
-    """timm's block selection: None all, an int n the last n, a sequence those (negative ok)."""
-    if indices is None:
-        indices = num_blocks
-    if isinstance(indices, int):
-        if not 0 < indices <= num_blocks:
-            raise ConfigError(f"indices={indices}: last-n must be in 1..{num_blocks}")
-        return list(range(num_blocks - indices, num_blocks))
-    taken = [i + num_blocks if i < 0 else i for i in indices]
-    bad = [i for i, t in zip(indices, taken, strict=True) if not 0 <= t < num_blocks]
-    if bad or not taken:
-        raise ConfigError(f"block indices {list(indices)} out of range for {num_blocks} blocks")
-    return taken
+def _tree_copy(module: nn.Module) -> nn.Module:
+    """Shallow copies of ``module`` and all its submodules, sharing parameters and buffers."""
+    clone = copy.copy(module)
+    clone._modules = {k: None if m is None else _tree_copy(m) for k, m in module._modules.items()}
+    return clone
 
 
-class MlpFamilyModel(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="mlpmixer",
-    tags=["image-classification", "mlp-mixer"],
-    paper_url="https://arxiv.org/abs/2105.01601",
-):
+class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
     """Base of `MlpMixer`, `GMixer`, `ResMlp` and `GMlp`: ``Model(config)`` or ``Model(**fields)``.
 
     ``forward(images)`` maps (B, in_chans, H, W) to logits (B, num_classes), or to pooled
     features (B, C) when ``num_classes == 0``.
     """
 
+    # Python-side properties that torch.jit.script must not compile (they read the config)
+    __jit_unused_properties__: ClassVar[list[str]] = [
+        "pretrained_cfg", "default_cfg", "num_classes", "num_features", "head_hidden_size",
+        "feature_info",
+    ]  # fmt: skip
     family: ClassVar[str] = ""
     token_linear: ClassVar[str] = ""  # ResMLP, gMLP: the blocks' S × S token Linear
     token_weight: ClassVar[str] = ""  # the block weight (units, S) reading the tokens, if not
@@ -83,13 +69,14 @@ class MlpFamilyModel(
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.family:
-            _FAMILY_CLASSES.setdefault(cls.family, cls)
+            register_family_class(cls)
 
     def __init__(
         self,
         config: MixerConfig | None = None,
         *,
         grad_checkpointing: bool = False,
+        fast: bool | None = None,
         **overrides: Any,
     ) -> None:
         super().__init__()
@@ -102,19 +89,27 @@ class MlpFamilyModel(
         self.config = config
         self.grad_checkpointing = grad_checkpointing  # run-time switch, never saved
         self.global_pool = "avg"
-        self.stem = PatchEmbed(config.patch_size, config.in_chans, config.hidden_dim)
+        # Plain layers or models.fast's drop-ins (same state dict), chosen once, here.
+        layers = layer_set(fast)
+        self.fast_layers = layers is not PLAIN
+        self.stem = layers.patch_embed(config.patch_size, config.in_chans, config.hidden_dim)
         n = config.num_blocks
         rates = [config.drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # 0 ... rate
-        self.blocks = nn.ModuleList(self.make_block(config, rate) for rate in rates)
+        self.blocks = nn.ModuleList(self.make_block(config, rate, layers) for rate in rates)
         self.norm = self.make_norm(config)
         self.head_drop = nn.Dropout(config.drop_rate)
         self.head = self._new_head(config.num_classes)
         init_weights(self)
         self.init_family_weights()
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What `torch.jit.script` scripts: a copy of the module tree (same parameters), so that
+        the fast layers, which script as their plain layers, are swapped in the copy only."""
+        return _tree_copy(self)
+
     # ----- what a family defines ---------------------------------------------------------
-    def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
-        """One residual block (B, S, C) -> (B, S, C)."""
+    def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
+        """One residual block (B, S, C) -> (B, S, C), built from ``layers``."""
         raise NotImplementedError
 
     def make_norm(self, config: MixerConfig) -> nn.Module:
@@ -165,11 +160,21 @@ class MlpFamilyModel(
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> normalised token features (B, S, C)."""
-        self.check_input(images)
-        x = self.stem(images)
+        x = self.stem(self.checked(images))
         for block in self.blocks:
-            x = self._run_block(block, x)
+            # torch.jit.is_scripting() alone in an `if`: TorchScript then skips the other branch
+            if torch.jit.is_scripting():  # noqa: SIM108
+                x = block(x)
+            else:
+                x = self._run_block(block, x)
         return self.norm(x)
+
+    def checked(self, images: torch.Tensor) -> torch.Tensor:
+        """``images``, after `check_input` in eager code (traced graphs keep no Python checks)."""
+        if not torch.jit.is_scripting():  # noqa: SIM102 (alone: TorchScript skips the body)
+            if not traced():
+                self.check_input(images)
+        return images
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Token features (B, S, C) -> logits (B, num_classes), or pooled (B, C) if pre_logits.
@@ -183,107 +188,6 @@ class MlpFamilyModel(
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(images))
-
-    def forward_intermediates(
-        self,
-        images: torch.Tensor,
-        indices: int | Sequence[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Block outputs as timm returns them, plus (unless ``intermediates_only``) the features.
-
-        ``indices``: None every block, an int n the last n, a sequence those blocks (negative
-        from the end). ``norm`` passes each through the final norm. ``output_fmt`` 'NCHW'
-        gives (B, C, gh, gw), 'NLC' (B, S, C). ``stop_early`` skips the blocks after the last
-        one taken (the returned features are then those of that block, normalised).
-        Returns ``(features (B, S, C), [intermediates])`` or the list alone.
-        """
-        if output_fmt not in OUTPUT_FORMATS:
-            raise ConfigError(f"output_fmt must be one of {OUTPUT_FORMATS}, got {output_fmt!r}")
-        taken = take_indices(len(self.blocks), indices)
-        last = max(taken) if stop_early else len(self.blocks) - 1
-        self.check_input(images)
-        x = self.stem(images)
-        intermediates = []
-        for i, block in enumerate(self.blocks[: last + 1]):
-            x = self._run_block(block, x)
-            if i in taken:
-                intermediates.append(self.norm(x) if norm else x)
-        if output_fmt == "NCHW":
-            gh, gw = self.config.grid_size
-            intermediates = [
-                y.reshape(y.shape[0], gh, gw, -1).permute(0, 3, 1, 2).contiguous()
-                for y in intermediates
-            ]
-        if intermediates_only:
-            return intermediates
-        return self.norm(x), intermediates
-
-    # ----- timm's model API --------------------------------------------------------------
-    @property
-    def pretrained_cfg(self) -> dict[str, Any]:
-        """timm's preprocessing dict for this model's weights (from the config)."""
-        c = self.config
-        return {
-            "num_classes": c.num_classes,
-            "input_size": (c.in_chans, *c.img_size),
-            "fixed_input_size": True,
-            "mean": tuple(c.mean),
-            "std": tuple(c.std),
-            "interpolation": c.interpolation,
-            "crop_pct": c.crop_pct,
-            "pool_size": None,
-            "first_conv": "stem.proj",
-            "classifier": "head",
-        }
-
-    default_cfg = pretrained_cfg
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(
-        self,
-        num_classes: int,
-        global_pool: str | None = None,
-        class_names: Sequence[str] | None = None,
-    ) -> None:
-        """Replace the head with a zero-initialised one for ``num_classes`` (0: no head).
-
-        ``global_pool`` '' keeps the tokens unpooled in `forward_head`, 'avg' pools them.
-        """
-        if global_pool is not None:
-            if global_pool not in GLOBAL_POOLS:
-                raise ConfigError(f"global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}")
-            self.global_pool = global_pool
-        names = tuple(class_names) if class_names is not None else None
-        self.config = self.config.replace(num_classes=num_classes, class_names=names)
-        param = next(self.parameters())
-        self.head = self._new_head(num_classes).to(device=param.device, dtype=param.dtype)
-        self.head.train(self.training)
-
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """timm's parameter groups (layer-wise LR decay): the stem, each block, the final norm.
-
-        ``coarse`` gives the same groups, as in timm for these models.
-        """
-        return {"stem": r"^stem", "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in backward: less memory, ~30% more compute."""
-        self.grad_checkpointing = enable
-
-    def no_weight_decay(self) -> set[str]:
-        """Names of parameters that recipes exclude from weight decay: vectors (norms, biases,
-        Affine, LayerScale)."""
-        return no_weight_decay_names(self)
-
-    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """Optimizer groups: matrices get ``weight_decay``, norms and biases get none."""
-        return weight_decay_groups(self, weight_decay)
 
     def token_mixing_weight(self, block: int) -> torch.Tensor:
         """The weight (units, S) of block ``block`` that reads the tokens: each row is one
@@ -314,115 +218,3 @@ class MlpFamilyModel(
         resized = type(self).from_state_dict(state, config)
         resized.set_grad_checkpointing(self.grad_checkpointing)
         return resized.to(device=param.device, dtype=param.dtype).train(self.training)
-
-    # ----- weights in and out ------------------------------------------------------------
-    @classmethod
-    def from_state_dict(
-        cls,
-        state: dict[str, torch.Tensor],
-        config: MixerConfig,
-        reset_head: bool = False,
-    ) -> MlpFamilyModel:
-        """Build a model for ``config`` and load ``state`` (this package's key names) into it.
-
-        Called on the base class, the family comes from ``config``. Missing or unexpected
-        keys and shape mismatches raise `CheckpointError` naming them. ``reset_head=True``
-        ignores the stored head and keeps a fresh zero-initialised one.
-        """
-        from ..checkpoints.state_fit import check_state_fits  # checkpoints/ builds on models/
-
-        model_cls = cls if cls.family else family_class(config.family)
-        # Built on the meta device: random init of weights that are overwritten at once was
-        # ~90% of the load time (B/16: seconds). The checkpoint's tensors are then assigned
-        # as the parameters (copied to float32, so the model never aliases the caller's
-        # tensors, e.g. the source model's in `resize`).
-        with torch.device("meta"):
-            model = model_cls(config)
-        if reset_head:
-            state = {k: v for k, v in state.items() if not k.startswith("head.")}
-        expected = model.state_dict()
-        if reset_head:
-            expected = {k: v for k, v in expected.items() if not k.startswith("head.")}
-        check_state_fits(state, expected)
-        owned = {
-            k: v.detach().to(dtype=torch.float32, device="cpu", copy=True).contiguous()
-            for k, v in state.items()
-        }
-        model.load_state_dict(owned, strict=not reset_head, assign=True)
-        if reset_head:
-            model.head = model._new_head(config.num_classes)  # real zeros, not meta
-        return model
-
-    # The project's own format: safetensors + config.json (the Hugging Face hub layout).
-    def _save_pretrained(self, save_directory: Any) -> None:
-        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
-
-        write_native(save_directory, self.config, self.state_dict())
-
-    def save_pretrained(  # type: ignore[override]
-        self,
-        save_directory: Any,
-        *,
-        repo_id: str | None = None,
-        push_to_hub: bool = False,
-        model_card_kwargs: dict[str, Any] | None = None,
-        **push_to_hub_kwargs: Any,
-    ) -> str | None:
-        """Write the hub layout (weights, config.json, README.md) as one atomic folder.
-
-        README.md is a model card (checkpoints/model_card.py); one already there is kept.
-
-        The mixin's version deletes ``config.json`` before writing the weights, so a kill in
-        between left a folder that loaded as a bare state dict; here the folder is built
-        aside and renamed into place. ``push_to_hub=True`` then uploads it.
-        """
-        from ..checkpoints.model_card import native_readme  # checkpoints/ builds on models/
-        from ..checkpoints.native import write_native
-
-        path = Path(save_directory)
-        # the name the card tells users to load: the hub id when pushing (the mixin's
-        # push_to_hub saves into a temporary folder and passes model_card_kwargs on)
-        card_kwargs = model_card_kwargs or {}
-        location = card_kwargs.get("location") or repo_id or str(save_directory)
-        extra = {}
-        if not (path / "README.md").exists():  # like the mixin: a user's card is kept
-            extra["README.md"] = native_readme(self.config, location)
-        write_native(path, self.config, self.state_dict(), extra_files=extra)
-        if not push_to_hub:
-            return None
-        repo_id = repo_id or path.name
-        card_kwargs = {**card_kwargs, "location": repo_id}
-        return self.push_to_hub(
-            repo_id=repo_id, model_card_kwargs=card_kwargs, **push_to_hub_kwargs
-        )
-
-    def save(self, path: Any) -> None:
-        """Save in the project's format: a directory (hub layout) or one ``.safetensors`` file."""
-        from ..checkpoints.native import write_native  # checkpoints/ builds on models/
-
-        write_native(path, self.config, self.state_dict())
-
-    @classmethod
-    def from_pretrained(  # type: ignore[override]
-        cls, name_or_path: Any, reset_head: bool = False, **kwargs: Any
-    ) -> MlpFamilyModel:
-        """Load the project's format from a local directory/file or a hub repository id.
-
-        The stored config's family picks the class. Hub options (``revision``,
-        ``cache_dir``, ``token``, ``local_files_only``, ``force_download``) go to
-        huggingface_hub; other keywords override the stored config (``num_classes``
-        together with ``reset_head=True`` for fine-tuning).
-        """
-        from ..checkpoints.native import HUB_OPTIONS, read_native  # checkpoints/ builds on models/
-        from ..checkpoints.state_fit import apply_overrides
-
-        hub_options = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
-        config_dict, state = read_native(name_or_path, **hub_options)
-        config = MixerConfig.from_dict(config_dict)
-        model_cls = family_class(config.family)
-        if not issubclass(model_cls, cls):
-            raise CheckpointError(
-                f"{name_or_path} holds a {config.family!r} model, not a {cls.__name__}"
-            )
-        config = apply_overrides(config, kwargs, reset_head)
-        return model_cls.from_state_dict(state, config, reset_head=reset_head)

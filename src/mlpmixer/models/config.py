@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from .flops import param_count
 
 RUNTIME_KEYS = ("grad_checkpointing",)
 """Run-time switches that older versions stored in config.json; read and ignored."""
@@ -153,8 +154,6 @@ class MixerConfig:
             raise ConfigError(
                 f"num_blocks={self.num_blocks} is more than the limit of {MAX_BLOCKS} blocks"
             )
-        from .flops import param_count  # flops imports this module
-
         params = param_count(self)
         if params > MAX_PARAMS:
             sizes = ", ".join(

@@ -16,7 +16,10 @@ are left out (about 1% of the total, and not matmul work).
 
 from __future__ import annotations
 
-from .config import MixerConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: config.py imports this module to bound model sizes
+    from .config import MixerConfig
 
 
 def _block_macs(config: MixerConfig) -> int:

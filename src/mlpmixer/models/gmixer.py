@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import MixerConfig
 from .init import open_gate_
-from .layers import over_tokens
+from .layers import LayerSet
 from .mixer import MixerBlock, MlpMixer
 from .resize import TokenResize, token_mlp_weights
 
@@ -33,6 +33,9 @@ class SwiGluMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.swiglu(x)
+
+    def swiglu(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.fc1(x).chunk(2, dim=-1)
         return self.drop(self.fc2(self.drop(value * self.act(gate))))
 
@@ -41,16 +44,16 @@ class TokenSwiGluMlp(SwiGluMlp):
     """`SwiGluMlp` over the token axis: (B, S, C) -> (B, S, C), fc1 (D_S, S)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return over_tokens(super().forward, x)
+        return self.swiglu(x.transpose(1, 2)).transpose(1, 2)
 
 
 class GMixerBlock(MixerBlock):
     """`MixerBlock` whose token and channel MLPs are SwiGLUs."""
 
-    def token_mlp(self, config: MixerConfig) -> nn.Module:
+    def token_mlp(self, config: MixerConfig, layers: LayerSet) -> nn.Module:
         return TokenSwiGluMlp(config.num_tokens, config.tokens_mlp_dim, config.drop_rate)
 
-    def channel_mlp(self, config: MixerConfig) -> nn.Module:
+    def channel_mlp(self, config: MixerConfig, layers: LayerSet) -> nn.Module:
         return SwiGluMlp(config.hidden_dim, config.channels_mlp_dim, config.drop_rate)
 
     def resized_token_weights(self, resize: TokenResize) -> dict[str, torch.Tensor]:
@@ -63,8 +66,8 @@ class GMixer(MlpMixer):
 
     family = "gmixer"
 
-    def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
-        return GMixerBlock(config, drop_path_rate)
+    def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
+        return GMixerBlock(config, drop_path_rate, layers)
 
     def init_family_weights(self) -> None:
         # Gates start nearly constant (SiLU(1) ≈ 0.73), as in timm: each SwiGLU starts as a

@@ -19,9 +19,8 @@ from torch import nn
 
 from .base import MlpFamilyModel
 from .config import MixerConfig
-from .gelu import GELU
 from .init import open_gate_
-from .layers import drop_path, over_tokens
+from .layers import PLAIN, LayerSet, drop_path
 from .resize import TokenResize, token_linear_weights
 
 GATE_NORM_EPS = 1e-5  # torch's LayerNorm default, which timm's spatial gating unit keeps
@@ -37,18 +36,18 @@ class SpatialGatingUnit(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z1, z2 = z.chunk(2, dim=-1)
-        return z1 * over_tokens(self.proj, self.norm(z2))
+        return z1 * self.proj(self.norm(z2).transpose(1, 2)).transpose(1, 2)  # W over tokens
 
 
 class GMlpBlock(nn.Module):
     """x += V · SGU(GELU(U · LN(x))): one gated MLP with spatial gating, pre-norm, residual."""
 
-    def __init__(self, config: MixerConfig, drop_path_rate: float) -> None:
+    def __init__(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet = PLAIN):
         super().__init__()
         c, d = config.hidden_dim, config.channels_mlp_dim
         self.norm = nn.LayerNorm(c, eps=config.norm_eps)
         self.fc1 = nn.Linear(c, d)
-        self.act = GELU(approximate=config.gelu)  # fused CPU kernel for the tanh form
+        self.act = layers.act(approximate=config.gelu)
         self.spatial_gating = SpatialGatingUnit(d, config.num_tokens)
         self.fc2 = nn.Linear(d // 2, c)
         self.drop = nn.Dropout(config.drop_rate)
@@ -71,8 +70,8 @@ class GMlp(MlpFamilyModel):
     family = "gmlp"
     token_linear = "spatial_gating.proj"
 
-    def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
-        return GMlpBlock(config, drop_path_rate)
+    def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
+        return GMlpBlock(config, drop_path_rate, layers)
 
     def init_family_weights(self) -> None:
         # The paper's init: W ~ 0 and b = 1, so the gate passes Z1 through at first.

@@ -1,12 +1,16 @@
-"""Layers shared by the family: patch stem, stochastic depth, ResMLP's Affine.
+"""Layers shared by the family: patch stem, MLPs, stochastic depth, ResMLP's Affine.
 
-Shapes: B images, S tokens, C channels.
+Shapes: B images, S tokens, C channels. These are the plain layers, written as the papers
+write them; `models.fast` has drop-in replacements (same parameters and state dicts) that a
+model picks once, at construction, through a `LayerSet`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -18,7 +22,7 @@ def drop_path(x: torch.Tensor, p: float, training: bool, scale: bool) -> torch.T
     """
     if p == 0.0 or not training:
         return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - p)
+    keep = x.new_empty([x.shape[0]] + [1] * (x.ndim - 1)).bernoulli_(1.0 - p)
     if scale:
         keep.div_(1.0 - p)
     return x * keep
@@ -27,8 +31,7 @@ def drop_path(x: torch.Tensor, p: float, training: bool, scale: bool) -> torch.T
 class PatchEmbed(nn.Module):
     """Non-overlapping P×P patches, each projected to C channels: (B, in, H, W) -> (B, S, C).
 
-    The weight is stored as a Conv2d kernel (C, in, Ph, Pw); the forward pass is a
-    patchify reshape plus one matmul, which computes exactly the strided convolution.
+    A strided convolution, as in the paper's Listing 1 (``nn.Conv(..., strides=patch)``).
     """
 
     def __init__(self, patch_size: tuple[int, int], in_chans: int, hidden_dim: int) -> None:
@@ -37,11 +40,58 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, hidden_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = images.shape
-        ph, pw = self.patch_size
-        patches = images.reshape(b, c, h // ph, ph, w // pw, pw)
-        patches = patches.permute(0, 2, 4, 1, 3, 5).reshape(b, (h // ph) * (w // pw), c * ph * pw)
-        return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
+        return self.proj(images).flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, S, C)
+
+
+class Mlp(nn.Module):
+    """Dense -> GELU -> Dense over the last axis (dim -> hidden -> dim), dropout after each.
+
+    The paper's ``MlpBlock``: Mixer's channel MLP, and with `TokenMlp` its token MLP.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        gelu: str = "none",
+        drop: float = 0.0,
+        act_layer: Callable[..., nn.Module] = nn.GELU,
+    ) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = act_layer(approximate=gelu)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., dim) -> (..., dim): fc2(GELU(fc1(x))) with dropout."""
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class TokenMlp(Mlp):
+    """`Mlp` over the token axis: (B, S, C) -> transpose -> MLP over S -> transpose back.
+
+    ``fc1.weight`` is (D_S, S), as in a Linear over tokens.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x.transpose(1, 2)).transpose(1, 2)
+
+
+@dataclass(frozen=True)
+class LayerSet:
+    """The layer classes a model is built from: `PLAIN`, or `models.fast.FAST` (drop-ins)."""
+
+    patch_embed: type[PatchEmbed] = PatchEmbed
+    mlp: type[Mlp] = Mlp  # over the last axis (channels)
+    token_mlp: type[Mlp] = TokenMlp  # over the tokens of (B, S, C)
+    act: Callable[..., nn.Module] = nn.GELU  # takes approximate=
+
+
+PLAIN = LayerSet()
 
 
 class Affine(nn.Module):
@@ -54,8 +104,3 @@ class Affine(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.beta, self.alpha, x)
-
-
-def over_tokens(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply ``layer`` (acting on the last axis) along the token axis of x (B, S, C)."""
-    return layer(x.transpose(1, 2)).transpose(1, 2)

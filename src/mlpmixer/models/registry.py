@@ -20,8 +20,10 @@ from typing import Any
 from ..errors import ConfigError
 from .base import MlpFamilyModel, build_model
 from .config import MixerConfig
-from .family_registry import register_family
+from .features import FeatureGetter
 from .pretrained import sources
+from .storage import storage
+from .timm_families import register_family
 
 
 @dataclass(frozen=True)
@@ -183,19 +185,42 @@ def pretrained_source(name: str, tag: str | None = None) -> str:
     return tags[tag]
 
 
+FEATURE_OPTIONS = ("out_indices", "output_fmt", "feature_cls", "norm", "prune")
+
+
 def create_model(
-    name: str, pretrained: bool = False, reset_head: bool = False, **overrides: Any
-) -> MlpFamilyModel:
+    name: str,
+    pretrained: bool = False,
+    reset_head: bool = False,
+    features_only: bool = False,
+    **overrides: Any,
+) -> MlpFamilyModel | FeatureGetter:
     """Build a registered model: ``create_model("mixer_b16_224")``, ``create_model("B/16")``.
 
     ``pretrained=True`` (or a name with a tag, ``"mixer_b16_224.goog_in21k"``) loads published
     weights; downloading needs a network and fails with a clear `DownloadError` offline.
     ``overrides`` change config fields (``num_classes=10, reset_head=True`` to fine-tune).
+    ``features_only=True`` returns timm's feature extractor (`FeatureGetter`): the outputs of
+    the blocks ``out_indices`` (default the last 3) as (B, C, H/P, W/P) maps
+    (``output_fmt="NLC"``: (B, S, C)); ``norm=True`` passes them through the final norm.
     """
+    options = {k: overrides.pop(k) for k in FEATURE_OPTIONS if k in overrides}
+    if options and not features_only:
+        raise ConfigError(f"{sorted(options)} apply only with features_only=True")
+    if options.pop("feature_cls", "getter") != "getter":
+        raise ConfigError("feature_cls: these models have only timm's 'getter' feature models")
+    model = _create(name, pretrained, reset_head, overrides)
+    return FeatureGetter(model, **options) if features_only else model
+
+
+def _create(
+    name: str, pretrained: bool, reset_head: bool, overrides: dict[str, Any]
+) -> MlpFamilyModel:
     base, _, tag = name.partition(".")
     base = resolve_name(base)
     if not (pretrained or tag):
         return build_model(model_config(base, **overrides))
-    from ..checkpoints import load_model  # checkpoints/ builds on models/ (and may download)
-
-    return load_model(pretrained_source(base, tag or None), reset_head=reset_head, **overrides)
+    # checkpoints/ builds on models/ (and may download): reached through what it registered
+    return storage().load_model(
+        pretrained_source(base, tag or None), reset_head=reset_head, **overrides
+    )

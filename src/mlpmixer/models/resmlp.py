@@ -18,23 +18,22 @@ from torch import nn
 
 from .base import MlpFamilyModel
 from .config import MixerConfig
-from .layers import Affine, drop_path, over_tokens
-from .mixer import ChannelMixingMlp
+from .layers import PLAIN, Affine, LayerSet, drop_path
 from .resize import TokenResize, token_linear_weights
 
 
 class ResMlpBlock(nn.Module):
     """Linear token mixing and an MLP over channels, each pre-Affine and LayerScaled."""
 
-    def __init__(self, config: MixerConfig, drop_path_rate: float) -> None:
+    def __init__(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet = PLAIN):
         super().__init__()
         c, s = config.hidden_dim, config.num_tokens
         self.token_norm = Affine(c)
         self.token_mixing = nn.Linear(s, s)
         self.token_scale = nn.Parameter(torch.full((c,), config.layer_scale_init))
         self.channel_norm = Affine(c)
-        self.channel_mixing = ChannelMixingMlp(
-            c, config.channels_mlp_dim, config.gelu, config.drop_rate
+        self.channel_mixing = layers.mlp(
+            c, config.channels_mlp_dim, config.gelu, config.drop_rate, act_layer=layers.act
         )
         self.channel_scale = nn.Parameter(torch.full((c,), config.layer_scale_init))
         self.drop_path_rate = drop_path_rate
@@ -48,7 +47,8 @@ class ResMlpBlock(nn.Module):
         return drop_path(scale * branch, self.drop_path_rate, self.training, self.drop_path_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self._residual(self.token_scale, over_tokens(self.token_mixing, self.token_norm(x)))
+        tokens = self.token_mixing(self.token_norm(x).transpose(1, 2)).transpose(1, 2)
+        x = x + self._residual(self.token_scale, tokens)
         return x + self._residual(self.channel_scale, self.channel_mixing(self.channel_norm(x)))
 
 
@@ -58,8 +58,8 @@ class ResMlp(MlpFamilyModel):
     family = "resmlp"
     token_linear = "token_mixing"
 
-    def make_block(self, config: MixerConfig, drop_path_rate: float) -> nn.Module:
-        return ResMlpBlock(config, drop_path_rate)
+    def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
+        return ResMlpBlock(config, drop_path_rate, layers)
 
     def make_norm(self, config: MixerConfig) -> nn.Module:
         return Affine(config.hidden_dim)

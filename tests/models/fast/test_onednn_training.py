@@ -7,7 +7,7 @@ import torch
 
 from mixer_testing import randomised, record_results
 from mlpmixer import MixerConfig, MlpMixer
-from mlpmixer.models import onednn
+from mlpmixer.models.fast import onednn
 from mlpmixer.models.plain import PlainMixer
 
 CONFIG = MixerConfig(

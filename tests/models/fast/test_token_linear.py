@@ -1,4 +1,4 @@
-"""token_products.affine: W·x + b along the channel axis, with the bias inside or after the product."""
+"""token_products.token_linear: W·x + b along the channel axis, with the bias inside or after the product."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlpmixer.models import token_products
+from mlpmixer.models.fast import token_linear as token_products
 
 
 def _operands(dtype=torch.float64, seed=0):
@@ -34,9 +34,9 @@ def test_split_only_for_reduced_precision_on_cpu():
 def test_values_equal_numpy_in_float64(split, monkeypatch):
     monkeypatch.setattr(token_products, "split_bias", lambda *_: split)
     w, b, x = _operands()
-    out = token_products.affine(w, b, x)
+    out = token_products.token_linear(w, b, x)
     np.testing.assert_allclose(out.numpy(), _numpy(w, b, x), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(token_products.affine(w, None, x).numpy(), _numpy(w, 0 * b, x))
+    np.testing.assert_allclose(token_products.token_linear(w, None, x).numpy(), _numpy(w, 0 * b, x))
 
 
 def test_split_gradients_equal_baddbmm_in_float64(monkeypatch):
@@ -44,7 +44,7 @@ def test_split_gradients_equal_baddbmm_in_float64(monkeypatch):
     for split in (False, True):
         monkeypatch.setattr(token_products, "split_bias", lambda *_, s=split: s)
         w, b, x = (t.requires_grad_() for t in _operands())
-        (token_products.affine(w, b, x) * torch.linspace(-1, 1, 7)).sum().backward()
+        (token_products.token_linear(w, b, x) * torch.linspace(-1, 1, 7)).sum().backward()
         grads.append([w.grad, b.grad, x.grad])
     for plain, split in zip(*grads, strict=True):
         torch.testing.assert_close(split, plain, atol=1e-10, rtol=0)
@@ -55,7 +55,7 @@ def test_bf16_within_2e_2_of_numpy(autocast):
     w, b, x = _operands(torch.float32, seed=1)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         args = (w, b, x) if autocast else (w.bfloat16(), b.bfloat16(), x.bfloat16())
-        out = token_products.affine(*args)
+        out = token_products.token_linear(*args)
     assert out.dtype == torch.bfloat16
     ref = _numpy(w, b, x)
     rel = np.abs(out.float().numpy() - ref).max() / np.abs(ref).max()

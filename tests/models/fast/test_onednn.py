@@ -10,7 +10,7 @@ from mixer_reference import mixer_logits
 from mixer_testing import randomised, record_results
 from mlpmixer import MixerConfig, MlpMixer
 from mlpmixer.checkpoints.official import state_to_official
-from mlpmixer.models import onednn
+from mlpmixer.models.fast import onednn
 from mlpmixer.models.plain import PlainMixer
 
 CONFIG = MixerConfig(

@@ -14,7 +14,7 @@ import torch
 from mixer_testing import randomised
 from mlpmixer import MixerConfig, MlpMixer
 from mlpmixer.checkpoints import load_model, save_model
-from mlpmixer.models.mixer import ChannelMixingMlp
+from mlpmixer.models.fast.layers import ChannelMlp
 from mlpmixer.models.plain import PlainMixer
 
 CONFIG = MixerConfig(
@@ -51,7 +51,7 @@ def test_state_dicts_are_interchangeable(models):
 def test_inference_logits_equal_plain_fp32(models, monkeypatch):
     fast, plain = models
     images = _images()
-    monkeypatch.setattr(ChannelMixingMlp, "hidden_bytes_per_piece", 100_000)  # 5 pieces
+    monkeypatch.setattr(ChannelMlp, "hidden_bytes_per_piece", 100_000)  # 5 pieces
     with torch.inference_mode():
         expected = plain(images)
         torch.testing.assert_close(fast(images), expected, atol=1e-5, rtol=0)
@@ -66,7 +66,7 @@ def test_pieces_of_rows_do_not_change_features(models, monkeypatch):
     images = _images(5)
     with torch.no_grad():
         whole = fast.forward_features(images)
-        monkeypatch.setattr(ChannelMixingMlp, "hidden_bytes_per_piece", 96 * 4 * 7)  # 7 rows
+        monkeypatch.setattr(ChannelMlp, "hidden_bytes_per_piece", 96 * 4 * 7)  # 7 rows
         torch.testing.assert_close(fast.forward_features(images), whole, atol=1e-6, rtol=0)
 
 
@@ -136,7 +136,7 @@ def test_bf16_autocast_training_matches_plain(models):
 def gelu_path(request, monkeypatch):
     """Run a test with the fused tanh-GELU kernel, then with the ATen fallback; with the kernel,
     check afterwards that it really ran (a silent fallback would make the test vacuous)."""
-    from mlpmixer.models import gelu as gelu_module
+    from mlpmixer.models.fast import gelu as gelu_module
 
     calls = []
     if request.param == "aten":

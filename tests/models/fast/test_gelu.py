@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlpmixer.models import gelu as gelu_module
-from mlpmixer.models.gelu import GELU, fused_available, gelu, gelu_
+from mlpmixer.models.fast import gelu as gelu_module
+from mlpmixer.models.fast.gelu import GELU, fused_available, gelu, gelu_
 
 needs_kernel = pytest.mark.skipif(not fused_available(), reason="no C compiler: fallback only")
 
@@ -41,7 +41,7 @@ def _inputs(dtype: torch.dtype, n: int = 50_000) -> torch.Tensor:
 
 def test_compiler_present_means_kernel_built():
     """Where a C compiler exists (CI), the kernel must build: a silent fallback is a defect."""
-    if gelu_module._compiler() is not None and gelu_module.fused_enabled():
+    if gelu_module.kernel_cache.compiler() is not None and gelu_module.fused_enabled():
         assert fused_available()
 
 
@@ -140,7 +140,7 @@ def test_disabled_by_environment_is_aten(monkeypatch):
 
 def test_no_compiler_falls_back(monkeypatch, tmp_path):
     """A machine without a C compiler (or a failed build) computes with ATen."""
-    monkeypatch.setattr(gelu_module, "_compiler", lambda: None)
+    monkeypatch.setattr(gelu_module.kernel_cache, "compiler", lambda: None)
     gelu_module._library.cache_clear()
     try:
         assert not fused_available()
@@ -156,7 +156,7 @@ def test_failed_build_falls_back(monkeypatch, tmp_path):
     (tmp_path / "broken.c").write_text("this is not C\n")
     gelu_module._library.cache_clear()
     try:
-        if gelu_module._compiler() is None:
+        if gelu_module.kernel_cache.compiler() is None:
             pytest.skip("no C compiler")
         assert not fused_available()
         assert not list((tmp_path / "ops").glob("*.so"))  # nothing half-written in the cache
@@ -184,10 +184,46 @@ def test_traced_code_uses_aten():
     assert "gelu" in str(traced.graph)
 
 
-def test_dispatch_modes_see_the_aten_op():
-    """FlopCounterMode and other dispatch modes must see GELU as an ATen op."""
-    from torch.utils.flop_counter import FlopCounterMode
+def test_dispatch_modes_see_one_registered_op():
+    """FlopCounterMode and other dispatch modes see the fused GELU as one op, mlpmixer::gelu_tanh."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
 
     x = torch.randn(1000)
-    with FlopCounterMode(display=False):
-        torch.testing.assert_close(gelu(x, "tanh"), F.gelu(x, approximate="tanh"), atol=0, rtol=0)
+    with Record() as record:
+        y = gelu(x, "tanh")
+    assert record.ops == ["mlpmixer.gelu_tanh.default"]
+    torch.testing.assert_close(y, F.gelu(x, approximate="tanh"), atol=2e-6, rtol=0)
+
+
+def test_fake_tensors_and_meta_go_through_the_fake_implementation():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        y = gelu(torch.empty(4, 5), "tanh")
+    assert y.shape == (4, 5)
+    assert gelu(torch.empty(3, device="meta"), "tanh").device.type == "meta"
+
+
+def test_the_op_is_checked_by_torch_library():
+    """torch.library's own consistency checks: schema, fake, autograd registration."""
+    x = torch.randn(64, requires_grad=True)
+    torch.library.opcheck(torch.ops.mlpmixer.gelu_tanh.default, (x,))
+    torch.library.opcheck(
+        torch.ops.mlpmixer.gelu_tanh_backward.default, (torch.randn(64), x.detach())
+    )
+
+
+def test_compiled_code_runs_the_standard_gelu():
+    """Under torch.compile the graph keeps aten.gelu (inductor fuses it), never our kernel."""
+    f = torch.compile(lambda t: gelu(t, "tanh"), backend="aot_eager", fullgraph=True)
+    x = torch.randn(100)
+    torch.testing.assert_close(f(x), F.gelu(x, approximate="tanh"), atol=0, rtol=0)

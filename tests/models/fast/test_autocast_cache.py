@@ -9,7 +9,7 @@ import torch
 
 from mixer_testing import randomised
 from mlpmixer import MixerConfig, MlpMixer
-from mlpmixer.models import autocast_cache
+from mlpmixer.models.fast import autocast_cache
 from mlpmixer.models.plain import PlainMixer
 
 CONFIG = MixerConfig(

@@ -4,9 +4,8 @@
 into it (one more pass over the output), and on AMD CPUs its fp32 products go to MKL, which
 does not use AVX-512 there. ``torch.ops.mkldnn._linear_pointwise`` (the op inductor's
 freezing pass emits) runs the product in oneDNN with the bias, and optionally the GELU, as
-its epilogue. Measured on a 2-vCPU AMD EPYC (Zen 5), one thread, Mixer-S/16 batch 16, the
-channel MLPs through it: inference 1.86× faster in fp32 (the product itself: oneDNN's AVX-512
-kernel against MKL's), 1.11× in bf16 autocast; logits within 4e-7 (fp32) of the ATen path.
+its epilogue. On AMD CPUs this is oneDNN's AVX-512 kernel against MKL's
+AVX2 one (measured gains: docs/performance.md); logits within 4e-7 (fp32) of the ATen path.
 
 Only in inference (grad disabled), on CPU, float32/bfloat16, outside compile/tracing, when the
 op exists in this torch build; anything else, or ``MLPMIXER_ONEDNN=0``, returns None and the
@@ -22,7 +21,8 @@ import os
 
 import torch
 
-from .fastpath import aten_only
+from .aside import aten_only
+from .autocast_cache import plain_linear, weight
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def available() -> bool:
 
 
 def _eager_cpu(x: torch.Tensor) -> bool:
-    """Eager CPU execution (see `fastpath.aten_only`) with the path switched on."""
+    """Eager CPU execution (see `aside.aten_only`) with the path switched on."""
     return not aten_only() and x.device.type == "cpu" and enabled() and available()
 
 
@@ -78,15 +78,6 @@ def linear(
     return out.view(*x.shape[:-1], weight.shape[0])
 
 
-def _plain_linear(module: torch.nn.Module) -> bool:
-    """A plain nn.Linear without hooks (wrapped or replaced modules must be called instead)."""
-    return (
-        type(module) is torch.nn.Linear
-        and not module._forward_hooks
-        and not module._forward_pre_hooks
-    )
-
-
 def mlp(
     fc1: torch.nn.Module, fc2: torch.nn.Module, gelu: str, x: torch.Tensor
 ) -> torch.Tensor | None:
@@ -95,10 +86,8 @@ def mlp(
     Weights come through `autocast_cache` (bf16 copies under CPU autocast). Under autocast the
     result is in the autocast dtype, as ``fc2(...)`` would be.
     """
-    if not (_plain_linear(fc1) and _plain_linear(fc2)) or not _usable(x, fc1.weight):
+    if not (plain_linear(fc1) and plain_linear(fc2)) or not _usable(x, fc1.weight):
         return None
-    from .autocast_cache import weight
-
     w1, b1, w2, b2 = (
         weight(fc1, "weight"),
         weight(fc1, "bias"),
@@ -116,12 +105,11 @@ def mlp(
 # --- fp32 training: the forward and input-gradient products in oneDNN -----------------------
 #
 # In fp32 the channel MLP's products go to MKL through ATen; on AMD CPUs MKL does not use
-# AVX-512 and oneDNN does (inference above: 1.86x). In training the forward product and the
+# AVX-512 and oneDNN does. In training the forward product and the
 # input-gradient product dX = dY·W have the same form as a linear, so they run through the same
 # oneDNN op (W transposed once per step: a weight-sized copy). The weight gradient dYᵀ·X needs
-# both big operands transposed into contiguous copies first, and still wins: Mixer-S/16 fp32
-# training step, one thread, batch 16 on a 2-vCPU EPYC: 4359 ms all-ATen, 2951 ms with the
-# forward and dX products in oneDNN, 2540 ms with dW as well (interleaved A/B, CPU time).
+# both big operands transposed into contiguous copies first, and still wins on the EPYC
+# (docs/performance.md).
 # `_WEIGHT_GRAD_IN_ONEDNN = False` keeps dW in `torch.mm`. The bias gradient is a sum.
 
 
@@ -181,7 +169,7 @@ def training_linear(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | 
     territory here, which never takes this path.
     """
     global _broken
-    if not _plain_linear(module) or not _training_usable(x, module.weight):
+    if not plain_linear(module) or not _training_usable(x, module.weight):
         return None
     if module.bias is not None and module.bias.dtype != torch.float32:
         return None
@@ -193,13 +181,3 @@ def training_linear(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | 
         log.warning("oneDNN linear unavailable in training, using F.linear: %s", err)
         return None
     return out.view(*x.shape[:-1], module.weight.shape[0])
-
-
-def linear_module(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)``: oneDNN in fp32 CPU training, cached weights in autocast inference, else ATen."""
-    out = training_linear(module, x)
-    if out is not None:
-        return out
-    from .autocast_cache import linear
-
-    return linear(module, x)

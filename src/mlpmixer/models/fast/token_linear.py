@@ -1,9 +1,8 @@
-"""The token-mixing products ``W · x + b`` (weight from the left, bias along the channel axis).
+"""The token-mixing Linear ``W · x + b`` on (B, S, C): weight from the left, bias along the channel axis.
 
 ``torch.baddbmm(b[:, None], W.expand(B, ...), x)`` adds the bias inside the product, which is
-free in float32 but not in bfloat16 on CPU: measured on a 2-core AMD EPYC (AVX-512 bf16, one
-thread, batch 16), baddbmm took 3.97 ms for Mixer-S/16's first token product against 2.69 ms
-for ``bmm`` alone and 0.35 ms for adding the bias afterwards (B/16: 9.38 against 5.53 + 0.78).
+free in float32 but not in bfloat16 on CPU: the bias inside the bf16 product costs more than adding it
+afterwards (measurements: docs/performance.md).
 So reduced-precision CPU products run as ``bmm`` and an in-place bias add; everything else
 (float32, float64, GPUs) keeps ``baddbmm``. The in-place add is on the product's own output,
 which autograd does not save, so gradients are unchanged.
@@ -13,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .fastpath import traced
+from .aside import traced
 
 _REDUCED = (torch.bfloat16, torch.float16)
 
@@ -32,7 +31,7 @@ def split_bias(weight: torch.Tensor, x: torch.Tensor) -> bool:
     return _product_dtype(weight, x) in _REDUCED
 
 
-def affine(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+def token_linear(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     """``weight @ x[i] + bias[:, None]`` for every i: weight (M, K), bias (M,), x (B, K, N) -> (B, M, N)."""
     w = weight.expand(x.shape[0], -1, -1)  # broadcast over the batch, no copy
     if bias is None:

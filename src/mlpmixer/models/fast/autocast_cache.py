@@ -2,8 +2,8 @@
 
 Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` every product casts its fp32 weight to
 bf16 at every call (autocast's own cache lives only until the autocast region exits, and
-skips views such as an expanded weight). For Mixer-B/16 that is 60 M parameters, 70–85 ms of
-casting per forward pass on one core — 5–10% of a bf16 batch-16 inference step. `weight`
+skips views such as an expanded weight): every parameter cast again at every forward pass, a
+visible share of a bf16 inference step (measured: docs/performance.md). `weight`
 returns a cached copy instead, in inference only (grad disabled), CPU, fp32 parameters.
 
 The copy is stored on the module (never in its state dict) under a key of the parameter's
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .fastpath import traced
+from .aside import traced
 
 _ATTR = "_autocast_weight_cache"
 
@@ -55,17 +55,17 @@ def clear(model: nn.Module) -> None:
         module.__dict__.pop(_ATTR, None)
 
 
+def plain_linear(module: nn.Module) -> bool:
+    """A plain ``nn.Linear`` without hooks: a replaced or wrapped module (LoRA, quantised, hooked)
+    must be called itself, so no fast path may read its weights directly."""
+    return type(module) is nn.Linear and not module._forward_hooks and not module._forward_pre_hooks
+
+
 def linear(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``module(x)``; for a plain ``nn.Linear`` in CPU autocast inference, with cached weights.
 
-    Anything else (a replaced or wrapped module — LoRA, quantised —, forward hooks, training,
-    no autocast) calls the module itself, unchanged.
+    Anything else (a replaced or wrapped module, training, no autocast) calls the module itself.
     """
-    if (
-        type(module) is nn.Linear
-        and not module._forward_hooks
-        and not module._forward_pre_hooks
-        and _caching(module.weight)
-    ):
+    if plain_linear(module) and _caching(module.weight):
         return torch.nn.functional.linear(x, weight(module, "weight"), weight(module, "bias"))
     return module(x)

@@ -1,0 +1,281 @@
+"""Build a C source into a shared library once, cache it, and load only what this process can verify.
+
+A cached binary is code that runs in every process that loads it, so a file found at the cache
+path is never trusted for being there:
+
+* the cache directory (``$MLPMIXER_CACHE/ops``, default ``~/.cache/mlpmixer/ops``) must be
+  owned by this user and writable by nobody else (it is created ``0700``); a directory that is
+  group- or world-writable, or belongs to someone else, is refused;
+* the build writes the SHA-256 of the library next to it (``<name>.so.sha256``); a library is
+  loaded only if it is a regular file owned by this user, not writable by others, and its bytes
+  hash to that digest. The bytes checked are the bytes loaded (copied to a fresh private file
+  for ``dlopen``), so the file cannot be swapped between the check and the load;
+* a library that fails the check is rebuilt over; one that loads but lacks a symbol or fails
+  the caller's self-test is deleted (rebuilt next time) and not used;
+* the compiler runs in its own process group with a timeout (``MLPMIXER_CC_TIMEOUT`` seconds,
+  default 120): a hanging ``$CC`` is killed, never waited for. A failed or timed-out build
+  leaves a marker so that the next processes skip the build for a day instead of failing
+  again (delete ``<cache>/ops/*.failed`` to retry at once).
+
+Every failure raises `KernelUnavailable` with a one-line reason; the caller falls back to ATen.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .cpu import cpu_flags
+
+DEFAULT_TIMEOUT_S = 120.0
+FAILED_MARKER_TTL_S = 24 * 3600.0  # a failed build is retried after a day (or at once, if deleted)
+_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+
+
+class KernelUnavailable(RuntimeError):
+    """The kernel cannot be built, verified or loaded here; the message says why, in one line."""
+
+
+def cache_dir() -> Path:
+    """``$MLPMIXER_CACHE/ops``, default ``~/.cache/mlpmixer/ops``."""
+    root = os.environ.get("MLPMIXER_CACHE") or Path.home() / ".cache" / "mlpmixer"
+    return Path(root) / "ops"
+
+
+def compiler() -> str | None:
+    """``$CC`` if set and found on PATH, else the first of cc, gcc, clang; None if none is."""
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def compile_timeout() -> float:
+    """Seconds a compiler call may take (``MLPMIXER_CC_TIMEOUT``, default 120)."""
+    value = os.environ.get("MLPMIXER_CC_TIMEOUT", "")
+    try:
+        return float(value) if float(value) > 0 else DEFAULT_TIMEOUT_S
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+def run_compiler(command: Sequence[str]) -> str:
+    """Run ``command``, return its stdout; `KernelUnavailable` on failure or timeout.
+
+    The command gets its own process group, killed as a whole on timeout: a ``$CC`` script
+    that starts a child (``sleep``) must not leave it holding our pipes open.
+    """
+    timeout = compile_timeout()
+    try:
+        proc = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    except OSError as err:
+        raise KernelUnavailable(f"cannot run {command[0]!r}: {err}") from None
+    try:
+        out, err_text = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise KernelUnavailable(
+            f"{command[0]!r} did not finish in {timeout:g} s (MLPMIXER_CC_TIMEOUT); killed"
+        ) from None
+    if proc.returncode != 0:
+        last = (err_text.strip().splitlines() or ["no output"])[-1]
+        raise KernelUnavailable(f"{command[0]!r} exited with {proc.returncode}: {last}")
+    return out
+
+
+def _check_private(st: os.stat_result, what: str, path: Path) -> None:
+    if st.st_uid != os.getuid():
+        raise KernelUnavailable(f"{what} {path} is owned by uid {st.st_uid}, not by this user")
+    if st.st_mode & _OTHERS_WRITE:
+        raise KernelUnavailable(
+            f"{what} {path} is writable by others (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"run `chmod go-w {path}` or set MLPMIXER_CACHE to a private folder"
+        )
+
+
+def open_private_dir(path: Path) -> int:
+    """A descriptor of ``path`` (created 0700 if missing), after checking only we can write it."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as err:
+        raise KernelUnavailable(f"cannot use the kernel cache {path}: {err}") from None
+    try:
+        _check_private(os.fstat(fd), "kernel cache", path)
+    except KernelUnavailable:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_file(dir_fd: int, name: str) -> int | None:
+    """A descriptor of ``name`` in the directory, or None if absent or not openable as a file.
+
+    Never follows a symlink (O_NOFOLLOW) and never blocks on a FIFO (O_NONBLOCK); what is
+    opened is checked with fstat by the caller.
+    """
+    try:
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:  # absent, a symlink (ELOOP), no permission: not a usable cached file
+        return None
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _verified_bytes(dir_fd: int, directory: Path, name: str) -> bytes | None:
+    """The bytes of ``name`` if they match ``name.sha256``; None if not cached.
+
+    A file that is present but does not verify (no digest, another digest, wrong owner or
+    mode, not a regular file, a symlink) also gives None: it will be rebuilt over.
+    """
+    digest_fd = _open_file(dir_fd, name + ".sha256")
+    if digest_fd is None:
+        return None
+    try:
+        st = os.fstat(digest_fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        _check_private(st, "kernel digest", directory / (name + ".sha256"))
+        expected = _read_all(digest_fd).decode("ascii", "replace").strip()
+    finally:
+        os.close(digest_fd)
+    fd = _open_file(dir_fd, name)
+    if fd is None:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & _OTHERS_WRITE:
+            return None
+        data = _read_all(fd)
+    finally:
+        os.close(fd)
+    return data if hashlib.sha256(data).hexdigest() == expected else None
+
+
+def _atomic_write(directory: Path, name: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, directory / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _build(directory: Path, name: str, cc: str, source: Path, flags: Sequence[str]) -> None:
+    """Compile ``source`` into ``directory/name`` and write its digest (atomic, no half files)."""
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
+        built, obj = Path(tmp) / name, Path(tmp) / "kernel.o"
+        run_compiler([cc, *flags, "-c", str(source), "-o", str(obj)])
+        # Linked without the compile flags: GCC links crtfastmath (flush-to-zero for the whole
+        # process) into a shared library built with -funsafe-math-optimizations.
+        run_compiler([cc, "-shared", "-fopenmp", str(obj), "-o", str(built), "-lm"])
+        data = built.read_bytes()
+        _atomic_write(directory, name + ".sha256", hashlib.sha256(data).hexdigest().encode())
+        os.replace(built, directory / name)
+
+
+def _remove(directory: Path, name: str) -> None:
+    for path in (directory / name, directory / (name + ".sha256")):
+        path.unlink(missing_ok=True)
+
+
+def _marker_fresh(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < FAILED_MARKER_TTL_S
+    except OSError:
+        return False
+
+
+def _load_bytes(data: bytes, directory: Path, name: str) -> ctypes.CDLL:
+    """dlopen exactly ``data`` (verified bytes), not whatever ``directory/name`` holds by now.
+
+    The bytes go to a fresh file of a unique name in the private directory, loaded and then
+    unlinked: the file cannot change between the check and ``dlopen``, and the loader, which
+    reuses an object already loaded under the same name, always sees a new one.
+    """
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".load-{name}.", suffix=".so")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return ctypes.CDLL(tmp)
+    except OSError as err:
+        raise KernelUnavailable(f"cannot load {directory / name}: {err}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load(
+    stem: str,
+    source: Path,
+    flags: Sequence[str],
+    symbols: Sequence[str],
+    self_test: Callable[[ctypes.CDLL], str | None],
+) -> ctypes.CDLL:
+    """The library built from ``source`` with ``flags``, verified; `KernelUnavailable` if none.
+
+    ``symbols`` must all be exported; ``self_test(lib)`` returns None when the library computes
+    what it should, else a reason (then the cached file is deleted and not used).
+    """
+    cc = compiler()
+    if cc is None:
+        raise KernelUnavailable("no C compiler found ($CC, cc, gcc, clang)")
+    text = source.read_bytes()
+    directory = cache_dir()
+    dir_fd = open_private_dir(directory)
+    try:
+        build_key = hashlib.sha256(bytes(1).join([text, " ".join(flags).encode(), cc.encode()]))
+        marker = directory / f"{stem}-{build_key.hexdigest()[:16]}.failed"
+        if _marker_fresh(marker):
+            raise KernelUnavailable(
+                f"an earlier build failed ({marker.read_text().strip()}); delete {marker} to retry"
+            )
+        try:
+            version = run_compiler([cc, "--version"])
+            parts = [text, " ".join(flags).encode(), version.encode(), cpu_flags().encode()]
+            name = f"{stem}-{hashlib.sha256(bytes(1).join(parts)).hexdigest()[:16]}.so"
+            data = _verified_bytes(dir_fd, directory, name)
+            if data is None:
+                _build(directory, name, cc, source, flags)
+                data = _verified_bytes(dir_fd, directory, name)
+        except (KernelUnavailable, OSError) as err:
+            _atomic_write(directory, marker.name, str(err).encode())
+            raise KernelUnavailable(f"build failed: {err}") from None
+        if data is None:
+            raise KernelUnavailable(f"the freshly built {directory / name} does not verify")
+        try:
+            lib = _load_bytes(data, directory, name)
+        except KernelUnavailable:
+            _remove(directory, name)  # rebuilt by the next process, not kept forever
+            raise
+        missing = [s for s in symbols if not hasattr(lib, s)]
+        problem = f"lacks {', '.join(missing)}" if missing else self_test(lib)
+        if problem:
+            _remove(directory, name)
+            raise KernelUnavailable(f"{directory / name} {problem}; removed")
+        return lib
+    finally:
+        os.close(dir_fd)
