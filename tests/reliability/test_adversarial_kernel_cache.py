@@ -45,7 +45,7 @@ K(f64, double)
 def _predict(folder: Path, checkpoint: Path, env: dict[str, str]) -> tuple[list, str]:
     proc = subprocess.run(
         [sys.executable, "-m", "mlpmixer", "predict", str(folder), "--checkpoint", str(checkpoint),
-         "--json", "--top-k", "3", "--out-dir", str(folder.parent / "out")],
+         "--json", "--top-k", "3", "--out", str(folder.parent / "out")],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
