@@ -19,6 +19,23 @@ def randomised(model: MlpMixer, seed: int = 0) -> MlpMixer:
     return model.eval()
 
 
+# /proc/cpuinfo of the two kinds of CPU the fast path was measured on (shortened)
+EPYC = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model name\t: AMD EPYC
+flags\t\t: fpu sse avx2 avx512f avx512_bf16
+processor\t: 1
+vendor_id\t: AuthenticAMD
+model name\t: ignored, the first processor is read
+"""
+XEON = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: INTEL(R) XEON(R) PLATINUM 8581C CPU @ 2.10GHz
+flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16
+"""
+
+
 def record_results(monkeypatch, module: object, name: str) -> list[bool]:
     """Wrap ``module.name`` so that each call appends whether it returned a result (not None):
     tells which calls a fast path actually served."""

@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
+from mixer_testing import EPYC, XEON
 from mlpmixer.cpu_kind import CpuKind, onednn_fp32_training, parse_cpuinfo, this_cpu
 
-EPYC = """processor\t: 0
-vendor_id\t: AuthenticAMD
-cpu family\t: 26
-model name\t: AMD EPYC
-flags\t\t: fpu sse avx2 avx512f avx512_bf16
-processor\t: 1
-vendor_id\t: AuthenticAMD
-model name\t: ignored, the first processor is read
-"""
-XEON = """processor\t: 0
-vendor_id\t: GenuineIntel
-model name\t: INTEL(R) XEON(R) PLATINUM 8581C CPU @ 2.10GHz
-flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16
-"""
 GRAVITON = """processor\t: 0
 BogoMIPS\t: 243.75
 Features\t: fp asimd sve bf16

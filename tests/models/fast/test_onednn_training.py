@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixer_testing import randomised, record_results
+from mixer_testing import EPYC, XEON, randomised, record_results
 from mlpmixer import MixerConfig, MlpMixer
+from mlpmixer.cpu_kind import parse_cpuinfo
 from mlpmixer.models.fast import onednn
 from mlpmixer.models.plain import PlainMixer
 
@@ -18,6 +19,21 @@ CONFIG = MixerConfig(
 needs_onednn = pytest.mark.skipif(
     not onednn.available(), reason="no oneDNN linear in this torch build"
 )
+
+
+def _run_on(monkeypatch, cpuinfo: str) -> None:
+    """Make the process believe it runs on the CPU ``cpuinfo`` describes, and decide again."""
+    monkeypatch.setattr(onednn, "this_cpu", lambda: parse_cpuinfo(cpuinfo))
+    onednn.training_wins.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def on_amd(monkeypatch):
+    """The tests below check the oneDNN path itself: run them as on the AMD EPYC, where it is
+    taken; the real CPU's decision is made again afterwards."""
+    _run_on(monkeypatch, EPYC)
+    yield
+    onednn.training_wins.cache_clear()
 
 
 @pytest.fixture
@@ -65,6 +81,31 @@ def test_switch_and_other_dtypes_take_aten(calls, monkeypatch):
     with torch.no_grad():
         model(_images())  # inference: the inference path, not this one
     assert calls and not any(calls)
+
+
+def _products_run(model) -> set[str]:
+    """The product ops one fp32 training step of ``model`` runs."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        _loss_and_grads(model, _images())
+    names = {event.name for event in prof.events()}
+    return names & {"mkldnn::_linear_pointwise", "aten::addmm", "aten::mm"}
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    "cpuinfo, in_onednn", [(XEON, False), (EPYC, True)], ids=["intel-xeon", "amd-epyc"]
+)
+def test_fp32_training_products_follow_the_cpu_rule(cpuinfo, in_onednn, calls, monkeypatch):
+    """On an Intel Xeon (MKL has AVX-512) the products stay in ATen; on an AMD EPYC with
+    AVX-512 (MKL has only AVX2 there) they run in oneDNN (`cpu_kind.onednn_fp32_training`)."""
+    _run_on(monkeypatch, cpuinfo)
+    ran = _products_run(randomised(MlpMixer(CONFIG), seed=2).train())
+    assert calls and all(calls) is in_onednn and any(calls) is in_onednn
+    assert ("mkldnn::_linear_pointwise" in ran) is in_onednn
+    assert ran & {"aten::addmm", "aten::mm"}  # the token products are ATen's on both kinds
+    if not in_onednn:
+        plain = PlainMixer.from_model(randomised(MlpMixer(CONFIG), seed=2)).train()
+        assert ran == _products_run(plain)  # the same ATen products as the plain model
 
 
 @needs_onednn

@@ -34,11 +34,17 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .cpu import cpu_flags
+from ...cpu_kind import this_cpu
 
 DEFAULT_TIMEOUT_S = 120.0
 FAILED_MARKER_TTL_S = 24 * 3600.0  # a failed build is retried after a day (or at once, if deleted)
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+
+
+def _cpu_key() -> bytes:
+    """What a ``-march=native`` binary depends on: the CPU's flags (its model where none are listed)."""
+    kind = this_cpu()
+    return (kind.signature or kind.model).encode()
 
 
 class KernelUnavailable(RuntimeError):
@@ -255,7 +261,7 @@ def load(
             )
         try:
             version = run_compiler([cc, "--version"])
-            parts = [text, " ".join(flags).encode(), version.encode(), cpu_flags().encode()]
+            parts = [text, " ".join(flags).encode(), version.encode(), _cpu_key()]
             name = f"{stem}-{hashlib.sha256(bytes(1).join(parts)).hexdigest()[:16]}.so"
             data = _verified_bytes(dir_fd, directory, name)
             if data is None:

@@ -16,11 +16,13 @@ logged once and the path is switched off for the process.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
 import torch
 
+from ...cpu_kind import onednn_fp32_training, this_cpu
 from .aside import aten_only
 from .autocast_cache import plain_linear, weight
 
@@ -111,11 +113,20 @@ def mlp(
 # both big operands transposed into contiguous copies first, and still wins on the EPYC
 # (docs/performance.md).
 # `_WEIGHT_GRAD_IN_ONEDNN = False` keeps dW in `torch.mm`. The bias gradient is a sum.
+# On Intel CPUs MKL has AVX-512 kernels and the transposes only cost, so this path runs only
+# where `cpu_kind.onednn_fp32_training` says it wins (decided once per process).
+
+
+@functools.cache
+def training_wins() -> bool:
+    """Whether this CPU runs fp32 training products faster in oneDNN than in ATen (MKL)."""
+    return onednn_fp32_training(this_cpu())
 
 
 def _training_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
         torch.is_grad_enabled()
+        and training_wins()
         and not torch.is_autocast_enabled("cpu")
         and type(x) in (torch.Tensor, torch.nn.Parameter)  # not subclasses or torch.func wrappers
         and not torch._C._functorch.is_functorch_wrapped_tensor(x)
@@ -163,8 +174,9 @@ class _TrainingLinear(torch.autograd.Function):
 def training_linear(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """``module(x)`` for a plain fp32 ``nn.Linear`` in CPU training through oneDNN, or None.
 
-    None where it does not apply (inference, autocast, other dtypes or devices, compile,
-    dispatch modes, ``MLPMIXER_ONEDNN=0``, wrapped modules): the caller runs the module.
+    None where it does not apply (a CPU where oneDNN does not win, see `training_wins`;
+    inference, autocast, other dtypes or devices, compile, dispatch modes,
+    ``MLPMIXER_ONEDNN=0``, wrapped modules): the caller runs the module.
     Not twice differentiable (``create_graph=True`` raises); double backward is float64
     territory here, which never takes this path.
     """
