@@ -7,7 +7,9 @@ and passed here. tests/timm_adapter.py registers, for each family, our small mod
 in timm's registry; timm's file is run filtered to those names; the outcomes are written as
 one JSON with the counts for ours and for timm's. Without the file it says so and exits 0.
 
-    .venv/bin/python benchmarks/timm_test_models.py /tmp/timm-tests-ref/test_models.py \
+    git -C TIMM_REPO show HEAD:tests/test_models.py > /tmp/timm-test-models.py
+    .venv/bin/python benchmarks/timm_test_models.py /tmp/timm-test-models.py \
+        --source "huggingface/pytorch-image-models@COMMIT" \
         --out benchmarks/results/timm-test-models.json
 
 timm must be installed (``pip install --no-deps timm==1.0.31``; the torchvision stand-in in
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import importlib.util
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,6 +33,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS, THEIRS = "mlpmixer_", "mlp_mixer_"
+STANDIN_USED = importlib.util.find_spec("torchvision") is None
+# timm's FX tests need torchvision's create_feature_extractor; the stand-in has none (its names
+# raise NotImplementedError on both sides), so they are left out and said so in the JSON.
+# tests/models/test_timm_conformance.py traces with torch.fx and timm's tracer settings instead.
+FX_NOT_RUN = (
+    "timm's *_fx tests not run: they need torchvision.models.feature_extraction, and only the "
+    "torchvision stand-in is installed (PyPI's torchvision wheel needs CUDA torch); "
+    "tests/models/test_timm_conformance.py::test_fx_trace_gives_the_eager_outputs_and_gradients "
+    "traces both sides with torch.fx and timm's leaf modules instead"
+)
 
 
 def run_pytest(test_file: Path, workdir: Path) -> tuple[dict[str, dict], str]:
@@ -38,13 +52,15 @@ def run_pytest(test_file: Path, workdir: Path) -> tuple[dict[str, dict], str]:
     ini.write_text("[pytest]\n")  # not our strict-markers config: timm's marks are its own
     env = dict(os.environ, TIMM_ADAPTER_OUTCOMES=str(outcomes))
     paths = [str(ROOT / "tests")]
-    if importlib.util.find_spec("torchvision") is None:  # timm imports it; the stand-in will do
+    select = f"({OURS} or {THEIRS})"
+    if STANDIN_USED:  # timm imports torchvision; the stand-in will do, but not for FX
         paths.append(str(ROOT / "benchmarks" / "standin"))
+        select += " and not _fx"
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])
     command = [
         sys.executable, "-m", "pytest", str(test_file), "-c", str(ini), "--rootdir",
         str(workdir), "-p", "timm_adapter", "-p", "no:cacheprovider", "-q", "-rfEs",
-        "-k", f"{OURS} or {THEIRS}", "-W", "ignore::pytest.PytestUnknownMarkWarning",
+        "-k", select, "-W", "ignore::pytest.PytestUnknownMarkWarning",
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=workdir)
     if not outcomes.exists():
@@ -76,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("test_file", type=Path, help="timm's tests/test_models.py")
     parser.add_argument("--out", type=Path, help="write the results JSON here")
+    parser.add_argument("--source", help="where the test file came from (recorded)")
     args = parser.parse_args(argv)
     if not args.test_file.is_file():
         print(f"skipped: {args.test_file} not found (timm's tests/test_models.py, by hand)")
@@ -92,11 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         outcomes, summary = run_pytest(args.test_file.resolve(), Path(tmp))
     result = {
-        "command": " ".join(["python", "benchmarks/timm_test_models.py", str(args.test_file)]),
+        "command": shlex.join(["python", *sys.argv]),
+        "test_file_source": args.source,
+        "test_file_sha256": hashlib.sha256(args.test_file.read_bytes()).hexdigest(),
         "timm": timm.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "pytest_summary": summary,
+        "not_run": FX_NOT_RUN if STANDIN_USED else None,
+        "machine": platform.processor() or platform.machine(),
         **side_by_side(outcomes),
     }
     text = json.dumps(result, indent=1)

@@ -117,3 +117,27 @@ def test_torchscript_gives_the_eager_logits(side, family):
     x = images(model)
     scripted = torch.jit.script(model)
     torch.testing.assert_close(scripted(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer with timm's leaf modules and wrapped functions, as timm's FX tests
+    trace (through torchvision's create_feature_extractor, which the stand-in lacks)."""
+
+    def __init__(self) -> None:
+        leaves = timm.models.get_notrace_modules() if timm is not None else []
+        functions = timm.models.get_notrace_functions() if timm is not None else []
+        super().__init__(autowrap_functions=tuple(functions), param_shapes_constant=True)
+        self.leaves = tuple(leaves)
+
+    def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
+        return isinstance(m, self.leaves) or super().is_leaf_module(m, qualname)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_fx_trace_gives_the_eager_outputs_and_gradients(side, family, train):
+    model = make(side, family).train(train)
+    x = images(model)
+    traced = torch.fx.GraphModule(model, _Tracer().trace(model))
+    torch.testing.assert_close(traced(x), model(x), rtol=1e-4, atol=1e-5)
+    traced(x).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
