@@ -1,4 +1,4 @@
-"""Run timm's own tests/test_models.py on our models and on timm's, side by side (issue 17).
+"""Run timm's own tests/test_models.py on our models and on timm's, side by side.
 
 timm's pip package does not ship its tests, and timm's code is not ours to commit, so the
 file is fetched by hand (timm's repository, tests/test_models.py, e.g. at the release's tag)
