@@ -10,9 +10,7 @@ a small image size (which model_args can change).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -21,24 +19,17 @@ import torch
 
 import mlpmixer
 from mixer_testing import randomised
-
-STANDIN = Path(__file__).resolve().parents[2] / "benchmarks" / "standin"
+from timm_adapter import import_timm
 
 
 def _import_timm():
-    if importlib.util.find_spec("timm") is None:
+    timm = import_timm()
+    if timm is None:
         pytest.skip(
             "timm is not installed: `pip install --no-deps timm` (make test does) to check "
             "that timm loads our timm folders",
             allow_module_level=True,
         )
-    if importlib.util.find_spec("torchvision") is None:
-        sys.path.insert(0, str(STANDIN))
-    try:
-        import timm
-    finally:
-        if str(STANDIN) in sys.path:
-            sys.path.remove(str(STANDIN))
     return timm
 
 

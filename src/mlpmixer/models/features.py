@@ -11,7 +11,7 @@ like timm's getter-style feature models for its Mixers — returns the outputs o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -80,6 +80,17 @@ class FeatureGetter(nn.Module):
         self.norm = norm
         self.output_fmt = output_fmt
         self.feature_info = FeatureInfo(info, indices)
+
+    # Python-side properties that torch.jit.script must not compile (they read the config)
+    __jit_unused_properties__: ClassVar[list[str]] = ["pretrained_cfg", "default_cfg"]
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """The wrapped model's preprocessing dict: timm's feature models carry it too, and its
+        tools (``resolve_data_config``, timm's own tests) read it from them."""
+        return self.model.pretrained_cfg
+
+    default_cfg = pretrained_cfg
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.model.forward_intermediates(
