@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from mlpmixer.cpu_kind import this_cpu
 
 MODEL = [
     "--set",
@@ -53,13 +54,6 @@ def run(args: list[str], log: list[dict]) -> dict:
     return summary
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrain-steps", type=int, default=200)
@@ -91,7 +85,7 @@ def main() -> None:
         f"{a.steps} steps each (the 28×28 model: {a.pretrain_steps} steps)",
         "results": results,
         "runs": log,
-        "machine": cpu_name(),
+        "machine": this_cpu().model,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     a.out.write_text(json.dumps(body, indent=2) + "\n")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mlpmixer.cpu_kind import this_cpu
 from mlpmixer.data import build_dataset
 from mlpmixer.data.pack import pack_shards
 from mlpmixer.data.shards import ShardStream
@@ -58,13 +58,6 @@ def shard_epoch(path: Path) -> float:
     return count / (time.perf_counter() - start)
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
@@ -82,7 +75,7 @@ def main() -> None:
     folder = float(np.median([r["folder"] for r in rounds]))
     shards = float(np.median([r["shards"] for r in rounds]))
     result = {
-        "machine": cpu_model(),
+        "machine": this_cpu().model,
         "images": args.images,
         "rounds": rounds,
         "median_images_per_second": {"folder": folder, "shards": shards},

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, CheckpointNotFoundError, ConfigError, DownloadError
+from .envvars import positive_number
+from .errors import CheckpointError, CheckpointNotFoundError, DownloadError
 from .fileio import atomic_path
 from .layout import CONFIG_JSON, SAFETENSORS_WEIGHTS, TORCH_WEIGHTS
 from .progress import PROGRESS
@@ -107,27 +108,14 @@ PROGRESS_EVERY_S = 5.0  # a progress line this often (stderr; see mlpmixer.progr
 HTML_START = re.compile(rb"\s*<(!doctype html|html|head|body)", re.IGNORECASE)
 
 
-def _env_number(name: str, default: float) -> float:
-    text = os.environ.get(name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"${name} must be a positive number, got {text!r}")
-    return value
-
-
 def stall_seconds() -> float:
     """``$MLPMIXER_DOWNLOAD_STALL_S`` (default 30): the window in which a download must progress."""
-    return _env_number(STALL_ENV, DEFAULT_STALL_S)
+    return positive_number(STALL_ENV, DEFAULT_STALL_S)
 
 
 def max_download_bytes() -> int:
     """``$MLPMIXER_DOWNLOAD_MAX_BYTES`` (default 16 GiB): the cap when no size is declared."""
-    return int(_env_number(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
+    return int(positive_number(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
 
 
 def _declared_size(response: Any, url: str) -> int | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..envvars import positive_number
 from ..errors import ConfigError, RunError
 
 DEFAULT_TIMEOUT_S = 300.0  # a healthy step, eval or checkpoint save takes far less
@@ -69,16 +69,7 @@ def collective_timeout(timeout_s: float | None = None) -> float:
     """Seconds a collective waits: ``timeout_s`` if given, else $MLPMIXER_DIST_TIMEOUT_S, else 300."""
     if timeout_s is not None:
         return float(timeout_s)
-    text = os.environ.get(TIMEOUT_ENV)
-    if text is None:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds > 0, got {text!r}")
-    return value
+    return positive_number(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
 
 
 def init_process_group(
