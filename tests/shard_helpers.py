@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from local_http import local_server
 from mlpmixer.data.pack import pack_shards
 
 CLASSES = ("ant", "bee", "cow")
@@ -47,11 +47,5 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 def serve(folder: Path) -> Iterator[str]:
     """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) in a thread; yields the base URL."""
     handler = functools.partial(_Quiet, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_server(handler) as url:
+        yield url

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import ClassVar
 import pytest
 from click.testing import CliRunner
 
+from local_http import local_server
 from mlpmixer import create_model, save_model
 from mlpmixer.cli import cli
 from mlpmixer.download import download_url
@@ -92,15 +92,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def server(tmp_path, monkeypatch) -> Iterator[str]:
     monkeypatch.setenv("MLPMIXER_CACHE", str(tmp_path / "cache"))
     Handler.files, Handler.hits = {}, []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with local_server(Handler) as url:
+        yield url
 
 
 def _cached(tmp_path: Path) -> list[str]:
