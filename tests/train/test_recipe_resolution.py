@@ -121,3 +121,12 @@ def test_a_class_folder_gets_defaults_sized_from_its_images(tmp_path, caplog):
     assert (chosen.train.batch_size, chosen.train.epochs) == (8, 2)
     assert chosen.model.name == "mixer_t2_8" and to_pair(chosen.model.img_size, "s") == (32, 32)
     assert assemble_config(None, str(tmp_path / "missing")).model.name == "auto"
+
+
+def test_the_data_defaults_line_shows_the_values_after_the_flags(tmp_path, caplog):
+    """The line is the run's values: `--epochs 3` is not reported as the default's 60."""
+    folder = _folder(tmp_path / "data")
+    with caplog.at_level(logging.INFO, logger="mlpmixer"):
+        assemble_config(None, str(folder), batch_size=8, epochs=3, img_size=16)
+    line = next(r.getMessage() for r in caplog.records if "defaults from the data" in r.getMessage())
+    assert "image size 16," in line and "batch size 8," in line and "epochs 3 " in line

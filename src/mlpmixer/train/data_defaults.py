@@ -79,9 +79,8 @@ def model_for_side(side: int) -> str:
     return fitting[-1] if fitting else SMALL_MODELS[0]
 
 
-def fit_to_folder(config: TrainConfig, facts: FolderFacts) -> tuple[TrainConfig, str]:
-    """``config`` with image size, model, batch size and epochs sized for ``facts``, and a
-    one-line account of the choice."""
+def fit_to_folder(config: TrainConfig, facts: FolderFacts) -> TrainConfig:
+    """``config`` with image size, model, batch size and epochs sized for ``facts``."""
     name = model_for_side(facts.side)
     size = model_config(name).img_size[0]
     limit = max(1, facts.train_images // 4)
@@ -90,12 +89,21 @@ def fit_to_folder(config: TrainConfig, facts: FolderFacts) -> tuple[TrainConfig,
     epochs = min(MAX_EPOCHS, max(config.train.epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
     narrow = facts.train_images < SMALL_DATA
     model = {"name": name, "img_size": size, "overrides": dict(NARROW) if narrow else {}}
-    fitted = config.replace(model=model, train={"batch_size": batch, "epochs": epochs})
+    return config.replace(model=model, train={"batch_size": batch, "epochs": epochs})
+
+
+def describe_fit(config: TrainConfig, facts: FolderFacts) -> str:
+    """A one-line account of the values ``config`` trains with (after the flags and
+    ``--set``, which replace the defaults) and the facts the defaults came from."""
+    m = config.model
+    size = m.img_size if m.img_size is not None else list(model_config(m.name).img_size)
+    if isinstance(size, (list, tuple)):
+        size = size[0] if len(set(size)) == 1 else "x".join(str(v) for v in size)
+    narrow = all(m.overrides.get(k) == v for k, v in NARROW.items())
     width = f" (narrowed: width {NARROW['hidden_dim']}, {NARROW['num_blocks']} blocks)"
-    note = (
+    return (
         f"defaults from the data ({facts.train_images} training images, {facts.classes} "
-        f"classes, images ~{facts.side} px): image size {size}, model {name}"
-        f"{width if narrow else ''}, batch size {batch}, epochs {epochs} (change with "
-        "--img-size, --model, --batch-size, --epochs)"
+        f"classes, images ~{facts.side} px): image size {size}, model {m.name}"
+        f"{width if narrow else ''}, batch size {config.train.batch_size}, epochs "
+        f"{config.train.epochs} (change with --img-size, --model, --batch-size, --epochs)"
     )
-    return fitted, note

@@ -13,10 +13,14 @@ import logging
 from collections.abc import Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..models import model_config
 from .config import TrainConfig, load_config
+
+if TYPE_CHECKING:
+    from .data_defaults import FolderFacts
 
 log = logging.getLogger(__name__)
 
@@ -101,28 +105,33 @@ def resolve_config(
        recipe's image size and patch size (its widths and depth belong to its own model);
     3. ``overrides`` (``--set`` style dotted assignments) last: they win over everything.
     """
+    facts = None
     if config is None:
         config = preset(dataset)
         if (dataset or "digits").lower().replace("_", "-") not in PRESETS:
-            config = _fit_to_data(config)
+            config, facts = _fit_to_data(config)
         if model:
             config = _with_model(config, model)
     else:
         keys = {"data.dataset": dataset, "model.name": model}
         config = config.override([f"{k}={json.dumps(v)}" for k, v in keys.items() if v])
-    return config.override(list(overrides)) if overrides else config
+    if overrides:
+        config = config.override(list(overrides))
+    if facts is not None:  # said once the flags are in: the values the run will use
+        from .data_defaults import describe_fit
+
+        log.info("%s", describe_fit(config, facts))
+    return config
 
 
-def _fit_to_data(config: TrainConfig) -> TrainConfig:
+def _fit_to_data(config: TrainConfig) -> tuple[TrainConfig, FolderFacts | None]:
     from .data_defaults import fit_to_folder, folder_facts
 
     d = config.data
     facts = folder_facts(Path(d.dataset).expanduser(), d.val_fraction, config.train.seed)
     if facts is None:
-        return config
-    config, note = fit_to_folder(config, facts)
-    log.info("%s", note)
-    return config
+        return config, None
+    return fit_to_folder(config, facts), facts
 
 
 # Data sets whose classes a crop or a mirror image can change (a 6 cropped to a 0, a mirrored
