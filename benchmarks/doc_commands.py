@@ -60,6 +60,8 @@ SKIP_RULES = [
     (r"--nnodes", "needs several machines (multi-node torchrun)"),
     (r"--nproc_per_node 8", "needs 8 GPUs and ImageNet-1k (not on this machine)"),
     (r"hf-hub:", "needs the internet (Hugging Face hub download of a real checkpoint)"),
+    (r"pretrained=True", "needs the internet (downloads the published weights)"),
+    (r"gs://", "needs the internet (Google's gs://mixer_models bucket)"),
     (r"hf:ILSVRC", "needs the internet (ImageNet-1k from the Hugging Face hub, gated)"),
     (r"s3://", "needs the internet (an S3 bucket) and the aws CLI"),
     (r"\bdata/imagenet\b", "needs ImageNet-1k on disk (the reader's own copy, ~150 GB)"),
@@ -138,42 +140,52 @@ def is_command(text: str) -> bool:
     return bool(words) and (words[0] in PROGRAMS or words[0].endswith("/python"))
 
 
-def fenced_blocks(text: str) -> list[tuple[int, list[str]]]:
-    """(line number of the block's first line, its lines) for every shell-like fenced block."""
-    blocks: list[tuple[int, list[str]]] = []
-    inside, lines, start, shell = False, [], 0, False
+def fenced_blocks(text: str) -> list[tuple[int, str, list[str]]]:
+    """(first line number, language, lines) of every fenced block."""
+    blocks: list[tuple[int, str, list[str]]] = []
+    inside, lines, start, lang = False, [], 0, ""
     for number, line in enumerate(text.splitlines(), 1):
         fence = re.match(r"\s*```(\w*)", line)
         if fence and not inside:
-            inside, lines, start, shell = True, [], number + 1, fence.group(1) in SHELL_FENCES
+            inside, lines, start, lang = True, [], number + 1, fence.group(1)
         elif fence:
             inside = False
-            if shell:
-                blocks.append((start, lines))
+            blocks.append((start, lang, lines))
         elif inside:
             lines.append(line)
     return blocks
 
 
+def shell_commands(start: int, lines: list[str], rel: str) -> list[DocCommand]:
+    """The commands of one shell block, continuations joined, trailing comments apart."""
+    found, i = [], 0
+    while i < len(lines):
+        first, parts, comments = i, [], []
+        while True:
+            body, note = split_comment(lines[i])
+            comments += [note] if note else []
+            i += 1
+            if body.endswith("\\") and i < len(lines):
+                parts.append(body[:-1].strip())
+                continue
+            parts.append(body.strip())
+            break
+        command = " ".join(p for p in parts if p)
+        if is_command(command):
+            found.append(DocCommand(rel, start + first, command, " ".join(comments)))
+    return found
+
+
 def commands_in(path: Path, rel: str) -> list[DocCommand]:
-    """The commands of one Markdown file, continuations joined, in order."""
+    """The commands of one Markdown file in order: shell lines, and each Python block whole
+    (run as ``python - <<'EOF'``)."""
     found = []
-    for start, lines in fenced_blocks(path.read_text(encoding="utf-8")):
-        i = 0
-        while i < len(lines):
-            first, parts, comments = i, [], []
-            while True:
-                body, note = split_comment(lines[i])
-                comments += [note] if note else []
-                i += 1
-                if body.endswith("\\") and i < len(lines):
-                    parts.append(body[:-1].strip())
-                    continue
-                parts.append(body.strip())
-                break
-            command = " ".join(p for p in parts if p)
-            if is_command(command):
-                found.append(DocCommand(rel, start + first, command, " ".join(comments)))
+    for start, lang, lines in fenced_blocks(path.read_text(encoding="utf-8")):
+        if lang in SHELL_FENCES:
+            found += shell_commands(start, lines, rel)
+        elif lang == "python":
+            body = "\n".join(lines)
+            found.append(DocCommand(rel, start, f"python - <<'EOF'\n{body}\nEOF"))
     return found
 
 
@@ -311,6 +323,10 @@ def selected(cmd: DocCommand, only: list[str]) -> bool:
     return not only or any(sel in (cmd.file, f"{cmd.file}:{cmd.line}") for sel in only)
 
 
+def one_line(command: str) -> str:
+    return command.replace("\n", " | ")
+
+
 def print_table(outcomes: list[Outcome]) -> None:
     print(f"{'where':<28}{'status':<9}{'s':>8}{'stated':>14}{'load':>6}  command")
     for o in outcomes:
@@ -318,7 +334,7 @@ def print_table(outcomes: list[Outcome]) -> None:
         secs = f"{o.seconds:.0f}" if o.seconds is not None else "-"
         load = f"{o.load_before[0]:.1f}" if o.load_before else "-"
         print(f"{o.file + ':' + str(o.line):<28}{status:<9}{secs:>8}{(o.stated or '-')[:13]:>14}"
-              f"{load:>6}  {o.command[:70]}")  # fmt: skip
+              f"{load:>6}  {one_line(o.command)[:70]}")  # fmt: skip
         if o.status.startswith("skipped"):
             print(f"{'':<28}{o.status}")
 
@@ -367,7 +383,7 @@ def main() -> None:
     for cmd in commands:
         outcomes.append(run_one(cmd, scratch, env, args.timeout))
         o = outcomes[-1]
-        print(f"{o.file}:{o.line} {o.status} {o.seconds}s  {o.command[:80]}", flush=True)
+        print(f"{o.file}:{o.line} {o.status} {o.seconds}s  {one_line(o.command)[:80]}", flush=True)
     cpu = this_cpu()
     slug = re.sub(r"[^a-z0-9]+", "-", cpu.model.lower()).strip("-")
     meta = {
