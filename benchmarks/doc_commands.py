@@ -115,6 +115,7 @@ class Outcome:
     stated_seconds: float | None = None
     seconds: float | None = None
     exit_code: int | None = None
+    same_as: str | None = None
     load_before: list[float] = field(default_factory=list)
     load_after: list[float] = field(default_factory=list)
     tail: list[str] = field(default_factory=list)
@@ -273,8 +274,16 @@ def make_scratch(scratch: Path) -> None:
             shutil.copy2(src, dst, follow_symlinks=False)
 
 
-def make_standins(scratch: Path) -> list[str]:
-    """Small stand-ins for the files the docs leave to the reader; returns what was made."""
+STANDINS = [
+    "photo.png, photo.jpg, scans/ (4 PNGs), photos/ (4 PNGs): scikit-learn digits at 32x32",
+    "data/my-images/<digit>/*.png: 200 digits in 10 class folders (for /data/my-images)",
+    "Mixer-B_16.npz: a randomly initialised Mixer-B/16 in the official .npz layout "
+    "(the real file is a 240 MB download)",
+]
+
+
+def make_standins(scratch: Path) -> None:
+    """Small stand-ins for the files the docs leave to the reader (`STANDINS`)."""
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -299,12 +308,6 @@ def make_standins(scratch: Path) -> list[str]:
     mlpmixer.save_model(mlpmixer.create_model("mixer_b16_224"), official)
     for sidecar in scratch.glob("Mixer-B_16.npz.*"):
         sidecar.unlink()  # the official file comes without one
-    return [
-        "photo.png, photo.jpg, scans/ (4 PNGs), photos/ (4 PNGs): scikit-learn digits at 32x32",
-        "data/my-images/<digit>/*.png: 200 digits in 10 class folders (for /data/my-images)",
-        "Mixer-B_16.npz: a randomly initialised Mixer-B/16 in the official .npz layout "
-        "(the real file is a 240 MB download)",
-    ]
 
 
 def command_env() -> dict[str, str]:
@@ -359,6 +362,49 @@ def doc_order(rel: str) -> tuple[int, str]:
     return (0 if rel == "README.md" else 1, rel)
 
 
+def cpu_slug() -> str:
+    return re.sub(r"[^a-z0-9]+", "-", this_cpu().model.lower()).strip("-")
+
+
+def run_meta(timeout: float) -> dict:
+    return {
+        "benchmark": "doc_commands",
+        "machine": this_cpu().model,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": git_head(),
+        "timeout_s": timeout,
+        "standins": STANDINS,
+        "substitutions": SUBSTITUTIONS,
+        "doc_env": DOC_ENV,
+    }
+
+
+def earlier_runs(path: Path) -> dict[str, Outcome]:
+    """Commands already run (ok or failed, not timed out) in an earlier invocation, by text."""
+    if not path.exists():
+        return {}
+    done = {}
+    for c in json.loads(path.read_text())["commands"]:
+        if c["exit_code"] is not None and not c.get("same_as"):
+            done.setdefault(c["command"], Outcome(**c))
+    return done
+
+
+def repeat_of(cmd: DocCommand, earlier: dict[str, Outcome]) -> Outcome | None:
+    """A command that appears twice word for word is run once: the second copy points at the
+    first and repeats its result (it reads and writes the same files, so it would only
+    measure the machine again)."""
+    first = earlier.get(cmd.command)
+    if first is None or (first.file, first.line) == (cmd.file, cmd.line):
+        return None
+    stated, stated_s = stated_time(cmd.comment)
+    return Outcome(cmd.file, cmd.line, cmd.command, first.status, first.run_as, stated,
+                   stated_s, first.seconds, first.exit_code, f"{first.file}:{first.line}",
+                   first.load_before, first.load_after, first.tail)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=[], help="FILE or FILE:LINE to run")
@@ -374,32 +420,20 @@ def main() -> None:
             print(f"{c.file}:{c.line}: {c.command}" + (f"  # {c.comment}" if c.comment else ""))
         return
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="doc-commands-"))
-    standins = []
     if not (scratch / "README.md").exists():
         scratch.mkdir(parents=True, exist_ok=True)
         make_scratch(scratch)
-        standins = make_standins(scratch)
+        make_standins(scratch)
+    out = args.out or RESULTS / f"doc-commands-{cpu_slug()}.json"
+    meta = run_meta(args.timeout)
     env, outcomes = command_env(), []
+    earlier = earlier_runs(out)
     for cmd in commands:
-        outcomes.append(run_one(cmd, scratch, env, args.timeout))
-        o = outcomes[-1]
+        o = repeat_of(cmd, earlier) or run_one(cmd, scratch, env, args.timeout)
+        earlier.setdefault(o.command, o)
+        outcomes.append(o)
         print(f"{o.file}:{o.line} {o.status} {o.seconds}s  {one_line(o.command)[:80]}", flush=True)
-    cpu = this_cpu()
-    slug = re.sub(r"[^a-z0-9]+", "-", cpu.model.lower()).strip("-")
-    meta = {
-        "benchmark": "doc_commands",
-        "machine": cpu.model,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": git_head(),
-        "timeout_s": args.timeout,
-        "standins": standins or "made in an earlier run of the same scratch folder",
-        "substitutions": SUBSTITUTIONS,
-        "doc_env": DOC_ENV,
-    }
-    out = args.out or RESULTS / f"doc-commands-{slug}.json"
-    write_results(out, outcomes, meta)
+        write_results(out, outcomes, meta)  # after every command: a long run keeps what it did
     print_table(outcomes)
     print(f"scratch folder: {scratch}\nwrote {out}")
 
