@@ -155,3 +155,19 @@ def test_a_heartbeat_speaks_while_a_phase_is_long(caplog):
         log.info("timing infer", extra=PROGRESS)
         time.sleep(1.0)
     assert "bench: still timing infer (elapsed" in caplog.text
+
+
+def test_a_heartbeat_names_the_phase_not_the_previous_beat(caplog):
+    """Each beat named the last progress line, which after the first beat was that beat:
+    'bench: still bench: still bench: still timing train ...' (mlpmixer bench, issue 18)."""
+    import time
+
+    from mlpmixer.progress import PROGRESS, Heartbeat
+
+    log = logging.getLogger("mlpmixer.test")
+    with caplog.at_level(logging.INFO, logger="mlpmixer"), Heartbeat(log, "bench", 0.2):
+        log.info("timing train", extra=PROGRESS)
+        time.sleep(1.0)
+    beats = [r.getMessage() for r in caplog.records if "still" in r.getMessage()]
+    assert len(beats) >= 2, beats
+    assert all(b.startswith("bench: still timing train (elapsed") for b in beats), beats

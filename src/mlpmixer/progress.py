@@ -111,7 +111,12 @@ class _LastProgress(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if is_progress(record):
-            self.message, self.time = record.getMessage(), time.monotonic()
+            self.time = time.monotonic()
+            if not getattr(record, "heartbeat", False):  # a beat repeats the phase, is none
+                self.message = record.getMessage()
+
+
+_BEAT = {**PROGRESS, "heartbeat": True}
 
 
 class Heartbeat:
@@ -141,4 +146,4 @@ class Heartbeat:
                 doing = self._last.message.split(" (elapsed")[0] or "working"
                 elapsed = duration(time.monotonic() - self.start)
                 self.logger.info("%s: still %s (elapsed %s)", self.what, doing, elapsed,
-                                 extra=PROGRESS)  # fmt: skip
+                                 extra=_BEAT)  # fmt: skip
