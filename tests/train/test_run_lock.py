@@ -34,6 +34,7 @@ def held_by_another_process(tmp_path):
             run_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)  # as the library does: a longer earlier pid must not remain
             os.write(fd, f"{{os.getpid()}}\\n".encode())
             print("held", flush=True)
             time.sleep(60)
