@@ -73,6 +73,8 @@ SKIP_RULES = [
 SUBSTITUTIONS = {
     "runs/<run>": "{digits_run}",  # the run `make demo` made (README: "prints the run directory")
     "runs/digits-...": "{digits_run}",
+    "A/model": "{digits_run}/model",  # docs/analyses.md's two models of one input size:
+    "B/model": "{digits_run}/model",  # the same digits run twice (CKA 1 on the diagonal)
     "/data/my-images": "data/my-images",  # a class-folder stand-in inside the scratch folder
     "/data/my-folders": "data/my-images",
 }
@@ -222,7 +224,9 @@ def as_run(command: str, scratch: Path) -> str:
     for placeholder, replacement in SUBSTITUTIONS.items():
         if placeholder in command:
             command = command.replace(placeholder, replacement)
-    return command.format(digits_run=digits_run(scratch)) if "{" in command else command
+    if "{digits_run}" in command:
+        command = command.replace("{digits_run}", digits_run(scratch))
+    return command
 
 
 def tail_of(output: str) -> list[str]:
