@@ -346,12 +346,25 @@ def print_table(outcomes: list[Outcome]) -> None:
             print(f"{'':<28}{o.status}")
 
 
-def write_results(path: Path, outcomes: list[Outcome], meta: dict) -> None:
+def write_results(path: Path, outcomes: list[Outcome], meta: dict, docs: list[DocCommand]) -> None:
+    """Merge ``outcomes`` into the JSON at ``path``: an earlier entry is kept while its command
+    is still in the docs word for word (its line updated if text above it moved), and the
+    commands of the docs with no entry are listed under ``not_run``."""
     old = json.loads(path.read_text()) if path.exists() else {"commands": []}
     fresh = {(o.file, o.line): asdict(o) for o in outcomes}
-    kept = [c for c in old["commands"] if (c["file"], c["line"]) not in fresh]
-    merged = sorted(kept + list(fresh.values()), key=lambda c: (doc_order(c["file"]), c["line"]))
-    result = {**meta, "commands": merged}
+    lines: dict[tuple[str, str], list[int]] = {}
+    for d in docs:
+        lines.setdefault((d.file, d.command), []).append(d.line)
+    merged = list(fresh.values())
+    for c in old["commands"]:
+        now = lines.get((c["file"], c["command"]), [])
+        line = min(now, key=lambda n: abs(n - c["line"]), default=None)
+        if line is not None and (c["file"], line) not in fresh:
+            fresh[(c["file"], line)] = c
+            merged.append({**c, "line": line})
+    merged.sort(key=lambda c: (doc_order(c["file"]), c["line"]))
+    not_run = [f"{d.file}:{d.line}" for d in docs if (d.file, d.line) not in fresh]
+    result = {**meta, "not_run": not_run, "commands": merged}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
@@ -417,8 +430,8 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the commands, run nothing")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    commands = [c for f in doc_files() for c in commands_in(f, str(f.relative_to(ROOT)))]
-    commands = [c for c in commands if selected(c, args.only)]
+    docs = [c for f in doc_files() for c in commands_in(f, str(f.relative_to(ROOT)))]
+    commands = [c for c in docs if selected(c, args.only)]
     if args.list:
         for c in commands:
             print(f"{c.file}:{c.line}: {c.command}" + (f"  # {c.comment}" if c.comment else ""))
@@ -437,7 +450,9 @@ def main() -> None:
         earlier.setdefault(o.command, o)
         outcomes.append(o)
         print(f"{o.file}:{o.line} {o.status} {o.seconds}s  {one_line(o.command)[:80]}", flush=True)
-        write_results(out, outcomes, meta)  # after every command: a long run keeps what it did
+        write_results(
+            out, outcomes, meta, docs
+        )  # after every command: a long run keeps what it did
     print_table(outcomes)
     print(f"scratch folder: {scratch}\nwrote {out}")
 
