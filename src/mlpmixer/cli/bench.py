@@ -164,7 +164,8 @@ def _print_bench(result: dict[str, Any]) -> None:
             )
     if peak:
         console.print(
-            f"matmul peak ({peak['dtype']}, {peak['size']}x{peak['size']}): "
+            f"matmul peak ({peak['dtype']}, {peak['size']}x{peak['size']}, "
+            f"{peak.get('library', 'aten')}): "
             f"{peak['tflops']:.3f} TFLOP/s; model {result['gflops_per_image']:.2f} GFLOP/image "
             "forward, training step counted as 3x"
         )
