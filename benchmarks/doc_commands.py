@@ -67,6 +67,7 @@ SKIP_RULES = [
     (r"\bdata/imagenet\b", "needs ImageNet-1k on disk (the reader's own copy, ~150 GB)"),
     (r"imagenet1k_b16", "needs ImageNet-1k (not on this machine) and days of GPU time"),
     (r"cifar10", "needs the internet (CIFAR-10 download, 170 MB; not in this machine's cache)"),
+    (r"--resume runs/c10", "resumes runs/c10, the CIFAR-10 run above (needs the internet)"),
 ]
 
 # placeholders the docs leave to the reader -> what this script uses instead
@@ -196,7 +197,8 @@ def stated_time(comment: str) -> tuple[str | None, float | None]:
     """The time a comment states (``~6 min``, ``< 1 minute``) as text and seconds."""
     match = _TIME.search(comment)
     if not match:
-        return (comment if "minute" in comment else None), None
+        vague = re.search(r"(a few|several) (minutes|hours)", comment)
+        return (vague.group(0) if vague else None), None
     n = match.group("n").lower()
     count = 1.0 if n in ("a", "one") else float(n)
     return match.group(0).strip(), count * _UNIT_S[match.group("unit").lower()]
@@ -428,6 +430,9 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=None, help="reused when it exists")
     parser.add_argument("--timeout", type=float, default=BUDGET_S, help="seconds per command")
     parser.add_argument("--list", action="store_true", help="list the commands, run nothing")
+    parser.add_argument(
+        "--refresh", action="store_true", help="copy the repository's files into --scratch again"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     docs = [c for f in doc_files() for c in commands_in(f, str(f.relative_to(ROOT)))]
@@ -441,6 +446,8 @@ def main() -> None:
         scratch.mkdir(parents=True, exist_ok=True)
         make_scratch(scratch)
         make_standins(scratch)
+    elif args.refresh:
+        make_scratch(scratch)  # the docs' and the code's current state; runs and stand-ins stay
     out = args.out or RESULTS / f"doc-commands-{cpu_slug()}.json"
     meta = run_meta(args.timeout)
     env, outcomes = command_env(), []
