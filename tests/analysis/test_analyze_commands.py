@@ -121,13 +121,17 @@ def test_tokens_and_cka_write_next_to_the_checkpoint_not_to_results(
     assert not (work / "results").exists()
 
 
-def test_permutation_takes_a_device_and_records_it(tmp_path):
+def test_permutation_takes_a_device_and_threads_and_records_the_device(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
     args = ["analyze", "permutation", "--limit", "64", "--epochs", "1", "--exact-epochs", "1",
             "--set", "model.overrides.hidden_dim=8", "--set", "model.overrides.num_blocks=1",
             "--set", "model.overrides.tokens_mlp_dim=8", "--set", "model.overrides.channels_mlp_dim=8",
-            "--cnn-width", "4", "--device", "cpu", "--out", str(tmp_path), "--json"]  # fmt: skip
+            "--cnn-width", "4", "--device", "cpu", "--threads", "1", "--out", str(tmp_path), "--json"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "permutation.json").read_text())
     assert data["settings"]["device"] == "cpu"
     assert data["exact"]["max_abs_logit_diff"] < 1e-10
+    assert torch.get_num_threads() == before  # --threads applies to the command only

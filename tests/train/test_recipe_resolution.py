@@ -128,5 +128,7 @@ def test_the_data_defaults_line_shows_the_values_after_the_flags(tmp_path, caplo
     folder = _folder(tmp_path / "data")
     with caplog.at_level(logging.INFO, logger="mlpmixer"):
         assemble_config(None, str(folder), batch_size=8, epochs=3, img_size=16)
-    line = next(r.getMessage() for r in caplog.records if "defaults from the data" in r.getMessage())
+    line = next(
+        r.getMessage() for r in caplog.records if "defaults from the data" in r.getMessage()
+    )
     assert "image size 16," in line and "batch size 8," in line and "epochs 3 " in line

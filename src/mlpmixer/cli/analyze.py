@@ -17,13 +17,14 @@ from .app import (
     cli,
     console,
     deprecated,
+    device_option,
     err_console,
     int_list,
-    device_option,
     out_option,
     print_json,
     product_dir,
     product_out_option,
+    threads_option,
 )
 
 
@@ -184,24 +185,27 @@ def parse_model_sets(sets: tuple[str, ...]) -> list[tuple[str, Any]]:
     help="Epochs of the float64 exact check (0 skips it).",
 )
 @device_option()
+@threads_option()
 @out_option("analyze", "Writes permutation.json and permutation.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs: int,
                         batch_size: int, lr: float, seed: int, cnn_width: int,
-                        limit: int | None, exact_epochs: int, device: str, out: str,
-                        as_json: bool) -> None:  # fmt: skip
+                        limit: int | None, exact_epochs: int, device: str,
+                        threads: int | None, out: str, as_json: bool) -> None:  # fmt: skip
     """Order invariance: Mixer and a CNN trained on original, patch+pixel- and globally-permuted images.
 
     Also checks exactly (float64) that the Mixer trained on permuted images from the folded
     initialisation is the plain Mixer with its weights permuted.
     """
     from ..analysis.runs import permutation_run
+    from ..devices import cpu_threads
 
     overrides = dict(parse_model_sets(sets))
-    data = permutation_run(
-        dataset, out, model, overrides, epochs=epochs, seed=seed, cnn_width=cnn_width,
-        exact_epochs=exact_epochs, batch_size=batch_size, lr=lr, limit=limit, device=device,
-    )  # fmt: skip
+    with cpu_threads(threads):
+        data = permutation_run(
+            dataset, out, model, overrides, epochs=epochs, seed=seed, cnn_width=cnn_width,
+            exact_epochs=exact_epochs, batch_size=batch_size, lr=lr, limit=limit, device=device,
+        )  # fmt: skip
     if as_json:
         print_json(data)
         return

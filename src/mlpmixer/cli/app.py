@@ -202,6 +202,15 @@ def precision_option(help_text: str = "fp32, or bf16/fp16 autocast.") -> Any:
     )  # fmt: skip
 
 
+def threads_option() -> Any:
+    """``--threads N``: torch's CPU threads for the command (default: torch's, the cores)."""
+    return click.option(
+        "--threads", type=click.IntRange(min=1), default=None,
+        help="CPU threads (default: torch's; 1 is often fastest for small models on a busy "
+        "machine).",
+    )  # fmt: skip
+
+
 def workers_option() -> Any:
     """``--workers``: DataLoader processes that read and resize images."""
     return click.option(
