@@ -133,9 +133,9 @@ def test_a_pair_is_swapped_in_together_or_not_at_all(tmp_path):
 
 
 def test_a_training_checkpoint_on_a_real_full_disk_keeps_the_previous_one(tmp_path):
-    """train/state.py writes through this module: the run's message and exit code follow."""
+    """checkpoints/train_state.py writes through this module: the run's message and exit code follow."""
+    from mlpmixer.checkpoints.train_state import checkpoint_path, save_train_state
     from mlpmixer.errors import RunError
-    from mlpmixer.train.state import checkpoint_path, save_train_state
 
     with small_tmpfs(tmp_path / "fs") as run:
         previous = checkpoint_path(run)

@@ -171,3 +171,69 @@ def test_a_heartbeat_names_the_phase_not_the_previous_beat(caplog):
     beats = [r.getMessage() for r in caplog.records if "still" in r.getMessage()]
     assert len(beats) >= 2, beats
     assert all(b.startswith("bench: still timing train (elapsed") for b in beats), beats
+
+
+@pytest.fixture
+def every_unit(monkeypatch):
+    """A progress line for every unit of work (the 10-second interval made 0)."""
+    import mlpmixer.progress
+
+    monkeypatch.setattr(mlpmixer.progress, "INTERVAL_S", 0.0)
+
+
+def test_eval_predict_fewshot_cka_and_export_report_progress(every_unit, tmp_path):
+    """Before: eval, predict, fewshot, analyze cka and export were silent until the end
+    (an ImageNet evaluation on a CPU: an hour without a line)."""
+    from PIL import Image
+
+    path = tmp_path / "m"
+    create_model("mixer_t2_8", num_blocks=1, hidden_dim=8, num_classes=10).save_pretrained(path)
+    for i in range(3):
+        Image.new("L", (8, 8), 40 * i).save(tmp_path / f"{i}.png")
+    ckpt = ["--checkpoint", str(path)]
+    commands = {
+        "evaluating: batch 1/": ["eval", *ckpt, "--dataset", "digits", "--batch-size", "512"],
+        "predicting: image 2/3": [
+            "predict",
+            *ckpt,
+            *(str(tmp_path / f"{i}.png") for i in range(3)),
+            "--batch-size",
+            "2",
+        ],
+        "features of the train images: batch 1/": [
+            "fewshot",
+            *ckpt,
+            "--dataset",
+            "digits",
+            "--shots",
+            "1",
+            "--seeds",
+            "1",
+        ],
+        "CKA: activations of every layer: batch 1/": [
+            "analyze",
+            "cka",
+            *ckpt,
+            "--dataset",
+            "digits",
+            "--num-images",
+            "8",
+        ],
+        "checking it against PyTorch": ["export", *ckpt, "--format", "torchscript"],
+    }
+    for expected, args in commands.items():
+        result = CliRunner(env=FORCED).invoke(cli, [*args, "--out", str(tmp_path / args[0])])
+        assert result.exit_code == 0, (args, result.output)
+        assert expected in result.stderr, (args, result.stderr)
+        assert "batchs" not in result.stderr
+
+
+def test_a_stream_of_unknown_length_is_counted_without_share_or_eta(every_unit, caplog):
+    from mlpmixer.progress import counted
+
+    stream = (i for i in range(3))
+    with caplog.at_level(logging.INFO, logger="mlpmixer"):
+        assert list(counted(stream, logging.getLogger("mlpmixer.t"), "x")) == [0, 1, 2]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("x: ")]
+    assert lines[-1].startswith("x: batch 3, ") and "batches/" in lines[-1], lines
+    assert not any("%" in line or "ETA" in line for line in lines), lines

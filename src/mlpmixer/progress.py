@@ -13,13 +13,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PROGRESS = {"progress": True}  # ``log.info(..., extra=PROGRESS)``
+INTERVAL_S = 10.0  # the longest silence of a long command (a `Ticker` built without interval)
 
 
 def is_progress(record: logging.LogRecord) -> bool:
     """Whether ``record`` reports progress (rather than a notice the user must see)."""
     return bool(getattr(record, "progress", False))
+
+
+def plural(unit: str) -> str:
+    """``step`` -> ``steps``, ``batch`` -> ``batches``."""
+    return unit + ("es" if unit.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def duration(seconds: float) -> str:
@@ -47,11 +57,14 @@ class Ticker:
     """
 
     def __init__(
-        self, logger: logging.Logger, what: str, total: int, unit: str = "step",
-        interval: float = 10.0, done: int = 0,
+        self, logger: logging.Logger, what: str, total: int | None, unit: str = "step",
+        interval: float | None = None, done: int = 0,
     ) -> None:  # fmt: skip
-        self.logger, self.what, self.total, self.unit = logger, what, max(total, 1), unit
-        self.interval, self.done, self.start_done = interval, done, done
+        # total None: work of unknown length (a stream), reported without share and ETA
+        self.logger, self.what, self.unit = logger, what, unit
+        self.total = None if total is None else max(total, 1)
+        self.interval = INTERVAL_S if interval is None else interval
+        self.done, self.start_done = done, done
         self.detail = ""
         self.start = self.last = time.monotonic()
         self._lock = threading.Lock()
@@ -78,7 +91,7 @@ class Ticker:
                 self._emit("")
 
     def _beat(self) -> None:
-        while not self._stop.wait(min(1.0, self.interval / 4)):
+        while not self._stop.wait(min(1.0, max(0.05, self.interval / 4))):
             with self._lock:
                 if time.monotonic() - self.last >= self.interval:
                     self._emit(f", working on {self.unit} {self.done + 1}")
@@ -87,19 +100,38 @@ class Ticker:
         elapsed = time.monotonic() - self.start
         new = self.done - self.start_done
         rate = new / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate > 0 else None
+        known = self.total is not None
+        left = (self.total - self.done) / rate if known and rate > 0 else None
         eta = f", ETA {duration(left)}" if left is not None else ""
         detail = f" ({self.detail})" if self.detail else ""
-        speed = f"{rate:.2f} {self.unit}s/s" if rate >= 0.1 else f"{60 * rate:.2f} {self.unit}s/min"
+        units = plural(self.unit)
+        speed = f"{rate:.2f} {units}/s" if rate >= 0.1 else f"{60 * rate:.2f} {units}/min"
+        count = f"{self.done}/{self.total} ({100 * self.done / self.total:.0f}%)" if known else ""
         return (
-            f"{self.what}: {self.unit} {self.done}/{self.total} "
-            f"({100 * self.done / self.total:.0f}%){detail}, {speed}, elapsed "
+            f"{self.what}: {self.unit} {count or self.done}{detail}, {speed}, elapsed "
             f"{duration(elapsed)}{eta}{suffix}"
         )
 
     def _emit(self, suffix: str) -> None:
         self.last = time.monotonic()
         self.logger.info("%s", self.line(suffix), extra=PROGRESS)
+
+
+def counted(
+    items: Iterable[T], logger: logging.Logger, what: str, unit: str = "batch",
+    total: int | None = None,
+) -> Iterator[T]:  # fmt: skip
+    """``items``, reporting progress through a `Ticker` (a line at least every ~10 s) while
+    they are consumed; ``total`` defaults to ``len(items)`` when they have one."""
+    if total is None:
+        try:
+            total = len(items)  # type: ignore[arg-type]
+        except TypeError:  # a generator or a stream: counted without a total
+            total = None
+    with Ticker(logger, what, total, unit) as ticker:
+        for item in items:
+            yield item
+            ticker.advance()
 
 
 class _LastProgress(logging.Handler):

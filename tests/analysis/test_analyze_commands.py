@@ -101,3 +101,37 @@ def test_permutation_set_values_are_read_with_the_bounded_yaml_loader(tmp_path, 
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert message in result.output and "hidden_dim" in result.output
+
+
+def test_tokens_and_cka_write_next_to_the_checkpoint_not_to_results(
+    checkpoint, tmp_path, monkeypatch
+):
+    """Before: every analysis wrote ./results/analyze/ wherever it was run (#18, item 6)."""
+    path, _ = checkpoint
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    tokens = CliRunner().invoke(cli, ["analyze", "tokens", "--checkpoint", str(path)])
+    assert tokens.exit_code == 0, tokens.output
+    cka = ["analyze", "cka", "--checkpoint", str(path), "--dataset", "digits", "--num-images", "16"]
+    result = CliRunner().invoke(cli, [*cka, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (path.parent / "analyze-tokens" / "tokens.png").is_file()
+    assert (path.parent / "analyze-cka" / "cka.json").is_file()
+    assert not (work / "results").exists()
+
+
+def test_permutation_takes_a_device_and_threads_and_records_the_device(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    args = ["analyze", "permutation", "--limit", "64", "--epochs", "1", "--exact-epochs", "1",
+            "--set", "model.overrides.hidden_dim=8", "--set", "model.overrides.num_blocks=1",
+            "--set", "model.overrides.tokens_mlp_dim=8", "--set", "model.overrides.channels_mlp_dim=8",
+            "--cnn-width", "4", "--device", "cpu", "--threads", "1", "--out", str(tmp_path), "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "permutation.json").read_text())
+    assert data["settings"]["device"] == "cpu"
+    assert data["exact"]["max_abs_logit_diff"] < 1e-10
+    assert torch.get_num_threads() == before  # --threads applies to the command only

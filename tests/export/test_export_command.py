@@ -43,3 +43,15 @@ def test_export_command_refuses_an_unknown_suffix(checkpoint, tmp_path):
         cli, ["export", "--checkpoint", str(path), "--out", str(tmp_path / "m.bin")]
     )
     assert result.exit_code == 2 and "cannot tell the export format" in result.output
+
+
+def test_export_writes_next_to_the_checkpoint_by_default(checkpoint, tmp_path, monkeypatch):
+    """Before: `export` without --out wrote ./results/export/ wherever it was run."""
+    path, _ = checkpoint
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        cli, ["export", "--checkpoint", str(path), "--format", "torchscript"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (path.parent / "export" / "tiny.ts").is_file()
+    assert not (tmp_path / "results").exists()

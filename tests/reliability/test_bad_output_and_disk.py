@@ -19,7 +19,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import mlpmixer.train.state as state_module
+import mlpmixer.checkpoints.train_state as state_module
 from mlpmixer import create_model
 from mlpmixer.cli import cli
 from mlpmixer.errors import ConfigError, RunError

@@ -23,11 +23,11 @@ import yaml
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-import mlpmixer.train.state as state_module
+import mlpmixer.checkpoints.train_state as state_module
+from mlpmixer.checkpoints.train_state import checkpoint_path, load_train_state
 from mlpmixer.cli import cli
 from mlpmixer.errors import CheckpointError, RunError
 from mlpmixer.train import TrainConfig, train
-from mlpmixer.train.state import checkpoint_path, load_train_state
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
 EVERY = 10  # checkpoint every 10 steps; digits train split = 22 steps of 64 per epoch

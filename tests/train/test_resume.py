@@ -13,8 +13,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from mlpmixer.checkpoints.train_state import load_train_state
 from mlpmixer.train import TrainConfig, train
-from mlpmixer.train.state import load_train_state
 
 from .conftest import tiny_config
 
@@ -81,8 +81,8 @@ def test_a_stride_0_tensor_in_last_pt_is_refused_before_use(tmp_path, where):
     0: 16 MB here, terabytes in a hostile file) was accepted on resume and when last.pt is
     loaded as a model; .pth files already refused it. Checked before the checksum is computed."""
     import mlpmixer
+    from mlpmixer.checkpoints import train_state as state_module
     from mlpmixer.errors import CheckpointError
-    from mlpmixer.train import state as state_module
 
     huge = torch.zeros(1).expand(2000, 2000)
     if where == "model":

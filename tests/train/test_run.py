@@ -9,12 +9,12 @@ import torch
 from click.testing import CliRunner
 
 import mlpmixer
+from mlpmixer.checkpoints.train_state import load_train_state
 from mlpmixer.cli import cli
 from mlpmixer.data import build_dataset, normalize
 from mlpmixer.errors import ConfigError, RunError
 from mlpmixer.train import loop as loop_module
 from mlpmixer.train import train
-from mlpmixer.train.state import load_train_state
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from mlpmixer.checkpoints.train_state import load_train_state, save_train_state
 from mlpmixer.errors import ConfigError
 from mlpmixer.train import train
 from mlpmixer.train.run_guard import (
@@ -18,7 +19,6 @@ from mlpmixer.train.run_guard import (
     is_run_dir,
     read_run_id,
 )
-from mlpmixer.train.state import load_train_state, save_train_state
 
 from .conftest import tiny_config
 

@@ -15,8 +15,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from mlpmixer.checkpoints.train_state import load_train_state
 from mlpmixer.train import TrainConfig, train
-from mlpmixer.train.state import load_train_state
 from shard_helpers import make_shards
 
 from .conftest import TINY_MODEL

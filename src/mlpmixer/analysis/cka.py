@@ -14,6 +14,7 @@ A Mixer's layers here are the stem output and each block's output, each flattene
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +22,9 @@ import torch
 
 from ..errors import ConfigError
 from ..models.base import MlpFamilyModel
+from ..progress import counted
+
+log = logging.getLogger(__name__)
 
 
 def centered_gram(x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +61,8 @@ def layer_grams(
     device = next(model.parameters()).device
     names = ["stem"] + [f"block {i + 1}" for i in range(len(model.blocks))]
     outputs: list[list[torch.Tensor]] = [[] for _ in names]
-    for start in range(0, len(images), batch_size):
+    starts = range(0, len(images), batch_size)
+    for start in counted(starts, log, "CKA: activations of every layer"):
         x = images[start : start + batch_size].to(device)
         # timm's API gives every block's output (B, S, C); the stem's is one more matmul
         blocks = model.forward_intermediates(x, output_fmt="NLC", intermediates_only=True)

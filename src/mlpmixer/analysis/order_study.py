@@ -87,7 +87,7 @@ def exact_check(
     float64 rounding.
     """
     images, labels = train[0].double(), train[1]
-    plain = _new_mixer(config, seed, torch.float64)
+    plain = _new_mixer(config, seed, torch.float64).to(images.device)
     permuted = fold_permutation(plain, perms)
     fit(plain, images, labels, epochs, seed=seed, on_step=on_step, **fit_options)
     fit(permuted, perms.apply(images, "patch+pixel"), labels, epochs, seed=seed,
@@ -118,15 +118,16 @@ def order_invariance_study(
     seed: int = 0,
     exact_epochs: int = 1,
     models: tuple[str, ...] = ("mixer", "cnn"),
+    device: str | torch.device = "cpu",
     **fit_options: Any,
 ) -> StudyResult:
     """Test top-1 of each model in ``models`` trained on each variant of the data.
 
     ``train`` and ``test`` are (images (N, C, H, W) normalised, labels (N,)) at the
     config's resolution; ``fit_options`` go to `fit` (batch_size, lr, weight_decay).
-    ``exact_epochs=0`` skips the exact check.
+    ``exact_epochs=0`` skips the exact check. Models and images live on ``device``.
     """
-    (train_x, train_y), (test_x, test_y) = train, test
+    (train_x, train_y), (test_x, test_y) = ((t.to(device) for t in pair) for pair in (train, test))
     if tuple(train_x.shape[1:]) != (config.in_chans, *config.img_size):
         raise ConfigError(
             f"images of shape {tuple(train_x.shape[1:])} do not fit the Mixer config "
@@ -138,6 +139,7 @@ def order_invariance_study(
     perms = Permutations.random(config.img_size, config.patch_size, seed)
     results: dict[str, dict[str, float]] = {name: {} for name in models}
     settings = {"epochs": epochs, "seed": seed, "cnn_width": cnn_width, **fit_options}
+    settings["device"] = str(device)
     partial = StudyResult(results, None, len(train_x), len(test_x), settings, complete=False)
     steps = steps_per_epoch(len(train_x), fit_options.get("batch_size", 64))
     total = steps * (epochs * len(models) * len(VARIANTS) + 2 * exact_epochs)
@@ -150,7 +152,7 @@ def order_invariance_study(
                         _new_mixer(config, seed)
                         if name == "mixer"
                         else _new_cnn(config, cnn_width, seed)
-                    )
+                    ).to(device)
                     on_step = _stepper(ticker, f"{name} on {variant}", epochs)
                     fit(model, perms.apply(train_x, variant), train_y, epochs, seed=seed,
                         on_step=on_step, **fit_options)  # fmt: skip
@@ -159,7 +161,7 @@ def order_invariance_study(
                 ticker.advance(0, f"exact check: {exact_epochs} epoch(s) in float64", force=True)
                 on_step = _stepper(ticker, "exact check (float64)", exact_epochs)
                 partial.exact = exact_check(
-                    config, perms, train, test_x, exact_epochs, seed, on_step=on_step,
+                    config, perms, (train_x, train_y), test_x, exact_epochs, seed, on_step=on_step,
                     **fit_options,
                 )  # fmt: skip
         except KeyboardInterrupt:

@@ -113,10 +113,13 @@ def cka_run(
     checkpoint_b: str | os.PathLike[str] | MlpFamilyModel | None = None,
     num_images: int = 256,
     batch_size: int = 128,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Linear CKA between all layers (of one checkpoint, or across two): cka.json/png."""
-    model_a = as_model(checkpoint)
-    model_b = None if checkpoint_b is None else as_model(checkpoint_b)
+    """Linear CKA between all layers (of one checkpoint, or across two): cka.json/png.
+
+    The forward passes run on ``device``; the Gram matrices are formed on the CPU."""
+    model_a = as_model(checkpoint).to(device)
+    model_b = None if checkpoint_b is None else as_model(checkpoint_b).to(device)
     images = cka_images(model_a, dataset, images_dir, num_images)
     result = cka_matrix(model_a, images, model_b, batch_size)
     out = Path(out_dir)

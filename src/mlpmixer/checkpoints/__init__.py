@@ -5,7 +5,7 @@ models/ does not import checkpoints/, which builds on it.
 """
 
 from ..models import storage as _storage
-from . import model_card, native, state_fit
+from . import native, run_model, state_fit
 from .load import (
     FORMATS,
     Checkpoint,
@@ -28,7 +28,7 @@ _storage.register(
         check_state_fits=lambda *args, **kwargs: state_fit.check_state_fits(*args, **kwargs),
         apply_overrides=lambda *args, **kwargs: state_fit.apply_overrides(*args, **kwargs),
         load_model=lambda *args, **kwargs: load_model(*args, **kwargs),
-        native_readme=lambda *args, **kwargs: model_card.native_readme(*args, **kwargs),
+        native_readme=lambda *args, **kwargs: run_model.native_readme(*args, **kwargs),
     )
 )
 

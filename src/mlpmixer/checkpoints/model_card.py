@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..models.config import MixerConfig
@@ -250,20 +249,3 @@ def timm_card(
         *CITATION_SECTION,
     ]
     return "\n".join(lines)
-
-
-def native_readme(
-    config: MixerConfig, location: str, summary: Mapping[str, Any] | None = None
-) -> str:
-    """`native_card` with the timm section filled in from timm's registry."""
-    from .timm_format import timm_spec  # timm_format writes timm cards with this module
-
-    return native_card(config, location, summary, timm_spec(config).unbuildable)
-
-
-def write_run_model(model: Any, path: Path, summary: Mapping[str, Any]) -> None:
-    """Save a run's model (`MlpFamilyModel`) at ``path`` with a card reporting ``summary``."""
-    from .native import write_native
-
-    card = native_readme(model.config, str(path), summary)
-    write_native(path, model.config, model.state_dict(), extra_files={"README.md": card})

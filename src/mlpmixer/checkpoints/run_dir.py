@@ -60,7 +60,7 @@ def run_result_dir(run_dir: Path) -> Path:
 
 def read_training_checkpoint(path: Path) -> tuple[MixerConfig, dict[str, torch.Tensor]]:
     """The model config and weights in ``RUN/checkpoints/last.pt`` (checked, never unpickled)."""
-    from ..train.state import load_train_state  # lazy: train imports checkpoints
+    from .train_state import load_train_state
 
     run_dir = path.parent.parent
     state: dict[str, Any] = load_train_state(run_dir)

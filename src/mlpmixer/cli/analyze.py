@@ -17,10 +17,14 @@ from .app import (
     cli,
     console,
     deprecated,
+    device_option,
     err_console,
     int_list,
     out_option,
     print_json,
+    product_dir,
+    product_out_option,
+    threads_option,
 )
 
 
@@ -40,16 +44,19 @@ def analyze() -> None:
 @click.option("--blocks", default="1,2,3", show_default=True, help="Blocks to draw (1 = first).")
 @click.option("--units", type=POSITIVE_INT, default=32, show_default=True,
               help="Hidden units drawn per block.")  # fmt: skip
-@out_option("analyze", "Writes tokens.json and tokens.png.")
+@product_out_option("Writes tokens.json and tokens.png.", "analyze-tokens")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def analyze_tokens(checkpoint: str, blocks: str, units: int, out: str, as_json: bool) -> None:
+def analyze_tokens(
+    checkpoint: str, blocks: str, units: int, out: str | None, as_json: bool
+) -> None:
     """Token-mixing hidden units as images on the patch grid (paper, Fig. 5).
 
     Units are paired with their most opposite unit and the pairs sorted by spatial frequency.
     """
     from ..analysis.runs import token_mixing_run
 
-    data = token_mixing_run(checkpoint, out, int_list(blocks, "--blocks"), units)
+    where = product_dir(out, checkpoint, "analyze-tokens")
+    data = token_mixing_run(checkpoint, where, int_list(blocks, "--blocks"), units)
     most = max(b["num_units"] for b in data["blocks"])
     if units > most:  # the figure shows what there is: say so rather than ignore the value
         err_console.print(
@@ -79,16 +86,25 @@ def analyze_tokens(checkpoint: str, blocks: str, units: int, out: str, as_json: 
 )
 @click.option("--num-images", type=POSITIVE_INT, default=256, show_default=True)
 @click.option("--batch-size", type=POSITIVE_INT, default=128, show_default=True)
-@out_option("analyze", "Writes cka.json and cka.png.")
+@device_option()
+@product_out_option("Writes cka.json and cka.png.", "analyze-cka")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
-                image_paths: tuple[str, ...], num_images: int, batch_size: int, out: str,
-                as_json: bool) -> None:  # fmt: skip
+                image_paths: tuple[str, ...], num_images: int, batch_size: int, device: str,
+                out: str | None, as_json: bool) -> None:  # fmt: skip
     """Linear CKA between the stem and every block's output, as a heatmap."""
     from ..analysis.runs import cka_run
 
+    where = product_dir(out, checkpoint, "analyze-cka")
     data = cka_run(
-        checkpoint, out, dataset, list(image_paths), checkpoint_b, num_images, batch_size
+        checkpoint,
+        where,
+        dataset,
+        list(image_paths),
+        checkpoint_b,
+        num_images,
+        batch_size,
+        device=device,
     )
     if as_json:
         print_json(data)
@@ -168,24 +184,28 @@ def parse_model_sets(sets: tuple[str, ...]) -> list[tuple[str, Any]]:
     show_default=True,
     help="Epochs of the float64 exact check (0 skips it).",
 )
+@device_option()
+@threads_option()
 @out_option("analyze", "Writes permutation.json and permutation.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs: int,
                         batch_size: int, lr: float, seed: int, cnn_width: int,
-                        limit: int | None, exact_epochs: int, out: str,
-                        as_json: bool) -> None:  # fmt: skip
+                        limit: int | None, exact_epochs: int, device: str,
+                        threads: int | None, out: str, as_json: bool) -> None:  # fmt: skip
     """Order invariance: Mixer and a CNN trained on original, patch+pixel- and globally-permuted images.
 
     Also checks exactly (float64) that the Mixer trained on permuted images from the folded
     initialisation is the plain Mixer with its weights permuted.
     """
     from ..analysis.runs import permutation_run
+    from ..devices import cpu_threads
 
     overrides = dict(parse_model_sets(sets))
-    data = permutation_run(
-        dataset, out, model, overrides, epochs=epochs, seed=seed, cnn_width=cnn_width,
-        exact_epochs=exact_epochs, batch_size=batch_size, lr=lr, limit=limit,
-    )  # fmt: skip
+    with cpu_threads(threads):
+        data = permutation_run(
+            dataset, out, model, overrides, epochs=epochs, seed=seed, cnn_width=cnn_width,
+            exact_epochs=exact_epochs, batch_size=batch_size, lr=lr, limit=limit, device=device,
+        )  # fmt: skip
     if as_json:
         print_json(data)
         return

@@ -202,6 +202,15 @@ def precision_option(help_text: str = "fp32, or bf16/fp16 autocast.") -> Any:
     )  # fmt: skip
 
 
+def threads_option() -> Any:
+    """``--threads N``: torch's CPU threads for the command (default: torch's, the cores)."""
+    return click.option(
+        "--threads", type=click.IntRange(min=1), default=None,
+        help="CPU threads (default: torch's; 1 is often fastest for small models on a busy "
+        "machine).",
+    )  # fmt: skip
+
+
 def workers_option() -> Any:
     """``--workers``: DataLoader processes that read and resize images."""
     return click.option(
@@ -400,7 +409,8 @@ RESULTS = "results"
 
 
 def out_option(command: str, writes: str) -> Any:
-    """``--out DIR`` with the default ``results/<command>``; ``writes`` says what goes there."""
+    """``--out DIR`` with the default ``results/<command>`` (a command about no checkpoint:
+    ``analyze permutation``); ``writes`` says what goes there."""
     return click.option(
         "--out",
         callback=dir_or_new,  # /dev/null or a file: a usage error, not a crash
@@ -410,14 +420,32 @@ def out_option(command: str, writes: str) -> Any:
     )
 
 
-def beside_checkpoint_option(writes: str) -> Any:
+def beside_checkpoint_option(writes: str, folder: str = "<command>-<data>") -> Any:
     """``--out DIR`` of the commands that measure a checkpoint (eval, predict, fewshot):
     by default the results go next to the checkpoint (`beside_checkpoint`), never to ./results."""
     return click.option(
         "--out", callback=dir_or_new, default=None,
-        help=f"{writes} Default: next to the checkpoint (RUN/<command>-<data>/ for a run's "
+        help=f"{writes} Default: next to the checkpoint (RUN/{folder}/ for a run's "
         "model); for a hub id or URL nothing is written unless --out is given.",
     )  # fmt: skip
+
+
+def product_out_option(writes: str, folder: str) -> Any:
+    """``--out DIR`` of the commands whose files are what was asked for (analyze tokens,
+    cka): next to the checkpoint like eval's (`product_dir`), else ``results/<folder>``."""
+    return click.option(
+        "--out", callback=dir_or_new, default=None,
+        help=f"{writes} Default: next to the checkpoint (RUN/{folder}/ for a run's model); "
+        f"for a hub id or URL, {RESULTS}/{folder}/.",
+    )  # fmt: skip
+
+
+def product_dir(out: str | None, checkpoint: str, folder: str) -> Path:
+    """``--out``, else ``folder`` next to ``checkpoint``, else ``results/<folder>`` (a hub id
+    or URL has no local place, and these commands exist to write their files)."""
+    if out is not None:
+        return Path(out)
+    return beside_checkpoint(checkpoint, folder) or Path(RESULTS, folder)
 
 
 def beside_checkpoint(checkpoint: str, folder: str) -> Path | None:

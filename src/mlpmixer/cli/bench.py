@@ -21,6 +21,7 @@ from .app import (
     precision_option,
     print_json,
     regular_file_or_new,
+    threads_option,
 )
 
 
@@ -61,7 +62,7 @@ from .app import (
 @click.option(
     "--latency/--no-latency", default=True, show_default=True, help="Batch-1 latency percentiles."
 )
-@click.option("--threads", type=POSITIVE_INT, default=None, help="CPU threads (default: torch's).")
+@threads_option()
 @click.option(
     "--warmup", type=NON_NEGATIVE_INT, default=2, show_default=True, help="Warm-up steps."
 )

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from .app import RESULTS, checkpoint_option, cli, console, print_json, regular_file_or_new
+from .app import (
+    RESULTS,
+    checkpoint_option,
+    cli,
+    console,
+    print_json,
+    product_dir,
+    regular_file_or_new,
+)
 
 
 @cli.command()
@@ -22,7 +30,8 @@ from .app import RESULTS, checkpoint_option, cli, console, print_json, regular_f
     "--out",
     default=None,
     callback=lambda ctx, param, v: v and str(regular_file_or_new(Path(v), "--out")),
-    help="File to write (default results/export/<name>.onnx|.ts|.pt2).",
+    help="File to write. Default: <name>.onnx|.ts|.pt2 next to the checkpoint (RUN/export/ for a "
+    f"run's model); for a hub id or URL, {RESULTS}/export/.",
 )
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
 @click.option("--no-verify", is_flag=True, help="Skip running the file against PyTorch.")
@@ -40,7 +49,7 @@ def export(checkpoint: str, fmt: str, out: str | None, opset: int | None, no_ver
     if out is None:
         fmt = fmt or "onnx"
         name = Path(checkpoint.rstrip("/")).stem + DEFAULT_SUFFIX[fmt]
-        path = Path(RESULTS, "export", name)
+        path = product_dir(None, checkpoint, "export") / name
     else:
         path = Path(out)
         fmt = resolve_format(path, fmt) if fmt or path.suffix else "onnx"

@@ -9,6 +9,7 @@ channels, crop, interpolation, mean and std), or the values given instead.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import warnings
@@ -25,7 +26,9 @@ from ..data import build_dataset
 from ..data.info import normalize
 from ..errors import ConfigError, DataError, RunError
 from ..models.base import MlpFamilyModel
+from ..progress import counted
 
+log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -66,7 +69,7 @@ def evaluate(
     confusion = torch.zeros(k, k, dtype=torch.long)
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
-    for images, labels in batches:
+    for images, labels in counted(batches, log, "evaluating"):
         images, labels = images.to(device), labels.to(device).long()
         logits = model(preprocess(images) if preprocess else images).float()
         if logits.shape[1] != k:

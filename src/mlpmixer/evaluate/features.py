@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 
 import torch
 
 from ..models.base import MlpFamilyModel
+from ..progress import counted
+
+log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, in_chans, H, W), labels (B,)
 
@@ -56,7 +60,7 @@ def dataset_tensors(
     subset = torch.utils.data.Subset(dataset, indices)
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False)
     images, labels = [], []
-    for x, y in loader:
+    for x, y in counted(loader, log, f"reading {count} images"):
         images.append(x)
         labels.append(torch.as_tensor(y))
     if not images:

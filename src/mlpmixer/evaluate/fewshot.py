@@ -10,6 +10,7 @@ Shapes: n examples, d feature dimensions, K classes.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,8 +23,11 @@ from torch.utils.data import DataLoader
 from ..checkpoints import as_model
 from ..errors import ConfigError, DataError
 from ..models.base import MlpFamilyModel
+from ..progress import counted
 from .eval import load_eval_split, normalizer
 from .features import extract_features
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SHOTS = (1, 5, 10, 25)
 # λ relative to features scaled to unit mean squared norm (see `_feature_scale`).
@@ -214,7 +218,8 @@ def fewshot_checkpoint(
     for split in ("train", "test"):
         data, info = load_eval_split(model, dataset, split)
         loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-        batches = ((prep(images), labels) for images, labels in loader)
+        reading = counted(loader, log, f"features of the {split} images")
+        batches = ((prep(images), labels) for images, labels in reading)
         features[split] = extract_features(model, batches, device)
     return fewshot_evaluate(
         *features["train"], *features["test"], shots, seeds, info.num_classes, **options

@@ -10,6 +10,7 @@ batches; a file that cannot be read is reported by name and the others are still
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,10 @@ from ..data.transforms import eval_sample
 from ..errors import ConfigError, MixerError
 from ..models.base import MlpFamilyModel
 from ..models.config import MixerConfig
+from ..progress import Ticker
 from .eval import normalizer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -123,22 +127,33 @@ def predict_files(
     report = PredictReport(failures=failures)
     pool = ThreadPoolExecutor(num_workers) if num_workers > 0 else None
     mapper = pool.map if pool is not None else map
-    for start in range(0, len(files), batch_size):
-        ready, images = [], []
-        chunk = files[start : start + batch_size]
-        for path, (image, error) in zip(chunk, mapper(_prepared(config), chunk), strict=True):
-            if error is None:
-                images.append(image)
-                ready.append(path)
-            else:
-                report.failures.append({"path": str(path), "error": error})
-        if not images:
-            continue
+    try:
+        with Ticker(log, "predicting", len(files), unit="image") as ticker:
+            for start in range(0, len(files), batch_size):
+                chunk = files[start : start + batch_size]
+                _predict_chunk(model, chunk, mapper, report, names, top_k, normalize, device)
+                ticker.advance(len(chunk))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return report
+
+
+def _predict_chunk(
+    model: MlpFamilyModel, chunk: list[Path], mapper: Any, report: PredictReport,
+    names: list[str], top_k: int, normalize: Any, device: str | torch.device,
+) -> None:  # fmt: skip
+    """Prepare the images of ``chunk`` (failures go to the report) and add their top-k."""
+    ready, images = [], []
+    for path, (image, error) in zip(chunk, mapper(_prepared(model.config), chunk), strict=True):
+        if error is None:
+            images.append(image)
+            ready.append(path)
+        else:
+            report.failures.append({"path": str(path), "error": error})
+    if images:
         logits = model(normalize(torch.stack(images).to(device))).float()
         _add_predictions(report, ready, logits, names, top_k)
-    if pool is not None:
-        pool.shutdown()
-    return report
 
 
 NOT_FINITE = (

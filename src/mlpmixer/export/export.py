@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -23,9 +24,12 @@ import torch
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_pair, atomic_path
 from ..models.base import MlpFamilyModel
+from ..progress import PROGRESS, Heartbeat
 from .onnx import export_onnx, run_onnx
 from .program import export_program, load_program
 from .torchscript import export_torchscript, load_torchscript
+
+log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("onnx", "torchscript", "exported-program")
 SUFFIXES = {".onnx": "onnx", ".ts": "torchscript", ".pt": "torchscript", ".pt2": "exported-program"}
@@ -169,8 +173,11 @@ def export_model(
     model.set_grad_checkpointing(False)
     batch_sizes = (1, 3)
     cfg = model.config
-    with _destination(path, report is not None) as (tmp, tmp_report):
+    with _destination(path, report is not None) as (tmp, tmp_report), Heartbeat(log, "export"):
+        log.info("writing %s (%s)", path, format, extra=PROGRESS)
         _write(model, tmp, format, example_images(model, 2), opset)
+        if verify:
+            log.info("checking it against PyTorch at batch sizes %s", batch_sizes, extra=PROGRESS)
         diff = verify_export(model, tmp, format, batch_sizes) if verify else None
         _check_match(path, format, diff, tolerance)
         result = ExportReport(

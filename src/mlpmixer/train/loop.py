@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..checkpoints.train_state import checkpoint_path, rng_state, save_train_state, set_rng_state
 from ..data.info import normalize
 from ..errors import CheckpointError, RunError
 from ..precision import autocast
@@ -45,7 +46,6 @@ from .ema import ModelEma
 from .logs import MetricsLog, Progress, TensorBoardLog
 from .run_guard import config_sha256
 from .sampler import TrainBatchSampler
-from .state import checkpoint_path, rng_state, save_train_state, set_rng_state
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checkpoints import load_model
-from ..checkpoints.model_card import write_run_model
+from ..checkpoints.run_model import write_run_model
 from ..data import DatasetInfo, build_dataset
 from ..data.loading import EpochKeyedBatches, default_workers, loader_options, worker_side
 from ..data.shards import LANES, ShardDataset, ShardStream

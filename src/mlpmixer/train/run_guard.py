@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checkpoints.train_state import checkpoint_path, load_train_state
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_json
 from ..layout import RUN_CONFIG_FILE, RUN_ID_FILE
 from .config import TrainConfig, load_config
 from .lock import LOCK_FILE
-from .state import checkpoint_path, load_train_state
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoints.timm_format import check_tensor_views
 from ..errors import CheckpointError, RunError
 from ..fileio import atomic_path
 from ..layout import CHECKPOINT_DIR, LAST_CHECKPOINT
+from .timm_format import check_tensor_views
 
 FORMAT = "mlpmixer-train-state"
 VERSION = 1
