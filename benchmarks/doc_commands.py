@@ -27,6 +27,7 @@ because the timings are taken on whatever else the machine is doing.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -49,9 +50,9 @@ SHELL_FENCES = {"", "bash", "sh", "shell", "console"}
 TAIL_LINES = 12
 BUDGET_S = 15 * 60
 
-# (file, first line, last line, reason): commands run elsewhere, not by this script
+# (file, section heading, reason): commands run elsewhere, not by this script
 NOT_HERE = [
-    ("docs/analyses.md", 97, 110, "run by the lead for the pictures"),
+    ("docs/analyses.md", "The pictures in the README", "run by the lead for the pictures"),
 ]
 
 # (pattern in the command, reason), first match wins: what this machine cannot do
@@ -204,9 +205,24 @@ def stated_time(comment: str) -> tuple[str | None, float | None]:
     return match.group(0).strip(), count * _UNIT_S[match.group("unit").lower()]
 
 
+@functools.cache
+def section_lines(rel: str, heading: str) -> tuple[int, int]:
+    """The line numbers of a Markdown section's heading and of the next heading (or the end)."""
+    lines = (ROOT / rel).read_text(encoding="utf-8").splitlines()
+    heads, fenced = [], False
+    for n, line in enumerate(lines, 1):
+        fenced ^= line.lstrip().startswith("```")
+        if line.startswith("#") and not fenced:  # a "# comment" in a code block is no heading
+            heads.append(n)
+    first = next((n for n in heads if lines[n - 1].lstrip("#").strip() == heading), 0)
+    last = next((n for n in heads if n > first), len(lines) + 1) if first else 0
+    return first, last
+
+
 def skip_reason(cmd: DocCommand, stated_s: float | None) -> str | None:
-    for rel, first, last, reason in NOT_HERE:
-        if cmd.file == rel and first <= cmd.line <= last:
+    for rel, heading, reason in NOT_HERE:
+        first, last = section_lines(rel, heading)
+        if cmd.file == rel and first < cmd.line < last:
             return reason
     for pattern, reason in SKIP_RULES:
         if re.search(pattern, cmd.command):
@@ -454,7 +470,8 @@ def main() -> None:
     earlier = earlier_runs(out)
     for cmd in commands:
         o = repeat_of(cmd, earlier) or run_one(cmd, scratch, env, args.timeout)
-        earlier.setdefault(o.command, o)
+        if o.exit_code is not None and not o.same_as:
+            earlier[o.command] = o  # this run's result, not an older one's
         outcomes.append(o)
         print(f"{o.file}:{o.line} {o.status} {o.seconds}s  {one_line(o.command)[:80]}", flush=True)
         write_results(
