@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from mlpmixer import MlpMixer
+from mlpmixer.models.fast import onednn
+
+needs_onednn = pytest.mark.skipif(
+    not onednn.available(), reason="no oneDNN linear in this torch build"
+)
 
 
 def randomised(model: MlpMixer, seed: int = 0) -> MlpMixer:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mixer_reference import mixer_logits
-from mixer_testing import randomised, record_results
+from mixer_testing import needs_onednn, randomised, record_results
 from mlpmixer import MixerConfig, MlpMixer
 from mlpmixer.checkpoints.official import state_to_official
 from mlpmixer.models.fast import onednn
@@ -17,10 +17,6 @@ CONFIG = MixerConfig(
     img_size=(32, 32), patch_size=(4, 4), in_chans=3, num_classes=10, hidden_dim=48,
     num_blocks=3, tokens_mlp_dim=24, channels_mlp_dim=96,
 )  # fmt: skip
-
-needs_onednn = pytest.mark.skipif(
-    not onednn.available(), reason="no oneDNN linear in this torch build"
-)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixer_testing import EPYC, XEON, randomised, record_results
+from mixer_testing import EPYC, XEON, needs_onednn, randomised, record_results
 from mlpmixer import MixerConfig, MlpMixer
 from mlpmixer.cpu_kind import parse_cpuinfo
 from mlpmixer.models.fast import onednn
@@ -15,10 +15,6 @@ CONFIG = MixerConfig(
     img_size=(32, 32), patch_size=(4, 4), in_chans=3, num_classes=10, hidden_dim=48,
     num_blocks=2, tokens_mlp_dim=24, channels_mlp_dim=96,
 )  # fmt: skip
-
-needs_onednn = pytest.mark.skipif(
-    not onednn.available(), reason="no oneDNN linear in this torch build"
-)
 
 
 def _run_on(monkeypatch, cpuinfo: str) -> None:
