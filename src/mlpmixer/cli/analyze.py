@@ -13,6 +13,7 @@ from .app import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
     SEED,
+    beside_checkpoint_option,
     checkpoint_option,
     cli,
     console,
@@ -23,7 +24,6 @@ from .app import (
     out_option,
     print_json,
     product_dir,
-    product_out_option,
     threads_option,
 )
 
@@ -44,7 +44,7 @@ def analyze() -> None:
 @click.option("--blocks", default="1,2,3", show_default=True, help="Blocks to draw (1 = first).")
 @click.option("--units", type=POSITIVE_INT, default=32, show_default=True,
               help="Hidden units drawn per block.")  # fmt: skip
-@product_out_option("Writes tokens.json and tokens.png.", "analyze-tokens")
+@beside_checkpoint_option("Writes tokens.json and tokens.png.", "analyze-tokens", "analyze-tokens")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_tokens(
     checkpoint: str, blocks: str, units: int, out: str | None, as_json: bool
@@ -87,7 +87,7 @@ def analyze_tokens(
 @click.option("--num-images", type=POSITIVE_INT, default=256, show_default=True)
 @click.option("--batch-size", type=POSITIVE_INT, default=128, show_default=True)
 @device_option()
-@product_out_option("Writes cka.json and cka.png.", "analyze-cka")
+@beside_checkpoint_option("Writes cka.json and cka.png.", "analyze-cka", "analyze-cka")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def analyze_cka(checkpoint: str, checkpoint_b: str | None, dataset: str | None,
                 image_paths: tuple[str, ...], num_images: int, batch_size: int, device: str,

@@ -420,23 +420,20 @@ def out_option(command: str, writes: str) -> Any:
     )
 
 
-def beside_checkpoint_option(writes: str, folder: str = "<command>-<data>") -> Any:
-    """``--out DIR`` of the commands that measure a checkpoint (eval, predict, fewshot):
-    by default the results go next to the checkpoint (`beside_checkpoint`), never to ./results."""
-    return click.option(
-        "--out", callback=dir_or_new, default=None,
-        help=f"{writes} Default: next to the checkpoint (RUN/{folder}/ for a run's "
-        "model); for a hub id or URL nothing is written unless --out is given.",
-    )  # fmt: skip
-
-
-def product_out_option(writes: str, folder: str) -> Any:
-    """``--out DIR`` of the commands whose files are what was asked for (analyze tokens,
-    cka): next to the checkpoint like eval's (`product_dir`), else ``results/<folder>``."""
+def beside_checkpoint_option(
+    writes: str, folder: str = "<command>-<data>", fallback: str | None = None
+) -> Any:
+    """``--out DIR`` of the commands about a checkpoint: by default their files go next to it
+    (`beside_checkpoint`), never to ./results. For a hub id or URL, nothing is written
+    unless ``fallback`` (``results/<fallback>``: commands whose files are what was asked
+    for, such as analyze tokens and cka; see `product_dir`)."""
+    elsewhere = (
+        "nothing is written unless --out is given" if fallback is None else f"{RESULTS}/{fallback}/"
+    )
     return click.option(
         "--out", callback=dir_or_new, default=None,
         help=f"{writes} Default: next to the checkpoint (RUN/{folder}/ for a run's model); "
-        f"for a hub id or URL, {RESULTS}/{folder}/.",
+        f"for a hub id or URL, {elsewhere}.",
     )  # fmt: skip
 
 
