@@ -217,7 +217,13 @@ def decode_goldens(ops_image, tf) -> dict[str, np.ndarray]:
         "checker": jpeg(checkerboard((150, 190), 5), 85, 2),
         "gradient": jpeg(gradients((171, 213), 3.0), 90, 1),
     }
-    boxes = [(0, 0, 150, 190), (13, 7, 97, 131), (40, 51, 61, 45), (5, 3, 140, 100)]
+    boxes = [
+        (0, 0, 150, 190),
+        (13, 7, 97, 131),
+        (40, 51, 61, 45),
+        (5, 3, 140, 100),
+        (32, 48, 61, 45),
+    ]
     sizes = (40,)
     out: dict[str, np.ndarray] = {}
     for name, data in sources.items():
