@@ -65,3 +65,31 @@ def test_in_memory_batches_get_the_same_randaugment_seeded_by_torch(channels):
     assert torch.equal(first, again) and first.shape == images.shape
     plain = (images * 255).round() / 255
     assert not torch.allclose(first * 0.25 + 0.5, plain, atol=1e-3)  # the ops changed pixels
+
+
+def test_eval_resize_area_evaluates_and_records_big_visions_resize(tmp_path):
+    """``data.eval_resize: area`` (imagenet1k_b16): training resizes bilinearly, the held-out
+    images go through big_vision's resize_small|central_crop, and the model records ``area``
+    so that `evaluate` and `predict` repeat it."""
+    from mlpmixer.data.transforms import eval_sample
+
+    data = _folder(tmp_path / "images")
+    config = tiny_config(
+        data={"dataset": str(data), "num_workers": 0, "val_fraction": 0.25,
+              "eval_resize": "area", "eval_crop_pct": 0.875},
+        augment={"random_resized_crop": True, "hflip": True},
+        train={"epochs": 1, "batch_size": 6},
+        run={"out": str(tmp_path / "run"), "progress": "none", "plot": False},
+    )  # fmt: skip
+    result = train(TrainConfig.from_dict(config))
+    assert result.model.config.interpolation == "area"
+    assert result.model.config.crop_pct == 0.875
+    from mlpmixer.data.build import build_dataset
+
+    test_set, _ = build_dataset(str(data), "test", img_size=result.model.config.img_size,
+                                crop_pct=0.875, interpolation="area", val_fraction=0.25)  # fmt: skip
+    test_set.use_uint8()
+    image = test_set[0][0]
+    path = test_set.files[0]  # type: ignore[attr-defined]
+    size = tuple(result.model.config.img_size)
+    assert torch.equal(image, eval_sample(path, size, 0.875, 3, "area"))

@@ -32,8 +32,9 @@ from ..data.transforms import SampleAugment
 from .config import AugmentSection
 
 
-def sample_augment(cfg: AugmentSection) -> SampleAugment:
-    """The worker part of ``cfg`` for image files: crop, flip, RandAugment."""
+def sample_augment(cfg: AugmentSection, decode: str = "exact") -> SampleAugment:
+    """The worker part of ``cfg`` for image files: crop, flip, RandAugment; ``decode``: the
+    ``data.train_decode`` mode (exact: big_vision's pixels; fast: DCT-scaled JPEG decode)."""
     return SampleAugment(
         inception_crop=cfg.random_resized_crop,
         area=(float(cfg.crop_scale[0]), float(cfg.crop_scale[1])),
@@ -41,6 +42,7 @@ def sample_augment(cfg: AugmentSection) -> SampleAugment:
         hflip=cfg.hflip,
         randaug_layers=cfg.randaugment_n,
         randaug_magnitude=cfg.randaugment_m,
+        decode=decode,
     )
 
 

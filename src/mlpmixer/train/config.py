@@ -34,6 +34,7 @@ LossName = Literal["softmax", "sigmoid"]
 Parallelism = Literal["ddp", "fsdp"]
 ProgressMode = Literal["auto", "bar", "log", "none"]
 Interpolation = Literal[INTERPOLATIONS]  # type: ignore[valid-type]
+TrainDecode = Literal["exact", "fast"]  # mlpmixer.data.transforms.DECODE_MODES
 MAX_PAD_OR_OPS = 1024  # augment.pad_crop pixels and randaugment ops
 
 
@@ -67,6 +68,9 @@ class DataSection:
         None, "(0, 1]"
     )  # None: 1.0 from scratch, the checkpoint's when fine-tuning
     interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
+    # evaluation's resize if not `interpolation`; area: big_vision's resize_small (TF's, exact)
+    eval_resize: Interpolation | None = None
+    train_decode: TrainDecode = "exact"  # image files: exact (big_vision's pixels) or fast (DCT)
     skip_bad_images: bool = False  # image folders: leave unreadable files out (listed in the run)
     train_split: str | None = None  # hf:NAME / shards: the data set's split to train on (train)
     val_split: str | None = None  # hf:NAME / shards: the held-out split (validation, else test)
