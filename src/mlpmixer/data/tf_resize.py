@@ -129,19 +129,35 @@ def bilinear_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """
     h, w, c = image.shape
     y_low, y_up, y_lerp = _bilinear_taps(h, size[0])
-    x_low, x_up, x_lerp = _bilinear_taps(w, size[1])
+    x_low, x_up, x_weight = _bilinear_columns(w, size[1], c)
     used, where = np.unique(np.concatenate([y_low, y_up]), return_inverse=True)
     lines = image[used].reshape(len(used), w * c)  # the input rows used
-    left = np.take(lines, _channel_index(x_low[None], c)[0], axis=1).astype(F32)
-    across = np.take(lines, _channel_index(x_up[None], c)[0], axis=1) - left  # exact
-    across *= np.repeat(x_lerp, c)
+    left = np.take(lines, x_low, axis=1).astype(F32)
+    across = np.take(lines, x_up, axis=1) - left  # (tr - tl): exact in float32
+    across *= x_weight
     across += left  # each used row at the output columns
     top = np.take(across, where[: size[0]], axis=0)
     bottom = np.take(across, where[size[0] :], axis=0)
     bottom -= top
     bottom *= y_lerp[:, None]
     bottom += top
-    return _truncate(bottom).reshape(size[0], size[1], c)
+    # every step is a convex combination of values in [0, 255], rounded to nearest: the
+    # result stays in [0, 255], so big_vision's clip changes nothing and the cast truncates
+    return bottom.astype(np.uint8).reshape(size[0], size[1], c)
+
+
+@functools.lru_cache(maxsize=256)
+def _bilinear_columns(
+    in_size: int, out_size: int, channels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_bilinear_taps` of the columns as element indices of rows laid out W x C, and the
+    lerp repeated per channel."""
+    lower, upper, lerp = _bilinear_taps(in_size, out_size)
+    return (
+        _channel_index(lower[None], channels)[0],
+        _channel_index(upper[None], channels)[0],
+        np.repeat(lerp, channels),
+    )
 
 
 def resize_small_size(height: int, width: int, smaller: int) -> tuple[int, int]:

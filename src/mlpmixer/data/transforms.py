@@ -77,9 +77,12 @@ class SampleAugment:
     to the output and the centre cropped, as evaluation with ``crop_pct=1``);
     ``hflip``: mirror with probability 1/2; ``randaug_layers``/``randaug_magnitude``:
     RandAugment's N and M on big_vision's (TF AutoAugment's) scale, where 10 is the level of
-    the op table's nominal maximum; ``decode``: ``"exact"``, big_vision's pixels (the crop of
-    the full-scale decode, TF's bilinear resize, `crop_resize`), or ``"fast"``, a JPEG decoded
-    at a reduced DCT scale when the crop allows and torch's uint8 resize (`DECODE_MODES`).
+    the op table's nominal maximum; ``decode`` (`DECODE_MODES`): ``"full"``, the crop of the
+    full-scale decode (big_vision's ``decode_and_crop_jpeg``), or ``"reduced"``, a JPEG decoded
+    at 1/2-1/8 scale when the crop stays at least the output size there (DCT scaling: faster,
+    other pixels); ``resize`` (`RESIZE_MODES`): ``"torch"``, torch's uint8 kernels (rounded:
+    within one grey level of TF's, which truncate), or ``"tf"``, TF's float32 resize bit for
+    bit (`mlpmixer.data.tf_resize`; slower).
     """
 
     inception_crop: bool = True
@@ -88,10 +91,12 @@ class SampleAugment:
     hflip: bool = True
     randaug_layers: int = 0
     randaug_magnitude: float = 0.0
-    decode: str = "exact"
+    decode: str = "full"
+    resize: str = "torch"
 
 
-DECODE_MODES = ("exact", "fast")  # data.train_decode
+DECODE_MODES = ("full", "reduced")  # data.train_decode
+RESIZE_MODES = ("torch", "tf")  # data.train_resize
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -309,20 +314,21 @@ def decode_region(
 
 
 def crop_resize(
-    array: np.ndarray, box: Box, size: tuple[int, int], interpolation: str, exact: bool = False
+    array: np.ndarray, box: Box, size: tuple[int, int], interpolation: str, tf: bool = False
 ) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, *size) uint8: the box (rounded outwards to whole pixels), resized.
 
-    ``exact``: as big_vision's ``tf.image.resize`` (``bilinear`` without antialiasing,
-    ``area``), bit for bit (`mlpmixer.data.tf_resize`: float32 as TF, truncated); otherwise
-    ``bilinear``/``bicubic``/``nearest`` by torch's uint8 kernels (half-pixel centres, no
-    antialiasing, rounded rather than truncated; 2-3x faster), ``area`` by TF's again.
+    ``tf``: ``bilinear`` as big_vision's ``tf.image.resize(..., antialias=False)``, bit for
+    bit (`mlpmixer.data.tf_resize`: float32 as TF, truncated); otherwise ``bilinear``,
+    ``bicubic`` and ``nearest`` by torch's uint8 kernels (half-pixel centres, no antialiasing,
+    rounded rather than truncated: within one grey level of TF's; 3x faster). ``area`` is
+    always TF's.
     """
     left, top = math.floor(box[0] + 1e-6), math.floor(box[1] + 1e-6)
     right = max(left + 1, math.ceil(box[2] - 1e-6))
     bottom = max(top + 1, math.ceil(box[3] - 1e-6))
     crop = array[top:bottom, left:right]
-    if interpolation == "area" or (exact and interpolation == "bilinear"):
+    if interpolation == "area" or (tf and interpolation == "bilinear"):
         resize = area_resize if interpolation == "area" else bilinear_resize
         return torch.from_numpy(resize(crop, size)).permute(2, 0, 1)
     if not crop.flags.writeable:  # PIL's arrays are read-only; the view is only read
@@ -365,9 +371,9 @@ def train_sample(
         top, left, h, w = sample_inception_crop(height, width, rng, augment.area, augment.ratio)
         return float(left), float(top), float(left + w), float(top + h)
 
-    exact = augment.decode == "exact"
-    array, box = _decode(source, box_of, size, not exact, name, fast_dct=True)
-    image = crop_resize(array, box, size, interpolation, exact)  # pixels stored (H, W, C)
+    reduce = augment.decode == "reduced"  # TF's default DCT, the integer-fast one, either way
+    array, box = _decode(source, box_of, size, reduce, name, fast_dct=True)
+    image = crop_resize(array, box, size, interpolation, augment.resize == "tf")  # (H, W, C)
     if augment.hflip and rng.random() < 0.5:
         image = image.flip(-1)
     if not augment.randaug_layers and in_chans == 3:

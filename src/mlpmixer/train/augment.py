@@ -32,9 +32,11 @@ from ..data.transforms import SampleAugment
 from .config import AugmentSection
 
 
-def sample_augment(cfg: AugmentSection, decode: str = "exact") -> SampleAugment:
-    """The worker part of ``cfg`` for image files: crop, flip, RandAugment; ``decode``: the
-    ``data.train_decode`` mode (exact: big_vision's pixels; fast: DCT-scaled JPEG decode)."""
+def sample_augment(
+    cfg: AugmentSection, decode: str = "full", resize: str = "torch"
+) -> SampleAugment:
+    """The worker part of ``cfg`` for image files: crop, flip, RandAugment; ``decode`` and
+    ``resize``: ``data.train_decode`` and ``data.train_resize`` (`SampleAugment`)."""
     return SampleAugment(
         inception_crop=cfg.random_resized_crop,
         area=(float(cfg.crop_scale[0]), float(cfg.crop_scale[1])),
@@ -43,6 +45,7 @@ def sample_augment(cfg: AugmentSection, decode: str = "exact") -> SampleAugment:
         randaug_layers=cfg.randaugment_n,
         randaug_magnitude=cfg.randaugment_m,
         decode=decode,
+        resize=resize,
     )
 
 

@@ -258,7 +258,8 @@ def _loaders(
     options = loader_options(workers, device.type == "cuda")
     # image files (folders, shards): crop/flip/RandAugment in the workers, on uint8
     if worker_side(train_set):
-        augment = sample_augment(config.augment, config.data.train_decode)
+        d = config.data
+        augment = sample_augment(config.augment, d.train_decode, d.train_resize)
         train_set.set_train_augment(augment, t.seed)  # type: ignore[attr-defined]
     if hasattr(test_set, "use_uint8"):
         test_set.use_uint8()
