@@ -156,6 +156,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--width", type=int, default=500, help="JPEG width (ImageNet's typical)")
+    parser.add_argument("--height", type=int, default=375)
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default: results/)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -164,7 +166,7 @@ def main() -> None:
         files = []
         for i in range(args.images):
             path = Path(tmp) / f"{i:04d}.jpg"
-            path.write_bytes(imagenet_like_jpeg(rng))
+            path.write_bytes(imagenet_like_jpeg(rng, args.width, args.height))
             files.append(path)
         mean_kb = sum(p.stat().st_size for p in files) / len(files) / 1000
         paths = make_paths(files)
@@ -196,6 +198,7 @@ def main() -> None:
         "torch": torch.__version__,
         "simplejpeg": USE_SIMPLEJPEG,
         "images": args.images,
+        "jpeg_size": [args.width, args.height],
         "mean_jpeg_kb": round(mean_kb, 1),
         "rounds": args.rounds,
         "images_per_s_per_core": {k: round(v, 1) for k, v in median.items()},
@@ -207,7 +210,7 @@ def main() -> None:
             k: math.ceil(TARGET_IMAGES_PER_S / v) for k, v in median.items()
         },
     }
-    print(f"{machine}; {args.images} JPEGs of {mean_kb:.0f} KB, 500x375; one thread; "
+    print(f"{machine}; {args.images} JPEGs of {mean_kb:.0f} KB, {args.width}x{args.height}; one thread; "
           f"{args.rounds} interleaved rounds; simplejpeg={USE_SIMPLEJPEG}")  # fmt: skip
     print(f"{'path':<14}{'median img/s':>13}{'best img/s':>12}{'cores for 52k/s':>17}")
     for name, value in median.items():
@@ -217,7 +220,8 @@ def main() -> None:
     for name, ratio in result["ratios"].items():
         print(f"{name:<20}{ratio:>7.2f}x{result['ratios_best_rounds'][name]:>7.2f}x")
     slug = re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")
-    out = args.out or RESULTS / f"data-throughput-{slug}.json"
+    shape = "" if (args.width, args.height) == (500, 375) else f"-{args.width}x{args.height}"
+    out = args.out or RESULTS / f"data-throughput-{slug}{shape}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(result, indent=2) + "\n")

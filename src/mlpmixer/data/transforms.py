@@ -364,15 +364,45 @@ def train_sample(
 
     The draws, in order: the crop (`sample_inception_crop`), the flip, RandAugment's.
     """
+    box_of = _training_box(size, augment, rng)
+    reduce = augment.decode == "reduced"  # TF's default DCT, the integer-fast one, either way
+    array, box = _decode(source, box_of, size, reduce, name, fast_dct=True)
+    return augment_pixels(array, box, size, augment, rng, in_chans, interpolation)
 
+
+def train_array_sample(
+    array: np.ndarray,
+    size: tuple[int, int],
+    augment: SampleAugment,
+    rng: np.random.Generator,
+    in_chans: int = 3,
+    interpolation: str = "bilinear",
+) -> torch.Tensor:
+    """`train_sample` of decoded (H, W, 3) uint8 pixels (the in-memory data sets): the same
+    crop, flip and RandAugment, the same draws, -> uint8 (in_chans, *size)."""
+    box = _training_box(size, augment, rng)(array.shape[0], array.shape[1])
+    return augment_pixels(array, box, size, augment, rng, in_chans, interpolation)
+
+
+def _training_box(
+    size: tuple[int, int], augment: SampleAugment, rng: np.random.Generator
+) -> Callable[[int, int], Box]:
     def box_of(height: int, width: int) -> Box:
         if not augment.inception_crop:  # as the old training resize: shorter side, centre
             return centre_crop_box(height, width, size, 1.0)
         top, left, h, w = sample_inception_crop(height, width, rng, augment.area, augment.ratio)
         return float(left), float(top), float(left + w), float(top + h)
 
-    reduce = augment.decode == "reduced"  # TF's default DCT, the integer-fast one, either way
-    array, box = _decode(source, box_of, size, reduce, name, fast_dct=True)
+    return box_of
+
+
+def augment_pixels(
+    array: np.ndarray, box: Box, size: tuple[int, int], augment: SampleAugment,
+    rng: np.random.Generator, in_chans: int = 3, interpolation: str = "bilinear",
+) -> torch.Tensor:  # fmt: skip
+    """The part after decoding, one definition for files and arrays: (H, W, 3) uint8 and the
+    crop ``box`` in it -> the box resized to ``size``, flipped with probability 1/2,
+    RandAugmented: uint8 (in_chans, *size) (1 channel: PIL's ITU-R 601 luma)."""
     image = crop_resize(array, box, size, interpolation, augment.resize == "tf")  # (H, W, C)
     if augment.hflip and rng.random() < 0.5:
         image = image.flip(-1)

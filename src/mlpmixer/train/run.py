@@ -256,11 +256,15 @@ def _loaders(
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
         workers = default_workers(info.in_memory, per_node)
     options = loader_options(workers, device.type == "cuda")
-    # image files (folders, shards): crop/flip/RandAugment in the workers, on uint8
+    # every data set (files, shards, arrays): crop/flip/RandAugment per sample, on uint8
+    augment = sample_augment(config.augment, config.data.train_decode, config.data.train_resize)
     if worker_side(train_set):
-        d = config.data
-        augment = sample_augment(config.augment, d.train_decode, d.train_resize)
         train_set.set_train_augment(augment, t.seed)  # type: ignore[attr-defined]
+    elif augment.inception_crop or augment.hflip or augment.randaug_layers:
+        raise ConfigError(
+            f"data set {config.data.dataset} does not do the per-sample crop, flip and "
+            "RandAugment (augment.random_resized_crop, hflip, randaugment_n); turn them off"
+        )
     if hasattr(test_set, "use_uint8"):
         test_set.use_uint8()
     if isinstance(train_set, ShardDataset):
@@ -383,7 +387,6 @@ def _setup(
         mcfg.std,
         info.num_classes,
         t.label_smoothing,
-        worker_side=worker_side(train_set),
     )
     trainer = Trainer(
         config=config, run_dir=run_dir, dist=dist, device=device, model=wrapped,
