@@ -101,3 +101,22 @@ def test_eval_resize_area_evaluates_and_records_big_visions_resize(tmp_path):
     path = test_set.files[0]  # type: ignore[attr-defined]
     size = tuple(result.model.config.img_size)
     assert torch.equal(image, eval_sample(path, size, 0.875, 3, "area"))
+
+
+@pytest.mark.parametrize("recipe", ["finetune_cifar10_224.yaml", "finetune_cifar10_448.yaml"])
+def test_finetune_recipes_crop_cifar_for_real(recipe):
+    """'Resize to 256, random crop 224' as a 0.766 area crop: with the one (TF's) crop sampler
+    the range must hold a whole-pixel crop of a 32x32 image (28x28), else every attempt fails
+    and the sampler returns the whole image: no crop at all."""
+    from pathlib import Path
+
+    from mlpmixer.data.transforms import sample_inception_crop
+    from mlpmixer.train.augment import sample_augment
+    from mlpmixer.train.config import load_config
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    augment = sample_augment(load_config(configs / recipe).augment)
+    rng = np.random.default_rng(0)
+    boxes = [sample_inception_crop(32, 32, rng, augment.area, augment.ratio) for _ in range(64)]
+    assert {(h, w) for _, _, h, w in boxes} == {(28, 28)}
+    assert len({(top, left) for top, left, _, _ in boxes}) > 8
