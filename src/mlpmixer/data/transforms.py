@@ -1,7 +1,7 @@
 """Per-sample decode, crop and resize to uint8 (C, H, W): the worker side of the input pipeline.
 
-One definition of the preprocessing, used by image folders (and by shards and Hugging Face
-data sets, which hand in bytes):
+One definition of the preprocessing, used by image folders, shards and Hugging Face data sets
+(which hand in bytes or decoded images) and by the in-memory arrays (`train_array_sample`):
 
 * training (`train_sample`): big_vision's ``decode_jpeg_and_inception_crop`` — a region of
   ``area`` (fraction of the *whole* image, default 5%-100%) and aspect ratio ``ratio``
@@ -10,18 +10,21 @@ data sets, which hand in bytes):
   area allows, 100 attempts, the whole image when all fail; `sample_inception_crop`), resized
   to the output size, then a horizontal flip with probability 1/2, then RandAugment on uint8
   (`mlpmixer.data.randaugment`), as big_vision's ``...|flip_lr|randaug(2,15)``;
-* evaluation (`eval_sample`): the shorter side resized to ``size / crop_pct``, centre crop.
+* evaluation (`eval_sample`): the shorter side resized to ``size / crop_pct``, centre crop;
+  ``area`` is big_vision's ``decode|resize_small|central_crop`` bit for bit.
 
-Speed: training JPEGs are decoded at 1/2, 1/4 or 1/8 size when the crop stays at least the
-output size at that scale (libjpeg-turbo's DCT scaling, through ``simplejpeg`` when installed
-— extra ``fast`` — else PIL's ``draft``), with TensorFlow's default integer-fast DCT under
-simplejpeg. The training crop is resized as big_vision does it, ``tf.image.resize`` bilinear
-without antialiasing (half-pixel centres), by torch's uint8 kernel on a view of the decoded
-pixels (no float copy of the image; 4-5x faster than PIL's antialiased filter). Evaluation
-decodes at full resolution with the accurate DCT and resizes with PIL's antialiased filter,
-as timm does, so its numbers match timm's and the official ones. Randomness comes from a NumPy generator the
-caller seeds per sample (`sample_rng`), so a sample's augmentation depends only on
-(seed, epoch, index), not on which worker draws it.
+Decoding: JPEGs with TensorFlow's default integer-fast DCT (libjpeg-turbo through
+``simplejpeg`` when installed — extra ``fast`` — else PIL, whose DCT is the accurate one), so
+the training crop is big_vision's ``decode_and_crop_jpeg`` (``SampleAugment.decode="full"``);
+``"reduced"`` decodes at 1/2, 1/4 or 1/8 size when the crop stays at least the output size
+there (DCT scaling: faster on large photos, other pixels). The crop is resized as big_vision
+does it, ``tf.image.resize`` bilinear without antialiasing (half-pixel centres): by torch's
+uint8 kernel on a view of the decoded pixels (``resize="torch"``: rounded where TF
+truncates) or by TF's float32 arithmetic (``"tf"``, `mlpmixer.data.tf_resize`, bit for bit).
+Evaluation other than ``area`` decodes with the accurate DCT and resizes with PIL's
+antialiased filter, as timm does, so its numbers match timm's and the official ones.
+Randomness comes from a NumPy generator the caller seeds per sample (`sample_rng`), so a
+sample's augmentation depends only on (seed, epoch, index), not on which worker draws it.
 """
 
 from __future__ import annotations
