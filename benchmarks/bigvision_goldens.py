@@ -178,6 +178,27 @@ def randaugment_goldens(autoaugment, tf) -> dict[str, np.ndarray]:
                     finally:
                         autoaugment.tf = real_tf
                     out[f"{name}|{op}|M{m}|{sign}"] = np.asarray(result, np.uint8)
+    out.update(warps_at_224(autoaugment, tf, hparams))
+    return out
+
+
+def warps_at_224(autoaugment, tf, hparams) -> dict[str, np.ndarray]:
+    """Rotate, ShearX and ShearY of a 224 x 224 checkerboard at the ImageNet recipe's M = 15,
+    both signs: the pixel mapping over a whole training image (``big|{op}|M15|{sign}``)."""
+    real_tf = autoaugment.tf
+    image = checkerboard((224, 224), 7)
+    out = {"input|big": image}
+    for op in ("Rotate", "ShearX", "ShearY"):
+        for sign in ("pos", "neg"):
+            uniform = scripted_uniform(tf, [0.75 if sign == "pos" else 0.25], [])
+            autoaugment.tf = Scripted(real_tf, random_uniform=uniform)
+            try:
+                func, _, args = autoaugment._parse_policy_info(
+                    op, 0.5, 15.0, [128, 128, 128], hparams
+                )
+                out[f"big|{op}|M15|{sign}"] = np.asarray(func(tf.constant(image), *args))
+            finally:
+                autoaugment.tf = real_tf
     return out
 
 

@@ -63,6 +63,17 @@ def test_randaugment_op_is_bit_identical_to_big_vision(op, magnitude):
             assert not differ.any(), (name, sign, int(differ.sum()), np.argwhere(differ)[:5])
 
 
+@pytest.mark.parametrize("op", ["Rotate", "ShearX", "ShearY"])
+@pytest.mark.parametrize("sign", ["pos", "neg"])
+def test_warps_of_a_whole_224_image_are_bit_identical(op, sign):
+    """The nearest-neighbour mapping over a full training image at the ImageNet recipe's M=15
+    (float32 rotation matrix, rounding of every source point)."""
+    data = goldens("randaugment")
+    got = apply_op(op, data["input|big"], 15, Draws(sign, (0, 0)))  # type: ignore[arg-type]
+    want = data[f"big|{op}|M15|{sign}"]
+    assert np.array_equal(got, want), int((got != want).any(-1).sum())
+
+
 # --- evaluation: resize_small(S)|central_crop(C), TF's area resize -------------------------------
 
 
