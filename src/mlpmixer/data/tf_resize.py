@@ -33,27 +33,22 @@ def _area_taps(in_size: int, out_size: int, start: int, stop: int) -> tuple[np.n
     indices and (n, K) float32 weights, in TF's summation order (first cell weighted by the
     part of it covered, whole cells 1, the last cell by its part; 0 pads to K taps)."""
     scale = _scale(in_size, out_size)
-    rows_index, rows_weight = [], []
-    for i in range(start, stop):
-        lo, hi = F32(i) * scale, F32(i + 1) * scale
-        first, end = int(np.floor(lo)), int(np.ceil(hi))
-        index, weight = [], []
-        for j in range(first, end):
-            if j < lo:
-                w = scale if j + 1 > hi else F32(F32(j + 1) - lo)
-            else:
-                w = F32(hi - F32(j)) if j + 1 > hi else F32(1.0)
-            index.append(min(in_size - 1, max(0, j)))
-            weight.append(w)
-        rows_index.append(index)
-        rows_weight.append(weight)
-    taps = max(len(index) for index in rows_index)
-    index_array = np.zeros((stop - start, taps), np.intp)
-    weight_array = np.zeros((stop - start, taps), F32)
-    for k, (index, weight) in enumerate(zip(rows_index, rows_weight, strict=True)):
-        index_array[k, : len(index)] = index
-        weight_array[k, : len(weight)] = weight
-    return index_array, weight_array
+    out = np.arange(start, stop)
+    lo = out.astype(F32) * scale  # TF: float(x) * scale, float32
+    hi = (out + 1).astype(F32) * scale
+    first, end = np.floor(lo).astype(np.int64), np.ceil(hi).astype(np.int64)
+    taps = int((end - first).max())
+    cell = first[:, None] + np.arange(taps)  # (n, K) candidate input cells
+    lo, hi = lo[:, None], hi[:, None]
+    starts_before = cell < lo  # the cell begins before the output pixel's span
+    ends_after = cell + 1 > hi  # ... or ends after it
+    weight = np.where(
+        starts_before,
+        np.where(ends_after, scale, (cell + 1).astype(F32) - lo),
+        np.where(ends_after, hi - cell.astype(F32), F32(1.0)),
+    ).astype(F32)
+    weight[cell >= end[:, None]] = 0.0  # padding taps
+    return np.clip(cell, 0, in_size - 1), weight
 
 
 def _channel_index(index: np.ndarray, channels: int) -> np.ndarray:
