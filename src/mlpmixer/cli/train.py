@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich import box
@@ -21,8 +21,6 @@ from ..layout import (
     SKIPPED_FILE,
     SUMMARY_FILE,
 )
-from ..train import TrainConfig, load_config
-from ..train.presets import resolve_config
 from .app import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
@@ -35,6 +33,9 @@ from .app import (
     print_json,
     printable,
 )
+
+if TYPE_CHECKING:  # the training package imports torch: only when a command runs
+    from ..train import TrainConfig
 
 
 def flag_overrides(**flags: Any) -> list[str]:
@@ -75,6 +76,8 @@ def assemble_config(
 ) -> TrainConfig:
     """The config ``mlpmixer train`` runs: `resolve_config` (the one `mlpmixer.train.train`
     uses) of the config file, ``--dataset``, ``--model``, then the flags, then ``--set``."""
+    from ..train.presets import resolve_config
+
     base, overrides = _config_pieces(config_file, sets, flags)
     return resolve_config(base, dataset=dataset, model=model, overrides=overrides)
 
@@ -83,6 +86,8 @@ def _config_pieces(
     config_file: str | None, sets: Sequence[str], flags: dict[str, Any]
 ) -> tuple[TrainConfig | None, list[str]]:
     """(the config file's config or None, the flags and ``--set`` as overrides)."""
+    from ..train import load_config
+
     base = load_config(config_file) if config_file else None
     return base, [*flag_overrides(**flags), *sets]
 
