@@ -224,8 +224,10 @@ def finetune(checkpoint: str, dataset: str, config_file: str | None,
     Default config (without --config): configs/finetune.yaml, i.e. SGD momentum 0.9, lr
     0.003, batch 512, 10k steps, cosine after 500 warmup steps, clipping at 1, no weight
     decay, inception crop + flips; digit data sets (digits, mnist5k, mnist, fashion-mnist) keep
-    their own recipe's augmentation instead. A warmup longer than 20% of the run (e.g. with
-    --steps 200) is scaled to 5% of it, with a notice.
+    their own recipe's augmentation instead. A class folder gets the batch size (at most a
+    quarter of its training images) and steps (at most 200 epochs) sized from its data, said
+    in one line. A warmup longer than 20% of the run (e.g. with --steps 200) is scaled to 5% of
+    it, with a notice.
 
     Example: mlpmixer finetune --checkpoint hf-hub:timm/mixer_b16_224.goog_in21k --dataset cifar10 --img-size 448
     """
@@ -233,6 +235,6 @@ def finetune(checkpoint: str, dataset: str, config_file: str | None,
     from ..train import train as run_training
 
     base = load_config(config_file) if config_file else None
-    config = finetune_config(checkpoint, dataset, img_size, base)
-    config = config.override([*flag_overrides(**flags), *sets])
+    overrides = [*flag_overrides(**flags), *sets]
+    config = finetune_config(checkpoint, dataset, img_size, base, overrides)
     _report_run(run_training(config), as_json)
