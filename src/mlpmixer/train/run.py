@@ -48,6 +48,7 @@ from ..layout import (
     checkpoint_label,
 )
 from ..models import MixerConfig, MlpFamilyModel, create_model, model_config
+from ..progress import shown_on_stderr
 from .augment import DeviceAugment, sample_augment
 from .config import TrainConfig
 from .distributed import (
@@ -470,6 +471,7 @@ def train(
     *,
     dataset: str | None = None,
     model: str | None = None,
+    progress: bool = True,
 ) -> RunResult:
     """Run a training job; returns the run directory, the summary and the final model.
 
@@ -483,14 +485,21 @@ def train(
     else that disagrees is a `ConfigError`. A new run goes only into a new or empty
     ``run.out`` (`check_out_dir`).
     Under torchrun every process calls this; only rank 0 writes files.
+
+    What it says (the data sizing line, the run's first line, a progress bar on a terminal
+    or in a notebook, else progress lines, as ``mlpmixer train`` does) goes to stderr when the
+    program has configured no logging, else to its logging handlers (logger ``mlpmixer``,
+    INFO); ``progress=False`` says nothing but warnings (``run.progress: none``).
     """
-    with contextlib.ExitStack() as locks:  # the run directory's lock, held until the end
+    with contextlib.ExitStack() as locks, shown_on_stderr(progress):  # lock held to the end
         if resume is None:
             config = resolve_config(config, dataset=dataset, model=model, overrides=overrides)
             overrides = ()
         else:  # given on resume, they must agree with the run (checked like any override)
             named = {"data.dataset": dataset, "model.name": model}
             overrides = [*(f"{k}={v}" for k, v in named.items() if v), *overrides]
+        if not progress:  # run.progress may change on resume (`run_guard`)
+            overrides = [*overrides, "run.progress=none"]
         return _train(config, resume, overrides, locks)
 
 
