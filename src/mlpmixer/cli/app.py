@@ -202,12 +202,14 @@ def precision_option(help_text: str = "fp32, or bf16/fp16 autocast.") -> Any:
     )  # fmt: skip
 
 
-def threads_option() -> Any:
-    """``--threads N``: torch's CPU threads for the command (default: torch's, the cores)."""
+def threads_option(
+    default: str = "torch's; 1 is often fastest for small models on a busy machine",
+) -> Any:
+    """``--threads N``: torch's CPU threads for the command; ``default`` says what is used
+    without it (torch's default, the cores, unless the command chooses)."""
     return click.option(
         "--threads", type=click.IntRange(min=1), default=None,
-        help="CPU threads (default: torch's; 1 is often fastest for small models on a busy "
-        "machine).",
+        help=f"CPU threads (default: {default}).",
     )  # fmt: skip
 
 

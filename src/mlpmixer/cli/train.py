@@ -32,6 +32,7 @@ from .app import (
     img_size_option,
     print_json,
     printable,
+    threads_option,
 )
 
 if TYPE_CHECKING:  # the training package imports torch: only when a command runs
@@ -54,6 +55,7 @@ def flag_overrides(**flags: Any) -> list[str]:
         "img_size": "model.img_size",
         "skip_bad_images": "data.skip_bad_images",
         "workers": "data.num_workers",
+        "threads": "train.threads",
     }
     unknown = sorted(set(flags) - set(keys))
     if unknown:
@@ -112,6 +114,8 @@ def _train_options(func: Any) -> Any:
         click.option("--workers", type=click.IntRange(min=0), default=None,
                      help="Data-loading processes (data.num_workers; default: 0 for in-memory "
                      "data, else this process's CPUs minus one, at most 32)."),
+        threads_option("measured at the start of a CPU run: 1 or all cores, whichever "
+                       "trains a step of this model faster, and printed; train.threads"),
         click.option("--skip-bad-images", is_flag=True, default=False,
                      help="Leave unreadable image files out (listed in RUN/skipped_images.txt) instead of stopping."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",

@@ -82,6 +82,7 @@ from .run_guard import (
 )
 from .sampler import ShardSampler, StreamBatchPlan, TrainBatchSampler
 from .stream_order import bind_stream_order
+from .threads import ThreadChoice, choose_threads
 
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
@@ -346,6 +347,11 @@ def _setup(
     if t.parallel == "fsdp" and t.ema_decay and dist.enabled:
         raise ConfigError("train.ema_decay is not supported with train.parallel=fsdp")
     model = model.to(device)
+    threads = None
+    if device.type == "cpu":
+        threads = _thread_choice(config, model, dist)
+        torch.set_num_threads(threads.threads)
+        config = config.replace(train={"threads": threads.threads})  # what resume must use
     ema = ModelEma(model, t.ema_decay) if t.ema_decay else None
     wrapped: nn.Module = model
     if t.compile:
@@ -383,7 +389,17 @@ def _setup(
         norm_mean=mcfg.mean, norm_std=mcfg.std, num_classes=info.num_classes,
         total_steps=total_steps, num_epochs=math.ceil(total_steps / steps_per_epoch),
     )  # fmt: skip
-    return trainer, model_name, info
+    return trainer, model_name, info, threads
+
+
+def _thread_choice(config: TrainConfig, model: MlpFamilyModel, dist: DistInfo) -> ThreadChoice:
+    """`choose_threads` on the main process (measured alone), the same count everywhere."""
+    t = config.train
+    choice = None
+    if dist.is_main:
+        micro_batch = t.batch_size // (dist.world_size * t.grad_accum)
+        choice = choose_threads(t.threads, model, micro_batch)
+    return broadcast_object(choice)
 
 
 def _final_model(trainer: Trainer) -> MlpFamilyModel:
@@ -541,7 +557,7 @@ def _train_here(
     device: torch.device, locks: contextlib.ExitStack,
 ) -> RunResult:  # fmt: skip
     _configure_torch(config, device)
-    trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
+    trainer, model_name, info, threads = _setup(config, run_dir, dist, device, locks)
     if plan is not None:
         trainer.load_checkpoint(plan.checkpoint)
         _check_length(trainer, run_dir)
@@ -553,7 +569,7 @@ def _train_here(
     trainer.run_id = broadcast_object(plan.run_id if plan else new_run_id())
     if dist.is_main:
         write_run_id(trainer.run_dir, trainer.run_id)
-    result = _run(trainer, model_name, info, resumed=plan is not None)
+    result = _run(trainer, model_name, info, resumed=plan is not None, threads=threads)
     # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
     # a peer still works aborted a process now and then ("terminate called...").
     barrier()
@@ -572,7 +588,10 @@ def _check_length(trainer: Trainer, run_dir: Path | None) -> None:
         )
 
 
-def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) -> RunResult:
+def _run(
+    trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool,
+    threads: ThreadChoice | None = None,
+) -> RunResult:  # fmt: skip
     run_dir, cfg, main = trainer.run_dir, trainer.config, trainer.dist.is_main
     metrics = tensorboard = None
     progress = Progress(cfg.run.progress if main else "none", cfg.train.log_every_steps)
@@ -588,7 +607,8 @@ def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) ->
             f"train / {len(trainer.eval_loader.dataset.dataset)} test images at "
             f"{'x'.join(map(str, info.img_size))} px, batch size {cfg.train.batch_size}, "
             f"{trainer.num_epochs} epochs = {trainer.total_steps} steps, "
-            f"{trainer.dist.world_size} process(es) on {trainer.device} -> {run_dir}"
+            f"{trainer.dist.world_size} process(es) on {trainer.device}"
+            f"{f', {threads.describe()}' if threads else ''} -> {run_dir}"
         )
         if info.skipped:  # data.skip_bad_images: say how many, list which
             atomic_write_text(run_dir / SKIPPED_FILE, "\n".join(info.skipped) + "\n")
