@@ -28,6 +28,7 @@ from torch import nn
 
 PROBE_BUDGET_S = 2.0  # more rounds while the timed ones took less than this
 PROBE_ROUNDS = 3  # interleaved rounds at most, after one warm-up step of each count
+CLEAR_RATIO = 2.0  # a round in which one count is this much faster decides: no more rounds
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,16 @@ def _probe(
                 step(n)
             start = time.perf_counter()
             for r in range(PROBE_ROUNDS):  # the first round always; more within the budget
-                if r and time.perf_counter() - start > budget_s:
+                if r and (time.perf_counter() - start > budget_s or _clear(times)):
                     break
                 for n in counts if r % 2 == 0 else reversed(counts):
                     times[n].append(step(n))
     finally:
         torch.set_num_threads(before)
     return {n: statistics.median(times[n]) for n in counts}
+
+
+def _clear(times: dict[int, list[float]]) -> bool:
+    """Whether the last round already decided: one count ``CLEAR_RATIO`` times faster."""
+    last = [t[-1] for t in times.values()]
+    return max(last) >= CLEAR_RATIO * min(last)
