@@ -44,3 +44,17 @@ def test_a_script_sees_the_first_line_and_progress_and_can_silence_them(tmp_path
     assert "... " in err and "epoch 1/1" in err, err  # a progress line (not a terminal)
     out, err = _stderr(tmp_path / "quiet", ", progress=False")
     assert "top1" in out and err == ""
+
+
+def test_in_a_jupyter_kernel_the_run_shows_a_bar(monkeypatch):
+    """A notebook's stderr is no terminal, yet it shows a bar (tqdm.auto's widget)."""
+    import io
+    import types
+
+    from mlpmixer.train.logs import Progress
+
+    assert Progress("auto", 50, stream=io.StringIO()).mode == "log"
+    shell = types.SimpleNamespace(config={"IPKernelApp": {}})
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    assert Progress("auto", 50).mode == "bar"
+    assert Progress("none", 50).mode == "none"  # progress=False stays silent there too
