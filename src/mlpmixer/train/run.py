@@ -389,7 +389,9 @@ def _setup(
         norm_mean=mcfg.mean, norm_std=mcfg.std, num_classes=info.num_classes,
         total_steps=total_steps, num_epochs=math.ceil(total_steps / steps_per_epoch),
     )  # fmt: skip
-    return trainer, model_name, info, threads
+    if threads is not None:
+        trainer.threads = threads.describe()
+    return trainer, model_name, info
 
 
 def _thread_choice(config: TrainConfig, model: MlpFamilyModel, dist: DistInfo) -> ThreadChoice:
@@ -557,7 +559,7 @@ def _train_here(
     device: torch.device, locks: contextlib.ExitStack,
 ) -> RunResult:  # fmt: skip
     _configure_torch(config, device)
-    trainer, model_name, info, threads = _setup(config, run_dir, dist, device, locks)
+    trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
     if plan is not None:
         trainer.load_checkpoint(plan.checkpoint)
         _check_length(trainer, run_dir)
@@ -569,7 +571,7 @@ def _train_here(
     trainer.run_id = broadcast_object(plan.run_id if plan else new_run_id())
     if dist.is_main:
         write_run_id(trainer.run_dir, trainer.run_id)
-    result = _run(trainer, model_name, info, resumed=plan is not None, threads=threads)
+    result = _run(trainer, model_name, info, resumed=plan is not None)
     # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
     # a peer still works aborted a process now and then ("terminate called...").
     barrier()
@@ -588,10 +590,7 @@ def _check_length(trainer: Trainer, run_dir: Path | None) -> None:
         )
 
 
-def _run(
-    trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool,
-    threads: ThreadChoice | None = None,
-) -> RunResult:  # fmt: skip
+def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) -> RunResult:
     run_dir, cfg, main = trainer.run_dir, trainer.config, trainer.dist.is_main
     metrics = tensorboard = None
     progress = Progress(cfg.run.progress if main else "none", cfg.train.log_every_steps)
@@ -608,7 +607,7 @@ def _run(
             f"{'x'.join(map(str, info.img_size))} px, batch size {cfg.train.batch_size}, "
             f"{trainer.num_epochs} epochs = {trainer.total_steps} steps, "
             f"{trainer.dist.world_size} process(es) on {trainer.device}"
-            f"{f', {threads.describe()}' if threads else ''} -> {run_dir}"
+            f"{f', {trainer.threads}' if trainer.threads else ''} -> {run_dir}"
         )
         if info.skipped:  # data.skip_bad_images: say how many, list which
             atomic_write_text(run_dir / SKIPPED_FILE, "\n".join(info.skipped) + "\n")
