@@ -13,7 +13,11 @@ one JSON with the counts for ours and for timm's. Without the file it says so an
         --out benchmarks/results/timm-test-models.json
 
 timm must be installed (``pip install --no-deps timm==1.0.31``; the torchvision stand-in in
-benchmarks/standin is used when torchvision is missing).
+benchmarks/standin is used when torchvision is missing). timm's FX tests need torchvision's
+real ``models/feature_extraction.py``: without torchvision, the script takes that one file
+from PyPI's torchvision wheel (``pip download --no-deps torchvision``, or ``--torchvision-wheel
+FILE``) into a temporary copy of the stand-in; only if neither works are the FX tests left out
+(said so in the JSON).
 """
 
 from __future__ import annotations
@@ -26,35 +30,66 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS, THEIRS = "mlpmixer_", "mlp_mixer_"
 STANDIN_USED = importlib.util.find_spec("torchvision") is None
-# timm's FX tests need torchvision's create_feature_extractor; the stand-in has none (its names
-# raise NotImplementedError on both sides), so they are left out and said so in the JSON.
-# tests/models/test_timm_conformance.py traces with torch.fx and timm's tracer settings instead.
+FEATURE_EXTRACTION = "torchvision/models/feature_extraction.py"  # inside torchvision's wheel
 FX_NOT_RUN = (
-    "timm's *_fx tests not run: they need torchvision.models.feature_extraction, and only the "
-    "torchvision stand-in is installed (PyPI's torchvision wheel needs CUDA torch); "
-    "tests/models/test_timm_conformance.py::test_fx_trace_gives_the_eager_outputs_and_gradients "
-    "traces both sides with torch.fx and timm's leaf modules instead"
+    "timm's *_fx tests not run: they need torchvision.models.feature_extraction, and neither "
+    "torchvision nor its wheel (for the one file) was available"
 )
 
 
-def run_pytest(test_file: Path, workdir: Path) -> tuple[dict[str, dict], str]:
-    """timm's file, filtered to the adapter's names, in a clean pytest config; the outcomes."""
+def torchvision_wheel(workdir: Path, given: Path | None) -> Path | None:
+    """``given``, else PyPI's torchvision wheel downloaded into ``workdir`` (no dependencies:
+    only one Python file of it is read), else None."""
+    if given is not None:
+        return given
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(workdir),
+               "torchvision"]  # fmt: skip
+    if subprocess.run(command, capture_output=True, text=True).returncode != 0:
+        return None
+    return next(iter(sorted(workdir.glob("torchvision-*.whl"))), None)
+
+
+def standin_with_fx(workdir: Path, wheel: Path | None) -> tuple[Path, str | None]:
+    """A copy of benchmarks/standin with torchvision's real feature_extraction.py beside its
+    package (the stand-in loads it); returns the folder to put on the path and where the file
+    came from (None: not available, the stand-in as it is)."""
+    folder = workdir / "standin"
+    shutil.copytree(ROOT / "benchmarks" / "standin", folder)
+    wheel = torchvision_wheel(workdir, wheel)
+    if wheel is None:
+        return folder, None
+    with zipfile.ZipFile(wheel) as archive:
+        code = archive.read(FEATURE_EXTRACTION)
+    (folder / "torchvision" / "feature_extraction.py").write_bytes(code)
+    digest = hashlib.sha256(code).hexdigest()[:16]
+    return folder, f"{wheel.name}:{FEATURE_EXTRACTION} (sha256 {digest}...)"
+
+
+def run_pytest(
+    test_file: Path, workdir: Path, standin: Path | None, with_fx: bool
+) -> tuple[dict[str, dict], str]:
+    """timm's file, filtered to the adapter's names, in a clean pytest config; the outcomes.
+    ``standin``: the torchvision stand-in's folder (None: the real torchvision is installed);
+    ``with_fx``: whether timm's *_fx tests can run."""
     outcomes = workdir / "outcomes.json"
     ini = workdir / "pytest.ini"
     ini.write_text("[pytest]\n")  # not our strict-markers config: timm's marks are its own
     env = dict(os.environ, TIMM_ADAPTER_OUTCOMES=str(outcomes))
     paths = [str(ROOT / "tests")]
     select = f"({OURS} or {THEIRS})"
-    if STANDIN_USED:  # timm imports torchvision; the stand-in will do, but not for FX
-        paths.append(str(ROOT / "benchmarks" / "standin"))
+    if standin is not None:  # timm imports torchvision; the stand-in will do
+        paths.append(str(standin))
+    if not with_fx:
         select += " and not _fx"
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])
     command = [
@@ -93,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("test_file", type=Path, help="timm's tests/test_models.py")
     parser.add_argument("--out", type=Path, help="write the results JSON here")
     parser.add_argument("--source", help="where the test file came from (recorded)")
+    parser.add_argument("--torchvision-wheel", type=Path, default=None,
+                        help="a torchvision wheel to take feature_extraction.py from (default: "
+                        "pip download --no-deps torchvision)")  # fmt: skip
     args = parser.parse_args(argv)
     if not args.test_file.is_file():
         print(f"skipped: {args.test_file} not found (timm's tests/test_models.py, by hand)")
@@ -106,8 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     if timm is None:
         raise SystemExit("timm is not installed: pip install --no-deps timm==1.0.31")
 
+    fx_source = "torchvision installed" if not STANDIN_USED else None
     with tempfile.TemporaryDirectory() as tmp:
-        outcomes, summary = run_pytest(args.test_file.resolve(), Path(tmp))
+        standin = None
+        if STANDIN_USED:
+            standin, fx_source = standin_with_fx(Path(tmp), args.torchvision_wheel)
+        outcomes, summary = run_pytest(
+            args.test_file.resolve(), Path(tmp), standin, with_fx=fx_source is not None
+        )
     result = {
         "command": shlex.join(["python", *sys.argv]),
         "test_file_source": args.source,
@@ -116,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "pytest_summary": summary,
-        "not_run": FX_NOT_RUN if STANDIN_USED else None,
+        "feature_extraction": fx_source,
+        "not_run": FX_NOT_RUN if fx_source is None else None,
         "machine": platform.processor() or platform.machine(),
         **side_by_side(outcomes),
     }

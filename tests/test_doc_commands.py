@@ -84,3 +84,36 @@ def test_the_docs_have_the_commands_the_results_speak_of():
     found = {(c.file, c.command) for c in COMMANDS}
     assert ("README.md", "make demo") in found and ("docs/training.md", "mlpmixer train") in found
     assert len(COMMANDS) > 60
+
+
+def _option(args: list[str], name: str, default: str | None = None) -> str | None:
+    for i, word in enumerate(args):
+        if word == name and i + 1 < len(args):
+            return args[i + 1]
+        if word.startswith(f"{name}="):
+            return word.split("=", 1)[1]
+    return default
+
+
+def _trained_on(run_dir: str) -> str | None:
+    """The data set of the documented ``mlpmixer train --out RUN_DIR`` (digits by default)."""
+    for _, args in MLPMIXER:
+        if args[:1] == ["train"] and _option(args, "--out") == run_dir:
+            return _option(args, "--dataset", "digits")
+    return None
+
+
+def test_the_fewshot_examples_probe_data_the_model_was_not_trained_on():
+    """Issue 27 item 10: docs/evaluation.md probed a digits model on digits, so every shot
+    count printed the same 99.44% ± 0. A probe of a documented run names another data set."""
+    checked = []
+    for cmd, args in MLPMIXER:
+        if args[:1] != ["fewshot"]:
+            continue
+        run_dir = _option(args, "--checkpoint", "").removesuffix("/model")
+        trained = _trained_on(run_dir)
+        if trained is None:
+            continue  # a placeholder (runs/<run>/model) or a hub id: no training data known
+        checked.append(cmd.command)
+        assert _option(args, "--dataset") != trained, f"{cmd.file}:{cmd.line}: {cmd.command}"
+    assert checked, "no fewshot example of a documented run was found"

@@ -20,7 +20,9 @@ Subpackages: `mlpmixer.train` (recipes, runs, resume), `mlpmixer.data` (data set
 (`mlpmixer.cli`) runs all of them. Guides: README.md and docs/ in the repository.
 """
 
-from .checkpoints import convert, detect_format, load_model, save_model
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -30,30 +32,54 @@ from .errors import (
     MixerError,
     RunError,
 )
-from .models import (
-    GMixer,
-    GMlp,
-    MixerConfig,
-    MlpFamilyModel,
-    MlpMixer,
-    ResMlp,
-    create_model,
-    list_models,
-    model_config,
-    register_model,
-)
 
 __version__ = "0.1.0"
 
+# name -> the module it comes from, imported on first use: importing torch and the models
+# takes seconds, and ``mlpmixer --help`` (or ``--version``, or a usage error) needs none of
+# it. ``mlpmixer.create_model`` etc. work as before; `__dir__` lists them.
+_LAZY = {
+    **dict.fromkeys(("convert", "detect_format", "load_model", "save_model"), ".checkpoints"),
+    **dict.fromkeys(
+        ("GMixer", "GMlp", "MixerConfig", "MlpFamilyModel", "MlpMixer", "ResMlp",
+         "create_model", "list_models", "model_config", "register_model"),
+        ".models",
+    ),
+}  # fmt: skip
+_SUBPACKAGES = ("analysis", "bench", "checkpoints", "cli", "data", "evaluate", "export",
+                "models", "train")  # fmt: skip
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the names as real imports
+    from .checkpoints import convert, detect_format, load_model, save_model
+    from .models import (
+        GMixer,
+        GMlp,
+        MixerConfig,
+        MlpFamilyModel,
+        MlpMixer,
+        ResMlp,
+        create_model,
+        list_models,
+        model_config,
+        register_model,
+    )
+
 
 def __getattr__(name: str) -> object:
-    """``mlpmixer.train``: the training package (callable: ``mlpmixer.train()``), imported on
-    first use so that ``import mlpmixer`` stays light."""
-    if name == "train":
-        import importlib
-
-        return importlib.import_module(".train", __name__)
+    """The library's functions and classes (`_LAZY`) and its subpackages, imported on first
+    use so that ``import mlpmixer`` stays light. ``mlpmixer.train`` is the training package
+    (callable: ``mlpmixer.train()``)."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # looked up once
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBPACKAGES})
 
 
 # What `help(mlpmixer)` and ``from mlpmixer import *`` show: the functions a user starts

@@ -2,15 +2,19 @@
 as log records.
 
 The library never prints: it logs an INFO record marked with ``extra=PROGRESS`` on its
-``mlpmixer.*`` logger. The CLI's log handler shows such records as ``... `` lines on stderr
-unless the command prints ``--json`` (or ``MLPMIXER_PROGRESS=0``; ``=1`` forces them); other
-INFO records (notices) always. `Ticker` reports counted work (step, rate, ETA) at least
-every ~10 seconds.
+``mlpmixer.*`` logger. `StderrLines`, the CLI's log handler, shows such records as ``... ``
+lines on stderr unless the command prints ``--json`` (or ``MLPMIXER_PROGRESS=0``; ``=1``
+forces them); other INFO records (notices) always. From Python, `shown_on_stderr` puts the
+same handler in place for one call (``mlpmixer.train(...)``) when the program has set up no
+logging of its own, so a script or notebook sees what the CLI shows. `Ticker` reports
+counted work (step, rate, ETA) at least every ~10 seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -25,6 +29,68 @@ INTERVAL_S = 10.0  # the longest silence of a long command (a `Ticker` built wit
 def is_progress(record: logging.LogRecord) -> bool:
     """Whether ``record`` reports progress (rather than a notice the user must see)."""
     return bool(getattr(record, "progress", False))
+
+
+def printable(text: str, keep_newlines: bool = False) -> str:
+    """``text`` with control characters escaped (``\\x1b``...): class names and file names
+    come from files, and an ANSI escape in one would drive the terminal. ``keep_newlines``:
+    a message's own line breaks stay."""
+    if text.isprintable():
+        return text
+    kept = "\n" if keep_newlines else ""
+    return "".join(c if c.isprintable() or c in kept else ascii(c)[1:-1] for c in text)
+
+
+class StderrLines(logging.Handler):
+    """The library's log records as lines on stderr: warnings as ``warning: ...``, notices plain,
+    progress of long work (records marked `mlpmixer.progress.PROGRESS`) as ``... `` lines when
+    ``show_progress`` is set.
+
+    ``sys.stderr`` is looked up for every record: click's test runner swaps it per command.
+    """
+
+    show_progress = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if is_progress(record):
+                if not self.show_progress:
+                    return
+                prefix = "... "
+            else:
+                prefix = "warning: " if record.levelno >= logging.WARNING else ""
+            sys.stderr.write(f"{prefix}{printable(record.getMessage(), keep_newlines=True)}\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def shown_on_stderr(enabled: bool = True) -> Iterator[None]:
+    """Within the block, the library's notices and progress lines go to stderr through
+    `StderrLines` (as in the CLI) when ``enabled`` and no handler would otherwise receive
+    them (a script or notebook that configured no logging: Python would drop INFO records).
+    A program with logging of its own gets the records there instead, as configured."""
+    logger = logging.getLogger("mlpmixer")
+    if not enabled or logger.hasHandlers():
+        yield
+        return
+    handler = StderrLines()
+    handler.show_progress = True
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (its output is a notebook cell, not a tty)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 def plural(unit: str) -> str:

@@ -83,3 +83,52 @@ def test_a_fine_tunes_curves_are_titled_with_the_run_and_show_the_lr(tmp_path, m
     train(config)
     assert seen["title"].startswith("my-finetune: fine-tune of ")
     assert len(seen["lr"]) == 4 and max(seen["lr"]) == pytest.approx(0.003)
+
+
+def _folder(root, classes: int = 3, per_class: int = 30, side: int = 16):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def test_fine_tuning_a_small_folder_sizes_batch_and_steps_from_the_data(tmp_path, caplog):
+    """Issue 27 item 7: the recipe's batch of 512 on a folder of 81 training images failed;
+    like ``train``, fine-tuning sizes the batch (and the 10k steps) from the data, says so
+    in one line, and the flags still win."""
+    folder = str(_folder(tmp_path / "data"))
+    with caplog.at_level(logging.INFO, logger="mlpmixer"):
+        config = finetune_config("ckpt", folder)
+    assert config.train.batch_size == 16  # a quarter of 81, as a power of two
+    assert config.train.steps == 200 * (81 // 16)  # at most 200 epochs of the 10k steps
+    line = next(
+        r.getMessage() for r in caplog.records if "defaults from the data" in r.getMessage()
+    )
+    assert "(81 training images, 3 classes, images ~16 px): batch size 16, steps 1000" in line
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlpmixer"):
+        chosen = finetune_config("ckpt", folder, overrides=["train.batch_size=8", "train.steps=7"])
+    assert (chosen.train.batch_size, chosen.train.steps) == (8, 7)
+    assert "batch size 8, steps 7" in caplog.text
+    assert finetune_config("ckpt", "cifar10").train.batch_size == 512  # a recipe's data set
+
+
+def test_finetune_on_a_small_folder_runs_with_its_default_batch(tmp_path):
+    from click.testing import CliRunner
+
+    import mlpmixer
+    from mlpmixer.cli import cli
+
+    folder = _folder(tmp_path / "data")
+    mlpmixer.create_model("mixer_t2_8", in_chans=3, num_classes=5).save(tmp_path / "ckpt")
+    args = ["finetune", "--checkpoint", str(tmp_path / "ckpt"), "--dataset", str(folder),
+            "--steps", "3", "--out", str(tmp_path / "run"), "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert '"batch_size": 16' in result.stdout

@@ -4,13 +4,20 @@ benchmarks/vs_timm.py puts this folder on ``sys.path`` for the single ``import t
 when the real torchvision is missing. timm imports a few names from torchvision at import time
 (transforms' ``InterpolationMode``, ``ops.misc.FrozenBatchNorm2d``, dataset classes); none of
 them is used by the Mixer models. Any use of a stand-in name raises ``NotImplementedError``.
+
+timm's FX tests need torchvision's real ``models/feature_extraction.py`` (BSD-licensed, not
+ours to commit): benchmarks/timm_test_models.py copies this folder to a temporary one and puts
+that file, taken from PyPI's torchvision wheel at run time, next to this one; it is then
+loaded as ``torchvision.models.feature_extraction`` instead of placeholders.
 """
 
 from __future__ import annotations
 
 import enum
+import importlib.util
 import sys
 import types
+from pathlib import Path
 
 __version__ = "0.0.0+mlpmixer-standin"
 
@@ -52,6 +59,21 @@ transforms = _module("transforms", functional=functional, InterpolationMode=Inte
 misc = _module("ops.misc", FrozenBatchNorm2d=_Unavailable)
 ops = _module("ops", misc=misc)
 datasets = _module("datasets")
-feature_extraction = _module("models.feature_extraction")
+
+
+def _feature_extraction() -> types.ModuleType:
+    """torchvision's real feature_extraction.py when one lies next to this file, else
+    placeholders. Loaded last: it reads ``torchvision.ops`` (its autowrap modules)."""
+    real = Path(__file__).with_name("feature_extraction.py")
+    if not real.is_file():
+        return _module("models.feature_extraction")
+    spec = importlib.util.spec_from_file_location(f"{__name__}.models.feature_extraction", real)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+feature_extraction = _feature_extraction()
 models = _module("models", feature_extraction=feature_extraction)
 utils = _module("utils")

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..choices import WRITABLE_FORMATS
 from ..download import download_hub_repo, download_url, is_hub_id, public_url
 from ..errors import CheckpointError, CheckpointNotFoundError, ConfigError
 from ..fileio import atomic_path
@@ -67,7 +68,6 @@ from .timm_format import (
 
 # what detect_format/read_checkpoint report; "training": a run's checkpoints/last.pt
 FORMATS = ("native", "official", "timm", "state_dict", "facebook", "lucidrains", "training")
-WRITABLE_FORMATS = ("native", "official", "timm", "state_dict")
 GELU_NAMES = {"tanh": "tanh", "none": "erf"}  # config value -> what the function is
 
 

@@ -23,7 +23,7 @@ import click
 from rich.console import Console
 
 from ..errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUN_FAILED, MixerError
-from ..progress import is_progress
+from ..progress import StderrLines, printable
 
 
 def _without_worker_traceback(message: str) -> str:
@@ -202,12 +202,14 @@ def precision_option(help_text: str = "fp32, or bf16/fp16 autocast.") -> Any:
     )  # fmt: skip
 
 
-def threads_option() -> Any:
-    """``--threads N``: torch's CPU threads for the command (default: torch's, the cores)."""
+def threads_option(
+    default: str = "torch's; 1 is often fastest for small models on a busy machine",
+) -> Any:
+    """``--threads N``: torch's CPU threads for the command; ``default`` says what is used
+    without it (torch's default, the cores, unless the command chooses)."""
     return click.option(
         "--threads", type=click.IntRange(min=1), default=None,
-        help="CPU threads (default: torch's; 1 is often fastest for small models on a busy "
-        "machine).",
+        help=f"CPU threads (default: {default}).",
     )  # fmt: skip
 
 
@@ -240,16 +242,6 @@ def regular_file_or_new(path: Path | None, flag: str) -> Path | None:
     if path is not None and path.exists() and not path.is_file():
         raise click.BadParameter(f"{path} exists and is not a regular file", param_hint=flag)
     return path
-
-
-def printable(text: str, keep_newlines: bool = False) -> str:
-    """``text`` with control characters escaped (``\\x1b``...): class names and file names
-    come from files, and an ANSI escape in one would drive the terminal. ``keep_newlines``:
-    a message's own line breaks stay."""
-    if text.isprintable():
-        return text
-    kept = "\n" if keep_newlines else ""
-    return "".join(c if c.isprintable() or c in kept else ascii(c)[1:-1] for c in text)
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
@@ -355,30 +347,6 @@ def cli(debug: bool) -> None:
     """
     warnings.showwarning = _show_warning
     show_library_log()
-
-
-class StderrLines(logging.Handler):
-    """The library's log records as lines on stderr: warnings as ``warning: ...``, notices plain,
-    progress of long work (records marked `mlpmixer.progress.PROGRESS`) as ``... `` lines when
-    ``show_progress`` is set.
-
-    ``sys.stderr`` is looked up for every record: click's test runner swaps it per command.
-    """
-
-    show_progress = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            if is_progress(record):
-                if not self.show_progress:
-                    return
-                prefix = "... "
-            else:
-                prefix = "warning: " if record.levelno >= logging.WARNING else ""
-            sys.stderr.write(f"{prefix}{printable(record.getMessage(), keep_newlines=True)}\n")
-            sys.stderr.flush()
-        except Exception:
-            self.handleError(record)
 
 
 def progress_wanted(as_json: bool = False) -> bool:

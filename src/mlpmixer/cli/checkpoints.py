@@ -10,7 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ..checkpoints.load import WRITABLE_FORMATS
+from ..choices import WRITABLE_FORMATS
 from ..errors import EXIT_BAD_INPUT
 from .app import as_pair, cli, console, err_console, img_size_option, print_json, printable
 

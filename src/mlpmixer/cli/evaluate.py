@@ -8,9 +8,9 @@ import click
 from rich import box
 from rich.table import Table
 
+from ..choices import INTERPOLATIONS
 from ..errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED
 from ..fileio import atomic_write_json, atomic_write_text
-from ..models.config import INTERPOLATIONS
 from .app import (
     FRACTION,
     POSITIVE_INT,

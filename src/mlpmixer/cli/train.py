@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich import box
@@ -21,8 +21,6 @@ from ..layout import (
     SKIPPED_FILE,
     SUMMARY_FILE,
 )
-from ..train import TrainConfig, load_config
-from ..train.presets import resolve_config
 from .app import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
@@ -34,7 +32,11 @@ from .app import (
     img_size_option,
     print_json,
     printable,
+    threads_option,
 )
+
+if TYPE_CHECKING:  # the training package imports torch: only when a command runs
+    from ..train import TrainConfig
 
 
 def flag_overrides(**flags: Any) -> list[str]:
@@ -53,6 +55,7 @@ def flag_overrides(**flags: Any) -> list[str]:
         "img_size": "model.img_size",
         "skip_bad_images": "data.skip_bad_images",
         "workers": "data.num_workers",
+        "threads": "train.threads",
     }
     unknown = sorted(set(flags) - set(keys))
     if unknown:
@@ -75,6 +78,8 @@ def assemble_config(
 ) -> TrainConfig:
     """The config ``mlpmixer train`` runs: `resolve_config` (the one `mlpmixer.train.train`
     uses) of the config file, ``--dataset``, ``--model``, then the flags, then ``--set``."""
+    from ..train.presets import resolve_config
+
     base, overrides = _config_pieces(config_file, sets, flags)
     return resolve_config(base, dataset=dataset, model=model, overrides=overrides)
 
@@ -83,6 +88,8 @@ def _config_pieces(
     config_file: str | None, sets: Sequence[str], flags: dict[str, Any]
 ) -> tuple[TrainConfig | None, list[str]]:
     """(the config file's config or None, the flags and ``--set`` as overrides)."""
+    from ..train import load_config
+
     base = load_config(config_file) if config_file else None
     return base, [*flag_overrides(**flags), *sets]
 
@@ -107,6 +114,8 @@ def _train_options(func: Any) -> Any:
         click.option("--workers", type=click.IntRange(min=0), default=None,
                      help="Data-loading processes (data.num_workers; default: 0 for in-memory "
                      "data, else this process's CPUs minus one, at most 32)."),
+        threads_option("measured at the start of a CPU run: 1 or all cores, whichever "
+                       "trains a step of this model faster, and printed; train.threads"),
         click.option("--skip-bad-images", is_flag=True, default=False,
                      help="Leave unreadable image files out (listed in RUN/skipped_images.txt) instead of stopping."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -219,8 +228,10 @@ def finetune(checkpoint: str, dataset: str, config_file: str | None,
     Default config (without --config): configs/finetune.yaml, i.e. SGD momentum 0.9, lr
     0.003, batch 512, 10k steps, cosine after 500 warmup steps, clipping at 1, no weight
     decay, inception crop + flips; digit data sets (digits, mnist5k, mnist, fashion-mnist) keep
-    their own recipe's augmentation instead. A warmup longer than 20% of the run (e.g. with
-    --steps 200) is scaled to 5% of it, with a notice.
+    their own recipe's augmentation instead. A class folder gets the batch size (at most a
+    quarter of its training images) and steps (at most 200 epochs) sized from its data, said
+    in one line. A warmup longer than 20% of the run (e.g. with --steps 200) is scaled to 5% of
+    it, with a notice.
 
     Example: mlpmixer finetune --checkpoint hf-hub:timm/mixer_b16_224.goog_in21k --dataset cifar10 --img-size 448
     """
@@ -228,6 +239,6 @@ def finetune(checkpoint: str, dataset: str, config_file: str | None,
     from ..train import train as run_training
 
     base = load_config(config_file) if config_file else None
-    config = finetune_config(checkpoint, dataset, img_size, base)
-    config = config.override([*flag_overrides(**flags), *sets])
+    overrides = [*flag_overrides(**flags), *sets]
+    config = finetune_config(checkpoint, dataset, img_size, base, overrides)
     _report_run(run_training(config), as_json)

@@ -15,6 +15,7 @@ sets ``family`` and implements `make_block` (and optionally `make_norm`,
 from __future__ import annotations
 
 import copy
+import typing
 from typing import Any, ClassVar
 
 import torch
@@ -218,3 +219,10 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
         resized = type(self).from_state_dict(state, config)
         resized.set_grad_checkpointing(self.grad_checkpointing)
         return resized.to(device=param.device, dtype=param.dtype).train(self.training)
+
+
+# torch.fx copies the root forward's annotations into the code of the module it traces, and
+# torch.jit.script compiles that code: left as strings by the __future__ import above, they
+# came out as the unknown name `_torch_Tensor_` (timm's test_model_forward_fx_torchscript
+# failed on every family). Evaluated once here, they are the real torch.Tensor.
+MlpFamilyModel.forward.__annotations__ = typing.get_type_hints(MlpFamilyModel.forward)

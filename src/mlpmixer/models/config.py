@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..choices import INTERPOLATIONS
 from ..errors import ConfigError
 from .flops import param_count
 
@@ -23,7 +24,6 @@ RUNTIME_KEYS = ("grad_checkpointing",)
 
 GELU_VARIANTS = ("tanh", "none")
 """``"tanh"``: flax's default GELU, used to train the official checkpoints; ``"none"``: exact erf."""
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")  # what eval/predict can resize with
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # ImageNet-1k channel statistics (torchvision's, timm's)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -10,6 +10,7 @@ like timm's getter-style feature models for its Mixers — returns the outputs o
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -97,3 +98,7 @@ class FeatureGetter(nn.Module):
             images, indices=self.out_indices, norm=self.norm, output_fmt=self.output_fmt,
             intermediates_only=True,
         )  # fmt: skip
+
+
+# As `MlpFamilyModel.forward`: real types, not strings, for torch.fx's code to script.
+FeatureGetter.forward.__annotations__ = typing.get_type_hints(FeatureGetter.forward)

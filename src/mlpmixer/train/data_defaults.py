@@ -13,8 +13,12 @@ epochs) fit ImageNet, not 90 JPEGs of 64 pixels. `fit_to_folder` looks at the fo
 * epochs: enough for about `MIN_STEPS` optimizer steps (at least the recipe's, at most
   `MAX_EPOCHS`).
 
-Every value is a default: ``--img-size``, ``--model``, ``--batch-size`` and ``--epochs`` (or
-``--set``) replace it.
+Fine-tuning (`fit_finetune_to_folder`) keeps the checkpoint's model and size and sizes the
+rest the same way: the batch (configs/finetune.yaml's 512 is more than a small folder
+holds) and the recipe's 10,000 steps, at most `MAX_EPOCHS` epochs of them.
+
+Every value is a default: ``--img-size``, ``--model``, ``--batch-size``, ``--epochs`` and
+``--steps`` (or ``--set``) replace it.
 """
 
 from __future__ import annotations
@@ -79,12 +83,17 @@ def model_for_side(side: int) -> str:
     return fitting[-1] if fitting else SMALL_MODELS[0]
 
 
+def batch_for(facts: FolderFacts, recipe_batch: int) -> int:
+    """At most the recipe's batch and a quarter of the training images, a power of two."""
+    limit = max(1, facts.train_images // 4)
+    return min(recipe_batch, 2 ** int(math.log2(limit)))
+
+
 def fit_to_folder(config: TrainConfig, facts: FolderFacts) -> TrainConfig:
     """``config`` with image size, model, batch size and epochs sized for ``facts``."""
     name = model_for_side(facts.side)
     size = model_config(name).img_size[0]
-    limit = max(1, facts.train_images // 4)
-    batch = min(config.train.batch_size, 2 ** int(math.log2(limit)))
+    batch = batch_for(facts, config.train.batch_size)
     steps_per_epoch = max(1, facts.train_images // batch)  # the last partial batch is dropped
     epochs = min(MAX_EPOCHS, max(config.train.epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
     narrow = facts.train_images < SMALL_DATA
@@ -106,4 +115,25 @@ def describe_fit(config: TrainConfig, facts: FolderFacts) -> str:
         f"classes, images ~{facts.side} px): image size {size}, model {m.name}"
         f"{width if narrow else ''}, batch size {config.train.batch_size}, epochs "
         f"{config.train.epochs} (change with --img-size, --model, --batch-size, --epochs)"
+    )
+
+
+def fit_finetune_to_folder(config: TrainConfig, facts: FolderFacts) -> TrainConfig:
+    """The fine-tuning recipe ``config`` with its batch size and steps sized for ``facts``
+    (the model and image size are the checkpoint's)."""
+    batch = batch_for(facts, config.train.batch_size)
+    steps_per_epoch = max(1, facts.train_images // batch)
+    steps = config.train.steps or config.train.epochs * steps_per_epoch
+    steps = min(steps, MAX_EPOCHS * steps_per_epoch)
+    return config.replace(train={"batch_size": batch, "steps": max(steps, 1)})
+
+
+def describe_finetune_fit(config: TrainConfig, facts: FolderFacts) -> str:
+    """`describe_fit` for fine-tuning: the batch size and length the run will use."""
+    t = config.train
+    length = f"steps {t.steps}" if t.steps else f"epochs {t.epochs}"
+    return (
+        f"defaults from the data ({facts.train_images} training images, {facts.classes} "
+        f"classes, images ~{facts.side} px): batch size {t.batch_size}, {length} "
+        "(change with --batch-size, --steps)"
     )

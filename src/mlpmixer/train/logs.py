@@ -2,7 +2,8 @@
 
 * ``metrics.jsonl``: one JSON object per evaluated epoch (always);
 * ``tensorboard/``: event files when the ``tensorboard`` package is installed;
-* progress: one tqdm bar, updated in place, when stderr is a terminal; otherwise log lines
+* progress: one tqdm bar, updated in place, when stderr is a terminal (in a Jupyter notebook:
+  tqdm.auto's notebook widget); otherwise log lines
   (step, epoch, loss, rate, ETA) every ``train.log_every_steps`` steps and at least every
   ~10 seconds, even inside one long step;
 * ``curves.png``: loss and top-1 against epochs (matplotlib, Agg backend).
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..layout import METRICS_FILE
-from ..progress import PROGRESS, Ticker
+from ..progress import PROGRESS, Ticker, in_notebook
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,9 @@ class Progress:
         self, mode: str, log_every: int, stream: TextIO | None = None, interval: float = 10.0
     ) -> None:
         self.stream = stream or sys.stderr
+        self.notebook = mode == "auto" and stream is None and in_notebook()
         if mode == "auto":
-            mode = "bar" if self.stream.isatty() else "log"
+            mode = "bar" if self.stream.isatty() or self.notebook else "log"
         self.mode, self.log_every, self.interval = mode, log_every, interval
         self.bar: Any = None
         self.ticker: Ticker | None = None
@@ -101,7 +103,10 @@ class Progress:
     def start_run(self, total_steps: int, done: int, epochs: int) -> None:
         self.epochs = epochs
         if self.mode == "bar":
-            from tqdm import tqdm
+            if self.notebook:  # the widget (text bars when ipywidgets is missing)
+                from tqdm.auto import tqdm
+            else:
+                from tqdm import tqdm
 
             self.bar = tqdm(
                 total=total_steps, initial=done, file=self.stream, dynamic_ncols=True,

@@ -120,6 +120,7 @@ class Trainer:
     last_eval: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False  # set by the first Ctrl-C; the loop saves and stops
     run_id: str = ""  # binds checkpoints/last.pt to its run (checked on --resume)
+    threads: str = ""  # CPU threads and why (`threads.ThreadChoice.describe`): the first line
 
     # --- helpers -------------------------------------------------------------------------
 

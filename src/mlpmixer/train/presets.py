@@ -124,14 +124,19 @@ def resolve_config(
     return config
 
 
-def _fit_to_data(config: TrainConfig) -> tuple[TrainConfig, FolderFacts | None]:
-    from .data_defaults import fit_to_folder, folder_facts
+def _fit_to_data(
+    config: TrainConfig, finetune: bool = False
+) -> tuple[TrainConfig, FolderFacts | None]:
+    """``config`` sized for its data when that is a class folder (and the folder's facts);
+    ``finetune``: only batch and length (the checkpoint decides model and size)."""
+    from .data_defaults import fit_finetune_to_folder, fit_to_folder, folder_facts
 
     d = config.data
     facts = folder_facts(Path(d.dataset).expanduser(), d.val_fraction, config.train.seed)
     if facts is None:
         return config, None
-    return fit_to_folder(config, facts), facts
+    fit = fit_finetune_to_folder if finetune else fit_to_folder
+    return fit(config, facts), facts
 
 
 # Data sets whose classes a crop or a mirror image can change (a 6 cropped to a 0, a mirrored
@@ -145,12 +150,16 @@ def finetune_config(
     dataset: str,
     img_size: int | tuple[int, int] | None = None,
     base: TrainConfig | None = None,
+    overrides: Sequence[str] = (),
 ) -> TrainConfig:
-    """The fine-tuning recipe for ``checkpoint`` on ``dataset`` (optionally at ``img_size``).
+    """The fine-tuning recipe for ``checkpoint`` on ``dataset`` (optionally at ``img_size``),
+    then ``overrides`` (``--set`` style, as `resolve_config`'s).
 
     Without ``base``: configs/finetune.yaml (the paper's), with the augmentation of the data
-    set's own recipe for the `OWN_AUGMENTATION` sets. With ``base`` (a loaded config file)
-    only the model and data keys are set on it.
+    set's own recipe for the `OWN_AUGMENTATION` sets; for a class folder the batch size and
+    steps are sized from the data (`data_defaults.fit_finetune_to_folder`, logged: the
+    recipe's batch of 512 is more than a small folder holds). With ``base`` (a loaded config
+    file) only the model and data keys are set on it.
     """
     if not checkpoint:
         raise ConfigError("fine-tuning needs a checkpoint (--checkpoint CHECKPOINT)")
@@ -163,4 +172,13 @@ def finetune_config(
     data["data"]["dataset"] = dataset
     if img_size is not None:
         data["model"]["img_size"] = img_size
-    return TrainConfig.from_dict(data)
+    config, facts = TrainConfig.from_dict(data), None
+    if base is None and key not in PRESETS:
+        config, facts = _fit_to_data(config, finetune=True)
+    if overrides:
+        config = config.override(list(overrides))
+    if facts is not None:  # said once the flags are in: the values the run will use
+        from .data_defaults import describe_finetune_fit
+
+        log.info("%s", describe_finetune_fit(config, facts))
+    return config

@@ -48,6 +48,7 @@ from ..layout import (
     checkpoint_label,
 )
 from ..models import MixerConfig, MlpFamilyModel, create_model, model_config
+from ..progress import shown_on_stderr
 from .augment import DeviceAugment, sample_augment
 from .config import TrainConfig
 from .distributed import (
@@ -81,6 +82,7 @@ from .run_guard import (
 )
 from .sampler import ShardSampler, StreamBatchPlan, TrainBatchSampler
 from .stream_order import bind_stream_order
+from .threads import ThreadChoice, choose_threads
 
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
@@ -359,6 +361,11 @@ def _setup(
     if t.parallel == "fsdp" and t.ema_decay and dist.enabled:
         raise ConfigError("train.ema_decay is not supported with train.parallel=fsdp")
     model = model.to(device)
+    threads = None
+    if device.type == "cpu":
+        threads = _thread_choice(config, model, dist)
+        torch.set_num_threads(threads.threads)
+        config = config.replace(train={"threads": threads.threads})  # what resume must use
     ema = ModelEma(model, t.ema_decay) if t.ema_decay else None
     wrapped: nn.Module = model
     if t.compile:
@@ -395,7 +402,19 @@ def _setup(
         norm_mean=mcfg.mean, norm_std=mcfg.std, num_classes=info.num_classes,
         total_steps=total_steps, num_epochs=math.ceil(total_steps / steps_per_epoch),
     )  # fmt: skip
+    if threads is not None:
+        trainer.threads = threads.describe()
     return trainer, model_name, info
+
+
+def _thread_choice(config: TrainConfig, model: MlpFamilyModel, dist: DistInfo) -> ThreadChoice:
+    """`choose_threads` on the main process (measured alone), the same count everywhere."""
+    t = config.train
+    choice = None
+    if dist.is_main:
+        micro_batch = t.batch_size // (dist.world_size * t.grad_accum)
+        choice = choose_threads(t.threads, model, micro_batch)
+    return broadcast_object(choice)
 
 
 def _final_model(trainer: Trainer) -> MlpFamilyModel:
@@ -483,6 +502,7 @@ def train(
     *,
     dataset: str | None = None,
     model: str | None = None,
+    progress: bool = True,
 ) -> RunResult:
     """Run a training job; returns the run directory, the summary and the final model.
 
@@ -496,14 +516,21 @@ def train(
     else that disagrees is a `ConfigError`. A new run goes only into a new or empty
     ``run.out`` (`check_out_dir`).
     Under torchrun every process calls this; only rank 0 writes files.
+
+    What it says (the data sizing line, the run's first line, a progress bar on a terminal
+    or in a notebook, else progress lines, as ``mlpmixer train`` does) goes to stderr when the
+    program has configured no logging, else to its logging handlers (logger ``mlpmixer``,
+    INFO); ``progress=False`` says nothing but warnings (``run.progress: none``).
     """
-    with contextlib.ExitStack() as locks:  # the run directory's lock, held until the end
+    with contextlib.ExitStack() as locks, shown_on_stderr(progress):  # lock held to the end
         if resume is None:
             config = resolve_config(config, dataset=dataset, model=model, overrides=overrides)
             overrides = ()
         else:  # given on resume, they must agree with the run (checked like any override)
             named = {"data.dataset": dataset, "model.name": model}
             overrides = [*(f"{k}={v}" for k, v in named.items() if v), *overrides]
+        if not progress:  # run.progress may change on resume (`run_guard`)
+            overrides = [*overrides, "run.progress=none"]
         return _train(config, resume, overrides, locks)
 
 
@@ -592,7 +619,8 @@ def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) ->
             f"train / {len(trainer.eval_loader.dataset.dataset)} test images at "
             f"{'x'.join(map(str, info.img_size))} px, batch size {cfg.train.batch_size}, "
             f"{trainer.num_epochs} epochs = {trainer.total_steps} steps, "
-            f"{trainer.dist.world_size} process(es) on {trainer.device} -> {run_dir}"
+            f"{trainer.dist.world_size} process(es) on {trainer.device}"
+            f"{f', {trainer.threads}' if trainer.threads else ''} -> {run_dir}"
         )
         if info.skipped:  # data.skip_bad_images: say how many, list which
             atomic_write_text(run_dir / SKIPPED_FILE, "\n".join(info.skipped) + "\n")
