@@ -231,7 +231,7 @@ def test_an_undecodable_image_is_named_or_replaced_with_skip_bad_images(shards, 
 
 def test_a_tar_that_is_not_a_shard_is_named(shards, tmp_path):
     folder = _copy(shards, tmp_path)
-    garbage = b"\x00garbage" * 100
+    garbage = b"\x00garbage" * 1000  # large enough for its count (1 KiB a sample at least)
     (folder / "train-000005.tar").write_bytes(garbage)
     index = json.loads((folder / "index.json").read_text())
     index["splits"]["train"][5].update(

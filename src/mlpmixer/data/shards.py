@@ -24,6 +24,7 @@ sample where the interrupted one stopped.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import hashlib
 import io
@@ -40,6 +41,14 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from ..download import (
+    MAX_BYTES_ENV,
+    RemoteNotFoundError,
+    is_http,
+    max_download_bytes,
+    read_url,
+    url_size,
+)
 from ..errors import DataError, DownloadError
 from .images import IMAGE_EXTENSIONS, load_image, resize_image
 from .transforms import WorkerSamples
@@ -122,56 +131,125 @@ def _open_error(location: str, err: Exception, what: str) -> Exception:
     return DownloadError(f"cannot read {what} {location}: {type(reason).__name__}: {reason}")
 
 
-def read_bytes(location: str, what: str = "shard") -> bytes:
-    """The bytes at a path or fsspec URL; a clear error naming it when absent or unreachable."""
+@contextlib.contextmanager
+def _absent_as_data_error(location: str, what: str) -> Iterator[None]:
+    """A 404 is a wrong path (`DataError`, exit 2), as a missing local file is."""
+    try:
+        yield
+    except RemoteNotFoundError as err:
+        raise DataError(f"{what} {location} does not exist (the server answered 404)") from err
+
+
+def read_bytes(location: str, what: str = "shard", limit: int | None = None) -> bytes:
+    """The bytes at a path or URL, at most ``limit`` (default `max_download_bytes`); a clear
+    error naming it when absent, unreachable, stalled or too large.
+
+    ``http(s)://`` is read by `mlpmixer.download.read_url` (the stall window and size cap of
+    checkpoint downloads, `DownloadError`, exit 1); other URLs and paths by fsspec.
+    """
+    cap = limit or max_download_bytes()
+    if is_http(location):
+        with _absent_as_data_error(location, what):
+            return read_url(location, cap, f"read {what}")
     try:
         with _fsspec().open(location, "rb") as handle:
-            return handle.read()
+            data = handle.read(cap + 1)
     except ImportError as err:  # fsspec's http/s3/gs back-ends are optional packages
         raise DataError(f"{location}: {err}; {INSTALL_HINT} (s3: s3fs, gs: gcsfs)") from err
     except Exception as err:  # fsspec and its back-ends raise many types
         raise _open_error(location, err, what) from err
+    if len(data) > cap:
+        raise DataError(f"{what} {location} is larger than {cap:,} bytes, the limit for it")
+    return data
+
+
+# An index is a few hundred bytes per shard: 64 MiB is ~400,000 shards (ImageNet-21k at
+# 1024 samples per shard needs ~14,000); more is an endless or hostile body, not an index.
+INDEX_MAX_BYTES = 64 * 2**20
+MAX_CLASSES = 1_000_000
+MIN_SAMPLE_BYTES = 1024  # a tar member is a 512-byte header + >= 512 bytes of data
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _int_field(raw: dict[str, Any], key: str, where: str) -> int:
+    value = raw.get(key)
+    if type(value) is not int:  # not bool, float or a string of digits
+        raise DataError(f"{where}.{key}: expected an integer, got {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _entry(raw: Any, where: str) -> ShardEntry:
-    try:
-        entry = ShardEntry(
-            str(raw["name"]), int(raw["count"]), int(raw["bytes"]), str(raw["sha256"])
+    """One shard entry, its types and bounds checked; errors name ``where`` and the key."""
+    if not isinstance(raw, dict):
+        raise DataError(f"{where}: expected a shard entry (an object), got {_short(raw)}")
+    name, sha256 = raw.get("name"), raw.get("sha256")
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+        raise DataError(f"{where}.name: expected a file name, got {_short(name)}")
+    if name.startswith(".") or len(name) > 255 or not name.isprintable():
+        raise DataError(f"{where}.name: {_short(name)} is not a plain file name")
+    nbytes, count = _int_field(raw, "bytes", where), _int_field(raw, "count", where)
+    cap = max_download_bytes()
+    if not 0 < nbytes <= cap:
+        raise DataError(f"{where}.bytes: {nbytes} is outside 1..{cap} (${MAX_BYTES_ENV})")
+    if not 0 < count <= nbytes // MIN_SAMPLE_BYTES:
+        raise DataError(
+            f"{where}.count: {count} samples cannot be in a shard of {nbytes} bytes (at most "
+            f"{nbytes // MIN_SAMPLE_BYTES}: each takes >= {MIN_SAMPLE_BYTES} bytes of a tar)"
         )
-    except (KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{where}: malformed shard entry {raw!r} ({err})") from err
-    if entry.count <= 0 or "/" in entry.name or entry.name.startswith("."):
-        raise DataError(f"{where}: invalid shard entry {raw!r}")
-    return entry
+    if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+        raise DataError(f"{where}.sha256: expected 64 lowercase hex digits, got {_short(sha256)}")
+    return ShardEntry(name, count, nbytes, sha256)
+
+
+def _load_json(data: bytes, location: str) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError as err:  # "[[[[..." deeper than Python's stack
+        raise DataError(f"{location}: not a shard index (JSON nested too deeply)") from err
+    except ValueError as err:
+        raise DataError(f"{location}: not a valid shard index ({err})") from err
+
+
+def _class_names(names: Any, location: str) -> tuple[str, ...]:
+    if not isinstance(names, list) or not 0 < len(names) <= MAX_CLASSES:
+        raise DataError(f"{location}: class_names: expected a list of 1..{MAX_CLASSES} names")
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise DataError(f"{location}: class_names[{i}]: expected a string, got {_short(name)}")
+    return tuple(names)
 
 
 def parse_index(data: bytes, location: str) -> ShardIndex:
-    """`ShardIndex` from the bytes of ``index.json``; `DataError` naming what is wrong."""
-    try:
-        raw = json.loads(data)
-    except ValueError as err:
-        raise DataError(f"{location}: not a valid shard index ({err})") from err
+    """`ShardIndex` from the bytes of ``index.json``; `DataError` naming the key that is wrong."""
+    raw = _load_json(data, location)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise DataError(f"{location}: not an mlpmixer shard index (format != {FORMAT!r})")
     if raw.get("version") != VERSION:
         raise DataError(
-            f"{location}: shard index version {raw.get('version')!r}, expected {VERSION}"
+            f"{location}: shard index version {_short(raw.get('version'))}, expected {VERSION}"
         )
-    names = raw.get("class_names")
+    names = _class_names(raw.get("class_names"), location)
     splits = raw.get("splits")
-    if not isinstance(names, list) or not names or not isinstance(splits, dict):
-        raise DataError(f"{location}: the index needs class_names and splits")
-    parsed = {
-        str(split): tuple(_entry(item, location) for item in entries)
-        for split, entries in splits.items()
-    }
+    if not isinstance(splits, dict) or not splits:
+        raise DataError(f"{location}: splits: expected an object of split name -> shard list")
+    parsed = {}
+    for split, entries in splits.items():
+        if not isinstance(entries, list) or not entries:
+            raise DataError(f"{location}: splits.{split}: expected a non-empty list of shards")
+        where = f"{location}: splits.{split}"
+        parsed[split] = tuple(_entry(item, f"{where}[{i}]") for i, item in enumerate(entries))
     base = location.rsplit("/", 1)[0] if "://" in location else str(Path(location).parent)
-    return ShardIndex(base, tuple(str(n) for n in names), parsed)
+    return ShardIndex(base, names, parsed)
 
 
 def read_index(text: str) -> ShardIndex:
     location = index_location(text)
-    return parse_index(read_bytes(location, "shard index"), location)
+    return parse_index(read_bytes(location, "shard index", INDEX_MAX_BYTES), location)
 
 
 def _listed_sizes(fs: Any, base: str) -> dict[str, int]:
@@ -184,17 +262,34 @@ def _listed_sizes(fs: Any, base: str) -> dict[str, int]:
     return {name: int(size) for name, size in sizes if size is not None}
 
 
+def _http_size(url: str) -> int | None:
+    what = "shard (listed in the index)"
+    with _absent_as_data_error(url, what):
+        return url_size(url, f"read {what}")
+
+
+def _fs_sizes(index: ShardIndex, entries: tuple[ShardEntry, ...]) -> dict[str, int | None]:
+    """{shard name: size} from fsspec (local folders, s3, gs)."""
+    fs, _ = _fsspec().core.url_to_fs(index.base)
+    listed: dict[str, int | None] = dict(_listed_sizes(fs, index.base))  # one request a bucket
+    for entry in entries:
+        if listed.get(entry.name) is None:
+            url = index.url(entry)
+            try:
+                listed[entry.name] = fs.info(url).get("size")
+            except Exception as err:  # absent, unreachable, refused
+                raise _open_error(url, err, "shard (listed in the index)") from err
+    return listed
+
+
 def check_shards(index: ShardIndex, entries: tuple[ShardEntry, ...]) -> None:
     """Every listed shard exists with the size the index records (before any training)."""
-    fs, _ = _fsspec().core.url_to_fs(index.base)
-    listed = _listed_sizes(fs, index.base)  # one request for a bucket, not one per shard
+    if is_http(index.base):  # one HEAD per shard, each bounded by the stall window
+        sizes = {entry.name: _http_size(index.url(entry)) for entry in entries}
+    else:
+        sizes = _fs_sizes(index, entries)
     for entry in entries:
-        url = index.url(entry)
-        size = listed.get(entry.name)
-        try:
-            size = fs.info(url).get("size") if size is None else size
-        except Exception as err:  # absent, unreachable, refused
-            raise _open_error(url, err, "shard (listed in the index)") from err
+        url, size = index.url(entry), sizes[entry.name]
         if size is not None and int(size) != entry.nbytes:
             raise DataError(
                 f"shard {url} has {size} bytes but the index records {entry.nbytes}: it is "
@@ -341,7 +436,8 @@ class ShardDataset(WorkerSamples, Dataset):
         if number not in self._cache:
             entry = self.entries[number]
             url = self.index.url(entry)
-            samples = parse_shard(read_bytes(url), url, entry.sha256, entry.count)
+            data = read_bytes(url, limit=entry.nbytes)  # never more than the index records
+            samples = parse_shard(data, url, entry.sha256, entry.count)
             recent = list(self._cache.items())[-(self.keep - 1) :] if self.keep > 1 else []
             self._cache = {**dict(recent), number: samples}
         return self._cache[number]
