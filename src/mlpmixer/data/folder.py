@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .arrays import stratified_split
-from .images import IMAGE_EXTENSIONS, load_image, resize_image
+from .images import IMAGE_EXTENSIONS, check_pixel_count, load_image, not_a_file, resize_image
 from .transforms import WorkerSamples
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,20 @@ def _class_dirs(directory: Path) -> list[Path]:
 
 
 def _images_in(directory: Path) -> list[Path]:
+    """Every entry with an image suffix but folders: FIFOs, device links and broken links
+    too, so that they are refused or listed by name (`not_a_file`), never silently dropped."""
     return sorted(
         p for p in directory.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir() and not p.name.startswith(".")
     )  # fmt: skip
+
+
+def refuse_special_files(files: list[Path]) -> None:
+    """`DataError` naming the first path that is not a regular file (without
+    ``--skip-bad-images``: reading it would block or never end)."""
+    for path in files:
+        if kind := not_a_file(path):
+            raise DataError(f"{path} is {kind}; remove it, or {SKIP_HINT.removeprefix('to ')}")
 
 
 def scan(directory: Path, class_names: list[str]) -> tuple[list[Path], list[int]]:
@@ -107,12 +117,15 @@ def unreadable_reason(path: Path) -> str | None:
     decompression bombs; a file that passes can still fail to decode (the dataset then skips
     it at load time, see `ImageFileDataset`).
     """
+    if kind := not_a_file(path):  # before opening: a FIFO would block
+        return kind
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 if image.width <= 0 or image.height <= 0:
                     return "zero width or height"
+                check_pixel_count(image.width, image.height)
                 image.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         return f"more pixels than PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import io
@@ -82,6 +83,8 @@ class ShardIndex:
     base: str  # folder or URL the shard names are relative to
     class_names: tuple[str, ...]
     splits: dict[str, tuple[ShardEntry, ...]]
+    # {split: {"min", "median", "max"} shorter image side}, as `pack` records it (may be absent)
+    image_sides: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def url(self, entry: ShardEntry) -> str:
         return (
@@ -244,7 +247,27 @@ def parse_index(data: bytes, location: str) -> ShardIndex:
         where = f"{location}: splits.{split}"
         parsed[split] = tuple(_entry(item, f"{where}[{i}]") for i, item in enumerate(entries))
     base = location.rsplit("/", 1)[0] if "://" in location else str(Path(location).parent)
-    return ShardIndex(base, names, parsed)
+    return ShardIndex(base, names, parsed, _image_sides(raw.get("image_sides", {}), location))
+
+
+MAX_SIDE = 1 << 20  # pixels: PIL's bomb limit allows no image near this on its shorter side
+
+
+def _image_sides(raw: Any, location: str) -> dict[str, dict[str, int]]:
+    """The optional ``image_sides`` of an index, each value an integer in 1..`MAX_SIDE`."""
+    if not isinstance(raw, dict):
+        raise DataError(f"{location}: image_sides: expected an object, got {_short(raw)}")
+    sides = {}
+    for split, stats in raw.items():
+        where = f"{location}: image_sides.{split}"
+        if not isinstance(stats, dict):
+            raise DataError(f"{where}: expected an object, got {_short(stats)}")
+        for key in ("min", "median", "max"):
+            value = _int_field(stats, key, where)
+            if not 0 < value <= MAX_SIDE:
+                raise DataError(f"{where}.{key}: {value} is outside 1..{MAX_SIDE}")
+        sides[str(split)] = {key: stats[key] for key in ("min", "median", "max")}
+    return sides
 
 
 def read_index(text: str) -> ShardIndex:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from .images import pil_array
+from .images import check_pixel_count, pil_array
 from .randaugment import randaugment
 
 Source = str | os.PathLike[str] | bytes | BinaryIO | Image.Image  # a PIL image: decoded already
@@ -203,6 +203,7 @@ def _decode_simplejpeg(
     data: bytes, box_of: Callable[[int, int], Box], size: tuple[int, int], reduce: bool
 ) -> tuple[np.ndarray, Box]:
     height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    check_pixel_count(width, height)  # before simplejpeg allocates (PIL's path checks on open)
     box = box_of(height, width)
     need_h, need_w = _needed(box, height, width, size) if reduce else (0, 0)
     # training (reduce): TF's default DCT, the integer-fast one, as big_vision decodes

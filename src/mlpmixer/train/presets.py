@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import Sequence
 from importlib.resources.abc import Traversable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
@@ -125,10 +124,9 @@ def resolve_config(
 
 
 def _fit_to_data(config: TrainConfig) -> tuple[TrainConfig, FolderFacts | None]:
-    from .data_defaults import fit_to_folder, folder_facts
+    from .data_defaults import data_facts, fit_to_folder
 
-    d = config.data
-    facts = folder_facts(Path(d.dataset).expanduser(), d.val_fraction, config.train.seed)
+    facts = data_facts(config)
     if facts is None:
         return config, None
     return fit_to_folder(config, facts), facts
