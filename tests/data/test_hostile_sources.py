@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
 import time
+import types
 
 import pytest
 from click.testing import CliRunner
@@ -18,6 +21,7 @@ from click.testing import CliRunner
 from local_http import local_server
 from mlpmixer.cli import cli
 from mlpmixer.data import build_dataset
+from mlpmixer.data.pack import pack_shards
 from mlpmixer.errors import DataError, DownloadError
 from shard_helpers import _Quiet, make_shards
 
@@ -167,3 +171,42 @@ def test_a_huge_count_stops_before_training(shards, tmp_path):
     result = CliRunner().invoke(cli, ["train", "--dataset", dataset, "--steps", "1",
                                       "--out", str(tmp_path / "run")])  # fmt: skip
     assert result.exit_code == 2 and ".count: 1000000000000000" in _one_line_error(result)
+
+
+# --- Hugging Face streaming: as far as its reads can be bounded from here -------------------
+
+
+class _Feature:
+    def __init__(self, decode=True, names=None):
+        self.decode, self.names = decode, names
+
+
+class _Stream:
+    """A streamed split of one 4 KB record (a stand-in for ``datasets``)."""
+
+    def __init__(self, module):
+        self.features = {"img": module.Image(), "label": module.ClassLabel(["a", "b"])}
+
+    def cast_column(self, column, feature):
+        return self
+
+    def shuffle(self, seed, buffer_size):
+        return self
+
+    def __iter__(self):
+        return iter([{"img": {"bytes": b"x" * 4096, "path": None}, "label": 0}])
+
+
+def test_hugging_face_reads_get_the_stall_window_and_the_size_cap(monkeypatch, tmp_path):
+    module = types.SimpleNamespace(ClassLabel=type("ClassLabel", (_Feature,), {}),
+                                   Image=type("Image", (_Feature,), {}))  # fmt: skip
+    module.ClassLabel.__init__ = lambda self, names: setattr(self, "names", names)
+    module.load_dataset = lambda *a, **k: {"train": _Stream(module), "test": _Stream(module)}
+    monkeypatch.setitem(sys.modules, "datasets", module)
+    for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
+        monkeypatch.setenv(name, "unset")  # so that the test's end removes what _load sets
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MLPMIXER_DOWNLOAD_MAX_BYTES", "1000")
+    with pytest.raises(DataError, match=r"hf:x: split 'train' sample 0 has 4,096 bytes, more than"):
+        pack_shards("hf:x", tmp_path / "out")
+    assert os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] == os.environ["HF_HUB_ETAG_TIMEOUT"] == "1"
