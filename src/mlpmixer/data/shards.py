@@ -593,3 +593,41 @@ class ShardStream(IterableDataset):
                 records = order.records(shard)
                 image, label = self.dataset.item(shard, record, records, self.epoch)
                 yield image, (label if position < total else -1)
+
+
+class GlobalBatchStream(ShardStream):
+    """This process's share of an epoch of *global* batches that do not depend on the number
+    of processes, so a run resumed mid-epoch on any number continues the same sample sequence.
+
+    Global batch k (of ``steps``) is ``batch_size`` consecutive positions of the epoch order
+    (`EpochOrder`): the k // LANES-th batch of lane k % LANES, the lanes being `LANES`
+    contiguous runs of whole batches, so consecutive steps read different regions (shards)
+    of the epoch. Process r of W takes the batch's offsets r, r + W, r + 2W, ... (as
+    `mlpmixer.train.sampler.TrainBatchSampler` does for folders) and splits its share into
+    ``grad_accum`` micro-batches. Every process reads the shards of every global batch: a
+    shard is read by each process that trains on it (W reads in all, none by a process that
+    does not need it), in exchange for a sequence independent of W.
+    """
+
+    def __init__(
+        self, dataset: ShardDataset, *, seed: int, rank: int, world_size: int, batch_size: int,
+        grad_accum: int, steps: int,
+    ) -> None:  # fmt: skip
+        micro_batch = batch_size // (world_size * grad_accum)
+        super().__init__(dataset, seed=seed, shuffle=True, rank=rank, world_size=world_size,
+                         micro_batch=micro_batch, per_rank=steps * micro_batch * grad_accum)  # fmt: skip
+        self.batch_size, self.grad_accum = batch_size, grad_accum
+        self.num_micro = steps * grad_accum
+        sizes = [len(range(lane, steps, LANES)) for lane in range(LANES)]
+        self.batch_starts = [sum(sizes[:lane]) * batch_size for lane in range(LANES)]
+
+    def global_batch(self, step: int) -> range:
+        """Epoch positions of global batch ``step``, the same for any number of processes."""
+        first = self.batch_starts[step % LANES] + (step // LANES) * self.batch_size
+        return range(first, first + self.batch_size)
+
+    def positions(self, micro: int) -> range:
+        """Epoch positions of this process's micro-batch ``micro`` (step-major)."""
+        step, part = divmod(micro, self.grad_accum)
+        batch, w, m = self.global_batch(step), self.world_size, self.micro_batch
+        return batch[self.rank + w * part * m : self.rank + w * (part + 1) * m : w]
