@@ -9,6 +9,10 @@ sent with status 200), within a size cap, and passing the caller's check (a chec
 is published). A server that stalls or trickles (less than `MIN_RATE_BYTES_S` over any
 ``$MLPMIXER_DOWNLOAD_STALL_S`` seconds, default 30) is given up on. The URL cache is keyed
 by the whole URL, so ``http://`` and ``https://`` (or ``a_b`` and ``a/b``) never share a file.
+
+`read_url` and `url_size` read other remote data (shard indexes and shards) the same way, in
+memory: one implementation of the stall window, size cap and one-line errors for every
+remote read.
 """
 
 from __future__ import annotations

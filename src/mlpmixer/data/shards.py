@@ -16,9 +16,14 @@ so the same index works from a local folder, ``https://``, ``s3://`` or ``gs://`
 ``s3fs``/``gcsfs`` must be installed for the last two).
 
 `ShardDataset` is map-style in index order (evaluation, statistics); training reads
-`ShardStream`, an iterable over one process's part of a seeded epoch order (see
-`EpochOrder`), so every process reads a disjoint part and a resumed run starts at the exact
-sample where the interrupted one stopped.
+`GlobalBatchStream`, an iterable over one process's share of each global batch of a seeded
+epoch order (see `EpochOrder`): the global batches do not depend on the number of
+processes, so a resumed run starts at the exact sample where the interrupted one stopped,
+on any number of processes. Evaluation reads `ShardStream`, one contiguous part a process.
+
+``https://`` reads (index, sizes, shards) go through `mlpmixer.download`'s reader: a stall
+window, a size cap (the index: `INDEX_MAX_BYTES`; a shard: the bytes its entry records) and
+a one-line `DownloadError` (exit 1). Every index value is type- and bound-checked before use.
 """
 
 from __future__ import annotations
