@@ -123,11 +123,14 @@ def max_download_bytes() -> int:
     return int(positive_number(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
 
 
-def _raise_hint(limit: int | None) -> str:
-    return "the size the index records" if limit else f"${MAX_BYTES_ENV} raises the limit"
+def _raise_hint(note: str | None) -> str:
+    """Why the cap is what it is: the caller's ``note``, else the variable that raises it."""
+    return note or f"${MAX_BYTES_ENV} raises the limit"
 
 
-def _declared_size(response: Any, url: str, limit: int | None = None) -> int | None:
+def _declared_size(
+    response: Any, url: str, limit: int | None = None, note: str | None = None
+) -> int | None:
     """The Content-Length, checked against the cap; None if the server sent none."""
     headers = getattr(response, "headers", None)  # a non-HTTP response has none
     text = headers.get("Content-Length") if headers is not None else None
@@ -137,7 +140,7 @@ def _declared_size(response: Any, url: str, limit: int | None = None) -> int | N
     if size > cap:
         raise DownloadError(
             f"{url}: the server declares {size:,} bytes, more than the limit of {cap:,} "
-            f"({_raise_hint(limit)})"
+            f"({_raise_hint(note)})"
         )
     return size
 
@@ -180,11 +183,13 @@ class _Progress:
             log.info("downloading %s: %.1f%s MB", self.url, self.done / 1e6, of, extra=PROGRESS)
 
 
-def _copy_checked(response: Any, out: Any, url: str, limit: int | None = None) -> int:
+def _copy_checked(
+    response: Any, out: Any, url: str, limit: int | None = None, note: str | None = None
+) -> int:
     """Copy the body to ``out``: refuse web pages, stalls, more than declared or the cap
-    (``limit`` if given, e.g. a shard's recorded size, else `max_download_bytes`), and less
-    than declared. Returns the byte count."""
-    declared = _declared_size(response, url, limit)
+    (``limit`` if given, e.g. a shard's recorded size, said with ``note``; else
+    `max_download_bytes`), and less than declared. Returns the byte count."""
+    declared = _declared_size(response, url, limit, note)
     cap = declared if declared is not None else (limit or max_download_bytes())
     progress = _Progress(url, declared)
     first = True
@@ -198,7 +203,7 @@ def _copy_checked(response: Any, out: Any, url: str, limit: int | None = None) -
             raise DownloadError(
                 f"{url}: the server sent more than "
                 + (f"the {cap:,} bytes it declared" if declared is not None else f"{cap:,} bytes")
-                + (f" ({_raise_hint(limit)})" if declared is None else "")
+                + (f" ({_raise_hint(note)})" if declared is None else "")
             )
         out.write(chunk)
         progress.add(len(chunk))
@@ -268,16 +273,19 @@ def is_http(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
-def read_url(url: str, limit: int | None = None, what: str = "download") -> bytes:
+def read_url(
+    url: str, limit: int | None = None, what: str = "download", note: str | None = None
+) -> bytes:
     """The body of an ``http(s)://`` URL in memory, read as `download_file` reads: each wait
     bounded by the stall window, a stalled or trickling server given up on, at most ``limit``
-    bytes (default `max_download_bytes`), a short read refused. `DownloadError` (exit 1)."""
+    bytes (default `max_download_bytes`; ``note`` says why in the error), a short read
+    refused. `DownloadError` (exit 1)."""
     out = io.BytesIO()
     with (
         _download_errors(url, "", what),
         urllib.request.urlopen(url, timeout=stall_seconds()) as response,
     ):
-        _copy_checked(response, out, url, limit)
+        _copy_checked(response, out, url, limit, note)
     return out.getvalue()
 
 

@@ -148,7 +148,9 @@ def _absent_as_data_error(location: str, what: str) -> Iterator[None]:
         raise DataError(f"{what} {location} does not exist (the server answered 404)") from err
 
 
-def read_bytes(location: str, what: str = "shard", limit: int | None = None) -> bytes:
+def read_bytes(
+    location: str, what: str = "shard", limit: int | None = None, note: str | None = None
+) -> bytes:
     """The bytes at a path or URL, at most ``limit`` (default `max_download_bytes`); a clear
     error naming it when absent, unreachable, stalled or too large.
 
@@ -158,7 +160,7 @@ def read_bytes(location: str, what: str = "shard", limit: int | None = None) -> 
     cap = limit or max_download_bytes()
     if is_http(location):
         with _absent_as_data_error(location, what):
-            return read_url(location, cap, f"read {what}")
+            return read_url(location, cap, f"read {what}", note)
     try:
         with _fsspec().open(location, "rb") as handle:
             data = handle.read(cap + 1)
@@ -167,7 +169,8 @@ def read_bytes(location: str, what: str = "shard", limit: int | None = None) -> 
     except Exception as err:  # fsspec and its back-ends raise many types
         raise _open_error(location, err, what) from err
     if len(data) > cap:
-        raise DataError(f"{what} {location} is larger than {cap:,} bytes, the limit for it")
+        reason = note or f"${MAX_BYTES_ENV} raises the limit"
+        raise DataError(f"{what} {location} is larger than {cap:,} bytes ({reason})")
     return data
 
 
@@ -277,7 +280,8 @@ def _image_sides(raw: Any, location: str) -> dict[str, dict[str, int]]:
 
 def read_index(text: str) -> ShardIndex:
     location = index_location(text)
-    return parse_index(read_bytes(location, "shard index", INDEX_MAX_BYTES), location)
+    data = read_bytes(location, "shard index", INDEX_MAX_BYTES, "the limit for a shard index")
+    return parse_index(data, location)
 
 
 def _listed_sizes(fs: Any, base: str) -> dict[str, int]:
@@ -464,7 +468,7 @@ class ShardDataset(WorkerSamples, Dataset):
         if number not in self._cache:
             entry = self.entries[number]
             url = self.index.url(entry)
-            data = read_bytes(url, limit=entry.nbytes)  # never more than the index records
+            data = read_bytes(url, limit=entry.nbytes, note="the size the index records")
             samples = parse_shard(data, url, entry.sha256, entry.count)
             recent = list(self._cache.items())[-(self.keep - 1) :] if self.keep > 1 else []
             self._cache = {**dict(recent), number: samples}

@@ -94,7 +94,7 @@ def shard_facts(dataset: str, train_split: str | None) -> FolderFacts | None:
         from ..data.shards import parse_shard, read_bytes
 
         url = index.url(entries[0])
-        data = read_bytes(url, limit=entries[0].nbytes)
+        data = read_bytes(url, limit=entries[0].nbytes, note="the size the index records")
         samples = parse_shard(data, url, entries[0].sha256, entries[0].count)
         recorded = _median_side(io.BytesIO(s.image) for s in samples[:SIZE_SAMPLE] if s.image)
     if recorded is None:
