@@ -307,12 +307,15 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_new_dir(folder: Path, ours: Any, what: str, ignore: tuple[str, ...] = ()) -> list[str]:
+def check_new_dir(
+    folder: Path, ours: Any, what: str, ignore: tuple[str, ...] = (), option: str = "--out"
+) -> list[str]:
     """Refuse (`ConfigError`, exit 2, nothing written) an output folder that is not new, empty
     or ours: a file, or a non-empty folder for which ``ours(folder)`` is False (a user's folder,
     or ``--out .``, is never written into). Returns its entries (less ``ignore``).
 
-    ``what`` names what is written there ("run", "shard set") in the message.
+    ``what`` names what is written there ("run", "shard set") and ``option`` the argument
+    that chose the folder, in the message.
     """
     if not folder.exists() and not folder.is_symlink():
         return []
@@ -326,7 +329,7 @@ def check_new_dir(folder: Path, ours: Any, what: str, ignore: tuple[str, ...] = 
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise ConfigError(
             f"{folder} is not empty ({shown}) and holds no mlpmixer {what}; a new {what} is "
-            "written only into a new or empty directory: choose another --out (nothing was "
-            "written)"
+            f"written only into a new or empty directory: choose another {option} (nothing "
+            "was written)"
         )
     return names

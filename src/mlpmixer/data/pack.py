@@ -223,7 +223,7 @@ def pack_shards(
     out = Path(out)
     if (out / INDEX_NAME).exists():
         raise ConfigError(f"{out} already holds shards ({INDEX_NAME}); choose another OUT")
-    check_new_dir(out, _interrupted_pack, "shard set")
+    check_new_dir(out, _interrupted_pack, "shard set", option="OUT")
     if source.startswith(HF_PREFIX):
         names, splits = _hf_source(source, {"train": train_split, "test": val_split}, seed)
     elif is_image_folder(Path(source)):
