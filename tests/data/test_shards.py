@@ -355,7 +355,7 @@ def test_replaced_samples_are_counted_in_the_run_summary(shards, tmp_path, shard
 
 def _global_sequence(n, batch, world, grad_accum, start_step):
     """The epoch positions of global batches start_step.. as the ranks of a W-process run
-    read them, re-interleaved (offset o of a batch is rank o % W's (o // W)-th sample)."""
+    read them, put together (rank r reads the r-th of W contiguous blocks of each batch)."""
     steps = n // batch
     shares = []
     for rank in range(world):
@@ -367,8 +367,7 @@ def _global_sequence(n, batch, world, grad_accum, start_step):
     per_rank = batch // world
     out = []
     for step in range(steps - start_step):
-        parts = [share[step * per_rank : (step + 1) * per_rank] for share in shares]
-        out += [parts[o % world][o // world] for o in range(batch)]
+        out += [p for share in shares for p in share[step * per_rank : (step + 1) * per_rank]]
     return out
 
 

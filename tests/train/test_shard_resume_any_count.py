@@ -89,12 +89,12 @@ def _launch(launcher: list[str], config: Path, out: Path, *flags: str, ok: bool 
 
 
 def _sequence(out: Path, name: str, processes: int, steps: int) -> list[str]:
-    """The global sample sequence of ``steps`` steps as the ranks read it: offset o of a
-    global batch is rank o % W's (o // W)-th sample of that step."""
+    """The global sample sequence of ``steps`` steps as the ranks read it: rank r reads the
+    r-th of W contiguous blocks of each global batch."""
     ranks = [(out / f"{name}-rank{r}.txt").read_text().splitlines() for r in range(processes)]
     share = BATCH // processes
     assert all(len(lines) >= steps * share for lines in ranks)
-    return [ranks[o % processes][step * share + o // processes]
+    return [ranks[o // share][step * share + o % share]
             for step in range(steps) for o in range(BATCH)]  # fmt: skip
 
 

@@ -103,7 +103,7 @@ class StreamBatchPlan:
 
     Global batch k is ``batch_size`` consecutive positions of the epoch order, the same for
     any number of processes (the last incomplete global batch is dropped, as for folders);
-    process r of w takes every w-th of them from offset r, in micro-batches of
+    process r of w takes the r-th of w contiguous blocks of them, in micro-batches of
     ``batch_size / (w x grad_accum)``. `set_epoch` skips ``start_step`` global batches, so a
     resumed run continues at the exact sample where the interrupted one stopped, on any
     number of processes.
