@@ -139,8 +139,8 @@ def test_fifos_and_dev_zero_links_are_refused_or_listed(tmp_path):
     skipped = _train(tree, tmp_path / "run2", "--skip-bad-images")
     assert skipped.exit_code == 0, skipped.output
     listed = (tmp_path / "run2" / "skipped_images.txt").read_text()
-    assert "pipe.jpg: a FIFO (named pipe), not a regular file" in listed
-    assert "zero.png: a character device, not a regular file" in listed
+    assert "pipe.jpg: it is a FIFO (named pipe), not a regular file" in listed
+    assert "zero.png: it is a character device, not a regular file" in listed
 
 
 def test_a_bomb_in_a_folder_is_refused_or_listed_by_the_loaders(tmp_path, bomb):
@@ -152,4 +152,4 @@ def test_a_bomb_in_a_folder_is_refused_or_listed_by_the_loaders(tmp_path, bomb):
         dataset, info = build_dataset(tree, split, img_size=8, skip_bad_images=True)
         assert all(path.name != "bomb.jpg" for path in dataset.files)
         listed += info.skipped
-    assert len(listed) == 1 and "bomb.jpg: more pixels than" in listed[0]
+    assert len(listed) == 1 and "bomb.jpg: it has more pixels than" in listed[0]

@@ -9,17 +9,15 @@ workers).
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .arrays import stratified_split
-from .images import IMAGE_EXTENSIONS, check_pixel_count, load_image, not_a_file, resize_image
+from .images import IMAGE_EXTENSIONS, load_image, not_a_file, open_image, resize_image
 from .transforms import WorkerSamples
 
 log = logging.getLogger(__name__)
@@ -117,20 +115,11 @@ def unreadable_reason(path: Path) -> str | None:
     decompression bombs; a file that passes can still fail to decode (the dataset then skips
     it at load time, see `ImageFileDataset`).
     """
-    if kind := not_a_file(path):  # before opening: a FIFO would block
-        return kind
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.width <= 0 or image.height <= 0:
-                    return "zero width or height"
-                check_pixel_count(image.width, image.height)
-                image.verify()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return f"more pixels than PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}"
-    except Exception as err:  # any failure makes the file unusable
-        return f"{type(err).__name__}: {err}"
+        with open_image(path) as image:  # refuses FIFOs, devices, bombs, zero sizes first
+            image.verify()
+    except DataError as err:
+        return str(err).removeprefix(f"cannot read image {path}: ")
     return None
 
 
