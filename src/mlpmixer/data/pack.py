@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text, check_new_dir
 from .folder import folder_split, is_image_folder
@@ -182,9 +180,9 @@ def suffix_of(data: bytes, hint: str | None) -> str:
     if hint and "." in hint:
         return hint.rsplit(".", 1)[1].lower()
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(io.BytesIO(data)) as image:
             return (image.format or "png").lower().replace("jpeg", "jpg")
-    except Exception:  # `Screen` says why it is unusable and leaves it out
+    except DataError:  # `Screen` says why it is unusable and leaves it out
         return "png"
 
 
