@@ -45,8 +45,13 @@ class _Hostile(_Quiet):
     target = ""
     mode = ""
 
+    def do_HEAD(self) -> None:  # the size check before training asks each shard's size
+        if self.target in self.path and self.mode == "silent-head":
+            time.sleep(3600)
+        return super().do_HEAD()
+
     def do_GET(self) -> None:
-        if self.target not in self.path:
+        if self.target not in self.path or self.mode == "silent-head":
             return super().do_GET()
         if self.mode == "silent":  # accepts the connection, never answers
             time.sleep(3600)
@@ -99,6 +104,7 @@ def _one_line_error(result) -> str:
         ("index.json", "trickle", "stalled"),
         ("index.json", "slow-trickle", "no answer within 1 s"),
         ("train-000000.tar", "silent", "no answer within 1 s"),
+        ("train-000003.tar", "silent-head", "read shard (listed in the index) http"),
         ("train-000000.tar", "trickle", "stalled"),
         ("train-000000.tar", "endless", "bytes (the size the index records)"),
     ],
