@@ -106,3 +106,23 @@ def test_two_processes_kill_mid_epoch_then_resume_is_bitwise_identical(shards, t
     _same(load_file(tmp_path / "whole" / "rank1.safetensors"), want)
     for rank in (0, 1):
         _same(load_file(tmp_path / "killed" / f"rank{rank}.safetensors"), want)
+
+
+def test_a_run_read_in_the_older_per_process_order_resumes_with_a_warning(tmp_path, caplog):
+    """Such a run used to be refused mid-epoch on another process count; now every count
+    continues, and only a run from before the global-batch order is warned about."""
+    from mlpmixer.train.sampler import StreamBatchPlan
+    from mlpmixer.train.stream_order import bind_stream_order
+
+    plan = StreamBatchPlan.__new__(StreamBatchPlan)
+    order_file = tmp_path / "data_order.json"
+    order_file.write_text(json.dumps({"world_size": 2, "lanes": 16}))  # the older record
+    with caplog.at_level("WARNING", logger="mlpmixer"):
+        bind_stream_order(plan, tmp_path, 1, True, epoch=1, step_in_epoch=2)
+    assert "older mlpmixer that read shards in another order" in caplog.text
+    assert json.loads(order_file.read_text()) == {"order": "global-batches", "lanes": 16,
+                                                  "world_size": 1}  # fmt: skip
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mlpmixer"):
+        bind_stream_order(plan, tmp_path, 3, True, epoch=1, step_in_epoch=2)
+    assert not caplog.text  # this version's order: any count, no warning
