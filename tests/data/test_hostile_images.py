@@ -153,3 +153,15 @@ def test_a_bomb_in_a_folder_is_refused_or_listed_by_the_loaders(tmp_path, bomb):
         assert all(path.name != "bomb.jpg" for path in dataset.files)
         listed += info.skipped
     assert len(listed) == 1 and "bomb.jpg: it has more pixels than" in listed[0]
+
+
+def test_a_hugging_face_image_over_the_limit_is_refused_before_decoding(monkeypatch):
+    from mlpmixer.data.hf import HFImageDataset
+
+    class Lazy:  # what datasets hands over: an opened, not yet decoded, image
+        width = height = BOMB_SIDE
+
+    dataset = HFImageDataset.__new__(HFImageDataset)
+    dataset.img_size, dataset.name = (8, 8), "hf:x"
+    with pytest.raises(DataError, match=r"cannot read image hf:x sample 3: 12000x12000"):
+        dataset._pixels(Lazy(), 0, 3)

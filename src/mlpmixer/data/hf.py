@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..download import MAX_BYTES_ENV, max_download_bytes, stall_seconds
 from ..errors import DataError
-from .images import pil_to_tensor, read_file, resize_image
+from .images import check_pixel_count, pil_to_tensor, read_file, resize_image
 from .transforms import SampleAugment, eval_sample, sample_rng, train_sample
 
 PREFIX = "hf:"
@@ -228,6 +229,10 @@ class HFImageDataset(Dataset):
 
     def _pixels(self, image: Any, epoch: int, index: int) -> torch.Tensor:
         size, where = self.img_size, f"{self.name} sample {index}"
+        try:  # datasets opens images lazily: the header is known, no pixel decoded yet
+            check_pixel_count(image.width, image.height)
+        except Image.DecompressionBombError as err:
+            raise DataError(f"cannot read image {where}: {err}, more than PIL's limit") from err
         if not self.uint8:
             tensor = pil_to_tensor(image, self.in_chans)
             return resize_image(tensor, size, self.crop_pct, self.interpolation)
