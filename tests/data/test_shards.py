@@ -355,20 +355,13 @@ def test_replaced_samples_are_counted_in_the_run_summary(shards, tmp_path, shard
 
 def _global_sequence(n, batch, world, grad_accum, start_step):
     """The epoch positions of global batches start_step.. as the ranks of a W-process run
-    read them, put together (rank r reads the r-th of W contiguous blocks of each batch)."""
+    read them, put together (micro-batch u of rank r is the r-th block of group u)."""
     steps = n // batch
-    shares = []
-    for rank in range(world):
-        stream = GlobalBatchStream(type("D", (), {"counts": [n]})(), seed=0, rank=rank,
-                                   world_size=world, batch_size=batch, grad_accum=grad_accum,
-                                   steps=steps)  # fmt: skip
-        micro = range(start_step * grad_accum, stream.num_micro)
-        shares.append([p for i in micro for p in stream.positions(i)])
-    per_rank = batch // world
-    out = []
-    for step in range(steps - start_step):
-        out += [p for share in shares for p in share[step * per_rank : (step + 1) * per_rank]]
-    return out
+    dataset = type("D", (), {"counts": [n]})()
+    options = {"world_size": world, "batch_size": batch, "grad_accum": grad_accum, "steps": steps}
+    streams = [GlobalBatchStream(dataset, seed=0, rank=r, **options) for r in range(world)]
+    micro = range(start_step * grad_accum, steps * grad_accum)
+    return [p for u in micro for stream in streams for p in stream.positions(u)]
 
 
 @pytest.mark.parametrize("start_step", [0, 5, 17])
@@ -376,9 +369,12 @@ def test_global_batches_are_the_same_on_any_number_of_processes(start_step):
     """Resumed at any step on 1, 2, 3, 4 or 6 processes (with or without accumulation):
     the same global sample sequence, each position of the epoch once."""
     batch, n = 24, 1000  # 41 steps of 24; the last 16 positions are dropped
-    whole = _global_sequence(n, batch, 1, 1, 0)
-    assert sorted(whole) == list(range(41 * batch))
-    for world, accum in [(1, 1), (2, 1), (3, 1), (4, 1), (6, 1), (2, 2), (3, 4)]:
-        assert _global_sequence(n, batch, world, accum, start_step) == whole[start_step * batch :]
-    starts = [whole[k * batch] for k in range(16)]  # steps 0..15: one from each lane
-    assert all(b - a >= 2 * batch for a, b in itertools.pairwise(starts))
+    for accum, worlds in [(1, (2, 3, 4, 6)), (2, (2, 3, 4, 6)), (4, (2, 3, 6))]:
+        whole = _global_sequence(n, batch, 1, accum, 0)
+        assert sorted(whole) == list(range(41 * batch))
+        for world in worlds:
+            got = _global_sequence(n, batch, world, accum, start_step)
+            assert got == whole[start_step * batch :], (accum, world)
+        group = batch // accum  # consecutive groups come from different lanes
+        starts = [whole[u * group] for u in range(16)]
+        assert all(b - a >= 2 * group for a, b in itertools.pairwise(starts))

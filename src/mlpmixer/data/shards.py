@@ -608,16 +608,18 @@ class GlobalBatchStream(ShardStream):
     """This process's share of an epoch of *global* batches that do not depend on the number
     of processes, so a run resumed mid-epoch on any number continues the same sample sequence.
 
-    Global batch k (of ``steps``) is ``batch_size`` consecutive positions of the epoch order
-    (`EpochOrder`): the k // LANES-th batch of lane k % LANES, the lanes being `LANES`
-    contiguous runs of whole batches, so consecutive steps read different regions (shards)
-    of the epoch. Process r of W takes the r-th of W contiguous blocks of the batch (offsets
-    [r B/W, (r+1) B/W)) and splits it into ``grad_accum`` micro-batches. A block is contiguous
-    so that a process reads only the shards its block overlaps, about (B/W + shard size) / B
-    of the epoch (ImageNet, B = 4096, 1024-sample shards: 50% at W = 8, 25% at W = 64;
-    256-sample shards: 17%, 6%), where an order cut into one part per process reads 1/W: the
-    price of a sequence that does not depend on W. DataLoader workers (a divisor of `LANES`)
-    still read whole lanes, so a process reads each of its shards once.
+    A global batch of B samples is ``grad_accum`` groups of B / grad_accum consecutive
+    positions of the epoch order (`EpochOrder`); group u (u = step x grad_accum + part) is
+    the u // LANES-th group of lane u % LANES, the lanes being `LANES` contiguous runs of
+    whole groups, so consecutive groups read different regions (shards) of the epoch.
+    Process r of W takes the r-th of W contiguous blocks of each group as its micro-batch:
+    a micro-batch comes from one lane, so DataLoader workers (a divisor of `LANES`, taking
+    micro-batches in turn) read disjoint lanes and a process reads each of its shards once.
+    A process reads the shards its blocks overlap, about (G/W + shard size) / G of the epoch
+    for groups of G samples (ImageNet, B = 4096 without accumulation, 1024-sample shards: 50%
+    at W = 8, 25% at W = 64; 256-sample shards: 17%, 6%; with grad_accum 8 every shard), where
+    an order cut into one part per process read 1/W: the price of a sequence that does not
+    depend on W. The sequence depends on ``grad_accum``, which a resumed run keeps.
     """
 
     def __init__(
@@ -627,18 +629,17 @@ class GlobalBatchStream(ShardStream):
         micro_batch = batch_size // (world_size * grad_accum)
         super().__init__(dataset, seed=seed, shuffle=True, rank=rank, world_size=world_size,
                          micro_batch=micro_batch, per_rank=steps * micro_batch * grad_accum)  # fmt: skip
-        self.batch_size, self.grad_accum = batch_size, grad_accum
+        self.group, self.grad_accum = batch_size // grad_accum, grad_accum
         self.num_micro = steps * grad_accum
-        sizes = [len(range(lane, steps, LANES)) for lane in range(LANES)]
-        self.batch_starts = [sum(sizes[:lane]) * batch_size for lane in range(LANES)]
+        sizes = [len(range(lane, self.num_micro, LANES)) for lane in range(LANES)]
+        self.group_starts = [sum(sizes[:lane]) * self.group for lane in range(LANES)]
 
-    def global_batch(self, step: int) -> range:
-        """Epoch positions of global batch ``step``, the same for any number of processes."""
-        first = self.batch_starts[step % LANES] + (step // LANES) * self.batch_size
-        return range(first, first + self.batch_size)
+    def group_positions(self, group: int) -> range:
+        """Epoch positions of group ``group`` (of every process), the same for any number."""
+        first = self.group_starts[group % LANES] + (group // LANES) * self.group
+        return range(first, first + self.group)
 
     def positions(self, micro: int) -> range:
-        """Epoch positions of this process's micro-batch ``micro`` (step-major)."""
-        step, part = divmod(micro, self.grad_accum)
-        first = self.rank * self.batch_size // self.world_size + part * self.micro_batch
-        return self.global_batch(step)[first : first + self.micro_batch]
+        """Epoch positions of this process's micro-batch ``micro``: its block of that group."""
+        first = self.rank * self.micro_batch
+        return self.group_positions(micro)[first : first + self.micro_batch]

@@ -101,10 +101,10 @@ class ShardSampler(Sampler[int]):
 class StreamBatchPlan:
     """`TrainBatchSampler`'s interface for a `GlobalBatchStream` (shards read in sequence).
 
-    Global batch k is ``batch_size`` consecutive positions of the epoch order, the same for
-    any number of processes (the last incomplete global batch is dropped, as for folders);
-    process r of w takes the r-th of w contiguous blocks of them, in micro-batches of
-    ``batch_size / (w x grad_accum)``. `set_epoch` skips ``start_step`` global batches, so a
+    Global batch k is ``grad_accum`` groups of ``batch_size / grad_accum`` consecutive
+    positions of the epoch order, the same for any number of processes (the last incomplete
+    global batch is dropped, as for folders); process r of w takes the r-th of w contiguous
+    blocks of each group as a micro-batch of ``batch_size / (w x grad_accum)``. `set_epoch` skips ``start_step`` global batches, so a
     resumed run continues at the exact sample where the interrupted one stopped, on any
     number of processes.
     """
