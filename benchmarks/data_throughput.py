@@ -6,9 +6,12 @@ Side by side in one process and one thread, interleaved round by round:
   float32 at full resolution, resize, centre crop; crops and RandAugment then ran on the device);
 * ``timm``: a timm-style PIL path written here: decode, RandomResizedCrop (10 attempts, scale
   0.08-1, log-uniform ratio, torchvision's algorithm) with one bilinear resample, flip, uint8;
-* ``new``: `mlpmixer.data.transforms.train_sample` (big_vision's inception crop over the whole
-  image, reduced-size JPEG decode, one resample, flip) -> uint8;
-* ``new+randaug``: the same with RandAugment(2, 15) in the worker (the imagenet1k_b16 recipe);
+* ``exact``: `mlpmixer.data.transforms.train_sample` with the defaults (big_vision's inception
+  crop over the whole image; ``train_decode: full``, the crop of the full-scale decode with
+  TF's DCT; ``train_resize: torch``, within one grey level of TF's bilinear; flip) -> uint8;
+* ``bitexact``: the same with ``train_resize: tf`` (TF's bilinear bit for bit);
+* ``fast``: ``train_decode: reduced`` (JPEG decoded at 1/2-1/8 scale when the crop allows);
+* ``exact+randaug``: ``exact`` with RandAugment(2, 15) in the worker (the imagenet1k_b16 recipe);
 * ``decode``: PIL decode to RGB alone (the floor for PIL-based paths).
 
 Each path also collates its images into batches of 32 (float32 or uint8), as a DataLoader
@@ -102,14 +105,20 @@ def decode_only(path: Path) -> torch.Tensor:
 
 def make_paths(files: list[Path]) -> dict[str, Callable[[int, int], torch.Tensor]]:
     today = ImageFileDataset(files, [0] * len(files), 3, SIZE)  # float mode: main's path
-    crop_flip = SampleAugment()  # big_vision's area 5-100%, ratio 0.75-1.33, flip
+    exact = SampleAugment()  # big_vision's area 5-100%, ratio 0.75-1.33, flip; full decode
+    bitexact = SampleAugment(resize="tf")
+    fast = SampleAugment(decode="reduced")
     randaug = SampleAugment(randaug_layers=2, randaug_magnitude=15.0)
     timm_rng = random.Random(0)
     return {
         "today": lambda i, epoch: today[i][0],
         "timm": lambda i, epoch: timm_style(files[i], timm_rng),
-        "new": lambda i, epoch: train_sample(files[i], SIZE, crop_flip, sample_rng(0, epoch, i)),
-        "new+randaug": lambda i, epoch: train_sample(
+        "exact": lambda i, epoch: train_sample(files[i], SIZE, exact, sample_rng(0, epoch, i)),
+        "bitexact": lambda i, epoch: train_sample(
+            files[i], SIZE, bitexact, sample_rng(0, epoch, i)
+        ),
+        "fast": lambda i, epoch: train_sample(files[i], SIZE, fast, sample_rng(0, epoch, i)),
+        "exact+randaug": lambda i, epoch: train_sample(
             files[i], SIZE, randaug, sample_rng(0, epoch, i)
         ),
         "decode": lambda i, epoch: decode_only(files[i]),
@@ -147,6 +156,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--width", type=int, default=500, help="JPEG width (ImageNet's typical)")
+    parser.add_argument("--height", type=int, default=375)
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default: results/)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -155,7 +166,7 @@ def main() -> None:
         files = []
         for i in range(args.images):
             path = Path(tmp) / f"{i:04d}.jpg"
-            path.write_bytes(imagenet_like_jpeg(rng))
+            path.write_bytes(imagenet_like_jpeg(rng, args.width, args.height))
             files.append(path)
         mean_kb = sum(p.stat().st_size for p in files) / len(files) / 1000
         paths = make_paths(files)
@@ -171,11 +182,13 @@ def main() -> None:
 
     def ratios(rate: dict[str, float]) -> dict[str, float]:
         return {
-            "new/today": round(rate["new"] / rate["today"], 2),
-            "new/timm": round(rate["new"] / rate["timm"], 2),
-            "new+randaug/today": round(rate["new+randaug"] / rate["today"], 2),
-            "new+randaug/timm": round(rate["new+randaug"] / rate["timm"], 2),
-            "new/decode": round(rate["new"] / rate["decode"], 2),
+            "exact/timm": round(rate["exact"] / rate["timm"], 2),
+            "bitexact/timm": round(rate["bitexact"] / rate["timm"], 2),
+            "fast/timm": round(rate["fast"] / rate["timm"], 2),
+            "fast/exact": round(rate["fast"] / rate["exact"], 2),
+            "exact/today": round(rate["exact"] / rate["today"], 2),
+            "exact+randaug/timm": round(rate["exact+randaug"] / rate["timm"], 2),
+            "exact/decode": round(rate["exact"] / rate["decode"], 2),
         }
 
     result = {
@@ -185,6 +198,7 @@ def main() -> None:
         "torch": torch.__version__,
         "simplejpeg": USE_SIMPLEJPEG,
         "images": args.images,
+        "jpeg_size": [args.width, args.height],
         "mean_jpeg_kb": round(mean_kb, 1),
         "rounds": args.rounds,
         "images_per_s_per_core": {k: round(v, 1) for k, v in median.items()},
@@ -196,7 +210,7 @@ def main() -> None:
             k: math.ceil(TARGET_IMAGES_PER_S / v) for k, v in median.items()
         },
     }
-    print(f"{machine}; {args.images} JPEGs of {mean_kb:.0f} KB, 500x375; one thread; "
+    print(f"{machine}; {args.images} JPEGs of {mean_kb:.0f} KB, {args.width}x{args.height}; one thread; "
           f"{args.rounds} interleaved rounds; simplejpeg={USE_SIMPLEJPEG}")  # fmt: skip
     print(f"{'path':<14}{'median img/s':>13}{'best img/s':>12}{'cores for 52k/s':>17}")
     for name, value in median.items():
@@ -206,7 +220,8 @@ def main() -> None:
     for name, ratio in result["ratios"].items():
         print(f"{name:<20}{ratio:>7.2f}x{result['ratios_best_rounds'][name]:>7.2f}x")
     slug = re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")
-    out = args.out or RESULTS / f"data-throughput-{slug}.json"
+    shape = "" if (args.width, args.height) == (500, 375) else f"-{args.width}x{args.height}"
+    out = args.out or RESULTS / f"data-throughput-{slug}{shape}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(result, indent=2) + "\n")

@@ -57,7 +57,7 @@ def measure(
     cfg = model.config
     optimizer = build_optimizer(model, OptimSection(name="adamw", lr=1e-3, weight_decay=0.1))
     aug_cfg = AugmentSection(
-        random_resized_crop=augment, hflip=augment, mixup_alpha=0.5 if augment else 0.0
+        mixup_alpha=0.5 if augment else 0.0  # crop and flip are the data sets' (per sample)
     )
     transform = DeviceAugment(aug_cfg, cfg.img_size, cfg.mean, cfg.std, cfg.num_classes)
     step_model = torch.compile(model) if compiled else model

@@ -95,7 +95,10 @@ def test_invert_posterize_solarize(image):
     assert np.array_equal(_apply("Invert", image), 255 - image)
     assert np.array_equal(_apply("Posterize", image), image & 0b11111100)  # 6 bits at M=15
     assert np.array_equal(_apply("Solarize", image, 5.0), np.where(image < 128, image, 255 - image))
-    assert np.array_equal(_apply("Solarize", image, 15.0), image)  # threshold 384: no change
+    # TF wraps the threshold to uint8: 384 -> 128 at M = 15, 256 -> 0 (all inverted) at M = 10
+    assert np.array_equal(_apply("Solarize", image, 15.0), _apply("Solarize", image, 5.0))
+    assert np.array_equal(_apply("Solarize", image, 10.0), 255 - image)
+    assert np.array_equal(_apply("Posterize", image, 0.0), image & 0b10000000)  # shift 8 -> 7
     added = np.minimum(image.astype(int) + 165, 255).astype(np.uint8)
     assert np.array_equal(_apply("SolarizeAdd", image), np.where(image < 128, added, image))
 

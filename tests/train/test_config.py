@@ -148,6 +148,10 @@ def test_paper_numbers_in_the_imagenet_config():
     )
     assert (c.train.batch_size, c.train.epochs) == (4096, 300)
     assert (c.augment.randaugment_n, c.augment.randaugment_m, c.augment.mixup_alpha) == (2, 15, 0.5)
+    # big_vision's pixels: decode_and_crop_jpeg + bilinear; resize_small(256) is TF's area
+    assert (c.data.train_decode, c.data.interpolation, c.data.eval_resize) == (
+        "full", "bilinear", "area",
+    )  # fmt: skip
     high = load_config(CONFIGS / "finetune_cifar10_448.yaml")
     assert high.model.img_size == 448 and high.optim.name == "sgd" and high.train.batch_size == 512
 

@@ -14,7 +14,7 @@ Equalize        none                                  -
 Invert          none                                  -
 Rotate          +-30 M/10 degrees                     +-45 degrees
 Posterize       int(4 M/10) bits kept                 6 bits
-Solarize        threshold int(256 M/10)               384 (no pixel changes)
+Solarize        threshold int(256 M/10) mod 256       128 (384 mod 256)
 SolarizeAdd     +int(110 M/10) below 128              +165
 Color           factor 1.8 M/10 + 0.1                 2.8
 Contrast        factor 1.8 M/10 + 0.1                 2.8
@@ -25,14 +25,20 @@ TranslateX/Y    +-100 M/10 pixels                     +-150 pixels
 Cutout          grey square of side 2 int(40 M/10)    120 pixels
 ==============  ====================================  =====================
 
-Semantics follow that code, quirks included, because the paper's numbers were obtained with
-it: the blend ops truncate to uint8; Contrast blends towards a constant grey of
-``min(255, pixels / 256)`` (the TF code divides the histogram's *count* by 256, not its
-weighted sum); Color's grey is TF's ``rgb_to_grayscale`` (weights 0.2989, 0.5870, 0.1140);
-Sharpness blends with the 3x3 smoothing (1 1 1 / 1 5 1 / 1 1 1)/13, border pixels kept;
-Posterize keeps at most 8 bits (magnitudes above 20 do nothing more). Geometric ops use PIL's
-nearest-neighbour affine warps with TF's pixel mapping; where a source point lies within half
-a pixel outside the image, PIL fills grey and TF repeats the edge pixel.
+Semantics follow that code under TensorFlow, quirks included, because the paper's numbers were
+obtained with it, and tests/data/test_bigvision_goldens.py checks every op at magnitudes 0, 3,
+5, 10, 15 and 20 bit for bit against outputs of big_vision's own ops under TF 2.21
+(benchmarks/bigvision_goldens.py makes them): the blend ops truncate to uint8; Contrast blends
+towards a constant grey of ``min(255, pixels / 256)`` (the TF code divides the histogram's
+*count* by 256, not its weighted sum); Color's grey is TF's ``rgb_to_grayscale`` (weights
+0.2989, 0.5870, 0.1140); Sharpness blends with the 3x3 smoothing (1 1 1 / 1 5 1 / 1 1 1)/13 in
+float32 with fused multiply-adds (oneDNN's kernel, TF's default on x86; with
+``TF_ENABLE_ONEDNN_OPTS=0`` TF itself gives 1 grey level less on about 0.7% of pixel values),
+border pixels kept; Solarize's threshold wraps modulo 256 (TF converts the Python number to
+uint8: M = 10 gives 256 -> 0, every pixel inverted; M = 15 gives 384 -> 128); Posterize's shift
+``8 - bits`` is clamped to 7 as TF's shifts are (M = 0 keeps the top bit). Geometric ops are
+``ImageProjectiveTransformV2`` nearest-neighbour warps: the source point computed in float32,
+rounded half away from zero, grey where the rounded point is outside.
 """
 
 from __future__ import annotations
@@ -42,11 +48,9 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image
 
 MAX_LEVEL = 10.0
 FILL = (128, 128, 128)
-_TIE = 2.0**-9  # see _affine (PIL warps nearest in 16.16 fixed point)
 OPS = (
     "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "Color",
     "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
@@ -136,18 +140,60 @@ def _lookup(image: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.take(table, image)
 
 
+_SMOOTH = np.array([1, 1, 1, 1, 5, 1, 1, 1, 1], np.float32) / np.float32(13.0)
+
+
+def _smooth_float(neighbours: np.ndarray) -> np.ndarray:
+    """TF's (oneDNN's) float32 3x3 smoothing of (n, 9) pixel neighbourhoods (row-major): a
+    fused multiply-add per tap in that order, each rounded once to float32 (emulated in
+    float64, where every product and sum here is exact); truncated to uint8."""
+    products = neighbours * _SMOOTH.astype(np.float64)  # (n, 9), exact
+    total = products[:, 0]
+    for tap in range(1, 9):
+        total = total.astype(np.float32) + products[:, tap]  # float64: exact, rounded next
+    return np.clip(total.astype(np.float32), 0.0, 255.0).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=1)
+def _smooth_flat() -> np.ndarray:
+    """(256,) uint8: `_smooth_float` of a flat neighbourhood of each value (sum 13 v)."""
+    return _smooth_float(np.repeat(np.arange(256, dtype=np.float64)[:, None], 9, axis=1))
+
+
 def sharpness(image: np.ndarray, factor: float) -> np.ndarray:
-    """Blend with the 3x3 smoothing (1 1 1 / 1 5 1 / 1 1 1) / 13 truncated to uint8, border
-    pixels kept. The sums are integers, so integer division equals TF's float32 division and
-    truncation, except where TF's own float sum falls a hair below an exact multiple of 13."""
+    """Blend with TF's 3x3 smoothing (1 1 1 / 1 5 1 / 1 1 1) / 13 truncated to uint8, border
+    pixels kept. The weighted sums S are integers: TF's float32 result truncates to S // 13
+    except where S is a multiple of 13, where rounding can leave it a hair below S / 13; only
+    those pixels are recomputed as TF's float arithmetic does: flat neighbourhoods (common in
+    photographs) from a table of the 256 values, the others by `_smooth_float`."""
+    h, w, c = image.shape
     x = image.astype(np.uint16)
     rows = x[:, :-2] + x[:, 1:-1]  # separable 3x3 box sum, in place where possible
     rows += x[:, 2:]
     total = rows[:-2] + rows[1:-1]
     total += rows[2:]
     total += x[1:-1, 1:-1] * np.uint16(4)  # the centre's weight is 5
+    inner = (total // 13).astype(np.uint8)
+    centre = image[1:-1, 1:-1]
+    flat = np.ones(centre.shape, bool)
+    for dy in range(3):
+        for dx in range(3):
+            if (dy, dx) != (1, 1):
+                flat &= image[dy : h - 2 + dy, dx : w - 2 + dx] == centre
+    multiple = total == inner * np.uint16(13)
+    multiple &= ~flat
+    flat_at = np.flatnonzero(flat)
+    if flat_at.size:
+        inner.reshape(-1)[flat_at] = np.take(_smooth_flat(), centre.reshape(-1)[flat_at])
+    where = np.flatnonzero(multiple)  # in the (h - 2, w - 2, c) inner block
+    if where.size:
+        row, rest = np.divmod(where, (w - 2) * c)  # rest = x c + channel
+        corner = row * (w * c) + rest  # the neighbourhood's top-left tap in the image
+        offsets = np.array([(dy * w + dx) * c for dy in range(3) for dx in range(3)])
+        taps = np.take(image.reshape(-1), corner[:, None] + offsets)  # (n, 9) uint8
+        inner.reshape(-1)[where] = _smooth_float(taps.astype(np.float64))
     degenerate = image.copy()
-    degenerate[1:-1, 1:-1] = total // 13
+    degenerate[1:-1, 1:-1] = inner
     return blend(degenerate, image, factor)
 
 
@@ -158,14 +204,19 @@ def solarize_add(image: np.ndarray, addition: int, threshold: int = 128) -> np.n
 
 
 def solarize(image: np.ndarray, threshold: int) -> np.ndarray:
+    """Invert the pixels at or above ``threshold`` modulo 256: TF compares the uint8 image
+    with the Python number converted to uint8, which wraps (256 -> 0: every pixel inverted;
+    384 -> 128), and the paper's magnitudes 10 and 15 give exactly those thresholds."""
     values = np.arange(256)
-    return _lookup(image, np.where(values < threshold, values, 255 - values).astype(np.uint8))
+    wrapped = int(threshold) % 256
+    return _lookup(image, np.where(values < wrapped, values, 255 - values).astype(np.uint8))
 
 
 def posterize(image: np.ndarray, bits: int) -> np.ndarray:
-    """Keep the ``bits`` high bits (at most 8: TF's shift by 8 - bits)."""
-    shift = 8 - max(0, min(8, bits))
-    return (image >> shift) << shift if shift < 8 else np.zeros_like(image)
+    """Keep the ``bits`` high bits: shift right then left by ``8 - bits``, which TF's bitwise
+    shifts clamp to [0, 7] (so 0 bits keeps the top one, as 1 bit does)."""
+    shift = np.uint8(min(7, max(0, 8 - int(bits))))
+    return (image >> shift) << shift
 
 
 def autocontrast(image: np.ndarray) -> np.ndarray:
@@ -203,44 +254,59 @@ def cutout(image: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-# --- geometric ops on PIL images (nearest neighbour, TF's pixel mapping) -------------------------
+# --- geometric ops: TF's ImageProjectiveTransformV2, nearest neighbour, as index maps ---------
 
 
-def _affine(
-    image: Image.Image, a: float, b: float, c: float, d: float, e: float, f: float
-) -> Image.Image:
-    """Output pixel (x, y) takes input pixel round(a x + b y + c, d x + e y + f) (TF's map, in
-    pixel indices); PIL maps pixel centres, hence the half-pixel terms, and truncates, hence
-    the nudge that rounds exact halves up as C++'s ``std::round`` does (TF computes them in
-    float32, where e.g. 0.45 x 10 is exactly 4.5; in double it is a hair below)."""
-    c_pil = c - 0.5 * (a + b - 1.0) + _TIE
-    f_pil = f - 0.5 * (d + e - 1.0) + _TIE
-    data = (a, b, c_pil, d, e, f_pil)
-    return image.transform(
-        image.size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST, fillcolor=FILL
-    )
+def _matrix(name: str, value: float, height: int, width: int) -> tuple[np.float32, ...]:
+    """(a, b, c, d, e, f): output pixel (x, y) reads input (a x + b y + c, d x + e y + f),
+    every number float32 as TF holds it (the parameter is a float32 tensor; tfa's rotation
+    matrix, about ((w - 1) / 2, (h - 1) / 2), is built from float32 tensor ops)."""
+    f32, one, zero = np.float32, np.float32(1.0), np.float32(0.0)
+    v = f32(value)
+    if name == "Rotate":
+        radians = f32(v * f32(math.pi / 180.0))
+        cos, sin = f32(math.cos(float(radians))), f32(math.sin(float(radians)))
+        w, h = f32(width) - one, f32(height) - one
+        x_off = (w - (cos * w - sin * h)) / f32(2.0)
+        y_off = (h - (sin * w + cos * h)) / f32(2.0)
+        return cos, -sin, x_off, sin, cos, y_off
+    if name == "ShearX":
+        return one, v, zero, zero, one, zero
+    if name == "ShearY":
+        return one, zero, zero, v, one, zero
+    if name == "TranslateX":  # tfa's translate by -pixels: the matrix's offset is +pixels
+        return one, zero, v, zero, one, zero
+    return one, zero, zero, zero, one, v  # TranslateY
+
+
+def _round_half_away(values: np.ndarray) -> np.ndarray:
+    """C++'s ``std::round`` (halves away from zero) of float32 values, as int64."""
+    wide = values.astype(np.float64)  # exact; adding 0.5 in float32 could round up
+    return np.where(wide >= 0, np.floor(wide + 0.5), np.ceil(wide - 0.5)).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _source_index(name: str, value: float, height: int, width: int) -> np.ndarray:
+    """(H * W,) int32: for each output pixel the flat index of the input pixel it takes, or
+    ``H * W`` (the grey fill) where that lies outside. TF computes the source point in float32
+    (``a x + b y + c``, no fused multiply-add), rounds it half away from zero and fills only
+    where the *rounded* point is outside, so points up to half a pixel out take the edge."""
+    a, b, c, d, e, f = _matrix(name, value, height, width)
+    y, x = np.mgrid[:height, :width].astype(np.float32)
+    src_x = _round_half_away((a * x + b * y) + c)
+    src_y = _round_half_away((d * x + e * y) + f)
+    inside = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
+    index = np.where(inside, src_y * width + src_x, height * width)
+    return index.ravel().astype(np.int32)  # 0.2 MB at 224 x 224, up to 64 cached per worker
 
 
 def warp(name: str, array: np.ndarray, value: float) -> np.ndarray:
-    """Geometric op ``name`` (Rotate, ShearX/Y, TranslateX/Y) with its signed parameter."""
+    """Geometric op ``name`` (Rotate, ShearX/Y, TranslateX/Y) with its signed parameter on
+    (H, W, 3) uint8; uncovered pixels grey (128). The index map is cached: a recipe has one
+    magnitude, so each op sees two parameters (the two signs) per image size."""
     h, w = array.shape[:2]
-    image = Image.frombuffer("RGB", (w, h), np.ascontiguousarray(array), "raw", "RGB", 0, 1)
-    return np.asarray(_warp_pil(name, image, value))
-
-
-def _warp_pil(name: str, image: Image.Image, value: float) -> Image.Image:
-    if name == "Rotate":  # tfa's rotate: about the centre ((w - 1) / 2, (h - 1) / 2)
-        cos, sin = math.cos(math.radians(value)), math.sin(math.radians(value))
-        w, h = image.width - 1.0, image.height - 1.0
-        x_off, y_off = (w - (cos * w - sin * h)) / 2.0, (h - (sin * w + cos * h)) / 2.0
-        return _affine(image, cos, -sin, x_off, sin, cos, y_off)
-    if name == "ShearX":
-        return _affine(image, 1.0, value, 0.0, 0.0, 1.0, 0.0)
-    if name == "ShearY":
-        return _affine(image, 1.0, 0.0, 0.0, value, 1.0, 0.0)
-    if name == "TranslateX":
-        return _affine(image, 1.0, 0.0, value, 0.0, 1.0, 0.0)
-    return _affine(image, 1.0, 0.0, 0.0, 0.0, 1.0, value)  # TranslateY
+    pixels = np.concatenate([array.reshape(h * w, 3), np.array([FILL], np.uint8)])
+    return np.take(pixels, _source_index(name, float(value), h, w), axis=0).reshape(h, w, 3)
 
 
 _OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {

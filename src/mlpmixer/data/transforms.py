@@ -1,7 +1,7 @@
 """Per-sample decode, crop and resize to uint8 (C, H, W): the worker side of the input pipeline.
 
-One definition of the preprocessing, used by image folders (and by shards and Hugging Face
-data sets, which hand in bytes):
+One definition of the preprocessing, used by image folders, shards and Hugging Face data sets
+(which hand in bytes or decoded images) and by the in-memory arrays (`train_array_sample`):
 
 * training (`train_sample`): big_vision's ``decode_jpeg_and_inception_crop`` — a region of
   ``area`` (fraction of the *whole* image, default 5%-100%) and aspect ratio ``ratio``
@@ -10,18 +10,21 @@ data sets, which hand in bytes):
   area allows, 100 attempts, the whole image when all fail; `sample_inception_crop`), resized
   to the output size, then a horizontal flip with probability 1/2, then RandAugment on uint8
   (`mlpmixer.data.randaugment`), as big_vision's ``...|flip_lr|randaug(2,15)``;
-* evaluation (`eval_sample`): the shorter side resized to ``size / crop_pct``, centre crop.
+* evaluation (`eval_sample`): the shorter side resized to ``size / crop_pct``, centre crop;
+  ``area`` is big_vision's ``decode|resize_small|central_crop`` bit for bit.
 
-Speed: training JPEGs are decoded at 1/2, 1/4 or 1/8 size when the crop stays at least the
-output size at that scale (libjpeg-turbo's DCT scaling, through ``simplejpeg`` when installed
-— extra ``fast`` — else PIL's ``draft``), with TensorFlow's default integer-fast DCT under
-simplejpeg. The training crop is resized as big_vision does it, ``tf.image.resize`` bilinear
-without antialiasing (half-pixel centres), by torch's uint8 kernel on a view of the decoded
-pixels (no float copy of the image; 4-5x faster than PIL's antialiased filter). Evaluation
-decodes at full resolution with the accurate DCT and resizes with PIL's antialiased filter,
-as timm does, so its numbers match timm's and the official ones. Randomness comes from a NumPy generator the
-caller seeds per sample (`sample_rng`), so a sample's augmentation depends only on
-(seed, epoch, index), not on which worker draws it.
+Decoding: JPEGs with TensorFlow's default integer-fast DCT (libjpeg-turbo through
+``simplejpeg`` when installed — extra ``fast`` — else PIL, whose DCT is the accurate one), so
+the training crop is big_vision's ``decode_and_crop_jpeg`` (``SampleAugment.decode="full"``);
+``"reduced"`` decodes at 1/2, 1/4 or 1/8 size when the crop stays at least the output size
+there (DCT scaling: faster on large photos, other pixels). The crop is resized as big_vision
+does it, ``tf.image.resize`` bilinear without antialiasing (half-pixel centres): by torch's
+uint8 kernel on a view of the decoded pixels (``resize="torch"``: rounded where TF
+truncates) or by TF's float32 arithmetic (``"tf"``, `mlpmixer.data.tf_resize`, bit for bit).
+Evaluation other than ``area`` decodes with the accurate DCT and resizes with PIL's
+antialiased filter, as timm does, so its numbers match timm's and the official ones.
+Randomness comes from a NumPy generator the caller seeds per sample (`sample_rng`), so a
+sample's augmentation depends only on (seed, epoch, index), not on which worker draws it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import DataError
 from .images import check_pixel_count, pil_array
 from .randaugment import randaugment
+from .tf_resize import (
+    area_resize,
+    bilinear_resize,
+    resize_small_central_crop,
+    resize_small_size,
+)
 
 Source = str | os.PathLike[str] | bytes | BinaryIO | Image.Image  # a PIL image: decoded already
 Box = tuple[float, float, float, float]  # left, top, right, bottom (PIL's resize box)
@@ -71,7 +80,12 @@ class SampleAugment:
     to the output and the centre cropped, as evaluation with ``crop_pct=1``);
     ``hflip``: mirror with probability 1/2; ``randaug_layers``/``randaug_magnitude``:
     RandAugment's N and M on big_vision's (TF AutoAugment's) scale, where 10 is the level of
-    the op table's nominal maximum.
+    the op table's nominal maximum; ``decode`` (`DECODE_MODES`): ``"full"``, the crop of the
+    full-scale decode (big_vision's ``decode_and_crop_jpeg``), or ``"reduced"``, a JPEG decoded
+    at 1/2-1/8 scale when the crop stays at least the output size there (DCT scaling: faster,
+    other pixels); ``resize`` (`RESIZE_MODES`): ``"torch"``, torch's uint8 kernels (rounded:
+    within one grey level of TF's, which truncate), or ``"tf"``, TF's float32 resize bit for
+    bit (`mlpmixer.data.tf_resize`; slower).
     """
 
     inception_crop: bool = True
@@ -80,6 +94,12 @@ class SampleAugment:
     hflip: bool = True
     randaug_layers: int = 0
     randaug_magnitude: float = 0.0
+    decode: str = "full"
+    resize: str = "torch"
+
+
+DECODE_MODES = ("full", "reduced")  # data.train_decode
+RESIZE_MODES = ("torch", "tf")  # data.train_resize
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -200,14 +220,16 @@ def _needed(box: Box, height: int, width: int, size: tuple[int, int]) -> tuple[i
 
 
 def _decode_simplejpeg(
-    data: bytes, box_of: Callable[[int, int], Box], size: tuple[int, int], reduce: bool
-) -> tuple[np.ndarray, Box]:
+    data: bytes, box_of: Callable[[int, int], Box], size: tuple[int, int], reduce: bool,
+    fast_dct: bool,
+) -> tuple[np.ndarray, Box]:  # fmt: skip
     height, width, _, _ = simplejpeg.decode_jpeg_header(data)
     check_pixel_count(width, height)  # before simplejpeg allocates (PIL's path checks on open)
     box = box_of(height, width)
     need_h, need_w = _needed(box, height, width, size) if reduce else (0, 0)
-    # training (reduce): TF's default DCT, the integer-fast one, as big_vision decodes
-    array = simplejpeg.decode_jpeg(data, "RGB", fastdct=reduce, min_height=need_h, min_width=need_w)
+    array = simplejpeg.decode_jpeg(
+        data, "RGB", fastdct=fast_dct, min_height=need_h, min_width=need_w
+    )
     h, w = array.shape[:2]
     return array, _scaled(box, w / width, h / height)
 
@@ -236,9 +258,13 @@ def _decode(
     size: tuple[int, int],
     reduce: bool,
     name: str | None,
+    fast_dct: bool | None = None,
 ) -> tuple[np.ndarray, Box]:
     """(H, W, 3) uint8 pixels of ``source`` (possibly at a reduced scale) and the box in them;
-    any failure is a `DataError` naming ``name`` (default: the path)."""
+    any failure is a `DataError` naming ``name`` (default: the path).
+
+    ``fast_dct`` (default: ``reduce``): decode JPEGs with libjpeg's integer-fast DCT, which is
+    TensorFlow's default and so big_vision's (simplejpeg only; PIL has the accurate one)."""
     label = (
         name
         if name is not None
@@ -251,7 +277,8 @@ def _decode(
         data = _read(source)
         if USE_SIMPLEJPEG and data[:2] == _JPEG_MAGIC:
             try:
-                return _decode_simplejpeg(data, box_of, size, reduce)
+                fast = reduce if fast_dct is None else fast_dct
+                return _decode_simplejpeg(data, box_of, size, reduce, fast)
             except ValueError:  # a JPEG variant libjpeg-turbo's fast path refuses: PIL decides
                 pass
         return _decode_pil(data, box_of, size, reduce)
@@ -291,19 +318,23 @@ def decode_region(
 
 
 def crop_resize(
-    array: np.ndarray, box: Box, size: tuple[int, int], interpolation: str
+    array: np.ndarray, box: Box, size: tuple[int, int], interpolation: str, tf: bool = False
 ) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, *size) uint8: the box (rounded outwards to whole pixels), resized
-    as TF's ``tf.image.resize(..., antialias=False)`` (half-pixel centres), big_vision's default
-    (torch's uint8 kernels: rounded rather than truncated; ``area`` goes through PIL)."""
+    """(H, W, 3) uint8 -> (3, *size) uint8: the box (rounded outwards to whole pixels), resized.
+
+    ``tf``: ``bilinear`` as big_vision's ``tf.image.resize(..., antialias=False)``, bit for
+    bit (`mlpmixer.data.tf_resize`: float32 as TF, truncated); otherwise ``bilinear``,
+    ``bicubic`` and ``nearest`` by torch's uint8 kernels (half-pixel centres, no antialiasing,
+    rounded rather than truncated: within one grey level of TF's; 3x faster). ``area`` is
+    always TF's.
+    """
     left, top = math.floor(box[0] + 1e-6), math.floor(box[1] + 1e-6)
     right = max(left + 1, math.ceil(box[2] - 1e-6))
     bottom = max(top + 1, math.ceil(box[3] - 1e-6))
     crop = array[top:bottom, left:right]
-    if interpolation == "area":
-        image = Image.fromarray(np.ascontiguousarray(crop), "RGB")
-        resized = np.asarray(image.resize((size[1], size[0]), Image.Resampling.BOX))
-        return torch.from_numpy(resized.copy()).permute(2, 0, 1)
+    if interpolation == "area" or (tf and interpolation == "bilinear"):
+        resize = area_resize if interpolation == "area" else bilinear_resize
+        return torch.from_numpy(resize(crop, size)).permute(2, 0, 1)
     if not crop.flags.writeable:  # PIL's arrays are read-only; the view is only read
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -337,15 +368,46 @@ def train_sample(
 
     The draws, in order: the crop (`sample_inception_crop`), the flip, RandAugment's.
     """
+    box_of = _training_box(size, augment, rng)
+    reduce = augment.decode == "reduced"  # TF's default DCT, the integer-fast one, either way
+    array, box = _decode(source, box_of, size, reduce, name, fast_dct=True)
+    return augment_pixels(array, box, size, augment, rng, in_chans, interpolation)
 
+
+def train_array_sample(
+    array: np.ndarray,
+    size: tuple[int, int],
+    augment: SampleAugment,
+    rng: np.random.Generator,
+    in_chans: int = 3,
+    interpolation: str = "bilinear",
+) -> torch.Tensor:
+    """`train_sample` of decoded (H, W, 3) uint8 pixels (the in-memory data sets): the same
+    crop, flip and RandAugment, the same draws, -> uint8 (in_chans, *size)."""
+    box = _training_box(size, augment, rng)(array.shape[0], array.shape[1])
+    return augment_pixels(array, box, size, augment, rng, in_chans, interpolation)
+
+
+def _training_box(
+    size: tuple[int, int], augment: SampleAugment, rng: np.random.Generator
+) -> Callable[[int, int], Box]:
     def box_of(height: int, width: int) -> Box:
         if not augment.inception_crop:  # as the old training resize: shorter side, centre
             return centre_crop_box(height, width, size, 1.0)
         top, left, h, w = sample_inception_crop(height, width, rng, augment.area, augment.ratio)
         return float(left), float(top), float(left + w), float(top + h)
 
-    array, box = _decode(source, box_of, size, True, name)
-    image = crop_resize(array, box, size, interpolation)  # pixels stored (H, W, C)
+    return box_of
+
+
+def augment_pixels(
+    array: np.ndarray, box: Box, size: tuple[int, int], augment: SampleAugment,
+    rng: np.random.Generator, in_chans: int = 3, interpolation: str = "bilinear",
+) -> torch.Tensor:  # fmt: skip
+    """The part after decoding, one definition for files and arrays: (H, W, 3) uint8 and the
+    crop ``box`` in it -> the box resized to ``size``, flipped with probability 1/2,
+    RandAugmented: uint8 (in_chans, *size) (1 channel: PIL's ITU-R 601 luma)."""
+    image = crop_resize(array, box, size, interpolation, augment.resize == "tf")  # (H, W, C)
     if augment.hflip and rng.random() < 0.5:
         image = image.flip(-1)
     if not augment.randaug_layers and in_chans == 3:
@@ -367,13 +429,36 @@ def eval_sample(
     name: str | None = None,
 ) -> torch.Tensor:
     """One evaluation image: uint8 (in_chans, *size), shorter side to ``size / crop_pct``,
-    centre crop (full-resolution decode)."""
+    centre crop (full-resolution decode).
+
+    ``area``: big_vision's ``decode|resize_small(S)|central_crop(size)`` bit for bit (TF's
+    default integer-fast DCT under simplejpeg, TF's area resize, truncated; S the shorter side
+    ``size / crop_pct`` gives, 256 for 224 at 0.875); otherwise timm's: the accurate DCT and
+    PIL's antialiased filter.
+    """
+    if interpolation == "area":
+        array, _ = _decode(source, lambda h, w: (0.0, 0.0, w, h), size, False, name, True)
+        pixels = resize_small_central_crop(array, _smaller_side(array.shape, size, crop_pct), size)
+        image = Image.frombuffer("RGB", (size[1], size[0]), pixels, "raw", "RGB", 0, 1)
+        return to_uint8_tensor(image, in_chans)
 
     def box_of(height: int, width: int) -> Box:
         return centre_crop_box(height, width, size, crop_pct)
 
     image = decode_region(source, box_of, size, interpolation, reduce=False, name=name)
     return to_uint8_tensor(image, in_chans)
+
+
+def _smaller_side(shape: tuple[int, ...], size: tuple[int, int], crop_pct: float) -> int:
+    """The ``resize_small`` target that `centre_crop_box`'s geometry gives: the shorter side
+    after scaling by ``max(size / sides) / crop_pct``, rounded (224 at 0.875: 256), raised
+    where float32 rounding would leave the other side a pixel short of the crop."""
+    height, width = shape[0], shape[1]
+    scale = max(size[0] / height, size[1] / width) / crop_pct
+    smaller = max(1, round(min(height, width) * scale))
+    while any(a < b for a, b in zip(resize_small_size(height, width, smaller), size, strict=True)):
+        smaller += 1
+    return smaller
 
 
 class WorkerSamples:

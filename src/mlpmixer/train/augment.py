@@ -1,15 +1,12 @@
-"""Augmentation: the worker part's settings, and the batched part on the training device.
+"""Augmentation: the per-sample part's settings, and the batched part on the training device.
 
-Image files (folders, shards, Hugging Face): the DataLoader workers do the paper's per-image
-part on uint8 (`mlpmixer.data.transforms.train_sample`: inception crop, flip, RandAugment,
-seeded per sample by (seed, epoch, index)); `sample_augment` maps the ``augment`` section to
-it. `DeviceAugment` then does the rest on the device: pad-and-crop and affine (kornia) when
-configured, normalisation, mixup or cutmix.
-
-In-memory arrays (digits, MNIST, CIFAR): everything happens here, on whole (B, C, H, W)
-batches: geometric (random resized crop (kornia's) or pad-and-crop, affine, flip) ->
-RandAugment (the same uint8 definition, `mlpmixer.data.randaugment`, image by image on the
-CPU) -> normalise -> mixup or cutmix. Randomness comes from torch's global generator (see
+Every data set (image folders, shards, Hugging Face sets and the in-memory arrays: digits,
+MNIST, CIFAR) does the paper's per-image part itself, on uint8, with one definition
+(`mlpmixer.data.transforms`: inception crop, flip, RandAugment, seeded per sample by
+(seed, epoch, index); files through `train_sample`, arrays through `train_array_sample`);
+`sample_augment` maps the ``augment`` section to it. `DeviceAugment` then does the rest on
+whole (B, C, H, W) batches on the device: pad-and-crop and affine (kornia) when configured,
+normalisation, mixup or cutmix, drawing from torch's global generator (see
 `mlpmixer.train.loop` for how it is seeded per step, which makes resumed runs exact).
 
 Mixup draws one mixing coefficient lambda ~ Beta(alpha, alpha) per batch and mixes each
@@ -20,20 +17,20 @@ CutMix uses kornia's RandomCutMixV2 (lambda ~ Beta(alpha, alpha) sets the cut ar
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from ..data.info import normalize
-from ..data.randaugment import randaugment
 from ..data.transforms import SampleAugment
 from .config import AugmentSection
 
 
-def sample_augment(cfg: AugmentSection) -> SampleAugment:
-    """The worker part of ``cfg`` for image files: crop, flip, RandAugment."""
+def sample_augment(
+    cfg: AugmentSection, decode: str = "full", resize: str = "torch"
+) -> SampleAugment:
+    """The worker part of ``cfg`` for image files: crop, flip, RandAugment; ``decode`` and
+    ``resize``: ``data.train_decode`` and ``data.train_resize`` (`SampleAugment`)."""
     return SampleAugment(
         inception_crop=cfg.random_resized_crop,
         area=(float(cfg.crop_scale[0]), float(cfg.crop_scale[1])),
@@ -41,39 +38,16 @@ def sample_augment(cfg: AugmentSection) -> SampleAugment:
         hflip=cfg.hflip,
         randaug_layers=cfg.randaugment_n,
         randaug_magnitude=cfg.randaugment_m,
+        decode=decode,
+        resize=resize,
     )
 
 
-def randaugment_batch(images: torch.Tensor, layers: int, magnitude: float) -> torch.Tensor:
-    """RandAugment image by image on uint8 copies: (B, C, H, W) in [0, 1] -> same.
-
-    The per-image generators are seeded from torch's global generator (reseeded every step).
-    """
-    seeds = torch.randint(0, 2**62, (images.shape[0],)).tolist()
-    pixels = (images.detach().cpu() * 255.0).round().clamp(0, 255).to(torch.uint8)
-    gray = pixels.shape[1] == 1
-    out = []
-    for seed, image in zip(seeds, pixels, strict=True):
-        rgb = image.expand(3, -1, -1) if gray else image
-        done = randaugment(
-            rgb.permute(1, 2, 0).numpy(), layers, magnitude, np.random.default_rng(seed)
-        )
-        if gray:  # back to one channel: PIL's ITU-R 601 luma, as the data sets convert
-            done = np.asarray(Image.fromarray(np.ascontiguousarray(done), "RGB").convert("L"))[
-                ..., None
-            ]
-        out.append(torch.from_numpy(np.array(done)).permute(2, 0, 1))
-    return (torch.stack(out).float() / 255.0).to(images.device)
-
-
-def _geometric(
-    cfg: AugmentSection, img_size: tuple[int, int], worker_side: bool
-) -> list[nn.Module]:
+def _geometric(cfg: AugmentSection, img_size: tuple[int, int]) -> list[nn.Module]:
+    """The device's geometric ops (the crop and the flip are the data sets')."""
     import kornia.augmentation as K
 
     ops: list[nn.Module] = []
-    if cfg.random_resized_crop and not worker_side:
-        ops.append(K.RandomResizedCrop(img_size, scale=cfg.crop_scale, ratio=cfg.crop_ratio))
     if cfg.pad_crop:
         ops.append(K.RandomCrop(img_size, padding=cfg.pad_crop))
     if cfg.affine_degrees or cfg.affine_translate or cfg.affine_scale:
@@ -83,14 +57,13 @@ def _geometric(
                 cfg.affine_degrees, translate=translate, scale=cfg.affine_scale, p=cfg.affine_prob
             )
         )
-    if cfg.hflip and not worker_side:
-        ops.append(K.RandomHorizontalFlip())
     return ops
 
 
 class DeviceAugment(nn.Module):
     """(images (B, C, H, W) in [0, 1] or uint8, labels (B,)) -> (normalised images, soft
-    targets (B, K)). ``worker_side``: the workers already cropped, flipped and RandAugmented."""
+    targets (B, K)). The data sets already cropped, flipped and RandAugmented
+    (`sample_augment`): the ``augment`` section's other ops happen here."""
 
     def __init__(
         self,
@@ -100,11 +73,9 @@ class DeviceAugment(nn.Module):
         std: tuple[float, ...],
         num_classes: int,
         label_smoothing: float = 0.0,
-        worker_side: bool = False,
     ) -> None:
         super().__init__()
-        self.ops = nn.Sequential(*_geometric(cfg, img_size, worker_side))
-        self.randaug = 0 if worker_side else cfg.randaugment_n
+        self.ops = nn.Sequential(*_geometric(cfg, img_size))
         self.cutmix = None
         if cfg.cutmix_alpha:
             import kornia.augmentation as K
@@ -146,7 +117,5 @@ class DeviceAugment(nn.Module):
             images = images.float().div_(255.0)
         if len(self.ops):
             images = self.ops(images).clamp(0.0, 1.0)
-        if self.randaug:
-            images = randaugment_batch(images, self.randaug, self.cfg.randaugment_m)
         images = normalize(images, self.mean, self.std)
         return self._mix(images, labels)

@@ -34,6 +34,8 @@ LossName = Literal["softmax", "sigmoid"]
 Parallelism = Literal["ddp", "fsdp"]
 ProgressMode = Literal["auto", "bar", "log", "none"]
 Interpolation = Literal[INTERPOLATIONS]  # type: ignore[valid-type]
+TrainDecode = Literal["full", "reduced"]  # mlpmixer.data.transforms.DECODE_MODES
+TrainResize = Literal["torch", "tf"]  # mlpmixer.data.transforms.RESIZE_MODES
 MAX_PAD_OR_OPS = 1024  # augment.pad_crop pixels and randaugment ops
 
 
@@ -67,6 +69,12 @@ class DataSection:
         None, "(0, 1]"
     )  # None: 1.0 from scratch, the checkpoint's when fine-tuning
     interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
+    # evaluation's resize if not `interpolation`; area: big_vision's resize_small (TF's, exact)
+    eval_resize: Interpolation | None = None
+    # image files' training crop: full (big_vision's decode_and_crop_jpeg) or reduced (DCT
+    # scaling, faster); resized by torch (within 1 grey level of TF) or tf (bit for bit)
+    train_decode: TrainDecode = "full"
+    train_resize: TrainResize = "torch"
     skip_bad_images: bool = False  # image folders: leave unreadable files out (listed in the run)
     train_split: str | None = None  # hf:NAME / shards: the data set's split to train on (train)
     val_split: str | None = None  # hf:NAME / shards: the held-out split (validation, else test)

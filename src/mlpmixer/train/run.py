@@ -171,18 +171,22 @@ def _target_size(config: TrainConfig) -> tuple[int, int] | int | None:
 
 
 def _build_data(
-    config: TrainConfig, img_size: Any, in_chans: int | None, eval_crop: float, interpolation: str
-) -> tuple[Dataset, DatasetInfo, Dataset, DatasetInfo]:
+    config: TrainConfig, img_size: Any, in_chans: int | None, eval_crop: float,
+    interpolation: str, eval_interpolation: str,
+) -> tuple[Dataset, DatasetInfo, Dataset, DatasetInfo]:  # fmt: skip
     d = config.data
     common = {
         "img_size": img_size, "in_chans": in_chans, "root": d.root, "download": d.download,
-        "val_fraction": d.val_fraction, "seed": config.train.seed, "interpolation": interpolation,
+        "val_fraction": d.val_fraction, "seed": config.train.seed,
         "skip_bad_images": d.skip_bad_images,
     }  # fmt: skip
-    train_set, train_info = build_dataset(d.dataset, "train", source_split=d.train_split, **common)
-    test_set, test_info = build_dataset(
-        d.dataset, "test", crop_pct=eval_crop, source_split=d.val_split, **common
+    train_set, train_info = build_dataset(
+        d.dataset, "train", source_split=d.train_split, interpolation=interpolation, **common
     )
+    test_set, test_info = build_dataset(
+        d.dataset, "test", crop_pct=eval_crop, source_split=d.val_split,
+        interpolation=eval_interpolation, **common,
+    )  # fmt: skip
     # the run reports every file left out, of both splits, with the training info
     train_info = dataclasses.replace(train_info, skipped=train_info.skipped + test_info.skipped)
     return train_set, train_info, test_set, test_info
@@ -193,12 +197,13 @@ def _scratch_model(
 ) -> tuple[MlpFamilyModel, str, DatasetInfo, Dataset, Dataset]:
     size = _target_size(config)
     crop, interpolation = config.data.eval_crop_pct or 1.0, config.data.interpolation or "bilinear"
+    evaluation = config.data.eval_resize or interpolation
     train_set, info, test_set, _ = _build_data(
-        config, size, config.data.in_chans, crop, interpolation
+        config, size, config.data.in_chans, crop, interpolation, evaluation
     )
     name = config.model.name if config.model.name != "auto" else _auto_model_name(info.img_size)
     # the preprocessing used here goes into the model's config, for eval/predict to repeat it
-    preprocessing = {"crop_pct": crop, "interpolation": interpolation}
+    preprocessing = {"crop_pct": crop, "interpolation": evaluation}
     overrides = {
         "img_size": info.img_size,
         **info.model_fields(),
@@ -222,7 +227,10 @@ def _pretrained_model(
     in_chans = config.data.in_chans or base.config.in_chans
     crop = config.data.eval_crop_pct or base.config.crop_pct
     interpolation = config.data.interpolation or base.config.interpolation
-    train_set, info, test_set, _ = _build_data(config, size, in_chans, crop, interpolation)
+    evaluation = config.data.eval_resize or interpolation
+    train_set, info, test_set, _ = _build_data(
+        config, size, in_chans, crop, interpolation, evaluation
+    )
     if info.in_chans != base.config.in_chans:
         raise ConfigError(
             f"data.in_chans={info.in_chans} but the checkpoint {source} expects "
@@ -234,7 +242,7 @@ def _pretrained_model(
     )  # fmt: skip
     if tuple(model.config.img_size) != tuple(info.img_size):
         model = model.resize(info.img_size)  # block-diagonal token-mixing (paper, appendix)
-    model.config = model.config.replace(crop_pct=crop, interpolation=interpolation)
+    model.config = model.config.replace(crop_pct=crop, interpolation=evaluation)
     return model, checkpoint_label(source), info, train_set, test_set
 
 
@@ -248,9 +256,15 @@ def _loaders(
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
         workers = default_workers(info.in_memory, per_node)
     options = loader_options(workers, device.type == "cuda")
-    # image files (folders, shards): crop/flip/RandAugment in the workers, on uint8
+    # every data set (files, shards, arrays): crop/flip/RandAugment per sample, on uint8
+    augment = sample_augment(config.augment, config.data.train_decode, config.data.train_resize)
     if worker_side(train_set):
-        train_set.set_train_augment(sample_augment(config.augment), t.seed)  # type: ignore[attr-defined]
+        train_set.set_train_augment(augment, t.seed)  # type: ignore[attr-defined]
+    elif augment.inception_crop or augment.hflip or augment.randaug_layers:
+        raise ConfigError(
+            f"data set {config.data.dataset} does not do the per-sample crop, flip and "
+            "RandAugment (augment.random_resized_crop, hflip, randaugment_n); turn them off"
+        )
     if hasattr(test_set, "use_uint8"):
         test_set.use_uint8()
     if isinstance(train_set, ShardDataset):
@@ -373,7 +387,6 @@ def _setup(
         mcfg.std,
         info.num_classes,
         t.label_smoothing,
-        worker_side=worker_side(train_set),
     )
     trainer = Trainer(
         config=config, run_dir=run_dir, dist=dist, device=device, model=wrapped,
