@@ -9,6 +9,10 @@ sent with status 200), within a size cap, and passing the caller's check (a chec
 is published). A server that stalls or trickles (less than `MIN_RATE_BYTES_S` over any
 ``$MLPMIXER_DOWNLOAD_STALL_S`` seconds, default 30) is given up on. The URL cache is keyed
 by the whole URL, so ``http://`` and ``https://`` (or ``a_b`` and ``a/b``) never share a file.
+
+`read_url` and `url_size` read other remote data (shard indexes and shards) the same way, in
+memory: one implementation of the stall window, size cap and one-line errors for every
+remote read.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import errno
 import hashlib
 import http.client
+import io
 import logging
 import os
 import re
@@ -25,7 +30,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,17 +123,24 @@ def max_download_bytes() -> int:
     return int(positive_number(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
 
 
-def _declared_size(response: Any, url: str) -> int | None:
+def _raise_hint(note: str | None) -> str:
+    """Why the cap is what it is: the caller's ``note``, else the variable that raises it."""
+    return note or f"${MAX_BYTES_ENV} raises the limit"
+
+
+def _declared_size(
+    response: Any, url: str, limit: int | None = None, note: str | None = None
+) -> int | None:
     """The Content-Length, checked against the cap; None if the server sent none."""
     headers = getattr(response, "headers", None)  # a non-HTTP response has none
     text = headers.get("Content-Length") if headers is not None else None
     if text is None or not text.strip().isdigit():
         return None
-    size, cap = int(text), max_download_bytes()
+    size, cap = int(text), limit or max_download_bytes()
     if size > cap:
         raise DownloadError(
             f"{url}: the server declares {size:,} bytes, more than the limit of {cap:,} "
-            f"(${MAX_BYTES_ENV} raises it)"
+            f"({_raise_hint(note)})"
         )
     return size
 
@@ -171,14 +183,19 @@ class _Progress:
             log.info("downloading %s: %.1f%s MB", self.url, self.done / 1e6, of, extra=PROGRESS)
 
 
-def _copy_checked(response: Any, out: Any, url: str) -> int:
-    """Copy the body to ``out``: refuse web pages, stalls, more than declared or the cap, and
-    less than declared. Returns the byte count."""
-    declared = _declared_size(response, url)
-    cap = declared if declared is not None else max_download_bytes()
+def _copy_checked(
+    response: Any, out: Any, url: str, limit: int | None = None, note: str | None = None
+) -> int:
+    """Copy the body to ``out``: refuse web pages, stalls, more than declared or the cap
+    (``limit`` if given, e.g. a shard's recorded size, said with ``note``; else
+    `max_download_bytes`), and less than declared. Returns the byte count."""
+    declared = _declared_size(response, url, limit, note)
+    cap = declared if declared is not None else (limit or max_download_bytes())
     progress = _Progress(url, declared)
     first = True
-    while chunk := response.read1(CHUNK):  # read1: returns what arrived, so a trickle is seen
+    # read1: returns what arrived, so a trickle is seen (fsspec files have only read)
+    read = getattr(response, "read1", response.read)
+    while chunk := read(CHUNK):
         if first:
             _refuse_web_page(response, chunk, url)
             first = False
@@ -186,7 +203,7 @@ def _copy_checked(response: Any, out: Any, url: str) -> int:
             raise DownloadError(
                 f"{url}: the server sent more than "
                 + (f"the {cap:,} bytes it declared" if declared is not None else f"{cap:,} bytes")
-                + (f" (${MAX_BYTES_ENV} raises the limit)" if declared is None else "")
+                + (f" ({_raise_hint(note)})" if declared is None else "")
             )
         out.write(chunk)
         progress.add(len(chunk))
@@ -212,24 +229,76 @@ def download_file(
     temporary file is removed, so a failed download is never kept.
     """
     timeout = stall_seconds() if timeout is None else timeout
+    with (
+        _download_errors(url, hint),
+        urllib.request.urlopen(url, timeout=timeout) as response,
+        atomic_path(target) as tmp,
+    ):
+        with open(tmp, "wb") as out:
+            _copy_checked(response, out, url)
+        if verify is not None:
+            verify(tmp)
+    return target
+
+
+@contextlib.contextmanager
+def _download_errors(url: str, hint: str, what: str = "download") -> Iterator[None]:
+    """Turn every failure of a remote read into a one-line `DownloadError` (exit 1) ending
+    with ``hint`` ("cannot {what} URL ..."); a full disk stays the `OSError` it is; a 404 is
+    `RemoteNotFoundError`."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(target) as tmp:
-            with open(tmp, "wb") as out:
-                _copy_checked(response, out, url)
-            if verify is not None:
-                verify(tmp)
+        yield
     except DownloadError as err:
-        raise DownloadError(f"{err} {hint}") from err
+        raise DownloadError(f"{err} {hint}".rstrip()) from err
     except urllib.error.HTTPError as err:
-        raise DownloadError(
-            f"cannot download {url}: the server answered {err.code} {err.reason}. {hint}"
+        kind = RemoteNotFoundError if err.code == 404 else DownloadError
+        raise kind(
+            f"cannot {what} {url}: the server answered {err.code} {err.reason}. {hint}".rstrip()
         ) from err
     except (urllib.error.URLError, TimeoutError, http.client.HTTPException, OSError) as err:
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise
         reason = getattr(err, "reason", None) or err or type(err).__name__
-        raise DownloadError(f"cannot download {url} ({reason}). {hint}") from err
-    return target
+        if isinstance(reason, TimeoutError) or isinstance(err, TimeoutError):
+            reason = f"no answer within {stall_seconds():g} s; ${STALL_ENV} sets the window"
+        raise DownloadError(f"cannot {what} {url} ({reason}). {hint}".rstrip()) from err
+
+
+class RemoteNotFoundError(DownloadError):
+    """The server answered 404 (callers that can say "does not exist" catch it)."""
+
+
+def is_http(location: str) -> bool:
+    """Whether ``location`` is read with this module's HTTP reader (``http://``/``https://``)."""
+    return location.startswith(("http://", "https://"))
+
+
+def read_url(
+    url: str, limit: int | None = None, what: str = "download", note: str | None = None
+) -> bytes:
+    """The body of an ``http(s)://`` URL in memory, read as `download_file` reads: each wait
+    bounded by the stall window, a stalled or trickling server given up on, at most ``limit``
+    bytes (default `max_download_bytes`; ``note`` says why in the error), a short read
+    refused. `DownloadError` (exit 1)."""
+    out = io.BytesIO()
+    with (
+        _download_errors(url, "", what),
+        urllib.request.urlopen(url, timeout=stall_seconds()) as response,
+    ):
+        _copy_checked(response, out, url, limit, note)
+    return out.getvalue()
+
+
+def url_size(url: str, what: str = "download") -> int | None:
+    """The size an ``http(s)://`` server declares for ``url`` (a HEAD request, bounded by the
+    stall window); None if it declares none. `DownloadError` (exit 1) if it fails."""
+    request = urllib.request.Request(url, method="HEAD")
+    with (
+        _download_errors(url, "", what),
+        urllib.request.urlopen(request, timeout=stall_seconds()) as response,
+    ):
+        text = response.headers.get("Content-Length")
+    return int(text) if text is not None and text.strip().isdigit() else None
 
 
 def url_cache_path(url: str) -> Path:

@@ -305,3 +305,31 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
         _fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_new_dir(
+    folder: Path, ours: Any, what: str, ignore: tuple[str, ...] = (), option: str = "--out"
+) -> list[str]:
+    """Refuse (`ConfigError`, exit 2, nothing written) an output folder that is not new, empty
+    or ours: a file, or a non-empty folder for which ``ours(folder)`` is False (a user's folder,
+    or ``--out .``, is never written into). Returns its entries (less ``ignore``).
+
+    ``what`` names what is written there ("run", "shard set") and ``option`` the argument
+    that chose the folder, in the message.
+    """
+    if not folder.exists() and not folder.is_symlink():
+        return []
+    if not folder.is_dir():
+        raise ConfigError(f"the output directory {folder} exists and is not a directory")
+    try:
+        names = sorted(name for name in os.listdir(folder) if name not in ignore)
+    except OSError as err:
+        raise ConfigError(f"cannot list the output directory {folder}: {err.strerror}") from err
+    if names and not ours(folder):
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ConfigError(
+            f"{folder} is not empty ({shown}) and holds no mlpmixer {what}; a new {what} is "
+            f"written only into a new or empty directory: choose another {option} (nothing "
+            "was written)"
+        )
+    return names

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 from mlpmixer.cli import cli
 from mlpmixer.data import build_dataset
 from mlpmixer.data.pack import pack_shards
-from mlpmixer.data.shards import EpochOrder, ShardStream
+from mlpmixer.data.shards import EpochOrder, GlobalBatchStream, ShardStream
 from mlpmixer.errors import ConfigError, DataError, DownloadError
 from shard_helpers import CLASSES, make_shards, make_tree, serve
 
@@ -231,7 +232,7 @@ def test_an_undecodable_image_is_named_or_replaced_with_skip_bad_images(shards, 
 
 def test_a_tar_that_is_not_a_shard_is_named(shards, tmp_path):
     folder = _copy(shards, tmp_path)
-    garbage = b"\x00garbage" * 100
+    garbage = b"\x00garbage" * 1000  # large enough for its count (1 KiB a sample at least)
     (folder / "train-000005.tar").write_bytes(garbage)
     index = json.loads((folder / "index.json").read_text())
     index["splits"]["train"][5].update(
@@ -350,3 +351,30 @@ def test_replaced_samples_are_counted_in_the_run_summary(shards, tmp_path, shard
     lines = (run / "skipped_images.txt").read_text().splitlines()
     assert len(lines) == 1 and f"{shard}, sample {key}" in lines[0]
     assert "skipped 1 unreadable image(s)" in result.output
+
+
+def _global_sequence(n, batch, world, grad_accum, start_step):
+    """The epoch positions of global batches start_step.. as the ranks of a W-process run
+    read them, put together (micro-batch u of rank r is the r-th block of group u)."""
+    steps = n // batch
+    dataset = type("D", (), {"counts": [n]})()
+    options = {"world_size": world, "batch_size": batch, "grad_accum": grad_accum, "steps": steps}
+    streams = [GlobalBatchStream(dataset, seed=0, rank=r, **options) for r in range(world)]
+    micro = range(start_step * grad_accum, steps * grad_accum)
+    return [p for u in micro for stream in streams for p in stream.positions(u)]
+
+
+@pytest.mark.parametrize("start_step", [0, 5, 17])
+def test_global_batches_are_the_same_on_any_number_of_processes(start_step):
+    """Resumed at any step on 1, 2, 3, 4 or 6 processes (with or without accumulation):
+    the same global sample sequence, each position of the epoch once."""
+    batch, n = 24, 1000  # 41 steps of 24; the last 16 positions are dropped
+    for accum, worlds in [(1, (2, 3, 4, 6)), (2, (2, 3, 4, 6)), (4, (2, 3, 6))]:
+        whole = _global_sequence(n, batch, 1, accum, 0)
+        assert sorted(whole) == list(range(41 * batch))
+        for world in worlds:
+            got = _global_sequence(n, batch, world, accum, start_step)
+            assert got == whole[start_step * batch :], (accum, world)
+        group = batch // accum  # consecutive groups come from different lanes
+        starts = [whole[u * group] for u in range(16)]
+        assert all(b - a >= 2 * group for a, b in itertools.pairwise(starts))

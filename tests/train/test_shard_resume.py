@@ -1,5 +1,6 @@
 """Training from shards: kill -9 mid-epoch, --resume, bitwise the same final weights, with one
-process and with two gloo processes (each reading its own part of every epoch)."""
+process and with two gloo processes (each reading its share of every global batch); another
+number of processes: tests/train/test_shard_resume_any_count.py."""
 
 from __future__ import annotations
 
@@ -71,14 +72,8 @@ def test_kill_mid_epoch_then_resume_is_bitwise_identical(shards, tmp_path):
     progress = load_train_state(out)["progress"]
     assert progress["global_step"] == 2 * EVERY and progress["step_in_epoch"] == 2  # mid-epoch
     resume = [sys.executable, "-m", "mlpmixer", "train", "--resume", str(out)]
-    # stopped mid-epoch: another number of processes would cut the rest of the epoch otherwise
-    order_file = out / "data_order.json"
-    assert json.loads(order_file.read_text())["world_size"] == 1
-    order_file.write_text(json.dumps({"world_size": 2, "lanes": 16}))
-    refused = subprocess.run(resume, capture_output=True, text=True, env=ENV, timeout=300)
-    assert refused.returncode == 2, refused.stderr
-    assert "stopped in the middle of epoch 2 with 2 process(es)" in refused.stderr.replace("\n", "")
-    order_file.write_text(json.dumps({"world_size": 1, "lanes": 16}))
+    order = json.loads((out / "data_order.json").read_text())
+    assert order == {"order": "global-batches", "lanes": 16, "world_size": 1}
     resumed = subprocess.run(resume, capture_output=True, text=True, env=ENV, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     # the reference reads without workers: the samples do not depend on the worker count
@@ -111,3 +106,23 @@ def test_two_processes_kill_mid_epoch_then_resume_is_bitwise_identical(shards, t
     _same(load_file(tmp_path / "whole" / "rank1.safetensors"), want)
     for rank in (0, 1):
         _same(load_file(tmp_path / "killed" / f"rank{rank}.safetensors"), want)
+
+
+def test_a_run_read_in_the_older_per_process_order_resumes_with_a_warning(tmp_path, caplog):
+    """Such a run used to be refused mid-epoch on another process count; now every count
+    continues, and only a run from before the global-batch order is warned about."""
+    from mlpmixer.train.sampler import StreamBatchPlan
+    from mlpmixer.train.stream_order import bind_stream_order
+
+    plan = StreamBatchPlan.__new__(StreamBatchPlan)
+    order_file = tmp_path / "data_order.json"
+    order_file.write_text(json.dumps({"world_size": 2, "lanes": 16}))  # the older record
+    with caplog.at_level("WARNING", logger="mlpmixer"):
+        bind_stream_order(plan, tmp_path, 1, True, epoch=1, step_in_epoch=2)
+    assert "older mlpmixer that read shards in another order" in caplog.text
+    assert json.loads(order_file.read_text()) == {"order": "global-batches", "lanes": 16,
+                                                  "world_size": 1}  # fmt: skip
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mlpmixer"):
+        bind_stream_order(plan, tmp_path, 3, True, epoch=1, step_in_epoch=2)
+    assert not caplog.text  # this version's order: any count, no warning

@@ -25,6 +25,7 @@ from .folder import (
     drop_unreadable,
     folder_split,
     is_image_folder,
+    refuse_special_files,
     sample_images,
 )
 from .hf import PREFIX as HF_PREFIX
@@ -148,7 +149,9 @@ def _from_folder(path: Path, split: str, options: dict[str, Any]) -> tuple[Datas
     )
     skip_bad = options["skip_bad_images"]
     skipped: list[str] = []
-    if skip_bad:  # header check of every file; the split's failures are listed in info
+    if not skip_bad:
+        refuse_special_files(files if split == "train" else [*train_files, *files])
+    else:  # header check of every file; the split's failures are listed in info
         files, labels, skipped = drop_unreadable(files, labels)
         if split == "train":
             train_files, train_labels = files, labels

@@ -9,17 +9,15 @@ workers).
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .arrays import stratified_split
-from .images import IMAGE_EXTENSIONS, load_image, resize_image
+from .images import IMAGE_EXTENSIONS, load_image, not_a_file, open_image, resize_image
 from .transforms import WorkerSamples
 
 log = logging.getLogger(__name__)
@@ -34,10 +32,20 @@ def _class_dirs(directory: Path) -> list[Path]:
 
 
 def _images_in(directory: Path) -> list[Path]:
+    """Every entry with an image suffix but folders: FIFOs, device links and broken links
+    too, so that they are refused or listed by name (`not_a_file`), never silently dropped."""
     return sorted(
         p for p in directory.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir() and not p.name.startswith(".")
     )  # fmt: skip
+
+
+def refuse_special_files(files: list[Path]) -> None:
+    """`DataError` naming the first path that is not a regular file (without
+    ``--skip-bad-images``: reading it would block or never end)."""
+    for path in files:
+        if kind := not_a_file(path):
+            raise DataError(f"{path} is {kind}; remove it, or {SKIP_HINT.removeprefix('to ')}")
 
 
 def scan(directory: Path, class_names: list[str]) -> tuple[list[Path], list[int]]:
@@ -108,16 +116,10 @@ def unreadable_reason(path: Path) -> str | None:
     it at load time, see `ImageFileDataset`).
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.width <= 0 or image.height <= 0:
-                    return "zero width or height"
-                image.verify()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return f"more pixels than PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}"
-    except Exception as err:  # any failure makes the file unusable
-        return f"{type(err).__name__}: {err}"
+        with open_image(path) as image:  # refuses FIFOs, devices, bombs, zero sizes first
+            image.verify()
+    except DataError as err:
+        return str(err).removeprefix(f"cannot read image {path}: ")
     return None
 
 

@@ -11,14 +11,20 @@ DataLoader workers. Large data sets: ``mlpmixer data pack hf:NAME OUT`` reads th
 
 from __future__ import annotations
 
+import math
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
+from ..download import MAX_BYTES_ENV, max_download_bytes, stall_seconds
 from ..errors import DataError
-from .images import pil_to_tensor, resize_image
+from .images import check_pixel_count, pil_to_tensor, read_file, resize_image
 from .transforms import SampleAugment, eval_sample, sample_rng, train_sample
 
 PREFIX = "hf:"
@@ -90,8 +96,27 @@ def check_labels(labels: Any, spec: str, split_name: str) -> None:
         )
 
 
+HUB_WAITS = ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT")
+
+
+def bound_hub_waits() -> None:
+    """Give huggingface_hub's waits (metadata, each streamed read) the stall window of our own
+    downloads (``$MLPMIXER_DOWNLOAD_STALL_S``, `mlpmixer.download`), unless the user set its
+    variables: a silent server then ends the read instead of hanging it. This is as far as
+    the window reaches into ``datasets``: its own retries and its reader's trickle handling
+    are its own."""
+    window = max(1, math.ceil(stall_seconds()))
+    constants = sys.modules.get("huggingface_hub.constants")
+    for name in HUB_WAITS:
+        if name not in os.environ:
+            os.environ[name] = str(window)
+            if constants is not None:  # already imported: it read the variables then
+                setattr(constants, name, window)
+
+
 def _load(spec: str, **options: Any) -> Any:
     """The data set's splits (a dict-like of split name -> table) of ``hf:NAME[:CONFIG]``."""
+    bound_hub_waits()
     datasets = _datasets(spec)
     name, _, config = spec.removeprefix(PREFIX).partition(":")
     try:
@@ -126,15 +151,21 @@ def stream_records(
 
     raw = table.cast_column(image, ImageFeature(decode=False))
 
+    cap = max_download_bytes()
+
     def rows() -> Iterator[tuple[bytes, str | None, int, str]]:
         for i, row in enumerate(raw):
             value = row[image] or {}
             data = value.get("bytes")
             if data is None and value.get("path"):
-                with open(value["path"], "rb") as handle:
-                    data = handle.read()
+                data = read_file(Path(value["path"]))  # a regular file only (not a FIFO)
             if data is None:
                 raise DataError(f"{spec}: split {split_name!r} sample {i} has no image")
+            if len(data) > cap:  # the size cap of every remote read (mlpmixer.download)
+                raise DataError(
+                    f"{spec}: split {split_name!r} sample {i} has {len(data):,} bytes, more "
+                    f"than the limit of {cap:,} (${MAX_BYTES_ENV} raises it)"
+                )
             yield data, value.get("path"), row[label], f"{split_name} #{i}"
 
     return names, rows()
@@ -198,6 +229,10 @@ class HFImageDataset(Dataset):
 
     def _pixels(self, image: Any, epoch: int, index: int) -> torch.Tensor:
         size, where = self.img_size, f"{self.name} sample {index}"
+        try:  # datasets opens images lazily: the header is known, no pixel decoded yet
+            check_pixel_count(image.width, image.height)
+        except Image.DecompressionBombError as err:
+            raise DataError(f"cannot read image {where}: {err}, more than PIL's limit") from err
         if not self.uint8:
             tensor = pil_to_tensor(image, self.in_chans)
             return resize_image(tensor, size, self.crop_pct, self.interpolation)

@@ -17,8 +17,12 @@ weights (0.299, 0.587, 0.114), as PIL does.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -90,13 +94,87 @@ def pil_to_tensor(image: Image.Image, in_chans: int | None = 3) -> torch.Tensor:
     return tensor if in_chans is None else adapt_channels(tensor, in_chans)
 
 
-def _bomb_message(path: str | os.PathLike[str]) -> str:
+def _bomb_message(path: object) -> str:
     # not PIL's own text: past twice the limit it quotes that other number
     return (
         f"cannot read image {path}: it has more pixels than PIL's decompression-bomb limit "
         f"of {Image.MAX_IMAGE_PIXELS} pixels; if the file is trusted, raise "
         "PIL.Image.MAX_IMAGE_PIXELS, otherwise remove it"
     )
+
+
+def check_pixel_count(width: int, height: int) -> None:
+    """PIL's ``DecompressionBombError`` if a header's ``width x height`` exceeds
+    ``PIL.Image.MAX_IMAGE_PIXELS``: for decoders other than PIL (simplejpeg), called on the
+    header before any pixel buffer is allocated."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise Image.DecompressionBombError(f"{width}x{height} = {width * height:,} pixels")
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def not_a_file(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` is not a regular file (after links: a link to /dev/zero is a character
+    device), or None. Reading one could block forever (a FIFO) or never end (/dev/zero)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken link" if os.path.islink(path) else None  # absent: said on opening
+    except OSError as err:
+        return f"cannot be examined ({err.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+    return f"{kind}, not a regular file"
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of an image file; `DataError` for what is not a regular file (a FIFO would
+    block, /dev/zero never end) or cannot be read."""
+    if kind := not_a_file(path):
+        raise DataError(f"cannot read image {path}: it is {kind}")
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read image {path}: {err.strerror or err}") from err
+
+
+@contextlib.contextmanager
+def open_image(
+    source: str | os.PathLike[str] | BinaryIO, *, name: object = None
+) -> Iterator[Image.Image]:
+    """The one way images are opened: a PIL image with only its header read, refused before
+    any reading if ``source`` is a path to something other than a regular file (a FIFO would
+    block, /dev/zero never end), and before any decoding if it has zero size or more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``
+    (PIL only warns between the limit and twice it; here both are errors, so a 333-byte
+    file claiming 65000 x 65000 never allocates gigabytes).
+
+    Any failure inside the block (opening, ``load()``, conversion) becomes a `DataError`
+    "cannot read image NAME: ..." (``name`` defaults to the path)."""
+    path = name if name is not None else source
+    if isinstance(source, (str, os.PathLike)) and (kind := not_a_file(source)):
+        raise DataError(f"cannot read image {path}: it is {kind}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                if image.width <= 0 or image.height <= 0:
+                    raise DataError(f"cannot read image {path}: it has zero width or height")
+                check_pixel_count(image.width, image.height)
+                yield image
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(_bomb_message(path)) from err
+    except FileNotFoundError as err:
+        raise DataError(f"cannot read image {path}: no such file") from err
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"cannot read image {path}: {err}") from err
+    except Exception as err:  # PIL's decoders raise assorted types on malformed files
+        raise DataError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
 
 
 def load_image(
@@ -108,29 +186,11 @@ def load_image(
     then name ``name`` (e.g. "shard URL, sample KEY").
 
     Any decoding failure is a `DataError` naming the file: not an image, empty, truncated,
-    zero width or height, or larger than PIL's decompression-bomb limit
-    (``PIL.Image.MAX_IMAGE_PIXELS``; PIL only warns between the limit and twice the limit,
-    here both are errors, so a hostile file cannot make a worker decode gigapixels).
+    zero width or height, or larger than PIL's decompression-bomb limit (`open_image`).
     """
-    source, path = path, name or path  # type: ignore[assignment]  # messages name `path`
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
-                if image.width <= 0 or image.height <= 0:
-                    raise DataError(f"cannot read image {path}: it has zero width or height")
-                image.load()
-                return pil_to_tensor(image, in_chans)
-    except DataError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise DataError(_bomb_message(path)) from err
-    except FileNotFoundError as err:
-        raise DataError(f"cannot read image {path}: no such file") from err
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from err
-    except Exception as err:  # PIL's decoders raise assorted types on malformed files
-        raise DataError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+    with open_image(path, name=name) as image:
+        image.load()
+        return pil_to_tensor(image, in_chans)
 
 
 def resize_image(

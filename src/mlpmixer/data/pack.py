@@ -5,26 +5,35 @@ source is sorted by class), ``samples_per_shard`` records per shard, each record
 image's encoded bytes unchanged (``KEY.jpg``/``.png``/...) and its label (``KEY.cls``). Shards
 are written to a temporary name and renamed when complete; ``index.json`` (class names, and
 per shard its record count, size and SHA-256; see `mlpmixer.data.shards`) is written last,
-so an interrupted pack never leaves an index pointing at missing or partial shards.
+so an interrupted pack never leaves an index pointing at missing or partial shards. The
+index also records each split's shorter image side (min, median, max), which sizes the
+training defaults as a class folder's images do (`mlpmixer.train.data_defaults`).
+
+Every image's header is read first (`mlpmixer.data.images.open_image`): a decompression
+bomb, a zero-sized image or a non-image is left out with a message and listed in
+``OUT/skipped_images.txt``. OUT must be new, empty, or a pack of ours that was interrupted
+(the rule ``train --out`` follows).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import random
+import re
+import statistics
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from ..errors import ConfigError, DataError
-from ..fileio import atomic_path, atomic_write_json
+from ..fileio import atomic_path, atomic_write_json, atomic_write_text, check_new_dir
 from .folder import folder_split, is_image_folder
 from .hf import PREFIX as HF_PREFIX
 from .hf import hf_records
+from .images import open_image, read_file
 from .shards import FORMAT, INDEX_NAME, INSTALL_HINT, LABEL_KEY, VERSION
 
 FIXED_MTIME = 0.0  # the same input packs to byte-identical shards
@@ -49,7 +58,7 @@ def _folder_records(
 
     def records(files: list[Path], labels: list[int]) -> list[Record]:
         return [
-            Record(f.read_bytes, f.suffix.lower().lstrip("."), y, str(f))
+            Record(functools.partial(read_file, f), f.suffix.lower().lstrip("."), y, str(f))
             for f, y in zip(files, labels, strict=True)
         ]
 
@@ -118,6 +127,39 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
+class Screen:
+    """Reads each record once and keeps it only if its header is a usable image (`open_image`:
+    not a decompression bomb, not zero-sized, an image at all); the others are said and
+    listed (``OUT/skipped_images.txt``). Collects each split's shorter image sides, which
+    the index records for sizing training defaults (`mlpmixer.train.data_defaults`)."""
+
+    def __init__(self, progress: Callable[[str], None]) -> None:
+        self.progress = progress
+        self.skipped: list[str] = []
+        self.sides: dict[str, list[int]] = {}
+
+    def records(self, split: str, records: Iterable[Record]) -> Iterator[Record]:
+        sides = self.sides.setdefault(split, [])
+        for record in records:
+            try:
+                data = record.read()
+                with open_image(io.BytesIO(data), name=record.where) as image:
+                    sides.append(min(image.size))
+            except DataError as err:
+                self.skipped.append(str(err).removeprefix("cannot read image "))
+                self.progress(f"skipped: {err}")
+                continue
+            yield Record(lambda data=data: data, record.suffix, record.label, record.where)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """{split: {"min", "median", "max"} of the shorter image side} for the index."""
+        return {
+            split: {"min": min(v), "median": int(statistics.median(v)), "max": max(v)}
+            for split, v in self.sides.items()
+            if v
+        }
+
+
 def _write_split(out: Path, split: str, records: Iterable[Record], per_shard: int, num_classes: int,
                  progress: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
     entries: list[dict[str, Any]] = []
@@ -138,9 +180,9 @@ def suffix_of(data: bytes, hint: str | None) -> str:
     if hint and "." in hint:
         return hint.rsplit(".", 1)[1].lower()
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(io.BytesIO(data)) as image:
             return (image.format or "png").lower().replace("jpeg", "jpg")
-    except Exception:  # an undecodable image is still packed; reading it reports it
+    except DataError:  # `Screen` says why it is unusable and leaves it out
         return "png"
 
 
@@ -179,6 +221,7 @@ def pack_shards(
     out = Path(out)
     if (out / INDEX_NAME).exists():
         raise ConfigError(f"{out} already holds shards ({INDEX_NAME}); choose another OUT")
+    check_new_dir(out, _interrupted_pack, "shard set", option="OUT")
     if source.startswith(HF_PREFIX):
         names, splits = _hf_source(source, {"train": train_split, "test": val_split}, seed)
     elif is_image_folder(Path(source)):
@@ -191,8 +234,11 @@ def pack_shards(
             f"{source}: not a class-folder tree (DIR/<class>/* or DIR/train/<class>/*) nor hf:NAME"
         )
     out.mkdir(parents=True, exist_ok=True)
+    screen = Screen(progress)
     entries = {
-        split: _write_split(out, split, records, samples_per_shard, len(names), progress)
+        split: _write_split(
+            out, split, screen.records(split, records), samples_per_shard, len(names), progress
+        )
         for split, records in splits.items()
     }
     index = {
@@ -201,6 +247,19 @@ def pack_shards(
         "source": source,
         "class_names": list(names),
         "splits": entries,
+        "image_sides": screen.summary(),
     }
+    if screen.skipped:
+        atomic_write_text(out / SKIPPED_FILE, "".join(line + "\n" for line in screen.skipped))
+        progress(f"left out {len(screen.skipped)} unusable images (listed in {out / SKIPPED_FILE})")
     atomic_write_json(out / INDEX_NAME, index)
     return index
+
+
+SKIPPED_FILE = "skipped_images.txt"
+_OUR_FILES = re.compile(r"((train|test)-\d{6}\.tar|\..*\.mlpmixer-.*\.tmp|skipped_images\.txt)")
+
+
+def _interrupted_pack(folder: Path) -> bool:
+    """Whether ``folder`` holds only what an interrupted pack leaves (shards, temporaries)."""
+    return all(_OUR_FILES.fullmatch(path.name) for path in folder.iterdir())

@@ -16,14 +16,21 @@ so the same index works from a local folder, ``https://``, ``s3://`` or ``gs://`
 ``s3fs``/``gcsfs`` must be installed for the last two).
 
 `ShardDataset` is map-style in index order (evaluation, statistics); training reads
-`ShardStream`, an iterable over one process's part of a seeded epoch order (see
-`EpochOrder`), so every process reads a disjoint part and a resumed run starts at the exact
-sample where the interrupted one stopped.
+`GlobalBatchStream`, an iterable over one process's share of each global batch of a seeded
+epoch order (see `EpochOrder`): the global batches do not depend on the number of
+processes, so a resumed run starts at the exact sample where the interrupted one stopped,
+on any number of processes. Evaluation reads `ShardStream`, one contiguous part a process.
+
+``https://`` reads (index, sizes, shards) go through `mlpmixer.download`'s reader: a stall
+window, a size cap (the index: `INDEX_MAX_BYTES`; a shard: the bytes its entry records) and
+a one-line `DownloadError` (exit 1). Every index value is type- and bound-checked before use.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import io
@@ -40,6 +47,14 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from ..download import (
+    MAX_BYTES_ENV,
+    RemoteNotFoundError,
+    is_http,
+    max_download_bytes,
+    read_url,
+    url_size,
+)
 from ..errors import DataError, DownloadError
 from .images import IMAGE_EXTENSIONS, load_image, resize_image
 from .transforms import WorkerSamples
@@ -73,6 +88,8 @@ class ShardIndex:
     base: str  # folder or URL the shard names are relative to
     class_names: tuple[str, ...]
     splits: dict[str, tuple[ShardEntry, ...]]
+    # {split: {"min", "median", "max"} shorter image side}, as `pack` records it (may be absent)
+    image_sides: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def url(self, entry: ShardEntry) -> str:
         return (
@@ -122,56 +139,149 @@ def _open_error(location: str, err: Exception, what: str) -> Exception:
     return DownloadError(f"cannot read {what} {location}: {type(reason).__name__}: {reason}")
 
 
-def read_bytes(location: str, what: str = "shard") -> bytes:
-    """The bytes at a path or fsspec URL; a clear error naming it when absent or unreachable."""
+@contextlib.contextmanager
+def _absent_as_data_error(location: str, what: str) -> Iterator[None]:
+    """A 404 is a wrong path (`DataError`, exit 2), as a missing local file is."""
+    try:
+        yield
+    except RemoteNotFoundError as err:
+        raise DataError(f"{what} {location} does not exist (the server answered 404)") from err
+
+
+def read_bytes(
+    location: str, what: str = "shard", limit: int | None = None, note: str | None = None
+) -> bytes:
+    """The bytes at a path or URL, at most ``limit`` (default `max_download_bytes`); a clear
+    error naming it when absent, unreachable, stalled or too large.
+
+    ``http(s)://`` is read by `mlpmixer.download.read_url` (the stall window and size cap of
+    checkpoint downloads, `DownloadError`, exit 1); other URLs and paths by fsspec.
+    """
+    cap = limit or max_download_bytes()
+    if is_http(location):
+        with _absent_as_data_error(location, what):
+            return read_url(location, cap, f"read {what}", note)
     try:
         with _fsspec().open(location, "rb") as handle:
-            return handle.read()
+            data = handle.read(cap + 1)
     except ImportError as err:  # fsspec's http/s3/gs back-ends are optional packages
         raise DataError(f"{location}: {err}; {INSTALL_HINT} (s3: s3fs, gs: gcsfs)") from err
     except Exception as err:  # fsspec and its back-ends raise many types
         raise _open_error(location, err, what) from err
+    if len(data) > cap:
+        reason = note or f"${MAX_BYTES_ENV} raises the limit"
+        raise DataError(f"{what} {location} is larger than {cap:,} bytes ({reason})")
+    return data
+
+
+# An index is a few hundred bytes per shard: 64 MiB is ~400,000 shards (ImageNet-21k at
+# 1024 samples per shard needs ~14,000); more is an endless or hostile body, not an index.
+INDEX_MAX_BYTES = 64 * 2**20
+MAX_CLASSES = 1_000_000
+MIN_SAMPLE_BYTES = 1024  # a tar member is a 512-byte header + >= 512 bytes of data
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _int_field(raw: dict[str, Any], key: str, where: str) -> int:
+    value = raw.get(key)
+    if type(value) is not int:  # not bool, float or a string of digits
+        raise DataError(f"{where}.{key}: expected an integer, got {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _entry(raw: Any, where: str) -> ShardEntry:
-    try:
-        entry = ShardEntry(
-            str(raw["name"]), int(raw["count"]), int(raw["bytes"]), str(raw["sha256"])
+    """One shard entry, its types and bounds checked; errors name ``where`` and the key."""
+    if not isinstance(raw, dict):
+        raise DataError(f"{where}: expected a shard entry (an object), got {_short(raw)}")
+    name, sha256 = raw.get("name"), raw.get("sha256")
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+        raise DataError(f"{where}.name: expected a file name, got {_short(name)}")
+    if name.startswith(".") or len(name) > 255 or not name.isprintable():
+        raise DataError(f"{where}.name: {_short(name)} is not a plain file name")
+    nbytes, count = _int_field(raw, "bytes", where), _int_field(raw, "count", where)
+    cap = max_download_bytes()
+    if not 0 < nbytes <= cap:
+        raise DataError(f"{where}.bytes: {nbytes} is outside 1..{cap} (${MAX_BYTES_ENV})")
+    if not 0 < count <= nbytes // MIN_SAMPLE_BYTES:
+        raise DataError(
+            f"{where}.count: {count} samples cannot be in a shard of {nbytes} bytes (at most "
+            f"{nbytes // MIN_SAMPLE_BYTES}: each takes >= {MIN_SAMPLE_BYTES} bytes of a tar)"
         )
-    except (KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{where}: malformed shard entry {raw!r} ({err})") from err
-    if entry.count <= 0 or "/" in entry.name or entry.name.startswith("."):
-        raise DataError(f"{where}: invalid shard entry {raw!r}")
-    return entry
+    if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+        raise DataError(f"{where}.sha256: expected 64 lowercase hex digits, got {_short(sha256)}")
+    return ShardEntry(name, count, nbytes, sha256)
+
+
+def _load_json(data: bytes, location: str) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError as err:  # "[[[[..." deeper than Python's stack
+        raise DataError(f"{location}: not a shard index (JSON nested too deeply)") from err
+    except ValueError as err:
+        raise DataError(f"{location}: not a valid shard index ({err})") from err
+
+
+def _class_names(names: Any, location: str) -> tuple[str, ...]:
+    if not isinstance(names, list) or not 0 < len(names) <= MAX_CLASSES:
+        raise DataError(f"{location}: class_names: expected a list of 1..{MAX_CLASSES} names")
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise DataError(f"{location}: class_names[{i}]: expected a string, got {_short(name)}")
+    return tuple(names)
 
 
 def parse_index(data: bytes, location: str) -> ShardIndex:
-    """`ShardIndex` from the bytes of ``index.json``; `DataError` naming what is wrong."""
-    try:
-        raw = json.loads(data)
-    except ValueError as err:
-        raise DataError(f"{location}: not a valid shard index ({err})") from err
+    """`ShardIndex` from the bytes of ``index.json``; `DataError` naming the key that is wrong."""
+    raw = _load_json(data, location)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise DataError(f"{location}: not an mlpmixer shard index (format != {FORMAT!r})")
     if raw.get("version") != VERSION:
         raise DataError(
-            f"{location}: shard index version {raw.get('version')!r}, expected {VERSION}"
+            f"{location}: shard index version {_short(raw.get('version'))}, expected {VERSION}"
         )
-    names = raw.get("class_names")
+    names = _class_names(raw.get("class_names"), location)
     splits = raw.get("splits")
-    if not isinstance(names, list) or not names or not isinstance(splits, dict):
-        raise DataError(f"{location}: the index needs class_names and splits")
-    parsed = {
-        str(split): tuple(_entry(item, location) for item in entries)
-        for split, entries in splits.items()
-    }
+    if not isinstance(splits, dict) or not splits:
+        raise DataError(f"{location}: splits: expected an object of split name -> shard list")
+    parsed = {}
+    for split, entries in splits.items():
+        if not isinstance(entries, list) or not entries:
+            raise DataError(f"{location}: splits.{split}: expected a non-empty list of shards")
+        where = f"{location}: splits.{split}"
+        parsed[split] = tuple(_entry(item, f"{where}[{i}]") for i, item in enumerate(entries))
     base = location.rsplit("/", 1)[0] if "://" in location else str(Path(location).parent)
-    return ShardIndex(base, tuple(str(n) for n in names), parsed)
+    return ShardIndex(base, names, parsed, _image_sides(raw.get("image_sides", {}), location))
+
+
+MAX_SIDE = 1 << 20  # pixels: PIL's bomb limit allows no image near this on its shorter side
+
+
+def _image_sides(raw: Any, location: str) -> dict[str, dict[str, int]]:
+    """The optional ``image_sides`` of an index, each value an integer in 1..`MAX_SIDE`."""
+    if not isinstance(raw, dict):
+        raise DataError(f"{location}: image_sides: expected an object, got {_short(raw)}")
+    sides = {}
+    for split, stats in raw.items():
+        where = f"{location}: image_sides.{split}"
+        if not isinstance(stats, dict):
+            raise DataError(f"{where}: expected an object, got {_short(stats)}")
+        for key in ("min", "median", "max"):
+            value = _int_field(stats, key, where)
+            if not 0 < value <= MAX_SIDE:
+                raise DataError(f"{where}.{key}: {value} is outside 1..{MAX_SIDE}")
+        sides[str(split)] = {key: stats[key] for key in ("min", "median", "max")}
+    return sides
 
 
 def read_index(text: str) -> ShardIndex:
     location = index_location(text)
-    return parse_index(read_bytes(location, "shard index"), location)
+    data = read_bytes(location, "shard index", INDEX_MAX_BYTES, "the limit for a shard index")
+    return parse_index(data, location)
 
 
 def _listed_sizes(fs: Any, base: str) -> dict[str, int]:
@@ -184,17 +294,34 @@ def _listed_sizes(fs: Any, base: str) -> dict[str, int]:
     return {name: int(size) for name, size in sizes if size is not None}
 
 
+def _http_size(url: str) -> int | None:
+    what = "shard (listed in the index)"
+    with _absent_as_data_error(url, what):
+        return url_size(url, f"read {what}")
+
+
+def _fs_sizes(index: ShardIndex, entries: tuple[ShardEntry, ...]) -> dict[str, int | None]:
+    """{shard name: size} from fsspec (local folders, s3, gs)."""
+    fs, _ = _fsspec().core.url_to_fs(index.base)
+    listed: dict[str, int | None] = dict(_listed_sizes(fs, index.base))  # one request a bucket
+    for entry in entries:
+        if listed.get(entry.name) is None:
+            url = index.url(entry)
+            try:
+                listed[entry.name] = fs.info(url).get("size")
+            except Exception as err:  # absent, unreachable, refused
+                raise _open_error(url, err, "shard (listed in the index)") from err
+    return listed
+
+
 def check_shards(index: ShardIndex, entries: tuple[ShardEntry, ...]) -> None:
     """Every listed shard exists with the size the index records (before any training)."""
-    fs, _ = _fsspec().core.url_to_fs(index.base)
-    listed = _listed_sizes(fs, index.base)  # one request for a bucket, not one per shard
+    if is_http(index.base):  # one HEAD per shard, each bounded by the stall window
+        sizes = {entry.name: _http_size(index.url(entry)) for entry in entries}
+    else:
+        sizes = _fs_sizes(index, entries)
     for entry in entries:
-        url = index.url(entry)
-        size = listed.get(entry.name)
-        try:
-            size = fs.info(url).get("size") if size is None else size
-        except Exception as err:  # absent, unreachable, refused
-            raise _open_error(url, err, "shard (listed in the index)") from err
+        url, size = index.url(entry), sizes[entry.name]
         if size is not None and int(size) != entry.nbytes:
             raise DataError(
                 f"shard {url} has {size} bytes but the index records {entry.nbytes}: it is "
@@ -341,7 +468,8 @@ class ShardDataset(WorkerSamples, Dataset):
         if number not in self._cache:
             entry = self.entries[number]
             url = self.index.url(entry)
-            samples = parse_shard(read_bytes(url), url, entry.sha256, entry.count)
+            data = read_bytes(url, limit=entry.nbytes, note="the size the index records")
+            samples = parse_shard(data, url, entry.sha256, entry.count)
             recent = list(self._cache.items())[-(self.keep - 1) :] if self.keep > 1 else []
             self._cache = {**dict(recent), number: samples}
         return self._cache[number]
@@ -474,3 +602,44 @@ class ShardStream(IterableDataset):
                 records = order.records(shard)
                 image, label = self.dataset.item(shard, record, records, self.epoch)
                 yield image, (label if position < total else -1)
+
+
+class GlobalBatchStream(ShardStream):
+    """This process's share of an epoch of *global* batches that do not depend on the number
+    of processes, so a run resumed mid-epoch on any number continues the same sample sequence.
+
+    A global batch of B samples is ``grad_accum`` groups of B / grad_accum consecutive
+    positions of the epoch order (`EpochOrder`); group u (u = step x grad_accum + part) is
+    the u // LANES-th group of lane u % LANES, the lanes being `LANES` contiguous runs of
+    whole groups, so consecutive groups read different regions (shards) of the epoch.
+    Process r of W takes the r-th of W contiguous blocks of each group as its micro-batch:
+    a micro-batch comes from one lane, so DataLoader workers (a divisor of `LANES`, taking
+    micro-batches in turn) read disjoint lanes and a process reads each of its shards once.
+    A process reads the shards its blocks overlap, about (G/W + shard size) / G of the epoch
+    for groups of G samples (ImageNet, B = 4096 without accumulation, 1024-sample shards: 50%
+    at W = 8, 25% at W = 64; 256-sample shards: 17%, 6%; with grad_accum 8 every shard), where
+    an order cut into one part per process read 1/W: the price of a sequence that does not
+    depend on W. The sequence depends on ``grad_accum``, which a resumed run keeps.
+    """
+
+    def __init__(
+        self, dataset: ShardDataset, *, seed: int, rank: int, world_size: int, batch_size: int,
+        grad_accum: int, steps: int,
+    ) -> None:  # fmt: skip
+        micro_batch = batch_size // (world_size * grad_accum)
+        super().__init__(dataset, seed=seed, shuffle=True, rank=rank, world_size=world_size,
+                         micro_batch=micro_batch, per_rank=steps * micro_batch * grad_accum)  # fmt: skip
+        self.group, self.grad_accum = batch_size // grad_accum, grad_accum
+        self.num_micro = steps * grad_accum
+        sizes = [len(range(lane, self.num_micro, LANES)) for lane in range(LANES)]
+        self.group_starts = [sum(sizes[:lane]) * self.group for lane in range(LANES)]
+
+    def group_positions(self, group: int) -> range:
+        """Epoch positions of group ``group`` (of every process), the same for any number."""
+        first = self.group_starts[group % LANES] + (group // LANES) * self.group
+        return range(first, first + self.group)
+
+    def positions(self, micro: int) -> range:
+        """Epoch positions of this process's micro-batch ``micro``: its block of that group."""
+        first = self.rank * self.micro_batch
+        return self.group_positions(micro)[first : first + self.micro_batch]

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from .images import pil_array
+from .images import check_pixel_count, pil_array
 from .randaugment import randaugment
 from .tf_resize import (
     area_resize,
@@ -224,6 +224,7 @@ def _decode_simplejpeg(
     fast_dct: bool,
 ) -> tuple[np.ndarray, Box]:  # fmt: skip
     height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    check_pixel_count(width, height)  # before simplejpeg allocates (PIL's path checks on open)
     box = box_of(height, width)
     need_h, need_w = _needed(box, height, width, size) if reduce else (0, 0)
     array = simplejpeg.decode_jpeg(

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from ..data.images import IMAGE_EXTENSIONS
+from ..data.images import IMAGE_EXTENSIONS, not_a_file
 from ..data.transforms import eval_sample
-from ..errors import ConfigError, MixerError
+from ..errors import ConfigError, DataError, MixerError
 from ..models.base import MlpFamilyModel
 from ..models.config import MixerConfig
 from ..progress import Ticker
@@ -91,6 +91,8 @@ def _images_at(path: Path) -> list[Path] | None:
 def prepare_image(path: str | os.PathLike[str], config: MixerConfig) -> torch.Tensor:
     """One file -> (in_chans, H, W) float32 in [0, 1] at the config's size (not normalised):
     `eval_sample`'s uint8 pixels / 255, exactly what evaluation feeds the model."""
+    if kind := not_a_file(path):  # a FIFO would block the decoder, /dev/zero never end
+        raise DataError(f"cannot read image {path}: it is {kind}")
     size = tuple(config.img_size)
     pixels = eval_sample(path, size, config.crop_pct, config.in_chans, config.interpolation)
     return pixels.float() / 255.0

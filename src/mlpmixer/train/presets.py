@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import Sequence
 from importlib.resources.abc import Traversable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
@@ -127,12 +126,11 @@ def resolve_config(
 def _fit_to_data(
     config: TrainConfig, finetune: bool = False
 ) -> tuple[TrainConfig, FolderFacts | None]:
-    """``config`` sized for its data when that is a class folder (and the folder's facts);
-    ``finetune``: only batch and length (the checkpoint decides model and size)."""
-    from .data_defaults import fit_finetune_to_folder, fit_to_folder, folder_facts
+    """``config`` sized for its data (a class folder, shards or ``hf:NAME``) and the data's
+    facts; ``finetune``: only batch and length (the checkpoint decides model and size)."""
+    from .data_defaults import data_facts, fit_finetune_to_folder, fit_to_folder
 
-    d = config.data
-    facts = folder_facts(Path(d.dataset).expanduser(), d.val_fraction, config.train.seed)
+    facts = data_facts(config)
     if facts is None:
         return config, None
     fit = fit_finetune_to_folder if finetune else fit_to_folder

@@ -295,7 +295,7 @@ def _stream_loaders(
     config: TrainConfig, dist: DistInfo, options: dict[str, Any], train_set: ShardDataset,
     test_set: Dataset,
 ) -> tuple[DataLoader, StreamBatchPlan, DataLoader]:  # fmt: skip
-    """Shards: each process streams its part of the epoch (`StreamBatchPlan`).
+    """Shards: each process streams its share of every global batch (`StreamBatchPlan`).
 
     Workers are re-created each epoch (the stream's epoch and start position travel with
     it), and their count is rounded down to a divisor of `LANES`, so each reads whole lanes.

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..checkpoints.train_state import checkpoint_path, load_train_state
 from ..errors import CheckpointError, ConfigError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, check_new_dir
 from ..layout import RUN_CONFIG_FILE, RUN_ID_FILE
 from .config import TrainConfig, load_config
 from .lock import LOCK_FILE
@@ -101,32 +101,14 @@ def is_run_dir(run_dir: Path) -> bool:
 # --- a new run's directory --------------------------------------------------------------------
 
 
-def _contents(run_dir: Path) -> list[str]:
-    return sorted(name for name in os.listdir(run_dir) if name != LOCK_FILE)
-
-
 def check_out_dir(run_dir: Path) -> None:
     """Refuse (`ConfigError`, exit 2, nothing written) a directory a new run must not use.
 
     Allowed: a path that does not exist, an empty directory, a run of ours that stopped before
     its first checkpoint. Refused: a file, a user's folder, a run with a checkpoint.
     """
-    if not run_dir.exists() and not run_dir.is_symlink():
+    if not check_new_dir(run_dir, is_run_dir, "run", ignore=(LOCK_FILE,)):
         return
-    if not run_dir.is_dir():
-        raise ConfigError(f"the run directory {run_dir} exists and is not a directory")
-    try:
-        names = _contents(run_dir)
-    except OSError as err:
-        raise ConfigError(f"cannot list the run directory {run_dir}: {err.strerror}") from err
-    if not names:
-        return
-    if not is_run_dir(run_dir):
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        raise ConfigError(
-            f"{run_dir} is not empty ({shown}) and holds no mlpmixer run; a run is written "
-            "only into a new or empty directory: choose another --out (nothing was written)"
-        )
     last = checkpoint_path(run_dir)
     if last.exists() or last.is_symlink():
         raise ConfigError(

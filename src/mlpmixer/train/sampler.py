@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
-from ..data.shards import ShardDataset, ShardStream
+from ..data.shards import GlobalBatchStream, ShardDataset
 from ..errors import ConfigError
 
 
@@ -99,13 +99,14 @@ class ShardSampler(Sampler[int]):
 
 
 class StreamBatchPlan:
-    """`TrainBatchSampler`'s interface for a `ShardStream` (shards read in sequence).
+    """`TrainBatchSampler`'s interface for a `GlobalBatchStream` (shards read in sequence).
 
-    A global batch is ``batch_size`` positions of the epoch order: process r of w reads the
-    r-th of w contiguous parts of the epoch (``steps_per_epoch x batch_size / w`` positions;
-    the last incomplete global batch is dropped, as for folders) in micro-batches of
-    ``batch_size / (w x grad_accum)``. `set_epoch` skips ``start_step`` steps' micro-batches,
-    so a resumed run continues at the exact sample where the interrupted one stopped.
+    Global batch k is ``grad_accum`` groups of ``batch_size / grad_accum`` consecutive
+    positions of the epoch order, the same for any number of processes (the last incomplete
+    global batch is dropped, as for folders); process r of w takes the r-th of w contiguous
+    blocks of each group as a micro-batch of ``batch_size / (w x grad_accum)``. `set_epoch` skips ``start_step`` global batches, so a
+    resumed run continues at the exact sample where the interrupted one stopped, on any
+    number of processes.
     """
 
     def __init__(
@@ -116,10 +117,9 @@ class StreamBatchPlan:
         self.num_examples, self.batch_size = check.num_examples, check.batch_size
         self.micro_batch_size, self.grad_accum = check.micro_batch_size, grad_accum
         self.steps_per_epoch = check.steps_per_epoch
-        per_rank = self.steps_per_epoch * self.batch_size // world_size
-        self.stream = ShardStream(
-            dataset, seed=seed, shuffle=True, rank=rank, world_size=world_size,
-            micro_batch=self.micro_batch_size, per_rank=per_rank,
+        self.stream = GlobalBatchStream(
+            dataset, seed=seed, rank=rank, world_size=world_size, batch_size=self.batch_size,
+            grad_accum=grad_accum, steps=self.steps_per_epoch,
         )  # fmt: skip
         self.epoch, self.start_step = 0, 0
 
