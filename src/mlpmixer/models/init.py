@@ -73,7 +73,7 @@ def linear(in_features: int, out_features: int) -> nn.Linear:
 def conv(
     in_chans: int, out_chans: int, kernel: tuple[int, int], stride: tuple[int, int]
 ) -> nn.Conv2d:
-    """``nn.Conv2d(in_chans, out_chans, kernel, stride)``; uninitialised inside `deferred_init()`."""
+    """``nn.Conv2d(in_chans, out_chans, kernel, stride)``, uninitialised in `deferred_init()`."""
     return _built(nn.Conv2d, in_chans, out_chans, kernel_size=kernel, stride=stride)
 
 

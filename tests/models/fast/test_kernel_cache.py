@@ -163,15 +163,21 @@ def test_the_key_is_private_and_outside_the_cache(fresh, tmp_path):
     assert kernel_cache.tag_key() == key.read_bytes()  # the next process reads the same key
 
 
-def test_an_unusable_key_folder_gives_a_key_of_this_process_only(fresh, tmp_path, monkeypatch):
+def test_an_unusable_key_folder_means_a_build_of_this_process_only(fresh, tmp_path, monkeypatch):
     shared = tmp_path / "shared-config"
     (shared / "mlpmixer").mkdir(parents=True)
     (shared / "mlpmixer").chmod(0o777)  # anyone could write a key there
     (shared / "mlpmixer" / kernel_cache.KEY_NAME).write_bytes(b"k" * 32)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(shared))
-    assert kernel_cache.tag_key() == kernel_cache._PROCESS_KEY != b"k" * 32
-    result = _probe()  # each process builds and loads its own library: still fused, right
+    assert kernel_cache.tag_key() is None
+    marker = tmp_path / "constructor-ran"
+    _replace(fresh, _planted_source(marker, garbage=False))
+    tag = hmac.new(b"k" * 32, fresh.read_bytes(), hashlib.sha256).hexdigest()
+    fresh.with_name(fresh.name + kernel_cache.TAG_SUFFIX).write_text(tag)  # the shared key's
+    planted = fresh.read_bytes()
+    result = _probe()  # builds its own library, loads that, caches nothing
     assert result["fused"] and result["error"] < 1e-5
+    assert not marker.exists() and fresh.read_bytes() == planted
 
 
 def test_a_process_running_as_you_can_still_plant_a_library(fresh, tmp_path):

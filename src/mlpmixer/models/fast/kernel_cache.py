@@ -14,10 +14,10 @@ trusted for being there:
   and its bytes carry that tag: whatever else lands in the cache folder (a library and a plain
   digest written there, a cache copied from another machine or account, restored from a
   backup, unpacked from an archive, a folder ``MLPMIXER_CACHE`` was pointed at) is rebuilt
-  over and never loaded. Where the key folder cannot be used, the key lives in this process
-  only (every process then builds its own library). The bytes checked are the bytes loaded
-  (copied to a fresh private file for ``dlopen``), so the file cannot be swapped between the
-  check and the load;
+  over and never loaded. Where the key folder cannot be used, nothing is cached or read from
+  the cache: the process builds its own library and loads only that. The bytes checked are
+  the bytes loaded (copied to a fresh private file for ``dlopen``), so the file cannot be
+  swapped between the check and the load;
 * what no check here can stop: a process running as this user can read the key (or edit this
   package's own ``.py`` files, or set ``LD_PRELOAD``); the cache defends against other users,
   files that did not come from a build of this user's, corruption and stale builds, not
@@ -53,7 +53,6 @@ from ...cpu_kind import this_cpu
 DEFAULT_TIMEOUT_S = 120.0
 KEY_NAME = "kernel-cache.key"
 _KEY_BYTES = 32
-_PROCESS_KEY = secrets.token_bytes(_KEY_BYTES)  # when no key folder can be used
 TAG_SUFFIX = ".hmac"
 FAILED_MARKER_TTL_S = 24 * 3600.0  # a failed build is retried after a day (or at once, if deleted)
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
@@ -204,13 +203,13 @@ def _new_key(dir_fd: int) -> None:
         os.unlink(tmp, dir_fd=dir_fd)
 
 
-def tag_key() -> bytes:
-    """The key of the libraries' tags: read (or first made) in `key_dir`; this process's own
-    random key where that folder is unusable (shared, someone else's, not writable)."""
+def tag_key() -> bytes | None:
+    """The key of the libraries' tags: read (or first made) in `key_dir`; None where that
+    folder is unusable (shared, someone else's, not writable)."""
     try:
         dir_fd = open_private_dir(key_dir())
     except KernelUnavailable:
-        return _PROCESS_KEY
+        return None
     try:
         key = _private_file(dir_fd, KEY_NAME)
         if key is None:
@@ -220,7 +219,7 @@ def tag_key() -> bytes:
         key = None
     finally:
         os.close(dir_fd)
-    return key if key is not None and len(key) == _KEY_BYTES else _PROCESS_KEY
+    return key if key is not None and len(key) == _KEY_BYTES else None
 
 
 def _tag(key: bytes, data: bytes) -> bytes:
@@ -263,9 +262,10 @@ def _atomic_write(directory: Path, name: str, data: bytes) -> None:
 
 
 def _build(
-    directory: Path, name: str, cc: str, source: Path, flags: Sequence[str], key: bytes
-) -> None:
-    """Compile ``source`` into ``directory/name`` and write its tag (atomic, no half files)."""
+    directory: Path, name: str, cc: str, source: Path, flags: Sequence[str], key: bytes | None
+) -> bytes:
+    """Compile ``source``; with a ``key``, into ``directory/name`` with its tag (atomic, no half
+    files). Returns the library's bytes."""
     with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
         built, obj = Path(tmp) / name, Path(tmp) / "kernel.o"
         run_compiler([cc, *flags, "-c", str(source), "-o", str(obj)])
@@ -273,8 +273,10 @@ def _build(
         # process) into a shared library built with -funsafe-math-optimizations.
         run_compiler([cc, "-shared", "-fopenmp", str(obj), "-o", str(built), "-lm"])
         data = built.read_bytes()
-        _atomic_write(directory, name + TAG_SUFFIX, _tag(key, data))
-        os.replace(built, directory / name)
+        if key is not None:
+            _atomic_write(directory, name + TAG_SUFFIX, _tag(key, data))
+            os.replace(built, directory / name)
+        return data
 
 
 def _remove(directory: Path, name: str) -> None:
@@ -338,10 +340,13 @@ def load(
             version = run_compiler([cc, "--version"])
             parts = [text, " ".join(flags).encode(), version.encode(), _cpu_key()]
             name = f"{stem}-{hashlib.sha256(bytes(1).join(parts)).hexdigest()[:16]}.so"
-            data = _verified_bytes(dir_fd, directory, name, key)
-            if data is None:
-                _build(directory, name, cc, source, flags, key)
+            if key is None:  # no key to verify a cached file with: this process's own build
+                data = _build(directory, name, cc, source, flags, None)
+            else:
                 data = _verified_bytes(dir_fd, directory, name, key)
+                if data is None:
+                    _build(directory, name, cc, source, flags, key)
+                    data = _verified_bytes(dir_fd, directory, name, key)
         except (KernelUnavailable, OSError) as err:
             _atomic_write(directory, marker.name, str(err).encode())
             raise KernelUnavailable(f"build failed: {err}") from None
