@@ -1,4 +1,6 @@
-"""benchmarks/gpu_check.py off the GPU: the JSON's shape (dry run), test counts, the summary."""
+"""benchmarks/gpu_check.py and gpu_check.sh off the GPU: their options and help, the targets,
+the JSON's shape (dry run), test counts, the summary (issue 25 item 7: `make gpu-check` stays
+ready for the first GPU lent)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,39 @@ def _script():
 
 def _row(impl, mode, compiled, ms, mfu):
     return {"impl": impl, "mode": mode, "compiled": compiled, "step_ms": ms, "mfu": mfu}
+
+
+def test_the_targets_are_the_issues():
+    assert _script().TARGETS == {"mfu_infer": 0.65, "mfu_train": 0.45, "vs_timm_compiled": 1.05}
+
+
+def test_the_python_check_has_help_and_refuses_to_run_without_a_gpu(capsys):
+    gpu = _script()
+    with pytest.raises(SystemExit) as done:
+        gpu.parse_args(["--help"])
+    assert done.value.code == 0 and "--dry-run" in capsys.readouterr().out
+    if gpu.torch.cuda.is_available():
+        pytest.skip("a GPU is here: the check would run")
+    with pytest.raises(SystemExit) as done:
+        gpu.parse_args([])
+    assert done.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+    args = gpu.parse_args(["--dry-run"])  # the CPU stand-in: tiny model, no compile
+    assert (args.device, args.model, args.no_compile) == ("cpu", "mixer_t4_28", True)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_shell_script_has_help_and_refuses_unknown_options():
+    script = str(ROOT / "benchmarks" / "gpu_check.sh")
+    shown = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and "Usage:" in shown.stdout and "1.05x" in shown.stdout
+    assert "set -euo" not in shown.stdout  # the header only
+    wrong = subprocess.run(["bash", script, "--gpu"], capture_output=True, text=True, timeout=30)
+    assert wrong.returncode == 2 and "usage:" in wrong.stderr
+
+
+def test_makefile_runs_the_shell_script():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "gpu-check:" in makefile and "bash benchmarks/gpu_check.sh" in makefile
 
 
 def test_summary_takes_our_best_variant_against_timm_eager_and_compiled():

@@ -230,10 +230,10 @@ def _init_only_on_meta(monkeypatch):
 
     real_init = base.init_weights
 
-    def checked(model):
+    def checked(model, *args):
         real = [name for name, p in model.named_parameters() if not p.is_meta]
         assert not real, f"random init of weights that the checkpoint overwrites: {real[:3]}"
-        real_init(model)
+        real_init(model, *args)
 
     monkeypatch.setattr(base, "init_weights", checked)
 

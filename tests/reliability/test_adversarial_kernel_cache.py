@@ -4,6 +4,10 @@ Before (issue 16, item 1): a shared library at ``$MLPMIXER_CACHE/ops/gelu_kernel
 was loaded by every command: its constructor ran and its ``gelu_fwd_f32`` changed every output
 (eval exit 0, top-1 0.10); a hanging ``$CC`` hung ``predict``. Here ``mlpmixer predict`` runs
 as a user would, in its own process, against a cache holding a hostile library.
+
+Issue 25 item 6: the same library with a matching ``.sha256`` beside it — all a plain digest
+asks for — was loaded, its constructor run inside ``dlopen``. Tags are now keyed (HMAC under a
+key outside the cache folder, see models/fast/kernel_cache.py).
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ def setup(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(images / f"{i}.png")
-    env = {"MLPMIXER_CACHE": str(tmp_path / "cache"), "MLPMIXER_FUSED_GELU": "1"}
+    env = {"MLPMIXER_CACHE": str(tmp_path / "cache"), "MLPMIXER_FUSED_GELU": "1",
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}  # fmt: skip
     reference, _ = _predict(images, checkpoint, {**env, "MLPMIXER_FUSED_GELU": "0"})
     _predict(images, checkpoint, env)  # builds the real kernel into the cache
     (so,) = (tmp_path / "cache" / "ops").glob("gelu_kernel-*.so")
@@ -98,6 +103,19 @@ def test_predict_with_a_planted_library_neither_runs_it_nor_changes_outputs(setu
     assert not marker.exists(), "the planted library's constructor ran"
     assert _same(out, reference), (out, reference)
     assert "Traceback" not in stderr
+
+
+def test_predict_with_a_planted_library_and_its_sha256_never_runs_it(setup, tmp_path):
+    images, checkpoint, env, reference, so = setup
+    marker = tmp_path / "constructor-ran"
+    _plant(so, marker)
+    digest = hashlib.sha256(so.read_bytes()).hexdigest()
+    for suffix in (".sha256", ".hmac"):  # the old digest file, and a plain digest as the tag
+        so.with_name(so.name + suffix).write_text(digest)
+    out, stderr = _predict(images, checkpoint, env)
+    assert not marker.exists(), "the planted library's constructor ran"
+    assert _same(out, reference), (out, reference)
+    assert "warning:" not in stderr  # rebuilt over and used, quietly
 
 
 def test_predict_in_a_shared_cache_folder_falls_back_with_one_warning(setup, tmp_path):

@@ -3,7 +3,7 @@
 A family model is ``stem -> N blocks -> norm -> mean over tokens -> head`` on activations
 (B, S, C); the families differ only in their block (and ResMLP in its norm). A subclass
 sets ``family`` and implements `make_block` (and optionally `make_norm`,
-`init_family_weights`; blocks define ``resized_token_weights``). The rest comes in pieces:
+`gates`; blocks define ``resized_token_weights``). The rest comes in pieces:
 
 * here: construction (plain or fast layers, chosen once), ``forward_features``,
   ``forward_head``, ``check_input``, ``num_features``, ``resize``;
@@ -27,7 +27,7 @@ from .config import MixerConfig
 from .family import build_model, family_class, register_family_class
 from .fast import layer_set
 from .fast.aside import traced
-from .init import init_weights
+from .init import deferred_init, init_weights, linear
 from .io import ModelIO
 from .layers import PLAIN, LayerSet
 from .resize import resized_config, token_resize
@@ -93,15 +93,16 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
         # Plain layers or models.fast's drop-ins (same state dict), chosen once, here.
         layers = layer_set(fast)
         self.fast_layers = layers is not PLAIN
-        self.stem = layers.patch_embed(config.patch_size, config.in_chans, config.hidden_dim)
-        n = config.num_blocks
-        rates = [config.drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # 0 ... rate
-        self.blocks = nn.ModuleList(self.make_block(config, rate, layers) for rate in rates)
-        self.norm = self.make_norm(config)
-        self.head_drop = nn.Dropout(config.drop_rate)
-        self.head = self._new_head(config.num_classes)
-        init_weights(self)
-        self.init_family_weights()
+        # torch's default init of each Linear/Conv2d is skipped: init_weights draws them once
+        with deferred_init():
+            self.stem = layers.patch_embed(config.patch_size, config.in_chans, config.hidden_dim)
+            n = config.num_blocks
+            rates = [config.drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # 0 ... rate
+            self.blocks = nn.ModuleList(self.make_block(config, rate, layers) for rate in rates)
+            self.norm = self.make_norm(config)
+            self.head_drop = nn.Dropout(config.drop_rate)
+            self.head = self._new_head(config.num_classes)
+        init_weights(self, self.gates())
 
     def __prepare_scriptable__(self) -> nn.Module:
         """What `torch.jit.script` scripts: a copy of the module tree (same parameters), so that
@@ -117,14 +118,17 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
         """The norm before pooling; LayerNorm unless the family says otherwise."""
         return nn.LayerNorm(config.hidden_dim, eps=config.norm_eps)
 
-    def init_family_weights(self) -> None:
-        """Initialisation beyond `init_weights` (e.g. gates that start open)."""
+    def gates(self) -> dict[nn.Module, int]:
+        """The family's gating Linears, each with its first gate row: `init_weights` opens
+        the rows from there on (`init.open_gate_`) instead of drawing them."""
+        return {}
 
     # ----- forward -----------------------------------------------------------------------
     def _new_head(self, num_classes: int) -> nn.Module:
         if num_classes == 0:
             return nn.Identity()
-        head = nn.Linear(self.config.hidden_dim, num_classes)
+        with deferred_init():  # zeroed here: no default init to draw
+            head = linear(self.config.hidden_dim, num_classes)
         nn.init.zeros_(head.weight)  # the official code: a fresh model predicts uniform logits
         nn.init.zeros_(head.bias)
         return head

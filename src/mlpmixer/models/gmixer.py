@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .config import MixerConfig
-from .init import open_gate_
+from .init import linear
 from .layers import LayerSet
 from .mixer import MixerBlock, MlpMixer
 from .resize import TokenResize, token_mlp_weights
@@ -27,9 +27,9 @@ class SwiGluMlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int, drop: float) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)  # rows [0, D/2): values, [D/2, D): gates
+        self.fc1 = linear(dim, hidden)  # rows [0, D/2): values, [D/2, D): gates
         self.act = nn.SiLU()
-        self.fc2 = nn.Linear(hidden // 2, dim)
+        self.fc2 = linear(hidden // 2, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,9 +69,8 @@ class GMixer(MlpMixer):
     def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
         return GMixerBlock(config, drop_path_rate, layers)
 
-    def init_family_weights(self) -> None:
+    def gates(self) -> dict[nn.Module, int]:
         # Gates start nearly constant (SiLU(1) ≈ 0.73), as in timm: each SwiGLU starts as a
-        # plain linear map of its value half.
+        # plain linear map of its value half (fc1's rows [D/2, D)).
         swiglus = [m for m in self.modules() if isinstance(m, SwiGluMlp)]
-        for mlp in swiglus:
-            open_gate_(mlp.fc1, slice(mlp.fc1.out_features // 2, None))
+        return {mlp.fc1: mlp.fc1.out_features // 2 for mlp in swiglus}

@@ -19,7 +19,7 @@ from torch import nn
 
 from .base import MlpFamilyModel
 from .config import MixerConfig
-from .init import open_gate_
+from .init import linear
 from .layers import PLAIN, LayerSet, drop_path
 from .resize import TokenResize, token_linear_weights
 
@@ -32,7 +32,7 @@ class SpatialGatingUnit(nn.Module):
     def __init__(self, hidden: int, num_tokens: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(hidden // 2, eps=GATE_NORM_EPS)
-        self.proj = nn.Linear(num_tokens, num_tokens)
+        self.proj = linear(num_tokens, num_tokens)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z1, z2 = z.chunk(2, dim=-1)
@@ -46,10 +46,10 @@ class GMlpBlock(nn.Module):
         super().__init__()
         c, d = config.hidden_dim, config.channels_mlp_dim
         self.norm = nn.LayerNorm(c, eps=config.norm_eps)
-        self.fc1 = nn.Linear(c, d)
+        self.fc1 = linear(c, d)
         self.act = layers.act(approximate=config.gelu)
         self.spatial_gating = SpatialGatingUnit(d, config.num_tokens)
-        self.fc2 = nn.Linear(d // 2, c)
+        self.fc2 = linear(d // 2, c)
         self.drop = nn.Dropout(config.drop_rate)
         self.drop_path_rate = drop_path_rate
         self.drop_path_scale = config.drop_path_scale
@@ -73,7 +73,6 @@ class GMlp(MlpFamilyModel):
     def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
         return GMlpBlock(config, drop_path_rate, layers)
 
-    def init_family_weights(self) -> None:
+    def gates(self) -> dict[nn.Module, int]:
         # The paper's init: W ~ 0 and b = 1, so the gate passes Z1 through at first.
-        for block in self.blocks:
-            open_gate_(block.spatial_gating.proj, slice(None))
+        return {block.spatial_gating.proj: 0 for block in self.blocks}

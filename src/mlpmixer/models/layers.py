@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .init import conv, linear
+
 
 def drop_path(x: torch.Tensor, p: float, training: bool, scale: bool) -> torch.Tensor:
     """Stochastic depth: zero the residual branch ``x`` (B, ...) of whole examples with prob ``p``.
@@ -37,7 +39,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, patch_size: tuple[int, int], in_chans: int, hidden_dim: int) -> None:
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, hidden_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = conv(in_chans, hidden_dim, patch_size, patch_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.proj(images).flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, S, C)
@@ -58,9 +60,9 @@ class Mlp(nn.Module):
         act_layer: Callable[..., nn.Module] = nn.GELU,
     ) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = linear(dim, hidden)
         self.act = act_layer(approximate=gelu)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = linear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 
 from .base import MlpFamilyModel
 from .config import MixerConfig
+from .init import linear
 from .layers import PLAIN, Affine, LayerSet, drop_path
 from .resize import TokenResize, token_linear_weights
 
@@ -29,7 +30,7 @@ class ResMlpBlock(nn.Module):
         super().__init__()
         c, s = config.hidden_dim, config.num_tokens
         self.token_norm = Affine(c)
-        self.token_mixing = nn.Linear(s, s)
+        self.token_mixing = linear(s, s)
         self.token_scale = nn.Parameter(torch.full((c,), config.layer_scale_init))
         self.channel_norm = Affine(c)
         self.channel_mixing = layers.mlp(

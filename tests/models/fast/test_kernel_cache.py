@@ -5,11 +5,17 @@ planted library's constructor ran and its ``gelu_fwd_f32`` changed every output;
 without the symbols made every call fail; a garbage file stayed cached forever; a hanging
 ``$CC`` hung the process. Each test plants the file at the path the real build uses (found by
 building once into a fresh cache), then asks for the kernel again in a clean state.
+
+Issue 25 item 6: a library planted with a matching ``.sha256`` beside it (the plain digest the
+build used to write) still ran its constructor inside ``dlopen``. The tag is now an HMAC under a
+key kept outside the cache folder (`kernel_cache.key_dir`); what that cannot stop (a process
+running as you reads the key) is pinned by a test too, as the docs say it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -24,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from mlpmixer.models.fast import gelu as gelu_module
+from mlpmixer.models.fast import kernel_cache
 
 CC = shutil.which(os.environ.get("CC") or "cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler: nothing is ever built")
@@ -87,6 +94,7 @@ def _probe(env: dict[str, str] | None = None) -> dict:
 def fresh(monkeypatch, tmp_path):
     """A private cache in tmp_path with the real kernel built once; yields its .so path."""
     monkeypatch.setenv("MLPMIXER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # the tag key's folder
     monkeypatch.delenv("MLPMIXER_FUSED_GELU", raising=False)
     assert _probe()["fused"], "the real kernel must build here"
     (so,) = (tmp_path / "cache" / "ops").glob("gelu_kernel-*.so")
@@ -98,6 +106,13 @@ def fresh(monkeypatch, tmp_path):
 def _gelu_is_right() -> bool:
     x = torch.linspace(-5, 5, 5001)
     return torch.allclose(gelu_module.gelu(x, "tanh"), F.gelu(x, approximate="tanh"), atol=1e-5)
+
+
+def _tag_with_the_key(so: Path) -> None:
+    """Tag ``so`` as a build does: only code that reads this user's key can."""
+    key = (kernel_cache.key_dir() / kernel_cache.KEY_NAME).read_bytes()
+    tag = hmac.new(key, so.read_bytes(), hashlib.sha256).hexdigest()
+    so.with_name(so.name + kernel_cache.TAG_SUFFIX).write_text(tag)
 
 
 def _replace(path: Path, source: str | bytes) -> None:
@@ -115,6 +130,67 @@ def test_a_planted_library_never_runs(fresh, tmp_path):
     assert not marker.exists(), "the planted library's constructor ran"
 
 
+def test_a_planted_library_with_a_matching_sha256_never_runs(fresh, tmp_path):
+    """Issue 25 item 6: the file and its plain SHA-256 are all anyone needs to write; before
+    the keyed tag, this library was loaded and its constructor ran before any check."""
+    marker = tmp_path / "constructor-ran"
+    _replace(fresh, _planted_source(marker, garbage=False))  # even one computing GELU right
+    digest = hashlib.sha256(fresh.read_bytes()).hexdigest()
+    fresh.with_name(fresh.name + ".sha256").write_text(digest)
+    fresh.with_name(fresh.name + kernel_cache.TAG_SUFFIX).write_text(digest)
+    result = _probe()
+    assert not marker.exists(), "the planted library's constructor ran"
+    assert result["error"] < 1e-5 and result["fused"]  # rebuilt over, then used
+    assert str(marker).encode() not in fresh.read_bytes()
+
+
+def test_a_library_tagged_under_another_key_never_runs(fresh, tmp_path):
+    """A cache folder from elsewhere (another machine or account, a backup, an archive):
+    the library and its tag match each other, but not this user's key."""
+    marker = tmp_path / "constructor-ran"
+    _replace(fresh, _planted_source(marker, garbage=False))
+    tag = hmac.new(b"k" * 32, fresh.read_bytes(), hashlib.sha256).hexdigest()
+    fresh.with_name(fresh.name + kernel_cache.TAG_SUFFIX).write_text(tag)
+    assert _probe()["fused"]
+    assert not marker.exists()
+
+
+def test_the_key_is_private_and_outside_the_cache(fresh, tmp_path):
+    key = kernel_cache.key_dir() / kernel_cache.KEY_NAME
+    assert key.is_relative_to(tmp_path / "config") and not key.is_relative_to(fresh.parent)
+    assert key.stat().st_mode & 0o077 == 0 and key.parent.stat().st_mode & 0o077 == 0
+    assert len(key.read_bytes()) == 32
+    assert kernel_cache.tag_key() == key.read_bytes()  # the next process reads the same key
+
+
+def test_an_unusable_key_folder_means_a_build_of_this_process_only(fresh, tmp_path, monkeypatch):
+    shared = tmp_path / "shared-config"
+    (shared / "mlpmixer").mkdir(parents=True)
+    (shared / "mlpmixer").chmod(0o777)  # anyone could write a key there
+    (shared / "mlpmixer" / kernel_cache.KEY_NAME).write_bytes(b"k" * 32)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(shared))
+    assert kernel_cache.tag_key() is None
+    marker = tmp_path / "constructor-ran"
+    _replace(fresh, _planted_source(marker, garbage=False))
+    tag = hmac.new(b"k" * 32, fresh.read_bytes(), hashlib.sha256).hexdigest()
+    fresh.with_name(fresh.name + kernel_cache.TAG_SUFFIX).write_text(tag)  # the shared key's
+    planted = fresh.read_bytes()
+    result = _probe()  # builds its own library, loads that, caches nothing
+    assert result["fused"] and result["error"] < 1e-5
+    assert not marker.exists() and fresh.read_bytes() == planted
+
+
+def test_a_process_running_as_you_can_still_plant_a_library(fresh, tmp_path):
+    """The limit docs/troubleshooting.md states: code running as this user can read the key
+    (as it could edit this package's .py files). Pinned so that the docs stay true."""
+    marker = tmp_path / "constructor-ran"
+    _replace(fresh, _planted_source(marker, garbage=False))
+    _tag_with_the_key(fresh)
+    result = _probe()
+    assert marker.exists()  # its constructor ran inside dlopen
+    assert result["error"] < 1e-5 and not result["fused"]  # its GELU failed the self-test
+
+
 def test_a_planted_library_computing_garbage_is_not_used(fresh):
     _replace(fresh, _planted_source(None))
     result = _probe()
@@ -125,8 +201,7 @@ def test_a_planted_library_with_its_digest_is_refused_in_a_shared_folder(fresh, 
     """Whoever can write the folder can write the digest too: a group-writable cache is refused."""
     marker = tmp_path / "constructor-ran"
     _replace(fresh, _planted_source(marker))
-    digest = hashlib.sha256(fresh.read_bytes()).hexdigest()
-    fresh.with_name(fresh.name + ".sha256").write_text(digest)
+    _tag_with_the_key(fresh)  # even with a tag as good as a build's
     fresh.parent.chmod(0o775)
     with caplog.at_level(logging.INFO, logger="mlpmixer"):
         assert _gelu_is_right()
@@ -135,12 +210,10 @@ def test_a_planted_library_with_its_digest_is_refused_in_a_shared_folder(fresh, 
     assert "writable by others" in caplog.text
 
 
-def test_a_library_that_computes_garbage_is_dropped_even_with_a_digest(fresh, caplog):
+def test_a_library_that_computes_garbage_is_dropped_even_with_a_tag(fresh, caplog):
     """A verified file that fails the self-test (a miscompile) is not used, and is removed."""
     _replace(fresh, _planted_source(None))
-    fresh.with_name(fresh.name + ".sha256").write_text(
-        hashlib.sha256(fresh.read_bytes()).hexdigest()
-    )
+    _tag_with_the_key(fresh)
     with caplog.at_level(logging.WARNING, logger="mlpmixer"):
         assert _gelu_is_right()
         assert _gelu_is_right()
@@ -150,9 +223,7 @@ def test_a_library_that_computes_garbage_is_dropped_even_with_a_digest(fresh, ca
 
 def test_a_library_without_the_symbols_falls_back_once_and_is_rebuilt(fresh, caplog):
     _replace(fresh, _planted_source(None, garbage=False, symbols=("f64",)))
-    fresh.with_name(fresh.name + ".sha256").write_text(
-        hashlib.sha256(fresh.read_bytes()).hexdigest()
-    )
+    _tag_with_the_key(fresh)
     with caplog.at_level(logging.WARNING, logger="mlpmixer"):
         for _ in range(3):
             assert _gelu_is_right()  # no AttributeError on every call
@@ -196,6 +267,7 @@ def test_a_hanging_compiler_is_killed_and_skipped_next_time(tmp_path):
         **os.environ,
         "CC": str(cc),
         "MLPMIXER_CACHE": str(tmp_path / "cache"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "MLPMIXER_CC_TIMEOUT": "2",
     }
     env.pop("MLPMIXER_FUSED_GELU", None)
@@ -217,6 +289,7 @@ def test_a_failing_build_warns_once_and_commands_still_work(monkeypatch, tmp_pat
     cc.chmod(0o755)
     monkeypatch.setenv("CC", str(cc))
     monkeypatch.setenv("MLPMIXER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     gelu_module._library.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="mlpmixer"):
@@ -229,8 +302,9 @@ def test_a_failing_build_warns_once_and_commands_still_work(monkeypatch, tmp_pat
 
 def test_the_cache_folder_is_private(fresh):
     assert fresh.parent.stat().st_mode & 0o077 == 0
-    digest = fresh.with_name(fresh.name + ".sha256").read_text().strip()
-    assert digest == hashlib.sha256(fresh.read_bytes()).hexdigest()
+    tag = fresh.with_name(fresh.name + kernel_cache.TAG_SUFFIX).read_text().strip()
+    key = kernel_cache.tag_key()
+    assert tag == hmac.new(key, fresh.read_bytes(), hashlib.sha256).hexdigest()
 
 
 def test_planted_source_really_is_hostile(tmp_path):

@@ -1,15 +1,27 @@
 """Build a C source into a shared library once, cache it, and load only what this process can verify.
 
-A cached binary is code that runs in every process that loads it, so a file found at the cache
-path is never trusted for being there:
+A cached binary is code that runs in every process that loads it (its constructors run inside
+``dlopen``, before any symbol can be checked), so a file found at the cache path is never
+trusted for being there:
 
 * the cache directory (``$MLPMIXER_CACHE/ops``, default ``~/.cache/mlpmixer/ops``) must be
   owned by this user and writable by nobody else (it is created ``0700``); a directory that is
   group- or world-writable, or belongs to someone else, is refused;
-* the build writes the SHA-256 of the library next to it (``<name>.so.sha256``); a library is
-  loaded only if it is a regular file owned by this user, not writable by others, and its bytes
-  hash to that digest. The bytes checked are the bytes loaded (copied to a fresh private file
-  for ``dlopen``), so the file cannot be swapped between the check and the load;
+* the build writes a tag beside the library (``<name>.so.hmac``): HMAC-SHA256 of its bytes
+  under a key kept *outside* the cache, ``$XDG_CONFIG_HOME/mlpmixer/kernel-cache.key``
+  (default ``~/.config/mlpmixer``; 32 random bytes, created ``0600`` in a ``0700`` folder). A
+  library is loaded only if it is a regular file owned by this user, not writable by others,
+  and its bytes carry that tag: whatever else lands in the cache folder (a library and a plain
+  digest written there, a cache copied from another machine or account, restored from a
+  backup, unpacked from an archive, a folder ``MLPMIXER_CACHE`` was pointed at) is rebuilt
+  over and never loaded. Where the key folder cannot be used, nothing is cached or read from
+  the cache: the process builds its own library and loads only that. The bytes checked are
+  the bytes loaded (copied to a fresh private file for ``dlopen``), so the file cannot be
+  swapped between the check and the load;
+* what no check here can stop: a process running as this user can read the key (or edit this
+  package's own ``.py`` files, or set ``LD_PRELOAD``); the cache defends against other users,
+  files that did not come from a build of this user's, corruption and stale builds, not
+  against code already running as you;
 * a library that fails the check is rebuilt over; one that loads but lacks a symbol or fails
   the caller's self-test is deleted (rebuilt next time) and not used;
 * the compiler runs in its own process group with a timeout (``MLPMIXER_CC_TIMEOUT`` seconds,
@@ -24,7 +36,9 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import hmac
 import os
+import secrets
 import shutil
 import signal
 import stat
@@ -37,6 +51,9 @@ from pathlib import Path
 from ...cpu_kind import this_cpu
 
 DEFAULT_TIMEOUT_S = 120.0
+KEY_NAME = "kernel-cache.key"
+_KEY_BYTES = 32
+TAG_SUFFIX = ".hmac"
 FAILED_MARKER_TTL_S = 24 * 3600.0  # a failed build is retried after a day (or at once, if deleted)
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
@@ -55,6 +72,13 @@ def cache_dir() -> Path:
     """``$MLPMIXER_CACHE/ops``, default ``~/.cache/mlpmixer/ops``."""
     root = os.environ.get("MLPMIXER_CACHE") or Path.home() / ".cache" / "mlpmixer"
     return Path(root) / "ops"
+
+
+def key_dir() -> Path:
+    """``$XDG_CONFIG_HOME/mlpmixer``, default ``~/.config/mlpmixer``: where the tag key lives,
+    never under ``$MLPMIXER_CACHE`` (a cache folder may come from anywhere)."""
+    root = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(root) / "mlpmixer"
 
 
 def compiler() -> str | None:
@@ -150,23 +174,9 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _verified_bytes(dir_fd: int, directory: Path, name: str) -> bytes | None:
-    """The bytes of ``name`` if they match ``name.sha256``; None if not cached.
-
-    A file that is present but does not verify (no digest, another digest, wrong owner or
-    mode, not a regular file, a symlink) also gives None: it will be rebuilt over.
-    """
-    digest_fd = _open_file(dir_fd, name + ".sha256")
-    if digest_fd is None:
-        return None
-    try:
-        st = os.fstat(digest_fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        _check_private(st, "kernel digest", directory / (name + ".sha256"))
-        expected = _read_all(digest_fd).decode("ascii", "replace").strip()
-    finally:
-        os.close(digest_fd)
+def _private_file(dir_fd: int, name: str) -> bytes | None:
+    """The bytes of ``name`` if it is a regular file of this user that only this user can
+    write; None if absent, a symlink or anything else (the caller rebuilds or recreates it)."""
     fd = _open_file(dir_fd, name)
     if fd is None:
         return None
@@ -174,10 +184,70 @@ def _verified_bytes(dir_fd: int, directory: Path, name: str) -> bytes | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & _OTHERS_WRITE:
             return None
-        data = _read_all(fd)
+        return _read_all(fd)
     finally:
         os.close(fd)
-    return data if hashlib.sha256(data).hexdigest() == expected else None
+
+
+def _new_key(dir_fd: int) -> None:
+    """Create the key file, ``0600``, atomically: a concurrent process's key is never replaced."""
+    tmp = f".{KEY_NAME}.{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(_KEY_BYTES))
+        os.link(tmp, KEY_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except FileExistsError:
+        pass  # another process made it first: use theirs
+    finally:
+        os.unlink(tmp, dir_fd=dir_fd)
+
+
+def tag_key() -> bytes | None:
+    """The key of the libraries' tags: read (or first made) in `key_dir`; None where that
+    folder is unusable (shared, someone else's, not writable)."""
+    try:
+        dir_fd = open_private_dir(key_dir())
+    except KernelUnavailable:
+        return None
+    try:
+        key = _private_file(dir_fd, KEY_NAME)
+        if key is None:
+            _new_key(dir_fd)
+            key = _private_file(dir_fd, KEY_NAME)
+    except OSError:
+        key = None
+    finally:
+        os.close(dir_fd)
+    return key if key is not None and len(key) == _KEY_BYTES else None
+
+
+def _tag(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).hexdigest().encode()
+
+
+def _verified_bytes(dir_fd: int, directory: Path, name: str, key: bytes) -> bytes | None:
+    """The bytes of ``name`` if they carry the tag ``name.hmac`` under ``key``; else None.
+
+    A file that is present but does not verify (no tag, another tag, wrong owner or mode, not
+    a regular file, a symlink) also gives None: it will be rebuilt over. Nothing is loaded
+    before this check, so an untagged library's constructor never runs.
+    """
+    tag_fd = _open_file(dir_fd, name + TAG_SUFFIX)
+    if tag_fd is None:
+        return None
+    try:
+        st = os.fstat(tag_fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        _check_private(st, "kernel tag", directory / (name + TAG_SUFFIX))
+        expected = _read_all(tag_fd).strip()
+    finally:
+        os.close(tag_fd)
+    data = _private_file(dir_fd, name)
+    if data is None or not hmac.compare_digest(_tag(key, data), expected):
+        return None
+    return data
 
 
 def _atomic_write(directory: Path, name: str, data: bytes) -> None:
@@ -191,8 +261,11 @@ def _atomic_write(directory: Path, name: str, data: bytes) -> None:
         raise
 
 
-def _build(directory: Path, name: str, cc: str, source: Path, flags: Sequence[str]) -> None:
-    """Compile ``source`` into ``directory/name`` and write its digest (atomic, no half files)."""
+def _build(
+    directory: Path, name: str, cc: str, source: Path, flags: Sequence[str], key: bytes | None
+) -> bytes:
+    """Compile ``source``; with a ``key``, into ``directory/name`` with its tag (atomic, no half
+    files). Returns the library's bytes."""
     with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
         built, obj = Path(tmp) / name, Path(tmp) / "kernel.o"
         run_compiler([cc, *flags, "-c", str(source), "-o", str(obj)])
@@ -200,12 +273,15 @@ def _build(directory: Path, name: str, cc: str, source: Path, flags: Sequence[st
         # process) into a shared library built with -funsafe-math-optimizations.
         run_compiler([cc, "-shared", "-fopenmp", str(obj), "-o", str(built), "-lm"])
         data = built.read_bytes()
-        _atomic_write(directory, name + ".sha256", hashlib.sha256(data).hexdigest().encode())
-        os.replace(built, directory / name)
+        if key is not None:
+            _atomic_write(directory, name + TAG_SUFFIX, _tag(key, data))
+            os.replace(built, directory / name)
+        return data
 
 
 def _remove(directory: Path, name: str) -> None:
-    for path in (directory / name, directory / (name + ".sha256")):
+    # (.sha256: the plain digest of builds before the keyed tag)
+    for path in (directory / name, directory / (name + TAG_SUFFIX), directory / (name + ".sha256")):
         path.unlink(missing_ok=True)
 
 
@@ -251,6 +327,7 @@ def load(
         raise KernelUnavailable("no C compiler found ($CC, cc, gcc, clang)")
     text = source.read_bytes()
     directory = cache_dir()
+    key = tag_key()
     dir_fd = open_private_dir(directory)
     try:
         build_key = hashlib.sha256(bytes(1).join([text, " ".join(flags).encode(), cc.encode()]))
@@ -263,10 +340,13 @@ def load(
             version = run_compiler([cc, "--version"])
             parts = [text, " ".join(flags).encode(), version.encode(), _cpu_key()]
             name = f"{stem}-{hashlib.sha256(bytes(1).join(parts)).hexdigest()[:16]}.so"
-            data = _verified_bytes(dir_fd, directory, name)
-            if data is None:
-                _build(directory, name, cc, source, flags)
-                data = _verified_bytes(dir_fd, directory, name)
+            if key is None:  # no key to verify a cached file with: this process's own build
+                data = _build(directory, name, cc, source, flags, None)
+            else:
+                data = _verified_bytes(dir_fd, directory, name, key)
+                if data is None:
+                    _build(directory, name, cc, source, flags, key)
+                    data = _verified_bytes(dir_fd, directory, name, key)
         except (KernelUnavailable, OSError) as err:
             _atomic_write(directory, marker.name, str(err).encode())
             raise KernelUnavailable(f"build failed: {err}") from None
