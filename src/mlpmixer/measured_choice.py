@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .cpu_kind import this_cpu
+from .cpu_kind import effective_cpu
 from .fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def cache_file() -> Path:
 
 def cache_key(question: str, threads: int, torch_version: str) -> str:
     """The question in the context whose answer it is: CPU flags, torch, threads."""
-    return f"{question}|{this_cpu().signature}|torch {torch_version}|{threads} threads"
+    return f"{question}|{effective_cpu().signature}|torch {torch_version}|{threads} threads"
 
 
 def fastest(

@@ -201,3 +201,21 @@ def test_matmul_peak_counts_onednn_when_aten_is_slower(monkeypatch):
     peak = measure_matmul_peak("cpu", "fp32", sizes=(256,), min_time_s=0.0)
     assert peak.tflops > 0.005, peak  # oneDNN's product: tens of GFLOP/s even on a busy core
     assert peak.library == "onednn"
+
+
+def test_matmul_peak_survives_a_dtype_onednn_cannot_run(monkeypatch):
+    """Issue 25: on an AVX2-only CPU oneDNN has no bf16 inner product, and the bf16 peak probe
+    called it without a fallback (`mlpmixer bench --precision bf16` exit 1). Now the peak is
+    ATen's, and oneDNN is switched off for that dtype only."""
+    from mlpmixer.models.fast import onednn
+
+    monkeypatch.setattr(onednn, "works", lambda op, dtype: True)  # as if it said it could
+    monkeypatch.setattr(onednn, "failed", set())
+
+    def refuse(*args):
+        raise RuntimeError("could not create a primitive descriptor for the inner product")
+
+    monkeypatch.setattr(onednn, "pointwise", refuse)
+    peak = measure_matmul_peak("cpu", "bf16", sizes=(64,), min_time_s=0.0)
+    assert peak.library == "aten" and peak.tflops > 0
+    assert onednn.failed == {("linear", torch.bfloat16)}

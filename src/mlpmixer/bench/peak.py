@@ -9,7 +9,9 @@ of repeated runs is taken, which makes the MFU conservative.
 On CPU the product is timed in both libraries a model's layers may use, ATen's ``torch.mm``
 (MKL for fp32) and oneDNN, and the faster counts: on AMD CPUs MKL runs fp32 without AVX-512
 while the fast path's oneDNN products use it, and a peak from ``torch.mm`` alone gave fp32
-MFUs of 120-167% (``mlpmixer bench``, ``benchmarks/mixer_suite.py``, AMD EPYC).
+MFUs of 120-167% (``mlpmixer bench``, ``benchmarks/mixer_suite.py``, AMD EPYC). oneDNN is
+timed only in the dtypes it runs on this CPU (`onednn.works`: no bf16 inner product without
+AVX-512 or bf16 instructions); a product that fails anyway is left out, like the layers do.
 """
 
 from __future__ import annotations
@@ -47,12 +49,29 @@ def _products(device: torch.device, dtype: torch.dtype) -> dict[str, object]:
         torch.mm(a, b, out=out)
 
     def onednn_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-        torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")  # a @ bᵀ: same FLOPs
+        onednn.pointwise(a, b, None, "none", "")  # a @ bᵀ: same FLOPs
 
     products: dict[str, object] = {"aten": aten}
-    if device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and onednn.available():
+    if device.type == "cpu" and onednn.works("linear", dtype):
         products["onednn"] = onednn_product
     return products
+
+
+def _library_rates(
+    n: int, dtype: torch.dtype, device: torch.device, min_time_s: float, products: dict
+) -> dict[str, float]:
+    """TFLOP/s of each library's n×n product; a oneDNN product that fails is dropped (and
+    switched off for the layers too, as their own failure would)."""
+    rates: dict[str, float] = {}
+    for lib, product in list(products.items()):
+        try:
+            rates[lib] = _matmul_tflops(n, dtype, device, min_time_s, product)
+        except (RuntimeError, NotImplementedError) as err:
+            if lib == "aten":
+                raise
+            onednn.record_failure("linear", dtype, err)
+            del products[lib]
+    return rates
 
 
 def _matmul_tflops(
@@ -97,9 +116,9 @@ def measure_matmul_peak(
         sizes = CUDA_SIZES if device.type == "cuda" else CPU_SIZES
     products = _products(device, torch_dtype)
     rates = {
-        (n, lib): _matmul_tflops(n, torch_dtype, device, min_time_s, product)
+        (n, lib): rate
         for n in sizes
-        for lib, product in products.items()
+        for lib, rate in _library_rates(n, torch_dtype, device, min_time_s, products).items()
     }
     by_size = {n: max(r for (m, _), r in rates.items() if m == n) for n in sizes}
     best_size, library = max(rates, key=rates.__getitem__)

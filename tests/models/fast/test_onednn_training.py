@@ -19,7 +19,7 @@ CONFIG = MixerConfig(
 
 def _run_on(monkeypatch, cpuinfo: str) -> None:
     """Make the process believe it runs on the CPU ``cpuinfo`` describes, and decide again."""
-    monkeypatch.setattr(onednn, "this_cpu", lambda: parse_cpuinfo(cpuinfo))
+    monkeypatch.setattr(onednn, "effective_cpu", lambda: parse_cpuinfo(cpuinfo))
     onednn.training_wins.cache_clear()
 
 
@@ -118,7 +118,7 @@ def test_double_backward_is_refused_not_wrong():
 def test_torch_func_transforms_take_aten(monkeypatch):
     """torch.func wraps tensors; the autograd Function has no functorch rules, so ATen runs,
     and the path stays on for ordinary training afterwards (it must not count as a failure)."""
-    monkeypatch.setattr(onednn, "_broken", False)
+    monkeypatch.setattr(onednn, "failed", set())
     layer = torch.nn.Linear(48, 8)
     x = torch.randn(5, 48)
     seen = []
@@ -132,5 +132,5 @@ def test_torch_func_transforms_take_aten(monkeypatch):
     expected = 2 * layer(x) @ layer.weight
     torch.testing.assert_close(grad, expected.detach(), rtol=1e-5, atol=1e-5)
     assert seen == [False]
-    assert not onednn._broken
+    assert not onednn.failed
     assert onednn.training_linear(layer, x.requires_grad_()) is not None

@@ -10,8 +10,11 @@ AVX2 one (measured gains: docs/performance.md); logits within 4e-7 (fp32) of the
 Only in inference (grad disabled), on CPU, float32/bfloat16, outside compile/tracing, when the
 op exists in this torch build; anything else, or ``MLPMIXER_ONEDNN=0``, returns None and the
 caller uses its ATen path; also under a torch dispatch mode (``FlopCounterMode``, fake
-tensors), which must see the ATen ops. The op is private to PyTorch: if a call fails, the failure is
-logged once and the path is switched off for the process.
+tensors), which must see the ATen ops. The op is private to PyTorch and not every CPU has every
+dtype (oneDNN has no bf16 inner product without AVX-512 or AVX2-VNNI-2): bf16 is tried only
+where ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` says so, and a call that fails anyway
+switches off that op for that dtype only (`failed`), logged once at debug level; the caller
+computes the same numbers with ATen.
 """
 
 from __future__ import annotations
@@ -22,25 +25,61 @@ import os
 
 import torch
 
-from ...cpu_kind import onednn_fp32_training, this_cpu
+from ...cpu_kind import effective_cpu, onednn_fp32_training
 from .aside import aten_only
 from .autocast_cache import plain_linear, weight
 
 log = logging.getLogger(__name__)
 
 _ALGORITHM = {"tanh": "tanh", "none": "none"}  # GELU approximate -> oneDNN's gelu algorithm
-_broken = False
+# (op, dtype) pairs whose oneDNN call failed in this process: "linear" (inference, with or
+# without the GELU post-op: "linear+gelu") or "training"; the rest of oneDNN stays on
+failed: set[tuple[str, torch.dtype]] = set()
 
 
 def enabled() -> bool:
-    """False when ``MLPMIXER_ONEDNN`` is ``0``/``false``/``no``/``off``, or after a failure."""
+    """False when ``MLPMIXER_ONEDNN`` is ``0``/``false``/``no``/``off``."""
     value = os.environ.get("MLPMIXER_ONEDNN", "1").strip().lower()
-    return not _broken and value not in ("0", "false", "no", "off")
+    return value not in ("0", "false", "no", "off")
 
 
 def available() -> bool:
     """Whether this torch build has oneDNN and its fused linear op."""
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+@functools.cache
+def supports(dtype: torch.dtype) -> bool:
+    """Whether oneDNN's inner product runs in ``dtype`` on this CPU (as oneDNN itself reports,
+    so ``ONEDNN_MAX_CPU_ISA`` is honoured): fp32 wherever oneDNN is; bf16 only with bf16
+    instructions or AVX-512 (``_is_mkldnn_bf16_supported``); nothing else."""
+    if not available():
+        return False
+    if dtype == torch.float32:
+        return True
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def pointwise(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str, algorithm: str
+) -> torch.Tensor:
+    """oneDNN's ``x @ weightᵀ + bias`` with the post-op ``attr`` ("none" or "gelu"): the one
+    place that calls the private op (x 2-D)."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], algorithm)
+
+
+def works(op: str, dtype: torch.dtype) -> bool:
+    """Whether oneDNN's ``op`` may run in ``dtype``: supported, and not failed before."""
+    return supports(dtype) and (op, dtype) not in failed
+
+
+def record_failure(op: str, dtype: torch.dtype, err: BaseException) -> None:
+    """Switch off ``op`` in ``dtype`` for this process (only that pair), logged once (debug)."""
+    if (op, dtype) not in failed:
+        failed.add((op, dtype))
+        log.debug("oneDNN %s in %s failed, using ATen for it from now on: %s", op, dtype, err)
 
 
 def _eager_cpu(x: torch.Tensor) -> bool:
@@ -64,18 +103,19 @@ def linear(
     ``x`` is cast to the weight's dtype (CPU autocast hands fp32 or bf16 activations; the
     weights are the cached autocast copies). Returns None where this path does not apply.
     """
-    global _broken
     if not _usable(x, weight) or (gelu is not None and gelu not in _ALGORITHM):
         return None
     if bias is not None and bias.dtype != weight.dtype:
         return None
+    op = "linear" if gelu is None else "linear+gelu"
+    if not works(op, weight.dtype):
+        return None
     rows = x.reshape(-1, x.shape[-1]).to(weight.dtype)
     attr, algorithm = ("gelu", _ALGORITHM[gelu]) if gelu is not None else ("none", "")
     try:
-        out = torch.ops.mkldnn._linear_pointwise(rows, weight, bias, attr, [], algorithm)
+        out = pointwise(rows, weight, bias, attr, algorithm)
     except (RuntimeError, NotImplementedError) as err:
-        _broken = True
-        log.warning("oneDNN linear unavailable, using F.linear: %s", err)
+        record_failure(op, weight.dtype, err)
         return None
     return out.view(*x.shape[:-1], weight.shape[0])
 
@@ -100,6 +140,8 @@ def mlp(
         return None  # autocast to a dtype this path does not cast to: leave it to ATen
     if not torch.is_autocast_enabled("cpu") and x.dtype != w1.dtype:
         return None  # mixed dtypes without autocast: ATen raises the usual error
+    if not (works("linear", w1.dtype) and works("linear+gelu", w1.dtype)):
+        return None
     h = linear(x, w1, b1, gelu)
     return None if h is None else linear(h, w2, b2)
 
@@ -120,7 +162,7 @@ def mlp(
 @functools.cache
 def training_wins() -> bool:
     """Whether this CPU runs fp32 training products faster in oneDNN than in ATen (MKL)."""
-    return onednn_fp32_training(this_cpu())
+    return onednn_fp32_training(effective_cpu())
 
 
 def _training_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -137,7 +179,7 @@ def _training_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return pointwise(x, weight, bias, "none", "")
 
 
 _WEIGHT_GRAD_IN_ONEDNN = True
@@ -180,16 +222,16 @@ def training_linear(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | 
     Not twice differentiable (``create_graph=True`` raises); double backward is float64
     territory here, which never takes this path.
     """
-    global _broken
     if not plain_linear(module) or not _training_usable(x, module.weight):
         return None
     if module.bias is not None and module.bias.dtype != torch.float32:
         return None
+    if not works("training", torch.float32):
+        return None
     rows = x.reshape(-1, x.shape[-1])
     try:
         out = _TrainingLinear.apply(rows, module.weight, module.bias)
-    except (RuntimeError, NotImplementedError) as err:
-        _broken = True
-        log.warning("oneDNN linear unavailable in training, using F.linear: %s", err)
+    except (RuntimeError, NotImplementedError) as err:  # (the forward product: nothing half-done)
+        record_failure("training", torch.float32, err)
         return None
     return out.view(*x.shape[:-1], module.weight.shape[0])
