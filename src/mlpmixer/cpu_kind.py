@@ -128,6 +128,18 @@ def native_fp16(kind: CpuKind) -> bool:
     return bool(kind.flags & {"avx512_fp16", "amx_fp16", "asimdhp"})
 
 
+def measured_kind(kind: CpuKind) -> str | None:
+    """The name of the kind of CPU the fast path's rules were measured on, or None.
+
+    ``amd-avx512-bf16`` (EPYC Zen 4/5) and ``intel-avx512-bf16`` (Xeon Sapphire/Emerald
+    Rapids): AVX-512 with bf16 instructions. Any other CPU (AVX2 only, AVX-512 without bf16,
+    Arm, unknown) is measured instead of guessed (`models.fast.pieces`).
+    """
+    if "avx512f" not in kind.flags or not native_bf16(kind):
+        return None
+    return {"amd": "amd-avx512-bf16", "intel": "intel-avx512-bf16"}.get(kind.vendor)
+
+
 def onednn_fp32_training(kind: CpuKind) -> bool:
     """Whether fp32 *training* products should run in oneDNN rather than ATen (MKL).
 

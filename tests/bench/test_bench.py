@@ -164,6 +164,8 @@ def test_cli_json_out_and_checkpoint(tmp_path):
     printed = json.loads(result.output)
     assert json.loads(out.read_text()) == printed
     assert printed["results"][0]["mode"] == "infer" and printed["model"] == str(checkpoint)
+    # which fast pieces ran, and why (here: the suite's policy, every piece on)
+    assert {"piece", "case", "choice", "why"} <= set(printed["fast_pieces"][0])
 
 
 @pytest.mark.slow

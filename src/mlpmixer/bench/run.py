@@ -40,6 +40,7 @@ from ..download import is_hub_id
 from ..errors import ConfigError, RunError
 from ..models import MlpFamilyModel, flops_per_image, param_count
 from ..models.config import GELU_VARIANTS
+from ..models.fast import pieces
 from ..models.params import weight_decay_groups
 from ..models.plain import PlainMixer
 from ..precision import DTYPES, autocast, warn_if_emulated
@@ -474,6 +475,8 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     if peak is not None:
         _peak_again(result, rows, device, options, peak.tflops)
     _summarize(result, rows, device)
+    # which CPU fast-path pieces the runs used here, and why (rule, measured, unavailable...)
+    result["fast_pieces"] = [d.to_dict() for d in pieces.decisions()]
     synchronize(device)
     return result
 

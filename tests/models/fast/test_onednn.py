@@ -10,7 +10,7 @@ from mixer_reference import mixer_logits
 from mixer_testing import needs_onednn, needs_onednn_bf16, randomised, record_results
 from mlpmixer import MixerConfig, MlpMixer
 from mlpmixer.checkpoints.official import state_to_official
-from mlpmixer.models.fast import onednn
+from mlpmixer.models.fast import onednn, pieces
 from mlpmixer.models.plain import PlainMixer
 
 CONFIG = MixerConfig(
@@ -21,8 +21,8 @@ CONFIG = MixerConfig(
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Count the oneDNN products actually run."""
-    return record_results(monkeypatch, onednn, "linear")
+    """Count the channel MLPs the oneDNN path actually ran."""
+    return record_results(monkeypatch, onednn, "run_mlp")
 
 
 def _images(batch: int = 6) -> torch.Tensor:
@@ -41,6 +41,7 @@ def test_fp32_logits_match_numpy_reference_and_aten_path(gelu, calls, monkeypatc
     assert calls and all(calls)  # the oneDNN path ran, for every channel MLP
     np.testing.assert_allclose(fused.numpy(), expected, atol=1e-5, rtol=0)
     monkeypatch.setenv("MLPMIXER_ONEDNN", "0")
+    pieces.reset()  # (the switch is read when the pieces are decided)
     calls.clear()
     with torch.no_grad():
         aten = model(images)
@@ -69,9 +70,13 @@ def test_not_used_in_training_or_when_disabled(calls, monkeypatch):
     model(_images(2)).sum().backward()  # training: autograd needs the ATen products
     assert not calls
     monkeypatch.setenv("MLPMIXER_ONEDNN", "0")
+    pieces.reset()
     with torch.no_grad():
         model.eval()(_images(2))
     assert not calls
+    assert {d.why for d in pieces.decisions() if d.piece == onednn.INFERENCE} == {
+        "off: MLPMIXER_ONEDNN=0"
+    }
 
 
 def test_fp16_weights_use_aten(calls):
@@ -132,4 +137,5 @@ def test_a_failed_bf16_call_switches_off_bf16_only_quietly(calls, monkeypatch, c
         with torch.no_grad():
             torch.testing.assert_close(model(images), expected, atol=1e-5, rtol=0)
     assert calls and all(calls)  # fp32 still runs in oneDNN
-    assert [r.levelname for r in caplog.records if "oneDNN" in r.getMessage()] == ["DEBUG"]
+    logged = [r.levelname for r in caplog.records if "failed" in r.getMessage()]
+    assert logged and set(logged) == {"DEBUG"}
