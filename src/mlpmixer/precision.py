@@ -47,13 +47,18 @@ def product_slowdown(precision: str, rows: int = 256, width: int = 384, rounds: 
     x, w = torch.randn(rows, width, generator=g), torch.randn(width, width, generator=g)
     operands = {"fp32": (x, w), precision: (x.to(DTYPES[precision]), w.to(DTYPES[precision]))}
     times: dict[str, list[float]] = {name: [] for name in operands}
-    for a, b in operands.values():
-        F.linear(a, b)  # warm-up
-    for _ in range(rounds):
-        for name, (a, b) in operands.items():
-            t0 = time.thread_time()
-            F.linear(a, b)
-            times[name].append(time.thread_time() - t0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # thread CPU time counts the calling thread only
+    try:
+        for a, b in operands.values():
+            F.linear(a, b)  # warm-up
+        for _ in range(rounds):
+            for name, (a, b) in operands.items():
+                t0 = time.thread_time()
+                F.linear(a, b)
+                times[name].append(time.thread_time() - t0)
+    finally:
+        torch.set_num_threads(threads)
     fp32 = max(statistics.median(times["fp32"]), 1e-9)
     return statistics.median(times[precision]) / fp32
 

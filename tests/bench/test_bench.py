@@ -221,3 +221,19 @@ def test_matmul_peak_survives_a_dtype_onednn_cannot_run(monkeypatch):
     peak = measure_matmul_peak("cpu", "bf16", sizes=(64,), min_time_s=0.0)
     assert peak.library == "aten" and peak.tflops > 0
     assert onednn.failed == {("linear", torch.bfloat16)}
+
+
+def test_matmul_peak_stops_growing_where_one_product_takes_seconds(monkeypatch):
+    """Issue 25: bf16 emulated on an AVX2 CPU runs ~1 GFLOP/s, and the 3072 products of the
+    default sizes kept `bench --precision bf16` in its peak probe for over 10 minutes."""
+    from mlpmixer.bench import peak as peak_module
+
+    tried = []
+
+    def slow(n, dtype, device, min_time_s, product):
+        tried.append(n)
+        return 0.001  # TFLOP/s: a 1024 product takes 2 s
+
+    monkeypatch.setattr(peak_module, "_matmul_tflops", slow)
+    result = measure_matmul_peak("cpu", "bf16")
+    assert set(tried) == {1024} and result.size == 1024 and list(result.by_size) == [1024]

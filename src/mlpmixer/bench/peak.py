@@ -27,6 +27,9 @@ from .timing import synchronize
 
 CPU_SIZES = (1024, 2048, 3072)
 CUDA_SIZES = (4096, 8192)
+# a product slower than this stops the sizes from growing: bf16 emulated on an AVX2 CPU ran
+# at ~1 GFLOP/s, and the 3072 product (58 GFLOP) four times took minutes (issue 25)
+MAX_PRODUCT_S = 1.0
 
 
 @dataclass
@@ -106,20 +109,25 @@ def measure_matmul_peak(
 ) -> MatmulPeak:
     """Best TFLOP/s of n×n matmuls in ``dtype`` on ``device`` over ``sizes``.
 
-    Defaults: n in (1024, 2048, 3072) on CPU, (4096, 8192) on CUDA; each size runs for at
-    least ``min_time_s`` seconds (at least 3 products) after one warm-up product, in each
-    library of `_products`; ``by_size`` keeps the better library per size.
+    Defaults: n in (1024, 2048, 3072) on CPU, (4096, 8192) on CUDA, smallest first; each size
+    runs for at least ``min_time_s`` seconds (at least 3 products) after one warm-up product,
+    in each library of `_products`; ``by_size`` keeps the better library per size. Once one
+    product takes longer than `MAX_PRODUCT_S`, larger sizes are not tried.
     """
     device = torch.device(device)
     torch_dtype = DTYPES[dtype]
     if sizes is None:
         sizes = CUDA_SIZES if device.type == "cuda" else CPU_SIZES
     products = _products(device, torch_dtype)
-    rates = {
-        (n, lib): rate
-        for n in sizes
-        for lib, rate in _library_rates(n, torch_dtype, device, min_time_s, products).items()
-    }
+    rates: dict[tuple[int, str], float] = {}
+    for n in sorted(sizes):
+        rates.update(
+            ((n, lib), rate)
+            for lib, rate in _library_rates(n, torch_dtype, device, min_time_s, products).items()
+        )
+        if 2 * n**3 / max(rates.values()) / 1e12 > MAX_PRODUCT_S:
+            break  # an emulated dtype (bf16 without bf16 instructions): larger n only take longer
+    sizes = sorted({m for m, _ in rates})
     by_size = {n: max(r for (m, _), r in rates.items() if m == n) for n in sizes}
     best_size, library = max(rates, key=rates.__getitem__)
     return MatmulPeak(rates[best_size, library], best_size, dtype, str(device), by_size, library)
