@@ -161,3 +161,18 @@ def test_info_fast_lists_each_piece_with_its_reason():
     table = CliRunner().invoke(cli, ["info", "--fast", "--model", "mixer_t2_8"])
     assert table.exit_code == 0 and "oneDNN products (inference)" in table.output
     assert CliRunner().invoke(cli, ["info"]).exit_code == 2  # a checkpoint, or --fast
+
+
+def test_a_probe_asked_under_fake_tensors_and_autocast_runs_on_real_tensors(monkeypatch, cache):
+    """The first GELU of a process may come under FakeTensorMode or autocast: the probe must
+    still measure real fp32 tensors (a fake one has no value to compare)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    _on(monkeypatch, AVX2_EPYC)
+    _fake_timings(monkeypatch, {"fused": 1.0, "ATen": 2.0})
+    if gelu._library() is None:
+        pytest.skip("no C compiler: the kernel is unavailable, nothing to probe")
+    with FakeTensorMode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = gelu.gelu(torch.empty(4, 5), "tanh")
+    assert y.shape == (4, 5)
+    assert pieces.decisions()[-1].why == "measured 2.00x"

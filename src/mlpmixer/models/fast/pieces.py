@@ -27,13 +27,15 @@ probe: what the test suite uses, so that the fast-vs-plain tests test the pieces
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 from ... import measured_choice
 from ...cpu_kind import effective_cpu, measured_kind
@@ -162,7 +164,21 @@ def _decide(  # type: ignore[no-untyped-def]
     kind = measured_kind(effective_cpu())
     if how == "auto" and kind is not None and rule is not None:
         return Decision(piece, case, rule(kind), f"rule: {kind}")
-    return _probe(piece, case, probe(), tolerance)
+    with _outside_the_callers_modes():
+        return _probe(piece, case, probe(), tolerance)
+
+
+@contextlib.contextmanager
+def _outside_the_callers_modes() -> Iterator[None]:
+    """A probe runs on real tensors whatever its caller is in: no dispatch mode (fake tensors,
+    FlopCounterMode), no autocast, grad on, not inference mode."""
+    with (
+        _disable_current_modes(),
+        torch.autocast("cpu", enabled=False),
+        torch.inference_mode(False),
+        torch.enable_grad(),
+    ):
+        yield
 
 
 def _probe(
