@@ -45,10 +45,12 @@ def medians(
     candidates: Mapping[str, Callable[[], object]],
     rounds: int = 5,
     clock: Callable[[], float] = time.thread_time,
+    warmup: bool = True,
 ) -> dict[str, float]:
     """Each candidate's median time over ``rounds`` interleaved rounds (after one warm-up
-    call each; the order alternates, so that neither always runs on a warm cache)."""
-    for fn in candidates.values():
+    call each, unless the caller has just run them; the order alternates, so that neither
+    always runs on a warm cache)."""
+    for fn in candidates.values() if warmup else ():
         fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
     names = list(candidates)
@@ -94,6 +96,7 @@ def measure(
     torch_version: str,
     rounds: int = 5,
     clock: Callable[[], float] = time.thread_time,
+    warmup: bool = True,
 ) -> Measured:
     """`choose` with the ratio kept: from memory, the cache file, or measured now."""
     key = cache_key(question, threads, torch_version)
@@ -102,7 +105,7 @@ def measure(
     if found is not None:
         _memo[key] = stored[key]
         return found
-    median = medians(candidates, rounds, clock)
+    median = medians(candidates, rounds, clock, warmup)
     choice, speedup = _pick(median)
     others = [median[n] for n in list(median)[:-1]]
     best_other = median[list(median)[-1]] / max(min(others), 1e-12) if others else None

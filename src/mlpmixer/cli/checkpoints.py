@@ -143,8 +143,12 @@ def _print_fast_pieces(checkpoint: str | None, model_name: str, as_json: bool) -
     decisions = [d.to_dict() for d in survey(config)]
     kind = effective_cpu()
     capped = sorted(this_cpu().flags - kind.flags)
+    import torch
+
     summary = {
         "cpu": kind.model,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
         "measured_kind": measured_kind(kind),
         "flags_capped": capped,
         "policy": pieces.policy(),

@@ -34,7 +34,7 @@ def _fake_timings(monkeypatch, ms: dict[str, float]):
     """Probes "measure" these times (by candidate name); the candidates still run once."""
     seen = []
 
-    def medians(candidates, rounds=5, clock=None):
+    def medians(candidates, rounds=5, clock=None, warmup=True):
         seen.append(list(candidates))
         return {name: ms.get(name, 1.0) for name in candidates}  # (nested: other pieces)
 

@@ -252,16 +252,16 @@ def training_choice(dim: int, hidden: int, rows: int) -> str:
     case = f"float32, {dim}x{hidden}, {rows_class} rows"
 
     def probe() -> dict[str, Callable[[], torch.Tensor]]:
-        x, w1, b1, w2, b2 = _operands(
-            pieces.PROBE_ROWS[rows_class], (dim, hidden, dim), torch.float32
-        )
+        rows = pieces.TRAINING_PROBE_ROWS[rows_class]
+        x, w1, b1 = _operands(rows, (dim, hidden), torch.float32)  # fc1 (fc2: its transpose)
+        w1.requires_grad_(True)
 
         def step(product: Callable[..., torch.Tensor]) -> torch.Tensor:
-            x.grad = None
+            x.grad = w1.grad = None
             x.requires_grad_(True)
-            out = product(product(x, w1, b1), w2, b2)
+            out = product(x, w1, b1)
             out.backward(torch.ones_like(out))
-            return torch.cat([out.detach().flatten(), x.grad.flatten()])
+            return torch.cat([out.detach().flatten(), x.grad.flatten(), w1.grad.flatten()])
 
         return {
             "oneDNN": lambda: step(_TrainingLinear.apply),

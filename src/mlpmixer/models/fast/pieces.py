@@ -44,8 +44,13 @@ log = logging.getLogger(__name__)
 
 POLICIES = ("auto", "probe", "on")
 PROBE_ROWS = {"few": 16, "many": 128}  # rows of the probe's products, per rows class
+# training has costs per step that do not grow with the rows (oneDNN's weight transposes):
+# at 128 rows the oneDNN training products measured 0.89x ATen on the EPYC, at 512 0.99x, at
+# 1024 1.13x (S/16 shapes; a batch of 16 is 3136 rows), so its probe takes more rows
+TRAINING_PROBE_ROWS = {"few": 16, "many": 1024}
 MANY_ROWS = 64  # a product with more rows than this is in the "many" class
 PROBE_ROUNDS = 3
+ROUND_S = 0.003  # a timed round of a probe lasts at least this (short ops are repeated)
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ def decide(
     unavailable: Callable[[], str | None] | None = None,
     switch: str | None = None,
     tolerance: float = 1e-5,
+    everywhere: str | None = None,
 ) -> str:
     """The candidate ``piece`` uses in ``case`` (decided at the first question, then kept).
 
@@ -137,12 +143,16 @@ def decide(
     a call returning that candidate's result on the case's operands. ``rule(kind)``: the
     choice on a CPU the pieces were measured on (`cpu_kind.measured_kind`);
     ``unavailable()``: why only the plain op can run here (None: all can); ``switch``: the
-    environment variable that switches the piece off.
+    environment variable that switches the piece off; ``everywhere``: why the first candidate
+    is right on every CPU (it does strictly less work for the same numbers): no probe.
     """
     found = _decisions.get((piece, case))
     if found is None:
         start = time.thread_time()  # (probes run on this thread alone)
-        found = _decide(piece, case, names, probe, rule, unavailable, switch, tolerance)
+        if everywhere is not None and not (switch is not None and switched_off(switch)):
+            found = Decision(piece, case, names[0], f"rule: any CPU ({everywhere})")
+        else:
+            found = _decide(piece, case, names, probe, rule, unavailable, switch, tolerance)
         found = replace(found, seconds=time.thread_time() - start)
         _decisions[piece, case] = found
         log.debug("%s (%s): %s, %s", piece, case, found.choice, found.why)
@@ -168,6 +178,17 @@ def _decide(  # type: ignore[no-untyped-def]
         return _probe(piece, case, probe(), tolerance)
 
 
+def _repeated(
+    candidates: dict[str, Callable[[], torch.Tensor]], once: float
+) -> dict[str, Callable[[], object]]:
+    """Each candidate called often enough that one timed round lasts ~`ROUND_S` (a single call
+    of a sub-millisecond op is mostly timer and cache noise); ``once``: one plain call's time."""
+    repeats = max(1, min(64, round(ROUND_S / max(once, 1e-6))))
+    if repeats == 1:
+        return dict(candidates)
+    return {name: (lambda fn=fn: [fn() for _ in range(repeats)]) for name, fn in candidates.items()}
+
+
 @contextlib.contextmanager
 def _outside_the_callers_modes() -> Iterator[None]:
     """A probe runs on real tensors whatever its caller is in: no dispatch mode (fake tensors,
@@ -187,7 +208,9 @@ def _probe(
     """Check each candidate against the plain one, then time the ones that agree."""
     names = list(made)
     plain = names[-1]
+    start = time.thread_time()
     expected = made[plain]().float()
+    once = time.thread_time() - start
     scale = expected.abs().max().clamp_min(1e-30)
     agree: dict[str, Callable[[], torch.Tensor]] = {}
     rejected = []
@@ -208,7 +231,10 @@ def _probe(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # thread CPU time counts the calling thread only: run on it alone
     try:
-        result = measured_choice.measure(question, agree, 1, torch.__version__, PROBE_ROUNDS)
+        timed = _repeated(agree, once)
+        result = measured_choice.measure(
+            question, timed, 1, torch.__version__, PROBE_ROUNDS, warmup=True
+        )
     finally:
         torch.set_num_threads(threads)
     if result.choice == plain:
