@@ -72,10 +72,13 @@ def fastest(
     return _pick(medians(candidates, rounds, clock))[0]
 
 
-def _pick(median: dict[str, float]) -> tuple[str, float]:
-    """The fastest name (ties: the first) and the last one's time over its time."""
+def _pick(median: dict[str, float], margin: float = 1.0) -> tuple[str, float]:
+    """The fastest name (ties: the first) and the last one's time over its time; with a
+    ``margin`` > 1, the last (plain) one unless another beats it by that factor."""
     names = list(median)
     best = min(names, key=lambda n: (median[n], names.index(n)))
+    if median[names[-1]] < margin * median[best]:
+        best = names[-1]
     return best, median[names[-1]] / max(median[best], 1e-12)
 
 
@@ -97,8 +100,10 @@ def measure(
     rounds: int = 5,
     clock: Callable[[], float] = time.thread_time,
     warmup: bool = True,
+    margin: float = 1.0,
 ) -> Measured:
-    """`choose` with the ratio kept: from memory, the cache file, or measured now."""
+    """`choose` with the ratio kept: from memory, the cache file, or measured now. A fast
+    candidate must beat the plain (last) one by ``margin`` to be chosen."""
     key = cache_key(question, threads, torch_version)
     stored = _read(cache_file()) if key not in _memo else {key: _memo[key]}
     found = _parse(stored.get(key), candidates)
@@ -106,7 +111,7 @@ def measure(
         _memo[key] = stored[key]
         return found
     median = medians(candidates, rounds, clock, warmup)
-    choice, speedup = _pick(median)
+    choice, speedup = _pick(median, margin)
     others = [median[n] for n in list(median)[:-1]]
     best_other = median[list(median)[-1]] / max(min(others), 1e-12) if others else None
     text = f"{choice}|{speedup:.4f}" + (f"|{best_other:.4f}" if best_other else "")

@@ -176,3 +176,13 @@ def test_a_probe_asked_under_fake_tensors_and_autocast_runs_on_real_tensors(monk
         y = gelu.gelu(torch.empty(4, 5), "tanh")
     assert y.shape == (4, 5)
     assert pieces.decisions()[-1].why == "measured 2.00x"
+
+
+def test_a_win_within_the_noise_keeps_the_plain_op(monkeypatch, cache):
+    """A probe is noisy by a few percent: a piece 1% faster is not a win (`pieces.MARGIN`)."""
+    _on(monkeypatch, AVX2_EPYC)
+    from mlpmixer.models.fast import token_linear
+
+    _fake_timings(monkeypatch, {"bmm, then the bias": 1.0, "baddbmm": 1.01})
+    assert not token_linear.split_choice(torch.bfloat16, 8, 16, 24)
+    assert pieces.decisions()[-1].why == "measured: within 2% (1.01x)"

@@ -51,6 +51,7 @@ TRAINING_PROBE_ROWS = {"few": 16, "many": 1024}
 MANY_ROWS = 64  # a product with more rows than this is in the "many" class
 PROBE_ROUNDS = 3
 ROUND_S = 0.003  # a timed round of a probe lasts at least this (short ops are repeated)
+MARGIN = 1.02  # a piece is used where it wins by 2% at least (run-to-run noise of a probe)
 
 
 @dataclass(frozen=True)
@@ -233,13 +234,14 @@ def _probe(
     try:
         timed = _repeated(agree, once)
         result = measured_choice.measure(
-            question, timed, 1, torch.__version__, PROBE_ROUNDS, warmup=True
+            question, timed, 1, torch.__version__, PROBE_ROUNDS, margin=MARGIN
         )
     finally:
         torch.set_num_threads(threads)
     if result.choice == plain:
         ratio = result.best_other
-        why = "measured: slower" + (f" ({ratio:.2f}x)" if ratio else "")
+        verdict = "slower" if ratio is None or ratio < 1 else f"within {MARGIN - 1:.0%}"
+        why = f"measured: {verdict}" + (f" ({ratio:.2f}x)" if ratio else "")
     else:
         why = "measured" + (f" {result.speedup:.2f}x" if result.speedup else "")
     return Decision(piece, case, result.choice, why)
