@@ -25,11 +25,23 @@ demo: $(STAMP)
 # its dependencies (it would pull torchvision and another torch); the tests skip without it
 TIMM_SPEC ?= timm==1.0.31
 
+# then the fast path and the benchmarks again as an AVX2-only x86 CPU would run them (oneDNN,
+# ATen and MKL capped: no AVX-512, no native bf16; docs/troubleshooting.md), and the fast-path
+# tests with the fast layers switched off by default (MLPMIXER_FAST=0). Not the kernel-cache
+# tests (compiler runs, ~45 s): the kernel is built for the real CPU whatever the caps say.
+AVX2_CAPS := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+CPU_KIND_TESTS := tests/models/fast tests/bench/test_bench.py tests/bench/test_gpu_check.py \
+	tests/test_cpu_kind.py tests/test_precision.py tests/test_measured_choice.py \
+	--ignore=tests/models/fast/test_kernel_cache.py
+
 test: $(STAMP)
 	$(PY) -m pip install -q --no-deps $(TIMM_SPEC)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(PY) -m pytest -n 2 -q
+	$(AVX2_CAPS) $(PY) -m pytest -n 2 -q -m "not slow" $(CPU_KIND_TESTS)
+	MLPMIXER_FAST=0 $(PY) -m pytest -n 2 -q -m "not slow" tests/models/fast \
+		--ignore=tests/models/fast/test_kernel_cache.py
 
 # the fast tier while working: everything but the tests marked slow
 test-fast: $(STAMP)

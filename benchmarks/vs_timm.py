@@ -69,6 +69,7 @@ from mlpmixer.checkpoints.timm_format import state_to_timm, timm_architecture
 from mlpmixer.cpu_kind import this_cpu
 from mlpmixer.fileio import atomic_write_text
 from mlpmixer.models import create_model
+from mlpmixer.models.fast import pieces
 from mlpmixer.precision import autocast
 
 HERE = Path(__file__).resolve().parent
@@ -215,8 +216,11 @@ def gemm_step(cfg: Any, precision: str, mode: str, batch: int) -> Callable[[], N
 
 @contextlib.contextmanager
 def _env(name: str, value: str) -> Iterator[None]:
+    """``$name=value`` inside; the fast pieces read their switches when deciding, so they are
+    decided again on the way in and out (rules or cached measurements: microseconds)."""
     old = os.environ.get(name)
     os.environ[name] = value
+    pieces.reset()
     try:
         yield
     finally:
@@ -224,6 +228,7 @@ def _env(name: str, value: str) -> Iterator[None]:
             del os.environ[name]
         else:
             os.environ[name] = old
+        pieces.reset()
 
 
 def without_fused_gelu(step: Callable[[], None]) -> Callable[[], None]:

@@ -13,3 +13,7 @@ import torch
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+# The fast path's pieces are on wherever they can run (no per-machine probe): the tests hold
+# each piece to its plain twin. The tests about the decisions set their own policy.
+os.environ.setdefault("MLPMIXER_PIECES", "on")

@@ -13,6 +13,12 @@ from mlpmixer.models.fast import onednn
 needs_onednn = pytest.mark.skipif(
     not onednn.available(), reason="no oneDNN linear in this torch build"
 )
+# oneDNN's bf16 inner product needs AVX-512 or bf16 instructions (not an AVX2-only CPU, nor
+# ONEDNN_MAX_CPU_ISA=AVX2): there the bf16 tests of the oneDNN path itself are skipped, and
+# test_onednn.py checks that bf16 takes ATen instead
+needs_onednn_bf16 = pytest.mark.skipif(
+    not onednn.supports(torch.bfloat16), reason="oneDNN has no bf16 inner product on this CPU"
+)
 
 
 def randomised(model: MlpMixer, seed: int = 0) -> MlpMixer:

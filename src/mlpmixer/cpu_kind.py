@@ -1,5 +1,12 @@
 """What kind of CPU this is (read once from ``/proc/cpuinfo``), and the rules that depend on it.
 
+`this_cpu` is the hardware as the kernel lists it (what ``-march=native`` builds for);
+`effective_cpu` is the same CPU as the libraries will use it: oneDNN, ATen and MKL each honour
+an instruction-set cap from the environment (``ONEDNN_MAX_CPU_ISA``, ``ATEN_CPU_CAPABILITY``,
+``MKL_ENABLE_INSTRUCTIONS``), and a flag above any cap is dropped (`cap_flags`). So
+``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2`` makes an
+AVX-512 machine decide, and test, as an AVX2-only one does (docs/troubleshooting.md).
+
 The CPU fast path's pieces are not equally good on every CPU. The case that decided this
 module: in fp32 training, ATen sends the products to MKL, which uses AVX-512 on Intel CPUs but
 not on AMD ones; oneDNN uses AVX-512 on both. So running the fp32 *training* products through
@@ -14,8 +21,10 @@ Standard library only: the model package may import this (it must not import `be
 from __future__ import annotations
 
 import functools
+import os
 import platform
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 CPUINFO = "/proc/cpuinfo"
 _VENDORS = {"AuthenticAMD": "amd", "GenuineIntel": "intel", "HygonGenuine": "amd"}
@@ -65,6 +74,70 @@ def this_cpu() -> CpuKind:
     if not kind.model:
         kind = CpuKind(kind.vendor, platform.processor() or platform.machine(), kind.flags)
     return kind
+
+
+# The instruction-set caps each library reads, and what each cap level leaves out. Levels are
+# matched on the lower-cased value's start; unknown values (ALL, DEFAULT...) cap nothing.
+CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+_WIDE = ("avx512", "amx", "avx10", "avx_vnni", "avx_ne_convert")  # beyond AVX2
+_BEYOND_AVX512_CORE = ("avx512_bf16", "avx512_fp16", "amx", "avx10")  # native bf16/fp16 units
+_CAPS = (  # (level prefix, flag prefixes dropped); checked in this order
+    ("avx512_core_bf16", ("avx512_fp16", "amx", "avx10")),
+    ("avx512_core_vnni", _BEYOND_AVX512_CORE),
+    ("avx512_core", _BEYOND_AVX512_CORE),
+    ("avx512_e", _BEYOND_AVX512_CORE),  # MKL's AVX512_E1..E4
+    ("avx512", _BEYOND_AVX512_CORE),  # ATen's avx512, MKL's AVX512
+    ("avx10", ()),  # AVX10 levels include all of AVX-512
+    ("amx", ()),
+    ("avx2", _WIDE),
+    ("avx", (*_WIDE, "avx2", "fma")),
+    ("sse", (*_WIDE, "avx", "avx2", "fma", "f16c")),
+)
+
+
+def _dropped_by(value: str) -> tuple[str, ...]:
+    level = value.strip().lower()
+    for prefix, dropped in _CAPS:
+        if level.startswith(prefix):
+            return dropped
+    return ()
+
+
+def cap_flags(kind: CpuKind, env: Mapping[str, str]) -> CpuKind:
+    """``kind`` without the flags that the instruction-set caps in ``env`` forbid the libraries
+    (a flag above the lowest cap of `CAP_VARIABLES` is dropped)."""
+    dropped = tuple(p for name in CAP_VARIABLES for p in _dropped_by(env.get(name, "")))
+    if not dropped:
+        return kind
+    return replace(kind, flags=frozenset(f for f in kind.flags if not f.startswith(dropped)))
+
+
+@functools.cache
+def effective_cpu() -> CpuKind:
+    """`this_cpu` as oneDNN, ATen and MKL may use it here: their ISA caps applied (read once)."""
+    return cap_flags(this_cpu(), os.environ)
+
+
+def native_bf16(kind: CpuKind) -> bool:
+    """Whether the CPU has bf16 product instructions (AVX512_BF16, AMX, AVX-NE-CONVERT, Arm bf16)."""
+    return bool(kind.flags & {"avx512_bf16", "amx_bf16", "avx_ne_convert", "bf16"})
+
+
+def native_fp16(kind: CpuKind) -> bool:
+    """Whether the CPU has fp16 arithmetic (AVX512_FP16, AMX-FP16, Arm fphp/asimdhp)."""
+    return bool(kind.flags & {"avx512_fp16", "amx_fp16", "asimdhp"})
+
+
+def measured_kind(kind: CpuKind) -> str | None:
+    """The name of the kind of CPU the fast path's rules were measured on, or None.
+
+    ``amd-avx512-bf16`` (EPYC Zen 4/5) and ``intel-avx512-bf16`` (Xeon Sapphire/Emerald
+    Rapids): AVX-512 with bf16 instructions. Any other CPU (AVX2 only, AVX-512 without bf16,
+    Arm, unknown) is measured instead of guessed (`models.fast.pieces`).
+    """
+    if "avx512f" not in kind.flags or not native_bf16(kind):
+        return None
+    return {"amd": "amd-avx512-bf16", "intel": "intel-avx512-bf16"}.get(kind.vendor)
 
 
 def onednn_fp32_training(kind: CpuKind) -> bool:

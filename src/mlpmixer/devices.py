@@ -59,6 +59,9 @@ def precision_context(device: str | torch.device, precision: str) -> Iterator[No
     if precision not in ("bf16", "fp16"):
         raise ConfigError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    from .precision import warn_if_emulated
+
+    warn_if_emulated(torch.device(device).type, precision)  # one line where the CPU lacks it
     with torch.autocast(torch.device(device).type, dtype=dtype):
         yield
 

@@ -164,6 +164,12 @@ def test_cli_json_out_and_checkpoint(tmp_path):
     printed = json.loads(result.output)
     assert json.loads(out.read_text()) == printed
     assert printed["results"][0]["mode"] == "infer" and printed["model"] == str(checkpoint)
+    # which fast pieces ran, and why (here: the suite's policy, every piece on); none where the
+    # process builds plain models (MLPMIXER_FAST=0)
+    from mlpmixer.models.fast import fast_layers_enabled
+
+    assert bool(printed["fast_pieces"]) or not fast_layers_enabled()
+    assert all({"piece", "case", "choice", "why"} <= set(d) for d in printed["fast_pieces"])
 
 
 @pytest.mark.slow
@@ -201,3 +207,37 @@ def test_matmul_peak_counts_onednn_when_aten_is_slower(monkeypatch):
     peak = measure_matmul_peak("cpu", "fp32", sizes=(256,), min_time_s=0.0)
     assert peak.tflops > 0.005, peak  # oneDNN's product: tens of GFLOP/s even on a busy core
     assert peak.library == "onednn"
+
+
+def test_matmul_peak_survives_a_dtype_onednn_cannot_run(monkeypatch):
+    """Issue 25: on an AVX2-only CPU oneDNN has no bf16 inner product, and the bf16 peak probe
+    called it without a fallback (`mlpmixer bench --precision bf16` exit 1). Now the peak is
+    ATen's, and oneDNN is switched off for that dtype only."""
+    from mlpmixer.models.fast import onednn
+
+    monkeypatch.setattr(onednn, "works", lambda op, dtype: True)  # as if it said it could
+    monkeypatch.setattr(onednn, "failed", set())
+
+    def refuse(*args):
+        raise RuntimeError("could not create a primitive descriptor for the inner product")
+
+    monkeypatch.setattr(onednn, "pointwise", refuse)
+    peak = measure_matmul_peak("cpu", "bf16", sizes=(64,), min_time_s=0.0)
+    assert peak.library == "aten" and peak.tflops > 0
+    assert onednn.failed == {("linear", torch.bfloat16)}
+
+
+def test_matmul_peak_stops_growing_where_one_product_takes_seconds(monkeypatch):
+    """Issue 25: bf16 emulated on an AVX2 CPU runs ~1 GFLOP/s, and the 3072 products of the
+    default sizes kept `bench --precision bf16` in its peak probe for over 10 minutes."""
+    from mlpmixer.bench import peak as peak_module
+
+    tried = []
+
+    def slow(n, dtype, device, min_time_s, product):
+        tried.append(n)
+        return 0.001  # TFLOP/s: a 1024 product takes 2 s
+
+    monkeypatch.setattr(peak_module, "_matmul_tflops", slow)
+    result = measure_matmul_peak("cpu", "bf16")
+    assert set(tried) == {1024} and result.size == 1024 and list(result.by_size) == [1024]

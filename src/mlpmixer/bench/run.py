@@ -40,9 +40,10 @@ from ..download import is_hub_id
 from ..errors import ConfigError, RunError
 from ..models import MlpFamilyModel, flops_per_image, param_count
 from ..models.config import GELU_VARIANTS
+from ..models.fast import pieces
 from ..models.params import weight_decay_groups
 from ..models.plain import PlainMixer
-from ..precision import DTYPES, autocast
+from ..precision import DTYPES, autocast, warn_if_emulated
 from ..progress import PROGRESS
 from .peak import measure_matmul_peak
 from .timing import PeakMemory, SavedActivations, summarize_ms, synchronize, time_calls
@@ -457,6 +458,7 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     device = _parse_device(options.device)
+    emulated = warn_if_emulated(device.type, options.dtype)  # one line, before the long wait
     log.info("building %s", model if isinstance(model, str) else "the model", extra=PROGRESS)
     net, label = resolve_model(model, **({"gelu": options.gelu} if options.gelu else {}))
     torch.manual_seed(options.seed)
@@ -466,11 +468,15 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     peak = _peak(device, options) if options.peak else None
     result["matmul_peak"] = peak.to_dict() if peak else None
     impls, result["notes"] = implementations(net, options.compare)
+    if emulated:
+        result["notes"].append(f"note: {emulated}")
     result["implementations"] = list(impls)
     rows = _time_modes(impls, net.config, options, peak.tflops if peak else None)
     if peak is not None:
         _peak_again(result, rows, device, options, peak.tflops)
     _summarize(result, rows, device)
+    # which CPU fast-path pieces the runs used here, and why (rule, measured, unavailable...)
+    result["fast_pieces"] = [d.to_dict() for d in pieces.decisions()]
     synchronize(device)
     return result
 

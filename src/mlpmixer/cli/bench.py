@@ -180,6 +180,11 @@ def _print_bench(result: dict[str, Any]) -> None:
             )
     for note in result.get("notes", []):
         console.print(note)
+    for d in result.get("fast_pieces", []):
+        console.print(
+            f"fast piece: {d['piece']} ({d['case']}): {d['choice']} -- {d['why']}",
+            highlight=False,
+        )
     console.print(
         "±: (p90 - p10) / median of the step times. MB: peak memory of one step "
         "(CUDA allocator; CPU resident set, approximate). act/img: MB of activations saved "

@@ -69,17 +69,38 @@ def models(pattern: str, as_json: bool, pretrained: bool) -> None:
 
 
 @cli.command()
-@click.argument("checkpoint")
+@click.argument("checkpoint", required=False)
 @img_size_option("Image size, N or HxW, where the file does not say (non-square grids).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> None:
-    """Show a checkpoint's format, inferred architecture and classes.
+@click.option(
+    "--fast",
+    "fast_pieces",
+    is_flag=True,
+    help="Which CPU fast-path pieces this machine uses, and why (for --model's shapes).",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default="mixer_b16_224",
+    show_default=True,
+    help="With --fast: the registered model whose shapes to decide for.",
+)
+def info(checkpoint: str | None, img_size: tuple[int, int] | None, as_json: bool,
+         fast_pieces: bool, model_name: str) -> None:  # fmt: skip
+    """Show a checkpoint's format, inferred architecture and classes (or --fast: the CPU
+    fast path's pieces on this machine).
 
     Also checks that the weights load into that architecture: a file that `predict` or
     `eval` would refuse (missing or extra keys, complex tensors) is reported with the
     reason, exit 2.
     """
     import warnings
+
+    if fast_pieces:
+        _print_fast_pieces(checkpoint, model_name, as_json)
+        return
+    if checkpoint is None:
+        raise click.UsageError("give a CHECKPOINT (or --fast)")
 
     from ..checkpoints import describe, read_checkpoint
     from ..checkpoints.load import check_loadable
@@ -109,6 +130,54 @@ def info(checkpoint: str, img_size: tuple[int, int] | None, as_json: bool) -> No
             soft_wrap=True,
         )
         raise click.exceptions.Exit(EXIT_BAD_INPUT)
+
+
+def _print_fast_pieces(checkpoint: str | None, model_name: str, as_json: bool) -> None:
+    """The fast path's decisions for a model's shapes: piece, case, what runs, why."""
+    from ..cpu_kind import effective_cpu, measured_kind, this_cpu
+    from ..models import model_config
+    from ..models.fast import pieces
+    from ..models.fast.survey import survey
+
+    config = model_config(model_name) if checkpoint is None else _checkpoint_config(checkpoint)
+    decisions = [d.to_dict() for d in survey(config)]
+    kind = effective_cpu()
+    capped = sorted(this_cpu().flags - kind.flags)
+    import torch
+
+    summary = {
+        "cpu": kind.model,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "measured_kind": measured_kind(kind),
+        "flags_capped": capped,
+        "policy": pieces.policy(),
+        "shapes_of": checkpoint or model_name,
+        "pieces": decisions,
+    }
+    if as_json:
+        print_json(summary)
+        return
+    known = summary["measured_kind"] or "not one the rules were measured on: probed"
+    console.print(f"{kind.model} ({known}); policy {summary['policy']}", highlight=False)
+    if capped:
+        console.print(f"ISA caps leave out: {' '.join(capped)}", highlight=False)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title=f"shapes of {printable(checkpoint or model_name)}",
+    )
+    for column in ("piece", "case", "uses", "why"):
+        table.add_column(column)
+    for d in decisions:
+        table.add_row(d["piece"], d["case"], d["choice"], d["why"])
+    wide_console(table).print(table)
+
+
+def _checkpoint_config(checkpoint: str) -> Any:
+    from ..checkpoints import read_checkpoint
+
+    return read_checkpoint(checkpoint).config
 
 
 def _print_info(checkpoint: str, summary: dict[str, Any]) -> None:

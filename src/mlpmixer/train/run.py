@@ -48,6 +48,7 @@ from ..layout import (
     checkpoint_label,
 )
 from ..models import MixerConfig, MlpFamilyModel, create_model, model_config
+from ..precision import warn_if_emulated
 from ..progress import shown_on_stderr
 from .augment import DeviceAugment, sample_augment
 from .config import TrainConfig
@@ -572,6 +573,8 @@ def _train_here(
     device: torch.device, locks: contextlib.ExitStack,
 ) -> RunResult:  # fmt: skip
     _configure_torch(config, device)
+    if dist.is_main:
+        warn_if_emulated(device.type, config.train.precision)  # one line where the CPU lacks it
     trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
     if plan is not None:
         trainer.load_checkpoint(plan.checkpoint)

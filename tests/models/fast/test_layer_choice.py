@@ -41,6 +41,7 @@ def test_plain_models_hold_only_plain_layers(family):
 
 
 def test_the_process_default_and_the_environment(monkeypatch):
+    fast.set_fast_layers(None)  # (conftest sets it: the environment decides here)
     monkeypatch.setenv("MLPMIXER_FAST", "0")
     assert fast.layer_set() is PLAIN and fast.layer_set(True) is fast.FAST
     monkeypatch.delenv("MLPMIXER_FAST")

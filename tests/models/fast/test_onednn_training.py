@@ -8,7 +8,7 @@ import torch
 from mixer_testing import EPYC, XEON, needs_onednn, randomised, record_results
 from mlpmixer import MixerConfig, MlpMixer
 from mlpmixer.cpu_kind import parse_cpuinfo
-from mlpmixer.models.fast import onednn
+from mlpmixer.models.fast import onednn, pieces
 from mlpmixer.models.plain import PlainMixer
 
 CONFIG = MixerConfig(
@@ -18,18 +18,17 @@ CONFIG = MixerConfig(
 
 
 def _run_on(monkeypatch, cpuinfo: str) -> None:
-    """Make the process believe it runs on the CPU ``cpuinfo`` describes, and decide again."""
-    monkeypatch.setattr(onednn, "this_cpu", lambda: parse_cpuinfo(cpuinfo))
-    onednn.training_wins.cache_clear()
+    """Make the process believe it runs on the CPU ``cpuinfo`` describes, and decide again by
+    the rules (the suite's policy is every piece on)."""
+    monkeypatch.setattr(pieces, "effective_cpu", lambda: parse_cpuinfo(cpuinfo))
+    pieces.set_policy("auto")
 
 
 @pytest.fixture(autouse=True)
 def on_amd(monkeypatch):
     """The tests below check the oneDNN path itself: run them as on the AMD EPYC, where it is
-    taken; the real CPU's decision is made again afterwards."""
+    taken; the real CPU's decision is made again afterwards (conftest)."""
     _run_on(monkeypatch, EPYC)
-    yield
-    onednn.training_wins.cache_clear()
 
 
 @pytest.fixture
@@ -69,14 +68,16 @@ def test_fp32_gradients_match_float64_plain(weight_grad_in_onednn, calls, monkey
 def test_switch_and_other_dtypes_take_aten(calls, monkeypatch):
     model = randomised(MlpMixer(CONFIG), seed=2).train()
     monkeypatch.setenv("MLPMIXER_ONEDNN", "0")
+    pieces.reset()
     _loss_and_grads(model, _images())
     monkeypatch.delenv("MLPMIXER_ONEDNN")
+    pieces.reset()
     _loss_and_grads(model.double(), _images().double())  # float64: ATen
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model.float()(_images()).sum().backward()  # autocast: ATen
     with torch.no_grad():
         model(_images())  # inference: the inference path, not this one
-    assert calls and not any(calls)
+    assert not any(calls)
 
 
 def _products_run(model) -> set[str]:
@@ -96,7 +97,7 @@ def test_fp32_training_products_follow_the_cpu_rule(cpuinfo, in_onednn, calls, m
     AVX-512 (MKL has only AVX2 there) they run in oneDNN (`cpu_kind.onednn_fp32_training`)."""
     _run_on(monkeypatch, cpuinfo)
     ran = _products_run(randomised(MlpMixer(CONFIG), seed=2).train())
-    assert calls and all(calls) is in_onednn and any(calls) is in_onednn
+    assert (calls and all(calls)) if in_onednn else not calls
     assert ("mkldnn::_linear_pointwise" in ran) is in_onednn
     assert ran & {"aten::addmm", "aten::mm"}  # the token products are ATen's on both kinds
     if not in_onednn:
@@ -118,7 +119,7 @@ def test_double_backward_is_refused_not_wrong():
 def test_torch_func_transforms_take_aten(monkeypatch):
     """torch.func wraps tensors; the autograd Function has no functorch rules, so ATen runs,
     and the path stays on for ordinary training afterwards (it must not count as a failure)."""
-    monkeypatch.setattr(onednn, "_broken", False)
+    monkeypatch.setattr(onednn, "failed", set())
     layer = torch.nn.Linear(48, 8)
     x = torch.randn(5, 48)
     seen = []
@@ -132,5 +133,5 @@ def test_torch_func_transforms_take_aten(monkeypatch):
     expected = 2 * layer(x) @ layer.weight
     torch.testing.assert_close(grad, expected.detach(), rtol=1e-5, atol=1e-5)
     assert seen == [False]
-    assert not onednn._broken
+    assert not onednn.failed
     assert onednn.training_linear(layer, x.requires_grad_()) is not None

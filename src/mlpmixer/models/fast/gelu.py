@@ -14,8 +14,10 @@ implementations and autograd), so fake tensors, dispatch modes (``FlopCounterMod
 autograd see one op. The op's CPU implementation runs the kernel on contiguous float32,
 bfloat16 and float64 tensors and ``F.gelu`` on anything else (other devices and dtypes,
 strided tensors), and whenever the kernel cannot be built (no C compiler). `gelu` itself
-calls ``F.gelu`` for the erf form, with ``MLPMIXER_FUSED_GELU=0``, and under compile, export,
-jit tracing or scripting and FX tracing (`aside.traced`): those graphs keep the standard op,
+calls ``F.gelu`` for the erf form, where the kernel does not earn its place for the dtype
+(`use_fused`: decided once per dtype by `pieces` — a rule on the CPUs it was measured on, a
+probe elsewhere — or ``MLPMIXER_FUSED_GELU=0``, read then), and under compile, export, jit
+tracing or scripting and FX tracing (`aside.traced`): those graphs keep the standard op,
 which inductor fuses itself and which runs without this package.
 
 The kernel is compiled on first use with the system C compiler (``$CC`` or cc/gcc/clang,
@@ -33,14 +35,14 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import kernel_cache
+from . import kernel_cache, pieces
 from .aside import traced
 
 log = logging.getLogger(__name__)
@@ -53,10 +55,13 @@ _SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float64: "f64"}
 _SQRT_2_OVER_PI = 0.7978845608028654
 
 
+PIECE = "fused GELU"
+SWITCH = "MLPMIXER_FUSED_GELU"
+
+
 def fused_enabled() -> bool:
-    """False when ``MLPMIXER_FUSED_GELU`` is ``0``/``false``/``no``/``off`` (read at each call)."""
-    value = os.environ.get("MLPMIXER_FUSED_GELU", "1").strip().lower()
-    return value not in ("0", "false", "no", "off")
+    """False when ``MLPMIXER_FUSED_GELU`` is ``0``/``false``/``no``/``off``."""
+    return not pieces.switched_off(SWITCH)
 
 
 _SYMBOLS = [f"gelu_{way}_{suffix}" for suffix in _SUFFIX.values() for way in ("fwd", "bwd")]
@@ -102,7 +107,7 @@ def _library() -> ctypes.CDLL | None:
 
 
 def fused_available() -> bool:
-    """True when the kernel is built and loaded (builds it on the first call)."""
+    """True when the kernel is switched on, built and loaded (builds it on the first call)."""
     return fused_enabled() and _library() is not None
 
 
@@ -113,8 +118,44 @@ def _kernel_applies(x: torch.Tensor) -> bool:
         and x.dtype in _SUFFIX
         and x.is_contiguous()
         and x.numel() > 0
-        and fused_available()
+        and _library() is not None
     )
+
+
+_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float64: 1e-10}
+_resolved: dict[torch.dtype, bool] = {}
+_resolved_generation = -1
+
+
+def use_fused(dtype: torch.dtype) -> bool:
+    """Whether tanh-GELU in ``dtype`` runs the fused kernel here (decided once per dtype)."""
+    global _resolved_generation
+    if _resolved_generation != pieces.generation:
+        _resolved.clear()
+        _resolved_generation = pieces.generation
+    on = _resolved.get(dtype)
+    if on is None:
+        on = _resolved[dtype] = dtype in _SUFFIX and _decide(dtype) == "fused"
+    return on
+
+
+def _unavailable() -> str | None:
+    if _library() is None:
+        return "the kernel is not built (no C compiler, or the build failed: see the log)"
+    return None
+
+
+def _decide(dtype: torch.dtype) -> str:
+    def probe() -> dict[str, Callable[[], torch.Tensor]]:
+        g = torch.Generator().manual_seed(0)
+        x = (torch.randn(1 << 17, generator=g) * 3).to(dtype)
+        return {"fused": lambda: gelu_tanh(x), "ATen": lambda: F.gelu(x, approximate="tanh")}
+
+    return pieces.decide(
+        PIECE, str(dtype).removeprefix("torch."), ("fused", "ATen"), probe,
+        rule=lambda kind: "fused", unavailable=_unavailable, switch=SWITCH,
+        tolerance=_TOLERANCE[dtype],
+    )  # fmt: skip
 
 
 def _forward(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -191,8 +232,9 @@ def _(x: torch.Tensor) -> None:
 
 
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    """``F.gelu(x, approximate=approximate)``; the tanh form as the registered op."""
-    if approximate != "tanh" or traced() or not fused_enabled():
+    """``F.gelu(x, approximate=approximate)``; the tanh form as the registered op where the
+    kernel earns its place for ``x``'s dtype (`use_fused`)."""
+    if approximate != "tanh" or traced() or not use_fused(x.dtype):
         return F.gelu(x, approximate=approximate)
     return gelu_tanh(x)
 
@@ -202,8 +244,8 @@ def gelu_(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     if (
         approximate != "tanh"
         or traced()
-        or not fused_enabled()
         or (torch.is_grad_enabled() and x.requires_grad)
+        or not use_fused(x.dtype)
     ):
         return torch.ops.aten.gelu_(x, approximate=approximate)
     gelu_tanh_(x)

@@ -26,12 +26,14 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from .. import layers as plain
-from . import autocast_cache, onednn
+from . import autocast_cache, onednn, pieces
 from .aside import traced
+from .autocast_cache import plain_linear
 from .gelu import GELU, gelu_
-from .token_linear import token_linear
+from .token_linear import split_choice, token_linear
 
 
 class _DropIn:
@@ -77,38 +79,105 @@ class _GeluDropout:
         return gelu_(h, self.act.approximate)
 
 
-def _linear(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)``: oneDNN in fp32 CPU training, cached weights in autocast inference, else ATen."""
-    out = onednn.training_linear(module, x)
-    return out if out is not None else autocast_cache.linear(module, x)
+def _context(module: torch.nn.Module, x: torch.Tensor) -> tuple:
+    """What decides a layer's path: device, dtype, autocast dtype, grad mode, training, and
+    whether a dispatch mode must see ATen ops."""
+    autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    grad = torch.is_grad_enabled()
+    return (x.device.type, x.dtype, autocast, grad, module.training, is_in_torch_dispatch_mode())
+
+
+def _resolved(module: torch.nn.Module) -> dict:
+    """The module's paths resolved so far, per context; forgotten when `pieces` decide anew."""
+    memo = module.__dict__.get("_fast_paths")
+    if memo is None or memo[0] != pieces.generation:
+        memo = module.__dict__["_fast_paths"] = (pieces.generation, {})
+    return memo[1]
 
 
 class ChannelMlp(_DropIn, _GeluDropout, plain.Mlp):
-    """`plain.Mlp` over the last axis with the CPU paths above."""
+    """`plain.Mlp` over the last axis with the CPU paths above, resolved once per context."""
 
     hidden_bytes_per_piece = 16 * 2**20
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if traced():
             return super().forward(x)
-        pieces = self._pieces(x)
-        if pieces == 1:
-            return self.drop(self._mlp(x))
-        rows = x.reshape(-1, x.shape[-1]).tensor_split(pieces)
-        return torch.cat([self._mlp(part) for part in rows]).view(x.shape)
+        rows = x.shape[:-1].numel()
+        plain_modules = plain_linear(self.fc1) and plain_linear(self.fc2)  # (hooks come and go)
+        key = (*_context(self, x), self.fc1.weight.dtype, plain_modules, pieces.rows_class(rows))
+        paths = _resolved(self)
+        path = paths.get(key)
+        if path is None:
+            path = paths[key] = self._resolve(key, rows)
+        mode, choice, cache = path
+        if mode == "infer":
+            return self._infer(x, choice, cache)
+        if mode == "train" and choice != onednn.ATEN:
+            h = self.gelu_dropout(self._train_linear(self.fc1, x))
+            return self.drop(self._train_linear(self.fc2, h))
+        return self.drop(self.fc2(self.gelu_dropout(self.fc1(x))))
 
-    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        fused = onednn.mlp(self.fc1, self.fc2, self.act.approximate, x)  # CPU inference only
-        if fused is not None:
-            return fused
-        return _linear(self.fc2, self.gelu_dropout(_linear(self.fc1, x)))
+    def _resolve(self, key: tuple, rows: int) -> tuple[str, str, torch.dtype | None]:
+        """("infer" | "train" | "plain", the oneDNN choice, the autocast-cache dtype or None)."""
+        device, dtype, autocast, grad, training, dispatch, _, plain_modules, _ = key
+        weight = self.fc1.weight
+        if device != "cpu" or dispatch or not plain_modules:
+            return ("plain", onednn.ATEN, None)
+        dim, hidden = self.fc1.in_features, self.fc1.out_features
+        if not grad and not training:
+            fp32_weights = weight.dtype == torch.float32
+            cache = autocast if autocast is not None and fp32_weights else None
+            if cache is not None and not autocast_cache.use(cache):
+                cache = None
+            compute = autocast if autocast is not None and fp32_weights else weight.dtype
+            same = autocast is not None or dtype == weight.dtype
+            if compute not in (torch.float32, torch.bfloat16) or not same:
+                return ("infer", onednn.ATEN, cache)
+            approximate = self.act.approximate
+            choice = onednn.inference_choice(compute, dim, hidden, approximate, rows)
+            if choice != onednn.ATEN and cache is None and autocast is not None:
+                choice = onednn.ATEN  # (oneDNN takes the cast weights the cache keeps)
+            return ("infer", choice, cache)
+        if grad and autocast is None and dtype == weight.dtype == torch.float32:
+            return ("train", onednn.training_choice(dim, hidden, rows), None)
+        return ("plain", onednn.ATEN, None)
+
+    def _train_linear(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        out = onednn.training_linear(module, x)  # None for torch.func wrappers, failures
+        return out if out is not None else module(x)
+
+    def _infer(self, x: torch.Tensor, choice: str, cache: torch.dtype | None) -> torch.Tensor:
+        pieces_count = self._pieces(x)
+        if pieces_count == 1:
+            return self._infer_rows(x, choice, cache)
+        rows = x.reshape(-1, x.shape[-1]).tensor_split(pieces_count)
+        return torch.cat([self._infer_rows(part, choice, cache) for part in rows]).view(x.shape)
+
+    def _params(self, cache: torch.dtype | None) -> tuple:
+        if cache is None:
+            return (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
+        return tuple(autocast_cache.cached(fc, n, cache) for fc in (self.fc1, self.fc2)
+                     for n in ("weight", "bias"))  # fmt: skip
+
+    def _infer_rows(self, x: torch.Tensor, choice: str, cache: torch.dtype | None) -> torch.Tensor:
+        """fc2(GELU(fc1(x))) in inference by the resolved path; dropout is off in eval."""
+        params = self._params(cache)
+        if choice != onednn.ATEN:
+            rows = x.reshape(-1, x.shape[-1]).to(params[0].dtype)
+            try:
+                out = onednn.run_mlp(rows, params, self.act.approximate, choice == onednn.EPILOGUE)
+                return out.view(*x.shape[:-1], out.shape[-1])
+            except (RuntimeError, NotImplementedError) as err:
+                onednn.record_failure("linear+gelu", params[0].dtype, err)  # (ATen from now on)
+                pieces.failed(onednn.INFERENCE, str(params[0].dtype), onednn.ATEN, err)
+        w1, b1, w2, b2 = params
+        return F.linear(gelu_(F.linear(x, w1, b1), self.act.approximate), w2, b2)
 
     def _pieces(self, x: torch.Tensor) -> int:
-        """1, or the number of pieces for eager CPU inference (not traced: shapes stay free)."""
-        if self.training or torch.is_grad_enabled() or x.device.type != "cpu":
-            return 1
-        hidden_bytes = x.numel() // x.shape[-1] * self.fc1.out_features * x.element_size()
-        return max(1, -(-hidden_bytes // self.hidden_bytes_per_piece))  # ceil; 1 if empty
+        """The number of pieces of rows for eager CPU inference (1 if empty)."""
+        hidden_bytes = x.shape[:-1].numel() * self.fc1.out_features * x.element_size()
+        return max(1, -(-hidden_bytes // self.hidden_bytes_per_piece))  # ceil
 
 
 class TokenMlp(_DropIn, _GeluDropout, plain.TokenMlp):
@@ -117,10 +186,38 @@ class TokenMlp(_DropIn, _GeluDropout, plain.TokenMlp):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if traced():
             return super().forward(x)
-        weight = autocast_cache.weight  # (cached copies in autocast inference)
-        h = token_linear(weight(self.fc1, "weight"), weight(self.fc1, "bias"), x)
-        h = self.gelu_dropout(h)  # (B, D_S, C)
-        return self.drop(token_linear(weight(self.fc2, "weight"), weight(self.fc2, "bias"), h))
+        key = (*_context(self, x), self.fc1.weight.dtype, x.shape[-1])
+        paths = _resolved(self)
+        path = paths.get(key)
+        if path is None:
+            path = paths[key] = self._resolve(key, x.shape[-1])
+        split, cache = path
+        w1, b1, w2, b2 = self._params(cache)
+        h = self.gelu_dropout(token_linear(w1, b1, x, split))  # (B, D_S, C)
+        return self.drop(token_linear(w2, b2, h, split))
+
+    def _resolve(self, key: tuple, channels: int) -> tuple[bool, torch.dtype | None]:
+        """(bias after the product?, the autocast-cache dtype or None)."""
+        device, dtype, autocast, grad, _, dispatch, _, _ = key
+        if device != "cpu":
+            return (False, None)
+        fp32_weights = self.fc1.weight.dtype == torch.float32
+        cache = None
+        if autocast is not None and fp32_weights and not grad and not dispatch:
+            cache = autocast if autocast_cache.use(autocast) else None
+        compute = (
+            autocast if autocast is not None else torch.promote_types(dtype, self.fc1.weight.dtype)
+        )
+        split = compute in (torch.bfloat16, torch.float16) and split_choice(
+            compute, self.fc1.out_features, self.fc1.in_features, channels
+        )
+        return (split, cache)
+
+    def _params(self, cache: torch.dtype | None) -> tuple:
+        if cache is None:
+            return (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
+        return tuple(autocast_cache.cached(fc, n, cache) for fc in (self.fc1, self.fc2)
+                     for n in ("weight", "bias"))  # fmt: skip
 
 
 __all__ = ["GELU", "ChannelMlp", "PatchEmbed", "TokenMlp"]
