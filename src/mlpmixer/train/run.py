@@ -33,10 +33,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checkpoints import load_model
 from ..checkpoints.run_model import write_run_model
+from ..checkpoints.train_state import checkpoint_path
 from ..data import DatasetInfo, build_dataset
 from ..data.loading import EpochKeyedBatches, default_workers, loader_options, worker_side
 from ..data.shards import LANES, ShardDataset, ShardStream
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, RunError, Terminated
 from ..fileio import atomic_write_json, atomic_write_text
 from ..layout import (
     CURVES_FILE,
@@ -81,6 +82,7 @@ from .run_guard import (
 )
 from .sampler import ShardSampler, StreamBatchPlan, TrainBatchSampler
 from .stream_order import bind_stream_order
+from .termination import sigterm_raises, terminated_message
 
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
@@ -519,9 +521,13 @@ def _train(
     device = resolve_device(config.train.device, dist)
     init_process_group(dist, device, config.train.dist_timeout_s)
     threads = torch.get_num_threads()
+    built: list[Trainer] = []  # the trainer once set up: what a SIGTERM line reports
     try:
-        with peers_checked():
-            return _train_here(config, run_dir, plan, dist, device, locks)
+        # SIGTERM outermost: a survivor handling a lost peer in peers_checked still says so
+        with sigterm_raises(), peers_checked():
+            return _train_here(config, run_dir, plan, dist, device, locks, built)
+    except Terminated:
+        raise Terminated(_terminated_line(built, run_dir, plan)) from None
     finally:
         torch.set_num_threads(threads)  # train.threads applies to the run only
         destroy_process_group()
@@ -529,10 +535,29 @@ def _train(
 
 def _train_here(
     config: TrainConfig, run_dir: Path | None, plan: ResumePlan | None, dist: DistInfo,
-    device: torch.device, locks: contextlib.ExitStack,
+    device: torch.device, locks: contextlib.ExitStack, built: list[Trainer],
 ) -> RunResult:  # fmt: skip
     _configure_torch(config, device)
     trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
+    built.append(trainer)
+    return _resume_and_run(trainer, model_name, info, plan, dist, run_dir)
+
+
+def _terminated_line(built: list[Trainer], run_dir: Path | None, plan: ResumePlan | None) -> str:
+    """What a SIGTERM ended: the step reached and the complete checkpoint that is kept."""
+    if not built:  # before the trainer existed: a resumed run's checkpoint is untouched
+        kept = checkpoint_path(run_dir) if plan is not None and run_dir is not None else None
+        return terminated_message(run_dir, kept, None, None)
+    trainer = built[0]
+    saved = trainer.last_good_step
+    kept = checkpoint_path(trainer.run_dir) if saved is not None else None
+    return terminated_message(trainer.run_dir, kept, saved, trainer.state.global_step)
+
+
+def _resume_and_run(
+    trainer: Trainer, model_name: str, info: DatasetInfo, plan: ResumePlan | None,
+    dist: DistInfo, run_dir: Path | None,
+) -> RunResult:  # fmt: skip
     if plan is not None:
         trainer.load_checkpoint(plan.checkpoint)
         _check_length(trainer, run_dir)
