@@ -36,6 +36,7 @@ from ..checkpoints.run_model import write_run_model
 from ..checkpoints.train_state import checkpoint_path
 from ..data import DatasetInfo, build_dataset
 from ..data.loading import EpochKeyedBatches, default_workers, loader_options, worker_side
+from ..data.outline import dataset_outline
 from ..data.shards import LANES, ShardDataset, ShardStream
 from ..errors import ConfigError, RunError, Terminated
 from ..fileio import atomic_write_json, atomic_write_text
@@ -50,7 +51,7 @@ from ..layout import (
 )
 from ..models import MixerConfig, MlpFamilyModel, create_model, model_config
 from .augment import DeviceAugment, sample_augment
-from .config import TrainConfig
+from .config import TrainConfig, parse_assignment
 from .distributed import (
     DistInfo,
     barrier,
@@ -488,12 +489,39 @@ def train(
     """
     with contextlib.ExitStack() as locks:  # the run directory's lock, held until the end
         if resume is None:
+            _check_out_early(config, overrides)
+            if dataset is not None:  # an unknown name, before resolve_config sizes the run
+                dataset_outline(dataset)
             config = resolve_config(config, dataset=dataset, model=model, overrides=overrides)
             overrides = ()
         else:  # given on resume, they must agree with the run (checked like any override)
             named = {"data.dataset": dataset, "model.name": model}
             overrides = [*(f"{k}={v}" for k, v in named.items() if v), *overrides]
         return _train(config, resume, overrides, locks)
+
+
+def _check_out_early(config: TrainConfig | None, overrides: Sequence[str]) -> None:
+    """``run.out`` as given (the last ``run.out=`` override, else the config's), refused by
+    `check_out_dir` before `resolve_config` reads a folder data set to size the run."""
+    out: Any = config.run.out if config is not None else None
+    for text in overrides:
+        if text.partition("=")[0].strip() == "run.out":
+            out = parse_assignment(text)[1]  # a bad value is refused here, as it would be later
+    if isinstance(out, str) and out:
+        check_out_dir(Path(out))
+
+
+def check_data_early(config: TrainConfig) -> None:
+    """Before any model or data is built: the data set must exist (`dataset_outline`), and
+    the batch must fit its training images where their number is known without loading."""
+    d = config.data
+    outline = dataset_outline(d.dataset, d.val_fraction, config.train.seed)
+    batch, count = config.train.batch_size, outline.train_images
+    if count is not None and d.train_split in (None, "train") and batch > count:
+        raise ConfigError(
+            f"train.batch_size={batch} is larger than the training set ({count} examples); "
+            f"use a batch size of at most {count}"
+        )
 
 
 def _train(
@@ -517,6 +545,7 @@ def _train(
             config = config.override(overrides)
         if config.run.out:  # before the data is read; on every process, so none waits in vain
             check_out_dir(Path(config.run.out))  # (rank 0 writes nothing before all joined)
+        check_data_early(config)
     dist = env_dist_info()
     device = resolve_device(config.train.device, dist)
     init_process_group(dist, device, config.train.dist_timeout_s)
