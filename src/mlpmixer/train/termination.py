@@ -52,7 +52,7 @@ def terminated_message(
     """The line for a run ended by SIGTERM at global ``step`` (None: before training began).
 
     ``checkpoint``: the run's complete checkpoint (None: none was written), of global step
-    ``saved_step`` where known. Under torchrun, the ranks that do not check in are named as lost.
+    ``saved_step`` where known. Under torchrun, the ranks whose process died are named as lost.
     """
     lost = _lost_ranks()
     what = "terminated (SIGTERM)"
