@@ -1,7 +1,8 @@
 """The errors `mlpmixer` raises on purpose, each with the exit code the CLI maps it to.
 
 Exit codes (documented in the README): 0 success, 1 a run failed, 2 bad usage or input,
-130 interrupted (Ctrl-C), 141 the reader of the output went away (``... | head -1``).
+130 interrupted (Ctrl-C), 141 the reader of the output went away (``... | head -1``), 143
+training ended by SIGTERM (a scheduler, or torchrun after another process died).
 Every class also derives from the built-in exception a Python caller would expect
 (``ValueError`` for bad values, ``FileNotFoundError`` for missing files), so code written
 against the standard exceptions keeps working.
@@ -16,6 +17,7 @@ EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process ended by `kill`
 
 
 class MixerError(Exception):
@@ -77,3 +79,13 @@ class DiskFullError(MixerError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class Terminated(KeyboardInterrupt):
+    """A training run got SIGTERM; ``str()`` is the one line that says what is kept.
+
+    A `KeyboardInterrupt`, not a `MixerError`: it unwinds as Ctrl-C does, past
+    ``except Exception`` and through the cleanup of atomic writes (no half-written file stays).
+    """
+
+    exit_code = EXIT_TERMINATED

@@ -59,14 +59,19 @@ def temp_prefix(target: Path) -> str:
     return f".{target.name}.mlpmixer-{os.getpid()}@{_host_tag()}."
 
 
-def _owner_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie, dead but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:  # EPERM: it exists, owned by someone else
         return True
-    return True
+    try:  # Linux: the state letter follows the command name in parentheses
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def remove_stale_temps(target: Path) -> list[Path]:
@@ -82,7 +87,7 @@ def remove_stale_temps(target: Path) -> list[Path]:
     with contextlib.suppress(OSError):
         for entry in target.parent.iterdir():
             match = pattern.match(entry.name)
-            if not match or _owner_alive(int(match.group(1))):
+            if not match or process_alive(int(match.group(1))):
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)

@@ -59,7 +59,7 @@ class StderrLines(logging.Handler):
                 prefix = "... "
             else:
                 prefix = "warning: " if record.levelno >= logging.WARNING else ""
-            sys.stderr.write(f"{prefix}{printable(record.getMessage(), keep_newlines=True)}\n")
+            sys.stderr.write(f"{prefix}{printable(record.getMessage())}\n")  # one line each
             sys.stderr.flush()
         except Exception:
             self.handleError(record)

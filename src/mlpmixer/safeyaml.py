@@ -4,6 +4,8 @@
 document (each list repeating the previous one by alias ten times) hangs it and fills the
 memory, and a deeply nested document exhausts the recursion. Configs never need aliases,
 so they are refused, as is nesting deeper than `MAX_DEPTH` and text longer than `MAX_CHARS`.
+A key given twice in one mapping is refused too: YAML keeps the last silently, so the value
+the user reads first in the file is not the one used.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ MAX_CHARS = 1_000_000  # a config is a few kB
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that refuses aliases and nesting deeper than `MAX_DEPTH`."""
+    """`yaml.SafeLoader` that refuses aliases, duplicate keys and nesting deeper than `MAX_DEPTH`."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -43,10 +45,25 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping, refusing a key given twice (YAML would keep the last one silently)."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise ConfigError(
+                    f"duplicate key {key!r} at line {line} (first given at line {seen[key]}); "
+                    "YAML would silently keep the last one: remove one of them"
+                )
+            if isinstance(key, str | int | float | bool):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
 
 def load_yaml(text: str) -> Any:
-    """The data of one YAML document; raises `ConfigError` for aliases, deep nesting, huge
-    text, and `yaml.YAMLError` for malformed YAML (callers name the source)."""
+    """The data of one YAML document; raises `ConfigError` for aliases, duplicate keys, deep
+    nesting, huge text, and `yaml.YAMLError` for malformed YAML (callers name the source)."""
     if len(text) > MAX_CHARS:
         raise ConfigError(
             f"YAML text of {len(text)} characters is larger than the limit of {MAX_CHARS}"

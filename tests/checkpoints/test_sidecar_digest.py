@@ -9,6 +9,7 @@ native ``config.json``.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import pytest
@@ -136,3 +137,25 @@ def test_cli_names_the_edited_sidecar_and_exits_2(tmp_path):
     result = CliRunner().invoke(cli, ["info", str(path)])
     assert result.exit_code == 2, result.output
     assert "m.npz.mlpmixer.json" in result.output and "modified" in result.output
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "devnull", "broken_link"])
+def test_a_sidecar_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    """Issue 27 item 1: a FIFO, folder or link to /dev/null in the sidecar's place loaded with
+    the format's defaults (mean 0.5, no class names), exit 0; a FIFO is never opened."""
+    _, path = _saved(tmp_path, "m.npz")
+    sidecar = path.with_name("m.npz.mlpmixer.json")
+    sidecar.unlink()
+    if kind == "fifo":
+        os.mkfifo(sidecar)
+    elif kind == "folder":
+        sidecar.mkdir()
+    elif kind == "devnull":
+        sidecar.symlink_to("/dev/null")
+    else:
+        sidecar.symlink_to(tmp_path / "gone.json")
+    with pytest.raises(mlpmixer.CheckpointError, match="not a regular file"):
+        mlpmixer.load_model(path)
+    result = CliRunner().invoke(cli, ["info", "--json", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "m.npz.mlpmixer.json: not a regular file" in result.output

@@ -265,7 +265,10 @@ def test_cli_exit_codes(shards, tmp_path):
     runner = CliRunner()
     folder = _copy(shards, tmp_path)
     (folder / "test-000000.tar").unlink()
-    result = runner.invoke(cli, ["train", "--dataset", str(folder), "--steps", "1"])
+    # (a batch that fits the 36 samples: a larger one is refused first, from the index alone)
+    result = runner.invoke(
+        cli, ["train", "--dataset", str(folder), "--steps", "1", "--batch-size", "8"]
+    )
     assert result.exit_code == 2 and "test-000000.tar" in result.output
     again = runner.invoke(cli, ["data", "pack", str(shards.parent / "src"), str(shards)])
     assert again.exit_code == 2 and "already holds shards" in again.output

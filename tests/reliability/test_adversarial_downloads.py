@@ -186,3 +186,31 @@ def test_a_download_reports_its_progress(server, tmp_path, monkeypatch, caplog):
         download_url(f"{server}/big.npz")
     lines = [r.getMessage() for r in caplog.records if r.name == "mlpmixer.download"]
     assert lines and lines[-1].endswith("3.0 of 3.0 MB"), lines
+
+
+def _middle_of_largest_member(npz: bytes) -> int:
+    """The offset of a byte in the middle of the largest array's data in an (uncompressed) .npz."""
+    import io
+    import zipfile
+
+    member = max(zipfile.ZipFile(io.BytesIO(npz)).infolist(), key=lambda m: m.file_size)
+    name_len = int.from_bytes(npz[member.header_offset + 26 : member.header_offset + 28], "little")
+    extra_len = int.from_bytes(npz[member.header_offset + 28 : member.header_offset + 30], "little")
+    return member.header_offset + 30 + name_len + extra_len + member.compress_size // 2
+
+
+def test_a_download_that_does_not_load_is_removed_from_the_cache(server, tmp_path):
+    """Issue 27 item 3: a server that flips one byte of an .npz (same size) gave
+    ``Bad CRC-32`` (exit 2) and the file stayed cached: every later run failed the same way
+    without asking the server again."""
+    body = bytearray(_npz_bytes(tmp_path))
+    body[_middle_of_largest_member(bytes(body))] ^= 0xFF  # the zip's CRC no longer matches
+    Handler.files["/models/m.npz"] = bytes(body)
+    for attempt in (1, 2):
+        result = _info(f"{server}/models/m.npz")
+        assert result.exit_code == 2, result.output
+        assert "Bad CRC-32" in result.output and "downloads it again" in result.output
+        assert _cached(tmp_path) == []
+        assert Handler.hits == ["/models/m.npz"] * attempt  # the second run asked again
+    Handler.files["/models/m.npz"] = _npz_bytes(tmp_path)  # the server is fixed: it loads
+    assert _info(f"{server}/models/m.npz").exit_code == 0

@@ -274,3 +274,51 @@ def test_every_numeric_field_declares_a_bound():
 def test_declared_bounds_name_the_key_the_range_and_the_value(assignment, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig().override([assignment])
+
+
+# Issue 27 item 4: absurd floats, duplicate keys.
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--set", "schedule.warmup_epochs=1e308"], "schedule.warmup_epochs"),  # was OverflowError
+        (["--lr", "1e308"], "optim.lr"),  # was accepted
+        (["--set", "train.dist_timeout_s=1e308"], "train.dist_timeout_s"),  # was accepted
+        (["--set", "optim.weight_decay=-1e300"], "optim.weight_decay"),
+    ],
+)
+def test_floats_beyond_2_62_are_refused_with_exit_2(tmp_path, args, key):
+    from click.testing import CliRunner
+
+    from mlpmixer.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["train", "--dataset", "digits", *args, "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"error: {key} must be" in result.output
+    assert "this looks like a bug" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "optim:\n  lr: 0.1\n  lr: 0.2\n",
+            r"duplicate key 'lr' at line 3 \(first given at line 2\)",
+        ),
+        (
+            "optim:\n  lr: 0.1\ntrain:\n  epochs: 2\noptim:\n  lr: 0.3\n",
+            "duplicate key 'optim' at line 5",
+        ),
+    ],
+)
+def test_duplicate_yaml_keys_are_refused_naming_key_and_line(tmp_path, text, message):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="dup.yaml: " + message):
+        load_config(path)
+    with pytest.raises(ConfigError, match="duplicate key 'a'"):
+        parse_assignment("model.overrides={a: 1, a: 2}")

@@ -164,6 +164,24 @@ def read_checkpoint(
     ``in_chans`` only for lucidrains' stems of neither 3 nor 1 channels.
     """
     path = resolve_source(source, **hub_options)
+    url = public_url(str(source))
+    if url is None:
+        return _read_resolved(source, path, img_size, in_chans)
+    try:
+        return _read_resolved(source, path, img_size, in_chans)
+    except Exception as err:  # a damaged download must not stay cached ("keep nothing")
+        path.unlink(missing_ok=True)
+        what = str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
+        raise CheckpointError(
+            f"{what}; the file downloaded from {url} does not load, so it was removed from the "
+            "cache: the next run downloads it again"
+        ) from err
+
+
+def _read_resolved(
+    source: str | os.PathLike[str], path: Path, img_size: Any, in_chans: int | None
+) -> Checkpoint:
+    """`read_checkpoint` of ``source``, found at the local ``path``."""
     if is_run_dir(path):  # a training run: the model it reports as its result
         path = run_result_dir(path)
     if is_training_checkpoint(path):

@@ -33,6 +33,7 @@ from ..errors import CheckpointError, CheckpointNotFoundError
 from ..fileio import atomic_directory, atomic_path
 from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS
 from ..models.config import MixerConfig
+from .declared import check_declared, declared_tensors
 
 FORMAT_NAME = "mlpmixer"
 FORMAT_VERSION = 1
@@ -104,15 +105,40 @@ def write_native(
     return path
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file; corrupt or truncated files raise `CheckpointError`."""
+def read_safetensors(
+    path: Path, config_text: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; corrupt or truncated files raise `CheckpointError`.
+
+    A native file's header is checked against its config (``config_text``, a folder's
+    ``config.json``, or the config in the file's own metadata) before any tensor is read
+    (`check_declared`).
+    """
     try:
         with safe_open(path, framework="pt") as f:
             metadata = f.metadata() or {}
+            if config_text is None and metadata.get("format") == FORMAT_NAME:
+                config_text = metadata.get("config")
+            fields = _fields_or_none(config_text, path)
+            if fields is not None:
+                check_declared(path, declared_tensors(f), fields)
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except CheckpointError:
+        raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
     return tensors, metadata
+
+
+def _fields_or_none(text: str | None, path: Path) -> dict[str, Any] | None:
+    """The config fields of ``text``; None when there is none or it is invalid (refused later,
+    with the message that names what is wrong)."""
+    if text is None:
+        return None
+    try:
+        return parse_config(text, path)
+    except CheckpointError:
+        return None
 
 
 def verify_checksum(
@@ -224,7 +250,7 @@ def read_native(
                 f'"format": "mlpmixer" and {WEIGHTS_FILE})'
             )
         text = _read_config_text(path)
-        tensors, metadata = read_safetensors(path / WEIGHTS_FILE)
+        tensors, metadata = read_safetensors(path / WEIGHTS_FILE, text)
         config = parse_config(text, path / CONFIG_FILE)
         verify_checksum(path, tensors, metadata, text)
         return config, tensors

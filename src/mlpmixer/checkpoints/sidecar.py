@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,13 @@ def read_sidecar(weights: Path) -> dict[str, Any]:
     `CheckpointError` (see the module docstring).
     """
     path = sidecar_path(weights)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
+    if not path.is_file():  # never opened: reading a FIFO would block, /dev/null reads empty
+        raise CheckpointError(
+            f"{path}: not a regular file ({_kind(path)}); a sidecar must be the JSON file "
+            f"written next to the weights — {DELETE_HINT}"
+        )
     data = _read_json(path)
     version = data.get("mlpmixer_sidecar")
     if version == 1:
@@ -153,6 +159,18 @@ def read_sidecar(weights: Path) -> dict[str, Any]:
             f"{DELETE_HINT}"
         )
     return fields_from(fields, path)
+
+
+def _kind(path: Path) -> str:
+    """What ``path`` is instead of a regular file, in words (for the refusal)."""
+    if path.is_symlink():
+        target = os.readlink(path)
+        return f"a link to {target}" if path.exists() else f"a broken link to {target}"
+    if path.is_dir():
+        return "a folder"
+    if path.is_fifo():
+        return "a FIFO"
+    return "a device or socket"
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -22,7 +22,13 @@ from typing import Any
 import click
 from rich.console import Console
 
-from ..errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUN_FAILED, MixerError
+from ..errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_RUN_FAILED,
+    MixerError,
+    Terminated,
+)
 from ..progress import StderrLines, printable
 
 
@@ -60,6 +66,9 @@ class MixerGroup(click.Group):
             raise
         except (click.exceptions.Exit, click.Abort):
             raise
+        except Terminated as err:  # SIGTERM in training: what is kept, and how to go on
+            err_console.print(f"error: {err}", highlight=False, soft_wrap=True)
+            ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             err_console.print("interrupted")
             ctx.exit(EXIT_INTERRUPTED)
@@ -83,7 +92,9 @@ class MixerGroup(click.Group):
                 traceback.print_exc()
             else:
                 err_console.print(
-                    f"error: {type(err).__name__}: {err}\n"
+                    f"error: {type(err).__name__}: {err}", highlight=False, soft_wrap=True
+                )
+                err_console.print(
                     "(this looks like a bug; run with --debug for the traceback and report it)",
                     highlight=False,
                     soft_wrap=True,
@@ -113,12 +124,14 @@ def _silence_stdout() -> None:
 
 
 class _SafeConsole(Console):
-    """A console that escapes control characters in the strings it prints (newlines kept):
+    """A console that escapes control characters in the strings it prints, newlines included:
     messages quote file names, class names and values from files and the command line, and
-    an ANSI or OSC sequence in one would drive the terminal."""
+    an ANSI or OSC sequence in one would drive the terminal; a newline in ``--out`` would
+    split a message into lines that look like two. Each string printed is one line; text of
+    several lines is printed line by line."""
 
     def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        safe = [printable(o, keep_newlines=True) if isinstance(o, str) else o for o in objects]
+        safe = [printable(o) if isinstance(o, str) else o for o in objects]
         super().print(*safe, **kwargs)
 
 

@@ -114,7 +114,8 @@ def evaluate_command(checkpoint: str, dataset: str, split: str, batch_size: int,
     if len(result.class_names) <= 30:
         console.print(per_class)
     else:  # too many classes for a table (and the picture): the most frequent mistakes
-        console.print(confused_pairs_text(data["top_confused"][:10]), highlight=False, end="")
+        for line in confused_pairs_text(data["top_confused"][:10]).splitlines():
+            console.print(line, highlight=False)
     if where is None:
         _not_written("eval.json")
     else:

@@ -234,12 +234,27 @@ def _decode_simplejpeg(
     return array, _scaled(box, w / width, h / height)
 
 
+def _unidentified(data: bytes) -> str:
+    """Why PIL found no image format in ``data``, said with what the bytes are."""
+    if not data:
+        return "cannot identify image file: it is empty (0 bytes)"
+    if not data.strip(b"\0 \t\r\n"):
+        return f"cannot identify image file: its {len(data):,} bytes are all blank or zero"
+    return (
+        f"cannot identify image file: its {len(data):,} bytes begin with {data[:8].hex(' ')}, "
+        "which is no image format PIL reads (not an image, or damaged at the start)"
+    )
+
+
 def _decode_pil(
     data: bytes, box_of: Callable[[int, int], Box], size: tuple[int, int], reduce: bool
 ) -> tuple[np.ndarray, Box]:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:  # PIL's text names its buffer (<_io.BytesIO at 0x...>)
+            raise ValueError(_unidentified(data)) from None
         if image.width <= 0 or image.height <= 0:
             raise ValueError("it has zero width or height")
         width, height = image.size

@@ -22,8 +22,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..checkpoints import as_model
+from ..checkpoints.peek import peek_num_classes
 from ..data import build_dataset
 from ..data.info import normalize
+from ..data.outline import dataset_outline
 from ..errors import ConfigError, DataError, RunError
 from ..models.base import MlpFamilyModel
 from ..progress import counted
@@ -147,6 +149,20 @@ def load_eval_split(
     return build_dataset(dataset, split, **options)
 
 
+def check_classes_early(
+    checkpoint: str | os.PathLike[str], dataset: str | os.PathLike[str]
+) -> None:
+    """Before loading anything: an unknown data set, or a class count that differs from the
+    checkpoint's (both read from names, configs and headers), is refused at once."""
+    outline = dataset_outline(dataset)
+    classes = peek_num_classes(checkpoint)
+    if None not in (classes, outline.num_classes) and classes != outline.num_classes:
+        raise ConfigError(
+            f"the model has {classes} classes but {outline.name} has {outline.num_classes}; "
+            "evaluate on a data set with the model's classes"
+        )
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike[str] | MlpFamilyModel,
     dataset: str | os.PathLike[str],
@@ -163,6 +179,8 @@ def evaluate_checkpoint(
     ``mean``/``std`` and ``data_options`` (``crop_pct``, ``interpolation``, ``root``...)
     override what the checkpoint's config says.
     """
+    if not isinstance(checkpoint, MlpFamilyModel):
+        check_classes_early(checkpoint, dataset)
     model = as_model(checkpoint)
     data, info = load_eval_split(model, dataset, split, **data_options)
     if model.config.num_classes != info.num_classes:

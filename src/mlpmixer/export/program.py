@@ -27,4 +27,10 @@ def export_program(model: MlpFamilyModel, path: Path, example: torch.Tensor) -> 
 
 
 def load_program(path: Path) -> torch.nn.Module:
-    return torch.export.load(str(path)).module()
+    """The module of the program saved at ``path``, whatever its name ends with.
+
+    Read through a buffer: given a name not ending in ``.pt2`` (the export is verified while
+    it is still an atomic-write temp file), torch logs two raw ``Unable to load package``
+    warnings before falling back to its older reader.
+    """
+    return torch.export.load(io.BytesIO(path.read_bytes())).module()

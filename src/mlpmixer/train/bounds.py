@@ -27,7 +27,7 @@ from ..errors import ConfigError
 
 BOUND = "bound"  # dataclass field metadata key
 CPU_LIMIT = "4 per CPU"  # a limit of 4 x os.cpu_count(): more threads or workers only thrash
-MAX_INT = 2**62  # beyond this an int overflows int64 tensors and seeds (a typo, not a setting)
+MAX_INT = 2**62  # beyond this a number overflows int64 tensors, seeds and step counts (a typo)
 
 _OPERATORS = {
     ">=": lambda v, a: v >= a,
@@ -114,14 +114,16 @@ def _fail(key: str, value: Any, expected: str) -> None:
 
 
 def check_value(key: str, value: Any, bound: Bound | None, nullable: bool) -> None:
-    """`ConfigError` unless every number in ``value`` is finite, int64-sized and in ``bound``."""
+    """`ConfigError` unless every number in ``value`` is finite, below 2**62 and in ``bound``."""
     numbers = _numbers(value)
     if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
         _fail(key, value, "a finite number")
     pair = isinstance(value, tuple)
     if bound is not None and not all(bound.holds(v) for v in numbers):
         _fail(key, value, bound.expected(pair, nullable))  # the field's own range first
-    if any(isinstance(v, int) and abs(v) >= MAX_INT for v in numbers):
+    # Floats too: 1e308 epochs of warmup overflowed int() in the schedule, and a 1e308 s
+    # timeout or learning rate is a typo, never a setting.
+    if any(abs(v) >= MAX_INT for v in numbers):
         _fail(key, value, "smaller than 2**62 in magnitude")
     if bound is None or value is None:
         return

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from torch import nn
 
 from ..envvars import positive_number
 from ..errors import ConfigError, RunError
+from ..fileio import process_alive
 
 DEFAULT_TIMEOUT_S = 300.0  # a healthy step, eval or checkpoint save takes far less
 TIMEOUT_ENV = "MLPMIXER_DIST_TIMEOUT_S"
@@ -87,6 +89,37 @@ def init_process_group(
         options["device_id"] = device
     dist.init_process_group(backend=backend, **options)
     _TIMEOUT[0] = seconds
+    _announce_process()
+
+
+def _store() -> Any:
+    return dist.distributed_c10d._get_default_store()
+
+
+def _announce_process() -> None:
+    """Record this rank's host and pid in the rendezvous store, so that a survivor can tell a
+    peer that died (`dead_ranks`) from one that is only busy inside a collective."""
+    with contextlib.suppress(Exception):  # a store that cannot take it: the check says less
+        _store().set(f"mlpmixer/process/{dist.get_rank()}", f"{socket.gethostname()} {os.getpid()}")
+
+
+def dead_ranks() -> list[int]:
+    """The ranks whose process on this host no longer runs (killed, crashed); ranks on other
+    hosts, or whose record cannot be read, are not counted."""
+    try:
+        store = _store()
+        store.set_timeout(datetime.timedelta(seconds=2))
+        me, world = dist.get_rank(), dist.get_world_size()
+        host, dead = socket.gethostname(), []
+        for rank in range(world):
+            if rank == me or not store.check([f"mlpmixer/process/{rank}"]):
+                continue
+            their_host, pid = store.get(f"mlpmixer/process/{rank}").decode().rsplit(" ", 1)
+            if their_host == host and not process_alive(int(pid)):
+                dead.append(rank)
+        return dead
+    except Exception:  # the store lives with a peer that is gone: nothing more to learn
+        return []
 
 
 _TIMEOUT = [DEFAULT_TIMEOUT_S]  # of the current process group, for the messages
@@ -97,7 +130,7 @@ _LOST = ("connection closed", "connection reset", "broken pipe", "connection ref
          "socket closed", "end of file", "read error", "write error")  # fmt: skip
 
 
-def _silent_ranks(grace_s: float) -> list[int]:
+def silent_ranks(grace_s: float) -> list[int]:
     """A roll call through the rendezvous store: the ranks that do not check in within
     ``grace_s`` seconds (every live process that met the failure checks in here too)."""
     try:
@@ -126,7 +159,7 @@ def explain_collective_failure(err: BaseException) -> RunError | None:
         return None
     seconds = _TIMEOUT[0]
     rank, world = dist.get_rank(), dist.get_world_size()
-    silent = _silent_ranks(min(max(seconds, 1.0), 30.0))
+    silent = silent_ranks(min(max(seconds, 1.0), 30.0))
     who = f"rank(s) {', '.join(map(str, silent))} of {world}" if silent else "another process"
     if timed_out and not lost:
         what = (

@@ -33,10 +33,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checkpoints import load_model
 from ..checkpoints.run_model import write_run_model
+from ..checkpoints.train_state import checkpoint_path
 from ..data import DatasetInfo, build_dataset
 from ..data.loading import EpochKeyedBatches, default_workers, loader_options, worker_side
+from ..data.outline import dataset_outline
 from ..data.shards import LANES, ShardDataset, ShardStream
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, RunError, Terminated
 from ..fileio import atomic_write_json, atomic_write_text
 from ..layout import (
     CURVES_FILE,
@@ -51,7 +53,7 @@ from ..models import MixerConfig, MlpFamilyModel, create_model, model_config
 from ..precision import warn_if_emulated
 from ..progress import shown_on_stderr
 from .augment import DeviceAugment, sample_augment
-from .config import TrainConfig
+from .config import TrainConfig, parse_assignment
 from .distributed import (
     DistInfo,
     barrier,
@@ -83,6 +85,7 @@ from .run_guard import (
 )
 from .sampler import ShardSampler, StreamBatchPlan, TrainBatchSampler
 from .stream_order import bind_stream_order
+from .termination import sigterm_raises, terminated_message
 from .threads import ThreadChoice, choose_threads
 
 _SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
@@ -525,6 +528,9 @@ def train(
     """
     with contextlib.ExitStack() as locks, shown_on_stderr(progress):  # lock held to the end
         if resume is None:
+            _check_out_early(config, overrides)
+            if dataset is not None:  # an unknown name, before resolve_config sizes the run
+                dataset_outline(dataset)
             config = resolve_config(config, dataset=dataset, model=model, overrides=overrides)
             overrides = ()
         else:  # given on resume, they must agree with the run (checked like any override)
@@ -533,6 +539,30 @@ def train(
         if not progress:  # run.progress may change on resume (`run_guard`)
             overrides = [*overrides, "run.progress=none"]
         return _train(config, resume, overrides, locks)
+
+
+def _check_out_early(config: TrainConfig | None, overrides: Sequence[str]) -> None:
+    """``run.out`` as given (the last ``run.out=`` override, else the config's), refused by
+    `check_out_dir` before `resolve_config` reads a folder data set to size the run."""
+    out: Any = config.run.out if config is not None else None
+    for text in overrides:
+        if text.partition("=")[0].strip() == "run.out":
+            out = parse_assignment(text)[1]  # a bad value is refused here, as it would be later
+    if isinstance(out, str) and out:
+        check_out_dir(Path(out))
+
+
+def check_data_early(config: TrainConfig) -> None:
+    """Before any model or data is built: the data set must exist (`dataset_outline`), and
+    the batch must fit its training images where their number is known without loading."""
+    d = config.data
+    outline = dataset_outline(d.dataset, d.val_fraction, config.train.seed)
+    batch, count = config.train.batch_size, outline.train_images
+    if count is not None and d.train_split in (None, "train") and batch > count:
+        raise ConfigError(
+            f"train.batch_size={batch} is larger than the training set ({count} examples); "
+            f"use a batch size of at most {count}"
+        )
 
 
 def _train(
@@ -556,13 +586,18 @@ def _train(
             config = config.override(overrides)
         if config.run.out:  # before the data is read; on every process, so none waits in vain
             check_out_dir(Path(config.run.out))  # (rank 0 writes nothing before all joined)
+        check_data_early(config)
     dist = env_dist_info()
     device = resolve_device(config.train.device, dist)
     init_process_group(dist, device, config.train.dist_timeout_s)
     threads = torch.get_num_threads()
+    built: list[Trainer] = []  # the trainer once set up: what a SIGTERM line reports
     try:
-        with peers_checked():
-            return _train_here(config, run_dir, plan, dist, device, locks)
+        # SIGTERM outermost: a survivor handling a lost peer in peers_checked still says so
+        with sigterm_raises(), peers_checked():
+            return _train_here(config, run_dir, plan, dist, device, locks, built)
+    except Terminated:
+        raise Terminated(_terminated_line(built, run_dir, plan)) from None
     finally:
         torch.set_num_threads(threads)  # train.threads applies to the run only
         destroy_process_group()
@@ -570,12 +605,31 @@ def _train(
 
 def _train_here(
     config: TrainConfig, run_dir: Path | None, plan: ResumePlan | None, dist: DistInfo,
-    device: torch.device, locks: contextlib.ExitStack,
+    device: torch.device, locks: contextlib.ExitStack, built: list[Trainer],
 ) -> RunResult:  # fmt: skip
     _configure_torch(config, device)
     if dist.is_main:
         warn_if_emulated(device.type, config.train.precision)  # one line where the CPU lacks it
     trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
+    built.append(trainer)
+    return _resume_and_run(trainer, model_name, info, plan, dist, run_dir)
+
+
+def _terminated_line(built: list[Trainer], run_dir: Path | None, plan: ResumePlan | None) -> str:
+    """What a SIGTERM ended: the step reached and the complete checkpoint that is kept."""
+    if not built:  # before the trainer existed: a resumed run's checkpoint is untouched
+        kept = checkpoint_path(run_dir) if plan is not None and run_dir is not None else None
+        return terminated_message(run_dir, kept, None, None)
+    trainer = built[0]
+    saved = trainer.last_good_step
+    kept = checkpoint_path(trainer.run_dir) if saved is not None else None
+    return terminated_message(trainer.run_dir, kept, saved, trainer.state.global_step)
+
+
+def _resume_and_run(
+    trainer: Trainer, model_name: str, info: DatasetInfo, plan: ResumePlan | None,
+    dist: DistInfo, run_dir: Path | None,
+) -> RunResult:  # fmt: skip
     if plan is not None:
         trainer.load_checkpoint(plan.checkpoint)
         _check_length(trainer, run_dir)

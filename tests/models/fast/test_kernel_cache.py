@@ -321,3 +321,21 @@ def test_planted_source_really_is_hostile(tmp_path):
     lib.gelu_fwd_f32(ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(out.data_ptr()),
                      ctypes.c_int64(4), 1)  # fmt: skip
     assert out.tolist() == [42.0] * 4
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan"])
+def test_a_bad_compile_timeout_is_named_not_ignored(monkeypatch, tmp_path, caplog, value):
+    """Issue 27 item 4: ``MLPMIXER_CC_TIMEOUT=abc`` silently meant the default 120 s. Now the
+    one warning names the variable and its text, and no failed-build marker is left behind
+    (a fixed variable is honoured at once, not after a day)."""
+    monkeypatch.setenv("MLPMIXER_CC_TIMEOUT", value)
+    monkeypatch.setenv("MLPMIXER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLPMIXER_FUSED_GELU", raising=False)
+    gelu_module._library.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="mlpmixer"):
+            assert _gelu_is_right()
+        assert f"$MLPMIXER_CC_TIMEOUT must be a positive number, got {value!r}" in caplog.text
+        assert not list((tmp_path / "cache").glob("ops/*.failed"))
+    finally:
+        gelu_module._library.cache_clear()

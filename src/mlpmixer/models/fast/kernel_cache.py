@@ -49,11 +49,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ...cpu_kind import this_cpu
+from ...envvars import positive_number
+from ...errors import ConfigError
 
 DEFAULT_TIMEOUT_S = 120.0
 KEY_NAME = "kernel-cache.key"
 _KEY_BYTES = 32
 TAG_SUFFIX = ".hmac"
+TIMEOUT_ENV = "MLPMIXER_CC_TIMEOUT"
 FAILED_MARKER_TTL_S = 24 * 3600.0  # a failed build is retried after a day (or at once, if deleted)
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
@@ -90,12 +93,15 @@ def compiler() -> str | None:
 
 
 def compile_timeout() -> float:
-    """Seconds a compiler call may take (``MLPMIXER_CC_TIMEOUT``, default 120)."""
-    value = os.environ.get("MLPMIXER_CC_TIMEOUT", "")
+    """Seconds a compiler call may take (``MLPMIXER_CC_TIMEOUT``, default 120).
+
+    A value that is not a positive number is `KernelUnavailable` naming the variable (the
+    caller warns and falls back), never a silent default: the limit the user set must hold.
+    """
     try:
-        return float(value) if float(value) > 0 else DEFAULT_TIMEOUT_S
-    except ValueError:
-        return DEFAULT_TIMEOUT_S
+        return positive_number(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+    except ConfigError as err:
+        raise KernelUnavailable(str(err)) from None
 
 
 def run_compiler(command: Sequence[str]) -> str:
@@ -325,6 +331,7 @@ def load(
     cc = compiler()
     if cc is None:
         raise KernelUnavailable("no C compiler found ($CC, cc, gcc, clang)")
+    compile_timeout()  # a bad $MLPMIXER_CC_TIMEOUT is said before a build, and leaves no marker
     text = source.read_bytes()
     directory = cache_dir()
     key = tag_key()
