@@ -241,3 +241,27 @@ def test_matmul_peak_stops_growing_where_one_product_takes_seconds(monkeypatch):
     monkeypatch.setattr(peak_module, "_matmul_tflops", slow)
     result = measure_matmul_peak("cpu", "bf16")
     assert set(tried) == {1024} and result.size == 1024 and list(result.by_size) == [1024]
+
+
+def test_mfu_of_an_emulated_precision_is_against_the_fp32_peak(monkeypatch):
+    """bf16 without bf16 instructions (AVX2 caps): its own matmul peak is an emulated, slow
+    rate, and MFU against it read 188% / 766%. The denominator is the fp32 peak there."""
+    import mlpmixer.bench.run as run_module
+    from mlpmixer.bench.peak import MatmulPeak
+
+    def fake_peak(device, dtype="fp32", sizes=None, min_time_s=1.0):
+        tflops = {"fp32": 2.0, "bf16": 0.001}[dtype]
+        return MatmulPeak(tflops, 128, dtype, str(device), {128: tflops})
+
+    monkeypatch.setattr(run_module, "measure_matmul_peak", fake_peak)
+    monkeypatch.setattr(run_module, "warn_if_emulated", lambda device, dtype: "emulated here")
+    result = benchmark("mixer_t2_8", BenchOptions(batch_size=4, dtype="bf16", mode="infer", **FAST))
+    assert result["matmul_peak"]["dtype"] == "fp32"
+    assert result["matmul_peak_after"]["dtype"] == "fp32"
+    row = result["results"][0]
+    assert row["mfu"] == pytest.approx(row["tflops"] / 2.0)
+    assert any("against the fp32 matmul peak" in note for note in result["notes"])
+
+    monkeypatch.setattr(run_module, "warn_if_emulated", lambda device, dtype: None)  # native
+    result = benchmark("mixer_t2_8", BenchOptions(batch_size=4, dtype="bf16", mode="infer", **FAST))
+    assert result["matmul_peak"]["dtype"] == "bf16"
