@@ -1,4 +1,4 @@
-"""How many CPU threads a training step wants, against its work (issue 27 item 8).
+"""How many CPU threads a training step wants, against its work.
 
 On a machine with few cores shared with other work, a small model's step is a few short
 parallel ops: with as many threads as cores, every op waits at its barrier for a thread the

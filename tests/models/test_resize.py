@@ -3,6 +3,9 @@ resampled token weights for any other grid (issue 17 item 4)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -161,10 +164,10 @@ def test_resize_to_the_same_size_changes_nothing(family):
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("size", [(16, 24), (10, 15)])  # tiled, resampled
 def test_a_resized_model_saves_and_reloads_exactly(tmp_path, family, size):
-    model = randomised(build_model(family_config(family))).resize(size)
+    model = randomised(build_model(family_config(family))).resize(size)  # in eval mode
     model.save(tmp_path / "m")
-    loaded = mlpmixer.load_model(tmp_path / "m")
-    assert loaded.config == model.config
+    loaded = mlpmixer.load_model(tmp_path / "m").eval()  # as `model`: a module in training
+    assert loaded.config == model.config  # mode takes the plain path (dropout), even in no_grad
     x = torch.randn(2, 3, *size)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), atol=0, rtol=0)
@@ -181,3 +184,17 @@ def test_an_absurd_size_is_refused_before_anything_is_allocated():
     model = MlpMixer(MixerConfig(**BASE))
     with pytest.raises(mlpmixer.ConfigError, match="more than the limit"):
         model.resize((100000, 150000))  # 5e4 x 5e4 patches: 1.5e10 token weights
+
+
+def test_resize_works_after_a_bare_import_of_the_models():
+    """``import mlpmixer`` is lazy (the CLI's --help runs without torch), so nothing imports
+    mlpmixer.checkpoints before a model needs the file format: resize raised RuntimeError."""
+    code = (
+        "import mlpmixer.models as m\n"
+        "model = m.build_model(m.MixerConfig(img_size=(8, 12), patch_size=(2, 3), num_classes=3,"
+        " hidden_dim=8, num_blocks=1, tokens_mlp_dim=4, channels_mlp_dim=8))\n"
+        "print(model.resize((16, 24)).config.num_tokens)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "64"  # (16/2) x (24/3) tokens

@@ -2,11 +2,14 @@
 
 checkpoints/ builds on models/ (it reads configs and builds models), so models/ must not
 import it; the model's own I/O methods (`io.ModelIO`) reach the format through the functions
-registered here when ``mlpmixer.checkpoints`` is imported (``import mlpmixer`` does).
+registered here when ``mlpmixer.checkpoints`` is imported. ``import mlpmixer`` imports its
+subpackages lazily (the CLI answers ``--help`` without torch), so `storage` imports
+``mlpmixer.checkpoints`` itself the first time a model needs it.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,9 +38,11 @@ def register(entry_points: Storage) -> None:
 
 
 def storage() -> Storage:
-    """The registered entry points; RuntimeError if ``mlpmixer.checkpoints`` was never imported."""
+    """The registered entry points, importing ``mlpmixer.checkpoints`` (which registers them) at
+    the first call that finds none: `resize` and `from_state_dict` after a bare
+    ``import mlpmixer`` raised RuntimeError once that import became lazy."""
     if _registered is None:
-        raise RuntimeError(
-            "model files need mlpmixer.checkpoints: `import mlpmixer` (or mlpmixer.checkpoints) first"
-        )
+        importlib.import_module("mlpmixer.checkpoints")  # by name: checkpoints imports models
+    if _registered is None:
+        raise RuntimeError("mlpmixer.checkpoints did not register the model file format")
     return _registered
