@@ -26,11 +26,19 @@ def _built(*args, **kwargs):
 
 
 @pytest.fixture
-def nothing_built(monkeypatch):
+def nothing_loaded(monkeypatch):
+    """No model or data set is built or loaded (a class folder may still be listed and its
+    image headers read to size the run: `data_defaults.folder_facts`)."""
     for module, name in [(run_module, "build_dataset"), (run_module, "load_model"),
                          (run_module, "create_model"), (eval_module, "as_model"),
-                         (eval_module, "build_dataset"), (data_defaults, "folder_facts")]:  # fmt: skip
+                         (eval_module, "build_dataset")]:  # fmt: skip
         monkeypatch.setattr(module, name, _built)
+
+
+@pytest.fixture
+def nothing_built(nothing_loaded, monkeypatch):
+    """`nothing_loaded`, and no folder's images are read either."""
+    monkeypatch.setattr(data_defaults, "folder_facts", _built)
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +96,17 @@ def test_an_unknown_data_set_is_refused_before_any_model(
 
 
 def test_finetune_batch_larger_than_the_images_is_refused_before_loading(
-    four_classes, nothing_built, tmp_path
+    four_classes, nothing_loaded, tmp_path
 ):
+    """The recipe's batch of 512 is now sized down to a small folder (issue 27 item 7); one
+    given explicitly is refused before the model or the data is loaded."""
+    from PIL import Image
+
     for c in ("a", "b"):
         (tmp_path / "photos" / c).mkdir(parents=True)
         for i in range(64):
-            (tmp_path / "photos" / c / f"{i}.png").write_bytes(b"x")  # never opened
+            Image.new("L", (8, 8), i).save(tmp_path / "photos" / c / f"{i}.png")
     result = _run("finetune", "--checkpoint", four_classes / "native", "--dataset",
-                  tmp_path / "photos", "--out", tmp_path / "r")  # fmt: skip
+                  tmp_path / "photos", "--out", tmp_path / "r", "--batch-size", 512)  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "train.batch_size=512 is larger than the training set (116 examples)" in result.output

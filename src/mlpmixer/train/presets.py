@@ -172,6 +172,9 @@ def finetune_config(
         data["model"]["img_size"] = img_size
     config, facts = TrainConfig.from_dict(data), None
     if base is None and key not in PRESETS:
+        from ..data.outline import dataset_outline
+
+        dataset_outline(dataset)  # an unknown name is refused before the folder is read
         config, facts = _fit_to_data(config, finetune=True)
     if overrides:
         config = config.override(list(overrides))
