@@ -194,7 +194,7 @@ def test_resume_right_after_kill_9_is_not_refused(tmp_path):
     small = [f"--set=model.overrides.{k}" for k in ("hidden_dim=8", "num_blocks=1",
              "tokens_mlp_dim=4", "channels_mlp_dim=8")]  # fmt: skip
     args = [sys.executable, "-m", "mlpmixer", "train", "--dataset", str(shards), "--model",
-            "mixer_t2_8", "--img-size", "16", "--batch-size", "32", "--epochs", "4",
+            "mixer_t2_8", "--img-size", "16", "--batch-size", "32", "--epochs", "20",
             "--workers", "2", "--set", "train.threads=1", *small, "--out", str(run)]  # fmt: skip
     env = {**os.environ, "MLPMIXER_PROGRESS": "0"}
     trainer = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
@@ -212,9 +212,10 @@ def test_resume_right_after_kill_9_is_not_refused(tmp_path):
         if trainer.poll() is None:
             trainer.kill()
             trainer.wait()
-    # at once; --epochs 3 only keeps the test short (killed after 1 to 3 of its 4)
+    # at once, to the run's own length: an --epochs shorter than what the run had done by
+    # the kill is refused (4 epochs of 16 steps were over in 1.5 s on a quiet machine)
     resumed = subprocess.run([sys.executable, "-m", "mlpmixer", "train", "--resume", str(run),
-                              "--epochs", "3", "--set", "train.threads=1"], env=env,
+                              "--set", "train.threads=1"], env=env,
                              capture_output=True, text=True, timeout=300)  # fmt: skip
     assert "in use" not in resumed.stderr and "locked" not in resumed.stderr, resumed.stderr
     assert resumed.returncode == 0, resumed.stderr[-3000:]
