@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from ..download import MAX_BYTES_ENV, max_download_bytes, stall_seconds
 from ..errors import DataError
+from ..stream_watchdog import watch_stalls
 from .images import check_pixel_count, pil_to_tensor, read_file, resize_image
 from .transforms import SampleAugment, eval_sample, sample_rng, train_sample
 
@@ -102,9 +103,8 @@ HUB_WAITS = ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT")
 def bound_hub_waits() -> None:
     """Give huggingface_hub's waits (metadata, each streamed read) the stall window of our own
     downloads (``$MLPMIXER_DOWNLOAD_STALL_S``, `mlpmixer.download`), unless the user set its
-    variables: a silent server then ends the read instead of hanging it. This is as far as
-    the window reaches into ``datasets``: its own retries and its reader's trickle handling
-    are its own."""
+    variables: a silent server then ends the read instead of hanging it. A trickle passes
+    every per-read timeout: `stream_records` also bounds the wait for each streamed record."""
     window = max(1, math.ceil(stall_seconds()))
     constants = sys.modules.get("huggingface_hub.constants")
     for name in HUB_WAITS:
@@ -143,7 +143,9 @@ def stream_records(
 ) -> tuple[list[str], Iterator[tuple[bytes, str | None, int, str]]]:
     """(class names, (encoded image bytes, file name or None, label, "split #i")) of a table.
 
-    ``table``: a (streaming) ``datasets`` split; images are taken undecoded, as stored.
+    ``table``: a (streaming) ``datasets`` split; images are taken undecoded, as stored. Each
+    record must arrive within the stall window (`mlpmixer.stream_watchdog.watch_stalls`,
+    `DownloadError`, exit 1) and be within the download size cap (`DataError`, exit 2).
     """
     image, label = _columns(table.features, spec)
     names = list(table.features[label].names)
@@ -154,7 +156,9 @@ def stream_records(
     cap = max_download_bytes()
 
     def rows() -> Iterator[tuple[bytes, str | None, int, str]]:
-        for i, row in enumerate(raw):
+        # the stall window reaches into datasets' reader: a trickle or a stuck read ends
+        # with one line (exit 1) instead of hanging the pack (mlpmixer.stream_watchdog)
+        for i, row in enumerate(watch_stalls(raw, f"{spec}: split {split_name!r}")):
             value = row[image] or {}
             data = value.get("bytes")
             if data is None and value.get("path"):
