@@ -207,7 +207,7 @@ class _Stream:
         return self
 
     def shuffle(self, seed, buffer_size):
-        return self
+        return _Buffered(self, buffer_size)
 
     def __iter__(self):
         for row in self.rows:
@@ -215,6 +215,24 @@ class _Stream:
             yield row
         if self.error is not None:
             raise self.error
+
+
+class _Buffered(_Stream):
+    """``datasets``' shuffle as the consumer sees it: nothing until ``size`` rows (or all)
+    are read, then rows in a burst."""
+
+    def __init__(self, stream, size):
+        self.__dict__.update(stream.__dict__)
+        self.size = size
+
+    def __iter__(self):
+        held = []
+        for row in super().__iter__():
+            held.append(row)
+            if len(held) >= self.size:
+                yield from held
+                held = []
+        yield from held
 
 
 def _fake_datasets(monkeypatch, **stream):
@@ -260,14 +278,17 @@ def test_a_trickling_hugging_face_stream_ends_data_pack_with_one_line_and_exit_1
     assert seconds < 2.0  # ended by the window, before the first record came
 
 
-def test_a_slow_hugging_face_stream_within_the_window_packs_every_record_in_order(
-    monkeypatch, tmp_path
-):
-    _fake_datasets(monkeypatch, rows=_records(3), delay_s=0.3)
-    index = pack_shards("hf:x", tmp_path / "out", samples_per_shard=2)
-    assert [e["count"] for e in index["splits"]["train"]] == [2, 1]
-    packed, _ = build_dataset(tmp_path / "out", "train", img_size=4)
-    assert [packed[i][1] for i in range(3)] == [0, 1, 2]  # the stream's order
+def test_a_slow_hugging_face_stream_within_the_window_packs_every_record(monkeypatch, tmp_path):
+    """Records every 0.4 s: 1.6 s in all, more than the window. The training split is
+    shuffled; were it shuffled by ``datasets``' buffer, under the window, its first record
+    would come after all four were read (a false stall)."""
+    _fake_datasets(monkeypatch, rows=_records(4), delay_s=0.4)
+    index = pack_shards("hf:x", tmp_path / "out", samples_per_shard=3)
+    assert [e["count"] for e in index["splits"]["train"]] == [3, 1]
+    train, _ = build_dataset(tmp_path / "out", "train", img_size=4)
+    test, _ = build_dataset(tmp_path / "out", "test", img_size=4)
+    assert sorted(train[i][1] for i in range(4)) == [0, 0, 1, 2]
+    assert [test[i][1] for i in range(4)] == [0, 1, 2, 0]  # not shuffled: the stream's order
 
 
 def test_an_error_of_the_hugging_face_reader_comes_through_unchanged(monkeypatch, tmp_path):

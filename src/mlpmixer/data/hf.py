@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from PIL import Image
@@ -175,19 +176,45 @@ def stream_records(
     return names, rows()
 
 
+SHUFFLE_BUFFER = 10_000  # records held at once to shuffle a streamed training split
+
+T = TypeVar("T")
+
+
+def buffer_shuffled(items: Iterable[T], seed: int, size: int = SHUFFLE_BUFFER) -> Iterator[T]:
+    """``items`` in a seeded random order, holding at most ``size`` of them at once: once the
+    buffer is full, each new item takes the place of a random one, which is yielded."""
+    rng = random.Random(seed)
+    buffer: list[T] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        i = rng.randrange(size)
+        yield buffer[i]
+        buffer[i] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
 def hf_records(
     spec: str, split: str, explicit: str | None, seed: int
 ) -> tuple[list[str], Iterator[tuple[bytes, str | None, int, str]]]:
     """Records of one split read with ``streaming=True`` (nothing stored whole), for packing.
 
-    The training split is shuffled with a seeded buffer of 10,000 samples.
+    The training split is shuffled: ``datasets`` shuffles the order of its source files
+    (seeded), then `buffer_shuffled` the records with a buffer of `SHUFFLE_BUFFER`. The buffer
+    is ours, above the stall window of `stream_records`: ``datasets``' own buffer reads
+    thousands of records between two it hands out, which no per-record window can tell from a
+    stalled server.
     """
     splits = _load(spec, streaming=True)
     wanted = choose_split(spec, list(splits), split, explicit)
     table = splits[wanted]
-    if split == "train":
-        table = table.shuffle(seed=seed, buffer_size=10_000)
-    return stream_records(table, spec, wanted)
+    if split != "train":
+        return stream_records(table, spec, wanted)
+    names, rows = stream_records(table.shuffle(seed=seed, buffer_size=1), spec, wanted)
+    return names, buffer_shuffled(rows, seed)
 
 
 class HFImageDataset(Dataset):
