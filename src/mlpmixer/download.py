@@ -12,7 +12,8 @@ by the whole URL, so ``http://`` and ``https://`` (or ``a_b`` and ``a/b``) never
 
 `read_url` and `url_size` read other remote data (shard indexes and shards) the same way, in
 memory: one implementation of the stall window, size cap and one-line errors for every
-remote read.
+remote read. Streams that another library reads (Hugging Face ``datasets``) get the same
+window and error from `mlpmixer.stream_watchdog`.
 """
 
 from __future__ import annotations
@@ -118,6 +119,14 @@ def stall_seconds() -> float:
     return positive_number(STALL_ENV, DEFAULT_STALL_S)
 
 
+def stalled(where: str, detail: str) -> DownloadError:
+    """The one-line error (exit 1) of every remote read given up on for stalling: a download
+    here, a record stream in `mlpmixer.stream_watchdog`. ``detail`` says what arrived."""
+    return DownloadError(
+        f"{where}: the download stalled ({detail}); try again later (${STALL_ENV} sets the window)"
+    )
+
+
 def max_download_bytes() -> int:
     """``$MLPMIXER_DOWNLOAD_MAX_BYTES`` (default 16 GiB): the cap when no size is declared."""
     return int(positive_number(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
@@ -171,10 +180,10 @@ class _Progress:
         now = time.monotonic()
         if now - self.window_start >= self.stall:
             if self.window_bytes < MIN_RATE_BYTES_S * self.stall:
-                raise DownloadError(
-                    f"{self.url}: the download stalled ({self.window_bytes:,} bytes in the last "
-                    f"{now - self.window_start:.0f} s, {self.done:,} in all); try again later "
-                    f"(${STALL_ENV} sets the window)"
+                raise stalled(
+                    self.url,
+                    f"{self.window_bytes:,} bytes in the last {now - self.window_start:.0f} s, "
+                    f"{self.done:,} in all",
                 )
             self.window_start, self.window_bytes = now, 0
         if now - self.last_log >= PROGRESS_EVERY_S:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from mlpmixer.data import build_dataset
-from mlpmixer.data.hf import check_labels, choose_split
+from mlpmixer.data.hf import buffer_shuffled, check_labels, choose_split
 from mlpmixer.data.pack import pack_shards
 from mlpmixer.errors import DataError
 from mlpmixer.train import TrainConfig
@@ -109,6 +109,24 @@ def test_check_labels():
         DataError, match=r"split 'train': sample 2 has no label \(-1\), and 1 in all"
     ):
         check_labels([0, 1, -1], "hf:x", "train")
+
+
+def test_buffer_shuffled_is_a_seeded_permutation_holding_at_most_its_buffer():
+    read = []
+
+    def source():
+        for i in range(50):
+            read.append(i)
+            yield i
+
+    stream = buffer_shuffled(source(), seed=3, size=8)
+    first = next(stream)
+    assert len(read) == 9  # the buffer was full: the ninth read let one out
+    out = [first, *stream]
+    assert sorted(out) == list(range(50)) and out != list(range(50))
+    assert out == list(buffer_shuffled(range(50), seed=3, size=8))
+    assert out != list(buffer_shuffled(range(50), seed=4, size=8))
+    assert sorted(buffer_shuffled(range(5), seed=0, size=8)) == list(range(5))  # fewer than size
 
 
 def test_held_out_split_is_validation_unless_chosen(fake_datasets):

@@ -9,6 +9,7 @@ or send an endless body.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ import types
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from local_http import local_server
 from mlpmixer.cli import cli
@@ -179,7 +181,7 @@ def test_a_huge_count_stops_before_training(shards, tmp_path):
     assert result.exit_code == 2 and ".count: 1000000000000000" in _one_line_error(result)
 
 
-# --- Hugging Face streaming: as far as its reads can be bounded from here -------------------
+# --- Hugging Face streaming: huggingface_hub's waits, the size cap, and a watched stream ----
 
 
 class _Feature:
@@ -187,32 +189,111 @@ class _Feature:
         self.decode, self.names = decode, names
 
 
-class _Stream:
-    """A streamed split of one 4 KB record (a stand-in for ``datasets``)."""
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (9, 99, 199)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
-    def __init__(self, module):
-        self.features = {"img": module.Image(), "label": module.ClassLabel(["a", "b"])}
+
+class _Stream:
+    """A streamed split (a stand-in for ``datasets``): ``rows``, each after ``delay_s``, then
+    ``error`` raised instead of the next one, if given."""
+
+    def __init__(self, module, rows, delay_s=0.0, error=None):
+        self.features = {"img": module.Image(), "label": module.ClassLabel(["a", "b", "c"])}
+        self.rows, self.delay_s, self.error = rows, delay_s, error
 
     def cast_column(self, column, feature):
         return self
 
     def shuffle(self, seed, buffer_size):
-        return self
+        return _Buffered(self, buffer_size)
 
     def __iter__(self):
-        return iter([{"img": {"bytes": b"x" * 4096, "path": None}, "label": 0}])
+        for row in self.rows:
+            time.sleep(self.delay_s)
+            yield row
+        if self.error is not None:
+            raise self.error
 
 
-def test_hugging_face_reads_get_the_stall_window_and_the_size_cap(monkeypatch, tmp_path):
+class _Buffered(_Stream):
+    """``datasets``' shuffle as the consumer sees it: nothing until ``size`` rows (or all)
+    are read, then rows in a burst."""
+
+    def __init__(self, stream, size):
+        self.__dict__.update(stream.__dict__)
+        self.size = size
+
+    def __iter__(self):
+        held = []
+        for row in super().__iter__():
+            held.append(row)
+            if len(held) >= self.size:
+                yield from held
+                held = []
+        yield from held
+
+
+def _fake_datasets(monkeypatch, **stream):
+    """``datasets`` replaced by a stand-in whose splits are ``_Stream(**stream)``."""
     module = types.SimpleNamespace(ClassLabel=type("ClassLabel", (_Feature,), {}),
                                    Image=type("Image", (_Feature,), {}))  # fmt: skip
     module.ClassLabel.__init__ = lambda self, names: setattr(self, "names", names)
-    module.load_dataset = lambda *a, **k: {"train": _Stream(module), "test": _Stream(module)}
+    module.load_dataset = lambda *a, **k: {"train": _Stream(module, **stream),
+                                           "test": _Stream(module, **stream)}  # fmt: skip
     monkeypatch.setitem(sys.modules, "datasets", module)
     for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
         monkeypatch.setenv(name, "unset")  # so that the test's end removes what _load sets
         monkeypatch.delenv(name)
+
+
+def _records(count: int) -> list[dict]:
+    return [{"img": {"bytes": _png(), "path": None}, "label": i % 3} for i in range(count)]
+
+
+def test_hugging_face_reads_get_the_stall_window_and_the_size_cap(monkeypatch, tmp_path):
+    _fake_datasets(monkeypatch, rows=[{"img": {"bytes": b"x" * 4096, "path": None}, "label": 0}])
     monkeypatch.setenv("MLPMIXER_DOWNLOAD_MAX_BYTES", "1000")
     with pytest.raises(DataError, match=r"hf:x: split 'train' sample 0 has 4,096 bytes, more than"):
         pack_shards("hf:x", tmp_path / "out")
     assert os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] == os.environ["HF_HUB_ETAG_TIMEOUT"] == "1"
+
+
+def test_a_trickling_hugging_face_stream_ends_data_pack_with_one_line_and_exit_1(
+    monkeypatch, tmp_path
+):
+    """Was: a record every 2 s (what a byte every 2 s gives: no per-read timeout fires, the
+    reader is inside ``datasets``) packed on, however long; a stuck reader hung without a word."""
+    _fake_datasets(monkeypatch, rows=_records(3), delay_s=2.0)
+    start = time.monotonic()
+    result = CliRunner().invoke(cli, ["data", "pack", "hf:org/set", str(tmp_path / "out")])
+    seconds = time.monotonic() - start
+    line = _one_line_error(result)
+    assert result.exit_code == 1, result.output
+    assert line == (
+        "error: hf:org/set: split 'train': the download stalled (no record in the last 1 s, 0 in all); "
+        "try again later ($MLPMIXER_DOWNLOAD_STALL_S sets the window)"
+    )
+    assert seconds < 2.0  # ended by the window, before the first record came
+
+
+def test_a_slow_hugging_face_stream_within_the_window_packs_every_record(monkeypatch, tmp_path):
+    """Records every 0.4 s: 1.6 s in all, more than the window. The training split is
+    shuffled; were it shuffled by ``datasets``' buffer, under the window, its first record
+    would come after all four were read (a false stall)."""
+    _fake_datasets(monkeypatch, rows=_records(4), delay_s=0.4)
+    index = pack_shards("hf:x", tmp_path / "out", samples_per_shard=3)
+    assert [e["count"] for e in index["splits"]["train"]] == [3, 1]
+    train, _ = build_dataset(tmp_path / "out", "train", img_size=4)
+    test, _ = build_dataset(tmp_path / "out", "test", img_size=4)
+    assert sorted(train[i][1] for i in range(4)) == [0, 0, 1, 2]
+    assert [test[i][1] for i in range(4)] == [0, 1, 2, 0]  # not shuffled: the stream's order
+
+
+def test_an_error_of_the_hugging_face_reader_comes_through_unchanged(monkeypatch, tmp_path):
+    error = ConnectionResetError(104, "the hub reset the connection")
+    _fake_datasets(monkeypatch, rows=_records(2), error=error)
+    with pytest.raises(ConnectionResetError) as caught:
+        pack_shards("hf:x", tmp_path / "out")
+    assert caught.value is error

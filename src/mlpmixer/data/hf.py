@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from PIL import Image
@@ -24,6 +25,7 @@ from torch.utils.data import Dataset
 
 from ..download import MAX_BYTES_ENV, max_download_bytes, stall_seconds
 from ..errors import DataError
+from ..stream_watchdog import watch_stalls
 from .images import check_pixel_count, pil_to_tensor, read_file, resize_image
 from .transforms import SampleAugment, eval_sample, sample_rng, train_sample
 
@@ -102,9 +104,8 @@ HUB_WAITS = ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT")
 def bound_hub_waits() -> None:
     """Give huggingface_hub's waits (metadata, each streamed read) the stall window of our own
     downloads (``$MLPMIXER_DOWNLOAD_STALL_S``, `mlpmixer.download`), unless the user set its
-    variables: a silent server then ends the read instead of hanging it. This is as far as
-    the window reaches into ``datasets``: its own retries and its reader's trickle handling
-    are its own."""
+    variables: a silent server then ends the read instead of hanging it. A trickle passes
+    every per-read timeout: `stream_records` also bounds the wait for each streamed record."""
     window = max(1, math.ceil(stall_seconds()))
     constants = sys.modules.get("huggingface_hub.constants")
     for name in HUB_WAITS:
@@ -143,7 +144,9 @@ def stream_records(
 ) -> tuple[list[str], Iterator[tuple[bytes, str | None, int, str]]]:
     """(class names, (encoded image bytes, file name or None, label, "split #i")) of a table.
 
-    ``table``: a (streaming) ``datasets`` split; images are taken undecoded, as stored.
+    ``table``: a (streaming) ``datasets`` split; images are taken undecoded, as stored. Each
+    record must arrive within the stall window (`mlpmixer.stream_watchdog.watch_stalls`,
+    `DownloadError`, exit 1) and be within the download size cap (`DataError`, exit 2).
     """
     image, label = _columns(table.features, spec)
     names = list(table.features[label].names)
@@ -154,7 +157,9 @@ def stream_records(
     cap = max_download_bytes()
 
     def rows() -> Iterator[tuple[bytes, str | None, int, str]]:
-        for i, row in enumerate(raw):
+        # the stall window reaches into datasets' reader: a trickle or a stuck read ends
+        # with one line (exit 1) instead of hanging the pack (mlpmixer.stream_watchdog)
+        for i, row in enumerate(watch_stalls(raw, f"{spec}: split {split_name!r}")):
             value = row[image] or {}
             data = value.get("bytes")
             if data is None and value.get("path"):
@@ -171,19 +176,45 @@ def stream_records(
     return names, rows()
 
 
+SHUFFLE_BUFFER = 10_000  # records held at once to shuffle a streamed training split
+
+T = TypeVar("T")
+
+
+def buffer_shuffled(items: Iterable[T], seed: int, size: int = SHUFFLE_BUFFER) -> Iterator[T]:
+    """``items`` in a seeded random order, holding at most ``size`` of them at once: once the
+    buffer is full, each new item takes the place of a random one, which is yielded."""
+    rng = random.Random(seed)
+    buffer: list[T] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        i = rng.randrange(size)
+        yield buffer[i]
+        buffer[i] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
 def hf_records(
     spec: str, split: str, explicit: str | None, seed: int
 ) -> tuple[list[str], Iterator[tuple[bytes, str | None, int, str]]]:
     """Records of one split read with ``streaming=True`` (nothing stored whole), for packing.
 
-    The training split is shuffled with a seeded buffer of 10,000 samples.
+    The training split is shuffled: ``datasets`` shuffles the order of its source files
+    (seeded), then `buffer_shuffled` the records with a buffer of `SHUFFLE_BUFFER`. The buffer
+    is ours, above the stall window of `stream_records`: ``datasets``' own buffer reads
+    thousands of records between two it hands out, which no per-record window can tell from a
+    stalled server.
     """
     splits = _load(spec, streaming=True)
     wanted = choose_split(spec, list(splits), split, explicit)
     table = splits[wanted]
-    if split == "train":
-        table = table.shuffle(seed=seed, buffer_size=10_000)
-    return stream_records(table, spec, wanted)
+    if split != "train":
+        return stream_records(table, spec, wanted)
+    names, rows = stream_records(table.shuffle(seed=seed, buffer_size=1), spec, wanted)
+    return names, buffer_shuffled(rows, seed)
 
 
 class HFImageDataset(Dataset):
