@@ -2,6 +2,7 @@
 
 Before: the CLI printed through rich markup, so ``[hf]`` vanished from a message, a value
 ``[0.9]`` printed as nothing, and a path holding ``[/]`` crashed the printer (MarkupError).
+Rich's emoji codes too: ``hf:x:d`` printed as ``hf❌d``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from mlpmixer.cli import cli
 
 
-@pytest.mark.parametrize("name", ["x[hf]", "a[/]b", "[bold]c[/bold]"])
+@pytest.mark.parametrize("name", ["x[hf]", "a[/]b", "[bold]c[/bold]", "hf:x:d", "e:smile:f"])
 def test_brackets_in_a_path_are_printed_verbatim(tmp_path, name):
     missing = tmp_path / name / "model.safetensors"
     result = CliRunner().invoke(cli, ["info", str(missing)])

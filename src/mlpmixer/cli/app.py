@@ -137,8 +137,8 @@ class _SafeConsole(Console):
 
 # Messages, paths and class names are printed as plain text: with rich's markup on, any
 # "[...]" in them was swallowed ("mlpmixer[hf]" lost "[hf]") or crashed the printer.
-console = _SafeConsole(markup=False, highlight=False)
-err_console = _SafeConsole(stderr=True, markup=False, highlight=False)
+console = _SafeConsole(markup=False, highlight=False, emoji=False)
+err_console = _SafeConsole(stderr=True, markup=False, highlight=False, emoji=False)
 
 
 class _FiniteFloatRange(click.FloatRange):

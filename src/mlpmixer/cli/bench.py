@@ -155,7 +155,7 @@ def _print_bench(result: dict[str, Any]) -> None:
             f"{r['tflops']:.3f}", "" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
             f"{r['peak_memory_mb']:.0f}", "" if saved is None else f"{saved:.2f}",
         )  # fmt: skip
-    Console(width=max(console.width, 100), markup=False, highlight=False).print(table)
+    Console(width=max(console.width, 100), markup=False, highlight=False, emoji=False).print(table)
     for r in result["results"]:
         if "latency_ms_batch1" in r:
             lat = r["latency_ms_batch1"]

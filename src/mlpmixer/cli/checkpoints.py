@@ -239,7 +239,7 @@ def wide_console(table: Table) -> Console:
     if console.is_terminal:
         return console
     width = Console(width=10_000).measure(table).maximum
-    return Console(width=max(console.width, width), markup=False, highlight=False)
+    return Console(width=max(console.width, width), markup=False, highlight=False, emoji=False)
 
 
 def _print_pretrained(names: list[str], as_json: bool) -> None:
@@ -261,7 +261,7 @@ def _print_pretrained(names: list[str], as_json: bool) -> None:
         )
         table.add_row(r["name"], str(r["num_classes"]), preprocessing, r["source"])
     # Wide enough for names, preprocessing and an hf-hub id on one line, also when piped.
-    Console(width=max(console.width, 150), markup=False, highlight=False).print(table)
+    Console(width=max(console.width, 150), markup=False, highlight=False, emoji=False).print(table)
 
 
 def _channels(values: tuple[float, ...]) -> str:
