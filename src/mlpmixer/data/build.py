@@ -247,11 +247,17 @@ def _from_name(name: str, split: str, options: dict[str, Any]) -> tuple[Dataset,
 
 
 def _from_path(text: str, split: str, options: dict[str, Any]) -> tuple[Dataset, DatasetInfo]:
+    return _from_directory(dataset_directory(text), split, options)
+
+
+def dataset_directory(text: str) -> Path:
+    """The directory that ``--dataset TEXT`` names (for a CIFAR archive given directly, its
+    folder); `DataError` for any other file or a path that does not exist."""
     path = Path(text).expanduser()
     if path.is_file() and detect_variant(path.parent) is not None:
         path = path.parent  # a CIFAR archive given directly
     if path.is_dir():
-        return _from_directory(path, split, options)
+        return path
     if path.is_file():
         raise DataError(
             f"{path} is a file; --dataset takes a name ({', '.join(NAMED)}), hf:NAME, a shard "

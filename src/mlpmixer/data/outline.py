@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from .build import _ALIASES, NAMED
+from .build import _ALIASES, NAMED, dataset_directory
 from .cifar import detect_variant
 from .folder import folder_split, is_image_folder
 from .hf import PREFIX as HF_PREFIX
@@ -53,21 +53,7 @@ def dataset_outline(
         return DataOutline(text, *_NAMED_FACTS[name])
     if is_shard_source(text):
         return _shard_outline(text)
-    path = Path(text).expanduser()
-    if path.is_file() and detect_variant(path.parent) is not None:
-        path = path.parent  # a CIFAR archive given directly
-    if path.is_dir():
-        return _directory_outline(path, text, val_fraction, seed)
-    if path.is_file():
-        raise DataError(
-            f"{path} is a file; --dataset takes a name ({', '.join(NAMED)}), hf:NAME, a shard "
-            "index (index.json, a folder or URL holding one) or a directory (MNIST idx files, "
-            "a CIFAR python archive, or class folders)"
-        )
-    raise DataError(
-        f"unknown data set {text!r}: not one of {', '.join(NAMED)}, not hf:NAME, not a shard "
-        "index, and no such directory"
-    )
+    return _directory_outline(dataset_directory(text), text, val_fraction, seed)
 
 
 def _shard_outline(text: str) -> DataOutline:
