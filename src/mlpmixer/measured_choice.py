@@ -14,12 +14,13 @@ fast path reports it (`mlpmixer info --fast`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,21 @@ def cache_file() -> Path:
 def cache_key(question: str, threads: int, torch_version: str) -> str:
     """The question in the context whose answer it is: CPU flags, torch, threads."""
     return f"{question}|{effective_cpu().signature}|torch {torch_version}|{threads} threads"
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's operations on the calling thread alone for the block: `time.thread_time` (the
+    clock here) counts the calling thread only, so work spread over other threads would be
+    missed. (torch is imported here only: this module itself needs none.)"""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def medians(

@@ -14,13 +14,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 from .cpu_kind import effective_cpu, native_bf16, native_fp16
+from .measured_choice import medians, one_thread
 
 log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -46,21 +45,10 @@ def product_slowdown(precision: str, rows: int = 256, width: int = 384, rounds: 
     g = torch.Generator().manual_seed(0)
     x, w = torch.randn(rows, width, generator=g), torch.randn(width, width, generator=g)
     operands = {"fp32": (x, w), precision: (x.to(DTYPES[precision]), w.to(DTYPES[precision]))}
-    times: dict[str, list[float]] = {name: [] for name in operands}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # thread CPU time counts the calling thread only
-    try:
-        for a, b in operands.values():
-            F.linear(a, b)  # warm-up
-        for _ in range(rounds):
-            for name, (a, b) in operands.items():
-                t0 = time.thread_time()
-                F.linear(a, b)
-                times[name].append(time.thread_time() - t0)
-    finally:
-        torch.set_num_threads(threads)
-    fp32 = max(statistics.median(times["fp32"]), 1e-9)
-    return statistics.median(times[precision]) / fp32
+    products = {name: functools.partial(F.linear, a, b) for name, (a, b) in operands.items()}
+    with one_thread():
+        median = medians(products, rounds)
+    return median[precision] / max(median["fp32"], 1e-9)
 
 
 @functools.cache

@@ -19,11 +19,10 @@ products), `aside` (when to step aside), `pieces` (which piece runs here, and wh
 
 from __future__ import annotations
 
-import os
-
 from ..layers import PLAIN, LayerSet
 from .gelu import GELU
 from .layers import ChannelMlp, PatchEmbed, TokenMlp
+from .pieces import switched_off
 
 FAST = LayerSet(patch_embed=PatchEmbed, mlp=ChannelMlp, token_mlp=TokenMlp, act=GELU)
 
@@ -40,7 +39,7 @@ def fast_layers_enabled() -> bool:
     """The process default: `set_fast_layers`, else ``MLPMIXER_FAST`` (default on)."""
     if _default is not None:
         return _default
-    return os.environ.get("MLPMIXER_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
+    return not switched_off("MLPMIXER_FAST")
 
 
 def layer_set(fast: bool | None = None) -> LayerSet:

@@ -229,15 +229,11 @@ def _probe(
     if len(agree) == 1:
         return Decision(piece, case, plain, "; ".join(rejected) or "nothing to compare")
     question = f"fast piece {piece} ({case})"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # thread CPU time counts the calling thread only: run on it alone
-    try:
+    with measured_choice.one_thread():  # thread CPU time counts the calling thread only
         timed = _repeated(agree, once)
         result = measured_choice.measure(
             question, timed, 1, torch.__version__, PROBE_ROUNDS, margin=MARGIN
         )
-    finally:
-        torch.set_num_threads(threads)
     if result.choice == plain:
         ratio = result.best_other
         verdict = "slower" if ratio is None or ratio < 1 else f"within {MARGIN - 1:.0%}"
