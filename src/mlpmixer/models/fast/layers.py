@@ -9,10 +9,11 @@ takes them all at once through `FAST` (see `models.fast.layer_set`). Why each ex
 * `TokenMlp`: the weight applied from the left to (B, S, C) with the batch broadcast
   (`token_linear`): no transposed copies of the activations.
 * `ChannelMlp`: in CPU inference, oneDNN products with bias and GELU as the epilogue
-  (`onednn.mlp`), run over pieces of rows so that the hidden activation stays under
-  ``hidden_bytes_per_piece`` (glibc serves bigger blocks with fresh pages from the OS at every
-  allocation, which costs as much as the GELU); in fp32 CPU training, oneDNN products
-  (`onednn.training_linear`); in CPU autocast inference, weights cast once (`autocast_cache`).
+  (`onednn.run_mlp`, as `onednn.inference_choice` decided), run over pieces of rows so that
+  the hidden activation stays under ``hidden_bytes_per_piece`` (glibc serves bigger blocks
+  with fresh pages from the OS at every allocation, which costs as much as the GELU); in fp32
+  CPU training, oneDNN products (`onednn.training_linear`); in CPU autocast inference,
+  weights cast once (`autocast_cache`).
 * In inference the GELU overwrites the product it reads (one allocation less).
 
 Under compile, export, jit tracing and FX each runs its plain layer's ``forward``; scripting

@@ -224,17 +224,10 @@ def inference_choice(dtype: torch.dtype, dim: int, hidden: int, gelu: str, rows:
 
     def probe() -> dict[str, Callable[[], torch.Tensor]]:
         x, w1, b1, w2, b2 = _operands(pieces.PROBE_ROWS[rows_class], (dim, hidden, dim), dtype)
-        algorithm = _ALGORITHM[gelu]
-
-        def separate() -> torch.Tensor:
-            h = gelu_(pointwise(x, w1, b1, "none", ""), gelu)
-            return pointwise(h, w2, b2, "none", "")
-
+        params = (w1, b1, w2, b2)
         return {
-            EPILOGUE: lambda: pointwise(
-                pointwise(x, w1, b1, "gelu", algorithm), w2, b2, "none", ""
-            ),
-            SEPARATE: separate,
+            EPILOGUE: lambda: run_mlp(x, params, gelu, epilogue=True),
+            SEPARATE: lambda: run_mlp(x, params, gelu, epilogue=False),
             ATEN: lambda: F.linear(gelu_(F.linear(x, w1, b1), gelu), w2, b2),
         }
 
