@@ -47,7 +47,7 @@ def test_a_script_sees_the_first_line_and_progress_and_can_silence_them(tmp_path
 
 
 def test_in_a_jupyter_kernel_the_run_shows_a_bar(monkeypatch):
-    """A notebook's stderr is no terminal, yet it shows a bar (tqdm.auto's widget)."""
+    """A notebook's stderr is no terminal, yet it shows a bar (rich's widget)."""
     import io
     import types
 
