@@ -16,6 +16,7 @@ progress display, the one drawing library the project uses (its tables are rich'
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import sys
 import threading
@@ -94,6 +95,12 @@ def in_notebook() -> bool:
     """Whether this process is a Jupyter kernel (its output is a notebook cell, not a tty)."""
     shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def notebook_widgets() -> bool:
+    """Whether a `Bar` can be drawn in a notebook: rich draws it in an ipywidgets widget, and
+    without that package shows only a warning (a notebook gets progress lines instead)."""
+    return "ipywidgets" in sys.modules or importlib.util.find_spec("ipywidgets") is not None
 
 
 def plural(unit: str) -> str:

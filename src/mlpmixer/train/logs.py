@@ -3,7 +3,7 @@
 * ``metrics.jsonl``: one JSON object per evaluated epoch (always);
 * ``tensorboard/``: event files when the ``tensorboard`` package is installed;
 * progress: one bar (`mlpmixer.progress.Bar`, rich's), updated in place, when stderr is a
-  terminal or in a Jupyter notebook; otherwise log lines
+  terminal or in a Jupyter notebook with ipywidgets; otherwise log lines
   (step, epoch, loss, rate, ETA) every ``train.log_every_steps`` steps and at least every
   ~10 seconds, even inside one long step;
 * ``curves.png``: loss and top-1 against epochs (matplotlib, Agg backend).
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..layout import METRICS_FILE
-from ..progress import PROGRESS, Bar, Ticker, in_notebook
+from ..progress import PROGRESS, Bar, Ticker, in_notebook, notebook_widgets
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Progress:
         self, mode: str, log_every: int, stream: TextIO | None = None, interval: float = 10.0
     ) -> None:
         self.stream = stream or sys.stderr
-        self.notebook = mode == "auto" and stream is None and in_notebook()
+        self.notebook = mode == "auto" and stream is None and in_notebook() and notebook_widgets()
         if mode == "auto":
             mode = "bar" if self.stream.isatty() or self.notebook else "log"
         self.mode, self.log_every, self.interval = mode, log_every, interval
