@@ -35,6 +35,34 @@ def mlp(x: torch.Tensor, sd: dict, name: str) -> torch.Tensor:
     return dense(gelu(dense(x, sd, f"{name}.fc1")), sd, f"{name}.fc2")
 
 
+def deform_conv2d(
+    x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """torchvision's ``deform_conv2d`` from its definition, for a 1×1 kernel, stride 1, no
+    padding and one offset group per input channel (how CycleMLP calls it), NCHW.
+
+    x (B, C, H, W); offset (B, 2C, H, W) with (Δy, Δx) of channel c at 2c, 2c+1; weight
+    (O, C, 1, 1). Channel c is sampled at (y + Δy, x + Δx) by bilinear interpolation of its
+    four neighbours, a neighbour off the map counting 0 (and a point at or beyond one pixel
+    outside giving 0); out[o] = b[o] + Σ_c W[o, c] · sampled[c].
+    """
+    h, w = x.shape[2:]
+    py = torch.arange(h, dtype=x.dtype)[:, None] + offset[:, 0::2]  # (B, C, H, W)
+    px = torch.arange(w, dtype=x.dtype)[None, :] + offset[:, 1::2]
+    y0, x0 = torch.floor(py), torch.floor(px)
+    flat = x.flatten(2)  # (B, C, H·W)
+    sampled = torch.zeros_like(x)
+    for yy, wy in ((y0, 1 - (py - y0)), (y0 + 1, py - y0)):
+        for xx, wx in ((x0, 1 - (px - x0)), (x0 + 1, px - x0)):
+            inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+            where = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).long().flatten(2)
+            value = flat.gather(2, where).view_as(x)
+            sampled += torch.where(inside, wy * wx * value, 0.0)
+    far = (py <= -1) | (py >= h) | (px <= -1) | (px >= w)
+    sampled = torch.where(far, 0.0, sampled)
+    return torch.einsum("bchw,oc->bohw", sampled, weight[:, :, 0, 0]) + bias[:, None, None]
+
+
 def patch_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """A k×k stride-k convolution as patches times a matrix: (B, H, W, Cin) -> (B, H/k, W/k, Cout).
 
@@ -47,6 +75,25 @@ def patch_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tor
     x = x[:, : gh * k, : gw * k]
     patches = x.reshape(b, gh, k, gw, k, cin)  # (b, i, dy, j, dx, c)
     return torch.einsum("bidjec,ocde->bijo", patches, weight) + bias
+
+
+def conv2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int, padding: int
+) -> torch.Tensor:
+    """A convolution as a sum over kernel taps of strided slices of the zero-padded map:
+    (B, H, W, Cin) -> (B, H', W', Cout), H' = (H + 2·padding - k) // stride + 1."""
+    k = weight.shape[-1]
+    b, h, w, cin = x.shape
+    padded = torch.zeros(b, h + 2 * padding, w + 2 * padding, cin)
+    padded[:, padding : padding + h, padding : padding + w] = x
+    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    out = bias.expand(b, ho, wo, -1).clone()
+    for dy in range(k):
+        for dx in range(k):
+            taps = padded[:, dy : dy + stride * (ho - 1) + 1 : stride,
+                          dx : dx + stride * (wo - 1) + 1 : stride]  # fmt: skip
+            out += torch.einsum("bijc,oc->bijo", taps, weight[:, :, dy, dx])
+    return out
 
 
 def reweight(branches: list[torch.Tensor], sd: dict, name: str) -> torch.Tensor:
@@ -80,10 +127,18 @@ def randomised(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def count_product_macs(model: torch.nn.Module, images: torch.Tensor) -> int:
+def count_product_macs(
+    model: torch.nn.Module, images: torch.Tensor, per_output_unit: dict | None = None
+) -> int:
     """Multiply-adds of every nn.Linear and nn.Conv2d in a forward pass, from forward hooks
-    (for a Conv2d: output cells × Cin/groups × kh × kw per output channel)."""
+    (for a Conv2d: output cells × Cin/groups × kh × kw per output channel), plus modules of
+    the types in ``per_output_unit`` ({type: function(module) -> MACs per output element})."""
     total = 0
+    per_output_unit = per_output_unit or {}
+
+    def on_other(module, inputs, output):
+        nonlocal total
+        total += output.numel() * per_output_unit[type(module)](module)
 
     def on_linear(module, inputs, output):
         nonlocal total
@@ -100,6 +155,8 @@ def count_product_macs(model: torch.nn.Module, images: torch.Tensor) -> int:
             hooks.append(m.register_forward_hook(on_linear))
         elif isinstance(m, torch.nn.Conv2d):
             hooks.append(m.register_forward_hook(on_conv))
+        elif type(m) in per_output_unit:
+            hooks.append(m.register_forward_hook(on_other))
     with torch.no_grad():
         model(images)
     for h in hooks:
