@@ -268,3 +268,18 @@ def test_input_and_config_refusals():
         CycleMlpConfig.from_dict({**config.to_dict(), "transitions": [True] * 4})
     with pytest.raises(ConfigError, match="mlp_ratios"):
         config.replace(mlp_ratios=(4, 4))
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    images = torch.randn(2, 3, 32, 32)
+    grads = []
+    for enable in (False, True):
+        torch.manual_seed(0)
+        model = CycleNet(TINY.replace(drop_path_rate=0.0)).train()
+        model.set_grad_checkpointing(enable)
+        model(images).square().sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-6)
+    assert "network.0.0.attn.sfc_h.bias" in model.no_weight_decay()
+    assert "network.0.0.attn.sfc_h.weight" not in model.no_weight_decay()

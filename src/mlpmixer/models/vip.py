@@ -42,11 +42,13 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..choices import INTERPOLATIONS
 from ..errors import ConfigError, InputShapeError
 from .config import IMAGENET_MEAN, IMAGENET_STD, MAX_PARAMS, to_pair
 from .layers import drop_path
+from .params import no_weight_decay_names, weight_decay_groups
 from .timm_api import take_indices
 
 NCHW_NHWC = ("NCHW", "NHWC")
@@ -525,6 +527,7 @@ class StagedMlpNet(nn.Module):
                 network.append(down)
         self.network = nn.ModuleList(network)
         self.stage_slots = tuple(slots)
+        self.grad_checkpointing = False
         self.norm = nn.LayerNorm(config.embed_dims[-1], eps=config.norm_eps)
         self.head_drop = nn.Dropout(config.drop_rate)
         self.head = self._new_head(config.num_classes)
@@ -576,8 +579,16 @@ class StagedMlpNet(nn.Module):
         """(B, in, H, W) -> normalised features (B, H', W', C), channels last (official)."""
         x = self.forward_stem(images)
         for module in self.network:
-            x = module(x)
+            x = self._run(module, x)
         return self.norm(x)
+
+    def _run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One stage or Downsample; a stage block by block under gradient checkpointing."""
+        if not (self.grad_checkpointing and self.training and torch.is_grad_enabled()):
+            return module(x)
+        for block in module if isinstance(module, nn.Sequential) else [module]:
+            x = checkpoint(block, x, use_reentrant=False)
+        return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(B, H', W', C) -> logits (B, classes), or the pooled (B, C) if ``pre_logits``."""
@@ -642,8 +653,8 @@ class StagedMlpNet(nn.Module):
         intermediates = []
         for stage in range(last + 1):
             if stage > 0 and self.stage_slots[stage] - 1 != self.stage_slots[stage - 1]:
-                x = self.network[self.stage_slots[stage] - 1](x)  # the Downsample before it
-            x = self.network[self.stage_slots[stage]](x)
+                x = self._run(self.network[self.stage_slots[stage] - 1], x)  # its Downsample
+            x = self._run(self.network[self.stage_slots[stage]], x)
             if stage in taken:
                 y = self.norm(x) if norm and stage == stages - 1 else x
                 intermediates.append(y.permute(0, 3, 1, 2) if output_fmt == "NCHW" else y)
@@ -678,13 +689,11 @@ class StagedMlpNet(nn.Module):
             raise ConfigError(f"global_pool must be 'avg', got {global_pool!r}")
         names = tuple(class_names) if class_names is not None else None
         self.config = self.config.replace(num_classes=num_classes, class_names=names)
-        param = self.norm.weight if isinstance(self.norm, nn.LayerNorm) else None
-        head = self._new_head(num_classes)
+        param = next(self.patch_embed.parameters())
+        head = self._new_head(num_classes).to(device=param.device, dtype=param.dtype)
         if isinstance(head, nn.Linear):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
-        if param is not None:
-            head = head.to(device=param.device, dtype=param.dtype)
         self.head = head.train(self.training)
 
     @property
@@ -705,6 +714,18 @@ class StagedMlpNet(nn.Module):
         }
 
     default_cfg = pretrained_cfg
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward: less memory, more compute."""
+        self.grad_checkpointing = enable
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters that recipes exclude from weight decay: norms and biases (ndim <= 1)."""
+        return no_weight_decay_names(self)
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer groups: matrices and kernels get ``weight_decay``, norms and biases none."""
+        return weight_decay_groups(self, weight_decay)
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """timm's parameter groups: the stem, then each stage (coarse) or block."""
