@@ -18,9 +18,11 @@ from mlpmixer.models.vip import (
     param_count,
 )
 
-# Params (M) as the ViP paper and README print them. FLOPs (G): ViP's own tables print none;
-# these are what CycleMLP's paper (Table 2) prints for ViP, the same fvcore count as CycleMLP's
-# own (`paper_flops`). ViP-Small/14 has no published FLOPs.
+# Params (M): the official README prints 25/55/88M for S/7, M/7, L/7; 30M for Small/14 is the
+# paper's. FLOPs (G): ViP's README prints none; 6.9/16.3/24.4G are the figures other papers'
+# comparison tables (CycleMLP's) print for ViP, quoted without the table text at hand here;
+# all three agree to the printed digit with fvcore's count (`paper_flops`), which CycleMLP's
+# own table uses. ViP-Small/14: no published FLOPs known here (fvcore count 6.87G).
 PAPER = {
     "vip_s14": (30, None),
     "vip_s7": (25, 6.9),
