@@ -40,6 +40,7 @@ from .pyramid import (
     PyramidApi,
     ZooConfigMixin,
     drop_path_rates,
+    linear_head,
 )
 
 PATCH_MERGES = 3  # downsampling steps between the four levels
@@ -256,11 +257,6 @@ class AsMlp(PyramidApi, nn.Module):
     def _level(self, x: torch.Tensor, i: int) -> torch.Tensor:
         x = self.pos_drop(x) if i == 0 else self.layers[i - 1].downsample(x)
         return self.layers[i].forward_blocks(x)
-
-
-def linear_head(width: int, num_classes: int) -> nn.Module:
-    """Linear(width, classes), or Identity for 0 classes (`forward` then gives features)."""
-    return nn.Linear(width, num_classes) if num_classes else nn.Identity()
 
 
 def _init_weights(module: nn.Module) -> None:

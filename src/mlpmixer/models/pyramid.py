@@ -265,6 +265,11 @@ class PyramidApi:
         }
 
 
+def linear_head(width: int, num_classes: int) -> nn.Module:
+    """Linear(width, classes), or Identity for 0 classes (`forward` then gives features)."""
+    return nn.Linear(width, num_classes) if num_classes else nn.Identity()
+
+
 def new_head(width: int, num_classes: int) -> nn.Module:
     """Zero-initialised Linear(width, classes), or Identity for 0 classes."""
     if num_classes == 0:
