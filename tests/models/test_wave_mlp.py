@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from mlpmixer.errors import ConfigError, InputShapeError
+from mlpmixer.models.pyramid import level_sizes
 from mlpmixer.models.wave_mlp import (
     VARIANTS,
     WaveMlp,
     WaveMlpConfig,
-    level_sizes,
     macs_per_image,
     param_count,
 )

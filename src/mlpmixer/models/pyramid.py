@@ -37,6 +37,9 @@ __all__ = [
 
 OUTPUT_FORMATS = ("NCHW", "NHWC")
 NUM_LEVELS = 4
+# The overlapping stem of Wave-MLP and Hire-MLP: a 7x7 conv, stride 4, padding 2 (then 3x3
+# stride-2 convs with padding 1 between levels)
+STEM_KERNEL, STEM_STRIDE, STEM_PAD = 7, 4, 2
 
 
 def _is_int(value: Any) -> bool:
@@ -278,6 +281,31 @@ def new_head(width: int, num_classes: int) -> nn.Module:
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     return head
+
+
+def level_sizes(img_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """(h, w) of each level's map behind the overlapping stem: (H-3)//4 + 1, then ceil of halves."""
+    h, w = ((s + 2 * STEM_PAD - STEM_KERNEL) // STEM_STRIDE + 1 for s in img_size)
+    sizes = [(h, w)]
+    for _ in range(3):
+        h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        sizes.append((h, w))
+    return sizes
+
+
+def reweighted_sum(
+    reweight: nn.Module, h: torch.Tensor, w: torch.Tensor, c: torch.Tensor
+) -> torch.Tensor:
+    """Branches (B, C, H, W) weighted per channel by a softmax over the three branches.
+
+    The weights come from the mean over pixels of h + w + c through ``reweight`` (C -> 3C);
+    its output 3c + k is branch k's logit for channel c.
+    """
+    b, ch = h.shape[:2]
+    pooled = (h + w + c).mean(dim=(2, 3), keepdim=True)
+    weights = reweight(pooled).reshape(b, ch, 3).softmax(dim=2)  # (B, C, 3)
+    weights = weights[..., None, None]
+    return h * weights[:, :, 0] + w * weights[:, :, 1] + c * weights[:, :, 2]
 
 
 def _take_levels(indices: int | Sequence[int] | None) -> list[int]:

@@ -45,17 +45,21 @@ from ..errors import ConfigError
 from .pyramid import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    STEM_KERNEL,
+    STEM_PAD,
+    STEM_STRIDE,
     DropPath,
     PyramidApi,
     ZooConfigMixin,
     drop_path_rates,
+    level_sizes,
     linear_head,
+    reweighted_sum,
 )
 
 NORMS = ("batch", "group")  # BatchNorm2d, or GroupNorm with one group (the official MyNorm)
 THETA_CONVS = ("fc", "depthwise")  # how the phase is estimated: 1x1 conv or 3x3 depthwise
 TOKEN_KERNEL = 7  # the taps of tfc_h / tfc_w
-STEM_KERNEL, STEM_STRIDE, STEM_PAD = 7, 4, 2
 
 
 @dataclass(frozen=True)
@@ -182,21 +186,6 @@ def wave(amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
     return torch.cat([amplitude * torch.cos(phase), amplitude * torch.sin(phase)], dim=1)
 
 
-def reweighted_sum(
-    reweight: nn.Module, h: torch.Tensor, w: torch.Tensor, c: torch.Tensor
-) -> torch.Tensor:
-    """Branches (B, C, H, W) weighted per channel by a softmax over the three branches.
-
-    The weights come from the mean over pixels of h + w + c through ``reweight`` (C -> 3C);
-    its output 3c + k is branch k's logit for channel c.
-    """
-    b, ch = h.shape[:2]
-    pooled = (h + w + c).mean(dim=(2, 3), keepdim=True)
-    weights = reweight(pooled).reshape(b, ch, 3).softmax(dim=2)  # (B, C, 3)
-    weights = weights[..., None, None]
-    return h * weights[:, :, 0] + w * weights[:, :, 1] + c * weights[:, :, 2]
-
-
 class WaveBlock(nn.Module):
     """x + PATM(N(x)), then x + Mlp(N(x)); (B, C, H, W) in and out."""
 
@@ -301,16 +290,6 @@ def param_count(config: WaveMlpConfig, include_head: bool = True) -> int:
     if include_head and config.num_classes:
         total += dims[-1] * config.num_classes + config.num_classes
     return total
-
-
-def level_sizes(img_size: tuple[int, int]) -> list[tuple[int, int]]:
-    """(h, w) of each level's map: the stem's (H-3)//4 + 1, then ceil of halves."""
-    h, w = ((s + 2 * STEM_PAD - STEM_KERNEL) // STEM_STRIDE + 1 for s in img_size)
-    sizes = [(h, w)]
-    for _ in range(3):
-        h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-        sizes.append((h, w))
-    return sizes
 
 
 def macs_per_image(config: WaveMlpConfig, include_head: bool = True) -> int:
