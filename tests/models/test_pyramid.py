@@ -1,0 +1,68 @@
+"""The pieces the pyramid zoo families share (models/pyramid.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlpmixer.errors import ConfigError
+from mlpmixer.models.as_mlp import AsMlp, AsMlpConfig
+from mlpmixer.models.pyramid import drop_path_rates, level_sizes
+from mlpmixer.models.wave_mlp import WaveMlpConfig
+
+
+def test_drop_path_rates_rise_linearly_over_all_blocks() -> None:
+    """As the official codes draw them: torch.linspace(0, rate, sum(depths)), cut per level."""
+    depths = (2, 2, 6, 2)
+    rates = drop_path_rates(depths, 0.3)
+    assert [len(r) for r in rates] == list(depths)
+    flat = [r for level in rates for r in level]
+    expected = torch.linspace(0, 0.3, 12, dtype=torch.float64)
+    torch.testing.assert_close(torch.tensor(flat, dtype=torch.float64), expected)
+    assert drop_path_rates((1, 0, 0, 0), 0.5) == [[0.0], [], [], []]
+
+
+def test_level_sizes_follow_the_strided_convs() -> None:
+    conv = torch.nn.Conv2d(1, 1, 7, stride=4, padding=2)
+    down = torch.nn.Conv2d(1, 1, 3, stride=2, padding=1)
+    for size in [(224, 224), (37, 61), (3, 5)]:
+        x = conv(torch.zeros(1, 1, *size))
+        shapes = [tuple(x.shape[2:])]
+        for _ in range(3):
+            x = down(x)
+            shapes.append(tuple(x.shape[2:]))
+        assert level_sizes(size) == shapes
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        ({"mean": (0.5, 0.5)}, "mean must be 3 numbers"),
+        ({"std": (0.2, 0.0, 0.2)}, "std must be positive"),
+        ({"interpolation": "lanczos"}, "interpolation must be one of"),
+        ({"crop_pct": 0}, "crop_pct"),
+        ({"num_classes": -1}, "num_classes"),
+        ({"in_chans": True}, "in_chans"),
+        ({"img_size": (224, 0)}, "img_size"),
+        ({"depths": "2222"}, "depths"),
+    ],
+)
+def test_common_fields_are_checked_by_name(changes, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        WaveMlpConfig(**changes)
+
+
+def test_from_dict_wants_a_mapping_and_replace_known_fields() -> None:
+    with pytest.raises(ConfigError, match="mapping"):
+        AsMlpConfig.from_dict([("embed_dim", 8)])
+    with pytest.raises(ConfigError, match="unknown AsMlpConfig field"):
+        AsMlpConfig().replace(hidden_dim=8)
+
+
+def test_indices_and_pools_refused() -> None:
+    model = AsMlp(AsMlpConfig(embed_dim=4, depths=(1, 1, 1, 1), num_classes=3, img_size=32))
+    images = torch.zeros(1, 3, 32, 32)
+    with pytest.raises(ConfigError, match="last-n"):
+        model.forward_intermediates(images, indices=5)
+    with pytest.raises(ConfigError, match="global_pool"):
+        model.reset_classifier(3, global_pool="max")
