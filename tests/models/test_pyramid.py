@@ -66,3 +66,55 @@ def test_indices_and_pools_refused() -> None:
         model.forward_intermediates(images, indices=5)
     with pytest.raises(ConfigError, match="global_pool"):
         model.reset_classifier(3, global_pool="max")
+
+
+def _tiny_models() -> list[torch.nn.Module]:
+    from mlpmixer.models.hire_mlp import HireMlp, HireMlpConfig
+    from mlpmixer.models.wave_mlp import WaveMlp
+
+    small = {"depths": (1, 2, 1, 1), "num_classes": 3}
+    return [
+        AsMlp(AsMlpConfig(embed_dim=4, img_size=32, **small)),
+        WaveMlp(WaveMlpConfig(embed_dims=(4, 8, 8, 12), img_size=32, **small)),
+        HireMlp(HireMlpConfig(embed_dims=(4, 8, 8, 12), img_size=32, **small)),
+    ]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["asmlp", "wavemlp", "hiremlp"])
+def test_grad_checkpointing_gives_the_same_gradients(index: int) -> None:
+    torch.manual_seed(0)
+    model = _tiny_models()[index].train()
+    images = torch.randn(2, 3, 32, 32)
+    model(images).square().sum().backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    calls = []
+    first_block = next(iter(model._level_blocks(0)))
+    first_block.register_forward_pre_hook(lambda *_: calls.append(1))
+    model(images).square().sum().backward()
+    assert len(calls) == 2  # run again in backward: checkpointing is on
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, plain[name], msg=name)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["asmlp", "wavemlp", "hiremlp"])
+def test_group_matcher_and_weight_decay_groups(index: int) -> None:
+    import re
+
+    model = _tiny_models()[index]
+    matcher = model.group_matcher()
+    names = [n for n, _ in model.named_parameters()]
+    stem = [n for n in names if re.match(matcher["stem"], n)]
+    levels = {int(m.group(1)) for n in names if (m := re.match(matcher["blocks"][0][0], n))}
+    unmatched = [n for n in names if n not in stem and not any(
+        re.match(pattern, n) for pattern, _ in matcher["blocks"])]  # fmt: skip
+    assert stem and all(n.startswith("patch_embed.") for n in stem)
+    assert len(levels) >= 4 and unmatched == ["head.weight", "head.bias"]
+    decayed, free = model.param_groups(0.05)
+    assert decayed["weight_decay"] == 0.05 and free["weight_decay"] == 0.0
+    assert sum(p.numel() for g in (decayed, free) for p in g["params"]) == sum(
+        p.numel() for p in model.parameters()
+    )
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim <= 1 for p in free["params"])
+    assert model.no_weight_decay() == {n for n, p in model.named_parameters() if p.ndim <= 1}

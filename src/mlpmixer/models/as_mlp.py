@@ -198,7 +198,10 @@ class PatchMerging(nn.Module):
 
 
 class BasicLayer(nn.Module):
-    """One level: its blocks, then (except the last level) the patch merging to the next."""
+    """One level: its blocks, then (except the last level) the patch merging to the next.
+
+    A container (the official ``BasicLayer``'s names): `AsMlp` runs the pieces, so that a
+    level's output is taken before the merging."""
 
     def __init__(
         self, config: AsMlpConfig, level: int, drop_paths: list[float], merge: bool
@@ -207,11 +210,6 @@ class BasicLayer(nn.Module):
         dim = config.widths[level]
         self.blocks = nn.ModuleList(AxialShiftedBlock(config, dim, p) for p in drop_paths)
         self.downsample = PatchMerging(dim) if merge else None
-
-    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return x
 
 
 class PatchEmbed(nn.Module):
@@ -254,9 +252,11 @@ class AsMlp(PyramidApi, nn.Module):
         check_grid(images.shape[-2:], self.config.patch_size, InputShapeError)
         return images
 
-    def _level(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        x = self.pos_drop(x) if i == 0 else self.layers[i - 1].downsample(x)
-        return self.layers[i].forward_blocks(x)
+    def _enter_level(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        return self.pos_drop(x) if i == 0 else self.layers[i - 1].downsample(x)
+
+    def _level_blocks(self, i: int) -> nn.Module:
+        return self.layers[i].blocks
 
 
 def _init_weights(module: nn.Module) -> None:

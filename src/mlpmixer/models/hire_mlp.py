@@ -79,7 +79,7 @@ class HireMlpConfig(ZooConfigMixin):
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bicubic"
-    crop_pct: float = 0.9
+    crop_pct: float = 0.875  # the eval transform of its train.py (DeiT): resize 256, crop 224
 
     def __post_init__(self) -> None:
         self._check_common()
@@ -234,10 +234,11 @@ class HireMlp(PyramidApi, nn.Module):
         self._stem_stride = STEM_STRIDE
         self.apply(_init_weights)
 
-    def _level(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        if i:
-            x = self.network[2 * i - 1](x)
-        return self.network[2 * i](x)
+    def _enter_level(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        return self.network[2 * i - 1](x) if i else x
+
+    def _level_blocks(self, i: int) -> nn.Module:
+        return self.network[2 * i]
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -3,9 +3,9 @@
 A pyramid model is a stem, then four levels of blocks with a downsampling step between two
 levels, a final norm and a linear head on the average-pooled map. Everything runs in NCHW
 (the layout of the official code of AS-MLP, Wave-MLP and Hire-MLP). A family model provides
-``patch_embed`` (the stem), ``norm``, ``head``, ``head_drop``, ``_level(x, i)`` (from level i-1's output, or the
-stem's for i = 0, to level i's) and ``_level_modules`` (the module name of each level's
-blocks); this mixin provides the rest of timm's API on top.
+``patch_embed`` (the stem), ``norm``, ``head``, ``head_drop``, ``_enter_level(x, i)`` (the
+downsampling before level i), ``_level_blocks(i)`` and ``_level_modules`` (the module name of
+each level); this mixin provides the rest of timm's API on top.
 
 The config side: `ZooConfigMixin` gives every zoo config the common checks, ``to_dict``,
 ``from_dict`` and ``replace``, with errors that name the key.
@@ -20,11 +20,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..choices import INTERPOLATIONS
 from ..errors import ConfigError, InputShapeError
 from .config import IMAGENET_MEAN, IMAGENET_STD, to_pair
 from .layers import drop_path
+from .params import no_weight_decay_names, weight_decay_groups
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -165,8 +167,46 @@ class PyramidApi:
     _level_widths: tuple[int, ...]
     _stem_stride: int
 
-    def _level(self, x: torch.Tensor, i: int) -> torch.Tensor:
+    grad_checkpointing = False
+
+    def _enter_level(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """What comes before level i's blocks: the downsampling from level i-1 (i > 0)."""
         raise NotImplementedError
+
+    def _level_blocks(self, i: int) -> nn.Module:
+        """Level i's blocks, in order (an iterable module)."""
+        raise NotImplementedError
+
+    def _level(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Level i-1's output (or the stem's, i = 0) -> level i's: (B, C_i, h_i, w_i)."""
+        x = self._enter_level(x, i)
+        for block in self._level_blocks(i):
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward: less memory, ~30% more compute.
+
+        (A BatchNorm inside a block then updates its running statistics twice per step, as
+        in timm's checkpointed models.)"""
+        self.grad_checkpointing = enable
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups: the stem, each level's module, then the final norm."""
+        level = self._level_modules[0].rsplit(".", 1)[0]
+        return {"stem": r"^patch_embed", "blocks": [(rf"^{level}\.(\d+)", None),
+                                                     (r"^norm", (99999,))]}  # fmt: skip
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters recipes exclude from weight decay: norms and biases."""
+        return no_weight_decay_names(self)
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer groups: matrices get ``weight_decay``, norms and biases get none."""
+        return weight_decay_groups(self, weight_decay)
 
     def check_input(self, images: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) or an `InputShapeError` naming the shape."""
