@@ -118,3 +118,19 @@ def test_group_matcher_and_weight_decay_groups(index: int) -> None:
     )
     assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim <= 1 for p in free["params"])
     assert model.no_weight_decay() == {n for n, p in model.named_parameters() if p.ndim <= 1}
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["asmlp", "wavemlp", "hiremlp"])
+def test_pruned_model_gives_the_same_levels(index: int) -> None:
+    """timm's features_only: prune after the last level taken; the levels stay the same."""
+    model = _tiny_models()[index].eval()
+    images = torch.randn(2, 3, 32, 32)
+    full = model.forward_intermediates(images, intermediates_only=True)
+    before = sum(p.numel() for p in model.parameters())
+    assert model.prune_intermediate_layers([0, 2], prune_norm=True) == [0, 2]
+    assert sum(p.numel() for p in model.parameters()) < before
+    assert isinstance(model.head, torch.nn.Identity) and isinstance(model.norm, torch.nn.Identity)
+    kept = model.forward_intermediates(images, indices=[0, 2], intermediates_only=True)
+    assert torch.equal(kept[0], full[0]) and torch.equal(kept[1], full[2])
+    names = dict(model.named_modules())
+    assert all(f["module"] in names for f in model.feature_info[:3])

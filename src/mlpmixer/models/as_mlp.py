@@ -258,6 +258,10 @@ class AsMlp(PyramidApi, nn.Module):
     def _level_blocks(self, i: int) -> nn.Module:
         return self.layers[i].blocks
 
+    def _prune_after(self, level: int) -> None:
+        self.layers = self.layers[: level + 1]
+        self.layers[level].downsample = None
+
 
 def _init_weights(module: nn.Module) -> None:
     """The official init: truncated normal (std 0.02) Linear weights, zero biases."""

@@ -240,6 +240,9 @@ class HireMlp(PyramidApi, nn.Module):
     def _level_blocks(self, i: int) -> nn.Module:
         return self.network[2 * i]
 
+    def _prune_after(self, level: int) -> None:
+        self.network = self.network[: 2 * level + 1]
+
 
 def _init_weights(module: nn.Module) -> None:
     """The official init: truncated normal (std 0.02) conv and Linear weights, zero biases."""

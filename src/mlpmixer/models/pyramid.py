@@ -187,6 +187,30 @@ class PyramidApi:
                 x = block(x)
         return x
 
+    def _prune_after(self, level: int) -> None:
+        """Drop the levels after ``level`` and the downsampling that would follow it."""
+        raise NotImplementedError
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | Sequence[int] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Drop the levels after the last of ``indices`` (and the norm, the head), as timm does.
+
+        Returns the level indices kept for `forward_intermediates`. What remains is a feature
+        extractor (timm's ``features_only``): its config still describes the whole model, so
+        it is not for saving.
+        """
+        taken = _take_levels(indices)
+        self._prune_after(max(taken))
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0)
+        return taken
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in backward: less memory, ~30% more compute.
 

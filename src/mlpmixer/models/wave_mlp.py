@@ -250,6 +250,9 @@ class WaveMlp(PyramidApi, nn.Module):
     def _level_blocks(self, i: int) -> nn.Module:
         return self.network[2 * i]
 
+    def _prune_after(self, level: int) -> None:
+        self.network = self.network[: 2 * level + 1]
+
 
 def _init_weights(module: nn.Module) -> None:
     """The official init: truncated normal (std 0.02) Linear weights, zero biases."""
