@@ -33,9 +33,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputShapeError
+from .config import IMAGENET_MEAN, IMAGENET_STD
 from .pyramid import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     DropPath,
     PyramidApi,
     ZooConfigMixin,

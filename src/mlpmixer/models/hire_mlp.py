@@ -42,9 +42,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .config import IMAGENET_MEAN, IMAGENET_STD
 from .pyramid import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     STEM_KERNEL,
     STEM_PAD,
     STEM_STRIDE,

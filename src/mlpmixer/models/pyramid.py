@@ -1,14 +1,18 @@
-"""What the hierarchical (four-level pyramid) zoo families share: config plumbing and timm's API.
+"""What the hierarchical (four-level pyramid) zoo families share: config plumbing, timm's API
+and a few layers.
 
 A pyramid model is a stem, then four levels of blocks with a downsampling step between two
 levels, a final norm and a linear head on the average-pooled map. Everything runs in NCHW
 (the layout of the official code of AS-MLP, Wave-MLP and Hire-MLP). A family model provides
 ``patch_embed`` (the stem), ``norm``, ``head``, ``head_drop``, ``_enter_level(x, i)`` (the
-downsampling before level i), ``_level_blocks(i)`` and ``_level_modules`` (the module name of
-each level); this mixin provides the rest of timm's API on top.
+downsampling before level i), ``_level_blocks(i)``, ``_prune_after(level)``,
+``_level_modules`` (the module name of each level), ``_level_widths`` and ``_stem_stride``;
+`PyramidApi` provides the rest of timm's API on top.
 
 The config side: `ZooConfigMixin` gives every zoo config the common checks, ``to_dict``,
-``from_dict`` and ``replace``, with errors that name the key.
+``from_dict`` and ``replace``, with errors that name the key. The layers: `DropPath`, the
+overlapping stem's geometry (`level_sizes`) and the split-attention sum of three branches
+(`reweighted_sum`) that Wave-MLP and Hire-MLP share.
 """
 
 from __future__ import annotations
@@ -24,18 +28,9 @@ from torch.utils.checkpoint import checkpoint
 
 from ..choices import INTERPOLATIONS
 from ..errors import ConfigError, InputShapeError
-from .config import IMAGENET_MEAN, IMAGENET_STD, to_pair
+from .config import to_pair
 from .layers import drop_path
 from .params import no_weight_decay_names, weight_decay_groups
-
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "DropPath",
-    "PyramidApi",
-    "ZooConfigMixin",
-    "drop_path_rates",
-]
 
 OUTPUT_FORMATS = ("NCHW", "NHWC")
 NUM_LEVELS = 4
