@@ -203,8 +203,13 @@ def key_checks(AS_MLP, wave, hire) -> list[dict]:
     rows = []
     for name, config in as_mlp.VARIANTS.items():
         official = AS_MLP(embed_dim=config.embed_dim, depths=list(config.depths), shift_size=5)
-        rows.append(same_keys(name, official, on_meta(as_mlp.AsMlp, config),
-                              as_mlp.param_count(config)))  # fmt: skip
+        row = same_keys(name, official, on_meta(as_mlp.AsMlp, config), as_mlp.param_count(config))
+        # the counter the paper's FLOPs come from (tests/models/test_as_mlp.py writes it out)
+        row["official_flops_counter"] = int(official.flops())
+        row["our_macs"] = as_mlp.macs_per_image(config)
+        print(f"{name:16s} official flops() {row['official_flops_counter']}, "
+              f"our multiply-adds {row['our_macs']}")  # fmt: skip
+        rows.append(row)
     builders = {"wavemlp_t_dw": wave.WaveMLP_T_dw, "wavemlp_t": wave.WaveMLP_T,
                 "wavemlp_s": wave.WaveMLP_S, "wavemlp_m": wave.WaveMLP_M,
                 "wavemlp_b": wave.WaveMLP_B}  # fmt: skip
