@@ -22,6 +22,7 @@ from mlpmixer.models.as_mlp import (
     macs_per_image,
     param_count,
 )
+from zoo_counting import hooked_counts
 
 # The paper's Table 1 / the official README: params (M) and FLOPs (G) at 224.
 PAPER = {"asmlp_tiny": (28, 4.4), "asmlp_small": (50, 8.5), "asmlp_base": (88, 15.2)}
@@ -57,27 +58,6 @@ def official_counter(config: AsMlpConfig) -> int:
     return int(total + c * grid // 2 ** len(config.depths) + c * k)
 
 
-def hooked_macs(model: torch.nn.Module, size: tuple[int, int]) -> int:
-    """Multiply-adds of every conv and Linear of one forward pass, by hooks (any device)."""
-    total = 0
-
-    def count(module, _inputs, output):
-        nonlocal total
-        if isinstance(module, torch.nn.Conv2d):
-            per_out = module.in_channels // module.groups * math.prod(module.kernel_size)
-            total += output.numel() * per_out
-        elif isinstance(module, torch.nn.Linear):
-            total += output.numel() * module.in_features
-
-    handles = [m.register_forward_hook(count) for m in model.modules()]
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, 3, *size, device=device))
-    for handle in handles:
-        handle.remove()
-    return total
-
-
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_params_and_flops_match_the_paper(name: str) -> None:
     config = VARIANTS[name]
@@ -86,7 +66,7 @@ def test_params_and_flops_match_the_paper(name: str) -> None:
     built = sum(p.numel() for p in model.parameters())
     assert param_count(config) == built
     assert param_count(config, include_head=False) == built - model.head.weight.numel() - 1000
-    assert macs_per_image(config) == hooked_macs(model, config.img_size)
+    assert macs_per_image(config) == hooked_counts(model, config.img_size).macs
     params_m, flops_g = PAPER[name]
     assert round(built / 1e6) == params_m
     counted = official_counter(config)
@@ -98,7 +78,7 @@ def test_macs_count_the_convs_of_the_tiny_model() -> None:
     """The analytic count equals the hooked one, on other allowed sizes too."""
     model = AsMlp(TINY)
     for size in [TINY.img_size, (96, 32)]:
-        assert macs_per_image(TINY.replace(img_size=size)) == hooked_macs(model, size)
+        assert macs_per_image(TINY.replace(img_size=size)) == hooked_counts(model, size).macs
 
 
 # --- the reference -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from mlpmixer.models.wave_mlp import (
     macs_per_image,
     param_count,
 )
+from zoo_counting import hooked_counts
 
 # The paper's Table 1 / the official README: params (M) and FLOPs (G) at 224. The paper
 # truncates both (30.7 M prints as 30, 63.6 M as 63). Its FLOPs come from thop (the README
@@ -49,34 +50,6 @@ def test_every_paper_variant_is_registered() -> None:
     assert set(VARIANTS) == set(PAPER)
 
 
-def hooked_counts(model: torch.nn.Module, size: tuple[int, int]) -> tuple[int, int]:
-    """(multiply-adds of the convs and Linears, thop's count) of one image, by forward hooks.
-
-    thop's count adds one per output of a layer with a bias and two per BatchNorm element.
-    Runs on whatever device the model is on (the meta device: shapes only, instant)."""
-    macs = thop = 0
-
-    def count(module, _inputs, output):
-        nonlocal macs, thop
-        if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
-            if isinstance(module, torch.nn.Conv2d):
-                per_out = module.in_channels // module.groups * math.prod(module.kernel_size)
-            else:
-                per_out = module.in_features
-            macs += output.numel() * per_out
-            thop += output.numel() * (per_out + (module.bias is not None))
-        elif isinstance(module, torch.nn.BatchNorm2d):
-            thop += 2 * output.numel()
-
-    handles = [m.register_forward_hook(count) for m in model.modules()]
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, 3, *size, device=device))
-    for handle in handles:
-        handle.remove()
-    return macs, thop
-
-
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_params_and_flops_match_the_paper(name: str) -> None:
     config = VARIANTS[name]
@@ -85,11 +58,11 @@ def test_params_and_flops_match_the_paper(name: str) -> None:
     built = sum(p.numel() for p in model.parameters())
     assert param_count(config) == built
     assert param_count(config, include_head=False) == built - model.head.weight.numel() - 1000
-    macs, thop = hooked_counts(model, config.img_size)
-    assert macs_per_image(config) == macs
+    counts = hooked_counts(model, config.img_size)
+    assert macs_per_image(config) == counts.macs
     params_m, flops_g = PAPER[name]
     assert math.floor(built / 1e6) == params_m
-    assert math.floor(thop / 1e8) == round(flops_g * 10)  # truncated to 0.1 G
+    assert math.floor(counts.thop / 1e8) == round(flops_g * 10)  # truncated to 0.1 G
 
 
 @pytest.mark.parametrize("config", [TINY, TINY_GN, TINY_DW], ids=["bn", "gn", "dw"])
@@ -98,7 +71,7 @@ def test_macs_count_the_convs_of_the_tiny_model(config: WaveMlpConfig) -> None:
     model = WaveMlp(config)
     assert param_count(config) == sum(p.numel() for p in model.parameters())
     for size in [config.img_size, (37, 61)]:
-        assert macs_per_image(config.replace(img_size=size)) == hooked_counts(model, size)[0]
+        assert macs_per_image(config.replace(img_size=size)) == hooked_counts(model, size).macs
 
 
 # --- the reference -------------------------------------------------------------------------
