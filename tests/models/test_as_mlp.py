@@ -314,6 +314,8 @@ def test_config_round_trip_and_refusals() -> None:
         AsMlpConfig(shift_size=4)
     with pytest.raises(ConfigError, match="depths"):
         AsMlpConfig(depths=(2, 2, 6))
+    with pytest.raises(ConfigError, match="mlp_ratio must be a positive number, got True"):
+        AsMlpConfig(mlp_ratio=True)
     with pytest.raises(ConfigError, match="family"):
         AsMlpConfig(family="mixer")
     with pytest.raises(ConfigError, match="drop_path_rate"):

@@ -134,3 +134,15 @@ def test_pruned_model_gives_the_same_levels(index: int) -> None:
     assert torch.equal(kept[0], full[0]) and torch.equal(kept[1], full[2])
     names = dict(model.named_modules())
     assert all(f["module"] in names for f in model.feature_info[:3])
+
+
+def test_absurd_sizes_are_refused_before_building() -> None:
+    """A hostile or mistyped config.json must not allocate terabytes or hang."""
+    from mlpmixer.models.hire_mlp import HireMlpConfig
+
+    with pytest.raises(ConfigError, match="parameters, more than the limit"):
+        AsMlpConfig.from_dict({"embed_dim": 100_000})
+    with pytest.raises(ConfigError, match="blocks, more than the limit"):
+        WaveMlpConfig(depths=(2, 2, 10_000, 2))
+    with pytest.raises(ConfigError, match="parameters, more than the limit"):
+        HireMlpConfig(embed_dims=(64, 128, 320, 200_000))

@@ -88,24 +88,16 @@ class AsMlpConfig(ZooConfigMixin):
         self._per_level("depths")
         if self.shift_size % 2 == 0:
             raise ConfigError(f"shift_size must be odd, got {self.shift_size}")
-        if not isinstance(self.mlp_ratio, int | float) or not self.mlp_ratio > 0:
-            raise ConfigError(f"mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
+        self._positive_number("mlp_ratio")
         for name in ("as_bias", "patch_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         check_grid(self.img_size, self.patch_size, ConfigError)
+        self._check_size(param_count(self))
 
     @property
     def widths(self) -> tuple[int, ...]:
         return tuple(self.embed_dim * 2**i for i in range(len(self.depths)))
-
-
-VARIANTS: dict[str, AsMlpConfig] = {
-    "asmlp_tiny": AsMlpConfig(embed_dim=96, depths=(2, 2, 6, 2)),
-    "asmlp_small": AsMlpConfig(embed_dim=96, depths=(2, 2, 18, 2)),
-    "asmlp_base": AsMlpConfig(embed_dim=128, depths=(2, 2, 18, 2)),
-}
-"""The official ImageNet-1k 224 models (configs/as_{tiny,small,base}_patch4_shift5_224.yaml)."""
 
 
 def group_norm(dim: int) -> nn.GroupNorm:
@@ -314,3 +306,11 @@ def macs_per_image(config: AsMlpConfig, include_head: bool = True) -> int:
     if include_head:
         total += config.widths[-1] * config.num_classes
     return total
+
+
+VARIANTS: dict[str, AsMlpConfig] = {
+    "asmlp_tiny": AsMlpConfig(embed_dim=96, depths=(2, 2, 6, 2)),
+    "asmlp_small": AsMlpConfig(embed_dim=96, depths=(2, 2, 18, 2)),
+    "asmlp_base": AsMlpConfig(embed_dim=128, depths=(2, 2, 18, 2)),
+}
+"""The official ImageNet-1k 224 models (configs/as_{tiny,small,base}_patch4_shift5_224.yaml)."""

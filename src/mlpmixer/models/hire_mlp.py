@@ -90,19 +90,11 @@ class HireMlpConfig(ZooConfigMixin):
             raise ConfigError(f"embed_dims must be >= 4 (the mixers use C/2, C/4), got {small[0]}")
         if min(self.img_size) < STEM_KERNEL - 2 * STEM_PAD:
             raise ConfigError(f"img_size must be at least 3 pixels a side, got {self.img_size}")
+        self._check_size(param_count(self))
 
     def step(self, level: int, block: int) -> int:
         """The cross-region shift of ``block`` in ``level``."""
         return block % self.step_stride[level] * self.step_dilation[level]
-
-
-VARIANTS: dict[str, HireMlpConfig] = {
-    "hiremlp_tiny": HireMlpConfig(depths=(2, 2, 4, 2)),
-    "hiremlp_small": HireMlpConfig(depths=(3, 4, 10, 3)),
-    "hiremlp_base": HireMlpConfig(depths=(4, 6, 24, 3)),
-    "hiremlp_large": HireMlpConfig(embed_dims=(96, 192, 384, 768), depths=(4, 6, 24, 3)),
-}
-"""The official ImageNet-1k 224 models (``hire_mlp_tiny`` ... ``hire_mlp_large``)."""
 
 
 def rearranged(x: torch.Tensor, p: int, step: int, axis: int) -> torch.Tensor:
@@ -298,3 +290,12 @@ def macs_per_image(config: HireMlpConfig, include_head: bool = True) -> int:
     if include_head:
         total += dims[-1] * config.num_classes
     return total
+
+
+VARIANTS: dict[str, HireMlpConfig] = {
+    "hiremlp_tiny": HireMlpConfig(depths=(2, 2, 4, 2)),
+    "hiremlp_small": HireMlpConfig(depths=(3, 4, 10, 3)),
+    "hiremlp_base": HireMlpConfig(depths=(4, 6, 24, 3)),
+    "hiremlp_large": HireMlpConfig(embed_dims=(96, 192, 384, 768), depths=(4, 6, 24, 3)),
+}
+"""The official ImageNet-1k 224 models (``hire_mlp_tiny`` ... ``hire_mlp_large``)."""

@@ -28,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..choices import INTERPOLATIONS
 from ..errors import ConfigError, InputShapeError
-from .config import to_pair
+from .config import MAX_BLOCKS, MAX_PARAMS, to_pair
 from .layers import drop_path
 from .params import no_weight_decay_names, weight_decay_groups
 
@@ -86,11 +86,26 @@ class ZooConfigMixin:
         if not _is_number(self.crop_pct) or not 0.0 < self.crop_pct <= 1.0:
             raise ConfigError(f"crop_pct must be a number in (0, 1], got {self.crop_pct!r}")
 
+    def _check_size(self, params: int) -> None:
+        """Refuse absurd sizes (from a hostile or mistyped config.json) before anything is built."""
+        blocks = sum(self.depths)
+        if blocks > MAX_BLOCKS:
+            raise ConfigError(f"depths {self.depths} make {blocks} blocks, more than the limit "
+                              f"of {MAX_BLOCKS}")  # fmt: skip
+        if params > MAX_PARAMS:
+            raise ConfigError(f"the config gives a model of {params:.3g} parameters, more than "
+                              f"the limit of {MAX_PARAMS:.0e}")  # fmt: skip
+
     def _positive(self, name: str, allow_zero: bool = False) -> None:
         value = getattr(self, name)
         if not _is_int(value) or value < 0 or (value == 0 and not allow_zero):
             bound = ">= 0" if allow_zero else "> 0"
             raise ConfigError(f"{name} must be an int {bound}, got {value!r}")
+
+    def _positive_number(self, name: str) -> None:
+        value = getattr(self, name)
+        if not _is_number(value) or value <= 0:
+            raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
     def _per_level(self, name: str, check: str = "int") -> None:
         """A per-level field: four positive ints (or numbers, ``check="number"``), as a tuple."""

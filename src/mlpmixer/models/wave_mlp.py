@@ -102,30 +102,7 @@ class WaveMlpConfig(ZooConfigMixin):
             raise ConfigError(f"embed_dims must be >= 4 (reweight uses C/4), got {small[0]}")
         if min(self.img_size) < STEM_KERNEL - 2 * STEM_PAD:
             raise ConfigError(f"img_size must be at least 3 pixels a side, got {self.img_size}")
-
-
-_T = {"embed_dims": (64, 128, 320, 512), "depths": (2, 2, 4, 2)}
-_GN = {"norm": "group"}
-VARIANTS: dict[str, WaveMlpConfig] = {
-    "wavemlp_t_dw": WaveMlpConfig(**_T, theta_conv="depthwise"),
-    "wavemlp_t": WaveMlpConfig(**_T),
-    "wavemlp_s": WaveMlpConfig(embed_dims=(64, 128, 320, 512), depths=(2, 3, 10, 3), **_GN),
-    "wavemlp_m": WaveMlpConfig(
-        embed_dims=(64, 128, 320, 512),
-        depths=(3, 4, 18, 3),
-        mlp_ratios=(8, 8, 4, 4),
-        stem_norm=False,
-        **_GN,
-    ),
-    "wavemlp_b": WaveMlpConfig(
-        embed_dims=(96, 192, 384, 768),
-        depths=(2, 2, 18, 2),
-        stem_norm=False,
-        crop_pct=0.875,
-        **_GN,
-    ),
-}
-"""The official ImageNet-1k 224 models (``WaveMLP_T_dw``, ``WaveMLP_T`` ... ``WaveMLP_B``)."""
+        self._check_size(param_count(self))
 
 
 def make_norm(kind: str, dim: int) -> nn.Module:
@@ -315,3 +292,27 @@ def macs_per_image(config: WaveMlpConfig, include_head: bool = True) -> int:
     if include_head:
         total += dims[-1] * config.num_classes
     return total
+
+
+_T = {"embed_dims": (64, 128, 320, 512), "depths": (2, 2, 4, 2)}
+_GN = {"norm": "group"}
+VARIANTS: dict[str, WaveMlpConfig] = {
+    "wavemlp_t_dw": WaveMlpConfig(**_T, theta_conv="depthwise"),
+    "wavemlp_t": WaveMlpConfig(**_T),
+    "wavemlp_s": WaveMlpConfig(embed_dims=(64, 128, 320, 512), depths=(2, 3, 10, 3), **_GN),
+    "wavemlp_m": WaveMlpConfig(
+        embed_dims=(64, 128, 320, 512),
+        depths=(3, 4, 18, 3),
+        mlp_ratios=(8, 8, 4, 4),
+        stem_norm=False,
+        **_GN,
+    ),
+    "wavemlp_b": WaveMlpConfig(
+        embed_dims=(96, 192, 384, 768),
+        depths=(2, 2, 18, 2),
+        stem_norm=False,
+        crop_pct=0.875,
+        **_GN,
+    ),
+}
+"""The official ImageNet-1k 224 models (``WaveMLP_T_dw``, ``WaveMLP_T`` ... ``WaveMLP_B``)."""
