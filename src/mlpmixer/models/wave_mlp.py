@@ -10,8 +10,8 @@ with N a BatchNorm (T) or a one-group GroupNorm (S, M, B). The phase-aware token
 (PATM) of x (B, C, H, W), every ``fc`` a 1x1 conv:
 
     amplitude  A_h = fc_h(x), A_w = fc_w(x)                       (no bias)
-    phase      θ_h = ReLU(BN(theta_h_conv(x))), θ_w likewise         (1x1 conv, or a 3x3
-               depthwise conv for the ``_dw`` model)
+    phase      θ_h = theta_h_conv(x) = ReLU(BN(conv(x))), θ_w likewise (the conv 1x1, or
+               3x3 depthwise for the ``_dw`` model)
     wave       Z_h = [A_h·cos θ_h ; A_h·sin θ_h]                     (2C channels: all the
                real parts, then all the imaginary ones)
     token mix  h = tfc_h(Z_h): output channel c sums Z_h channels 2c and 2c+1 over 7
@@ -76,7 +76,7 @@ class WaveMlpConfig(ZooConfigMixin):
     mlp_ratios: tuple[float, ...] = (4, 4, 4, 4)
     norm: str = "batch"  # of the blocks, the stem, the downsampling and the final norm
     stem_norm: bool = True  # norm after the stem and downsampling convs (official ds_use_norm)
-    theta_conv: str = "fc"
+    theta_conv: str = "fc"  # the phase conv (the official ``mode``: "fc" or else depthwise)
     qkv_bias: bool = False  # biases of fc_h, fc_w, fc_c
     drop_rate: float = 0.0  # dropout before the head (the official models have none)
     drop_path_rate: float = 0.0  # official training: 0.1
