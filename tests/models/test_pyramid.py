@@ -146,3 +146,36 @@ def test_absurd_sizes_are_refused_before_building() -> None:
         WaveMlpConfig(depths=(2, 2, 10_000, 2))
     with pytest.raises(ConfigError, match="parameters, more than the limit"):
         HireMlpConfig(embed_dims=(64, 128, 320, 200_000))
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["asmlp", "wavemlp", "hiremlp"])
+def test_the_projects_feature_getter_takes_the_levels(index: int) -> None:
+    """features_only: `features.FeatureGetter` (what the project builds for it) on a pyramid
+    model gives the chosen levels, pruned after the last one, with their feature_info."""
+    from mlpmixer.models.features import FeatureGetter
+
+    model = _tiny_models()[index].eval()
+    images = torch.randn(2, 3, 32, 32)
+    every = model.forward_intermediates(images, intermediates_only=True)
+    assert len(model.blocks) == 4
+    getter = FeatureGetter(model, out_indices=(1, 2))
+    got = getter(images)
+    assert [tuple(t.shape) for t in got] == [tuple(every[1].shape), tuple(every[2].shape)]
+    assert torch.equal(got[0], every[1]) and torch.equal(got[1], every[2])
+    assert getter.feature_info.channels() == [t.shape[1] for t in every[1:3]]
+    assert getter.feature_info.reduction() == [8, 16]
+    assert len(model.blocks) == 3  # level 3 pruned
+
+
+def test_class_names_follow_the_head() -> None:
+    config = AsMlpConfig(embed_dim=4, depths=(1, 1, 1, 1), num_classes=2, img_size=32,
+                         class_names=["cat", "dog"])  # fmt: skip
+    assert config.class_names == ("cat", "dog")
+    assert AsMlpConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="class_names has 1 names but num_classes is 2"):
+        config.replace(class_names=["cat"])
+    model = AsMlp(config)
+    model.reset_classifier(3, class_names=["a", "b", "c"])
+    assert model.config.class_names == ("a", "b", "c") and model.num_classes == 3
+    model.reset_classifier(0)
+    assert model.config.class_names is None

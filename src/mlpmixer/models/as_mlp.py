@@ -80,6 +80,7 @@ class AsMlpConfig(ZooConfigMixin):
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bicubic"
     crop_pct: float = 0.875  # Swin's test transform: resize to 256/224 of the crop
+    class_names: tuple[str, ...] | None = None  # names of the classes, in head order
 
     def __post_init__(self) -> None:
         self._check_common()

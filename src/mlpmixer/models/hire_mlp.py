@@ -79,6 +79,7 @@ class HireMlpConfig(ZooConfigMixin):
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bicubic"
     crop_pct: float = 0.875  # the eval transform of its train.py (DeiT): resize 256, crop 224
+    class_names: tuple[str, ...] | None = None  # names of the classes, in head order
 
     def __post_init__(self) -> None:
         self._check_common()

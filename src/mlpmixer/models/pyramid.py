@@ -51,7 +51,8 @@ class ZooConfigMixin:
     """Common fields' checks and the JSON round trip of a zoo family's frozen config.
 
     The dataclass using it declares ``family``, ``img_size``, ``in_chans``, ``num_classes``,
-    ``drop_rate``, ``drop_path_rate``, ``mean``, ``std``, ``interpolation``, ``crop_pct``.
+    ``drop_rate``, ``drop_path_rate``, ``mean``, ``std``, ``interpolation``, ``crop_pct`` and
+    ``class_names`` (MixerConfig's names and meanings).
     """
 
     FAMILY = ""  # the family name this config class accepts
@@ -85,6 +86,22 @@ class ZooConfigMixin:
                               f"got {self.interpolation!r}")  # fmt: skip
         if not _is_number(self.crop_pct) or not 0.0 < self.crop_pct <= 1.0:
             raise ConfigError(f"crop_pct must be a number in (0, 1], got {self.crop_pct!r}")
+        self._check_class_names()
+
+    def _check_class_names(self) -> None:
+        names = self.class_names
+        if names is None:
+            return
+        if (
+            isinstance(names, str | bytes)
+            or not isinstance(names, Sequence)
+            or not all(isinstance(c, str | int) and not isinstance(c, bool) for c in names)
+        ):
+            raise ConfigError(f"class_names must be a list of strings or null, got {names!r}")
+        if len(names) != self.num_classes:
+            raise ConfigError(f"class_names has {len(names)} names but num_classes is "
+                              f"{self.num_classes}")  # fmt: skip
+        self._set("class_names", tuple(str(c) for c in names))
 
     def _check_size(self, params: int) -> None:
         """Refuse absurd sizes (from a hostile or mistyped config.json) before anything is built."""
@@ -311,6 +328,16 @@ class PyramidApi:
     def num_features(self) -> int:
         return self._level_widths[-1]
 
+    head_hidden_size = num_features
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        """Each level's blocks: the unit `forward_intermediates` and features_only index (as
+        timm's hierarchical models index stages); ``features.FeatureGetter`` reads it."""
+        kept = len(self._level_modules)
+        modules = dict(self.named_modules())
+        return [self._level_blocks(i) for i in range(kept) if self._level_modules[i] in modules]
+
     @property
     def num_classes(self) -> int:
         return self.config.num_classes
@@ -318,13 +345,22 @@ class PyramidApi:
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """A new zero-initialised head for ``num_classes`` (0: none, `forward` gives features)."""
-        if global_pool not in (None, "avg"):
+    def reset_classifier(
+        self,
+        num_classes: int,
+        global_pool: str | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        """A new zero-initialised head for ``num_classes`` (0: none, `forward` gives features).
+
+        ``global_pool`` is accepted for timm's signature; only 'avg' pooling exists here."""
+        if global_pool not in (None, "", "avg"):
             raise ConfigError(f"global_pool must be 'avg', got {global_pool!r}")
-        self.config = self.config.replace(num_classes=num_classes)
-        param = next(self.parameters())
-        self.head = new_head(self.num_features, num_classes).to(param.device, param.dtype)
+        names = tuple(class_names) if class_names is not None else None
+        self.config = self.config.replace(num_classes=num_classes, class_names=names)
+        param = next(self.patch_embed.parameters())
+        head = new_head(self.num_features, num_classes).to(param.device, param.dtype)
+        self.head = head.train(self.training)
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
@@ -333,13 +369,17 @@ class PyramidApi:
         return {
             "num_classes": c.num_classes,
             "input_size": (c.in_chans, *c.img_size),
+            "fixed_input_size": False,
             "mean": tuple(c.mean),
             "std": tuple(c.std),
             "interpolation": c.interpolation,
             "crop_pct": c.crop_pct,
+            "pool_size": None,
             "first_conv": "patch_embed.proj",
             "classifier": "head",
         }
+
+    default_cfg = pretrained_cfg
 
 
 def linear_head(width: int, num_classes: int) -> nn.Module:

@@ -84,6 +84,7 @@ class WaveMlpConfig(ZooConfigMixin):
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bicubic"
     crop_pct: float = 0.9  # the official default_cfg, which its train_wave.py evaluates with
+    class_names: tuple[str, ...] | None = None  # names of the classes, in head order
 
     def __post_init__(self) -> None:
         self._check_common()
