@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from . import gmixer, gmlp, mixer, resmlp  # noqa: F401  (the built-in families: their specs)
 from .base import MlpFamilyModel, build_model
 from .config import MixerConfig
 from .features import FeatureGetter
 from .pretrained import sources
+from .spec import FamilySpec
 from .storage import storage
 from .timm_families import register_family
 
@@ -134,6 +136,13 @@ register_family(
         name, config, description, pretrained=sources(name)
     )
 )
+
+
+def register_variants(spec: FamilySpec) -> None:
+    """Register the variants a family's spec lists (``FamilySpec.variants``) not yet known."""
+    for name, config in spec.variants.items():
+        if name not in _REGISTRY:
+            register_model(name, config, f"{spec.paper.title}: {name}", pretrained=sources(name))
 
 
 def resolve_name(name: str) -> str:
