@@ -42,6 +42,7 @@ from ..models.base import MlpFamilyModel, family_class
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
 from ..models.spec import config_from_dict, family_spec
+from ..models.state_fit import apply_overrides, check_state_fits
 from ..progress import PROGRESS
 from .architecture import has_family_keys, infer_config
 from .facebook import FACEBOOK_FIELDS, facebook_to_state, is_facebook_resmlp
@@ -57,7 +58,6 @@ from .native import (
 from .official import official_to_state, read_npz, write_npz
 from .run_dir import is_run_dir, is_training_checkpoint, read_training_checkpoint, run_result_dir
 from .sidecar import read_sidecar, write_sidecar
-from .state_fit import apply_overrides, check_state_fits
 from .timm_format import (
     read_torch_file,
     stored_fields,

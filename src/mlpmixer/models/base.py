@@ -190,7 +190,10 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
     def token_mixing_weight(self, block: int) -> torch.Tensor:
         """The weight (units, S) of block ``block`` that reads the tokens: each row is one
         unit's weights over the S patches (the paper's Figure 7 pictures these rows)."""
-        return self.blocks[block].get_parameter(family_spec(self.config.family).token_weight)
+        name = family_spec(self.config.family).token_weight
+        if name is None:
+            raise ConfigError(f"family {self.config.family!r} has no token-mixing weight")
+        return self.blocks[block].get_parameter(name)
 
     def num_params(self, include_head: bool = True) -> int:
         total = sum(p.numel() for p in self.parameters())

@@ -24,7 +24,6 @@ from .config import MixerConfig
 from .features import FeatureGetter
 from .pretrained import sources
 from .spec import FamilySpec
-from .storage import storage
 from .timm_families import register_family
 
 
@@ -229,7 +228,8 @@ def _create(
     base = resolve_name(base)
     if not (pretrained or tag):
         return build_model(model_config(base, **overrides))
-    # checkpoints/ builds on models/ (and may download): reached through what it registered
-    return storage().load_model(
-        pretrained_source(base, tag or None), reset_head=reset_head, **overrides
-    )
+    # checkpoints/ builds on models/ (and may download): imported at the call, when weights
+    # are asked for, never by importing models/
+    from ..checkpoints.load import load_model
+
+    return load_model(pretrained_source(base, tag or None), reset_head=reset_head, **overrides)
