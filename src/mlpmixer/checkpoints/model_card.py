@@ -69,24 +69,40 @@ def _shape(size: Sequence[int]) -> str:
     return "×".join(str(v) for v in size)
 
 
-def details(config: MixerConfig) -> list[str]:
-    """Markdown bullet lines: architecture, size and cost, classes."""
+def _mixer_shape(c: MixerConfig, unused: Sequence[str]) -> tuple[str, list[str]]:
+    """The isotropic families' shape: blocks, width, tokens; the MLP widths line."""
+    gelu = {"none": "exact (erf)", "tanh": "tanh approximation"}[c.gelu]
+    layers = [f"GELU {gelu}"] * ("gelu" not in unused)
+    layers += [f"LayerNorm ε {c.norm_eps:g}"] * ("norm_eps" not in unused)
+    shape = (
+        f": {c.num_blocks} blocks, width C = {c.hidden_dim}, patches {_shape(c.patch_size)} "
+        f"→ S = {c.num_tokens} tokens ({_shape(c.grid_size)} grid)"
+    )
+    widths = (
+        f"- **MLP widths:** tokens D_S = {c.tokens_mlp_dim}, channels D_C = {c.channels_mlp_dim}"
+        + (f"; {', '.join(layers)}" if layers else "")
+    )
+    return shape, [widths]
+
+
+def details(config: Any) -> list[str]:
+    """Markdown bullet lines: architecture, size and cost, classes (any family's config;
+    a `MixerConfig` also says blocks, width, tokens and MLP widths)."""
     c = config
     spec = family_spec(c.family)
-    gelu = {"none": "exact (erf)", "tanh": "tanh approximation"}[c.gelu]
-    layers = [f"GELU {gelu}"] * ("gelu" not in spec.unused_fields)
-    layers += [f"LayerNorm ε {c.norm_eps:g}"] * ("norm_eps" not in spec.unused_fields)
+    shape, more = _mixer_shape(c, spec.unused_fields) if isinstance(c, MixerConfig) else ("", [])
+    size = (
+        "any size the model's strides divide"
+        if spec.any_size
+        else "fixed: resize the model with `model.resize(img_size)` for another size"
+    )
     lines = [
         f"- **Architecture:** {spec.paper.title} ([paper]({spec.paper.url})), family "
-        f"`{c.family}`: {c.num_blocks} "
-        f"blocks, width C = {c.hidden_dim}, patches {_shape(c.patch_size)} "
-        f"→ S = {c.num_tokens} tokens ({_shape(c.grid_size)} grid)",
-        f"- **MLP widths:** tokens D_S = {c.tokens_mlp_dim}, channels D_C = {c.channels_mlp_dim}"
-        + (f"; {', '.join(layers)}" if layers else ""),
+        f"`{c.family}`{shape}",
+        *more,
         f"- **Parameters:** {param_count(c) / 1e6:.2f} M; "
         f"**GFLOPs:** {flops_per_image(c) / 1e9:.3g} per image",
-        f"- **Input:** {c.in_chans} channel(s), {_shape(c.img_size)} pixels (fixed: resize the "
-        "model with `model.resize(img_size)` for another size)",
+        f"- **Input:** {c.in_chans} channel(s), {_shape(c.img_size)} pixels ({size})",
     ]
     if c.num_classes == 0:
         lines.append("- **Output:** pooled features (no classifier head)")
