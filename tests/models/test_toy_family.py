@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+from click.testing import CliRunner
 from torch import nn
 
 import mlpmixer
+from mlpmixer.cli import cli
 from mlpmixer.errors import ConfigError
 from mlpmixer.models.config import IMAGENET_MEAN, IMAGENET_STD, to_pair
 from mlpmixer.models.io import ModelIO
@@ -204,6 +207,10 @@ def test_an_unknown_family_is_refused_by_name():
 
 def test_a_toy_family_runs_end_to_end(toy_family, tmp_path):
     assert mlpmixer.list_models("toymlp*") == ["toymlp_t", "toymlp_s"]
+    listed = CliRunner().invoke(cli, ["models", "--pattern", "toymlp*", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {r["name"]: r for r in json.loads(listed.output)}
+    assert rows["toymlp_s"]["params_m"] == round(toy_params(ToyConfig(dims=(16, 32))) / 1e6, 2)
     model = mlpmixer.create_model("toymlp_s", num_classes=3)
     assert isinstance(model, ToyMlp) and model.config.dims == (16, 32)
     # cost: the spec's formulas, equal to the built model's parameter count
