@@ -32,12 +32,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_PARAMS = 10**10  # 40 GB in float32; the largest published Mixer (H/14) has 0.43e9
 MAX_BLOCKS = 1024  # the paper's deepest is 32; building millions of blocks hangs
 
-MIXER_CONFIG_FAMILIES = ("mixer", "gmixer", "resmlp", "gmlp")
-"""The families whose config is a `MixerConfig` (their specs say so; models/spec.py): the
-paper's Mixer; gMixer (Mixer with SwiGLU MLPs); ResMLP (Affine, one linear S×S token layer,
-LayerScale); gMLP (spatial gating unit). Configs saved before the field existed have no
-``family`` and load as ``"mixer"``."""
-
 
 def to_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     """``224 -> (224, 224)``; ``(h, w)`` stays; anything else is a `ConfigError` naming ``name``."""
@@ -72,8 +66,9 @@ def _probability(value: Any, name: str) -> None:
 class MixerConfig:
     """Architecture and preprocessing of one Mixer. Defaults are Mixer-B/16 at 224.
 
-    ``family`` picks the block design (`MIXER_CONFIG_FAMILIES`, or any registered family
-    whose spec names this class). For gMixer the MLP widths are the first
+    ``family`` picks the block design: a registered family whose spec's config class is this
+    one (models/spec.py: mixer, gmixer, resmlp, gmlp); configs saved before the field
+    existed have no ``family`` and load as ``"mixer"``. For gMixer the MLP widths are the first
     layer's outputs, twice the gated width; ResMLP and gMLP mix tokens with an S×S linear
     layer and ignore ``tokens_mlp_dim`` (kept equal to S by the registry and resize); for
     gMLP ``channels_mlp_dim`` is the first layer's width (the spatial gate halves it).
