@@ -108,6 +108,8 @@ class ToyMlp(nn.Module, ModelIO):
             nn.Conv2d(a, b, 2, stride=2) for a, b in itertools.pairwise(dims)
         )
         self.head = nn.Linear(dims[-1], config.num_classes)
+        # computed here, in no state dict (as CycleMLP's shifts): loading must still give it
+        self.register_buffer("pixel_scale", torch.tensor(0.5), persistent=False)
 
     @property
     def num_classes(self) -> int:
@@ -127,7 +129,7 @@ class ToyMlp(nn.Module, ModelIO):
         """timm's switch; the toy's stages are too small to checkpoint."""
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.stem(images)
+        x = self.stem(images * self.pixel_scale)
         for i, stage in enumerate(self.stages):
             x = stage(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             if i < len(self.merges):

@@ -98,12 +98,13 @@ def model_from_state(
     ``reset_head=True`` ignores the stored head and keeps a fresh zero-initialised one.
     """
     spec = family_spec(config.family)
+    build = model_class or spec.model
     # Built on the meta device: random init of weights that are overwritten at once was
     # ~90% of the load time (B/16: seconds). The checkpoint's tensors are then assigned as
     # the parameters (copied to float32, so the model never aliases the caller's tensors,
     # e.g. the source model's in `resize`).
     with torch.device("meta"):
-        model = (model_class or spec.model)(config)
+        model = build(config)
     head = spec.classifier + "."
     if reset_head:
         state = {k: v for k, v in state.items() if not k.startswith(head)}
@@ -116,7 +117,18 @@ def model_from_state(
         for k, v in state.items()
     }
     model.load_state_dict(owned, strict=not reset_head, assign=True)
+    if _left_on_meta(model, head):
+        # a buffer no state dict holds (non-persistent, computed by the constructor, e.g.
+        # CycleMLP's shifts) stayed on meta: build the model for real and copy the weights in
+        model = build(config)
+        model.load_state_dict(owned, strict=not reset_head)
     if reset_head:
         model.reset_classifier(config.num_classes)  # real zeros, not meta
         model.config = config
     return model
+
+
+def _left_on_meta(model: nn.Module, head: str) -> list[str]:
+    """Names of ``model``'s tensors still on the meta device (the head's left out)."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    return [name for name, t in tensors if t.is_meta and not name.startswith(head)]
