@@ -41,9 +41,11 @@ from ..layout import (
 from ..models.base import MlpFamilyModel, family_class
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
+from ..models.spec import config_from_dict, family_spec
+from ..models.state_fit import apply_overrides, check_state_fits
 from ..progress import PROGRESS
+from .architecture import has_family_keys, infer_config
 from .facebook import FACEBOOK_FIELDS, facebook_to_state, is_facebook_resmlp
-from .infer import OWN_MARKERS, infer_config
 from .lucidrains import LUCIDRAINS_FIELDS, is_lucidrains, lucidrains_to_state
 from .native import (
     FORMAT_NAME,
@@ -56,7 +58,6 @@ from .native import (
 from .official import official_to_state, read_npz, write_npz
 from .run_dir import is_run_dir, is_training_checkpoint, read_training_checkpoint, run_result_dir
 from .sidecar import read_sidecar, write_sidecar
-from .state_fit import apply_overrides, check_state_fits
 from .timm_format import (
     read_torch_file,
     stored_fields,
@@ -120,7 +121,7 @@ def _state_format(state: dict[str, torch.Tensor], source: Any) -> str:
         return "facebook"
     if is_lucidrains(state):
         return "lucidrains"
-    if any(key in state for key in OWN_MARKERS):
+    if has_family_keys(state):
         return "state_dict"
     keys = ", ".join(sorted(state)[:6])
     raise CheckpointError(f"{source}: not a Mixer state dict (first keys: {keys or 'none'})")
@@ -189,7 +190,7 @@ def _read_resolved(
         return Checkpoint("training", config, state, str(source))
     if path.is_dir() and is_native_dir(path):
         config, state = read_native(path)
-        return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
+        return Checkpoint("native", config_from_dict(config), state, str(source))
     if path.suffix == NPZ_SUFFIX:
         state = official_to_state(read_npz(path), path)
         fields = {"gelu": "tanh", **read_sidecar(path)}
@@ -202,7 +203,7 @@ def _read_resolved(
     state, metadata = _read_tensors(path)
     if metadata.get("format") == FORMAT_NAME:  # refused if its config or checksums lack
         config, state = native_file_contents(path, state, metadata)
-        return Checkpoint("native", MixerConfig.from_dict(config), state, str(source))
+        return Checkpoint("native", config_from_dict(config), state, str(source))
     stored = stored_fields(metadata, path, state)  # what an mlpmixer wrote beside the tensors
     fmt = _state_format(state, path)
     if fmt == "timm":
@@ -306,7 +307,7 @@ def save_model(
         raise ConfigError(f"format must be one of {WRITABLE_FORMATS}, got {format!r}")
     state = model.state_dict()
     if format == "official":
-        if model.config.family != "mixer":
+        if not family_spec(model.config.family).official_npz:
             raise ConfigError(
                 f"the official .npz layout holds Mixers only, not {model.config.family!r}; "
                 "save as timm (.pth/.safetensors) or native instead"
