@@ -193,7 +193,10 @@ class Candidate:
 
     @cached_property
     def stored_fields(self) -> dict[str, Any]:
-        """Settings an mlpmixer kept in the file's safetensors metadata (digest checked)."""
+        """Settings an mlpmixer kept in the file's safetensors metadata (digest checked); {}
+        where ``path`` is no tensor file (a format's own file type)."""
+        if not self.holds_tensors:
+            return {}
         return stored_fields(self.metadata, self.weights, self.state)
 
     def kept_fields(self, fmt: CheckpointFormat) -> dict[str, Any]:
