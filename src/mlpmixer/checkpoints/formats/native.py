@@ -37,9 +37,10 @@ def _read(candidate: Candidate) -> Checkpoint:
 def _write(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor]) -> None:
     # a folder named m.pth or m.npz was written, then its sidecar failed (IsADirectoryError)
     if path.suffix in (NPZ_SUFFIX, *TORCH_SUFFIXES):
+        other = "official" if path.suffix == NPZ_SUFFIX else "timm or state_dict"
         raise ConfigError(
-            f"the native format is a folder or a .safetensors file, got {path}: {path.suffix} "
-            "files are the official, timm and state_dict formats' (choose another name)"
+            f"the native format is a folder or a .safetensors file, got {path} (a "
+            f"{path.suffix} file is the {other} format's); save as {other}, or choose another name"
         )
     native.write_native(path, config, state)  # looked up now: tests replace it
 
