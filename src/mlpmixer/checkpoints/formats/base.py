@@ -5,7 +5,7 @@ key names plus a config (``read``), how to write them (``write``; None where it 
 which destination suffixes imply it, and which settings its files keep: a file that holds
 tensors only (``tensors_only``) gives back its format's ``defaults`` plus the fields of the
 sidecar written beside it (`checkpoints.sidecar`); every other setting the config has then
-follows from the tensor shapes (`checkpoints.infer`).
+follows from the tensor shapes (`infer_config`).
 
 ``detect`` and ``read`` see a `Candidate`: the local path, whose tensors are read once, when a
 format first asks for them, so that the formats told apart by their key names share one read.
