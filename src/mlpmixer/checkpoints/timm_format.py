@@ -27,12 +27,9 @@ from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
 from ..models.spec import TimmNames, families, family_spec
+from .metadata_fields import stored_metadata
 from .model_card import timm_card
-from .native import tensors_sha256
-from .sidecar import config_fields, fields_digest, fields_from
-from .state_fit import check_plain_tensor
 
-WRAPPERS = ("state_dict", "model", "module")  # training scripts nest the weights in these
 _BLOCK_KEY = re.compile(r"^(blocks\.\d+\.)(.+)$")
 
 
@@ -95,56 +92,6 @@ def state_to_timm(
     return out
 
 
-def unwrap_state_dict(obj: Any, source: Any) -> dict[str, torch.Tensor]:
-    """The flat name -> tensor dict inside what ``torch.load`` returned (wrappers, DDP prefix)."""
-    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        inner = next((obj[k] for k in WRAPPERS if k in obj), None)
-        if inner is None:
-            raise CheckpointError(f"{source}: no tensors found (top-level keys: {sorted(obj)[:8]})")
-        obj = inner
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source}: expected a state dict, got {type(obj).__name__}")
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors and all(k.startswith("module.") for k in tensors):  # saved from DDP
-        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    return tensors
-
-
-def read_torch_file(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a torch pickle, loaded with ``weights_only=True`` (no code runs)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for hostile or corrupt pickles
-        raise CheckpointError(
-            f"{path}: cannot be loaded as plain weights ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). Files that need to run code "
-            "to load are refused"
-        ) from err
-    state = unwrap_state_dict(obj, path)
-    check_tensor_views(state, path)
-    return state
-
-
-def check_tensor_views(state: Mapping[str, torch.Tensor], source: Any) -> None:
-    """Refuse tensors that view more elements than their storage holds (stride 0, overlaps).
-
-    A pickle may describe a (10**6, 10**6) tensor with stride (0, 0) over one float: it loads
-    in microseconds, and the first ``.contiguous()`` asks for terabytes.
-    """
-    for name, tensor in state.items():
-        if not isinstance(tensor, torch.Tensor):
-            continue
-        check_plain_tensor(name, tensor, source)  # sparse/meta: no storage to measure
-        viewed = tensor.numel() * tensor.element_size()
-        stored = tensor.untyped_storage().nbytes()
-        if viewed > stored or (tensor.numel() > 1 and 0 in tensor.stride()):
-            raise CheckpointError(
-                f"{source}: tensor {name} of shape {tuple(tensor.shape)} and strides "
-                f"{tensor.stride()} views {viewed:,} bytes of a {stored:,}-byte storage "
-                "(stride 0 or overlapping); refusing it — a real checkpoint stores every element"
-            )
-
-
 def timm_hub_fields(config_path: Path) -> dict[str, Any]:
     """Preprocessing fields from a timm hub ``config.json`` (mean, std, crop, interpolation)."""
     try:
@@ -166,8 +113,6 @@ def timm_hub_fields(config_path: Path) -> dict[str, Any]:
 
 
 README = "README.md"
-STORED_FIELDS_KEY = "mlpmixer_fields"  # safetensors metadata key
-STORED_DIGEST_KEY = "mlpmixer_fields_sha256"  # its digest over the tensors and the fields
 
 
 # A timm model name fixes these (its function passes them to timm's MlpMixer itself, so
@@ -331,42 +276,3 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
         save_file(tensors, tmp / SAFETENSORS_WEIGHTS, metadata=metadata)
         if not (path / README).exists():  # like save_pretrained: a user's own card is kept
             (tmp / README).write_text(card, encoding="utf-8")
-
-
-def stored_metadata(config: MixerConfig, tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
-    """The safetensors metadata that keeps ``config``'s `FIELDS` with ``tensors`` (as written)."""
-    fields = config_fields(config)
-    return {
-        STORED_FIELDS_KEY: json.dumps(fields),
-        STORED_DIGEST_KEY: fields_digest(tensors_sha256(tensors), fields),
-    }
-
-
-def stored_fields(
-    metadata: Mapping[str, str], source: Any, tensors: Mapping[str, torch.Tensor]
-) -> dict[str, Any]:
-    """Config fields an mlpmixer stored in a timm safetensors file's metadata (timm ignores it).
-
-    ``tensors`` are the file's, as read (timm's names): the digest binds the fields to them,
-    so edited fields, or fields copied onto other weights, are a `CheckpointError`.
-    """
-    if STORED_FIELDS_KEY not in metadata:
-        return {}
-    try:
-        data = json.loads(metadata[STORED_FIELDS_KEY])
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise CheckpointError(f"{source}: unreadable {STORED_FIELDS_KEY} metadata ({err})") from err
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{source}: {STORED_FIELDS_KEY} metadata is not a mapping")
-    hint = "save or convert the model again, or strip the metadata to load with timm's defaults"
-    if STORED_DIGEST_KEY not in metadata:
-        raise CheckpointError(
-            f"{source}: {STORED_FIELDS_KEY} metadata without its digest (written by an earlier "
-            f"mlpmixer, or stripped), so an edit cannot be detected; refusing to trust it — {hint}"
-        )
-    if metadata[STORED_DIGEST_KEY] != fields_digest(tensors_sha256(tensors), data):
-        raise CheckpointError(
-            f"{source}: the {STORED_FIELDS_KEY} metadata does not match the file (settings "
-            f"edited, or tensors changed after saving); refusing to load with them — {hint}"
-        )
-    return fields_from(data, source)
