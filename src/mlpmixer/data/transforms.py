@@ -29,6 +29,7 @@ sample's augmentation depends only on (seed, epoch, index), not on which worker 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -44,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from .images import check_pixel_count, pil_array
+from .jpeg_crop import match_tf_crop
 from .randaugment import randaugment
 from .tf_resize import (
     area_resize,
@@ -221,9 +223,9 @@ def _needed(box: Box, height: int, width: int, size: tuple[int, int]) -> tuple[i
 
 def _decode_simplejpeg(
     data: bytes, box_of: Callable[[int, int], Box], size: tuple[int, int], reduce: bool,
-    fast_dct: bool,
+    fast_dct: bool, tf_crop: bool = False,
 ) -> tuple[np.ndarray, Box]:  # fmt: skip
-    height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    height, width, _, subsampling = simplejpeg.decode_jpeg_header(data)
     check_pixel_count(width, height)  # before simplejpeg allocates (PIL's path checks on open)
     box = box_of(height, width)
     need_h, need_w = _needed(box, height, width, size) if reduce else (0, 0)
@@ -231,6 +233,11 @@ def _decode_simplejpeg(
         data, "RGB", fastdct=fast_dct, min_height=need_h, min_width=need_w
     )
     h, w = array.shape[:2]
+    if tf_crop and (h, w) == (height, width) and array.flags.writeable:
+        # the window's edge columns as TF's partial decode gives them (jpeg_crop.py); should
+        # PIL refuse what simplejpeg read, the full decode's pixels stay
+        with contextlib.suppress(OSError, ValueError):
+            match_tf_crop(data, array, _whole_pixels(box), subsampling)
     return array, _scaled(box, w / width, h / height)
 
 
@@ -274,12 +281,15 @@ def _decode(
     reduce: bool,
     name: str | None,
     fast_dct: bool | None = None,
+    tf_crop: bool = False,
 ) -> tuple[np.ndarray, Box]:
     """(H, W, 3) uint8 pixels of ``source`` (possibly at a reduced scale) and the box in them;
     any failure is a `DataError` naming ``name`` (default: the path).
 
     ``fast_dct`` (default: ``reduce``): decode JPEGs with libjpeg's integer-fast DCT, which is
-    TensorFlow's default and so big_vision's (simplejpeg only; PIL has the accurate one)."""
+    TensorFlow's default and so big_vision's (simplejpeg only; PIL has the accurate one).
+    ``tf_crop``: the box's pixels are TF's ``decode_and_crop_jpeg`` of it (a full-scale JPEG
+    decode under simplejpeg, `mlpmixer.data.jpeg_crop`)."""
     label = (
         name
         if name is not None
@@ -293,7 +303,7 @@ def _decode(
         if USE_SIMPLEJPEG and data[:2] == _JPEG_MAGIC:
             try:
                 fast = reduce if fast_dct is None else fast_dct
-                return _decode_simplejpeg(data, box_of, size, reduce, fast)
+                return _decode_simplejpeg(data, box_of, size, reduce, fast, tf_crop)
             except ValueError:  # a JPEG variant libjpeg-turbo's fast path refuses: PIL decides
                 pass
         return _decode_pil(data, box_of, size, reduce)
@@ -332,6 +342,14 @@ def decode_region(
     return image.resize((size[1], size[0]), PIL_FILTERS[interpolation], box=box)
 
 
+def _whole_pixels(box: Box) -> tuple[int, int, int, int]:
+    """The box rounded outwards to whole pixels (at least one): left, top, right, bottom."""
+    left, top = math.floor(box[0] + 1e-6), math.floor(box[1] + 1e-6)
+    right = max(left + 1, math.ceil(box[2] - 1e-6))
+    bottom = max(top + 1, math.ceil(box[3] - 1e-6))
+    return left, top, right, bottom
+
+
 def crop_resize(
     array: np.ndarray, box: Box, size: tuple[int, int], interpolation: str, tf: bool = False
 ) -> torch.Tensor:
@@ -343,9 +361,7 @@ def crop_resize(
     rounded rather than truncated: within one grey level of TF's; 3x faster). ``area`` is
     always TF's.
     """
-    left, top = math.floor(box[0] + 1e-6), math.floor(box[1] + 1e-6)
-    right = max(left + 1, math.ceil(box[2] - 1e-6))
-    bottom = max(top + 1, math.ceil(box[3] - 1e-6))
+    left, top, right, bottom = _whole_pixels(box)
     crop = array[top:bottom, left:right]
     if interpolation == "area" or (tf and interpolation == "bilinear"):
         resize = area_resize if interpolation == "area" else bilinear_resize
@@ -385,7 +401,7 @@ def train_sample(
     """
     box_of = _training_box(size, augment, rng)
     reduce = augment.decode == "reduced"  # TF's default DCT, the integer-fast one, either way
-    array, box = _decode(source, box_of, size, reduce, name, fast_dct=True)
+    array, box = _decode(source, box_of, size, reduce, name, fast_dct=True, tf_crop=not reduce)
     return augment_pixels(array, box, size, augment, rng, in_chans, interpolation)
 
 
