@@ -10,6 +10,9 @@ Side by side in one process and one thread, interleaved round by round:
   crop over the whole image; ``train_decode: full``, the crop of the full-scale decode with
   TF's DCT; ``train_resize: torch``, within one grey level of TF's bilinear; flip) -> uint8;
 * ``bitexact``: the same with ``train_resize: tf`` (TF's bilinear bit for bit);
+* ``plainfull``: ``exact`` without the crop window's edge columns made TF's
+  (`mlpmixer.data.jpeg_crop`: a second, partial decode of about 60% of 4:2:0 crops): the
+  full decode cropped, what ``exact`` was before, to show what TF's pixels there cost;
 * ``fast``: ``train_decode: reduced`` (JPEG decoded at 1/2-1/8 scale when the crop allows);
 * ``exact+randaug``: ``exact`` with RandAugment(2, 15) in the worker (the imagenet1k_b16 recipe);
 * ``decode``: PIL decode to RGB alone (the floor for PIL-based paths).
@@ -45,6 +48,7 @@ import torch
 from PIL import Image, ImageFilter
 from torch.utils.data import default_collate
 
+from mlpmixer.data import transforms
 from mlpmixer.data.folder import ImageFileDataset
 from mlpmixer.data.transforms import USE_SIMPLEJPEG, SampleAugment, sample_rng, train_sample
 
@@ -97,6 +101,13 @@ def timm_style(path: Path, rng: random.Random) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
+def plain_full(path: Path, augment: SampleAugment, rng: np.random.Generator) -> torch.Tensor:
+    """`train_sample` with the full decode cropped as it is (no TF edge columns)."""
+    box_of = transforms._training_box(SIZE, augment, rng)
+    array, box = transforms._decode(path, box_of, SIZE, False, None, fast_dct=True)
+    return transforms.augment_pixels(array, box, SIZE, augment, rng)
+
+
 def decode_only(path: Path) -> torch.Tensor:
     with Image.open(path) as image:
         array = np.asarray(image.convert("RGB"))
@@ -117,6 +128,7 @@ def make_paths(files: list[Path]) -> dict[str, Callable[[int, int], torch.Tensor
         "bitexact": lambda i, epoch: train_sample(
             files[i], SIZE, bitexact, sample_rng(0, epoch, i)
         ),
+        "plainfull": lambda i, epoch: plain_full(files[i], exact, sample_rng(0, epoch, i)),
         "fast": lambda i, epoch: train_sample(files[i], SIZE, fast, sample_rng(0, epoch, i)),
         "exact+randaug": lambda i, epoch: train_sample(
             files[i], SIZE, randaug, sample_rng(0, epoch, i)
@@ -186,6 +198,7 @@ def main() -> None:
             "bitexact/timm": round(rate["bitexact"] / rate["timm"], 2),
             "fast/timm": round(rate["fast"] / rate["timm"], 2),
             "fast/exact": round(rate["fast"] / rate["exact"], 2),
+            "exact/plainfull": round(rate["exact"] / rate["plainfull"], 2),
             "exact/today": round(rate["exact"] / rate["today"], 2),
             "exact+randaug/timm": round(rate["exact+randaug"] / rate["timm"], 2),
             "exact/decode": round(rate["exact"] / rate["decode"], 2),

@@ -30,6 +30,7 @@ libjpeg's conversion, tested against simplejpeg).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -129,21 +130,36 @@ def _chroma_column(
     return (4 * colsum + rounding) >> 4
 
 
+def rows_needed(bottom: int, height: int) -> int:
+    """The rows a decode must have for its rows above ``bottom`` to be a whole image's: the
+    chroma row below the last one (4:2:0's vertical blend), rounded up to an iMCU row."""
+    return min(height, -(-(bottom + 2) // IMCU) * IMCU)
+
+
+def decode_rows(data: bytes, rows: int, decode: Callable[..., np.ndarray]) -> np.ndarray:
+    """``decode(jpeg, strict)`` of the JPEG's first ``rows`` rows only (its frame header's
+    height lowered; the rest of the scan is skipped as extra data, which libjpeg warns about:
+    hence not strict). TF's partial decode also stops at the window's bottom."""
+    cut = _with_height(data, rows)
+    return decode(cut, cut is data)
+
+
 def match_tf_crop(
-    data: bytes, array: np.ndarray, box: tuple[int, int, int, int], subsampling: str
-) -> None:
-    """Make the window ``box`` (left, top, right, bottom) of ``array``, the full decode
-    (H, W, 3) uint8 of JPEG ``data``, TF's ``decode_and_crop_jpeg`` of it (in place)."""
-    left, top, right, bottom = box
-    height, width = array.shape[:2]
+    data: bytes, array: np.ndarray, box: tuple[int, int, int, int], subsampling: str,
+    height: int | None = None,
+) -> None:  # fmt: skip
+    """Make the window ``box`` (left, top, right, bottom) of ``array``, the full-scale decode
+    (H, W, 3) uint8 of JPEG ``data`` (its first rows at least to ``rows_needed``), TF's
+    ``decode_and_crop_jpeg`` of it (in place). ``height``: the image's (default: the array's)."""
+    left, top, right, bottom = (int(v) for v in box)
+    width = array.shape[1]
+    height = array.shape[0] if height is None else height
     columns, repeated = edge_columns(left, right, width, subsampling)
     if not columns and not repeated:
         return
-    left, top, right, bottom = (int(v) for v in box)
     edges = [column for column, _ in columns] or [left, right - 1]  # (repeated: the window)
     first, last = min(edges), max(edges)
-    rows = min(height, -(-(bottom + 2) // IMCU) * IMCU)  # the far chroma row of the last row
-    planes = _raw_window(data, first, last + 1, rows)
+    planes = _raw_window(data, first, last + 1, rows_needed(bottom, height))
     if repeated:  # plain repetition of each chroma sample, both ways
         window = planes[top:bottom, left - first : right - first]
         array[top:bottom, left:right] = ycc_to_rgb(window[..., 0], window[..., 1], window[..., 2])

@@ -15,9 +15,11 @@ One definition of the preprocessing, used by image folders, shards and Hugging F
 
 Decoding: JPEGs with TensorFlow's default integer-fast DCT (libjpeg-turbo through
 ``simplejpeg`` when installed — extra ``fast`` — else PIL, whose DCT is the accurate one), so
-the training crop is big_vision's ``decode_and_crop_jpeg`` (``SampleAugment.decode="full"``);
-``"reduced"`` decodes at 1/2, 1/4 or 1/8 size when the crop stays at least the output size
-there (DCT scaling: faster on large photos, other pixels). The crop is resized as big_vision
+the training crop is big_vision's ``decode_and_crop_jpeg`` (``SampleAugment.decode="full"``;
+the crop window's edge columns as TF's partial decode upsamples their chroma,
+`mlpmixer.data.jpeg_crop`); ``"reduced"`` decodes at 1/2, 1/4 or 1/8 size when the crop stays
+at least the output size there, else in full without those edge columns (faster, other
+pixels). The crop is resized as big_vision
 does it, ``tf.image.resize`` bilinear without antialiasing (half-pixel centres): by torch's
 uint8 kernel on a view of the decoded pixels (``resize="torch"``: rounded where TF
 truncates) or by TF's float32 arithmetic (``"tf"``, `mlpmixer.data.tf_resize`, bit for bit).
@@ -45,7 +47,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from .images import check_pixel_count, pil_array
-from .jpeg_crop import match_tf_crop
+from .jpeg_crop import decode_rows, match_tf_crop, rows_needed
 from .randaugment import randaugment
 from .tf_resize import (
     area_resize,
@@ -82,10 +84,10 @@ class SampleAugment:
     to the output and the centre cropped, as evaluation with ``crop_pct=1``);
     ``hflip``: mirror with probability 1/2; ``randaug_layers``/``randaug_magnitude``:
     RandAugment's N and M on big_vision's (TF AutoAugment's) scale, where 10 is the level of
-    the op table's nominal maximum; ``decode`` (`DECODE_MODES`): ``"full"``, the crop of the
-    full-scale decode (big_vision's ``decode_and_crop_jpeg``), or ``"reduced"``, a JPEG decoded
-    at 1/2-1/8 scale when the crop stays at least the output size there (DCT scaling: faster,
-    other pixels); ``resize`` (`RESIZE_MODES`): ``"torch"``, torch's uint8 kernels (rounded:
+    the op table's nominal maximum; ``decode`` (`DECODE_MODES`): ``"full"``, TF's
+    ``decode_and_crop_jpeg`` of the crop (big_vision's; `mlpmixer.data.jpeg_crop`), or
+    ``"reduced"``, a JPEG decoded at 1/2-1/8 scale when the crop stays at least the output
+    size there, else the crop of a full decode as it is (faster, other pixels); ``resize`` (`RESIZE_MODES`): ``"torch"``, torch's uint8 kernels (rounded:
     within one grey level of TF's, which truncate), or ``"tf"``, TF's float32 resize bit for
     bit (`mlpmixer.data.tf_resize`; slower).
     """
@@ -228,17 +230,30 @@ def _decode_simplejpeg(
     height, width, _, subsampling = simplejpeg.decode_jpeg_header(data)
     check_pixel_count(width, height)  # before simplejpeg allocates (PIL's path checks on open)
     box = box_of(height, width)
+    if tf_crop and not reduce:  # TF's decode_and_crop_jpeg: rows to the window's bottom
+        return _decode_window(data, box, height, fast_dct, subsampling), box
     need_h, need_w = _needed(box, height, width, size) if reduce else (0, 0)
     array = simplejpeg.decode_jpeg(
         data, "RGB", fastdct=fast_dct, min_height=need_h, min_width=need_w
     )
     h, w = array.shape[:2]
-    if tf_crop and (h, w) == (height, width) and array.flags.writeable:
-        # the window's edge columns as TF's partial decode gives them (jpeg_crop.py); should
-        # PIL refuse what simplejpeg read, the full decode's pixels stay
-        with contextlib.suppress(OSError, ValueError):
-            match_tf_crop(data, array, _whole_pixels(box), subsampling)
     return array, _scaled(box, w / width, h / height)
+
+
+def _decode_window(data: bytes, box: Box, height: int, fast_dct: bool, subsampling: str):
+    """(rows, W, 3) uint8: the full-scale decode of the JPEG's rows down to the box's bottom
+    (`jpeg_crop.rows_needed`), its pixels in the box TF's ``decode_and_crop_jpeg``'s."""
+    window = _whole_pixels(box)
+
+    def decode(jpeg: bytes, strict: bool) -> np.ndarray:
+        return simplejpeg.decode_jpeg(jpeg, "RGB", fastdct=fast_dct, strict=strict)
+
+    array = decode_rows(data, rows_needed(window[3], height), decode)
+    # the window's edge columns as TF's partial decode gives them (jpeg_crop.py); should PIL
+    # refuse what simplejpeg read, the full decode's pixels stay
+    with contextlib.suppress(OSError, ValueError):
+        match_tf_crop(data, array, window, subsampling, height)
+    return array
 
 
 def _unidentified(data: bytes) -> str:
