@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from bigvision_goldens import goldens
+from mlpmixer.data import jpeg_crop
 from mlpmixer.data.jpeg_crop import edge_columns
 from mlpmixer.data.randaugment import OPS, apply_op
 from mlpmixer.data.tf_resize import resize_small_central_crop
@@ -136,25 +137,37 @@ def _case(stem: str, name: str, box: int) -> tuple[bytes, tuple[int, int, int, i
     )
 
 
+@pytest.fixture(params=["libjpeg", "recomputed"])
+def decoder(request, monkeypatch):
+    """Both ways to TF's window: libjpeg-turbo's own crop decode (jpeg_crop.c, where it can be
+    built), and a full decode with the window's edge columns recomputed (elsewhere)."""
+    if request.param == "recomputed":
+        monkeypatch.setattr(jpeg_crop, "_library", lambda: None)
+    elif jpeg_crop._library() is None:
+        pytest.skip("jpeg_crop.c cannot be built here (C compiler, libjpeg headers)")
+    return request.param
+
+
 def _window(jpeg: bytes, box: tuple[int, int, int, int], tf_crop: bool = True) -> np.ndarray:
     """The pixels of the window as ``train_decode: full`` decodes them (H, W, 3) uint8."""
-    array, _ = _decode(jpeg, lambda *_: box, (8, 8), False, None, fast_dct=True, tf_crop=tf_crop)
-    return array[box[1] : box[3], box[0] : box[2]]
+    array, at = _decode(jpeg, lambda *_: box, (8, 8), False, None, fast_dct=True, tf_crop=tf_crop)
+    left, top = int(at[0]), int(at[1])
+    return array[top : top + box[3] - box[1], left : left + box[2] - box[0]]
 
 
 def _full_decode_and_resize(stem: str, name: str, box: int, tf: bool):
     """(ours, big_vision's) for the ``train_decode: full`` crop of box ``box``."""
     jpeg, window, size = _case(stem, name, box)
     assert SampleAugment().decode == "full"  # the default: big_vision's decode_and_crop_jpeg
-    array, _ = _decode(jpeg, lambda *_: window, (size, size), False, None, fast_dct=True,
-                       tf_crop=True)  # fmt: skip
-    got = crop_resize(array, window, (size, size), "bilinear", tf=tf)
+    array, at = _decode(jpeg, lambda *_: window, (size, size), False, None, fast_dct=True,
+                        tf_crop=True)  # fmt: skip
+    got = crop_resize(array, at, (size, size), "bilinear", tf=tf)
     return got.permute(1, 2, 0).numpy(), goldens(stem)[f"{name}|{box}|{size}"]
 
 
 @pytest.mark.skipif(not USE_SIMPLEJPEG, reason="TF's DCT needs simplejpeg (PIL decodes exactly)")
 @pytest.mark.parametrize("stem, name, box", _decode_cases())
-def test_full_decode_with_tfs_resize_is_big_vision(stem, name, box):
+def test_full_decode_with_tfs_resize_is_big_vision(decoder, stem, name, box):
     """``decode_and_crop_jpeg`` + bilinear resize (``train_resize: tf``): bit-identical on every
     box, the crop windows whose sides TF's partial decode upsamples as image sides included
     (4:2:0 and 4:2:2 JPEGs, `mlpmixer.data.jpeg_crop`)."""
@@ -165,7 +178,7 @@ def test_full_decode_with_tfs_resize_is_big_vision(stem, name, box):
 
 @pytest.mark.skipif(not USE_SIMPLEJPEG, reason="TF's DCT needs simplejpeg (PIL decodes exactly)")
 @pytest.mark.parametrize("stem, name, box", _decode_cases())
-def test_full_decode_with_torchs_resize_is_within_one_grey_level(stem, name, box):
+def test_full_decode_with_torchs_resize_is_within_one_grey_level(decoder, stem, name, box):
     """The default (``train_resize: torch``): torch's uint8 kernel rounds where TF truncates,
     so a pixel is TF's or one more, never further, on every box."""
     got, want = _full_decode_and_resize(stem, name, box, tf=False)
@@ -177,7 +190,7 @@ def test_full_decode_with_torchs_resize_is_within_one_grey_level(stem, name, box
 
 @pytest.mark.skipif(not USE_SIMPLEJPEG, reason="TF's DCT needs simplejpeg (PIL decodes exactly)")
 @pytest.mark.parametrize("name, box", [c[1:] for c in _decode_cases() if c[0] == "train_crop"])
-def test_window_edges_are_tfs_decode_and_crop_jpeg(name, box):
+def test_window_edges_are_tfs_decode_and_crop_jpeg(decoder, name, box):
     """The window's first and last columns are TF's ``decode_and_crop_jpeg`` pixels exactly."""
     jpeg, window, _ = _case("train_crop", name, box)
     got = _window(jpeg, window)[:, [0, -1]]
@@ -205,7 +218,7 @@ def test_the_goldens_hold_windows_where_a_full_decode_is_not_tfs():
 
 @pytest.mark.skipif(not USE_SIMPLEJPEG, reason="TF's DCT needs simplejpeg (PIL decodes exactly)")
 @pytest.mark.parametrize("box", [1, 3, 7])
-def test_train_sample_is_big_vision_on_a_fixed_window(monkeypatch, box):
+def test_train_sample_is_big_vision_on_a_fixed_window(decoder, monkeypatch, box):
     """The whole training transform (no flip, no RandAugment), its crop draw fixed to the
     golden's window: big_vision's pixels within one grey level (torch's resize)."""
     import mlpmixer.data.transforms as transforms
@@ -232,3 +245,16 @@ def test_the_reduced_decode_is_the_documented_approximation():
     got = crop_resize(array, box, (40, 40), "bilinear").permute(1, 2, 0).numpy()
     deviation = np.abs(got.astype(int) - data["photo420|0|40"])
     assert 1.0 < deviation.mean() < 10.0
+
+
+def test_libjpegs_crop_decode_refuses_bad_data_with_libjpegs_message():
+    """A damaged JPEG is a ValueError with libjpeg's own message (never the process ending:
+    libjpeg's error_exit returns to the C wrapper), which `_decode` answers with PIL."""
+    if jpeg_crop._library() is None:
+        pytest.skip("jpeg_crop.c cannot be built here (C compiler, libjpeg headers)")
+    data = goldens("train_crop")["jpeg|checker420"].tobytes()
+    with pytest.raises(ValueError, match="JPEG"):
+        jpeg_crop.decode_crop(data[:2] + b"\x00" * 64, (0, 0, 4, 4), True)
+    with pytest.raises(ValueError, match="outside the 118x98 image"):
+        jpeg_crop.decode_crop(data, (100, 0, 119, 4), True)
+    assert jpeg_crop.decode_crop(data, (3, 5, 20, 9), True).shape == (4, 17, 3)

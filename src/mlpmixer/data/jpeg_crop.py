@@ -20,7 +20,11 @@ plain repetition, vertically too. Vertically nothing else differs (``jpeg_skip_s
 keeps the context rows). With no horizontal chroma halving (4:4:4, 4:4:0, greyscale) or the
 4:1:1 repetition, TF's crop is the full decode's.
 
-The fix recomputes those columns: the raw (not upsampled) chroma samples and the luma of the
+The fastest way to TF's pixels is TF's way: `decode_crop` decodes the window with the system's
+libjpeg-turbo itself (``jpeg_crop.c``, built once with the C compiler and ``-ljpeg`` through
+`mlpmixer.models.fast.kernel_cache`): only the rows down to the window's bottom, only its
+iMCU columns upsampled, so faster than a full decode. Where it cannot be built (no compiler or
+no libjpeg headers), `match_tf_crop` recomputes those columns after a full decode: the raw (not upsampled) chroma samples and the luma of the
 JPEG, decoded by libjpeg with the integer-fast DCT (TF's default) and no upsampling filter
 (PIL's draft mode), upsampled as libjpeg does at an image side, and turned into RGB with
 libjpeg's own fixed-point tables (``jdcolor.c``'s ``build_ycc_rgb_table``; bit-identical to
@@ -29,11 +33,22 @@ libjpeg's conversion, tested against simplejpeg).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import io
+import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..models.fast import kernel_cache
+
+log = logging.getLogger(__name__)
+SOURCE = Path(__file__).with_name("jpeg_crop.c")
+_FLAGS = ["-O2", "-fPIC"]
+_SYMBOL = "mlpmixer_decode_crop"
 
 HALVED = ("420", "422")  # simplejpeg's names of the samplings with horizontally halved chroma
 IMCU = 16  # iMCU width of those (8 x the luma's horizontal sampling factor 2)
@@ -173,3 +188,63 @@ def match_tf_crop(
             for c in (1, 2)
         ]
         array[top:bottom, column] = ycc_to_rgb(planes[top:bottom, at, 0], *chroma)
+
+
+# --- TF's own decode of the window, through the system's libjpeg-turbo ------------------------
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    c_int, ptr = ctypes.c_int, ctypes.c_void_p
+    getattr(lib, _SYMBOL).argtypes = [ctypes.c_char_p, ctypes.c_ulong, c_int, c_int, c_int,
+                                      c_int, c_int, ptr, ctypes.c_char_p, c_int]  # fmt: skip
+    getattr(lib, _SYMBOL).restype = c_int
+
+
+def _self_test(lib: ctypes.CDLL) -> str | None:
+    """None if the library decodes a small 4:2:0 JPEG (accurate DCT) as PIL's libjpeg does."""
+    _declare(lib)
+    y, x = np.mgrid[:20, :28]
+    image = np.stack([x * 9, y * 12, (x * y) % 256], -1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=90, subsampling=2)
+    data = buffer.getvalue()
+    try:
+        got = _call(lib, data, (0, 0, 28, 20), fast_dct=False)
+    except ValueError as err:
+        return f"refuses a plain JPEG ({err})"
+    if not np.array_equal(got, np.asarray(Image.open(io.BytesIO(data)))):
+        return "decodes a JPEG otherwise than libjpeg does through PIL"
+    return None
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    """The loaded, verified decoder, or None (said once per process) when it cannot be had."""
+    try:
+        lib = kernel_cache.load("jpeg_crop", SOURCE, _FLAGS, [_SYMBOL], _self_test, ["-ljpeg"])
+    except kernel_cache.KernelUnavailable as err:
+        log.info("TF's crop decode through libjpeg-turbo unavailable (%s): a full decode, its "
+                 "crop's edge columns recomputed, gives the same pixels, slower", err)  # fmt: skip
+        return None
+    _declare(lib)
+    return lib
+
+
+def _call(lib: ctypes.CDLL, data: bytes, box: tuple[int, int, int, int], fast_dct: bool):
+    left, top, right, bottom = box
+    out = np.empty((bottom - top, right - left, 3), np.uint8)
+    message = ctypes.create_string_buffer(200)
+    status = getattr(lib, _SYMBOL)(data, len(data), int(fast_dct), left, top, right - left,
+                                   bottom - top, out.ctypes.data, message, len(message))  # fmt: skip
+    if status != 0:
+        raise ValueError(message.value.decode(errors="replace"))
+    return out
+
+
+def decode_crop(data: bytes, box: tuple[int, int, int, int], fast_dct: bool) -> np.ndarray | None:
+    """TF's ``decode_and_crop_jpeg`` of the window ``box`` (left, top, right, bottom) of JPEG
+    ``data``: (bottom - top, right - left, 3) uint8, decoded as TF decodes it (libjpeg-turbo's
+    crop decode; ``fast_dct``: the integer-fast DCT, TF's default). None when the decoder is
+    unavailable here; `ValueError` with libjpeg's message when it refuses the data."""
+    lib = _library()
+    return None if lib is None else _call(lib, data, box, fast_dct)

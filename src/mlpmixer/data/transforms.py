@@ -47,7 +47,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from .images import check_pixel_count, pil_array
-from .jpeg_crop import decode_rows, match_tf_crop, rows_needed
+from .jpeg_crop import decode_crop, decode_rows, match_tf_crop, rows_needed
 from .randaugment import randaugment
 from .tf_resize import (
     area_resize,
@@ -231,7 +231,7 @@ def _decode_simplejpeg(
     check_pixel_count(width, height)  # before simplejpeg allocates (PIL's path checks on open)
     box = box_of(height, width)
     if tf_crop and not reduce:  # TF's decode_and_crop_jpeg: rows to the window's bottom
-        return _decode_window(data, box, height, fast_dct, subsampling), box
+        return _decode_window(data, box, height, fast_dct, subsampling)
     need_h, need_w = _needed(box, height, width, size) if reduce else (0, 0)
     array = simplejpeg.decode_jpeg(
         data, "RGB", fastdct=fast_dct, min_height=need_h, min_width=need_w
@@ -240,20 +240,26 @@ def _decode_simplejpeg(
     return array, _scaled(box, w / width, h / height)
 
 
-def _decode_window(data: bytes, box: Box, height: int, fast_dct: bool, subsampling: str):
-    """(rows, W, 3) uint8: the full-scale decode of the JPEG's rows down to the box's bottom
-    (`jpeg_crop.rows_needed`), its pixels in the box TF's ``decode_and_crop_jpeg``'s."""
+def _decode_window(
+    data: bytes, box: Box, height: int, fast_dct: bool, subsampling: str
+) -> tuple[np.ndarray, Box]:
+    """TF's ``decode_and_crop_jpeg`` of the box: its pixels and the box in them. By libjpeg's
+    own crop decode where it can be built (`jpeg_crop.decode_crop`: just the box); else the
+    full-scale decode of the rows down to the box's bottom (`jpeg_crop.rows_needed`), the box's
+    edge columns recomputed (`jpeg_crop.match_tf_crop`)."""
     window = _whole_pixels(box)
+    crop = decode_crop(data, window, fast_dct)
+    if crop is not None:
+        return crop, (0.0, 0.0, float(crop.shape[1]), float(crop.shape[0]))
 
     def decode(jpeg: bytes, strict: bool) -> np.ndarray:
         return simplejpeg.decode_jpeg(jpeg, "RGB", fastdct=fast_dct, strict=strict)
 
     array = decode_rows(data, rows_needed(window[3], height), decode)
-    # the window's edge columns as TF's partial decode gives them (jpeg_crop.py); should PIL
-    # refuse what simplejpeg read, the full decode's pixels stay
+    # should PIL refuse what simplejpeg read, the full decode's pixels stay
     with contextlib.suppress(OSError, ValueError):
         match_tf_crop(data, array, window, subsampling, height)
-    return array
+    return array, box
 
 
 def _unidentified(data: bytes) -> str:
