@@ -43,12 +43,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..models.fast import kernel_cache
+from ..models.fast import kernel_cache, pieces
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("jpeg_crop.c")
 _FLAGS = ["-O2", "-fPIC"]
 _SYMBOL = "mlpmixer_decode_crop"
+SWITCH = "MLPMIXER_JPEG_CROP_C"  # 0/false/no/off: the recomputed edge columns, never the C
 
 HALVED = ("420", "422")  # simplejpeg's names of the samplings with horizontally halved chroma
 IMCU = 16  # iMCU width of those (8 x the luma's horizontal sampling factor 2)
@@ -245,6 +246,7 @@ def decode_crop(data: bytes, box: tuple[int, int, int, int], fast_dct: bool) -> 
     """TF's ``decode_and_crop_jpeg`` of the window ``box`` (left, top, right, bottom) of JPEG
     ``data``: (bottom - top, right - left, 3) uint8, decoded as TF decodes it (libjpeg-turbo's
     crop decode; ``fast_dct``: the integer-fast DCT, TF's default). None when the decoder is
-    unavailable here; `ValueError` with libjpeg's message when it refuses the data."""
-    lib = _library()
+    unavailable here or ``$MLPMIXER_JPEG_CROP_C`` is 0; `ValueError` with libjpeg's message
+    when it refuses the data."""
+    lib = None if pieces.switched_off(SWITCH) else _library()
     return None if lib is None else _call(lib, data, box, fast_dct)
