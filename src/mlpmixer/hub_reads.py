@@ -165,7 +165,10 @@ def install() -> None:
         def watched_client() -> Any:
             client = default()  # huggingface_hub's own settings (hooks, redirects)
             httpx = importlib.import_module(type(client).__module__.partition(".")[0])
-            client._transport = _transport_class(httpx)(client._transport)
+            watched = _transport_class(httpx)
+            client._transport = watched(client._transport)
+            # proxies ($HTTPS_PROXY...) are transports mounted per URL pattern: metered too
+            client._mounts = {k: v if v is None else watched(v) for k, v in client._mounts.items()}
             return client
 
         set_client_factory(watched_client)
