@@ -15,12 +15,10 @@ One definition of the preprocessing, used by image folders, shards and Hugging F
 
 Decoding: JPEGs with TensorFlow's default integer-fast DCT (libjpeg-turbo through
 ``simplejpeg`` when installed — extra ``fast`` — else PIL, whose DCT is the accurate one), so
-the training crop is big_vision's ``decode_and_crop_jpeg`` (``SampleAugment.decode="full"``;
-the crop window's edge columns as TF's partial decode upsamples their chroma,
-`mlpmixer.data.jpeg_crop`); ``"reduced"`` decodes at 1/2, 1/4 or 1/8 size when the crop stays
-at least the output size there, else in full without those edge columns (faster, other
-pixels). The crop is resized as big_vision
-does it, ``tf.image.resize`` bilinear without antialiasing (half-pixel centres): by torch's
+the training crop is big_vision's ``decode_and_crop_jpeg`` (``SampleAugment.decode="full"``:
+the window decoded as TF decodes it, `mlpmixer.data.jpeg_crop`); ``"reduced"`` decodes at
+1/2, 1/4 or 1/8 size when the crop stays at least the output size there (faster on large
+photos, other pixels), else as ``"full"``. The crop is resized as big_vision does it, ``tf.image.resize`` bilinear without antialiasing (half-pixel centres): by torch's
 uint8 kernel on a view of the decoded pixels (``resize="torch"``: rounded where TF
 truncates) or by TF's float32 arithmetic (``"tf"``, `mlpmixer.data.tf_resize`, bit for bit).
 Evaluation other than ``area`` decodes with the accurate DCT and resizes with PIL's
@@ -87,7 +85,7 @@ class SampleAugment:
     the op table's nominal maximum; ``decode`` (`DECODE_MODES`): ``"full"``, TF's
     ``decode_and_crop_jpeg`` of the crop (big_vision's; `mlpmixer.data.jpeg_crop`), or
     ``"reduced"``, a JPEG decoded at 1/2-1/8 scale when the crop stays at least the output
-    size there, else the crop of a full decode as it is (faster, other pixels); ``resize`` (`RESIZE_MODES`): ``"torch"``, torch's uint8 kernels (rounded:
+    size there (faster on large photos, other pixels), else as ``"full"``; ``resize`` (`RESIZE_MODES`): ``"torch"``, torch's uint8 kernels (rounded:
     within one grey level of TF's, which truncate), or ``"tf"``, TF's float32 resize bit for
     bit (`mlpmixer.data.tf_resize`; slower).
     """
@@ -230,9 +228,9 @@ def _decode_simplejpeg(
     height, width, _, subsampling = simplejpeg.decode_jpeg_header(data)
     check_pixel_count(width, height)  # before simplejpeg allocates (PIL's path checks on open)
     box = box_of(height, width)
-    if tf_crop and not reduce:  # TF's decode_and_crop_jpeg: rows to the window's bottom
+    need_h, need_w = _needed(box, height, width, size) if reduce else (height, width)
+    if tf_crop and (need_h, need_w) == (height, width):  # full scale: TF's decode_and_crop_jpeg
         return _decode_window(data, box, height, fast_dct, subsampling)
-    need_h, need_w = _needed(box, height, width, size) if reduce else (0, 0)
     array = simplejpeg.decode_jpeg(
         data, "RGB", fastdct=fast_dct, min_height=need_h, min_width=need_w
     )
@@ -309,8 +307,9 @@ def _decode(
 
     ``fast_dct`` (default: ``reduce``): decode JPEGs with libjpeg's integer-fast DCT, which is
     TensorFlow's default and so big_vision's (simplejpeg only; PIL has the accurate one).
-    ``tf_crop``: the box's pixels are TF's ``decode_and_crop_jpeg`` of it (a full-scale JPEG
-    decode under simplejpeg, `mlpmixer.data.jpeg_crop`)."""
+    ``tf_crop``: where a JPEG is decoded at full scale (under simplejpeg), the box's pixels
+    are TF's ``decode_and_crop_jpeg`` of it (`mlpmixer.data.jpeg_crop`; the array may then
+    hold only the box, which the returned box says)."""
     label = (
         name
         if name is not None
@@ -422,7 +421,7 @@ def train_sample(
     """
     box_of = _training_box(size, augment, rng)
     reduce = augment.decode == "reduced"  # TF's default DCT, the integer-fast one, either way
-    array, box = _decode(source, box_of, size, reduce, name, fast_dct=True, tf_crop=not reduce)
+    array, box = _decode(source, box_of, size, reduce, name, fast_dct=True, tf_crop=True)
     return augment_pixels(array, box, size, augment, rng, in_chans, interpolation)
 
 

@@ -72,7 +72,7 @@ class DataSection:
     # evaluation's resize if not `interpolation`; area: big_vision's resize_small (TF's, exact)
     eval_resize: Interpolation | None = None
     # image files' training crop: full (TF's decode_and_crop_jpeg, as big_vision) or reduced
-    # (DCT scaling, or a plain full decode: faster); resized by torch (within 1 grey level of TF) or tf (bit for bit)
+    # (DCT scaling where the crop allows: faster on large photos); resized by torch (within 1 grey level of TF) or tf (bit for bit)
     train_decode: TrainDecode = "full"
     train_resize: TrainResize = "torch"
     skip_bad_images: bool = False  # image folders: leave unreadable files out (listed in the run)
