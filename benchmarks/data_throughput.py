@@ -7,13 +7,15 @@ Side by side in one process and one thread, interleaved round by round:
 * ``timm``: a timm-style PIL path written here: decode, RandomResizedCrop (10 attempts, scale
   0.08-1, log-uniform ratio, torchvision's algorithm) with one bilinear resample, flip, uint8;
 * ``exact``: `mlpmixer.data.transforms.train_sample` with the defaults (big_vision's inception
-  crop over the whole image; ``train_decode: full``, the crop of the full-scale decode with
-  TF's DCT; ``train_resize: torch``, within one grey level of TF's bilinear; flip) -> uint8;
+  crop over the whole image; ``train_decode: full``, TF's ``decode_and_crop_jpeg`` of the crop
+  with TF's DCT, by libjpeg-turbo's crop decode where `mlpmixer.data.jpeg_crop` can build it,
+  else a full decode with the crop's edge columns recomputed — ``MLPMIXER_JPEG_CROP_C=0``
+  forces that; ``train_resize: torch``, within one grey level of TF's bilinear; flip) -> uint8;
 * ``bitexact``: the same with ``train_resize: tf`` (TF's bilinear bit for bit);
-* ``plainfull``: ``exact`` without the crop window's edge columns made TF's
-  (`mlpmixer.data.jpeg_crop`: a second, partial decode of about 60% of 4:2:0 crops): the
-  full decode cropped, what ``exact`` was before, to show what TF's pixels there cost;
-* ``fast``: ``train_decode: reduced`` (JPEG decoded at 1/2-1/8 scale when the crop allows);
+* ``plainfull``: the crop of a plain full decode (simplejpeg), what ``exact`` was before
+  issue 26's crop decode: TF's pixels but for the crop's edge columns;
+* ``fast``: ``train_decode: reduced`` (JPEG decoded at 1/2-1/8 scale when the crop allows,
+  else as ``exact``);
 * ``exact+randaug``: ``exact`` with RandAugment(2, 15) in the worker (the imagenet1k_b16 recipe);
 * ``decode``: PIL decode to RGB alone (the floor for PIL-based paths).
 
@@ -48,9 +50,10 @@ import torch
 from PIL import Image, ImageFilter
 from torch.utils.data import default_collate
 
-from mlpmixer.data import transforms
+from mlpmixer.data import jpeg_crop, transforms
 from mlpmixer.data.folder import ImageFileDataset
 from mlpmixer.data.transforms import USE_SIMPLEJPEG, SampleAugment, sample_rng, train_sample
+from mlpmixer.models.fast import pieces
 
 SIZE = (224, 224)
 BATCH = 32
@@ -210,6 +213,9 @@ def main() -> None:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "simplejpeg": USE_SIMPLEJPEG,
+        # TF's crop decode through libjpeg-turbo (else the recomputed edge columns)
+        "jpeg_crop_c": not pieces.switched_off(jpeg_crop.SWITCH)
+        and jpeg_crop._library() is not None,
         "images": args.images,
         "jpeg_size": [args.width, args.height],
         "mean_jpeg_kb": round(mean_kb, 1),
