@@ -71,8 +71,8 @@ class DataSection:
     interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
     # evaluation's resize if not `interpolation`; area: big_vision's resize_small (TF's, exact)
     eval_resize: Interpolation | None = None
-    # image files' training crop: full (big_vision's decode_and_crop_jpeg) or reduced (DCT
-    # scaling, faster); resized by torch (within 1 grey level of TF) or tf (bit for bit)
+    # image files' training crop: full (TF's decode_and_crop_jpeg, as big_vision) or reduced
+    # (DCT scaling where the crop allows: faster on large photos); resized by torch (within 1 grey level of TF) or tf (bit for bit)
     train_decode: TrainDecode = "full"
     train_resize: TrainResize = "torch"
     skip_bad_images: bool = False  # image folders: leave unreadable files out (listed in the run)
