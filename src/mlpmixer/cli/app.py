@@ -22,6 +22,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from ..choices import PRECISIONS
 from ..errors import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -210,7 +211,7 @@ def device_option(what: str = "") -> Any:
 def precision_option(help_text: str = "fp32, or bf16/fp16 autocast.") -> Any:
     """``--precision`` as every command spells it."""
     return click.option(
-        "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+        "--precision", type=click.Choice(PRECISIONS), default="fp32",
         show_default=True, help=help_text,
     )  # fmt: skip
 
@@ -443,10 +444,11 @@ def beside_checkpoint(checkpoint: str, folder: str) -> Path | None:
 
 
 def slug(text: str) -> str:
-    """``text`` (a data set name or path) as one safe path component."""
-    import re
+    """``text`` (a data set name or path) as one safe path component (the run directory's
+    rule, `mlpmixer.train.names.slug`; imported here, in a command, never at startup)."""
+    from ..train.names import slug as one_rule
 
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip("/").split("/")[-1]).strip("-") or "data"
+    return one_rule(text)
 
 
 def int_list(value: str, name: str) -> list[int]:
