@@ -1,5 +1,11 @@
 """`train(config)`: build data, model and optimizer from a config, run, and write the run directory.
 
+The run reads top to bottom: `train` resolves the config (or plans the resume), `_train`
+joins the process group and handles SIGTERM, `_run` takes the named steps, each returning a
+named object: `_setup` (data: `steps.build_data`; model: `steps.build_model`; the loop's
+pieces: a `Trainer`), the resume, `_open_logs`, `Trainer.fit` (epochs of `run_epoch`, steps
+of `train_step`) and `_write_outputs`.
+
 Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
 
     run.json              the run id (`mlpmixer.train.run_guard`): marks the directory as a run
@@ -93,6 +99,26 @@ class RunResult:
     model: MlpFamilyModel
 
 
+@dataclass(frozen=True)
+class RunSetup:
+    """What `_setup` built: the trainer, the model's name (as reported and recorded), the
+    training data's `DatasetInfo`, and the CPU threads line (`ThreadChoice.describe`)."""
+
+    trainer: Trainer
+    model_name: str
+    info: DatasetInfo
+    threads: str
+
+
+@dataclass(frozen=True)
+class RunLogs:
+    """Where the run reports: metrics.jsonl and tensorboard (rank 0 only), progress."""
+
+    metrics: MetricsLog | None
+    tensorboard: TensorBoardLog | None
+    progress: Progress
+
+
 # --- setup pieces -------------------------------------------------------------------------------
 
 
@@ -152,7 +178,10 @@ def _setup(
     dist: DistInfo,
     device: torch.device,
     locks: contextlib.ExitStack,
-) -> tuple[Trainer, str, DatasetInfo]:
+) -> RunSetup:
+    """The run's objects, in order: data (`build_data`), model (`build_model`), the run
+    directory, then the loop's pieces (threads, EMA, wrapping, optimizer, loaders, schedule,
+    device augmentation) gathered in a `Trainer`."""
     t = config.train
     torch.manual_seed(t.seed)  # model initialisation: the same on every process
     source = find_source(config.data.dataset)
@@ -186,8 +215,7 @@ def _setup(
         unwrap(wrapped) if t.parallel != "fsdp" else wrapped, config.optim, t.layer_decay
     )
     loaders = build_loaders(config, dist, device, data, run_dir)
-    train_loader, sampler, eval_loader = loaders.train, loaders.sampler, loaders.eval
-    steps_per_epoch = sampler.steps_per_epoch
+    steps_per_epoch = loaders.sampler.steps_per_epoch
     total_steps = t.steps or t.epochs * steps_per_epoch
     scheduler = build_scheduler(
         optimizer, config.schedule, config.optim.lr, total_steps, steps_per_epoch
@@ -207,13 +235,9 @@ def _setup(
     trainer = Trainer(
         config=config, run_dir=run_dir, dist=dist, device=device, model=wrapped,
         optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema, augment=augment,
-        train_loader=train_loader, train_sampler=sampler, eval_loader=eval_loader,
-        norm_mean=mcfg.mean, norm_std=mcfg.std, num_classes=info.num_classes,
-        total_steps=total_steps, num_epochs=math.ceil(total_steps / steps_per_epoch),
+        loaders=loaders, total_steps=total_steps,
     )  # fmt: skip
-    if threads is not None:
-        trainer.threads = threads.describe()
-    return trainer, model_name, info
+    return RunSetup(trainer, model_name, info, threads.describe() if threads else "")
 
 
 def _thread_choice(config: TrainConfig, model: MlpFamilyModel, dist: DistInfo) -> ThreadChoice:
@@ -404,24 +428,12 @@ def _train(
     try:
         # SIGTERM outermost: a survivor handling a lost peer in peers_checked still says so
         with sigterm_raises(), peers_checked():
-            return _train_here(config, run_dir, plan, dist, device, locks, built)
+            return _run(config, run_dir, plan, dist, device, locks, built)
     except Terminated:
         raise Terminated(_terminated_line(built, run_dir, plan)) from None
     finally:
         torch.set_num_threads(threads)  # train.threads applies to the run only
         destroy_process_group()
-
-
-def _train_here(
-    config: TrainConfig, run_dir: Path | None, plan: ResumePlan | None, dist: DistInfo,
-    device: torch.device, locks: contextlib.ExitStack, built: list[Trainer],
-) -> RunResult:  # fmt: skip
-    _configure_torch(config, device)
-    if dist.is_main:
-        warn_if_emulated(device.type, config.train.precision)  # one line where the CPU lacks it
-    trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
-    built.append(trainer)
-    return _resume_and_run(trainer, model_name, info, plan, dist, run_dir)
 
 
 def _terminated_line(built: list[Trainer], run_dir: Path | None, plan: ResumePlan | None) -> str:
@@ -433,28 +445,6 @@ def _terminated_line(built: list[Trainer], run_dir: Path | None, plan: ResumePla
     saved = trainer.last_good_step
     kept = checkpoint_path(trainer.run_dir) if saved is not None else None
     return terminated_message(trainer.run_dir, kept, saved, trainer.state.global_step)
-
-
-def _resume_and_run(
-    trainer: Trainer, model_name: str, info: DatasetInfo, plan: ResumePlan | None,
-    dist: DistInfo, run_dir: Path | None,
-) -> RunResult:  # fmt: skip
-    if plan is not None:
-        trainer.load_checkpoint(plan.checkpoint)
-        _check_length(trainer, run_dir)
-        if dist.is_main:
-            plan.log_changes()
-    state = trainer.state
-    bind_stream_order(trainer.train_sampler, trainer.run_dir, dist.world_size, dist.is_main,
-                      state.epoch, state.step_in_epoch)  # fmt: skip
-    trainer.run_id = broadcast_object(plan.run_id if plan else new_run_id())
-    if dist.is_main:
-        write_run_id(trainer.run_dir, trainer.run_id)
-    result = _run(trainer, model_name, info, resumed=plan is not None)
-    # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
-    # a peer still works aborted a process now and then ("terminate called...").
-    barrier()
-    return result
 
 
 def _check_length(trainer: Trainer, run_dir: Path | None) -> None:
@@ -469,44 +459,74 @@ def _check_length(trainer: Trainer, run_dir: Path | None) -> None:
         )
 
 
-def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) -> RunResult:
-    run_dir, cfg, main = trainer.run_dir, trainer.config, trainer.dist.is_main
-    metrics = tensorboard = None
-    progress = Progress(cfg.run.progress if main else "none", cfg.train.log_every_steps)
-    if main:
-        atomic_write_text(run_dir / RUN_CONFIG_FILE, _config_yaml(cfg, model_name))
-        metrics = MetricsLog(run_dir)
-        metrics.truncate_after(trainer.state.epoch)
-        tensorboard = TensorBoardLog(run_dir, cfg.run.tensorboard)
-        what = "resuming" if resumed else "training"
-        progress.line(
-            f"{what} {model_name} ({unwrap(trainer.model).num_params():,} parameters) on "  # type: ignore[operator]
-            f"{info.name}: {trainer.train_sampler.num_examples} "
-            f"train / {len(trainer.eval_loader.dataset.dataset)} test images at "
-            f"{'x'.join(map(str, info.img_size))} px, batch size {cfg.train.batch_size}, "
-            f"{trainer.num_epochs} epochs = {trainer.total_steps} steps, "
-            f"{trainer.dist.world_size} process(es) on {trainer.device}"
-            f"{f', {trainer.threads}' if trainer.threads else ''} -> {run_dir}"
-        )
-        if info.skipped:  # data.skip_bad_images: say how many, list which
-            atomic_write_text(run_dir / SKIPPED_FILE, "\n".join(info.skipped) + "\n")
-            progress.line(
-                f"skipped {len(info.skipped)} unreadable image(s), listed in "
-                f"{run_dir / SKIPPED_FILE}"
-            )
+def _run(
+    config: TrainConfig, run_dir: Path | None, plan: ResumePlan | None, dist: DistInfo,
+    device: torch.device, locks: contextlib.ExitStack, built: list[Trainer],
+) -> RunResult:  # fmt: skip
+    """The run, top to bottom: set up (data, model, loop), resume, log, loop, outputs."""
+    _configure_torch(config, device)
+    if dist.is_main:
+        warn_if_emulated(device.type, config.train.precision)  # one line where the CPU lacks it
+    setup = _setup(config, run_dir, dist, device, locks)
+    trainer, model_name, info = setup.trainer, setup.model_name, setup.info
+    built.append(trainer)
+    if plan is not None:
+        trainer.load_checkpoint(plan.checkpoint)
+        _check_length(trainer, run_dir)
+        if dist.is_main:
+            plan.log_changes()
+    state = trainer.state
+    bind_stream_order(trainer.train_sampler, trainer.run_dir, dist.world_size, dist.is_main,
+                      state.epoch, state.step_in_epoch)  # fmt: skip
+    trainer.run_id = broadcast_object(plan.run_id if plan else new_run_id())
+    logs = _open_logs(setup, resumed=plan is not None)
     try:
-        trainer.fit(metrics, tensorboard, progress)
+        trainer.fit(logs.metrics, logs.tensorboard, logs.progress)
     finally:
-        if tensorboard is not None:
-            tensorboard.close()
+        if logs.tensorboard is not None:
+            logs.tensorboard.close()
     model = _final_model(trainer)
     summary: dict[str, Any] = {}
-    if main:
-        summary = _write_outputs(trainer, model, model_name, info, resumed)
+    if dist.is_main:
+        summary = _write_outputs(trainer, model, model_name, info, resumed=plan is not None)
     summary = broadcast_object(summary)
-    if not summary and main:
+    if not summary and dist.is_main:
         raise RunError("the run finished without a summary")
-    return RunResult(run_dir, summary, unwrap(model))  # type: ignore[arg-type]
+    # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
+    # a peer still works aborted a process now and then ("terminate called...").
+    barrier()
+    return RunResult(trainer.run_dir, summary, unwrap(model))  # type: ignore[arg-type]
+
+
+def _open_logs(setup: RunSetup, resumed: bool) -> RunLogs:
+    """Rank 0: run.json, config.yaml, metrics.jsonl (cut back to the checkpoint), tensorboard,
+    and the run's first line; the other ranks log nothing."""
+    trainer, model_name, info = setup.trainer, setup.model_name, setup.info
+    run_dir, cfg, main = trainer.run_dir, trainer.config, trainer.dist.is_main
+    progress = Progress(cfg.run.progress if main else "none", cfg.train.log_every_steps)
+    if not main:
+        return RunLogs(None, None, progress)
+    write_run_id(run_dir, trainer.run_id)
+    atomic_write_text(run_dir / RUN_CONFIG_FILE, _config_yaml(cfg, model_name))
+    metrics = MetricsLog(run_dir)
+    metrics.truncate_after(trainer.state.epoch)
+    tensorboard = TensorBoardLog(run_dir, cfg.run.tensorboard)
+    what = "resuming" if resumed else "training"
+    progress.line(
+        f"{what} {model_name} ({unwrap(trainer.model).num_params():,} parameters) on "  # type: ignore[operator]
+        f"{info.name}: {trainer.train_sampler.num_examples} "
+        f"train / {len(trainer.loaders.eval.dataset.dataset)} test images at "  # type: ignore[attr-defined]
+        f"{'x'.join(map(str, info.img_size))} px, batch size {cfg.train.batch_size}, "
+        f"{trainer.num_epochs} epochs = {trainer.total_steps} steps, "
+        f"{trainer.dist.world_size} process(es) on {trainer.device}"
+        f"{f', {setup.threads}' if setup.threads else ''} -> {run_dir}"
+    )
+    if info.skipped:  # data.skip_bad_images: say how many, list which
+        atomic_write_text(run_dir / SKIPPED_FILE, "\n".join(info.skipped) + "\n")
+        progress.line(
+            f"skipped {len(info.skipped)} unreadable image(s), listed in {run_dir / SKIPPED_FILE}"
+        )
+    return RunLogs(metrics, tensorboard, progress)
 
 
 def _config_yaml(config: TrainConfig, model_name: str) -> str:

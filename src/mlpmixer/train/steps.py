@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,6 @@ from .augment import sample_augment
 from .config import TrainConfig
 from .data_defaults import model_for_side
 from .distributed import DistInfo
-from .loop import padded_eval_length
 from .sampler import ShardSampler, StreamBatchPlan, TrainBatchSampler
 
 
@@ -262,3 +262,8 @@ def _stream_loaders(
         micro_batch=eval_batch, per_rank=padded // dist.world_size,
     )  # fmt: skip
     return RunLoaders(train_loader, plan, DataLoader(eval_stream, batch_size=eval_batch, **options))
+
+
+def padded_eval_length(num_examples: int, world_size: int) -> int:
+    """Length of the eval set padded so every process gets the same number of examples."""
+    return math.ceil(num_examples / world_size) * world_size
