@@ -61,3 +61,18 @@ def test_load_options_are_checked_once():
     options = LoadOptions(in_chans=1, crop_pct=0.875)
     assert options.shape((28, 28), 3) == ((28, 28), 1)
     assert (options.crop("train"), options.crop("test")) == (1.0, 0.875)
+
+
+def test_named_sets_live_under_the_root_a_run_gives(tmp_path):
+    """data.root reaches the named sets through `build_data` (None: `data_root()`)."""
+    from mlpmixer.errors import DataError
+    from mlpmixer.train import TrainConfig
+    from mlpmixer.train.steps import build_data, plan_inputs
+
+    config = TrainConfig.from_dict(
+        {"data": {"dataset": "mnist", "root": str(tmp_path), "download": False}}
+    )
+    source = find_source("mnist")
+    with pytest.raises(DataError, match=str(tmp_path / "mnist")):
+        build_data(config, plan_inputs(config, source), source)
+    assert LoadOptions().named_dir("cifar10").name == "cifar10"

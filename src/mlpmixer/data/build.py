@@ -143,8 +143,7 @@ class ArraySource(SourceBase):
         return view
 
 
-def _named_idx(name: str, root: Path, download: bool) -> Path:
-    directory = root / name
+def _named_idx(name: str, directory: Path, download: bool) -> Path:
     if is_idx_dir(directory):
         return directory
     if not download:
@@ -168,12 +167,12 @@ def _named_source(name: str) -> ArraySource:
         names = FASHION_NAMES if name == "fashion-mnist" else DIGIT_NAMES
 
         def read_idx(split: str, o: LoadOptions) -> tuple[Arrays, Sequence[str]]:
-            return load_idx_arrays(_named_idx(name, o.root, o.download), split), names
+            return load_idx_arrays(_named_idx(name, o.named_dir(name), o.download), split), names
 
         return ArraySource(name, read_idx, (28, 28), 10, 60000)
 
     def read_cifar(split: str, o: LoadOptions) -> tuple[Arrays, Sequence[str]]:
-        return load_cifar_arrays(o.root / name, name, split, o.download)
+        return load_cifar_arrays(o.named_dir(name), name, split, o.download)
 
     return ArraySource(name, read_cifar, (32, 32), 100 if name == "cifar100" else 10, 50000)
 
@@ -427,7 +426,7 @@ def build_dataset(
     options = LoadOptions(
         img_size=None if img_size is None else to_pair(img_size, "img_size"),
         in_chans=in_chans, crop_pct=crop_pct, interpolation=interpolation,
-        root=data_root(root), download=download, val_fraction=val_fraction, seed=seed,
+        root=None if root is None else Path(root), download=download, val_fraction=val_fraction, seed=seed,
         skip_bad_images=skip_bad_images, source_split=source_split,
     )  # fmt: skip
     text = str(name_or_path)

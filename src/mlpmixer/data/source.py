@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
@@ -63,14 +63,14 @@ class LoadOptions:
 
     ``img_size`` (h, w) and ``in_chans`` (1 or 3): ``None`` keeps the source's native values
     (`shape`); ``crop_pct`` applies to evaluation splits (`crop`); ``root``: where named sets
-    live (`data_root`); ``source_split``: the data set's own split name (shards, ``hf:``).
+    live (`named_dir`); ``source_split``: the data set's own split name (shards, ``hf:``).
     """
 
     img_size: tuple[int, int] | None = None
     in_chans: int | None = None
     crop_pct: float = 1.0
     interpolation: str = "bilinear"
-    root: Path = field(default_factory=data_root)
+    root: Path | None = None  # None: `data_root()`
     download: bool = True
     val_fraction: float = 0.1
     seed: int = 0
@@ -95,6 +95,10 @@ class LoadOptions:
         """((h, w), channels) to load at: the asked ones, else the source's native ones."""
         size = self.img_size or (int(native_size[0]), int(native_size[1]))
         return size, self.in_chans or native_chans
+
+    def named_dir(self, name: str) -> Path:
+        """Where the named set ``name`` lives: ``root/name`` (`data_root`)."""
+        return data_root(self.root) / name
 
     def crop(self, split: str) -> float:
         """The centre crop of ``split``: training images are cropped by the training views."""
