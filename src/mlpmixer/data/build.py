@@ -15,7 +15,7 @@ import gzip
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Dataset
@@ -342,14 +342,17 @@ class ShardSource(ImageFileSource):
     def train_view(
         self, dataset: Dataset, augment: SampleAugment, seed: int, skip_log: Path | None
     ) -> Dataset:
-        view = uint8_view(dataset, augment, seed)
-        view.skip_log = skip_log  # type: ignore[attr-defined]
-        return view
+        return _own_reader(uint8_view(dataset, augment, seed), skip_log)
 
     def eval_view(self, dataset: Dataset, skip_log: Path | None) -> Dataset:
-        view = uint8_view(dataset)
-        view.skip_log = skip_log  # type: ignore[attr-defined]
-        return view
+        return _own_reader(uint8_view(dataset), skip_log)
+
+
+def _own_reader(view: Any, skip_log: Path | None) -> ShardDataset:
+    """A shard view with its own shard cache and its own record of replaced samples (a
+    copy would share the loaded split's), appended to ``skip_log``."""
+    view._cache, view._logged, view.skip_log = {}, set(), skip_log
+    return view
 
 
 def dataset_directory(text: str) -> Path:
