@@ -74,7 +74,7 @@ def test_the_cli_shows_the_library_log_on_stderr(capsys):
     """The library logs (it never prints); the CLI shows INFO lines plain, warnings marked."""
     import logging
 
-    from mlpmixer.cli.app import StderrLines, show_library_log
+    from mlpmixer.cli.printing import StderrLines, show_library_log
 
     show_library_log()
     show_library_log()  # installed once, however often a command runs

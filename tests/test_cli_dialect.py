@@ -101,7 +101,7 @@ def test_old_spellings_still_work_with_one_warning_line(args, warning):
 
 
 def test_img_size_means_one_size_everywhere():
-    from mlpmixer.cli.app import IMG_SIZE
+    from mlpmixer.cli.options import IMG_SIZE
 
     assert IMG_SIZE.convert("448", None, None) == 448
     assert IMG_SIZE.convert("224x448", None, None) == (224, 448)

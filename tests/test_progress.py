@@ -237,3 +237,62 @@ def test_a_stream_of_unknown_length_is_counted_without_share_or_eta(every_unit, 
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("x: ")]
     assert lines[-1].startswith("x: batch 3, ") and "batches/" in lines[-1], lines
     assert not any("%" in line or "ETA" in line for line in lines), lines
+
+
+# --- issue 28 item 3: one drawing library (rich) for the training bar ---------------------
+
+
+def _bar_after_two_steps(monkeypatch, columns: int) -> list[str]:
+    import io
+
+    from mlpmixer.train.logs import Progress
+
+    monkeypatch.setenv("COLUMNS", str(columns))  # the width rich gives a stream
+    stream = io.StringIO()
+    progress = Progress("bar", 5, stream=stream)
+    progress.start_run(total_steps=4, done=1, epochs=2)  # resumed after step 1
+    progress.start_epoch(1, 2)
+    progress.step(1, 2, loss=0.5, lr=1e-3)
+    progress.step(2, 3, loss=0.25, lr=1e-3)
+    progress.end_epoch("epoch 1/2: ...", {"test_top1": 0.5})
+    progress.line("see [bold]x[/] \x1b[31m")
+    progress.close()
+    return stream.getvalue().splitlines()
+
+
+def test_the_training_bar_shows_epoch_counts_and_postfix_and_lines_above_it(monkeypatch):
+    """A stream that is no terminal gets the bar's final state once, at close; lines given
+    to the bar come before it, escaped and without markup."""
+    first, bar = _bar_after_two_steps(monkeypatch, 160)
+    assert first.endswith("s] see [bold]x[/] \\x1b[31m"), first
+    assert bar.startswith("epoch 1/2 ") and " 3/4 " in bar and " steps/s " in bar, bar
+    assert bar.endswith("loss=0.2500, lr=1.00e-03, test_top1=0.5000"), bar
+    _, narrow = _bar_after_two_steps(monkeypatch, 60)  # the fields are cut, not the counts
+    assert narrow.startswith("epoch 1/2 ") and " 3/4 " in narrow and narrow.endswith("…"), narrow
+    assert len(narrow) <= 60
+
+
+def test_the_training_bar_redraws_in_place_on_a_terminal():
+    import io
+
+    from mlpmixer.progress import Bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    bar = Bar(total=3, stream=stream)
+    for step in range(3):
+        bar.describe(f"epoch {step + 1}/3")
+        bar.advance()
+    bar.close()
+    assert "\r" in stream.getvalue() or "\x1b[" in stream.getvalue()  # redrawn, not appended
+    assert "epoch 3/3" in stream.getvalue() and "3/3" in stream.getvalue()
+
+
+def test_a_line_above_the_bar_is_escaped(monkeypatch):
+    """Before: in bar mode (a terminal) the run's lines went to the terminal raw, so an ANSI
+    sequence in a data set path or --out drove it; in log mode they were escaped."""
+    line = next(line for line in _bar_after_two_steps(monkeypatch, 160) if " see " in line)
+    assert "\x1b" not in line and line.endswith("see [bold]x[/] \\x1b[31m"), line

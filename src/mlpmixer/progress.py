@@ -8,17 +8,21 @@ forces them); other INFO records (notices) always. From Python, `shown_on_stderr
 same handler in place for one call (``mlpmixer.train(...)``) when the program has set up no
 logging of its own, so a script or notebook sees what the CLI shows. `Ticker` reports
 counted work (step, rate, ETA) at least every ~10 seconds.
+
+Where a person watches (a terminal, a notebook), training draws one `Bar` instead: rich's
+progress display, the one drawing library the project uses (its tables are rich's too).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TextIO, TypeVar
 
 T = TypeVar("T")
 
@@ -91,6 +95,12 @@ def in_notebook() -> bool:
     """Whether this process is a Jupyter kernel (its output is a notebook cell, not a tty)."""
     shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def notebook_widgets() -> bool:
+    """Whether a `Bar` can be drawn in a notebook: rich draws it in an ipywidgets widget, and
+    without that package shows only a warning (a notebook gets progress lines instead)."""
+    return "ipywidgets" in sys.modules or importlib.util.find_spec("ipywidgets") is not None
 
 
 def plural(unit: str) -> str:
@@ -245,3 +255,71 @@ class Heartbeat:
                 elapsed = duration(time.monotonic() - self.start)
                 self.logger.info("%s: still %s (elapsed %s)", self.what, doing, elapsed,
                                  extra=_BEAT)  # fmt: skip
+
+
+class Bar:
+    """One bar for work of ``total`` units, redrawn in place by rich (on a terminal; in a
+    Jupyter notebook, rich's widget, or text without ipywidgets): a description, the bar,
+    done/total, the rate, elapsed and remaining time, and a ``key=value`` postfix. Lines
+    given to `write` appear above it, as do stderr writes while it is shown; a stream that
+    is no terminal gets the final state once, at `close`."""
+
+    def __init__(
+        self, total: int, stream: TextIO, done: int = 0, unit: str = "step",
+        notebook: bool = False,
+    ) -> None:  # fmt: skip
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.table import Column
+        from rich.text import Text
+
+        class Postfix(ProgressColumn):
+            """The ``key=value`` fields, one line: on a narrow terminal they are cut ("…"),
+            never the counts and times (rich shares the cut among all columns otherwise)."""
+
+            def render(self, task: Any) -> Text:
+                return Text(task.fields["postfix"], no_wrap=True, overflow="ellipsis")
+
+        def kept() -> Column:
+            return Column(no_wrap=True)
+
+        console = Console(file=stream, force_jupyter=notebook, highlight=False, emoji=False)
+        self._progress = Progress(
+            TextColumn("{task.description}", markup=False, table_column=kept()),
+            BarColumn(bar_width=20), MofNCompleteColumn(table_column=kept()),
+            TextColumn("{task.fields[rate]}", markup=False, table_column=kept()),
+            TimeElapsedColumn(table_column=kept()), TimeRemainingColumn(table_column=kept()),
+            Postfix(), console=console, redirect_stdout=False,  # stdout carries results (--json)
+        )  # fmt: skip
+        self._units = plural(unit)
+        self._task = self._progress.add_task("", total=total, completed=done, rate="", postfix="")
+        self._progress.start()
+
+    def describe(self, text: str) -> None:
+        self._progress.update(self._task, description=text)
+
+    def set_postfix(self, values: dict[str, Any]) -> None:
+        """``values`` shown after the bar as ``key=value, ...`` (loss, lr, top-1)."""
+        postfix = ", ".join(f"{key}={value}" for key, value in values.items())
+        self._progress.update(self._task, postfix=postfix)
+
+    def advance(self, units: int = 1) -> None:
+        self._progress.advance(self._task, units)
+        speed = self._progress.tasks[self._task].speed  # over the last 30 s, None at first
+        if speed:
+            self._progress.update(self._task, rate=f"{speed:.2f} {self._units}/s")
+
+    def write(self, text: str) -> None:
+        """``text`` as one line above the bar, printed as it is (no markup)."""
+        self._progress.console.print(printable(text), markup=False, highlight=False)
+
+    def close(self) -> None:
+        self._progress.stop()

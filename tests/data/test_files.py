@@ -201,9 +201,69 @@ def test_safe_extract_refuses_links(tmp_path):
     assert (tmp_path / "ok" / "folder" / "file.txt").read_bytes() == b"hello"
 
 
+def _tar_of(path, *members: tuple[tarfile.TarInfo, bytes]):
+    with tarfile.open(path, "w") as tar:
+        for member, payload in members:
+            member.size = len(payload) if member.isfile() else 0
+            tar.addfile(member, io.BytesIO(payload) if member.isfile() else None)
+
+
+def _link(name: str, kind: bytes, target: str) -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.type, member.linkname = kind, target
+    return member
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        _link("data/inside", tarfile.SYMTYPE, "file.txt"),  # tarfile's data filter allows it
+        _link("data/hard", tarfile.LNKTYPE, "data/file.txt"),  # and this
+        _link("data/up", tarfile.SYMTYPE, "../.."),
+        _link("data/dev", tarfile.CHRTYPE, ""),
+        _link("data/disk", tarfile.BLKTYPE, ""),
+        _link("data/fifo", tarfile.FIFOTYPE, ""),
+    ],
+    ids=["symlink-inside", "hardlink-inside", "symlink-up", "char-device", "block-device", "fifo"],
+)
+def test_safe_extract_refuses_links_and_special_files_and_writes_nothing(tmp_path, member):
+    """Refused even after good members (they went to a temporary folder, now gone)."""
+    good = tarfile.TarInfo("data/file.txt")
+    archive = tmp_path / "a.tar"
+    folder = tarfile.TarInfo("data")
+    folder.type = tarfile.DIRTYPE
+    _tar_of(archive, (folder, b""), (good, b"ok"), (member, b""))
+    target = tmp_path / "out"
+    with pytest.raises(DataError, match=f"{member.name!r} is a link or special file"):
+        safe_extract(archive, target)
+    assert list(target.iterdir()) == []
+
+
+def test_safe_extract_drops_setuid_and_group_write_bits(tmp_path):
+    """The archive's mode bits are tamed (tarfile's data filter does it now; before, every file
+    was written with the default mode)."""
+    member = tarfile.TarInfo("data/tool")
+    member.mode = 0o6777  # setuid, setgid, writable by everyone
+    archive = tmp_path / "modes.tar"
+    _tar_of(archive, (member, b"#!/bin/sh\n"))
+    safe_extract(archive, tmp_path / "out")
+    mode = (tmp_path / "out" / "data" / "tool").stat().st_mode
+    assert mode & 0o7022 == 0 and mode & 0o600 == 0o600, oct(mode)
+
+
 def test_loader_workers_decode(tmp_path):
     make_idx_dir(tmp_path / "mnist")
     dataset, _ = build_dataset(tmp_path / "mnist", "train")
     loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2)
     images = torch.cat([x for x, _ in loader])
     assert images.shape == (12, 1, 28, 28)
+
+
+def test_without_tarfiles_filters_extraction_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    """Python < 3.10.12 / 3.11.4 has no extraction filters: say so, extract nothing."""
+    archive = tmp_path / "a.tar"
+    _tar_of(archive, (tarfile.TarInfo("file.txt"), b"x"))
+    monkeypatch.delattr(tarfile, "data_filter")
+    with pytest.raises(DataError, match=r"needs tarfile's extraction filters \(Python >= 3\.10"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out" / "file.txt").exists()

@@ -94,7 +94,7 @@ def test_eval_and_predict_write_next_to_the_checkpoint_not_to_results(
 
 
 def test_results_of_a_runs_model_go_into_the_run(tmp_path):
-    from mlpmixer.cli.app import beside_checkpoint
+    from mlpmixer.cli.out_dir import beside_checkpoint
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -47,14 +47,19 @@ def test_a_script_sees_the_first_line_and_progress_and_can_silence_them(tmp_path
 
 
 def test_in_a_jupyter_kernel_the_run_shows_a_bar(monkeypatch):
-    """A notebook's stderr is no terminal, yet it shows a bar (tqdm.auto's widget)."""
+    """A notebook's stderr is no terminal, yet it shows a bar (rich's widget); without
+    ipywidgets rich would show only a warning, so the run logs progress lines there."""
     import io
     import types
 
+    from mlpmixer.train import logs
     from mlpmixer.train.logs import Progress
 
     assert Progress("auto", 50, stream=io.StringIO()).mode == "log"
     shell = types.SimpleNamespace(config={"IPKernelApp": {}})
     monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    monkeypatch.setitem(sys.modules, "ipywidgets", types.ModuleType("ipywidgets"))
     assert Progress("auto", 50).mode == "bar"
     assert Progress("none", 50).mode == "none"  # progress=False stays silent there too
+    monkeypatch.setattr(logs, "notebook_widgets", lambda: False)
+    assert Progress("auto", 50).mode == "log"

@@ -8,24 +8,20 @@ import click
 from rich import box
 from rich.table import Table
 
-from .app import (
+from .dialect import deprecated
+from .options import (
     NON_NEGATIVE_INT,
     POSITIVE_FLOAT,
     POSITIVE_INT,
     SEED,
-    beside_checkpoint_option,
     checkpoint_option,
-    cli,
-    console,
-    deprecated,
     device_option,
-    err_console,
     int_list,
-    out_option,
-    print_json,
-    product_dir,
     threads_option,
 )
+from .out_dir import beside_checkpoint_option, out_option, product_dir
+from .printing import console, err_console, print_json
+from .root import cli
 
 
 @cli.group()

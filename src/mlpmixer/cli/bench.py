@@ -11,18 +11,17 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .app import (
+from .options import (
     NON_NEGATIVE_FLOAT,
     NON_NEGATIVE_INT,
     POSITIVE_INT,
-    cli,
-    console,
     device_option,
     precision_option,
-    print_json,
-    regular_file_or_new,
     threads_option,
 )
+from .out_dir import regular_file_or_new
+from .printing import console, print_json
+from .root import cli
 
 
 @cli.command()

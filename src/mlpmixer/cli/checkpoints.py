@@ -12,7 +12,10 @@ from rich.table import Table
 
 from ..choices import WRITABLE_FORMATS
 from ..errors import EXIT_BAD_INPUT
-from .app import as_pair, cli, console, err_console, img_size_option, print_json, printable
+from ..progress import printable
+from .options import as_pair, img_size_option
+from .printing import console, err_console, print_json
+from .root import cli
 
 
 @cli.command()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .app import SEED, cli, console, print_json
+from .options import SEED
+from .printing import console, print_json
+from .root import cli
 
 
 @cli.group()

@@ -11,29 +11,36 @@ from rich.table import Table
 from ..choices import INTERPOLATIONS
 from ..errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED
 from ..fileio import atomic_write_json, atomic_write_text
-from .app import (
+from ..progress import printable
+from .options import (
     FRACTION,
     POSITIVE_INT,
-    beside_checkpoint,
-    beside_checkpoint_option,
     checkpoint_option,
-    cli,
-    console,
     device_option,
-    err_console,
-    floats,
     int_list,
     precision_option,
-    print_json,
-    printable,
-    slug,
     workers_option,
 )
+from .out_dir import beside_checkpoint, beside_checkpoint_option, slug
+from .printing import console, err_console, print_json
+from .root import cli
 
 
 def _out(out: str | None, checkpoint: str, folder: str) -> Path | None:
     """``--out``, else the default place next to the checkpoint (None: nothing to write)."""
     return Path(out) if out is not None else beside_checkpoint(checkpoint, folder)
+
+
+def floats(value: str | None, name: str) -> tuple[float, ...] | None:
+    """``--mean``/``--std``: ``0.5,0.5,0.5`` as numbers; anything else is a usage error."""
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated numbers, got {value!r}", param_hint=name
+        ) from None
 
 
 def _not_written(what: str) -> None:

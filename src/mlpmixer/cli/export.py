@@ -6,15 +6,10 @@ from pathlib import Path
 
 import click
 
-from .app import (
-    RESULTS,
-    checkpoint_option,
-    cli,
-    console,
-    print_json,
-    product_dir,
-    regular_file_or_new,
-)
+from .options import checkpoint_option
+from .out_dir import RESULTS, product_dir, regular_file_or_new
+from .printing import console, print_json
+from .root import cli
 
 
 @cli.command()

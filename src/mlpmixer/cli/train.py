@@ -20,19 +20,18 @@ from ..layout import (
     SKIPPED_FILE,
     SUMMARY_FILE,
 )
-from .app import (
+from ..progress import printable
+from .options import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
     SEED,
     checked_device,
-    cli,
-    console,
-    dir_or_new,
     img_size_option,
-    print_json,
-    printable,
     threads_option,
 )
+from .out_dir import dir_or_new
+from .printing import console, print_json
+from .root import cli
 
 
 def flag_overrides(**flags: Any) -> list[tuple[str, Any]]:

@@ -2,8 +2,8 @@
 
 * ``metrics.jsonl``: one JSON object per evaluated epoch (always);
 * ``tensorboard/``: event files when the ``tensorboard`` package is installed;
-* progress: one tqdm bar, updated in place, when stderr is a terminal (in a Jupyter notebook:
-  tqdm.auto's notebook widget); otherwise log lines
+* progress: one bar (`mlpmixer.progress.Bar`, rich's), updated in place, when stderr is a
+  terminal or in a Jupyter notebook with ipywidgets; otherwise log lines
   (step, epoch, loss, rate, ETA) every ``train.log_every_steps`` steps and at least every
   ~10 seconds, even inside one long step;
 * ``curves.png``: loss and top-1 against epochs (matplotlib, Agg backend).
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..layout import METRICS_FILE
-from ..progress import PROGRESS, Ticker, in_notebook
+from ..progress import PROGRESS, Bar, Ticker, in_notebook, notebook_widgets
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ class TensorBoardLog:
 
 
 class Progress:
-    """One tqdm bar for the whole run on a terminal (epoch, loss, lr and the last test top-1
-    in its postfix, updated in place); otherwise progress lines logged at INFO on
+    """One `Bar` for the whole run on a terminal or in a notebook (epoch, loss, lr and the
+    last test top-1 in its postfix, updated in place); otherwise progress lines logged at INFO on
     ``mlpmixer.train.logs`` (the CLI shows them on stderr): a `Ticker` line (step, epoch,
     loss, lr, rate, ETA) every ``log_every`` steps and at least every ``interval`` seconds,
     and one line per epoch."""
@@ -90,11 +90,11 @@ class Progress:
         self, mode: str, log_every: int, stream: TextIO | None = None, interval: float = 10.0
     ) -> None:
         self.stream = stream or sys.stderr
-        self.notebook = mode == "auto" and stream is None and in_notebook()
+        self.notebook = mode == "auto" and stream is None and in_notebook() and notebook_widgets()
         if mode == "auto":
             mode = "bar" if self.stream.isatty() or self.notebook else "log"
         self.mode, self.log_every, self.interval = mode, log_every, interval
-        self.bar: Any = None
+        self.bar: Bar | None = None
         self.ticker: Ticker | None = None
         self.epoch, self.epochs, self.steps_in_epoch = 0, 0, 0
         self.postfix: dict[str, str] = {}
@@ -103,15 +103,7 @@ class Progress:
     def start_run(self, total_steps: int, done: int, epochs: int) -> None:
         self.epochs = epochs
         if self.mode == "bar":
-            if self.notebook:  # the widget (text bars when ipywidgets is missing)
-                from tqdm.auto import tqdm
-            else:
-                from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total_steps, initial=done, file=self.stream, dynamic_ncols=True,
-                unit="step", leave=True,
-            )  # fmt: skip
+            self.bar = Bar(total_steps, self.stream, done=done, notebook=self.notebook)
         elif self.mode == "log":
             self.ticker = Ticker(log, "training", total_steps, interval=self.interval, done=done)
             self.ticker.__enter__()
@@ -119,13 +111,13 @@ class Progress:
     def start_epoch(self, epoch: int, steps: int) -> None:
         self.epoch, self.steps_in_epoch = epoch, steps
         if self.bar is not None:
-            self.bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
+            self.bar.describe(f"epoch {epoch}/{self.epochs}")
 
     def step(self, step_in_epoch: int, global_step: int, loss: float, lr: float) -> None:
         if self.bar is not None:
             self.postfix.update(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-            self.bar.set_postfix(self.postfix, refresh=False)
-            self.bar.update(1)
+            self.bar.set_postfix(self.postfix)
+            self.bar.advance()
         elif self.ticker is not None:
             detail = (
                 f"epoch {self.epoch}/{self.epochs}, step {step_in_epoch}/{self.steps_in_epoch}"
@@ -156,7 +148,7 @@ class Progress:
             return
         text = f"[{time.perf_counter() - self.start:7.1f}s] {text}"
         if self.bar is not None:
-            self.bar.write(text, file=self.stream)
+            self.bar.write(text)
         else:
             log.info("%s", text, extra=PROGRESS if progress else None)
 

@@ -66,7 +66,7 @@ def compute_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torc
 
 
 @dataclass
-class Progression:
+class RunPosition:
     """Where the run is: ``epoch`` (0-based, current), steps done in it, steps done in total."""
 
     epoch: int = 0
@@ -109,7 +109,7 @@ class Trainer:
     augment: DeviceAugment
     loaders: RunLoaders
     total_steps: int
-    state: Progression = field(default_factory=Progression)
+    state: RunPosition = field(default_factory=RunPosition)
     sums: EpochSums = field(default_factory=EpochSums)
     last_good_step: int | None = None
     last_eval: dict[str, Any] = field(default_factory=dict)
@@ -317,7 +317,7 @@ class Trainer:
                 raise RunError("the checkpoint has no EMA weights but train.ema_decay is set")
             self.ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
-        self.state = Progression(**state["progress"])
+        self.state = RunPosition(**state["progress"])
         # the epoch's sums so far were summed over processes when saved: rank 0 carries them
         sums = state["epoch_sums"] if self.dist.is_main else torch.zeros(3, dtype=torch.float64)
         self.sums = EpochSums(sums.clone())
