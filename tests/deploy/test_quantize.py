@@ -93,3 +93,18 @@ def test_static_without_calibration_and_an_unknown_method_are_refused():
         quantize(tiny(), "static")
     with pytest.raises(ConfigError, match="'int4'"):
         quantize(tiny(), "int4")
+
+
+@pytest.mark.slow  # one static quantization per Linear: ~25 s on a busy 2-core machine
+def test_sensitivity_finds_the_layer_whose_input_has_an_outlier():
+    from mlpmixer.deploy.sensitivity import layer_sensitivity
+
+    model = tiny()
+    with torch.no_grad():  # one huge channel into blocks.1.channel_mixing.fc1: per-row weight
+        model.blocks[1].channel_norm.weight[3] = 200.0  # scales are fine, the activations not
+    x = images(16)
+    rows = layer_sensitivity(model, "static", x, calibration=x)
+    assert rows[0].layer == "blocks.1.channel_mixing.fc1"
+    assert rows[0].kind == "channel-mixing"
+    assert rows[0].input_max > 100  # the outlier channel, seen in its input range
+    assert {r.kind for r in rows} == {"token-mixing", "channel-mixing"}
