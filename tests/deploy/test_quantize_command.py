@@ -131,3 +131,16 @@ def test_static_on_a_vnni_cpu_calibrates_on_the_data_given(checkpoint, tmp_path,
     assert result.exit_code == 0, result.output
     assert "method static: this CPU has int8 dot-product units (avx512_vnni)" in result.output
     assert load_quantized(out).calibration_images == 40
+
+
+def test_a_folder_of_the_users_is_not_written_into(checkpoint, tmp_path):
+    _, path = checkpoint
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    result = CliRunner().invoke(
+        cli, ["quantize", "--checkpoint", path, "--method", "weight-only", "--out", str(mine)]
+    )
+    assert result.exit_code == 2
+    assert str(mine) in result.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]

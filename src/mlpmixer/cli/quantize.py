@@ -44,16 +44,19 @@ def quantize(checkpoint: str, method: str, calibration: str | None, calibration_
     pip install 'mlpmixer[int8]'.
     """
     from ..checkpoints import load_model
+    from ..deploy import detect, save_quantized
     from ..deploy import quantize as int8
-    from ..deploy import save_quantized
     from ..deploy.accuracy import logits
     from ..deploy.calibration import calibration_images as read_calibration
     from ..deploy.choose import auto_method, verdict
     from ..deploy.extra import torchao_module
     from ..deploy.methods import DEFAULT_KEEP
     from ..errors import ConfigError
+    from ..fileio import check_new_dir
 
     torchao_module()  # the missing extra is said first, before any loading
+    # a folder of the user's is never written into (nor replaced): new, empty or an int8 model
+    check_new_dir(Path(out), detect, "int8 model")
     if method == "static" and calibration is None:
         raise click.BadParameter("static int8 needs --calibration DATA", param_hint="--method")
     model = load_model(checkpoint).eval()

@@ -48,11 +48,10 @@ def _inside(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def is_quantized(tensor: torch.Tensor) -> bool:
-    """Whether ``tensor`` is one of torchao's quantized tensor subclasses."""
-    return (
-        type(tensor) is not torch.Tensor
-        and type(tensor) is not nn.Parameter
-        and hasattr(tensor, "__tensor_flatten__")
+    """Whether ``tensor`` is one of torchao's quantized tensor subclasses (a plain tensor or
+    parameter is not; a subclass says what it is made of through ``__tensor_flatten__``)."""
+    return type(tensor) not in (torch.Tensor, nn.Parameter) and hasattr(
+        tensor, "__tensor_flatten__"
     )
 
 
