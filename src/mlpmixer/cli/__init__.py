@@ -1,6 +1,6 @@
 """The ``mlpmixer`` command line: a thin layer that parses arguments, calls the library and
-prints results. One module per command group (checkpoints, train, evaluate, export, analyze,
-bench, data); what they share, one module per concept: `root` (the group; failures as
+prints results. One module per command group (checkpoints, train, evaluate, export,
+quantize, analyze, bench, data); what they share, one module per concept: `root` (the group; failures as
 messages and exit codes), `dialect` (option spellings, old ones translated), `options`
 (the shared options and flag types), `out_dir` (where ``--out`` goes), `printing` (stdout,
 stderr and the library's log lines).
@@ -11,7 +11,7 @@ Exit codes: 0 success, 1 the run failed, 2 bad usage or input (see `mlpmixer.err
 from __future__ import annotations
 
 # Importing the command modules registers their commands on `cli`.
-from . import analyze, bench, checkpoints, data, evaluate, export, train  # noqa: F401
+from . import analyze, bench, checkpoints, data, evaluate, export, quantize, train  # noqa: F401
 from .root import cli
 
 

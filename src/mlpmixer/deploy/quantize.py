@@ -1,0 +1,90 @@
+"""`quantize`: a Mixer-family model in int8, and the `QuantizedMixer` it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..models.base import MlpFamilyModel
+from ..models.config import MixerConfig
+from .methods import DEFAULT_KEEP, check_method
+from .plain import plain_copy
+
+
+class QuantizedMixer(nn.Module):
+    """A quantized Mixer: ``forward(images)`` (B, C, H, W) -> logits (B, num_classes).
+
+    ``method``: how it was quantized; ``kept_in_float``: the modules left in float on top of
+    the norms and activations (which no method quantizes); ``quantized``: the Linears that
+    are int8; ``config``: the float model's config (preprocessing included), from which
+    `storage.load_quantized` rebuilds it; ``calibration_images``: how many images fixed the
+    activation ranges (static only, else 0).
+    """
+
+    def __init__(
+        self,
+        inner: nn.Module,
+        method: str,
+        config: MixerConfig,
+        kept_in_float: Iterable[str],
+        quantized: Iterable[str],
+        calibration_images: int = 0,
+    ) -> None:
+        super().__init__()
+        self.inner = inner
+        self.method = method
+        self.config = config
+        self.kept_in_float = tuple(kept_in_float)
+        self.quantized = tuple(quantized)
+        self.calibration_images = calibration_images
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.inner(images)
+
+    def train(self, mode: bool = True) -> QuantizedMixer:
+        """Inference only: ``eval()``/``train()`` leave the inner module as it is (an exported
+        static graph refuses them; its dropout is already off)."""
+        self.training = mode
+        return self
+
+    def describe(self) -> str:
+        """One line: method, how many Linears are int8, what stays float."""
+        kept = ", ".join(self.kept_in_float) or "nothing else"
+        return (
+            f"{self.method} int8: {len(self.quantized)} layers int8; kept in float: {kept} "
+            "(and every norm, GELU and residual add)"
+        )
+
+
+def quantize(
+    model: MlpFamilyModel,
+    method: str,
+    calibration: torch.Tensor | None = None,
+    keep_float: Iterable[str] = DEFAULT_KEEP,
+) -> QuantizedMixer:
+    """``model`` in int8 by ``method`` (``weight-only``, ``dynamic`` or ``static``).
+
+    ``calibration``: normalised images (N, C, H, W) as the model takes them; required for
+    ``static`` (they fix the activation ranges), unused otherwise. ``keep_float``: module
+    names left in float (default: the patch stem and the head; add Linears that
+    `sensitivity.layer_sensitivity` shows to hurt). ``model`` itself is not changed.
+    """
+    check_method(method)
+    keep = tuple(keep_float)
+    plain = plain_copy(model)
+    if method == "static":
+        from .static import quantize_static, quantized_layers
+
+        if calibration is None or calibration.shape[0] == 0:
+            raise ConfigError("static int8 needs calibration images (--calibration DATA)")
+        inner = quantize_static(plain, calibration, keep)
+        return QuantizedMixer(
+            inner, method, model.config, keep, quantized_layers(inner), calibration.shape[0]
+        )
+    from .weights import quantize_linears
+
+    done = quantize_linears(plain, method, keep)
+    return QuantizedMixer(plain, method, model.config, keep, done)
