@@ -2,8 +2,22 @@
 nothing: the CLI lists them in ``--help`` before (and without) importing torch.
 
 The library's modules import them from here (`mlpmixer.models.config`,
-`mlpmixer.checkpoints.load`), so each list is written once.
+`mlpmixer.checkpoints.load`, `mlpmixer.checkpoints.formats`), so each list is written once.
 """
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")  # what eval/predict can resize with
-WRITABLE_FORMATS = ("native", "official", "timm", "state_dict")  # what `convert --to` writes
+
+# The registry of checkpoint formats: (name, whether it writes), in the order reading tries
+# them (the first whose detect() claims a file reads it: a bare state dict's own key names
+# last). Each is one module, mlpmixer/checkpoints/formats/<name>.py, defining FORMAT; adding
+# a format is that file and one line here (docs/architecture.md, "Adding a checkpoint format").
+CHECKPOINT_FORMATS = (
+    ("training", False),  # a run's checkpoints/last.pt
+    ("native", True),  # this project's: safetensors + config.json, a folder or one file
+    ("official", True),  # Google's flat .npz
+    ("timm", True),  # timm's key names: .pth/.bin/.safetensors or a hub folder
+    ("facebook", False),  # deit's original ResMLP checkpoints
+    ("lucidrains", False),  # mlp-mixer-pytorch state dicts
+    ("state_dict", True),  # torch.save(model.state_dict()) with this package's key names
+)
+WRITABLE_FORMATS = tuple(name for name, writes in CHECKPOINT_FORMATS if writes)  # `convert --to`

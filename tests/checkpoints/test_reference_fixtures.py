@@ -90,7 +90,7 @@ def test_full_size_models_have_timms_keys_shapes_and_parameter_count(name):
 def test_architecture_is_inferred_from_timms_shapes(name):
     with torch.device("meta"):
         state = {k: torch.empty(v, device="meta") for k, v in SHAPES[name]["keys"].items()}
-    from mlpmixer.checkpoints.infer import infer_config
+    from mlpmixer.checkpoints.architecture import infer_config
     from mlpmixer.checkpoints.timm_format import timm_to_state
 
     config = infer_config(timm_to_state(state))

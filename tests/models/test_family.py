@@ -3,6 +3,7 @@ the family-wide properties: analytic cost, tiling under resize, round trips."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -128,7 +129,7 @@ def test_a_config_json_without_family_loads_as_a_mixer(tmp_path, monkeypatch):
 
 
 def test_unknown_family_and_odd_gated_widths_are_refused():
-    with pytest.raises(mlpmixer.ConfigError, match="family must be one of"):
+    with pytest.raises(mlpmixer.ConfigError, match="unknown model family .vit.; known: mixer"):
         small("vit")
     with pytest.raises(mlpmixer.ConfigError, match="channels_mlp_dim must be even for gmlp"):
         small("gmlp", channels_mlp_dim=33)
@@ -140,3 +141,15 @@ def test_official_npz_refuses_other_families(tmp_path):
     model = build_model(small("gmlp"))
     with pytest.raises(mlpmixer.ConfigError, match="holds Mixers only"):
         mlpmixer.checkpoints.save_model(model, tmp_path / "x.npz")
+
+
+def test_cost_of_an_unknown_family_is_refused_by_name():
+    """Issue 28: flops.py's if-chains gave an unknown family gMLP's numbers; now every cost
+    is the family spec's, and an unknown family is a ConfigError naming it."""
+    from mlpmixer.models.flops import macs_per_image
+
+    config = copy.copy(small("gmlp"))
+    config.family = "vit"  # as a config built elsewhere, past validation
+    for cost in (param_count, macs_per_image, flops_per_image):
+        with pytest.raises(mlpmixer.ConfigError, match="unknown model family 'vit'; known: mixer"):
+            cost(config)

@@ -2,7 +2,7 @@
 
 ``benchmark(model_or_name, BenchOptions(...))`` returns a JSON-ready dict; ``mlpmixer bench``
 prints it. What is measured, per implementation (``mlpmixer``: this library's model, any
-family; ``plain``: `mlpmixer.models.plain.PlainMixer` with the same weights, Mixers only;
+family; ``plain``: the family spec's plain-layer twin with the same weights (Mixers only);
 ``timm``: timm's model of the same family when timm is importable):
 
 - inference: one forward pass of a batch (``torch.no_grad``); weights and inputs cast to the
@@ -42,7 +42,7 @@ from ..models import MlpFamilyModel, flops_per_image, param_count
 from ..models.config import GELU_VARIANTS
 from ..models.fast import pieces
 from ..models.params import weight_decay_groups
-from ..models.plain import PlainMixer
+from ..models.spec import family_spec
 from ..precision import DTYPES, autocast, warn_if_emulated
 from ..progress import PROGRESS
 from .peak import measure_matmul_peak
@@ -174,6 +174,8 @@ def _timm_copy(model: MlpFamilyModel) -> tuple[nn.Module | None, str]:
     from ..checkpoints.timm_format import state_to_timm, timm_architecture
 
     cfg = model.config
+    if family_spec(cfg.family).timm is None:
+        return None, f"timm has no {cfg.family} models: timm comparison skipped"
     try:
         net = timm.create_model(
             timm_architecture(cfg),
@@ -194,8 +196,9 @@ def implementations(model: MlpFamilyModel, compare: bool) -> tuple[dict[str, nn.
     impls: dict[str, nn.Module] = {"mlpmixer": model}
     notes: list[str] = []
     if compare:
-        if model.config.family == "mixer":
-            impls["plain"] = PlainMixer.from_model(model)
+        plain = family_spec(model.config.family).plain
+        if plain is not None:
+            impls["plain"] = plain(model)
         else:  # the plain reference is written for the paper's block only
             notes.append(f"no plain {model.config.family} reference: plain comparison skipped")
         timm_model, note = _timm_copy(model)

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..models.config import MixerConfig
 
 # bytes per element of safetensors' dtype names (8 for any name not listed: an upper bound)
 _ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
@@ -40,9 +39,10 @@ def model_shapes(fields: Mapping[str, Any]) -> dict[str, tuple[int, ...]] | None
     """name -> shape of the state dict of the model ``fields`` describe (built on the meta
     device: no memory); None when the fields are not a valid config (refused later, by name)."""
     from ..models.family import build_model
+    from ..models.spec import config_from_dict
 
     try:
-        config = MixerConfig.from_dict(dict(fields))
+        config = config_from_dict(dict(fields))
         with torch.device("meta"):
             model = build_model(config)
     except (ConfigError, TypeError, ValueError):

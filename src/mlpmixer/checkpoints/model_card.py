@@ -24,14 +24,9 @@ from typing import Any
 
 from ..models.config import MixerConfig
 from ..models.flops import flops_per_image, param_count
+from ..models.spec import family_spec
 
-LICENSE = "apache-2.0"  # the published Mixer weights' and this package's
-PAPERS = {
-    "mixer": ("MLP-Mixer", "https://arxiv.org/abs/2105.01601"),
-    "gmixer": ("gMixer (MLP-Mixer with SwiGLU MLPs, timm)", "https://arxiv.org/abs/2105.01601"),
-    "resmlp": ("ResMLP", "https://arxiv.org/abs/2105.03404"),
-    "gmlp": ("gMLP", "https://arxiv.org/abs/2105.08050"),
-}
+LICENSE = "apache-2.0"  # this package's; a card states its family's weights' (`Paper.license`)
 CITATION = """```bibtex
 @article{tolstikhin2021mlpmixer,
   title   = {MLP-Mixer: An all-MLP Architecture for Vision},
@@ -55,10 +50,15 @@ def _text(value: Any) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", str(value)))
 
 
-def front_matter(library: str, tags: Sequence[str], extra: Mapping[str, Any] | None = None) -> str:
+def front_matter(
+    library: str,
+    tags: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
+    license: str = LICENSE,
+) -> str:
     """The YAML metadata block of a card."""
     lines = ["---", f"library_name: {library}", "pipeline_tag: image-classification"]
-    lines.append(f"license: {LICENSE}")
+    lines.append(f"license: {license}")
     lines += ["tags:", *(f"- {json.dumps(t)}" for t in tags)]
     for key, value in (extra or {}).items():
         lines.append(f"{key}: {json.dumps(value)}")
@@ -69,21 +69,40 @@ def _shape(size: Sequence[int]) -> str:
     return "×".join(str(v) for v in size)
 
 
-def details(config: MixerConfig) -> list[str]:
-    """Markdown bullet lines: architecture, size and cost, classes."""
-    c = config
-    name, paper = PAPERS[c.family]
+def _mixer_shape(c: MixerConfig, unused: Sequence[str]) -> tuple[str, list[str]]:
+    """The isotropic families' shape: blocks, width, tokens; the MLP widths line."""
     gelu = {"none": "exact (erf)", "tanh": "tanh approximation"}[c.gelu]
-    lines = [
-        f"- **Architecture:** {name} ([paper]({paper})), family `{c.family}`: {c.num_blocks} "
-        f"blocks, width C = {c.hidden_dim}, patches {_shape(c.patch_size)} "
-        f"→ S = {c.num_tokens} tokens ({_shape(c.grid_size)} grid)",
+    layers = [f"GELU {gelu}"] * ("gelu" not in unused)
+    layers += [f"LayerNorm ε {c.norm_eps:g}"] * ("norm_eps" not in unused)
+    shape = (
+        f": {c.num_blocks} blocks, width C = {c.hidden_dim}, patches {_shape(c.patch_size)} "
+        f"→ S = {c.num_tokens} tokens ({_shape(c.grid_size)} grid)"
+    )
+    widths = (
         f"- **MLP widths:** tokens D_S = {c.tokens_mlp_dim}, channels D_C = {c.channels_mlp_dim}"
-        + (f"; GELU {gelu}, LayerNorm ε {c.norm_eps:g}" if c.family != "resmlp" else ""),
+        + (f"; {', '.join(layers)}" if layers else "")
+    )
+    return shape, [widths]
+
+
+def details(config: Any) -> list[str]:
+    """Markdown bullet lines: architecture, size and cost, classes (any family's config;
+    a `MixerConfig` also says blocks, width, tokens and MLP widths)."""
+    c = config
+    spec = family_spec(c.family)
+    shape, more = _mixer_shape(c, spec.unused_fields) if isinstance(c, MixerConfig) else ("", [])
+    size = (
+        "any size the model's strides divide"
+        if spec.any_size
+        else "fixed: resize the model with `model.resize(img_size)` for another size"
+    )
+    lines = [
+        f"- **Architecture:** {spec.paper.title} ([paper]({spec.paper.url})), family "
+        f"`{c.family}`{shape}",
+        *more,
         f"- **Parameters:** {param_count(c) / 1e6:.2f} M; "
         f"**GFLOPs:** {flops_per_image(c) / 1e9:.3g} per image",
-        f"- **Input:** {c.in_chans} channel(s), {_shape(c.img_size)} pixels (fixed: resize the "
-        "model with `model.resize(img_size)` for another size)",
+        f"- **Input:** {c.in_chans} channel(s), {_shape(c.img_size)} pixels ({size})",
     ]
     if c.num_classes == 0:
         lines.append("- **Output:** pooled features (no classifier head)")
@@ -132,7 +151,8 @@ def native_card(
     ``summary`` is a run's summary (metrics, data set, steps); ``timm_note`` says why timm
     cannot build this shape, or None when it can (after conversion).
     """
-    title = f"{PAPERS[config.family][0]} image classifier"
+    spec = family_spec(config.family)
+    title = f"{spec.paper.title} image classifier"
     if summary and summary.get("dataset"):
         title += f" trained on {_text(summary['dataset'])}"
     loc = json.dumps(location)
@@ -152,13 +172,17 @@ def native_card(
         ]
     else:
         with_timm = [f"Not with `timm.create_model`: {_text(timm_note)}."]
-        if config.family == "mixer":
+        if spec.timm is not None and spec.timm.any_shape:
             with_timm[0] += (
                 f" `mlpmixer convert {loc} {timm_dir} --to timm` writes timm's weights and a "
                 "README that builds them with timm's `MlpMixer` class."
             )
     lines = [
-        front_matter("mlpmixer", ["image-classification", "mlp-mixer", config.family]),
+        front_matter(
+            "mlpmixer",
+            ["image-classification", "mlp-mixer", config.family],
+            license=spec.paper.license,
+        ),
         f"# {title}",
         "",
         "Weights in the [mlpmixer](https://pypi.org/project/mlpmixer/) format: `config.json` "
@@ -210,7 +234,8 @@ def timm_card(
         ]
     else:
         usage = [f"`timm.create_model` cannot build it: {_text(timm_note)}."]
-        if config.family == "mixer":  # timm's MlpMixer class defaults to the Mixer's block
+        names = family_spec(config.family).timm
+        if names is not None and names.any_shape:  # timm's MlpMixer defaults to the Mixer's block
             usage += [
                 "timm's `MlpMixer` class can, from `model_args`:",
                 "",
@@ -224,7 +249,11 @@ def timm_card(
                 "```",
             ]
     lines = [
-        front_matter("timm", ["image-classification", "timm", "mlp-mixer", config.family]),
+        front_matter(
+            "timm",
+            ["image-classification", "timm", "mlp-mixer", config.family],
+            license=family_spec(config.family).paper.license,
+        ),
         f"# Model card for {_text(architecture)}",
         "",
         "A timm folder written by [mlpmixer](https://pypi.org/project/mlpmixer/) "

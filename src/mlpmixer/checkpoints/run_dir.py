@@ -24,6 +24,7 @@ from ..layout import (
     SUMMARY_FILE,
 )
 from ..models.config import MixerConfig
+from ..models.spec import config_from_dict
 
 RESULT_DIR = MODEL_DIR  # what train() writes and names in summary.json
 
@@ -73,4 +74,4 @@ def read_training_checkpoint(path: Path) -> tuple[MixerConfig, dict[str, torch.T
             f"by an older mlpmixer); finish the run (mlpmixer train --resume {run_dir}) and "
             f"use {run_dir}/{RESULT_DIR}"
         )
-    return MixerConfig.from_dict(config), state["model"]
+    return config_from_dict(config), state["model"]

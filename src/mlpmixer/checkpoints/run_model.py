@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.config import MixerConfig
+from ..models.spec import family_spec
 from . import native
 from .model_card import native_card
 from .timm_format import timm_spec
@@ -20,7 +21,11 @@ def native_readme(
     config: MixerConfig, location: str, summary: Mapping[str, Any] | None = None
 ) -> str:
     """`native_card` with the timm section filled in from timm's registry."""
-    return native_card(config, location, summary, timm_spec(config).unbuildable)
+    if family_spec(config.family).timm is None:
+        note = f"timm has no {config.family} models"
+    else:
+        note = timm_spec(config).unbuildable
+    return native_card(config, location, summary, note)
 
 
 def write_run_model(model: Any, path: Path, summary: Mapping[str, Any]) -> None:

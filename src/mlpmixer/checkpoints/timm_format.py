@@ -21,49 +21,15 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_directory, atomic_path, atomic_write_json
 from ..layout import CONFIG_JSON, SAFETENSORS_SUFFIX, SAFETENSORS_WEIGHTS, TORCH_SUFFIXES
 from ..models.config import MixerConfig
 from ..models.registry import list_models, model_config
+from ..models.spec import TimmNames, families, family_spec
+from .metadata_fields import stored_metadata
 from .model_card import timm_card
-from .native import tensors_sha256
-from .sidecar import config_fields, fields_digest, fields_from
-from .state_fit import check_plain_tensor
 
-# timm's block part names -> this package's, per family (a prefix of the key inside a block).
-_MIXER_NAMES = {
-    "norm1": "token_norm",
-    "mlp_tokens": "token_mixing",
-    "norm2": "channel_norm",
-    "mlp_channels": "channel_mixing",
-}
-TIMM_BLOCK_NAMES: dict[str, dict[str, str]] = {
-    "mixer": _MIXER_NAMES,
-    "gmixer": _MIXER_NAMES,
-    "resmlp": {
-        "norm1": "token_norm",
-        "linear_tokens": "token_mixing",
-        "ls1": "token_scale",
-        "norm2": "channel_norm",
-        "mlp_channels": "channel_mixing",
-        "ls2": "channel_scale",
-    },
-    "gmlp": {
-        "norm": "norm",
-        "mlp_channels.fc1": "fc1",
-        "mlp_channels.gate": "spatial_gating",
-        "mlp_channels.fc2": "fc2",
-    },
-}
-# A key that only the family's timm state dicts have (Mixer and gMixer: see timm_family).
-TIMM_MARKERS = {
-    "blocks.0.mlp_tokens.fc1.weight": "mixer",
-    "blocks.0.linear_tokens.weight": "resmlp",
-    "blocks.0.mlp_channels.gate.proj.weight": "gmlp",
-}
-TIMM_MARKER = "blocks.0.mlp_tokens.fc1.weight"
-WRAPPERS = ("state_dict", "model", "module")  # training scripts nest the weights in these
 _BLOCK_KEY = re.compile(r"^(blocks\.\d+\.)(.+)$")
 
 
@@ -84,92 +50,46 @@ def rename_block_keys(
     return out
 
 
+def timm_names(family: str) -> TimmNames:
+    """timm's names for ``family`` (its spec's); a `ConfigError` if timm has no such family."""
+    names = family_spec(family).timm
+    if names is None:
+        raise ConfigError(f"timm has no {family!r} models: no timm key names to convert to")
+    return names
+
+
 def timm_family(state: Mapping[str, torch.Tensor]) -> str | None:
     """The family of a timm state dict, or None if it is not one of timm's Mixer-family models.
 
-    Mixer and gMixer share key names; gMixer's second layers read half the first's width.
+    A family's spec gives the keys only its timm state dicts have (``TimmNames.markers``);
+    families sharing key names (Mixer, gMixer) are told apart by the spec's ``claims`` on the
+    state under this package's names (gMixer's second layers read half the first's width).
     """
-    family = next((f for key, f in TIMM_MARKERS.items() if key in state), None)
-    if family == "mixer":
-        width = state["blocks.0.mlp_tokens.fc1.weight"].shape[0]
-        fc2 = state.get("blocks.0.mlp_tokens.fc2.weight")
-        if fc2 is not None and fc2.ndim == 2 and 2 * fc2.shape[1] == width:
-            family = "gmixer"
-    return family
-
-
-def _flat_affine(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """timm stores ResMLP's Affine α, β as (1, 1, C); this package as (C,)."""
-    return {k: v.flatten() if k.endswith((".alpha", ".beta")) else v for k, v in state.items()}
+    for spec in families():
+        if spec.timm is None or not all(key in state for key in spec.timm.markers):
+            continue
+        if spec.claims is None or spec.claims(rename_block_keys(state, spec.timm.block_names)):
+            return spec.name
+    return None
 
 
 def timm_to_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """timm key names and layouts -> this package's (any family)."""
-    family = timm_family(state) or "mixer"
-    return _flat_affine(rename_block_keys(state, TIMM_BLOCK_NAMES[family]))
+    names = timm_names(timm_family(state) or "mixer")
+    out = rename_block_keys(state, names.block_names)
+    return {k: v.flatten() if k.endswith(tuple(names.reshape)) else v for k, v in out.items()}
 
 
 def state_to_timm(
     state: Mapping[str, torch.Tensor], family: str = "mixer"
 ) -> dict[str, torch.Tensor]:
     """This package's key names and layouts -> timm's, for a model of ``family``."""
-    reverse = {ours: theirs for theirs, ours in TIMM_BLOCK_NAMES[family].items()}
+    names = timm_names(family)
+    reverse = {ours: theirs for theirs, ours in names.block_names.items()}
     out = rename_block_keys(state, reverse)
-    if family == "resmlp":
-        out = {
-            k: v.reshape(1, 1, -1) if k.endswith((".alpha", ".beta")) else v for k, v in out.items()
-        }
+    for suffix, shape in names.reshape.items():  # e.g. ResMLP's Affine: (C,) -> (1, 1, C)
+        out = {k: v.reshape(shape) if k.endswith(suffix) else v for k, v in out.items()}
     return out
-
-
-def unwrap_state_dict(obj: Any, source: Any) -> dict[str, torch.Tensor]:
-    """The flat name -> tensor dict inside what ``torch.load`` returned (wrappers, DDP prefix)."""
-    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        inner = next((obj[k] for k in WRAPPERS if k in obj), None)
-        if inner is None:
-            raise CheckpointError(f"{source}: no tensors found (top-level keys: {sorted(obj)[:8]})")
-        obj = inner
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source}: expected a state dict, got {type(obj).__name__}")
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors and all(k.startswith("module.") for k in tensors):  # saved from DDP
-        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    return tensors
-
-
-def read_torch_file(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a torch pickle, loaded with ``weights_only=True`` (no code runs)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for hostile or corrupt pickles
-        raise CheckpointError(
-            f"{path}: cannot be loaded as plain weights ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). Files that need to run code "
-            "to load are refused"
-        ) from err
-    state = unwrap_state_dict(obj, path)
-    check_tensor_views(state, path)
-    return state
-
-
-def check_tensor_views(state: Mapping[str, torch.Tensor], source: Any) -> None:
-    """Refuse tensors that view more elements than their storage holds (stride 0, overlaps).
-
-    A pickle may describe a (10**6, 10**6) tensor with stride (0, 0) over one float: it loads
-    in microseconds, and the first ``.contiguous()`` asks for terabytes.
-    """
-    for name, tensor in state.items():
-        if not isinstance(tensor, torch.Tensor):
-            continue
-        check_plain_tensor(name, tensor, source)  # sparse/meta: no storage to measure
-        viewed = tensor.numel() * tensor.element_size()
-        stored = tensor.untyped_storage().nbytes()
-        if viewed > stored or (tensor.numel() > 1 and 0 in tensor.stride()):
-            raise CheckpointError(
-                f"{source}: tensor {name} of shape {tuple(tensor.shape)} and strides "
-                f"{tensor.stride()} views {viewed:,} bytes of a {stored:,}-byte storage "
-                "(stride 0 or overlapping); refusing it — a real checkpoint stores every element"
-            )
 
 
 def timm_hub_fields(config_path: Path) -> dict[str, Any]:
@@ -193,22 +113,13 @@ def timm_hub_fields(config_path: Path) -> dict[str, Any]:
 
 
 README = "README.md"
-STORED_FIELDS_KEY = "mlpmixer_fields"  # safetensors metadata key
-STORED_DIGEST_KEY = "mlpmixer_fields_sha256"  # its digest over the tensors and the fields
 
 
 # A timm model name fixes these (its function passes them to timm's MlpMixer itself, so
 # model_args cannot change them: timm raises "got multiple values for keyword argument");
 # the image size, channels, classes and, for the Mixer, the MLP ratios go into model_args.
-_NAME_FIXES = ("family", "patch_size", "hidden_dim", "num_blocks")
-_NAME_FIXES_WIDTHS = {
-    "mixer": (),
-    "gmixer": ("tokens_mlp_dim", "channels_mlp_dim"),
-    "resmlp": ("channels_mlp_dim",),
-    "gmlp": ("channels_mlp_dim",),
-}
+_NAME_FIXES = ("family", "patch_size", "hidden_dim", "num_blocks")  # + TimmNames.name_fixes
 TIMM_NORM_EPS = 1e-6  # timm's Mixer, gMixer and gMLP: LayerNorm(eps=1e-6)
-TIMM_LICENSE = "apache-2.0"
 
 
 @dataclass(frozen=True)
@@ -235,7 +146,7 @@ def mlp_ratio(width: int, dim: int) -> float:
 
 
 def _timm_name(config: MixerConfig) -> str | None:
-    fixed = _NAME_FIXES + _NAME_FIXES_WIDTHS[config.family]
+    fixed = _NAME_FIXES + timm_names(config.family).name_fixes
     for name in list_models(f"{config.family}_*_224"):
         reference = model_config(name)
         if all(getattr(reference, f) == getattr(config, f) for f in fixed):
@@ -246,6 +157,7 @@ def _timm_name(config: MixerConfig) -> str | None:
 def timm_spec(config: MixerConfig) -> TimmSpec:
     """timm's name and ``model_args`` for ``config``'s shape (see `TimmSpec`)."""
     c = config
+    names, unused = timm_names(c.family), family_spec(c.family).unused_fields
     name = _timm_name(c)
     reference = model_config(name) if name else MixerConfig(family=c.family)
     args: dict[str, Any] = {}
@@ -257,7 +169,7 @@ def timm_spec(config: MixerConfig) -> TimmSpec:
     if c.in_chans != 3:
         args["in_chans"] = c.in_chans
     widths = (c.tokens_mlp_dim, c.channels_mlp_dim)
-    if c.family == "mixer" and (
+    if names.any_shape and (
         name is None or widths != (reference.tokens_mlp_dim, reference.channels_mlp_dim)
     ):
         args["mlp_ratio"] = [mlp_ratio(w, c.hidden_dim) for w in widths]
@@ -266,12 +178,12 @@ def timm_spec(config: MixerConfig) -> TimmSpec:
         unbuildable = (
             f"timm registers no {c.family} model with patches {_pair(c.patch_size)}, "
             f"{c.num_blocks} block{'s' * (c.num_blocks != 1)} and width {c.hidden_dim}"
-            + ("" if c.family == "mixer" else " (and these MLP widths)")
+            + ("" if names.any_shape else " (and these MLP widths)")
         )
     differences = []
-    if c.gelu != "none" and c.family != "gmixer":
+    if c.gelu != "none" and "gelu" not in unused:
         differences.append(f"timm uses the exact (erf) GELU, this model gelu={c.gelu!r}")
-    if c.norm_eps != TIMM_NORM_EPS and c.family != "resmlp":
+    if c.norm_eps != TIMM_NORM_EPS and "norm_eps" not in unused:
         differences.append(f"timm's LayerNorm epsilon is 1e-6, this model's {c.norm_eps:g}")
     return TimmSpec(name or f"{c.family}_custom", args, unbuildable, tuple(differences))
 
@@ -312,7 +224,7 @@ def timm_hub_config(config: MixerConfig, spec: TimmSpec) -> dict[str, Any]:
         "pool_size": None,
         "first_conv": "stem.proj",
         "classifier": "head",
-        "license": TIMM_LICENSE,
+        "license": family_spec(c.family).paper.license,
     }
     return body
 
@@ -351,7 +263,7 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
             "can"
             + (
                 ", and timm.models.MlpMixer(**model_args) builds it: see its README)"
-                if config.family == "mixer"
+                if timm_names(config.family).any_shape
                 else ")"
             ),
             stacklevel=3,
@@ -364,42 +276,3 @@ def write_timm(path: Path, config: MixerConfig, state: Mapping[str, torch.Tensor
         save_file(tensors, tmp / SAFETENSORS_WEIGHTS, metadata=metadata)
         if not (path / README).exists():  # like save_pretrained: a user's own card is kept
             (tmp / README).write_text(card, encoding="utf-8")
-
-
-def stored_metadata(config: MixerConfig, tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
-    """The safetensors metadata that keeps ``config``'s `FIELDS` with ``tensors`` (as written)."""
-    fields = config_fields(config)
-    return {
-        STORED_FIELDS_KEY: json.dumps(fields),
-        STORED_DIGEST_KEY: fields_digest(tensors_sha256(tensors), fields),
-    }
-
-
-def stored_fields(
-    metadata: Mapping[str, str], source: Any, tensors: Mapping[str, torch.Tensor]
-) -> dict[str, Any]:
-    """Config fields an mlpmixer stored in a timm safetensors file's metadata (timm ignores it).
-
-    ``tensors`` are the file's, as read (timm's names): the digest binds the fields to them,
-    so edited fields, or fields copied onto other weights, are a `CheckpointError`.
-    """
-    if STORED_FIELDS_KEY not in metadata:
-        return {}
-    try:
-        data = json.loads(metadata[STORED_FIELDS_KEY])
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise CheckpointError(f"{source}: unreadable {STORED_FIELDS_KEY} metadata ({err})") from err
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{source}: {STORED_FIELDS_KEY} metadata is not a mapping")
-    hint = "save or convert the model again, or strip the metadata to load with timm's defaults"
-    if STORED_DIGEST_KEY not in metadata:
-        raise CheckpointError(
-            f"{source}: {STORED_FIELDS_KEY} metadata without its digest (written by an earlier "
-            f"mlpmixer, or stripped), so an edit cannot be detected; refusing to trust it — {hint}"
-        )
-    if metadata[STORED_DIGEST_KEY] != fields_digest(tensors_sha256(tensors), data):
-        raise CheckpointError(
-            f"{source}: the {STORED_FIELDS_KEY} metadata does not match the file (settings "
-            f"edited, or tensors changed after saving); refusing to load with them — {hint}"
-        )
-    return fields_from(data, source)

@@ -26,7 +26,7 @@ import torch
 from ..errors import CheckpointError, RunError
 from ..fileio import atomic_path
 from ..layout import CHECKPOINT_DIR, LAST_CHECKPOINT
-from .timm_format import check_tensor_views
+from .torch_file import check_tensor_views
 
 FORMAT = "mlpmixer-train-state"
 VERSION = 1

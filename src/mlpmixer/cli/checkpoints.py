@@ -26,7 +26,7 @@ from .root import cli
 )
 def models(pattern: str, as_json: bool, pretrained: bool) -> None:
     """List registered models: parameters, GFLOPs per image, tokens, width."""
-    from ..models import flops_per_image, list_models, model_entry, param_count
+    from ..models import MixerConfig, flops_per_image, list_models, model_entry, param_count
 
     if pretrained:
         _print_pretrained(list_models(pattern, pretrained=True), as_json)
@@ -35,18 +35,21 @@ def models(pattern: str, as_json: bool, pretrained: bool) -> None:
     for name in list_models(pattern):
         entry = model_entry(name)
         cfg = entry.config
+        # the isotropic families' shape; a family with its own config (a pyramid) has none
+        isotropic = isinstance(cfg, MixerConfig)
         rows.append(
             {
                 "name": name,
+                "family": cfg.family,
                 "params_m": round(param_count(cfg) / 1e6, 2),
                 "backbone_params_m": round(param_count(cfg, include_head=False) / 1e6, 2),
                 "paper_params_m": entry.paper_params_m,
                 "gflops": round(flops_per_image(cfg) / 1e9, 3),
                 "img_size": list(cfg.img_size),
-                "patch": list(cfg.patch_size),
-                "tokens": cfg.num_tokens,
-                "hidden_dim": cfg.hidden_dim,
-                "blocks": cfg.num_blocks,
+                "patch": list(cfg.patch_size) if isotropic else None,
+                "tokens": cfg.num_tokens if isotropic else None,
+                "hidden_dim": cfg.hidden_dim if isotropic else None,
+                "blocks": cfg.num_blocks if isotropic else None,
                 "description": entry.description,
             }
         )
@@ -62,7 +65,7 @@ def models(pattern: str, as_json: bool, pretrained: bool) -> None:
         paper = "" if r["paper_params_m"] is None else str(r["paper_params_m"])
         table.add_row(
             r["name"], f"{r['params_m']:.2f}", paper, f"{r['gflops']:.2f}", size,
-            str(r["tokens"]), str(r["hidden_dim"]), str(r["blocks"]),
+            *("" if r[k] is None else str(r[k]) for k in ("tokens", "hidden_dim", "blocks")),
         )  # fmt: skip
     wide_console(table).print(table)
     console.print(

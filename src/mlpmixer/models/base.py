@@ -24,13 +24,14 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError, InputShapeError
 from .config import MixerConfig
-from .family import build_model, family_class, register_family_class
+from .family import build_model, family_class
 from .fast import layer_set
 from .fast.aside import traced
 from .init import deferred_init, init_weights, linear
 from .io import ModelIO
 from .layers import PLAIN, LayerSet
 from .resize import resized_config, token_resize
+from .spec import family_spec
 from .timm_api import GLOBAL_POOLS, OUTPUT_FORMATS, TimmApi, take_indices
 
 __all__ = [
@@ -62,15 +63,7 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
         "pretrained_cfg", "default_cfg", "num_classes", "num_features", "head_hidden_size",
         "feature_info",
     ]  # fmt: skip
-    family: ClassVar[str] = ""
-    token_linear: ClassVar[str] = ""  # ResMLP, gMLP: the blocks' S × S token Linear
-    token_weight: ClassVar[str] = ""  # the block weight (units, S) reading the tokens, if not
-    # token_linear's
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.family:
-            register_family_class(cls)
+    family: ClassVar[str] = ""  # the `FamilySpec` name this class builds
 
     def __init__(
         self,
@@ -197,7 +190,10 @@ class MlpFamilyModel(nn.Module, TimmApi, ModelIO):
     def token_mixing_weight(self, block: int) -> torch.Tensor:
         """The weight (units, S) of block ``block`` that reads the tokens: each row is one
         unit's weights over the S patches (the paper's Figure 7 pictures these rows)."""
-        return self.blocks[block].get_parameter(self.token_weight or f"{self.token_linear}.weight")
+        name = family_spec(self.config.family).token_weight
+        if name is None:
+            raise ConfigError(f"family {self.config.family!r} has no token-mixing weight")
+        return self.blocks[block].get_parameter(name)
 
     def num_params(self, include_head: bool = True) -> int:
         total = sum(p.numel() for p in self.parameters())

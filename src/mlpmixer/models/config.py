@@ -18,6 +18,7 @@ from typing import Any
 from ..choices import INTERPOLATIONS
 from ..errors import ConfigError
 from .flops import param_count
+from .spec import family_spec
 
 RUNTIME_KEYS = ("grad_checkpointing",)
 """Run-time switches that older versions stored in config.json; read and ignored."""
@@ -30,11 +31,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 MAX_PARAMS = 10**10  # 40 GB in float32; the largest published Mixer (H/14) has 0.43e9
 MAX_BLOCKS = 1024  # the paper's deepest is 32; building millions of blocks hangs
-
-FAMILIES = ("mixer", "gmixer", "resmlp", "gmlp")
-"""Block designs: the paper's Mixer; gMixer (Mixer with SwiGLU MLPs); ResMLP (Affine, one
-linear S×S token layer, LayerScale); gMLP (spatial gating unit). Configs saved before the
-field existed have no ``family`` and load as ``"mixer"``."""
 
 
 def to_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -70,7 +66,9 @@ def _probability(value: Any, name: str) -> None:
 class MixerConfig:
     """Architecture and preprocessing of one Mixer. Defaults are Mixer-B/16 at 224.
 
-    ``family`` picks the block design (`FAMILIES`). For gMixer the MLP widths are the first
+    ``family`` picks the block design: a registered family whose spec's config class is this
+    one (models/spec.py: mixer, gmixer, resmlp, gmlp); configs saved before the field
+    existed have no ``family`` and load as ``"mixer"``. For gMixer the MLP widths are the first
     layer's outputs, twice the gated width; ResMLP and gMLP mix tokens with an S×S linear
     layer and ignore ``tokens_mlp_dim`` (kept equal to S by the registry and resize); for
     gMLP ``channels_mlp_dim`` is the first layer's width (the spatial gate halves it).
@@ -138,15 +136,15 @@ class MixerConfig:
                 )
 
     def _check_family(self) -> None:
-        if self.family not in FAMILIES:
-            raise ConfigError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        gated = {"gmixer": ("tokens_mlp_dim", "channels_mlp_dim"), "gmlp": ("channels_mlp_dim",)}
-        for name in gated.get(self.family, ()):
-            if getattr(self, name) % 2:
-                raise ConfigError(
-                    f"{name} must be even for {self.family} (the gate takes half), "
-                    f"got {getattr(self, name)}"
-                )
+        """A registered family whose config this class is, and the family's own checks."""
+        spec = family_spec(self.family)  # ConfigError naming an unknown family and the known
+        if spec.config_class is not MixerConfig:
+            raise ConfigError(
+                f"family {self.family!r} has its own config class "
+                f"{spec.config_class.__name__}, not MixerConfig"
+            )
+        if spec.validate is not None:
+            spec.validate(self)
 
     def _check_size(self) -> None:
         """Refuse absurd sizes (from a hostile or mistyped config.json) before anything is built."""

@@ -1,30 +1,19 @@
-"""Which class builds which family: filled by `MlpFamilyModel` subclasses as they are defined."""
+"""Which class builds which family: the model of the family's `FamilySpec` (models/spec.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-from ..errors import ConfigError
+from torch import nn
 
-if TYPE_CHECKING:  # annotations only (base.py fills the table)
-    from .base import MlpFamilyModel
-    from .config import MixerConfig
-
-_FAMILY_CLASSES: dict[str, type[MlpFamilyModel]] = {}
+from .spec import family_spec
 
 
-def register_family_class(cls: type[MlpFamilyModel]) -> None:
-    """Record ``cls`` as the class of ``cls.family`` (the first class to claim a family keeps it)."""
-    _FAMILY_CLASSES.setdefault(cls.family, cls)
+def family_class(family: str) -> Any:
+    """The model class that builds ``family`` (a config's ``family``); `ConfigError` if unknown."""
+    return family_spec(family).model
 
 
-def family_class(family: str) -> type[MlpFamilyModel]:
-    """The model class that builds ``family`` (a `MixerConfig.family` value)."""
-    if family not in _FAMILY_CLASSES:
-        raise ConfigError(f"unknown model family {family!r}; known: {sorted(_FAMILY_CLASSES)}")
-    return _FAMILY_CLASSES[family]
-
-
-def build_model(config: MixerConfig) -> MlpFamilyModel:
+def build_model(config: Any) -> nn.Module:
     """A freshly initialised model of ``config.family``."""
     return family_class(config.family)(config)

@@ -12,14 +12,27 @@ along the token axis of (B, S, C), the channel MLP along the channels.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .config import MixerConfig
+from .flops import linear_params, stacked_macs, stacked_params
 from .init import linear
 from .layers import LayerSet
-from .mixer import MixerBlock, MlpMixer
-from .resize import TokenResize, token_mlp_weights
+from .mixer import (
+    MIXER_TIMM_NAMES,
+    TOKEN_FC1,
+    MixerBlock,
+    MlpMixer,
+    token_mlp_gated,
+    token_mlp_widths,
+)
+from .resize import TokenResize, resized_mlp_config, token_mlp_weights
+from .spec import FamilySpec, Paper, TimmNames, register_family
+from .state_shapes import stacked_config_from_state
 
 
 class SwiGluMlp(nn.Module):
@@ -74,3 +87,67 @@ class GMixer(MlpMixer):
         # plain linear map of its value half (fc1's rows [D/2, D)).
         swiglus = [m for m in self.modules() if isinstance(m, SwiGluMlp)]
         return {mlp.fc1: mlp.fc1.out_features // 2 for mlp in swiglus}
+
+
+# ----- the family's entry ---------------------------------------------------------------
+
+
+def block_macs(config: MixerConfig) -> int:
+    """C·S·D_S·3/2 + S·C·D_C·3/2: each second layer reads D/2."""
+    s, c = config.num_tokens, config.hidden_dim
+    d_s, d_c = config.tokens_mlp_dim, config.channels_mlp_dim
+    return c * s * (d_s + d_s // 2) + s * c * (d_c + d_c // 2)
+
+
+def block_params(config: MixerConfig) -> int:
+    """Two LayerNorms, the token SwiGLU S -> D_S, D_S/2 -> S, the channel one C -> D_C, D_C/2 -> C."""
+    s, c = config.num_tokens, config.hidden_dim
+    d_s, d_c = config.tokens_mlp_dim, config.channels_mlp_dim
+    return (
+        4 * c
+        + linear_params(s, d_s)
+        + linear_params(d_s // 2, s)
+        + linear_params(c, d_c)
+        + linear_params(d_c // 2, c)
+    )
+
+
+def check_even_widths(config: MixerConfig) -> None:
+    """Both MLP widths even: the gate takes half of each."""
+    for name in ("tokens_mlp_dim", "channels_mlp_dim"):
+        if getattr(config, name) % 2:
+            raise ConfigError(
+                f"{name} must be even for gmixer (the gate takes half), got {getattr(config, name)}"
+            )
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="gmixer",
+        config_class=MixerConfig,
+        model=GMixer,
+        params=partial(stacked_params, block_params=block_params),
+        macs=partial(stacked_macs, block_macs=block_macs),
+        paper=Paper(
+            "gMixer (MLP-Mixer with SwiGLU MLPs, timm)",
+            "2105.01601",
+            "apache-2.0",
+            "https://github.com/huggingface/pytorch-image-models",
+        ),
+        markers=(TOKEN_FC1,),
+        claims=token_mlp_gated,
+        config_from_state=partial(
+            stacked_config_from_state, family="gmixer", widths=token_mlp_widths
+        ),
+        validate=check_even_widths,
+        token_weight="token_mixing.fc1.weight",  # its rows are values, then gates
+        resize=resized_mlp_config,
+        timm=TimmNames(
+            MIXER_TIMM_NAMES,
+            ("blocks.0.mlp_tokens.fc1.weight",),
+            name_fixes=("tokens_mlp_dim", "channels_mlp_dim"),
+        ),
+        unused_fields=("gelu", "layer_scale_init"),
+        description="the Mixer with SwiGLU token and channel MLPs",
+    )
+)

@@ -1,8 +1,10 @@
 """Weights in and out of a family model: from a state dict, the project's format, the hub.
 
-A mixin of `MlpFamilyModel`. The file format itself is `mlpmixer.checkpoints`' business, which
-builds on this package: it registers its readers and writers here (`storage.register`) when
-imported, so nothing in models/ imports checkpoints/ (no import circle).
+A mixin of `MlpFamilyModel`. ``from_state_dict`` is pure (models/state_fit.py) and works with
+`mlpmixer.checkpoints` never imported. The file format is `mlpmixer.checkpoints`' business,
+which builds on this package: the methods that read or write files (``save``,
+``save_pretrained``, ``from_pretrained``) import it in their bodies, at the call — importing
+models/ never imports checkpoints/ (tests/models/test_layering.py holds both to that).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 
 from ..errors import CheckpointError
-from .config import MixerConfig
 from .family import family_class
-from .storage import storage
+from .spec import config_from_dict
+from .state_fit import apply_overrides, model_from_state
 
 if TYPE_CHECKING:  # annotations only: base.py builds on this module
     from .base import MlpFamilyModel
@@ -34,7 +36,7 @@ class ModelIO(
     def from_state_dict(
         cls,
         state: dict[str, torch.Tensor],
-        config: MixerConfig,
+        config: Any,
         reset_head: bool = False,
     ) -> MlpFamilyModel:
         """Build a model for ``config`` and load ``state`` (this package's key names) into it.
@@ -43,31 +45,14 @@ class ModelIO(
         keys and shape mismatches raise `CheckpointError` naming them. ``reset_head=True``
         ignores the stored head and keeps a fresh zero-initialised one.
         """
-        model_cls = cls if cls.family else family_class(config.family)
-        # Built on the meta device: random init of weights that are overwritten at once was
-        # ~90% of the load time (B/16: seconds). The checkpoint's tensors are then assigned
-        # as the parameters (copied to float32, so the model never aliases the caller's
-        # tensors, e.g. the source model's in `resize`).
-        with torch.device("meta"):
-            model = model_cls(config)
-        if reset_head:
-            state = {k: v for k, v in state.items() if not k.startswith("head.")}
-        expected = model.state_dict()
-        if reset_head:
-            expected = {k: v for k, v in expected.items() if not k.startswith("head.")}
-        storage().check_state_fits(state, expected)
-        owned = {
-            k: v.detach().to(dtype=torch.float32, device="cpu", copy=True).contiguous()
-            for k, v in state.items()
-        }
-        model.load_state_dict(owned, strict=not reset_head, assign=True)
-        if reset_head:
-            model.head = model._new_head(config.num_classes)  # real zeros, not meta
-        return model
+        model_class = cls if cls.family else None  # the base class: config.family decides
+        return model_from_state(state, config, reset_head, model_class)  # type: ignore[return-value]
 
     # The project's own format: safetensors + config.json (the Hugging Face hub layout).
     def _save_pretrained(self, save_directory: Any) -> None:
-        storage().write_native(save_directory, self.config, self.state_dict())
+        from ..checkpoints import native  # file I/O: up in checkpoints/, imported at the call
+
+        native.write_native(save_directory, self.config, self.state_dict())
 
     def save_pretrained(  # type: ignore[override]
         self,
@@ -86,6 +71,8 @@ class ModelIO(
         between left a folder that loaded as a bare state dict; here the folder is built
         aside and renamed into place. ``push_to_hub=True`` then uploads it.
         """
+        from ..checkpoints import native, run_model  # file I/O, imported at the call
+
         path = Path(save_directory)
         # the name the card tells users to load: the hub id when pushing (the mixin's
         # push_to_hub saves into a temporary folder and passes model_card_kwargs on)
@@ -93,8 +80,8 @@ class ModelIO(
         location = card_kwargs.get("location") or repo_id or str(save_directory)
         extra = {}
         if not (path / "README.md").exists():  # like the mixin: a user's card is kept
-            extra["README.md"] = storage().native_readme(self.config, location)
-        storage().write_native(path, self.config, self.state_dict(), extra_files=extra)
+            extra["README.md"] = run_model.native_readme(self.config, location)
+        native.write_native(path, self.config, self.state_dict(), extra_files=extra)
         if not push_to_hub:
             return None
         repo_id = repo_id or path.name
@@ -105,7 +92,9 @@ class ModelIO(
 
     def save(self, path: Any) -> None:
         """Save in the project's format: a directory (hub layout) or one ``.safetensors`` file."""
-        storage().write_native(path, self.config, self.state_dict())
+        from ..checkpoints import native  # file I/O, imported at the call
+
+        native.write_native(path, self.config, self.state_dict())
 
     @classmethod
     def from_pretrained(  # type: ignore[override]
@@ -118,13 +107,15 @@ class ModelIO(
         huggingface_hub; other keywords override the stored config (``num_classes``
         together with ``reset_head=True`` for fine-tuning).
         """
-        hub_options = {k: kwargs.pop(k) for k in storage().hub_options if k in kwargs}
-        config_dict, state = storage().read_native(name_or_path, **hub_options)
-        config = MixerConfig.from_dict(config_dict)
+        from ..checkpoints import native  # file I/O (and downloads), imported at the call
+
+        hub_options = {k: kwargs.pop(k) for k in native.HUB_OPTIONS if k in kwargs}
+        config_dict, state = native.read_native(name_or_path, **hub_options)
+        config = config_from_dict(config_dict)
         model_cls = family_class(config.family)
         if not issubclass(model_cls, cls):
             raise CheckpointError(
                 f"{name_or_path} holds a {config.family!r} model, not a {cls.__name__}"
             )
-        config = storage().apply_overrides(config, kwargs, reset_head)
+        config = apply_overrides(config, kwargs, reset_head)
         return model_cls.from_state_dict(state, config, reset_head=reset_head)

@@ -15,13 +15,19 @@ CPU drop-ins with the same parameters (picked once, at construction).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
+
 import torch
 from torch import nn
 
 from .base import MlpFamilyModel
 from .config import MixerConfig
+from .flops import linear_params, stacked_macs, stacked_params
 from .layers import PLAIN, LayerSet, Mlp, PatchEmbed, drop_path
-from .resize import TokenResize, token_mlp_weights
+from .resize import TokenResize, resized_mlp_config, token_mlp_weights
+from .spec import FamilySpec, Paper, TimmNames, register_family
+from .state_shapes import shape_of, stacked_config_from_state
 
 __all__ = ["MixerBlock", "Mlp", "MlpMixer", "PatchEmbed", "drop_path"]
 
@@ -75,7 +81,90 @@ class MlpMixer(MlpFamilyModel):
     """
 
     family = "mixer"
-    token_weight = "token_mixing.fc1.weight"  # gMixer's too: its rows are values, then gates
 
     def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
         return MixerBlock(config, drop_path_rate, layers)
+
+
+# ----- the family's entry ---------------------------------------------------------------
+
+
+def block_macs(config: MixerConfig) -> int:
+    """2·C·S·D_S (token MLP) + 2·S·C·D_C (channel MLP)."""
+    s, c = config.num_tokens, config.hidden_dim
+    return 2 * c * s * config.tokens_mlp_dim + 2 * s * c * config.channels_mlp_dim
+
+
+def block_params(config: MixerConfig) -> int:
+    """Two LayerNorms (4·C), the token MLP S -> D_S -> S, the channel MLP C -> D_C -> C."""
+    s, c = config.num_tokens, config.hidden_dim
+    d_s, d_c = config.tokens_mlp_dim, config.channels_mlp_dim
+    return (
+        4 * c
+        + linear_params(s, d_s)
+        + linear_params(d_s, s)
+        + linear_params(c, d_c)
+        + linear_params(d_c, c)
+    )
+
+
+TOKEN_FC1, TOKEN_FC2 = "blocks.0.token_mixing.fc1.weight", "blocks.0.token_mixing.fc2.weight"
+
+
+def token_mlp_gated(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether the first token MLP is a SwiGLU (gMixer): its fc2 reads half of fc1's width.
+    Mixer and gMixer share every key name; only this tells them apart."""
+    fc1, fc2 = state.get(TOKEN_FC1), state.get(TOKEN_FC2)
+    if fc1 is None or fc2 is None or fc1.ndim != 2 or fc2.ndim != 2:
+        return False
+    return 2 * fc2.shape[1] == fc1.shape[0]
+
+
+def token_mlp_widths(state: Mapping[str, torch.Tensor]) -> tuple[int, int, int]:
+    """(S, D_S, D_C) of a Mixer or gMixer state dict, from the first block."""
+    d_s, s = shape_of(state, TOKEN_FC1, 2)
+    return s, d_s, shape_of(state, "blocks.0.channel_mixing.fc1.weight", 2)[0]
+
+
+def plain_twin(model: nn.Module) -> MlpMixer:
+    """An `MlpMixer` of the plain layers with ``model``'s weights (bench's reference)."""
+    twin = MlpMixer(model.config, fast=False)
+    twin.load_state_dict(model.state_dict())
+    param = next(model.parameters())
+    return twin.to(device=param.device, dtype=param.dtype).train(model.training)
+
+
+MIXER_TIMM_NAMES = {
+    "norm1": "token_norm",
+    "mlp_tokens": "token_mixing",
+    "norm2": "channel_norm",
+    "mlp_channels": "channel_mixing",
+}
+
+SPEC = register_family(
+    FamilySpec(
+        name="mixer",
+        config_class=MixerConfig,
+        model=MlpMixer,
+        params=partial(stacked_params, block_params=block_params),
+        macs=partial(stacked_macs, block_macs=block_macs),
+        paper=Paper(
+            "MLP-Mixer",
+            "2105.01601",
+            "apache-2.0",
+            "https://github.com/google-research/vision_transformer",
+        ),
+        markers=(TOKEN_FC1,),
+        claims=lambda state: not token_mlp_gated(state),
+        config_from_state=partial(
+            stacked_config_from_state, family="mixer", widths=token_mlp_widths
+        ),
+        token_weight="token_mixing.fc1.weight",
+        resize=resized_mlp_config,
+        timm=TimmNames(MIXER_TIMM_NAMES, ("blocks.0.mlp_tokens.fc1.weight",), any_shape=True),
+        unused_fields=("layer_scale_init",),
+        plain=plain_twin,
+        official_npz=True,
+        description="the paper's block: token MLP and channel MLP, LayerNorm, GELU",
+    )
+)

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from . import gmixer, gmlp, mixer, resmlp  # noqa: F401  (the built-in families: their specs)
 from .base import MlpFamilyModel, build_model
 from .config import MixerConfig
 from .features import FeatureGetter
 from .pretrained import sources
-from .storage import storage
+from .spec import FamilySpec, families
+from .state_fit import replaced
 from .timm_families import register_family
 
 
@@ -136,14 +138,30 @@ register_family(
 )
 
 
+def _variant_entry(spec: FamilySpec, name: str) -> ModelEntry:
+    description = f"{spec.paper.title} {name} ({spec.description or spec.name})"
+    return ModelEntry(name, spec.variants[name], description, pretrained=sources(name))
+
+
+def _entries() -> dict[str, ModelEntry]:
+    """The registered models: the tables above, then each family spec's ``variants`` (read at
+    each call, so a family registered later lists its models without a second step)."""
+    entries = dict(_REGISTRY)
+    for spec in families():
+        for name in spec.variants:
+            entries.setdefault(name, _variant_entry(spec, name))
+    return entries
+
+
 def resolve_name(name: str) -> str:
     """Registry name for ``name``: ``mixer_b16_224``, ``B/16``, ``Mixer-B/16`` or ``b16``."""
-    if name in _REGISTRY:
+    entries = _entries()
+    if name in entries:
         return name
     short = re.fullmatch(r"(?:mixer[-_ ]?)?([sblh])[/_]?(\d+)", name.strip(), flags=re.IGNORECASE)
     if short:
         candidate = f"mixer_{short.group(1).lower()}{short.group(2)}_224"
-        if candidate in _REGISTRY:
+        if candidate in entries:
             return candidate
     raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
 
@@ -155,29 +173,29 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     (``gmlp_s16_224.ra3_in1k``), the pattern matched against the model name or the full name.
     """
     if not pretrained:
-        return [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)]
+        return [n for n in _entries() if fnmatch.fnmatch(n, pattern)]
     return [
         f"{n}.{tag}"
-        for n, entry in _REGISTRY.items()
+        for n, entry in _entries().items()
         for tag in entry.pretrained
         if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(f"{n}.{tag}", pattern)
     ]
 
 
 def model_entry(name: str) -> ModelEntry:
-    return _REGISTRY[resolve_name(name)]
+    return _entries()[resolve_name(name)]
 
 
 def model_config(name: str, **overrides: Any) -> MixerConfig:
     """The registered config of ``name`` with ``overrides`` applied (validated)."""
-    return model_entry(name).config.replace(**overrides)
+    return replaced(model_entry(name).config, **overrides)
 
 
 def pretrained_source(name: str, tag: str | None = None) -> str:
     """Where the weights ``name`` (with ``tag``, else the default) are published."""
     tags = model_entry(name).pretrained
     if not tags:
-        with_weights = [n for n, entry in _REGISTRY.items() if entry.pretrained]
+        with_weights = [n for n, entry in _entries().items() if entry.pretrained]
         raise ConfigError(f"no published weights for {name!r}; models with weights: {with_weights}")
     tag = tag or next(iter(tags))
     if tag not in tags:
@@ -220,7 +238,8 @@ def _create(
     base = resolve_name(base)
     if not (pretrained or tag):
         return build_model(model_config(base, **overrides))
-    # checkpoints/ builds on models/ (and may download): reached through what it registered
-    return storage().load_model(
-        pretrained_source(base, tag or None), reset_head=reset_head, **overrides
-    )
+    # checkpoints/ builds on models/ (and may download): imported at the call, when weights
+    # are asked for, never by importing models/
+    from ..checkpoints import load_model
+
+    return load_model(pretrained_source(base, tag or None), reset_head=reset_head, **overrides)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .config import MixerConfig, to_pair
+from .spec import family_spec
 
 RESAMPLE_MODE = "bilinear"  # no overshoot (bicubic rings on sharp token weights)
 
@@ -206,15 +207,33 @@ def token_resize(config: MixerConfig, img_size: int | tuple[int, int]) -> TokenR
 
 
 def resized_config(config: MixerConfig, resize: TokenResize) -> MixerConfig:
-    """``config`` at the new grid: img_size, and D_S × K² when tiling (S' for S × S layers)."""
+    """``config`` at the new grid, by its family's rule (`FamilySpec.resize`)."""
+    spec = family_spec(config.family)
+    if spec.resize is None:
+        raise ConfigError(f"resizing is not written for family {config.family!r}")
+    return spec.resize(config, resize)
+
+
+def _with_size(config: MixerConfig, resize: TokenResize, tokens_mlp_dim: int) -> MixerConfig:
     img_size = (resize.new[0] * config.patch_size[0], resize.new[1] * config.patch_size[1])
-    tokens_mlp_dim = config.tokens_mlp_dim * resize.hidden_factor
-    if config.tokens_mlp_dim == config.num_tokens and config.family in ("resmlp", "gmlp"):
-        tokens_mlp_dim = math.prod(resize.new)  # unused by these families; kept equal to S
     try:  # size limits refuse an absurd img_size by name before any weight is allocated
         return config.replace(img_size=img_size, tokens_mlp_dim=tokens_mlp_dim)
     except ConfigError as err:
         raise ConfigError(f"resizing to img_size={img_size}: {err}") from err
+
+
+def resized_mlp_config(config: MixerConfig, resize: TokenResize) -> MixerConfig:
+    """The rule of families with a token MLP (Mixer, gMixer): img_size, D_S × K² tiling."""
+    return _with_size(config, resize, config.tokens_mlp_dim * resize.hidden_factor)
+
+
+def resized_square_config(config: MixerConfig, resize: TokenResize) -> MixerConfig:
+    """The rule of families with an S × S token Linear (ResMLP, gMLP): img_size, and
+    ``tokens_mlp_dim`` (unused by them) kept equal to S when it was."""
+    tokens_mlp_dim = config.tokens_mlp_dim * resize.hidden_factor
+    if config.tokens_mlp_dim == config.num_tokens:
+        tokens_mlp_dim = math.prod(resize.new)
+    return _with_size(config, resize, tokens_mlp_dim)
 
 
 def token_mlp_weights(

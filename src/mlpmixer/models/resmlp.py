@@ -13,14 +13,20 @@ blocks, 1e-5 for 24, 1e-6 for 36 and the big model). The final norm is an Affine
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
+
 import torch
 from torch import nn
 
 from .base import MlpFamilyModel
 from .config import MixerConfig
+from .flops import linear_params, stacked_macs, stacked_params
 from .init import linear
 from .layers import PLAIN, Affine, LayerSet, drop_path
-from .resize import TokenResize, token_linear_weights
+from .resize import TokenResize, resized_square_config, token_linear_weights
+from .spec import FamilySpec, Paper, TimmNames, register_family
+from .state_shapes import shape_of, stacked_config_from_state
 
 
 class ResMlpBlock(nn.Module):
@@ -57,10 +63,63 @@ class ResMlp(MlpFamilyModel):
     """ResMLP: ``ResMlp(config)`` with ``config.family == "resmlp"``."""
 
     family = "resmlp"
-    token_linear = "token_mixing"
 
     def make_block(self, config: MixerConfig, drop_path_rate: float, layers: LayerSet):
         return ResMlpBlock(config, drop_path_rate, layers)
 
     def make_norm(self, config: MixerConfig) -> nn.Module:
         return Affine(config.hidden_dim)
+
+
+# ----- the family's entry ---------------------------------------------------------------
+
+
+def block_macs(config: MixerConfig) -> int:
+    """C·S² (one token Linear) + 2·S·C·D_C (channel MLP)."""
+    s, c = config.num_tokens, config.hidden_dim
+    return c * s * s + 2 * s * c * config.channels_mlp_dim
+
+
+def block_params(config: MixerConfig) -> int:
+    """Two Affines and two LayerScales (6·C), the S × S token Linear, the channel MLP."""
+    s, c, d_c = config.num_tokens, config.hidden_dim, config.channels_mlp_dim
+    return 6 * c + linear_params(s, s) + linear_params(c, d_c) + linear_params(d_c, c)
+
+
+def widths(state: Mapping[str, torch.Tensor]) -> tuple[int, int, int]:
+    """(S, S, D_C): the token layer is S × S (``tokens_mlp_dim`` kept equal to S)."""
+    s = shape_of(state, "blocks.0.token_mixing.weight", 2)[0]
+    return s, s, shape_of(state, "blocks.0.channel_mixing.fc1.weight", 2)[0]
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="resmlp",
+        config_class=MixerConfig,
+        model=ResMlp,
+        params=partial(stacked_params, block_params=block_params),
+        macs=partial(stacked_macs, block_macs=block_macs),
+        paper=Paper(
+            "ResMLP", "2105.03404", "apache-2.0", "https://github.com/facebookresearch/deit"
+        ),
+        markers=("blocks.0.token_scale",),
+        config_from_state=partial(stacked_config_from_state, family="resmlp", widths=widths),
+        token_weight="token_mixing.weight",
+        resize=resized_square_config,
+        timm=TimmNames(
+            {
+                "norm1": "token_norm",
+                "linear_tokens": "token_mixing",
+                "ls1": "token_scale",
+                "norm2": "channel_norm",
+                "mlp_channels": "channel_mixing",
+                "ls2": "channel_scale",
+            },
+            ("blocks.0.linear_tokens.weight",),
+            reshape={".alpha": (1, 1, -1), ".beta": (1, 1, -1)},  # timm's Affine: (1, 1, C)
+            name_fixes=("channels_mlp_dim",),
+        ),
+        unused_fields=("tokens_mlp_dim", "norm_eps"),
+        description="Affine norms, one S × S token Linear, LayerScale",
+    )
+)

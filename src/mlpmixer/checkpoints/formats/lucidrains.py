@@ -10,7 +10,7 @@ D_S = ``expansion_factor``·C and D_C = ``expansion_factor_token``·C.
 
 The stem weight is permuted to this package's Conv2d layout (C, in, P, P) on load, so one
 stem serves both. The (P, in) split of P·P·in is inferred: ``in_chans`` 3 if P·P·in / 3 is a
-square, else 1 if it is a square; pass ``in_chans`` for anything else.
+square, else 1 if it is a square; pass ``in_chans`` for anything else. Read only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from collections.abc import Mapping
 
 import torch
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
+from .base import Candidate, Checkpoint, CheckpointFormat, in_torch_file
 
 LUCIDRAINS_FIELDS = {"gelu": "none", "norm_eps": 1e-5}
 _PART = {"0.norm": "token_norm", "0.fn.0": "token_mixing.fc1", "0.fn.3": "token_mixing.fc2",
@@ -32,6 +33,14 @@ _BLOCK_KEY = re.compile(r"^(\d+)\.([01]\.(?:norm|fn\.0|fn\.3))\.(weight|bias)$")
 def is_lucidrains(state: Mapping[str, torch.Tensor]) -> bool:
     stem, token = state.get("1.weight"), state.get("2.0.fn.0.weight")
     return stem is not None and stem.ndim == 2 and token is not None and token.ndim == 3
+
+
+def _detect(candidate: Candidate) -> bool:
+    return candidate.holds_tensors and is_lucidrains(candidate.state)
+
+
+def _read(candidate: Candidate) -> Checkpoint:
+    return candidate.read_as(FORMAT, lucidrains_to_state(candidate.state, candidate.in_chans))
 
 
 def split_patch(width: int, in_chans: int | None) -> tuple[int, int]:
@@ -73,3 +82,12 @@ def lucidrains_to_state(
             raise CheckpointError(f"unexpected key {key!r} in a mlp-mixer-pytorch state dict")
         out[f"{top[layer]}.{param}"] = value
     return {k: v.contiguous() for k, v in out.items()}
+
+
+FORMAT = CheckpointFormat(
+    name="lucidrains",
+    detect=_detect,
+    read=_read,
+    defaults=LUCIDRAINS_FIELDS,
+    tensors_only=in_torch_file,
+)
