@@ -27,22 +27,30 @@ Markers only this family has: ``axial_shift.conv2_1.weight``, ``axial_shift.conv
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError, InputShapeError
+from .spec import FamilySpec, Paper, register_family
 from .staged import (
     ConvNorm,
     DropPath,
     Mlp,
     StagedNet,
     ZooConfig,
+    config_from_shapes,
     drop_path_rates,
+    head_classes,
+    indexed,
     linear_head,
     official_init,
+    width_ratio,
 )
+from .state_shapes import shape_of
 
 PATCH_MERGES = 3  # downsampling steps between the four levels
 
@@ -193,6 +201,8 @@ def patch_embed(config: AsMlpConfig) -> ConvNorm:
 class AsMlp(StagedNet):
     """AS-MLP from its config. ``forward_features`` gives (B, 8C, H/32, W/32), NCHW."""
 
+    family = "asmlp"
+
     def __init__(self, config: AsMlpConfig) -> None:
         super().__init__()
         self.config = config
@@ -279,3 +289,42 @@ VARIANTS: dict[str, AsMlpConfig] = {
     "asmlp_base": AsMlpConfig(embed_dim=128, depths=(2, 2, 18, 2)),
 }
 """The official ImageNet-1k 224 models (configs/as_{tiny,small,base}_patch4_shift5_224.yaml)."""
+
+
+# --------------------------------------------------------------------------- the family spec
+
+
+def config_from_state(state: Mapping[str, torch.Tensor], img_size: Any, fields: Any) -> AsMlpConfig:
+    """The `AsMlpConfig` of an official-layout state dict: the stem gives in_chans, P, C; the
+    ``layers.{i}.blocks.{j}`` keys the depths; fc1 the MLP ratio. The shift size is no shape:
+    the registered variant's (5)."""
+    stem = shape_of(state, "patch_embed.proj.weight", 4)
+    levels = indexed(state, "layers.")
+    architecture = {
+        "in_chans": stem[1],
+        "patch_size": stem[2],
+        "embed_dim": stem[0],
+        "depths": [indexed(state, f"layers.{i}.blocks.") for i in range(levels)],
+        "mlp_ratio": float(width_ratio(state, "layers.0.blocks.0.mlp.fc1.weight", stem[0])),
+        "as_bias": "layers.0.blocks.0.axial_shift.conv1.bias" in state,
+        "patch_norm": "patch_embed.norm.weight" in state,
+        "num_classes": head_classes(state),
+    }
+    return config_from_shapes(AsMlpConfig, VARIANTS, architecture, img_size, fields)
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="asmlp",
+        config_class=AsMlpConfig,
+        model=AsMlp,
+        params=param_count,
+        macs=macs_per_image,
+        paper=Paper("AS-MLP", "2107.08391", "mit", "https://github.com/svip-lab/AS-MLP"),
+        markers=("patch_embed.proj.weight", "layers.0.blocks.0.axial_shift.conv2_1.weight"),
+        config_from_state=config_from_state,
+        any_size=True,  # no layer depends on the image size (sides multiples of 32)
+        variants=VARIANTS,
+        description="axial shifts of channel groups between 1x1 convs, Swin-like pyramid",
+    )
+)

@@ -37,6 +37,7 @@ prints (its ``sfc_flop_jit`` counts a Cycle FC as the 1×1 convolution: C·C' pe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, InputShapeError
+from .spec import FamilySpec, Paper, register_family
 from .staged import (
     DOWN_KERNEL,
     DOWN_PAD,
@@ -55,10 +57,16 @@ from .staged import (
     ConvNorm,
     Mlp,
     ZooConfig,
+    config_from_shapes,
+    head_classes,
+    indexed,
     level_sizes,
     official_init,
     reweighted_sum,
+    state_width,
+    width_ratio,
 )
+from .state_shapes import shape_of
 from .vip import StagedMlpNet, layer_norm_elements, mlp_params, reweight_params
 
 CYCLE_SIZE = 3  # the pseudo-kernel (1, 3) / (3, 1) of the official blocks
@@ -268,6 +276,7 @@ class CycleNet(StagedMlpNet):
     or to pooled features (B, C) when ``num_classes == 0``.
     """
 
+    family = "cyclemlp"
     fixed_input_size = False
 
     def __init__(self, config: CycleMlpConfig | None = None) -> None:
@@ -295,3 +304,45 @@ class CycleNet(StagedMlpNet):
                 f"CycleMLP takes images (B, {c}, H, W) with H, W >= 3, got {tuple(images.shape)}"
             )
         return images
+
+
+# --------------------------------------------------------------------------- the family spec
+
+
+def config_from_state(
+    state: Mapping[str, torch.Tensor], img_size: Any, fields: Any
+) -> CycleMlpConfig:
+    """The `CycleMlpConfig` of an official-layout state dict: stages at ``network.{2i}``
+    (Downsamples between), widths from the norms, MLP ratios from fc1."""
+    stem = shape_of(state, "patch_embed.proj.weight", 4)
+    stages = range(0, indexed(state, "network."), 2)
+    dims = [state_width(state, f"network.{i}.0.norm1.weight") for i in stages]
+    architecture = {
+        "in_chans": stem[1],
+        "depths": [indexed(state, f"network.{i}.") for i in stages],
+        "embed_dims": dims,
+        "mlp_ratios": [
+            width_ratio(state, f"network.{i}.0.mlp.fc1.weight", d)
+            for i, d in zip(stages, dims, strict=True)
+        ],
+        "qkv_bias": "network.0.0.attn.mlp_c.bias" in state,
+        "num_classes": head_classes(state),
+    }
+    return config_from_shapes(CycleMlpConfig, VARIANTS, architecture, img_size, fields)
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="cyclemlp",
+        config_class=CycleMlpConfig,
+        model=CycleNet,
+        params=param_count,
+        macs=macs_per_image,
+        paper=Paper("CycleMLP", "2107.10224", "mit", "https://github.com/ShoufaChen/CycleMLP"),
+        markers=("patch_embed.proj.weight", "network.0.0.attn.sfc_h.offset"),
+        config_from_state=config_from_state,
+        any_size=True,  # no layer depends on the image size
+        variants=VARIANTS,
+        description="Cycle FC (channel-cycled spatial shifts) pyramid, any input size",
+    )
+)

@@ -36,12 +36,15 @@ with strict=True. Markers only this family has: ``attn.mlp_h1_norm.weight``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .spec import FamilySpec, Paper, register_family
 from .staged import (
     DOWN_KERNEL,
     DOWN_PAD,
@@ -54,12 +57,18 @@ from .staged import (
     Mlp,
     StagedNet,
     ZooConfig,
+    config_from_shapes,
     drop_path_rates,
+    head_classes,
+    indexed,
     level_sizes,
     linear_head,
     official_init,
     reweighted_sum,
+    state_width,
+    width_ratio,
 )
+from .state_shapes import shape_of
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,8 @@ def conv_bn_relu(n_in: int, n_out: int, kernel: int, stride: int, pad: int) -> C
 class HireMlp(StagedNet):
     """Hire-MLP from its config. ``forward_features`` gives (B, C_4, H/32, W/32), NCHW."""
 
+    family = "hiremlp"
+
     def __init__(self, config: HireMlpConfig) -> None:
         super().__init__()
         self.config = config
@@ -264,3 +275,51 @@ VARIANTS: dict[str, HireMlpConfig] = {
     "hiremlp_large": HireMlpConfig(embed_dims=(96, 192, 384, 768), depths=(4, 6, 24, 3)),
 }
 """The official ImageNet-1k 224 models (``hire_mlp_tiny`` ... ``hire_mlp_large``)."""
+
+
+# --------------------------------------------------------------------------- the family spec
+
+
+def config_from_state(
+    state: Mapping[str, torch.Tensor], img_size: Any, fields: Any
+) -> HireMlpConfig:
+    """The `HireMlpConfig` of an official-layout state dict: levels at ``network.{2i}``; the
+    region size p from mlp_h1 (C·p inputs). The steps are no shapes: the variant's."""
+    stem = shape_of(state, "patch_embed.proj.weight", 4)
+    levels = range(0, indexed(state, "network."), 2)
+    dims = [state_width(state, f"network.{i}.0.norm1.weight") for i in levels]
+    regions = [
+        shape_of(state, f"network.{i}.0.attn.mlp_h1.weight", 4)[1] // d
+        for i, d in zip(levels, dims, strict=True)
+    ]
+    architecture = {
+        "in_chans": stem[1],
+        "embed_dims": dims,
+        "depths": [indexed(state, f"network.{i}.") for i in levels],
+        "mlp_ratios": [
+            width_ratio(state, f"network.{i}.0.mlp.fc1.weight", d)
+            for i, d in zip(levels, dims, strict=True)
+        ],
+        "region_size": regions,
+        "num_classes": head_classes(state),
+    }
+    return config_from_shapes(HireMlpConfig, VARIANTS, architecture, img_size, fields)
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="hiremlp",
+        config_class=HireMlpConfig,
+        model=HireMlp,
+        params=param_count,
+        macs=macs_per_image,
+        paper=Paper(
+            "Hire-MLP", "2108.13341", "mit", "https://github.com/ggjy/Hire-Wave-MLP.pytorch"
+        ),
+        markers=("patch_embed.proj.weight", "network.0.0.attn.mlp_h1_norm.weight"),
+        config_from_state=config_from_state,
+        any_size=True,  # no layer depends on the image size
+        variants=VARIANTS,
+        description="hierarchical rearrangement of regions, pyramid, any input size",
+    )
+)

@@ -35,10 +35,13 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..choices import INTERPOLATIONS
-from ..errors import ConfigError, InputShapeError
+from ..errors import CheckpointError, ConfigError, InputShapeError
 from .config import IMAGENET_MEAN, IMAGENET_STD, MAX_BLOCKS, MAX_PARAMS, to_pair
+from .io import ModelIO
 from .layers import drop_path
 from .params import no_weight_decay_names, weight_decay_groups
+from .spec import family_spec
+from .state_shapes import shape_of
 from .timm_api import take_indices
 
 LAYOUTS = ("NCHW", "NHWC")
@@ -336,10 +339,11 @@ def official_init(module: nn.Module, kinds: tuple[type, ...] = (nn.Linear,)) -> 
 # --------------------------------------------------------------------------- the network
 
 
-class StagedNet(nn.Module):
+class StagedNet(nn.Module, ModelIO):
     """timm's model API over a stem, stages, a final norm and a linear head (see the module
-    docstring for what a family provides)."""
+    docstring for what a family provides), and the project's save / load (`ModelIO`)."""
 
+    family: ClassVar[str] = ""  # the name of the family's `FamilySpec`
     layout: ClassVar[str] = "NCHW"  # of the stages and of `forward_features`
     fixed_input_size: ClassVar[bool] = False
     __jit_unused_properties__: ClassVar[list[str]] = [
@@ -561,6 +565,10 @@ class StagedNet(nn.Module):
         return {"stem": r"^patch_embed", "blocks": [(rf"^{prefix}\.(\d+)", None),
                                                      (r"^norm", (99999,))]}  # fmt: skip
 
+    def num_params(self, include_head: bool = True) -> int:
+        """The family's analytic count (what training reports), equal to the built model's."""
+        return family_spec(self.config.family).params(self.config, include_head)
+
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters recipes exclude from weight decay: norms and biases."""
         return no_weight_decay_names(self)
@@ -574,3 +582,57 @@ def _to_format(x: torch.Tensor, layout: str, output_fmt: str) -> torch.Tensor:
     if layout == output_fmt:
         return x
     return x.permute(0, 3, 1, 2) if layout == "NHWC" else x.permute(0, 2, 3, 1)
+
+
+# --------------------------------------------------------------------------- state dicts
+
+
+def indexed(state: Mapping[str, Any], prefix: str) -> int:
+    """How many of ``prefix0.``, ``prefix1.``, ... the keys of ``state`` start with (in a row)."""
+    n = 0
+    while any(k.startswith(f"{prefix}{n}.") for k in state):
+        n += 1
+    return n
+
+
+def width_ratio(state: Mapping[str, Any], key: str, dim: int) -> float:
+    """An MLP's hidden width over ``dim``, from its fc1 weight (an int where it divides)."""
+    hidden = state_width(state, key)
+    return hidden // dim if hidden % dim == 0 else hidden / dim
+
+
+def state_width(state: Mapping[str, Any], key: str) -> int:
+    """The output width (first dimension) of a Linear or conv weight in ``state``."""
+    if key not in state:
+        raise CheckpointError(f"checkpoint has no {key!r}: truncated, or not this family's")
+    return int(state[key].shape[0])
+
+
+def config_from_shapes(
+    config_class: Any,
+    variants: Mapping[str, Any],
+    architecture: dict[str, Any],
+    img_size: Any,
+    fields: Mapping[str, Any],
+) -> Any:
+    """A zoo config from what a state dict's shapes tell (``architecture``), the caller's
+    ``img_size`` and ``fields`` (sidecar, defaults). What shapes cannot tell (e.g. AS-MLP's
+    shift size, the eval crop) comes from the registered variant with that architecture, else
+    from the config class's defaults; ``img_size`` None: the variant's (224)."""
+    arch = {k: tuple(v) if isinstance(v, list) else v for k, v in architecture.items()}
+    same = [
+        v for v in variants.values()
+        if all(getattr(v, k) == value for k, value in arch.items() if k != "num_classes")
+    ]  # fmt: skip
+    base = same[0] if same else config_class()
+    size = {"img_size": img_size} if img_size is not None else {}
+    try:
+        return base.replace(**{**arch, **size, **dict(fields)})
+    except ConfigError as err:
+        raise CheckpointError(f"the checkpoint's shapes give no valid {config_class.__name__}: "
+                              f"{err}") from err  # fmt: skip
+
+
+def head_classes(state: Mapping[str, Any]) -> int:
+    """The classes of the ``head`` Linear, 0 where the state has no head."""
+    return shape_of(state, "head.weight", 2)[0] if "head.weight" in state else 0

@@ -34,7 +34,7 @@ branches and proj) + 2rC² (the MLP), plus C²/4 + 3C²/4 per image for the rewe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +42,25 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputShapeError
+from .config import to_pair
 from .layers import drop_path
+from .spec import FamilySpec, Paper, register_family
 from .staged import (
     ConvNorm,
     Mlp,
     StagedNet,
     ZooConfig,
+    config_from_shapes,
     drop_path_rates,
+    head_classes,
+    indexed,
     linear_head,
     official_init,
     reweighted_sum,
+    state_width,
+    width_ratio,
 )
+from .state_shapes import shape_of
 
 
 @dataclass(frozen=True)
@@ -373,6 +381,7 @@ class VisionPermutator(StagedMlpNet):
     logits (B, num_classes), or to pooled features (B, C) when ``num_classes == 0``.
     """
 
+    family = "vip"
     fixed_input_size = True
 
     def __init__(self, config: VipConfig | None = None) -> None:
@@ -403,3 +412,54 @@ class VisionPermutator(StagedMlpNet):
                 f"permutation is tied to the grid size), got {tuple(images.shape)}"
             )
         return images
+
+
+# --------------------------------------------------------------------------- the family spec
+
+
+def config_from_state(state: Mapping[str, torch.Tensor], img_size: Any, fields: Any) -> VipConfig:
+    """The `VipConfig` of an official-layout state dict: the stem gives in_chans, P, C0; each
+    ``network.{i}`` is a stage (blocks) or a Downsample (``proj``, kernel 2: a transition);
+    the segment dims follow from the image size (224 unless given), not from the shapes."""
+    stem = shape_of(state, "patch_embed.proj.weight", 4)
+    depths, dims, ratios, transitions = [], [], [], []
+    for i in range(indexed(state, "network.")):
+        if f"network.{i}.proj.weight" in state:  # a Downsample after the last stage
+            transitions[-1] = shape_of(state, f"network.{i}.proj.weight", 4)[2] == 2
+            continue
+        depths.append(indexed(state, f"network.{i}."))
+        dims.append(state_width(state, f"network.{i}.0.norm1.weight"))
+        ratios.append(width_ratio(state, f"network.{i}.0.mlp.fc1.weight", dims[-1]))
+        transitions.append(False)
+    size = to_pair(img_size if img_size is not None else 224, "img_size")
+    grid, segments = size[0] // stem[2], []
+    for stage in range(len(depths)):
+        segments.append(grid)
+        grid = grid // 2 if transitions[stage] else grid
+    architecture = {
+        "in_chans": stem[1], "patch_size": stem[2], "depths": depths, "embed_dims": dims,
+        "mlp_ratios": ratios, "transitions": transitions[:-1], "segment_dims": segments,
+        "qkv_bias": "network.0.0.attn.mlp_c.bias" in state, "num_classes": head_classes(state),
+    }  # fmt: skip
+    return config_from_shapes(VipConfig, VARIANTS, architecture, size, fields)
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="vip",
+        config_class=VipConfig,
+        model=VisionPermutator,
+        params=param_count,
+        macs=macs_per_image,
+        # The code is MIT; the official README restricts the released weights to
+        # non-commercial research use, hence "other".
+        paper=Paper(
+            "Vision Permutator", "2106.12368", "other", "https://github.com/houqb/VisionPermutator"
+        ),
+        markers=("patch_embed.proj.weight", "network.0.0.attn.mlp_h.weight"),
+        config_from_state=config_from_state,
+        any_size=False,  # one input size per set of weights (the segment dims)
+        variants=VARIANTS,
+        description="height, width and channel permute-MLPs, reweighted (one input size)",
+    )
+)

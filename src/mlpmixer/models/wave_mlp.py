@@ -36,12 +36,15 @@ statistics included. Official checkpoints (timm's training format: ``state_dict`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .spec import FamilySpec, Paper, register_family
 from .staged import (
     DOWN_KERNEL,
     DOWN_PAD,
@@ -54,12 +57,18 @@ from .staged import (
     Mlp,
     StagedNet,
     ZooConfig,
+    config_from_shapes,
     drop_path_rates,
+    head_classes,
+    indexed,
     level_sizes,
     linear_head,
     official_init,
     reweighted_sum,
+    state_width,
+    width_ratio,
 )
+from .state_shapes import shape_of
 
 NORMS = ("batch", "group")  # BatchNorm2d, or GroupNorm with one group (the official MyNorm)
 THETA_CONVS = ("fc", "depthwise")  # how the phase is estimated: 1x1 conv or 3x3 depthwise
@@ -175,6 +184,8 @@ def strided_conv(n_in: int, n_out: int, kernel: int, stride: int, pad: int,
 class WaveMlp(StagedNet):
     """Wave-MLP from its config. ``forward_features`` gives (B, C_4, H/32, W/32), NCHW."""
 
+    family = "wavemlp"
+
     def __init__(self, config: WaveMlpConfig) -> None:
         super().__init__()
         self.config = config
@@ -277,3 +288,52 @@ VARIANTS: dict[str, WaveMlpConfig] = {
     ),
 }
 """The official ImageNet-1k 224 models (``WaveMLP_T_dw``, ``WaveMLP_T`` ... ``WaveMLP_B``)."""
+
+
+# --------------------------------------------------------------------------- the family spec
+
+
+def config_from_state(
+    state: Mapping[str, torch.Tensor], img_size: Any, fields: Any
+) -> WaveMlpConfig:
+    """The `WaveMlpConfig` of an official-layout state dict: levels at ``network.{2i}``;
+    BatchNorm (running statistics) or GroupNorm; a stem norm or none; the phase conv 1x1
+    (``fc``) or 3x3 depthwise from its kernel."""
+    stem = shape_of(state, "patch_embed.proj.weight", 4)
+    levels = range(0, indexed(state, "network."), 2)
+    dims = [state_width(state, f"network.{i}.0.norm1.weight") for i in levels]
+    theta = shape_of(state, "network.0.0.attn.theta_h_conv.0.weight", 4)
+    architecture = {
+        "in_chans": stem[1],
+        "embed_dims": dims,
+        "depths": [indexed(state, f"network.{i}.") for i in levels],
+        "mlp_ratios": [
+            width_ratio(state, f"network.{i}.0.mlp.fc1.weight", d)
+            for i, d in zip(levels, dims, strict=True)
+        ],
+        "norm": "batch" if "network.0.0.norm1.running_mean" in state else "group",
+        "stem_norm": "patch_embed.norm.weight" in state,
+        "theta_conv": "fc" if theta[1] > 1 else "depthwise",
+        "qkv_bias": "network.0.0.attn.fc_h.bias" in state,
+        "num_classes": head_classes(state),
+    }
+    return config_from_shapes(WaveMlpConfig, VARIANTS, architecture, img_size, fields)
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="wavemlp",
+        config_class=WaveMlpConfig,
+        model=WaveMlp,
+        params=param_count,
+        macs=macs_per_image,
+        paper=Paper(
+            "Wave-MLP", "2111.12294", "mit", "https://github.com/ggjy/Hire-Wave-MLP.pytorch"
+        ),
+        markers=("patch_embed.proj.weight", "network.0.0.attn.tfc_h.weight"),
+        config_from_state=config_from_state,
+        any_size=True,  # no layer depends on the image size
+        variants=VARIANTS,
+        description="tokens as waves: phase-aware token mixing, pyramid, any input size",
+    )
+)
