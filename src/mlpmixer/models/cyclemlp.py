@@ -59,12 +59,10 @@ from .staged import (
     ZooConfig,
     config_from_shapes,
     head_classes,
-    indexed,
     level_sizes,
     official_init,
+    pyramid_levels,
     reweighted_sum,
-    state_width,
-    width_ratio,
 )
 from .state_shapes import shape_of
 from .vip import StagedMlpNet, layer_norm_elements, mlp_params, reweight_params
@@ -315,16 +313,9 @@ def config_from_state(
     """The `CycleMlpConfig` of an official-layout state dict: stages at ``network.{2i}``
     (Downsamples between), widths from the norms, MLP ratios from fc1."""
     stem = shape_of(state, "patch_embed.proj.weight", 4)
-    stages = range(0, indexed(state, "network."), 2)
-    dims = [state_width(state, f"network.{i}.0.norm1.weight") for i in stages]
     architecture = {
         "in_chans": stem[1],
-        "depths": [indexed(state, f"network.{i}.") for i in stages],
-        "embed_dims": dims,
-        "mlp_ratios": [
-            width_ratio(state, f"network.{i}.0.mlp.fc1.weight", d)
-            for i, d in zip(stages, dims, strict=True)
-        ],
+        **pyramid_levels(state),
         "qkv_bias": "network.0.0.attn.mlp_c.bias" in state,
         "num_classes": head_classes(state),
     }

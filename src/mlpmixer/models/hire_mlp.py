@@ -60,13 +60,11 @@ from .staged import (
     config_from_shapes,
     drop_path_rates,
     head_classes,
-    indexed,
     level_sizes,
     linear_head,
     official_init,
+    pyramid_levels,
     reweighted_sum,
-    state_width,
-    width_ratio,
 )
 from .state_shapes import shape_of
 
@@ -286,20 +284,15 @@ def config_from_state(
     """The `HireMlpConfig` of an official-layout state dict: levels at ``network.{2i}``; the
     region size p from mlp_h1 (C·p inputs). The steps are no shapes: the variant's."""
     stem = shape_of(state, "patch_embed.proj.weight", 4)
-    levels = range(0, indexed(state, "network."), 2)
-    dims = [state_width(state, f"network.{i}.0.norm1.weight") for i in levels]
-    regions = [
-        shape_of(state, f"network.{i}.0.attn.mlp_h1.weight", 4)[1] // d
-        for i, d in zip(levels, dims, strict=True)
+    levels = pyramid_levels(state)
+    dims = levels["embed_dims"]
+    regions = [  # mlp_h1 reads C·p channels
+        shape_of(state, f"network.{2 * k}.0.attn.mlp_h1.weight", 4)[1] // d
+        for k, d in enumerate(dims)
     ]
     architecture = {
         "in_chans": stem[1],
-        "embed_dims": dims,
-        "depths": [indexed(state, f"network.{i}.") for i in levels],
-        "mlp_ratios": [
-            width_ratio(state, f"network.{i}.0.mlp.fc1.weight", d)
-            for i, d in zip(levels, dims, strict=True)
-        ],
+        **levels,
         "region_size": regions,
         "num_classes": head_classes(state),
     }

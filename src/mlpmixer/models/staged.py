@@ -633,6 +633,19 @@ def config_from_shapes(
                               f"{err}") from err  # fmt: skip
 
 
+def pyramid_levels(state: Mapping[str, Any]) -> dict[str, list]:
+    """``embed_dims``, ``depths`` and ``mlp_ratios`` of a state dict whose stages are
+    ``network.{2i}``, downsamplings between (CycleMLP, Wave-MLP, Hire-MLP)."""
+    levels = range(0, indexed(state, "network."), 2)
+    dims = [state_width(state, f"network.{i}.0.norm1.weight") for i in levels]
+    fc1 = [f"network.{i}.0.mlp.fc1.weight" for i in levels]
+    return {
+        "embed_dims": dims,
+        "depths": [indexed(state, f"network.{i}.") for i in levels],
+        "mlp_ratios": [width_ratio(state, key, d) for key, d in zip(fc1, dims, strict=True)],
+    }
+
+
 def head_classes(state: Mapping[str, Any]) -> int:
     """The classes of the ``head`` Linear, 0 where the state has no head."""
     return shape_of(state, "head.weight", 2)[0] if "head.weight" in state else 0

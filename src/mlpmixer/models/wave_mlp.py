@@ -60,13 +60,11 @@ from .staged import (
     config_from_shapes,
     drop_path_rates,
     head_classes,
-    indexed,
     level_sizes,
     linear_head,
     official_init,
+    pyramid_levels,
     reweighted_sum,
-    state_width,
-    width_ratio,
 )
 from .state_shapes import shape_of
 
@@ -300,17 +298,11 @@ def config_from_state(
     BatchNorm (running statistics) or GroupNorm; a stem norm or none; the phase conv 1x1
     (``fc``) or 3x3 depthwise from its kernel."""
     stem = shape_of(state, "patch_embed.proj.weight", 4)
-    levels = range(0, indexed(state, "network."), 2)
-    dims = [state_width(state, f"network.{i}.0.norm1.weight") for i in levels]
+    levels = pyramid_levels(state)
     theta = shape_of(state, "network.0.0.attn.theta_h_conv.0.weight", 4)
     architecture = {
         "in_chans": stem[1],
-        "embed_dims": dims,
-        "depths": [indexed(state, f"network.{i}.") for i in levels],
-        "mlp_ratios": [
-            width_ratio(state, f"network.{i}.0.mlp.fc1.weight", d)
-            for i, d in zip(levels, dims, strict=True)
-        ],
+        **levels,
         "norm": "batch" if "network.0.0.norm1.running_mean" in state else "group",
         "stem_norm": "patch_embed.norm.weight" in state,
         "theta_conv": "fc" if theta[1] > 1 else "depthwise",
