@@ -179,3 +179,31 @@ def test_the_namespace_stand_in_keeps_nothing(tmp_path):
     path = _official_file(model, tmp_path / "vip.pth")
     state = read_training_file(path)
     assert set(state) == set(model.state_dict())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resize_keeps_the_weights_or_refuses_vip(family):
+    model = _tiny(family)
+    if family == "vip":
+        with pytest.raises(mlpmixer.errors.ConfigError, match="family 'vip' cannot be resized"):
+            model.resize(32)
+        assert "cannot be resized" in native_card(model.config, "x")
+        return
+    bigger = model.resize(64).eval()
+    assert bigger.config.img_size == (64, 64)
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(bigger(images), model(images))  # the same weights, any size
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_bare_state_dict_keeps_its_settings_in_the_sidecar(family, tmp_path):
+    """convert --to state_dict: tensors only, the preprocessing and class names beside."""
+    model = _tiny(family, class_names=list("abcde"), crop_pct=0.8)
+    with pytest.warns(UserWarning, match="holds tensors only"):
+        path = mlpmixer.save_model(model, tmp_path / "sd.pth", "state_dict")
+    loaded = mlpmixer.load_model(path, img_size=model.config.img_size).eval()
+    assert loaded.config == model.config
+    images = _images(model)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), model(images))

@@ -41,6 +41,7 @@ from .io import ModelIO
 from .layers import drop_path
 from .params import no_weight_decay_names, weight_decay_groups
 from .spec import family_spec
+from .state_fit import model_from_state
 from .state_shapes import shape_of
 from .timm_api import take_indices
 
@@ -564,6 +565,16 @@ class StagedNet(nn.Module, ModelIO):
         prefix = self.stage_modules[0].rsplit(".", 1)[0]
         return {"stem": r"^patch_embed", "blocks": [(rf"^{prefix}\.(\d+)", None),
                                                      (r"^norm", (99999,))]}  # fmt: skip
+
+    def resize(self, img_size: int | tuple[int, int]) -> StagedNet:
+        """The same weights for another input size (a new model): no layer of the zoo's
+        pyramids depends on the size, except ViP's, which refuses (`ConfigError`)."""
+        spec = family_spec(self.config.family)
+        if not spec.any_size:
+            raise ConfigError(f"family {spec.name!r} cannot be resized: its weights fit one "
+                              f"input size, {self.config.img_size}")  # fmt: skip
+        model = model_from_state(self.state_dict(), self.config.replace(img_size=img_size))
+        return model.train(self.training)
 
     def num_params(self, include_head: bool = True) -> int:
         """The family's analytic count (what training reports), equal to the built model's."""
