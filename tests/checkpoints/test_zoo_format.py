@@ -207,3 +207,19 @@ def test_a_bare_state_dict_keeps_its_settings_in_the_sidecar(family, tmp_path):
     images = _images(model)
     with torch.no_grad():
         assert torch.equal(loaded(images), model(images))
+
+
+def test_the_published_weights_resolve_to_the_official_releases(monkeypatch):
+    import mlpmixer.checkpoints as checkpoints
+
+    tagged = mlpmixer.list_models("*", pretrained=True)
+    assert {"cyclemlp_b5.official_in1k", "hiremlp_base.official_in1k",
+            "wavemlp_t_dw.official_in1k"} <= set(tagged)  # fmt: skip
+    seen = {}
+    monkeypatch.setattr(
+        checkpoints, "load_model", lambda source, **kw: seen.setdefault("s", source)
+    )
+    mlpmixer.create_model("cyclemlp_b2", pretrained=True)
+    assert (
+        seen["s"] == "https://github.com/ShoufaChen/CycleMLP/releases/download/v0.1/CycleMLP_B2.pth"
+    )
