@@ -98,3 +98,22 @@ def test_mixer_only_analyses_are_refused_naming_the_family(trained, analysis):
     assert result.exit_code != 0
     error = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and repr(name.split("_")[0]) in error[0], result.output
+
+
+@pytest.mark.slow
+def test_finetune_at_another_size_and_fewshot(trained, tmp_path):
+    """finetune resizes a zoo model to the new size (same weights; ViP refuses by name)."""
+    name, model_dir = trained
+    size = 2 * ZOO[name][0]
+    result = CliRunner().invoke(cli, [
+        "finetune", "--checkpoint", str(model_dir), "--dataset", "digits", "--steps", "1",
+        "--batch-size", "16", "--img-size", str(size), "--out", str(tmp_path / "ft"), "--json",
+    ])  # fmt: skip
+    if name.startswith("vip"):
+        assert result.exit_code != 0 and "family 'vip' cannot be resized" in result.output
+    else:
+        assert result.exit_code == 0, result.output
+        assert load_model(tmp_path / "ft" / "model").config.img_size == (size, size)
+    fewshot = _json(_run("fewshot", "--checkpoint", str(model_dir), "--dataset", "digits",
+                         "--shots", "1", "--seeds", "1", "--json", "--out", str(tmp_path / "fs")))  # fmt: skip
+    assert fewshot["results"] and fewshot["feature_dim"] > 0
