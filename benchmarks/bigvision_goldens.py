@@ -12,7 +12,10 @@ images this script makes (a photograph, a checkerboard, gradients with noise), w
   (area resize) for a few sizes;
 * ``train_decode.npz``: ``decode_jpeg_and_inception_crop(size)`` of ops_image.py on JPEGs this
   script encodes, with the crop window fixed (its ``sample_distorted_bounding_box`` replaced by
-  the given box), and TF's plain ``decode`` of each JPEG.
+  the given box), and TF's plain ``decode`` of each JPEG;
+* ``train_crop.npz``: the same op on 4:2:0, 4:2:2 and 4:4:4 JPEGs with crop windows on and off
+  libjpeg-turbo's 16-pixel iMCU columns (``CROP_BOXES``), and the edge columns of TF's
+  ``decode_and_crop_jpeg`` window itself, which differ from a full decode's.
 
 Set-up (big_vision is Apache-2.0; nothing of it is copied into this project)::
 
@@ -228,10 +231,27 @@ def jpeg(image: np.ndarray, quality: int, subsampling: int) -> bytes:
     return buffer.getvalue()
 
 
+def inception_crop(ops_image, tf, data: bytes, box: tuple[int, int, int, int], size: int):
+    """big_vision's ``decode_jpeg_and_inception_crop(size)`` of ``data`` with its crop window
+    (``sample_distorted_bounding_box``'s draw) fixed to ``box`` (top, left, height, width)."""
+    real_tf = ops_image.tf
+
+    def fixed(*_, **__):
+        return tf.constant([box[0], box[1], 0]), tf.constant([box[2], box[3], -1]), None
+
+    ops_image.tf = Scripted(
+        real_tf, image=Scripted(real_tf.image, sample_distorted_bounding_box=fixed)
+    )
+    try:
+        op = ops_image.get_decode_jpeg_and_inception_crop(size)
+        return op({"image": tf.constant(data)})["image"].numpy()
+    finally:
+        ops_image.tf = real_tf
+
+
 def decode_goldens(ops_image, tf) -> dict[str, np.ndarray]:
     """decode_jpeg_and_inception_crop(size) with fixed boxes: key ``{jpeg}|{box index}|{size}``;
     ``box|{jpeg}``: (k, 4) int32 (top, left, height, width); ``decoded|{jpeg}``: TF's decode."""
-    real_tf = ops_image.tf
     sources = {
         "photo420": jpeg(photo()[150:300, 300:490], 90, 2),
         "photo444": jpeg(photo()[200:353, 250:443], 95, 0),
@@ -253,20 +273,51 @@ def decode_goldens(ops_image, tf) -> dict[str, np.ndarray]:
             decoded = ops_image.get_decode()({"image": tf.constant(data)})["image"].numpy()
             out[f"decoded|{name}"] = decoded
         out[f"box|{name}"] = np.array(boxes, np.int32)
-        for k, (top, left, h, w) in enumerate(boxes):
+        for k, box in enumerate(boxes):
             for size in sizes:
+                out[f"{name}|{k}|{size}"] = inception_crop(ops_image, tf, data, box, size)
+    return out
 
-                def box(*_, _b=(top, left, h, w), **__):
-                    return tf.constant([_b[0], _b[1], 0]), tf.constant([_b[2], _b[3], -1]), None
 
-                image = Scripted(real_tf.image, sample_distorted_bounding_box=box)
-                ops_image.tf = Scripted(real_tf, image=image)
-                try:
-                    op = ops_image.get_decode_jpeg_and_inception_crop(size)
-                    result = op({"image": tf.constant(data)})["image"].numpy()
-                finally:
-                    ops_image.tf = real_tf
-                out[f"{name}|{k}|{size}"] = result
+# Crop windows (top, left, height, width) of a 98 x 118 JPEG around libjpeg-turbo's 16-pixel
+# iMCU columns, where TF's partial decode differs from a full one (src/mlpmixer/data/jpeg_crop.py)
+CROP_BOXES = [
+    (0, 0, 98, 118),  # the whole image
+    (13, 16, 60, 50),  # left on an iMCU boundary, decoded width 50 (even): both sides
+    (13, 32, 60, 48),  # both sides on iMCU boundaries
+    (5, 7, 70, 61),  # left off a boundary, decoded width 68: the right side only
+    (5, 7, 70, 60),  # decoded width 67 (odd): a full decode's pixels
+    (16, 48, 64, 70),  # left on a boundary, right at the image's side
+    (32, 33, 61, 45),  # top on an iMCU row, decoded width 62
+    (20, 64, 40, 2),  # decoded width 2: one chroma sample, upsampled by repetition
+    (20, 65, 40, 1),  # decoded width 2 from off the boundary
+    (20, 80, 30, 4),  # decoded width 4, both sides
+    (40, 17, 30, 3),  # decoded width 4, the right side only
+    (3, 96, 90, 22),  # left on a boundary, to the image's side
+    (60, 1, 38, 100),  # bottom at the image's, decoded width 101 (odd)
+]
+
+
+def crop_goldens(ops_image, tf) -> dict[str, np.ndarray]:
+    """decode_jpeg_and_inception_crop(32) of ``CROP_BOXES`` on 4:2:0, 4:2:2 and 4:4:4 JPEGs:
+    ``{jpeg}|{box index}|32`` as in `decode_goldens`; ``edges|{jpeg}|{k}``: (h, 2, 3) the first
+    and last column of TF's ``decode_and_crop_jpeg`` window itself (where it differs from a
+    full decode); ``box|{jpeg}``: the boxes."""
+    picture = small(photo()[80:380, 120:480], (98, 118))
+    sources = {
+        "photo420": jpeg(picture, 90, 2),
+        "checker420": jpeg(checkerboard((98, 118), 5), 90, 2),
+        "checker422": jpeg(checkerboard((98, 118), 3), 90, 1),
+        "checker444": jpeg(checkerboard((98, 118), 5), 90, 0),
+    }
+    out: dict[str, np.ndarray] = {}
+    for name, data in sources.items():
+        out[f"jpeg|{name}"] = np.frombuffer(data, np.uint8)
+        out[f"box|{name}"] = np.array(CROP_BOXES, np.int32)
+        for k, box in enumerate(CROP_BOXES):
+            window = tf.image.decode_and_crop_jpeg(data, list(box), channels=3).numpy()
+            out[f"edges|{name}|{k}"] = np.ascontiguousarray(window[:, [0, -1]])
+            out[f"{name}|{k}|32"] = inception_crop(ops_image, tf, data, box, 32)
     return out
 
 
@@ -317,6 +368,7 @@ def main() -> None:
         ("randaugment", lambda: randaugment_goldens(autoaugment, tf)),
         ("eval_resize", lambda: eval_goldens(ops_image, tf)),
         ("train_decode", lambda: decode_goldens(ops_image, tf)),
+        ("train_crop", lambda: crop_goldens(ops_image, tf)),
     ):
         arrays = deduplicated(make())
         arrays["meta|tensorflow"] = np.array(meta["tensorflow"])

@@ -7,10 +7,15 @@ Side by side in one process and one thread, interleaved round by round:
 * ``timm``: a timm-style PIL path written here: decode, RandomResizedCrop (10 attempts, scale
   0.08-1, log-uniform ratio, torchvision's algorithm) with one bilinear resample, flip, uint8;
 * ``exact``: `mlpmixer.data.transforms.train_sample` with the defaults (big_vision's inception
-  crop over the whole image; ``train_decode: full``, the crop of the full-scale decode with
-  TF's DCT; ``train_resize: torch``, within one grey level of TF's bilinear; flip) -> uint8;
+  crop over the whole image; ``train_decode: full``, TF's ``decode_and_crop_jpeg`` of the crop
+  with TF's DCT, by libjpeg-turbo's crop decode where `mlpmixer.data.jpeg_crop` can build it,
+  else a full decode with the crop's edge columns recomputed — ``MLPMIXER_JPEG_CROP_C=0``
+  forces that; ``train_resize: torch``, within one grey level of TF's bilinear; flip) -> uint8;
 * ``bitexact``: the same with ``train_resize: tf`` (TF's bilinear bit for bit);
-* ``fast``: ``train_decode: reduced`` (JPEG decoded at 1/2-1/8 scale when the crop allows);
+* ``plainfull``: the crop of a plain full decode (simplejpeg), what ``exact`` was before
+  issue 26's crop decode: TF's pixels but for the crop's edge columns;
+* ``fast``: ``train_decode: reduced`` (JPEG decoded at 1/2-1/8 scale when the crop allows,
+  else as ``exact``);
 * ``exact+randaug``: ``exact`` with RandAugment(2, 15) in the worker (the imagenet1k_b16 recipe);
 * ``decode``: PIL decode to RGB alone (the floor for PIL-based paths).
 
@@ -45,8 +50,10 @@ import torch
 from PIL import Image, ImageFilter
 from torch.utils.data import default_collate
 
+from mlpmixer.data import jpeg_crop, transforms
 from mlpmixer.data.folder import ImageFileDataset
 from mlpmixer.data.transforms import USE_SIMPLEJPEG, SampleAugment, sample_rng, train_sample
+from mlpmixer.models.fast import pieces
 
 SIZE = (224, 224)
 BATCH = 32
@@ -97,6 +104,13 @@ def timm_style(path: Path, rng: random.Random) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
+def plain_full(path: Path, augment: SampleAugment, rng: np.random.Generator) -> torch.Tensor:
+    """`train_sample` with the full decode cropped as it is (no TF edge columns)."""
+    box_of = transforms._training_box(SIZE, augment, rng)
+    array, box = transforms._decode(path, box_of, SIZE, False, None, fast_dct=True)
+    return transforms.augment_pixels(array, box, SIZE, augment, rng)
+
+
 def decode_only(path: Path) -> torch.Tensor:
     with Image.open(path) as image:
         array = np.asarray(image.convert("RGB"))
@@ -117,6 +131,7 @@ def make_paths(files: list[Path]) -> dict[str, Callable[[int, int], torch.Tensor
         "bitexact": lambda i, epoch: train_sample(
             files[i], SIZE, bitexact, sample_rng(0, epoch, i)
         ),
+        "plainfull": lambda i, epoch: plain_full(files[i], exact, sample_rng(0, epoch, i)),
         "fast": lambda i, epoch: train_sample(files[i], SIZE, fast, sample_rng(0, epoch, i)),
         "exact+randaug": lambda i, epoch: train_sample(
             files[i], SIZE, randaug, sample_rng(0, epoch, i)
@@ -186,6 +201,7 @@ def main() -> None:
             "bitexact/timm": round(rate["bitexact"] / rate["timm"], 2),
             "fast/timm": round(rate["fast"] / rate["timm"], 2),
             "fast/exact": round(rate["fast"] / rate["exact"], 2),
+            "exact/plainfull": round(rate["exact"] / rate["plainfull"], 2),
             "exact/today": round(rate["exact"] / rate["today"], 2),
             "exact+randaug/timm": round(rate["exact+randaug"] / rate["timm"], 2),
             "exact/decode": round(rate["exact"] / rate["decode"], 2),
@@ -197,6 +213,9 @@ def main() -> None:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "simplejpeg": USE_SIMPLEJPEG,
+        # TF's crop decode through libjpeg-turbo (else the recomputed edge columns)
+        "jpeg_crop_c": not pieces.switched_off(jpeg_crop.SWITCH)
+        and jpeg_crop._library() is not None,
         "images": args.images,
         "jpeg_size": [args.width, args.height],
         "mean_jpeg_kb": round(mean_kb, 1),

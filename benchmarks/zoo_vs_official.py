@@ -1,4 +1,4 @@
-"""Issue 28: the zoo's AS-MLP, Wave-MLP and Hire-MLP against the official code, same weights.
+"""The zoo's AS-MLP, Wave-MLP and Hire-MLP against the official code, same weights.
 
 For each family: the official model and ours built with the same (small, and some full-size)
 configs; random weights (BatchNorm statistics included) drawn for the official model, loaded

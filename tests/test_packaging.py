@@ -40,6 +40,7 @@ def test_the_wheel_ships_every_recipe(tmp_path):
         assert f"mlpmixer/configs/{recipe.name}" in names
     # models/fast/gelu.py compiles this source on first use; a wheel without it falls back to ATen
     assert "mlpmixer/models/fast/gelu_kernel.c" in names
+    assert "mlpmixer/data/jpeg_crop.c" in names  # TF's crop decode, built on first use
 
 
 def test_help_of_the_package_is_short_and_covers_it():

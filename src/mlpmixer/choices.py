@@ -5,6 +5,11 @@ The library's modules import them from here (`mlpmixer.models.config`,
 `mlpmixer.checkpoints.load`, `mlpmixer.checkpoints.formats`), so each list is written once.
 """
 
+from typing import Literal, get_args
+
+# the number formats a run, an evaluation or a benchmark computes in (`mlpmixer.precision`)
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")  # what eval/predict can resize with
 
 # The registry of checkpoint formats: (name, whether it writes), in the order reading tries

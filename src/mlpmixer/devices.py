@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import torch
 
+from .choices import PRECISIONS
 from .errors import ConfigError
 
 KNOWN = "cpu, cuda, cuda:N or mps"
@@ -56,8 +57,9 @@ def precision_context(device: str | torch.device, precision: str) -> Iterator[No
     if precision == "fp32":
         yield
         return
-    if precision not in ("bf16", "fp16"):
-        raise ConfigError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    if precision not in PRECISIONS[1:]:
+        names = f"{', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}"
+        raise ConfigError(f"precision must be {names}, got {precision!r}")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     from .precision import warn_if_emulated
 

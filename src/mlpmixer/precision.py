@@ -18,11 +18,12 @@ import logging
 import torch
 import torch.nn.functional as F
 
+from .choices import PRECISIONS
 from .cpu_kind import effective_cpu, native_bf16, native_fp16
 from .measured_choice import medians, one_thread
 
 log = logging.getLogger(__name__)
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = dict(zip(PRECISIONS, (torch.float32, torch.bfloat16, torch.float16), strict=True))
 
 
 def autocast(device_type: str, precision: str) -> contextlib.AbstractContextManager:

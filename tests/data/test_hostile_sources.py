@@ -243,7 +243,7 @@ def _fake_datasets(monkeypatch, **stream):
     module.load_dataset = lambda *a, **k: {"train": _Stream(module, **stream),
                                            "test": _Stream(module, **stream)}  # fmt: skip
     monkeypatch.setitem(sys.modules, "datasets", module)
-    for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
+    for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_DISABLE_XET"):
         monkeypatch.setenv(name, "unset")  # so that the test's end removes what _load sets
         monkeypatch.delenv(name)
 

@@ -13,19 +13,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlpmixer.cli import cli
-from mlpmixer.cli.train import assemble_config, flag_overrides
+from mlpmixer.cli.train import flag_overrides
 from mlpmixer.errors import ConfigError
+from mlpmixer.train import load_config
+from mlpmixer.train.presets import resolve_config
 
 
 def test_zero_flags_reach_the_config():
     overrides = flag_overrides(epochs=0, seed=0, lr=0.0, batch_size=0, skip_bad_images=False)
-    assert overrides == ["train.epochs=0", "train.seed=0", "optim.lr=0.0", "train.batch_size=0"]
+    assert overrides == [
+        ("train.epochs", 0),
+        ("train.seed", 0),
+        ("optim.lr", 0.0),
+        ("train.batch_size", 0),
+    ]
 
 
 def test_seed_zero_replaces_the_configs_seed(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("train:\n  seed: 7\n")
-    assert assemble_config(str(config), seed=0).train.seed == 0
+    base = load_config(config)
+    assert resolve_config(base, overrides=flag_overrides(seed=0)).train.seed == 0
 
 
 @pytest.mark.parametrize(
@@ -34,7 +42,7 @@ def test_seed_zero_replaces_the_configs_seed(tmp_path):
 )
 def test_meaningless_values_are_config_errors(flag, value):
     with pytest.raises(ConfigError, match=flag):
-        assemble_config(None, **{flag: value})
+        resolve_config(overrides=flag_overrides(**{flag: value}))
 
 
 MISSING = "/nonexistent/model"

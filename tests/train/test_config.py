@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlpmixer.cli.train import assemble_config
+from mlpmixer.cli.train import flag_overrides
 from mlpmixer.errors import ConfigError
 from mlpmixer.train import TrainConfig, finetune_config, load_config, preset
 from mlpmixer.train.config import parse_assignment
-from mlpmixer.train.presets import FINETUNE, PRESETS, recipe_names
+from mlpmixer.train.presets import FINETUNE, PRESETS, recipe_names, resolve_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -68,15 +68,16 @@ def test_overrides_parse_values_as_yaml():
 
 
 def test_cli_assembly_order_file_then_flags_then_set():
-    config = assemble_config(None, "cifar10", ["optim.lr=0.5"], epochs=3, lr=0.1, out="runs/x")
+    flags = flag_overrides(epochs=3, lr=0.1, out="runs/x")
+    config = resolve_config(dataset="cifar10", overrides=[*flags, "optim.lr=0.5"])
     assert config.data.dataset == "cifar10" and config.model.name == "mixer_s4_32"
     assert config.train.epochs == 3 and config.optim.lr == 0.5 and config.run.out == "runs/x"
-    assert assemble_config().data.dataset == "digits"
+    assert resolve_config().data.dataset == "digits"
     # another model at the recipe's sizes (16 px, 4x4 patches), without its widths
-    plain = assemble_config(model="mixer_t4_28")
+    plain = resolve_config(model="mixer_t4_28")
     assert plain.model.name == "mixer_t4_28" and plain.model.overrides == {"patch_size": 4}
     assert plain.model.img_size == 16
-    generic = assemble_config(None, "/some/folder")
+    generic = resolve_config(dataset="/some/folder")
     assert generic.model.name == "auto" and generic.data.dataset == "/some/folder"
 
 

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlpmixer.cli.train import assemble_config
+from mlpmixer.cli.train import flag_overrides
 from mlpmixer.data.pack import pack_shards
 from mlpmixer.models.config import to_pair
+from mlpmixer.train.presets import resolve_config
 from shard_helpers import serve
 
 SIDE, CLASSES, PER_CLASS = 48, 3, 48  # 144 images, 129 for training after the 10% split
@@ -51,7 +52,7 @@ def shards(folder) -> Path:
 
 
 def _sized(dataset: str) -> tuple:
-    config = assemble_config(None, dataset)
+    config = resolve_config(dataset=dataset)
     return (config.model.name, to_pair(config.model.img_size, "s"), config.train.batch_size,
             config.train.epochs, config.model.overrides)  # fmt: skip
 
@@ -76,7 +77,8 @@ def test_shards_get_the_defaults_of_their_class_folder(folder, shards, tmp_path,
     del index["image_sides"]
     (bare / "index.json").write_text(json.dumps(index))
     assert _sized(str(bare)) == want
-    chosen = assemble_config(None, str(shards), batch_size=8, epochs=2, model="mixer_t2_8")
+    flags = flag_overrides(batch_size=8, epochs=2)
+    chosen = resolve_config(dataset=str(shards), model="mixer_t2_8", overrides=flags)
     assert (chosen.train.batch_size, chosen.train.epochs, chosen.model.name) == (8, 2, "mixer_t2_8")
 
 

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 import mlpmixer.evaluate.eval as eval_module
 import mlpmixer.train.data_defaults as data_defaults
 import mlpmixer.train.run as run_module
+import mlpmixer.train.steps as steps_module
 from mlpmixer import create_model, save_model
 from mlpmixer.cli import cli
 
@@ -29,8 +30,8 @@ def _built(*args, **kwargs):
 def nothing_loaded(monkeypatch):
     """No model or data set is built or loaded (a class folder may still be listed and its
     image headers read to size the run: `data_defaults.folder_facts`)."""
-    for module, name in [(run_module, "build_dataset"), (run_module, "load_model"),
-                         (run_module, "create_model"), (eval_module, "as_model"),
+    for module, name in [(run_module, "build_data"), (steps_module, "load_model"),
+                         (steps_module, "create_model"), (eval_module, "as_model"),
                          (eval_module, "build_dataset")]:  # fmt: skip
         monkeypatch.setattr(module, name, _built)
 

@@ -21,9 +21,10 @@ from PIL import Image
 import mlpmixer
 import mlpmixer.train.run as run_module
 from mlpmixer.cli import cli
-from mlpmixer.cli.train import assemble_config
+from mlpmixer.cli.train import flag_overrides
 from mlpmixer.models.config import to_pair
 from mlpmixer.train import load_config
+from mlpmixer.train.presets import resolve_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -86,16 +87,18 @@ def test_import_mlpmixer_then_train_is_the_function(started):
 
 
 def test_model_flag_keeps_the_recipes_image_and_patch_size():
-    config = assemble_config(model="gmlp_s16_224")
+    config = resolve_config(model="gmlp_s16_224")
     assert config.model.name == "gmlp_s16_224"
     assert to_pair(config.model.img_size, "s") == (16, 16)
     assert to_pair(config.model.overrides["patch_size"], "p") == (4, 4)
     assert "hidden_dim" not in config.model.overrides  # the recipe model's width is not kept
-    cifar = assemble_config(None, "cifar10", model="mixer_b16_224")
+    cifar = resolve_config(dataset="cifar10", model="mixer_b16_224")
     assert to_pair(cifar.model.img_size, "s") == (32, 32) and to_pair(
         cifar.model.overrides["patch_size"], "p"
     ) == (4, 4)
-    explicit = assemble_config(model="gmlp_s16_224", img_size=8)  # a flag still wins
+    explicit = resolve_config(
+        model="gmlp_s16_224", overrides=flag_overrides(img_size=8)
+    )  # a flag still wins
     assert to_pair(explicit.model.img_size, "s") == (8, 8)
 
 
@@ -112,22 +115,25 @@ def _folder(root: Path, classes: int = 3, per_class: int = 30, side: int = 64) -
 def test_a_class_folder_gets_defaults_sized_from_its_images(tmp_path, caplog):
     folder = _folder(tmp_path / "data")
     with caplog.at_level(logging.INFO, logger="mlpmixer"):
-        config = assemble_config(None, str(folder))
+        config = resolve_config(dataset=str(folder))
     assert config.model.name == "mixer_s4_32" and to_pair(config.model.img_size, "s") == (32, 32)
     assert config.train.batch_size == 16  # 81 training images: a quarter, as a power of two
     assert config.train.epochs * (81 // 16) >= 300  # enough steps to learn something
     assert "defaults from the data (81 training images, 3 classes, images ~64 px)" in caplog.text
-    chosen = assemble_config(None, str(folder), batch_size=8, epochs=2, model="mixer_t2_8")
+    flags = flag_overrides(batch_size=8, epochs=2)
+    chosen = resolve_config(dataset=str(folder), model="mixer_t2_8", overrides=flags)
     assert (chosen.train.batch_size, chosen.train.epochs) == (8, 2)
     assert chosen.model.name == "mixer_t2_8" and to_pair(chosen.model.img_size, "s") == (32, 32)
-    assert assemble_config(None, str(tmp_path / "missing")).model.name == "auto"
+    assert resolve_config(dataset=str(tmp_path / "missing")).model.name == "auto"
 
 
 def test_the_data_defaults_line_shows_the_values_after_the_flags(tmp_path, caplog):
     """The line is the run's values: `--epochs 3` is not reported as the default's 60."""
     folder = _folder(tmp_path / "data")
     with caplog.at_level(logging.INFO, logger="mlpmixer"):
-        assemble_config(None, str(folder), batch_size=8, epochs=3, img_size=16)
+        resolve_config(
+            dataset=str(folder), overrides=flag_overrides(batch_size=8, epochs=3, img_size=16)
+        )
     line = next(
         r.getMessage() for r in caplog.records if "defaults from the data" in r.getMessage()
     )

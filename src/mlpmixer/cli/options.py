@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from ..choices import PRECISIONS
+
 
 class _FiniteFloatRange(click.FloatRange):
     """A float range that also refuses nan and inf (they compare False, so a range lets them in)."""
@@ -86,7 +88,7 @@ def device_option(what: str = "") -> Any:
 def precision_option(help_text: str = "fp32, or bf16/fp16 autocast.") -> Any:
     """``--precision`` as every command spells it."""
     return click.option(
-        "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+        "--precision", type=click.Choice(PRECISIONS), default="fp32",
         show_default=True, help=help_text,
     )  # fmt: skip
 

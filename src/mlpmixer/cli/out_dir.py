@@ -7,7 +7,6 @@ checkpoint is a hub id or URL (no local place).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +83,8 @@ def beside_checkpoint(checkpoint: str, folder: str) -> Path | None:
 
 
 def slug(text: str) -> str:
-    """``text`` (a data set name or path) as one safe path component."""
-    # train/run.py's _slug is the same rule (issue 28 keeps one, in train/; until then, two)
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip("/").split("/")[-1]).strip("-") or "data"
+    """``text`` (a data set name or path) as one safe path component (the run directory's
+    rule, `mlpmixer.train.names.slug`; imported here, in a command, never at startup)."""
+    from ..train.names import slug as one_rule
+
+    return one_rule(text)

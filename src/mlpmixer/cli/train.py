@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from rich import box
 from rich.table import Table
 
+from ..choices import PRECISIONS
 from ..errors import ConfigError
 from ..layout import (
     CHECKPOINT_DIR,
@@ -34,12 +33,10 @@ from .out_dir import dir_or_new
 from .printing import console, print_json
 from .root import cli
 
-if TYPE_CHECKING:  # the training package imports torch: only when a command runs
-    from ..train import TrainConfig
 
-
-def flag_overrides(**flags: Any) -> list[str]:
-    """Plain CLI flags (``epochs=3``) as dotted overrides (``train.epochs=3``); None is skipped."""
+def flag_overrides(**flags: Any) -> list[tuple[str, Any]]:
+    """Plain CLI flags (``epochs=3``) as typed overrides (``("train.epochs", 3)``): click has
+    typed and checked them, so they reach the config as values, never as text to re-read."""
     keys = {
         "model": "model.name",
         "dataset": "data.dataset",
@@ -59,38 +56,9 @@ def flag_overrides(**flags: Any) -> list[str]:
     unknown = sorted(set(flags) - set(keys))
     if unknown:
         raise ConfigError(f"unknown flag(s) {unknown}")
-    # json.dumps quotes strings so that YAML reads paths like "1e3" or "null" as text
     # an absent on/off flag (False) leaves the config file's value alone; `is` because
     # 0 == False, and a 0 (--epochs 0, --seed 0) must reach the config to be used or refused
-    return [
-        f"{keys[k]}={json.dumps(v)}" for k, v in flags.items() if v is not None and v is not False
-    ]
-
-
-def assemble_config(
-    config_file: str | None = None,
-    dataset: str | None = None,
-    sets: Sequence[str] = (),
-    *,
-    model: str | None = None,
-    **flags: Any,
-) -> TrainConfig:
-    """The config ``mlpmixer train`` runs: `resolve_config` (the one `mlpmixer.train.train`
-    uses) of the config file, ``--dataset``, ``--model``, then the flags, then ``--set``."""
-    from ..train.presets import resolve_config
-
-    base, overrides = _config_pieces(config_file, sets, flags)
-    return resolve_config(base, dataset=dataset, model=model, overrides=overrides)
-
-
-def _config_pieces(
-    config_file: str | None, sets: Sequence[str], flags: dict[str, Any]
-) -> tuple[TrainConfig | None, list[str]]:
-    """(the config file's config or None, the flags and ``--set`` as overrides)."""
-    from ..train import load_config
-
-    base = load_config(config_file) if config_file else None
-    return base, [*flag_overrides(**flags), *sets]
+    return [(keys[k], v) for k, v in flags.items() if v is not None and v is not False]
 
 
 def _train_options(func: Any) -> Any:
@@ -105,7 +73,7 @@ def _train_options(func: Any) -> Any:
         click.option("--seed", type=SEED, default=None, help="Seed of initialisation, data order and augmentation."),
         click.option("--device", default=None, callback=checked_device,
                      help="auto (the default: cuda when available, else cpu), cpu, cuda, cuda:N (train.device)."),
-        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+        click.option("--precision", type=click.Choice(PRECISIONS), default=None,
                      help="bf16 autocast (CPU/GPU) or fp16 with loss scaling (GPU)."),
         click.option("--out", callback=dir_or_new, default=None,
                      help="Run directory (default runs/<dataset>-<model>-<time>)."),
@@ -196,15 +164,16 @@ def train(model: str | None, dataset: str | None, resume: str | None, config_fil
     Writes a run directory with config.yaml, metrics.jsonl, summary.json, curves.png and the
     final model. Multi-GPU: torchrun --nproc_per_node N -m mlpmixer train ...
     """
+    from ..train import load_config
     from ..train import train as run_training
 
+    overrides = [*flag_overrides(**flags), *sets]  # --set last: it wins over every flag
     if resume:
         if config_file:
             raise click.UsageError("--resume takes the config from RUN_DIR; drop --config")
-        overrides = [*flag_overrides(model=model, dataset=dataset, **flags), *sets]
-        result = run_training(resume=resume, overrides=overrides)
+        result = run_training(resume=resume, dataset=dataset, model=model, overrides=overrides)
     else:  # the library's own path: train(None) is the digits recipe, as here
-        base, overrides = _config_pieces(config_file, sets, flags)
+        base = load_config(config_file) if config_file else None
         result = run_training(base, dataset=dataset, model=model, overrides=overrides)
     _report_run(result, as_json)
 

@@ -52,9 +52,12 @@ model trained on the data should carry (``in_chans``, ``num_classes``, ``class_n
 Every image mode PIL reads is converted by `pil_to_tensor` (grayscale, palette with or without
 transparency, RGBA/LA composited over white, 16-bit, 32-bit int, float, CMYK, YCbCr...).
 Image files are decoded in ``__getitem__``, i.e. in DataLoader worker processes. Training and
-evaluation loaders switch image-file data sets to uint8 output (``dataset.use_uint8()``;
-``dataset.set_train_augment(...)`` for the paper's training crop, flip and RandAugment, see
-`mlpmixer.data.transforms`); `normalize` accepts uint8 batches.
+evaluation loaders read the data source's views (`mlpmixer.data.source.DataSource`:
+``train_view`` for the paper's training crop, flip and RandAugment, see
+`mlpmixer.data.transforms`, and ``eval_view``): new data set objects giving uint8 images for
+image files; `normalize` accepts uint8 batches. Each kind of data set is one source class
+(`mlpmixer.data.build.find_source`); `mlpmixer.data.source.register_source` adds your own
+(docs/architecture.md).
 Errors: a missing or unreadable data set is a `mlpmixer.errors.DataError` (exit code 2) naming
 the path; a failed download is a `mlpmixer.errors.DownloadError` saying which file to put where.
 """

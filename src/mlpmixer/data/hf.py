@@ -24,7 +24,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..download import MAX_BYTES_ENV, max_download_bytes, stall_seconds
-from ..errors import DataError
+from ..errors import DataError, DownloadError
+from ..hub_reads import watched_call
 from ..stream_watchdog import watch_stalls
 from .images import check_pixel_count, pil_to_tensor, read_file, resize_image
 from .transforms import SampleAugment, eval_sample, sample_rng, train_sample
@@ -99,29 +100,37 @@ def check_labels(labels: Any, spec: str, split_name: str) -> None:
 
 
 HUB_WAITS = ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT")
+NO_XET = "HF_HUB_DISABLE_XET"  # Xet files then come through huggingface_hub's client
 
 
 def bound_hub_waits() -> None:
     """Give huggingface_hub's waits (metadata, each streamed read) the stall window of our own
     downloads (``$MLPMIXER_DOWNLOAD_STALL_S``, `mlpmixer.download`), unless the user set its
     variables: a silent server then ends the read instead of hanging it. A trickle passes
-    every per-read timeout: `stream_records` also bounds the wait for each streamed record."""
+    every per-read timeout: `mlpmixer.hub_reads` meters every read of its client (so Xet
+    files are fetched through it: ``$HF_HUB_DISABLE_XET``, unless set), and `stream_records`
+    also bounds the wait for each streamed record."""
     window = max(1, math.ceil(stall_seconds()))
     constants = sys.modules.get("huggingface_hub.constants")
-    for name in HUB_WAITS:
+    for name, value in [(name, window) for name in HUB_WAITS] + [(NO_XET, True)]:
         if name not in os.environ:
-            os.environ[name] = str(window)
+            os.environ[name] = str(int(value))
             if constants is not None:  # already imported: it read the variables then
-                setattr(constants, name, window)
+                setattr(constants, name, value)
 
 
 def _load(spec: str, **options: Any) -> Any:
-    """The data set's splits (a dict-like of split name -> table) of ``hf:NAME[:CONFIG]``."""
+    """The data set's splits (a dict-like of split name -> table) of ``hf:NAME[:CONFIG]``.
+
+    Every read ``datasets`` makes meanwhile (the whole download of a data set that is not
+    streamed) has the stall window and size cap of our downloads (`mlpmixer.hub_reads`)."""
     bound_hub_waits()
     datasets = _datasets(spec)
     name, _, config = spec.removeprefix(PREFIX).partition(":")
     try:
-        return datasets.load_dataset(name, config or None, **options)
+        return watched_call(lambda: datasets.load_dataset(name, config or None, **options), spec)
+    except (DownloadError, DataError):
+        raise
     except Exception as err:  # the library raises many types (offline, missing, auth)
         raise DataError(f"{spec}: cannot load the Hugging Face data set ({err})") from err
 

@@ -45,11 +45,6 @@ def loader_options(workers: int, cuda: bool) -> dict[str, Any]:
     return options
 
 
-def worker_side(dataset: object) -> bool:
-    """Whether ``dataset`` augments training samples in the workers (image files do)."""
-    return hasattr(dataset, "set_train_augment")
-
-
 class _EpochSampler(Protocol):
     epoch: int
 

@@ -15,10 +15,10 @@ One definition of the preprocessing, used by image folders, shards and Hugging F
 
 Decoding: JPEGs with TensorFlow's default integer-fast DCT (libjpeg-turbo through
 ``simplejpeg`` when installed — extra ``fast`` — else PIL, whose DCT is the accurate one), so
-the training crop is big_vision's ``decode_and_crop_jpeg`` (``SampleAugment.decode="full"``);
-``"reduced"`` decodes at 1/2, 1/4 or 1/8 size when the crop stays at least the output size
-there (DCT scaling: faster on large photos, other pixels). The crop is resized as big_vision
-does it, ``tf.image.resize`` bilinear without antialiasing (half-pixel centres): by torch's
+the training crop is big_vision's ``decode_and_crop_jpeg`` (``SampleAugment.decode="full"``:
+the window decoded as TF decodes it, `mlpmixer.data.jpeg_crop`); ``"reduced"`` decodes at
+1/2, 1/4 or 1/8 size when the crop stays at least the output size there (faster on large
+photos, other pixels), else as ``"full"``. The crop is resized as big_vision does it, ``tf.image.resize`` bilinear without antialiasing (half-pixel centres): by torch's
 uint8 kernel on a view of the decoded pixels (``resize="torch"``: rounded where TF
 truncates) or by TF's float32 arithmetic (``"tf"``, `mlpmixer.data.tf_resize`, bit for bit).
 Evaluation other than ``area`` decodes with the accurate DCT and resizes with PIL's
@@ -29,6 +29,7 @@ sample's augmentation depends only on (seed, epoch, index), not on which worker 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -44,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from .images import check_pixel_count, pil_array
+from .jpeg_crop import decode_crop, decode_rows, match_tf_crop, rows_needed
 from .randaugment import randaugment
 from .tf_resize import (
     area_resize,
@@ -80,10 +82,10 @@ class SampleAugment:
     to the output and the centre cropped, as evaluation with ``crop_pct=1``);
     ``hflip``: mirror with probability 1/2; ``randaug_layers``/``randaug_magnitude``:
     RandAugment's N and M on big_vision's (TF AutoAugment's) scale, where 10 is the level of
-    the op table's nominal maximum; ``decode`` (`DECODE_MODES`): ``"full"``, the crop of the
-    full-scale decode (big_vision's ``decode_and_crop_jpeg``), or ``"reduced"``, a JPEG decoded
-    at 1/2-1/8 scale when the crop stays at least the output size there (DCT scaling: faster,
-    other pixels); ``resize`` (`RESIZE_MODES`): ``"torch"``, torch's uint8 kernels (rounded:
+    the op table's nominal maximum; ``decode`` (`DECODE_MODES`): ``"full"``, TF's
+    ``decode_and_crop_jpeg`` of the crop (big_vision's; `mlpmixer.data.jpeg_crop`), or
+    ``"reduced"``, a JPEG decoded at 1/2-1/8 scale when the crop stays at least the output
+    size there (faster on large photos, other pixels), else as ``"full"``; ``resize`` (`RESIZE_MODES`): ``"torch"``, torch's uint8 kernels (rounded:
     within one grey level of TF's, which truncate), or ``"tf"``, TF's float32 resize bit for
     bit (`mlpmixer.data.tf_resize`; slower).
     """
@@ -221,17 +223,41 @@ def _needed(box: Box, height: int, width: int, size: tuple[int, int]) -> tuple[i
 
 def _decode_simplejpeg(
     data: bytes, box_of: Callable[[int, int], Box], size: tuple[int, int], reduce: bool,
-    fast_dct: bool,
+    fast_dct: bool, tf_crop: bool = False,
 ) -> tuple[np.ndarray, Box]:  # fmt: skip
-    height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    height, width, _, subsampling = simplejpeg.decode_jpeg_header(data)
     check_pixel_count(width, height)  # before simplejpeg allocates (PIL's path checks on open)
     box = box_of(height, width)
-    need_h, need_w = _needed(box, height, width, size) if reduce else (0, 0)
+    need_h, need_w = _needed(box, height, width, size) if reduce else (height, width)
+    if tf_crop and (need_h, need_w) == (height, width):  # full scale: TF's decode_and_crop_jpeg
+        return _decode_window(data, box, height, fast_dct, subsampling)
     array = simplejpeg.decode_jpeg(
         data, "RGB", fastdct=fast_dct, min_height=need_h, min_width=need_w
     )
     h, w = array.shape[:2]
     return array, _scaled(box, w / width, h / height)
+
+
+def _decode_window(
+    data: bytes, box: Box, height: int, fast_dct: bool, subsampling: str
+) -> tuple[np.ndarray, Box]:
+    """TF's ``decode_and_crop_jpeg`` of the box: its pixels and the box in them. By libjpeg's
+    own crop decode where it can be built (`jpeg_crop.decode_crop`: just the box); else the
+    full-scale decode of the rows down to the box's bottom (`jpeg_crop.rows_needed`), the box's
+    edge columns recomputed (`jpeg_crop.match_tf_crop`)."""
+    window = _whole_pixels(box)
+    crop = decode_crop(data, window, fast_dct)
+    if crop is not None:
+        return crop, (0.0, 0.0, float(crop.shape[1]), float(crop.shape[0]))
+
+    def decode(jpeg: bytes, strict: bool) -> np.ndarray:
+        return simplejpeg.decode_jpeg(jpeg, "RGB", fastdct=fast_dct, strict=strict)
+
+    array = decode_rows(data, rows_needed(window[3], height), decode)
+    # should PIL refuse what simplejpeg read, the full decode's pixels stay
+    with contextlib.suppress(OSError, ValueError):
+        match_tf_crop(data, array, window, subsampling, height)
+    return array, box
 
 
 def _unidentified(data: bytes) -> str:
@@ -274,12 +300,16 @@ def _decode(
     reduce: bool,
     name: str | None,
     fast_dct: bool | None = None,
+    tf_crop: bool = False,
 ) -> tuple[np.ndarray, Box]:
     """(H, W, 3) uint8 pixels of ``source`` (possibly at a reduced scale) and the box in them;
     any failure is a `DataError` naming ``name`` (default: the path).
 
     ``fast_dct`` (default: ``reduce``): decode JPEGs with libjpeg's integer-fast DCT, which is
-    TensorFlow's default and so big_vision's (simplejpeg only; PIL has the accurate one)."""
+    TensorFlow's default and so big_vision's (simplejpeg only; PIL has the accurate one).
+    ``tf_crop``: where a JPEG is decoded at full scale (under simplejpeg), the box's pixels
+    are TF's ``decode_and_crop_jpeg`` of it (`mlpmixer.data.jpeg_crop`; the array may then
+    hold only the box, which the returned box says)."""
     label = (
         name
         if name is not None
@@ -293,7 +323,7 @@ def _decode(
         if USE_SIMPLEJPEG and data[:2] == _JPEG_MAGIC:
             try:
                 fast = reduce if fast_dct is None else fast_dct
-                return _decode_simplejpeg(data, box_of, size, reduce, fast)
+                return _decode_simplejpeg(data, box_of, size, reduce, fast, tf_crop)
             except ValueError:  # a JPEG variant libjpeg-turbo's fast path refuses: PIL decides
                 pass
         return _decode_pil(data, box_of, size, reduce)
@@ -332,6 +362,14 @@ def decode_region(
     return image.resize((size[1], size[0]), PIL_FILTERS[interpolation], box=box)
 
 
+def _whole_pixels(box: Box) -> tuple[int, int, int, int]:
+    """The box rounded outwards to whole pixels (at least one): left, top, right, bottom."""
+    left, top = math.floor(box[0] + 1e-6), math.floor(box[1] + 1e-6)
+    right = max(left + 1, math.ceil(box[2] - 1e-6))
+    bottom = max(top + 1, math.ceil(box[3] - 1e-6))
+    return left, top, right, bottom
+
+
 def crop_resize(
     array: np.ndarray, box: Box, size: tuple[int, int], interpolation: str, tf: bool = False
 ) -> torch.Tensor:
@@ -343,9 +381,7 @@ def crop_resize(
     rounded rather than truncated: within one grey level of TF's; 3x faster). ``area`` is
     always TF's.
     """
-    left, top = math.floor(box[0] + 1e-6), math.floor(box[1] + 1e-6)
-    right = max(left + 1, math.ceil(box[2] - 1e-6))
-    bottom = max(top + 1, math.ceil(box[3] - 1e-6))
+    left, top, right, bottom = _whole_pixels(box)
     crop = array[top:bottom, left:right]
     if interpolation == "area" or (tf and interpolation == "bilinear"):
         resize = area_resize if interpolation == "area" else bilinear_resize
@@ -385,7 +421,7 @@ def train_sample(
     """
     box_of = _training_box(size, augment, rng)
     reduce = augment.decode == "reduced"  # TF's default DCT, the integer-fast one, either way
-    array, box = _decode(source, box_of, size, reduce, name, fast_dct=True)
+    array, box = _decode(source, box_of, size, reduce, name, fast_dct=True, tf_crop=True)
     return augment_pixels(array, box, size, augment, rng, in_chans, interpolation)
 
 

@@ -24,11 +24,13 @@ from torch.utils.data import DataLoader
 from ..checkpoints import as_model
 from ..checkpoints.peek import peek_num_classes
 from ..data import build_dataset
+from ..data.build import find_source
 from ..data.info import normalize
 from ..data.outline import dataset_outline
 from ..errors import ConfigError, DataError, RunError
 from ..models.base import MlpFamilyModel
 from ..progress import counted
+from .scores import score_batches
 
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -66,25 +68,18 @@ def evaluate(
     normalisation). Logits (B, K) must have one column per name in ``class_names``.
     """
     model.eval().to(device)
-    k = len(class_names)
-    top_k = min(5, k)
-    confusion = torch.zeros(k, k, dtype=torch.long)
-    correct1 = correct5 = seen = 0
-    loss_sum = 0.0
-    for images, labels in counted(batches, log, "evaluating"):
+    device = torch.device(device)
+
+    def forward(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = images.to(device), labels.to(device).long()
-        logits = model(preprocess(images) if preprocess else images).float()
-        if logits.shape[1] != k:
-            raise ConfigError(
-                f"the model predicts {logits.shape[1]} classes but the data set has {k}"
-            )
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        top = logits.topk(top_k, dim=1).indices
-        correct1 += (top[:, 0] == labels).sum().item()
-        correct5 += (top == labels[:, None]).any(dim=1).sum().item()
-        seen += len(labels)
-        pairs = (labels * k + top[:, 0]).cpu()
-        confusion += torch.bincount(pairs, minlength=k * k).view(k, k)
+        return model(preprocess(images) if preprocess else images).float(), labels
+
+    k = len(class_names)
+    batches = counted(batches, log, "evaluating")
+    scores = score_batches(forward, batches, k, F.cross_entropy, device, confusion=True)
+    loss_sum, correct1, correct5, seen = scores.sums.tolist()
+    confusion = scores.confusion
+    assert confusion is not None
     if seen == 0:
         raise DataError("nothing to evaluate: the data set is empty")
     counts = confusion.sum(1)
@@ -92,10 +87,10 @@ def evaluate(
         (confusion[i, i].item() / counts[i].item()) if counts[i] > 0 else None for i in range(k)
     ]
     return EvalResult(
-        num_examples=seen,
+        num_examples=int(seen),
         top1=correct1 / seen,
         top5=correct5 / seen,
-        top5_k=top_k,
+        top5_k=min(5, k),
         loss=loss_sum / seen,
         class_names=list(class_names),
         per_class_accuracy=per_class,
@@ -195,8 +190,7 @@ def evaluate_checkpoint(
             f"{_preview(info.class_names)}; labels are compared by index",
             stacklevel=2,
         )
-    if hasattr(data, "use_uint8"):  # image files: uint8 batches, normalised on the device
-        data.use_uint8()
+    data = find_source(dataset).eval_view(data, None)  # image files: uint8, normalised later
     loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     mean, std = mean or model.config.mean, std or model.config.std
     check_normalization(mean, std, model.config.in_chans)

@@ -76,7 +76,7 @@ DOWN = (DOWN_KERNEL, DOWN_STRIDE, DOWN_PAD)  # the Downsample between stages
 class CycleMlpConfig(ZooConfig):
     """A CycleMLP. Defaults are CycleMLP-B1 at 224 (``cyclemlp_b1``).
 
-    ``crop_pct`` 0.875: the official evaluation (main.py --eval, datasets.py) resizes to
+    ``crop_pct`` 0.875: the official evaluation (its main.py in evaluation mode, datasets.py) resizes to
     256/224 of the input size and centre-crops, bicubic. ``drop_rate`` is accepted and unused
     by the official code; here it is dropout before the head (timm's convention).
     """
@@ -152,7 +152,7 @@ def macs_per_image(config: CycleMlpConfig, include_head: bool = True) -> int:
 
 
 def paper_flops(config: CycleMlpConfig) -> int:
-    """The FLOPs the paper prints: fvcore's count (``main.py --flops``), `macs_per_image` + 5
+    """The FLOPs the paper prints: fvcore's count (what its main.py prints when asked for FLOPs), `macs_per_image` + 5
     per LayerNorm element (see `vip.paper_flops`)."""
     norms = layer_norm_elements(config.depths, config.embed_dims, config.grid_sides)
     return macs_per_image(config) + 5 * norms

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from ..choices import Precision
 from ..errors import ConfigError
 from ..models.config import INTERPOLATIONS
 from ..models.config import field_names as mixer_field_names
@@ -29,7 +30,6 @@ from .bounds import CPU_LIMIT, bounded
 
 OptimizerName = Literal["adamw", "adam", "sgd"]
 ScheduleName = Literal["cosine", "linear", "constant"]
-Precision = Literal["fp32", "bf16", "fp16"]
 LossName = Literal["softmax", "sigmoid"]
 Parallelism = Literal["ddp", "fsdp"]
 ProgressMode = Literal["auto", "bar", "log", "none"]
@@ -37,6 +37,10 @@ Interpolation = Literal[INTERPOLATIONS]  # type: ignore[valid-type]
 TrainDecode = Literal["full", "reduced"]  # mlpmixer.data.transforms.DECODE_MODES
 TrainResize = Literal["torch", "tf"]  # mlpmixer.data.transforms.RESIZE_MODES
 MAX_PAD_OR_OPS = 1024  # augment.pad_crop pixels and randaugment ops
+
+
+# one override: ``--set`` text "section.key=value", or a typed (dotted key, value) pair
+Assignment = str | tuple[str, Any]
 
 
 @dataclass
@@ -71,8 +75,8 @@ class DataSection:
     interpolation: Interpolation | None = None  # resizing; None: bilinear, or the checkpoint's
     # evaluation's resize if not `interpolation`; area: big_vision's resize_small (TF's, exact)
     eval_resize: Interpolation | None = None
-    # image files' training crop: full (big_vision's decode_and_crop_jpeg) or reduced (DCT
-    # scaling, faster); resized by torch (within 1 grey level of TF) or tf (bit for bit)
+    # image files' training crop: full (TF's decode_and_crop_jpeg, as big_vision) or reduced
+    # (DCT scaling where the crop allows: faster on large photos); resized by torch (within 1 grey level of TF) or tf (bit for bit)
     train_decode: TrainDecode = "full"
     train_resize: TrainResize = "torch"
     skip_bad_images: bool = False  # image folders: leave unreadable files out (listed in the run)
@@ -207,11 +211,13 @@ class TrainConfig:
         validate(config)
         return config
 
-    def override(self, assignments: Sequence[str]) -> TrainConfig:
-        """A validated copy with ``["optim.lr=1e-3", "model.overrides.drop_rate=0.1"]`` applied."""
+    def override(self, assignments: Sequence[Assignment]) -> TrainConfig:
+        """A validated copy with the assignments applied in order: ``--set`` text
+        (``"optim.lr=1e-3"``, the value read as YAML) or typed ``(key, value)`` pairs
+        (``("optim.lr", 1e-3)``, the value used as it is: flags already typed by the CLI)."""
         data = self.to_dict()
         for assignment in assignments:
-            key, value = parse_assignment(assignment)
+            key, value = parse_assignment(assignment) if isinstance(assignment, str) else assignment
             set_dotted(data, key, value)
         return TrainConfig.from_dict(data)
 

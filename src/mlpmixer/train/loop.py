@@ -25,11 +25,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..checkpoints.train_state import checkpoint_path, rng_state, save_train_state, set_rng_state
 from ..data.info import normalize
 from ..errors import CheckpointError, RunError
+from ..evaluate.scores import score_batches
 from ..precision import autocast
 from .augment import DeviceAugment
 from .config import TrainConfig
@@ -45,7 +45,8 @@ from .distributed import (
 from .ema import ModelEma
 from .logs import MetricsLog, Progress, TensorBoardLog
 from .run_guard import config_sha256
-from .sampler import TrainBatchSampler
+from .sampler import StreamBatchPlan, TrainBatchSampler
+from .steps import RunLoaders
 
 log = logging.getLogger(__name__)
 
@@ -106,23 +107,30 @@ class Trainer:
     scaler: torch.amp.GradScaler | None
     ema: ModelEma | None
     augment: DeviceAugment
-    train_loader: DataLoader
-    train_sampler: TrainBatchSampler
-    eval_loader: DataLoader
-    norm_mean: tuple[float, ...]
-    norm_std: tuple[float, ...]
-    num_classes: int
+    loaders: RunLoaders
     total_steps: int
-    num_epochs: int
     state: RunPosition = field(default_factory=RunPosition)
     sums: EpochSums = field(default_factory=EpochSums)
     last_good_step: int | None = None
     last_eval: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False  # set by the first Ctrl-C; the loop saves and stops
     run_id: str = ""  # binds checkpoints/last.pt to its run (checked on --resume)
-    threads: str = ""  # CPU threads and why (`threads.ThreadChoice.describe`): the first line
 
     # --- helpers -------------------------------------------------------------------------
+
+    @property
+    def train_sampler(self) -> TrainBatchSampler | StreamBatchPlan:
+        """The training batches' plan: steps per epoch, the epoch and position to start at."""
+        return self.loaders.sampler
+
+    @property
+    def num_epochs(self) -> int:
+        return math.ceil(self.total_steps / self.train_sampler.steps_per_epoch)
+
+    @property
+    def model_config(self) -> Any:
+        """The model's `MixerConfig` (classes, mean and std the evaluation normalises with)."""
+        return unwrap(self.model).config
 
     @property
     def parallel(self) -> str:
@@ -221,31 +229,27 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Loss, top-1 and top-5 (when there are >= 5 classes) on the held-out split."""
+        """Loss, top-1 and top-5 (when there are >= 5 classes) on the held-out split, summed
+        over every process (`mlpmixer.evaluate.scores.score_batches`, the one loop)."""
         model.eval()
-        sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss, top1, top5, n
-        k = min(5, self.num_classes)
-        for images, labels in self.eval_loader:
+        cfg = self.model_config
+        classes = cfg.num_classes
+
+        def forward(
+            images: torch.Tensor, labels: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             images, labels = self._to_device(images, labels)
-            valid = labels >= 0  # padding examples (equal shards for every process) have -1
             with self.autocast():
-                logits = model(normalize(images, self.norm_mean, self.norm_std)).float()
-            logits, labels = logits[valid], labels[valid]
-            targets = F.one_hot(labels, self.num_classes).float()
-            loss = (
-                compute_loss(logits, targets, self.config.train.loss)
-                if len(labels)
-                else logits.sum()
-            )
-            topk = logits.topk(k, dim=-1).indices
-            hits = topk == labels[:, None]
-            sums += torch.stack(
-                [loss.double() * len(labels), hits[:, 0].sum().double(), hits.any(-1).sum().double(),
-                 torch.tensor(float(len(labels)), dtype=torch.float64, device=self.device)]
-            )  # fmt: skip
-        loss_sum, top1, top5, n = all_reduce_sum(sums).tolist()
+                return model(normalize(images, cfg.mean, cfg.std)).float(), labels
+
+        def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            targets = F.one_hot(labels, classes).float()
+            return compute_loss(logits, targets, self.config.train.loss)
+
+        scores = score_batches(forward, self.loaders.eval, classes, loss, self.device)
+        loss_sum, top1, top5, n = all_reduce_sum(scores.sums.to(self.device)).tolist()
         result = {"test_loss": loss_sum / n, "test_top1": top1 / n}
-        if self.num_classes >= 5:
+        if classes >= 5:
             result["test_top5"] = top5 / n
         return result
 
@@ -324,7 +328,7 @@ class Trainer:
     def _micro_batches(self) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
         accum = self.config.train.grad_accum
         group: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for batch in self.train_loader:
+        for batch in self.loaders.train:
             group.append(batch)
             if len(group) == accum:
                 yield group
@@ -382,11 +386,28 @@ class Trainer:
     def fit(
         self, metrics: MetricsLog | None, tensorboard: TensorBoardLog | None, progress: Progress
     ) -> dict[str, Any]:
-        """Train until ``total_steps``; returns the last evaluation."""
+        """Train until ``total_steps``, evaluating and saving at the configured epochs;
+        returns the last evaluation."""
+        cfg = self.config.train
         progress.start_run(self.total_steps, self.state.global_step, self.num_epochs)
         try:
             with self._graceful_interrupt():
-                self._fit(metrics, tensorboard, progress)
+                while self.state.global_step < self.total_steps:
+                    epoch_start = time.perf_counter()
+                    record = self.run_epoch(progress)
+                    last = self.state.global_step >= self.total_steps
+                    if last or (self.state.epoch + 1) % cfg.eval_every_epochs == 0:
+                        record.update(self.evaluate_with_ema())
+                        self.last_eval = record
+                    self.state.train_seconds += time.perf_counter() - epoch_start
+                    if self.dist.is_main:
+                        _log_epoch(record, self.state.global_step, self.num_epochs,
+                                   metrics, tensorboard, progress)  # fmt: skip
+                    self.state.epoch += 1
+                    self.state.step_in_epoch = 0
+                    self.sums = EpochSums()
+                    if last or self.state.epoch % cfg.checkpoint_every_epochs == 0:
+                        self.save_checkpoint()
         finally:
             progress.close()
         if not self.last_eval:  # resumed after the final checkpoint: evaluate it again
@@ -439,29 +460,17 @@ class Trainer:
         )  # fmt: skip
         raise KeyboardInterrupt
 
-    def _fit(
-        self, metrics: MetricsLog | None, tensorboard: TensorBoardLog | None, progress: Progress
-    ) -> None:
-        cfg = self.config.train
-        while self.state.global_step < self.total_steps:
-            epoch_start = time.perf_counter()
-            record = self.run_epoch(progress)
-            last = self.state.global_step >= self.total_steps
-            if last or (self.state.epoch + 1) % cfg.eval_every_epochs == 0:
-                record.update(self.evaluate_with_ema())
-                self.last_eval = record
-            self.state.train_seconds += time.perf_counter() - epoch_start
-            if self.dist.is_main:
-                if metrics is not None:
-                    metrics.append(record)
-                if tensorboard is not None:
-                    tensorboard.scalars(record, self.state.global_step)
-                progress.end_epoch(_epoch_line(record, self.num_epochs), record)
-            self.state.epoch += 1
-            self.state.step_in_epoch = 0
-            self.sums = EpochSums()
-            if last or self.state.epoch % cfg.checkpoint_every_epochs == 0:
-                self.save_checkpoint()
+
+def _log_epoch(
+    record: dict[str, Any], step: int, epochs: int, metrics: MetricsLog | None,
+    tensorboard: TensorBoardLog | None, progress: Progress,
+) -> None:  # fmt: skip
+    """The epoch's record to metrics.jsonl, tensorboard and the progress line (rank 0)."""
+    if metrics is not None:
+        metrics.append(record)
+    if tensorboard is not None:
+        tensorboard.scalars(record, step)
+    progress.end_epoch(_epoch_line(record, epochs), record)
 
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:
@@ -476,8 +485,3 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
         parts.append(f"EMA test top-1 {record['ema_test_top1']:.4f}")
     parts.append(f"{record['images_per_second']:.0f} img/s")
     return "  ".join(parts)
-
-
-def padded_eval_length(num_examples: int, world_size: int) -> int:
-    """Length of the eval set padded so every process gets the same number of examples."""
-    return math.ceil(num_examples / world_size) * world_size

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import json
 import logging
 from collections.abc import Sequence
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
 
+from ..data.source import dataset_key
 from ..errors import ConfigError
 from ..models import model_config
 from ..models.registry import resolve_name
-from .config import TrainConfig, load_config
+from .config import Assignment, TrainConfig, load_config
 
 if TYPE_CHECKING:
     from .data_defaults import FolderFacts
@@ -68,7 +68,7 @@ def preset(name: str | None = None) -> TrainConfig:
     generic defaults with ``data.dataset`` set and a model chosen by image size."""
     if name is None:
         name = "digits"
-    key = name.lower().replace("_", "-")
+    key = dataset_key(name)
     if key in PRESETS:
         return load_recipe(PRESETS[key])
     return TrainConfig.from_dict({"data": {"dataset": name}})
@@ -99,7 +99,7 @@ def resolve_config(
     *,
     dataset: str | None = None,
     model: str | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[Assignment] = (),
 ) -> TrainConfig:
     """The config a run starts from: what `mlpmixer.train.train` and ``mlpmixer train`` use.
 
@@ -113,13 +113,13 @@ def resolve_config(
     facts = None
     if config is None:
         config = preset(dataset)
-        if (dataset or "digits").lower().replace("_", "-") not in PRESETS:
+        if dataset_key(dataset or "digits") not in PRESETS:
             config, facts = _fit_to_data(config)
         if model:
             config = _with_model(config, model)
     else:
         keys = {"data.dataset": dataset, "model.name": model}
-        config = config.override([f"{k}={json.dumps(v)}" for k, v in keys.items() if v])
+        config = config.override([(k, v) for k, v in keys.items() if v])
     if overrides:
         config = config.override(list(overrides))
     if facts is not None:  # said once the flags are in: the values the run will use
@@ -154,7 +154,7 @@ def finetune_config(
     dataset: str,
     img_size: int | tuple[int, int] | None = None,
     base: TrainConfig | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[Assignment] = (),
 ) -> TrainConfig:
     """The fine-tuning recipe for ``checkpoint`` on ``dataset`` (optionally at ``img_size``),
     then ``overrides`` (``--set`` style, as `resolve_config`'s).
@@ -168,7 +168,7 @@ def finetune_config(
     if not checkpoint:
         raise ConfigError("fine-tuning needs a checkpoint (--checkpoint CHECKPOINT)")
     data = (base if base is not None else load_recipe(FINETUNE)).to_dict()
-    key = dataset.lower().replace("_", "-")
+    key = dataset_key(dataset)
     if base is None and key in OWN_AUGMENTATION:
         data["augment"] = preset(key).to_dict()["augment"]
     data["model"]["pretrained"] = checkpoint

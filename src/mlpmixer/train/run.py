@@ -1,5 +1,11 @@
 """`train(config)`: build data, model and optimizer from a config, run, and write the run directory.
 
+The run reads top to bottom: `train` resolves the config (or plans the resume), `_train`
+joins the process group and handles SIGTERM, `_run` takes the named steps, each returning a
+named object: `_setup` (data: `steps.build_data`; model: `steps.build_model`; the loop's
+pieces: a `Trainer`), the resume, `_open_logs`, `Trainer.fit` (epochs of `run_epoch`, steps
+of `train_step`) and `_write_outputs`.
+
 Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
 
     run.json              the run id (`mlpmixer.train.run_guard`): marks the directory as a run
@@ -17,10 +23,8 @@ Run directory (``run.out``, default ``runs/<dataset>-<model>-<timestamp>``)::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,15 +33,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..checkpoints import load_model
 from ..checkpoints.run_model import write_run_model
 from ..checkpoints.train_state import checkpoint_path
-from ..data import DatasetInfo, build_dataset
-from ..data.loading import EpochKeyedBatches, default_workers, loader_options, worker_side
+from ..data import DatasetInfo
+from ..data.build import find_source
 from ..data.outline import dataset_outline
-from ..data.shards import LANES, ShardDataset, ShardStream
 from ..errors import ConfigError, RunError, Terminated
 from ..fileio import atomic_write_json, atomic_write_text
 from ..layout import (
@@ -47,13 +48,12 @@ from ..layout import (
     RUN_CONFIG_FILE,
     SKIPPED_FILE,
     SUMMARY_FILE,
-    checkpoint_label,
 )
-from ..models import MixerConfig, MlpFamilyModel, create_model, model_config
+from ..models import MixerConfig, MlpFamilyModel
 from ..precision import warn_if_emulated
 from ..progress import shown_on_stderr
-from .augment import DeviceAugment, sample_augment
-from .config import TrainConfig, parse_assignment
+from .augment import DeviceAugment
+from .config import Assignment, TrainConfig, parse_assignment
 from .distributed import (
     DistInfo,
     barrier,
@@ -70,7 +70,8 @@ from .distributed import (
 from .ema import ModelEma
 from .lock import run_dir_lock
 from .logs import MetricsLog, Progress, TensorBoardLog, plot_curves
-from .loop import Trainer, padded_eval_length
+from .loop import Trainer
+from .names import slug
 from .optim import build_optimizer, build_scheduler
 from .presets import resolve_config
 from .run_guard import (
@@ -83,12 +84,10 @@ from .run_guard import (
     plan_resume,
     write_run_id,
 )
-from .sampler import ShardSampler, StreamBatchPlan, TrainBatchSampler
+from .steps import build_data, build_loaders, build_model, plan_inputs
 from .stream_order import bind_stream_order
 from .termination import sigterm_raises, terminated_message
 from .threads import ThreadChoice, choose_threads
-
-_SMALL_MODELS = ("mixer_t2_8", "mixer_t4_28", "mixer_s4_32")
 
 
 @dataclass
@@ -100,18 +99,24 @@ class RunResult:
     model: MlpFamilyModel
 
 
-class _PaddedEval(Dataset):
-    """The eval split padded to ``length`` examples; padding repeats examples with label -1."""
+@dataclass(frozen=True)
+class RunSetup:
+    """What `_setup` built: the trainer, the model's name (as reported and recorded), the
+    training data's `DatasetInfo`, and the CPU threads line (`ThreadChoice.describe`)."""
 
-    def __init__(self, dataset: Dataset, length: int) -> None:
-        self.dataset, self.length, self.n = dataset, length, len(dataset)  # type: ignore[arg-type]
+    trainer: Trainer
+    model_name: str
+    info: DatasetInfo
+    threads: str
 
-    def __len__(self) -> int:
-        return self.length
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = self.dataset[index % self.n]
-        return image, (label if index < self.n else -1)
+@dataclass(frozen=True)
+class RunLogs:
+    """Where the run reports: metrics.jsonl and tensorboard (rank 0 only), progress."""
+
+    metrics: MetricsLog | None
+    tensorboard: TensorBoardLog | None
+    progress: Progress
 
 
 # --- setup pieces -------------------------------------------------------------------------------
@@ -133,10 +138,6 @@ def _configure_torch(config: TrainConfig, device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = not deterministic
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip("/").split("/")[-1]).strip("-") or "data"
-
-
 def _new_run_dir(
     config: TrainConfig, model_name: str, dist: DistInfo, locks: contextlib.ExitStack
 ) -> Path:
@@ -144,8 +145,8 @@ def _new_run_dir(
         run_dir = Path(config.run.out)
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        model_slug = _slug(model_name.replace("/", "-"))
-        run_dir = Path("runs") / f"{_slug(config.data.dataset)}-{model_slug}-{stamp}"
+        model_slug = slug(model_name.replace("/", "-"))
+        run_dir = Path("runs") / f"{slug(config.data.dataset)}-{model_slug}-{stamp}"
     run_dir = Path(broadcast_object(str(run_dir)))
     refusal = None
     if dist.is_main:
@@ -159,177 +160,6 @@ def _new_run_dir(
     if refusal:
         raise ConfigError(refusal)
     return run_dir
-
-
-def _auto_model_name(info_size: tuple[int, int]) -> str:
-    for name in _SMALL_MODELS:
-        if model_config(name).img_size == info_size:
-            return name
-    return "mixer_s16_224"
-
-
-def _target_size(config: TrainConfig) -> tuple[int, int] | int | None:
-    if config.model.img_size is not None:
-        return config.model.img_size
-    if config.model.pretrained is None and config.model.name != "auto":
-        return model_config(config.model.name).img_size
-    return None
-
-
-def _build_data(
-    config: TrainConfig, img_size: Any, in_chans: int | None, eval_crop: float,
-    interpolation: str, eval_interpolation: str,
-) -> tuple[Dataset, DatasetInfo, Dataset, DatasetInfo]:  # fmt: skip
-    d = config.data
-    common = {
-        "img_size": img_size, "in_chans": in_chans, "root": d.root, "download": d.download,
-        "val_fraction": d.val_fraction, "seed": config.train.seed,
-        "skip_bad_images": d.skip_bad_images,
-    }  # fmt: skip
-    train_set, train_info = build_dataset(
-        d.dataset, "train", source_split=d.train_split, interpolation=interpolation, **common
-    )
-    test_set, test_info = build_dataset(
-        d.dataset, "test", crop_pct=eval_crop, source_split=d.val_split,
-        interpolation=eval_interpolation, **common,
-    )  # fmt: skip
-    # the run reports every file left out, of both splits, with the training info
-    train_info = dataclasses.replace(train_info, skipped=train_info.skipped + test_info.skipped)
-    return train_set, train_info, test_set, test_info
-
-
-def _scratch_model(
-    config: TrainConfig,
-) -> tuple[MlpFamilyModel, str, DatasetInfo, Dataset, Dataset]:
-    size = _target_size(config)
-    crop, interpolation = config.data.eval_crop_pct or 1.0, config.data.interpolation or "bilinear"
-    evaluation = config.data.eval_resize or interpolation
-    train_set, info, test_set, _ = _build_data(
-        config, size, config.data.in_chans, crop, interpolation, evaluation
-    )
-    name = config.model.name if config.model.name != "auto" else _auto_model_name(info.img_size)
-    # the preprocessing used here goes into the model's config, for eval/predict to repeat it
-    preprocessing = {"crop_pct": crop, "interpolation": evaluation}
-    overrides = {
-        "img_size": info.img_size,
-        **info.model_fields(),
-        **preprocessing,
-        **config.model.overrides,
-    }
-    try:
-        model = create_model(name, **overrides)
-    except ConfigError as err:
-        raise ConfigError(f"model {name} for data {info.name} ({info.img_size}): {err}") from err
-    return model, name, info, train_set, test_set
-
-
-def _pretrained_model(
-    config: TrainConfig,
-) -> tuple[MlpFamilyModel, str, DatasetInfo, Dataset, Dataset]:
-    source = config.model.pretrained
-    assert source is not None
-    base = load_model(source)  # its architecture decides the data's size and channels
-    size = config.model.img_size or base.config.img_size
-    in_chans = config.data.in_chans or base.config.in_chans
-    crop = config.data.eval_crop_pct or base.config.crop_pct
-    interpolation = config.data.interpolation or base.config.interpolation
-    evaluation = config.data.eval_resize or interpolation
-    train_set, info, test_set, _ = _build_data(
-        config, size, in_chans, crop, interpolation, evaluation
-    )
-    if info.in_chans != base.config.in_chans:
-        raise ConfigError(
-            f"data.in_chans={info.in_chans} but the checkpoint {source} expects "
-            f"{base.config.in_chans} channels"
-        )
-    model = load_model(
-        source, reset_head=True, num_classes=info.num_classes, class_names=info.class_names,
-        **config.model.overrides,
-    )  # fmt: skip
-    if tuple(model.config.img_size) != tuple(info.img_size):
-        model = model.resize(info.img_size)  # block-diagonal token-mixing (paper, appendix)
-    model.config = model.config.replace(crop_pct=crop, interpolation=evaluation)
-    return model, checkpoint_label(source), info, train_set, test_set
-
-
-def _loaders(
-    config: TrainConfig, dist: DistInfo, device: torch.device, info: DatasetInfo,
-    train_set: Dataset, test_set: Dataset,
-) -> tuple[DataLoader, TrainBatchSampler | StreamBatchPlan, DataLoader]:  # fmt: skip
-    t = config.train
-    workers = config.data.num_workers
-    if workers is None:
-        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
-        workers = default_workers(info.in_memory, per_node)
-    options = loader_options(workers, device.type == "cuda")
-    # every data set (files, shards, arrays): crop/flip/RandAugment per sample, on uint8
-    augment = sample_augment(config.augment, config.data.train_decode, config.data.train_resize)
-    if worker_side(train_set):
-        train_set.set_train_augment(augment, t.seed)  # type: ignore[attr-defined]
-    elif augment.inception_crop or augment.hflip or augment.randaug_layers:
-        raise ConfigError(
-            f"data set {config.data.dataset} does not do the per-sample crop, flip and "
-            "RandAugment (augment.random_resized_crop, hflip, randaugment_n); turn them off"
-        )
-    if hasattr(test_set, "use_uint8"):
-        test_set.use_uint8()
-    if isinstance(train_set, ShardDataset):
-        return _stream_loaders(config, dist, options, train_set, test_set)
-    sampler = TrainBatchSampler(
-        len(train_set),
-        t.batch_size,
-        t.seed,
-        dist.rank,
-        dist.world_size,
-        t.grad_accum,  # type: ignore[arg-type]
-    )
-    batches: Sampler = EpochKeyedBatches(sampler) if worker_side(train_set) else sampler
-    train_loader = DataLoader(train_set, batch_sampler=batches, **options)
-    padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
-    eval_set = _PaddedEval(test_set, padded)
-    eval_batch = max(1, min(sampler.micro_batch_size * 2, 1024))
-    eval_loader = DataLoader(
-        eval_set, batch_size=eval_batch, sampler=ShardSampler(padded, dist.rank, dist.world_size),
-        **options,
-    )  # fmt: skip
-    return train_loader, sampler, eval_loader
-
-
-def _stream_loaders(
-    config: TrainConfig, dist: DistInfo, options: dict[str, Any], train_set: ShardDataset,
-    test_set: Dataset,
-) -> tuple[DataLoader, StreamBatchPlan, DataLoader]:  # fmt: skip
-    """Shards: each process streams its share of every global batch (`StreamBatchPlan`).
-
-    Workers are re-created each epoch (the stream's epoch and start position travel with
-    it), and their count is rounded down to a divisor of `LANES`, so each reads whole lanes.
-    """
-    t = config.train
-    workers = max(
-        d for d in range(1, LANES + 1) if LANES % d == 0 and d <= max(1, options["num_workers"])
-    )
-    options = {
-        **options,
-        "num_workers": workers if options["num_workers"] else 0,
-        "persistent_workers": False,
-    }
-    plan = StreamBatchPlan(
-        train_set, t.batch_size, t.seed, dist.rank, dist.world_size, t.grad_accum
-    )  # type: ignore[arg-type]
-    train_loader = DataLoader(plan.stream, batch_size=plan.micro_batch_size, **options)
-    padded = padded_eval_length(len(test_set), dist.world_size)  # type: ignore[arg-type]
-    eval_batch = max(1, min(plan.micro_batch_size * 2, 1024))
-    if isinstance(test_set, ShardDataset):
-        eval_stream = ShardStream(
-            test_set, seed=t.seed, shuffle=False, rank=dist.rank, world_size=dist.world_size,
-            micro_batch=eval_batch, per_rank=padded // dist.world_size,
-        )  # fmt: skip
-        return train_loader, plan, DataLoader(eval_stream, batch_size=eval_batch, **options)
-    eval_loader = DataLoader(
-        _PaddedEval(test_set, padded), batch_size=eval_batch,
-        sampler=ShardSampler(padded, dist.rank, dist.world_size), **options,
-    )  # fmt: skip
-    return train_loader, plan, eval_loader
 
 
 def _init_sigmoid_head(model: MlpFamilyModel) -> None:
@@ -348,11 +178,17 @@ def _setup(
     dist: DistInfo,
     device: torch.device,
     locks: contextlib.ExitStack,
-) -> tuple[Trainer, str, DatasetInfo]:
+) -> RunSetup:
+    """The run's objects, in order: data (`build_data`), model (`build_model`), the run
+    directory, then the loop's pieces (threads, EMA, wrapping, optimizer, loaders, schedule,
+    device augmentation) gathered in a `Trainer`."""
     t = config.train
     torch.manual_seed(t.seed)  # model initialisation: the same on every process
-    build = _pretrained_model if config.model.pretrained else _scratch_model
-    model, model_name, info, train_set, test_set = build(config)
+    source = find_source(config.data.dataset)
+    plan = plan_inputs(config, source)
+    data = build_data(config, plan, source)
+    built = build_model(config, plan, data.info)
+    model, model_name, info = built.model, built.name, data.info
     if t.loss == "sigmoid" and config.model.pretrained is None:
         _init_sigmoid_head(model)
     model.set_grad_checkpointing(t.grad_checkpointing)
@@ -378,11 +214,8 @@ def _setup(
     optimizer = build_optimizer(
         unwrap(wrapped) if t.parallel != "fsdp" else wrapped, config.optim, t.layer_decay
     )
-    train_loader, sampler, eval_loader = _loaders(config, dist, device, info, train_set, test_set)
-    for dataset in (train_set, test_set):  # shards replace bad samples as they meet them
-        if isinstance(dataset, ShardDataset):
-            dataset.skip_log = run_dir / SKIPPED_FILE
-    steps_per_epoch = sampler.steps_per_epoch
+    loaders = build_loaders(config, dist, device, data, run_dir)
+    steps_per_epoch = loaders.sampler.steps_per_epoch
     total_steps = t.steps or t.epochs * steps_per_epoch
     scheduler = build_scheduler(
         optimizer, config.schedule, config.optim.lr, total_steps, steps_per_epoch
@@ -402,13 +235,9 @@ def _setup(
     trainer = Trainer(
         config=config, run_dir=run_dir, dist=dist, device=device, model=wrapped,
         optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema, augment=augment,
-        train_loader=train_loader, train_sampler=sampler, eval_loader=eval_loader,
-        norm_mean=mcfg.mean, norm_std=mcfg.std, num_classes=info.num_classes,
-        total_steps=total_steps, num_epochs=math.ceil(total_steps / steps_per_epoch),
+        loaders=loaders, total_steps=total_steps,
     )  # fmt: skip
-    if threads is not None:
-        trainer.threads = threads.describe()
-    return trainer, model_name, info
+    return RunSetup(trainer, model_name, info, threads.describe() if threads else "")
 
 
 def _thread_choice(config: TrainConfig, model: MlpFamilyModel, dist: DistInfo) -> ThreadChoice:
@@ -502,7 +331,7 @@ def _write_outputs(
 def train(
     config: TrainConfig | None = None,
     resume: str | os.PathLike[str] | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[Assignment] = (),
     *,
     dataset: str | None = None,
     model: str | None = None,
@@ -535,19 +364,23 @@ def train(
             overrides = ()
         else:  # given on resume, they must agree with the run (checked like any override)
             named = {"data.dataset": dataset, "model.name": model}
-            overrides = [*(f"{k}={v}" for k, v in named.items() if v), *overrides]
+            overrides = [*((k, v) for k, v in named.items() if v), *overrides]
         if not progress:  # run.progress may change on resume (`run_guard`)
-            overrides = [*overrides, "run.progress=none"]
+            overrides = [*overrides, ("run.progress", "none")]
         return _train(config, resume, overrides, locks)
 
 
-def _check_out_early(config: TrainConfig | None, overrides: Sequence[str]) -> None:
+def _check_out_early(config: TrainConfig | None, overrides: Sequence[Assignment]) -> None:
     """``run.out`` as given (the last ``run.out=`` override, else the config's), refused by
     `check_out_dir` before `resolve_config` reads a folder data set to size the run."""
     out: Any = config.run.out if config is not None else None
-    for text in overrides:
-        if text.partition("=")[0].strip() == "run.out":
-            out = parse_assignment(text)[1]  # a bad value is refused here, as it would be later
+    for assignment in overrides:
+        if isinstance(assignment, str):  # a bad value is refused here, as it would be later
+            if assignment.partition("=")[0].strip() != "run.out":
+                continue
+            assignment = parse_assignment(assignment)
+        if assignment[0] == "run.out":
+            out = assignment[1]
     if isinstance(out, str) and out:
         check_out_dir(Path(out))
 
@@ -568,7 +401,7 @@ def check_data_early(config: TrainConfig) -> None:
 def _train(
     config: TrainConfig | None,
     resume: str | os.PathLike[str] | None,
-    overrides: Sequence[str],
+    overrides: Sequence[Assignment],
     locks: contextlib.ExitStack,
 ) -> RunResult:
     run_dir = plan = None
@@ -595,24 +428,12 @@ def _train(
     try:
         # SIGTERM outermost: a survivor handling a lost peer in peers_checked still says so
         with sigterm_raises(), peers_checked():
-            return _train_here(config, run_dir, plan, dist, device, locks, built)
+            return _run(config, run_dir, plan, dist, device, locks, built)
     except Terminated:
         raise Terminated(_terminated_line(built, run_dir, plan)) from None
     finally:
         torch.set_num_threads(threads)  # train.threads applies to the run only
         destroy_process_group()
-
-
-def _train_here(
-    config: TrainConfig, run_dir: Path | None, plan: ResumePlan | None, dist: DistInfo,
-    device: torch.device, locks: contextlib.ExitStack, built: list[Trainer],
-) -> RunResult:  # fmt: skip
-    _configure_torch(config, device)
-    if dist.is_main:
-        warn_if_emulated(device.type, config.train.precision)  # one line where the CPU lacks it
-    trainer, model_name, info = _setup(config, run_dir, dist, device, locks)
-    built.append(trainer)
-    return _resume_and_run(trainer, model_name, info, plan, dist, run_dir)
 
 
 def _terminated_line(built: list[Trainer], run_dir: Path | None, plan: ResumePlan | None) -> str:
@@ -624,28 +445,6 @@ def _terminated_line(built: list[Trainer], run_dir: Path | None, plan: ResumePla
     saved = trainer.last_good_step
     kept = checkpoint_path(trainer.run_dir) if saved is not None else None
     return terminated_message(trainer.run_dir, kept, saved, trainer.state.global_step)
-
-
-def _resume_and_run(
-    trainer: Trainer, model_name: str, info: DatasetInfo, plan: ResumePlan | None,
-    dist: DistInfo, run_dir: Path | None,
-) -> RunResult:  # fmt: skip
-    if plan is not None:
-        trainer.load_checkpoint(plan.checkpoint)
-        _check_length(trainer, run_dir)
-        if dist.is_main:
-            plan.log_changes()
-    state = trainer.state
-    bind_stream_order(trainer.train_sampler, trainer.run_dir, dist.world_size, dist.is_main,
-                      state.epoch, state.step_in_epoch)  # fmt: skip
-    trainer.run_id = broadcast_object(plan.run_id if plan else new_run_id())
-    if dist.is_main:
-        write_run_id(trainer.run_dir, trainer.run_id)
-    result = _run(trainer, model_name, info, resumed=plan is not None)
-    # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
-    # a peer still works aborted a process now and then ("terminate called...").
-    barrier()
-    return result
 
 
 def _check_length(trainer: Trainer, run_dir: Path | None) -> None:
@@ -660,44 +459,74 @@ def _check_length(trainer: Trainer, run_dir: Path | None) -> None:
         )
 
 
-def _run(trainer: Trainer, model_name: str, info: DatasetInfo, resumed: bool) -> RunResult:
-    run_dir, cfg, main = trainer.run_dir, trainer.config, trainer.dist.is_main
-    metrics = tensorboard = None
-    progress = Progress(cfg.run.progress if main else "none", cfg.train.log_every_steps)
-    if main:
-        atomic_write_text(run_dir / RUN_CONFIG_FILE, _config_yaml(cfg, model_name))
-        metrics = MetricsLog(run_dir)
-        metrics.truncate_after(trainer.state.epoch)
-        tensorboard = TensorBoardLog(run_dir, cfg.run.tensorboard)
-        what = "resuming" if resumed else "training"
-        progress.line(
-            f"{what} {model_name} ({unwrap(trainer.model).num_params():,} parameters) on "  # type: ignore[operator]
-            f"{info.name}: {trainer.train_sampler.num_examples} "
-            f"train / {len(trainer.eval_loader.dataset.dataset)} test images at "
-            f"{'x'.join(map(str, info.img_size))} px, batch size {cfg.train.batch_size}, "
-            f"{trainer.num_epochs} epochs = {trainer.total_steps} steps, "
-            f"{trainer.dist.world_size} process(es) on {trainer.device}"
-            f"{f', {trainer.threads}' if trainer.threads else ''} -> {run_dir}"
-        )
-        if info.skipped:  # data.skip_bad_images: say how many, list which
-            atomic_write_text(run_dir / SKIPPED_FILE, "\n".join(info.skipped) + "\n")
-            progress.line(
-                f"skipped {len(info.skipped)} unreadable image(s), listed in "
-                f"{run_dir / SKIPPED_FILE}"
-            )
+def _run(
+    config: TrainConfig, run_dir: Path | None, plan: ResumePlan | None, dist: DistInfo,
+    device: torch.device, locks: contextlib.ExitStack, built: list[Trainer],
+) -> RunResult:  # fmt: skip
+    """The run, top to bottom: set up (data, model, loop), resume, log, loop, outputs."""
+    _configure_torch(config, device)
+    if dist.is_main:
+        warn_if_emulated(device.type, config.train.precision)  # one line where the CPU lacks it
+    setup = _setup(config, run_dir, dist, device, locks)
+    trainer, model_name, info = setup.trainer, setup.model_name, setup.info
+    built.append(trainer)
+    if plan is not None:
+        trainer.load_checkpoint(plan.checkpoint)
+        _check_length(trainer, run_dir)
+        if dist.is_main:
+            plan.log_changes()
+    state = trainer.state
+    bind_stream_order(trainer.train_sampler, trainer.run_dir, dist.world_size, dist.is_main,
+                      state.epoch, state.step_in_epoch)  # fmt: skip
+    trainer.run_id = broadcast_object(plan.run_id if plan else new_run_id())
+    logs = _open_logs(setup, resumed=plan is not None)
     try:
-        trainer.fit(metrics, tensorboard, progress)
+        trainer.fit(logs.metrics, logs.tensorboard, logs.progress)
     finally:
-        if tensorboard is not None:
-            tensorboard.close()
+        if logs.tensorboard is not None:
+            logs.tensorboard.close()
     model = _final_model(trainer)
     summary: dict[str, Any] = {}
-    if main:
-        summary = _write_outputs(trainer, model, model_name, info, resumed)
+    if dist.is_main:
+        summary = _write_outputs(trainer, model, model_name, info, resumed=plan is not None)
     summary = broadcast_object(summary)
-    if not summary and main:
+    if not summary and dist.is_main:
         raise RunError("the run finished without a summary")
-    return RunResult(run_dir, summary, unwrap(model))  # type: ignore[arg-type]
+    # Ranks finish at different times (rank 0 writes the outputs); tearing gloo down while
+    # a peer still works aborted a process now and then ("terminate called...").
+    barrier()
+    return RunResult(trainer.run_dir, summary, unwrap(model))  # type: ignore[arg-type]
+
+
+def _open_logs(setup: RunSetup, resumed: bool) -> RunLogs:
+    """Rank 0: run.json, config.yaml, metrics.jsonl (cut back to the checkpoint), tensorboard,
+    and the run's first line; the other ranks log nothing."""
+    trainer, model_name, info = setup.trainer, setup.model_name, setup.info
+    run_dir, cfg, main = trainer.run_dir, trainer.config, trainer.dist.is_main
+    progress = Progress(cfg.run.progress if main else "none", cfg.train.log_every_steps)
+    if not main:
+        return RunLogs(None, None, progress)
+    write_run_id(run_dir, trainer.run_id)
+    atomic_write_text(run_dir / RUN_CONFIG_FILE, _config_yaml(cfg, model_name))
+    metrics = MetricsLog(run_dir)
+    metrics.truncate_after(trainer.state.epoch)
+    tensorboard = TensorBoardLog(run_dir, cfg.run.tensorboard)
+    what = "resuming" if resumed else "training"
+    progress.line(
+        f"{what} {model_name} ({unwrap(trainer.model).num_params():,} parameters) on "  # type: ignore[operator]
+        f"{info.name}: {trainer.train_sampler.num_examples} "
+        f"train / {len(trainer.loaders.eval.dataset.dataset)} test images at "  # type: ignore[attr-defined]
+        f"{'x'.join(map(str, info.img_size))} px, batch size {cfg.train.batch_size}, "
+        f"{trainer.num_epochs} epochs = {trainer.total_steps} steps, "
+        f"{trainer.dist.world_size} process(es) on {trainer.device}"
+        f"{f', {setup.threads}' if setup.threads else ''} -> {run_dir}"
+    )
+    if info.skipped:  # data.skip_bad_images: say how many, list which
+        atomic_write_text(run_dir / SKIPPED_FILE, "\n".join(info.skipped) + "\n")
+        progress.line(
+            f"skipped {len(info.skipped)} unreadable image(s), listed in {run_dir / SKIPPED_FILE}"
+        )
+    return RunLogs(metrics, tensorboard, progress)
 
 
 def _config_yaml(config: TrainConfig, model_name: str) -> str:

@@ -29,7 +29,7 @@ from ..checkpoints.train_state import checkpoint_path, load_train_state
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_json, check_new_dir
 from ..layout import RUN_CONFIG_FILE, RUN_ID_FILE
-from .config import TrainConfig, load_config
+from .config import Assignment, TrainConfig, load_config
 from .lock import LOCK_FILE
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def _check_binding(run_dir: Path, state: dict[str, Any], run_id: str | None) -> 
     return run_id
 
 
-def plan_resume(run_dir: Path, overrides: Sequence[str]) -> ResumePlan:
+def plan_resume(run_dir: Path, overrides: Sequence[Assignment]) -> ResumePlan:
     """Check ``run_dir`` and the requested changes (reads the run, writes nothing).
 
     Raises `ConfigError` (exit 2) for a folder that is not a run of ours, an edited

@@ -268,16 +268,17 @@ def _atomic_write(directory: Path, name: str, data: bytes) -> None:
 
 
 def _build(
-    directory: Path, name: str, cc: str, source: Path, flags: Sequence[str], key: bytes | None
-) -> bytes:
-    """Compile ``source``; with a ``key``, into ``directory/name`` with its tag (atomic, no half
-    files). Returns the library's bytes."""
+    directory: Path, name: str, cc: str, source: Path, flags: Sequence[str], key: bytes | None,
+    link: Sequence[str] = (),
+) -> bytes:  # fmt: skip
+    """Compile ``source`` (linked with ``link``, e.g. ``-ljpeg``); with a ``key``, into
+    ``directory/name`` with its tag (atomic, no half files). Returns the library's bytes."""
     with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
         built, obj = Path(tmp) / name, Path(tmp) / "kernel.o"
         run_compiler([cc, *flags, "-c", str(source), "-o", str(obj)])
         # Linked without the compile flags: GCC links crtfastmath (flush-to-zero for the whole
         # process) into a shared library built with -funsafe-math-optimizations.
-        run_compiler([cc, "-shared", "-fopenmp", str(obj), "-o", str(built), "-lm"])
+        run_compiler([cc, "-shared", "-fopenmp", str(obj), "-o", str(built), "-lm", *link])
         data = built.read_bytes()
         if key is not None:
             _atomic_write(directory, name + TAG_SUFFIX, _tag(key, data))
@@ -322,8 +323,10 @@ def load(
     flags: Sequence[str],
     symbols: Sequence[str],
     self_test: Callable[[ctypes.CDLL], str | None],
+    link: Sequence[str] = (),
 ) -> ctypes.CDLL:
-    """The library built from ``source`` with ``flags``, verified; `KernelUnavailable` if none.
+    """The library built from ``source`` with ``flags`` (linked with ``link``), verified;
+    `KernelUnavailable` if none.
 
     ``symbols`` must all be exported; ``self_test(lib)`` returns None when the library computes
     what it should, else a reason (then the cached file is deleted and not used).
@@ -337,7 +340,8 @@ def load(
     key = tag_key()
     dir_fd = open_private_dir(directory)
     try:
-        build_key = hashlib.sha256(bytes(1).join([text, " ".join(flags).encode(), cc.encode()]))
+        named = " ".join([*flags, *link]).encode()  # another library linked: another build
+        build_key = hashlib.sha256(bytes(1).join([text, named, cc.encode()]))
         marker = directory / f"{stem}-{build_key.hexdigest()[:16]}.failed"
         if _marker_fresh(marker):
             raise KernelUnavailable(
@@ -345,14 +349,14 @@ def load(
             )
         try:
             version = run_compiler([cc, "--version"])
-            parts = [text, " ".join(flags).encode(), version.encode(), _cpu_key()]
+            parts = [text, named, version.encode(), _cpu_key()]
             name = f"{stem}-{hashlib.sha256(bytes(1).join(parts)).hexdigest()[:16]}.so"
             if key is None:  # no key to verify a cached file with: this process's own build
-                data = _build(directory, name, cc, source, flags, None)
+                data = _build(directory, name, cc, source, flags, None, link)
             else:
                 data = _verified_bytes(dir_fd, directory, name, key)
                 if data is None:
-                    _build(directory, name, cc, source, flags, key)
+                    _build(directory, name, cc, source, flags, key, link)
                     data = _verified_bytes(dir_fd, directory, name, key)
         except (KernelUnavailable, OSError) as err:
             _atomic_write(directory, marker.name, str(err).encode())
