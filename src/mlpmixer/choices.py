@@ -20,6 +20,7 @@ CHECKPOINT_FORMATS = (
     ("training", False),  # a run's checkpoints/last.pt
     ("native", True),  # this project's: safetensors + config.json, a folder or one file
     ("official", True),  # Google's flat .npz
+    ("zoo", False),  # the official files of ViP, CycleMLP, AS-MLP, Wave-MLP, Hire-MLP
     ("timm", True),  # timm's key names: .pth/.bin/.safetensors or a hub folder
     ("facebook", False),  # deit's original ResMLP checkpoints
     ("lucidrains", False),  # mlp-mixer-pytorch state dicts

@@ -25,7 +25,7 @@ from mlpmixer.models.hire_mlp import (
     rearranged,
     restored,
 )
-from mlpmixer.models.pyramid import level_sizes
+from mlpmixer.models.staged import level_sizes
 from zoo_counting import hooked_counts
 
 # The paper's Table 1 / the official README: params (M) and FLOPs (G) at 224. The README

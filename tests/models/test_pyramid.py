@@ -1,4 +1,4 @@
-"""The pieces the pyramid zoo families share (models/pyramid.py)."""
+"""The pieces the zoo families share (models/staged.py), on the three NCHW pyramid families."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from mlpmixer.errors import ConfigError
 from mlpmixer.models.as_mlp import AsMlp, AsMlpConfig
-from mlpmixer.models.pyramid import drop_path_rates, level_sizes
+from mlpmixer.models.staged import drop_path_rates, level_sizes
 from mlpmixer.models.wave_mlp import WaveMlpConfig
 
 

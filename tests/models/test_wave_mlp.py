@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mlpmixer.errors import ConfigError, InputShapeError
-from mlpmixer.models.pyramid import level_sizes
+from mlpmixer.models.staged import level_sizes
 from mlpmixer.models.wave_mlp import (
     VARIANTS,
     WaveMlp,

@@ -57,6 +57,10 @@ def layer_grams(
     Activations (n, S·C) are collected per layer in float32 (n·S·C·4 bytes per layer), then
     reduced to Gram matrices.
     """
+    if not isinstance(model, MlpFamilyModel):  # the zoo's pyramids: no stem, no token axis
+        raise ConfigError(f"analyze cka compares the stem and block outputs of an isotropic "
+                          f"MLP (Mixer, gMixer, ResMLP, gMLP); family {model.config.family!r} "
+                          f"is a pyramid of stages")  # fmt: skip
     model.eval()
     device = next(model.parameters()).device
     names = ["stem"] + [f"block {i + 1}" for i in range(len(model.blocks))]

@@ -22,10 +22,22 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..models.base import MlpFamilyModel
+from ..models.spec import families, family_spec
+
+
+def require_token_weight(model: Any, command: str) -> None:
+    """A one-line `ConfigError` naming the family where ``model`` has no token-mixing weight
+    over a patch grid (the zoo's pyramids: ViP, CycleMLP, AS-MLP, Wave-MLP, Hire-MLP)."""
+    family = model.config.family
+    if family_spec(family).token_weight is None:
+        having = [spec.name for spec in families() if spec.token_weight is not None]
+        raise ConfigError(f"{command} reads the token-mixing weights of an isotropic MLP; "
+                          f"family {family!r} has none (families that do: {', '.join(having)})")  # fmt: skip
 
 
 def token_mixing_units(model: MlpFamilyModel, block: int) -> np.ndarray:
     """Block ``block``'s first token-mixing weights as (D_S, gh, gw) float64 images."""
+    require_token_weight(model, "analyze tokens")
     if not 0 <= block < len(model.blocks):
         raise ConfigError(f"block {block} does not exist; the model has {len(model.blocks)}")
     # every family names its token-reading weight (units, S): Mixer/gMixer fc1, ResMLP/gMLP

@@ -503,18 +503,25 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     return result
 
 
+def _shape_fields(cfg: Any) -> dict[str, Any]:
+    """A Mixer-family config's patch, width, depth, tokens, GELU; a zoo config's stage depths
+    and widths (what it has of ``depths`` / ``embed_dims`` / ``embed_dim``)."""
+    if hasattr(cfg, "hidden_dim"):
+        return {"patch_size": list(cfg.patch_size), "hidden_dim": cfg.hidden_dim,
+                "num_blocks": cfg.num_blocks, "num_tokens": cfg.num_tokens, "gelu": cfg.gelu}  # fmt: skip
+    names = ("depths", "embed_dims", "embed_dim")
+    return {n: getattr(cfg, n) for n in names if hasattr(cfg, n)}
+
+
 def _header(label: str, cfg: Any, options: BenchOptions, device: torch.device) -> dict[str, Any]:
     """What was measured and where: the model, its FLOPs, the options and the machine."""
     return {
         "model": label,
         "config": {
+            "family": cfg.family,
             "img_size": list(cfg.img_size),
-            "patch_size": list(cfg.patch_size),
-            "hidden_dim": cfg.hidden_dim,
-            "num_blocks": cfg.num_blocks,
-            "num_tokens": cfg.num_tokens,
+            **_shape_fields(cfg),
             "num_classes": cfg.num_classes,
-            "gelu": cfg.gelu,
             "params": param_count(cfg),
         },
         "gflops_per_image": flops_per_image(cfg) / 1e9,

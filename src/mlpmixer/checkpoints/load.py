@@ -210,12 +210,13 @@ def check_loadable(checkpoint: Checkpoint) -> None:
 def describe(checkpoint: Checkpoint) -> dict[str, Any]:
     """A JSON-ready summary: format, inferred architecture, parameters, classes."""
     config = checkpoint.config
+    mixer = isinstance(config, MixerConfig)  # the zoo's configs have no GELU choice, no tokens
     return {
         "source": checkpoint.source,
         "format": checkpoint.format,
-        "gelu": GELU_NAMES[config.gelu],
+        **({"gelu": GELU_NAMES[config.gelu]} if mixer else {}),
         "config": config.to_dict(),
-        "num_tokens": config.num_tokens,
+        **({"num_tokens": config.num_tokens} if mixer else {}),
         "params": param_count(config),
         "gflops_per_image": flops_per_image(config) / 1e9,
         "num_classes": config.num_classes,

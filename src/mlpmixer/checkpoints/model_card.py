@@ -91,11 +91,12 @@ def details(config: Any) -> list[str]:
     c = config
     spec = family_spec(c.family)
     shape, more = _mixer_shape(c, spec.unused_fields) if isinstance(c, MixerConfig) else ("", [])
-    size = (
-        "any size the model's strides divide"
-        if spec.any_size
-        else "fixed: resize the model with `model.resize(img_size)` for another size"
-    )
+    if spec.any_size:
+        size = "any size the model's strides divide"
+    elif spec.resize is not None:
+        size = "fixed: resize the model with `model.resize(img_size)` for another size"
+    else:
+        size = f"fixed: a {spec.paper.title} cannot be resized"
     lines = [
         f"- **Architecture:** {spec.paper.title} ([paper]({spec.paper.url})), family "
         f"`{c.family}`{shape}",

@@ -53,9 +53,9 @@ def file_sha256(path: Path) -> str:
 
 
 def config_fields(config: MixerConfig) -> dict[str, Any]:
-    """The `FIELDS` of ``config``, as JSON-ready values."""
+    """The `FIELDS` of ``config`` (those its family's config has), as JSON-ready values."""
     data = config.to_dict()
-    return {k: data[k] for k in FIELDS}
+    return {k: data[k] for k in FIELDS if k in data}
 
 
 def fields_digest(weights_sha256: str, fields: Mapping[str, Any]) -> str:

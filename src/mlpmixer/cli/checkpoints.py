@@ -186,20 +186,32 @@ def _checkpoint_config(checkpoint: str) -> Any:
     return read_checkpoint(checkpoint).config
 
 
-def _print_info(checkpoint: str, summary: dict[str, Any]) -> None:
+def _shape_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A Mixer-family model's patch, tokens, widths and GELU; a zoo model's stages."""
     cfg = summary["config"]
-    table = Table(show_header=False, title=printable(checkpoint))
-    for key, value in [
-        ("format", summary["format"]),
-        ("image size", "x".join(map(str, cfg["img_size"]))),
+    if "num_tokens" not in summary:  # the zoo's pyramids
+        widths = cfg.get("embed_dims") or [cfg.get("embed_dim")]
+        return [("stage depths", cfg["depths"]), ("stage widths", widths)]
+    return [
         ("patch", "x".join(map(str, cfg["patch_size"]))),
         ("tokens S", summary["num_tokens"]),
         ("hidden C", cfg["hidden_dim"]),
         ("blocks N", cfg["num_blocks"]),
         ("token MLP D_S", cfg["tokens_mlp_dim"]),
         ("channel MLP D_C", cfg["channels_mlp_dim"]),
-        ("classes", cfg["num_classes"]),
         ("GELU", summary["gelu"]),  # "erf" / "tanh", not the config's "none"
+    ]
+
+
+def _print_info(checkpoint: str, summary: dict[str, Any]) -> None:
+    cfg = summary["config"]
+    table = Table(show_header=False, title=printable(checkpoint))
+    for key, value in [
+        ("format", summary["format"]),
+        ("family", cfg.get("family", "mixer")),
+        ("image size", "x".join(map(str, cfg["img_size"]))),
+        *_shape_rows(summary),
+        ("classes", cfg["num_classes"]),
         ("parameters", f"{summary['params']:,}"),
         ("GFLOPs / image", f"{summary['gflops_per_image']:.3f}"),
         ("loads", "yes" if summary["loads"] else "no (see the error below)"),

@@ -27,20 +27,30 @@ Markers only this family has: ``axial_shift.conv2_1.weight``, ``axial_shift.conv
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError, InputShapeError
-from .config import IMAGENET_MEAN, IMAGENET_STD
-from .pyramid import (
+from .spec import FamilySpec, Paper, register_family
+from .staged import (
+    ConvNorm,
     DropPath,
-    PyramidApi,
-    ZooConfigMixin,
+    Mlp,
+    StagedNet,
+    ZooConfig,
+    config_from_shapes,
     drop_path_rates,
+    head_classes,
+    indexed,
     linear_head,
+    official_init,
+    width_ratio,
 )
+from .state_shapes import shape_of
 
 PATCH_MERGES = 3  # downsampling steps between the four levels
 
@@ -57,15 +67,13 @@ def check_grid(size: tuple[int, int], patch: int, error: type[Exception]) -> Non
 
 
 @dataclass(frozen=True)
-class AsMlpConfig(ZooConfigMixin):
+class AsMlpConfig(ZooConfig):
     """Architecture and preprocessing of one AS-MLP. Defaults are AS-MLP-T at 224."""
 
     FAMILY = "asmlp"
+    STAGES = 4
 
     family: str = "asmlp"
-    img_size: tuple[int, int] = (224, 224)
-    in_chans: int = 3
-    num_classes: int = 1000
     embed_dim: int = 96  # C of level 0; level i has C·2^i
     depths: tuple[int, ...] = (2, 2, 6, 2)
     shift_size: int = 5  # odd; the number of channel groups and the span of the shift
@@ -76,23 +84,17 @@ class AsMlpConfig(ZooConfigMixin):
     patch_norm: bool = True  # GroupNorm after the patch embedding
     drop_rate: float = 0.0  # dropout after the stem and inside the MLPs (official)
     drop_path_rate: float = 0.0  # official training: T 0.2, S 0.3, B 0.5
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    interpolation: str = "bicubic"
     crop_pct: float = 0.875  # Swin's test transform: resize to 256/224 of the crop
-    class_names: tuple[str, ...] | None = None  # names of the classes, in head order
 
     def __post_init__(self) -> None:
         self._check_common()
         for name in ("embed_dim", "shift_size", "shift_dilation", "patch_size"):
             self._positive(name)
-        self._per_level("depths")
+        self._per_stage("depths")
         if self.shift_size % 2 == 0:
             raise ConfigError(f"shift_size must be odd, got {self.shift_size}")
         self._positive_number("mlp_ratio")
-        for name in ("as_bias", "patch_norm"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self._flags("as_bias", "patch_norm")
         check_grid(self.img_size, self.patch_size, ConfigError)
         self._check_size(param_count(self))
 
@@ -121,20 +123,6 @@ def axial_shift(x: torch.Tensor, shift_size: int, dim: int, dilation: int = 1) -
         offset = (shift_size // 2 - g) * dilation
         pieces.append(chunk.narrow(dim, pad + offset, size))
     return torch.cat(pieces, dim=1)
-
-
-class Mlp(nn.Module):
-    """Channel MLP as 1x1 convs: (B, C, H, W) -> (B, C, H, W) through ``hidden`` channels."""
-
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
-        super().__init__()
-        self.fc1 = nn.Conv2d(dim, hidden, 1)
-        self.act = nn.GELU()
-        self.fc2 = nn.Conv2d(hidden, dim, 1)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class AxialShift(nn.Module):
@@ -167,7 +155,7 @@ class AxialShiftedBlock(nn.Module):
         self.axial_shift = AxialShift(dim, config.shift_size, config.shift_dilation, config.as_bias)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = group_norm(dim)
-        self.mlp = Mlp(dim, int(dim * config.mlp_ratio), config.drop_rate)
+        self.mlp = Mlp(dim, int(dim * config.mlp_ratio), drop=config.drop_rate, layout="NCHW")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.axial_shift(self.norm1(x)))
@@ -204,27 +192,21 @@ class BasicLayer(nn.Module):
         self.downsample = PatchMerging(dim) if merge else None
 
 
-class PatchEmbed(nn.Module):
+def patch_embed(config: AsMlpConfig) -> ConvNorm:
     """(B, in, H, W) -> (B, C, H/p, W/p): a p x p stride-p conv, then GN (``patch_norm``)."""
-
-    def __init__(self, config: AsMlpConfig) -> None:
-        super().__init__()
-        p = config.patch_size
-        self.proj = nn.Conv2d(config.in_chans, config.embed_dim, p, stride=p)
-        self.norm = group_norm(config.embed_dim) if config.patch_norm else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(x)
-        return x if self.norm is None else self.norm(x)
+    p, dim = config.patch_size, config.embed_dim
+    return ConvNorm(config.in_chans, dim, p, p, norm=group_norm(dim) if config.patch_norm else None)
 
 
-class AsMlp(PyramidApi, nn.Module):
+class AsMlp(StagedNet):
     """AS-MLP from its config. ``forward_features`` gives (B, 8C, H/32, W/32), NCHW."""
+
+    family = "asmlp"
 
     def __init__(self, config: AsMlpConfig) -> None:
         super().__init__()
         self.config = config
-        self.patch_embed = PatchEmbed(config)
+        self.patch_embed = patch_embed(config)
         self.pos_drop = nn.Dropout(config.drop_rate)
         rates = drop_path_rates(config.depths, config.drop_path_rate)
         last = len(config.depths) - 1
@@ -234,10 +216,9 @@ class AsMlp(PyramidApi, nn.Module):
         self.norm = group_norm(config.widths[-1])
         self.head_drop = nn.Identity()  # the official head has no dropout
         self.head = linear_head(config.widths[-1], config.num_classes)
-        self._level_modules = tuple(f"layers.{i}" for i in range(last + 1))
-        self._level_widths = config.widths
-        self._stem_stride = config.patch_size
-        self.apply(_init_weights)
+        self._describe_stages([f"layers.{i}" for i in range(last + 1)], config.widths,
+                              [config.patch_size * 2**i for i in range(last + 1)])  # fmt: skip
+        self.apply(official_init)
 
     def check_input(self, images: torch.Tensor) -> torch.Tensor:
         images = super().check_input(images)
@@ -253,13 +234,6 @@ class AsMlp(PyramidApi, nn.Module):
     def _prune_after(self, level: int) -> None:
         self.layers = self.layers[: level + 1]
         self.layers[level].downsample = None
-
-
-def _init_weights(module: nn.Module) -> None:
-    """The official init: truncated normal (std 0.02) Linear weights, zero biases."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        nn.init.zeros_(module.bias)
 
 
 def _conv1x1_params(n_in: int, n_out: int, bias: bool = True) -> int:
@@ -315,3 +289,42 @@ VARIANTS: dict[str, AsMlpConfig] = {
     "asmlp_base": AsMlpConfig(embed_dim=128, depths=(2, 2, 18, 2)),
 }
 """The official ImageNet-1k 224 models (configs/as_{tiny,small,base}_patch4_shift5_224.yaml)."""
+
+
+# --------------------------------------------------------------------------- the family spec
+
+
+def config_from_state(state: Mapping[str, torch.Tensor], img_size: Any, fields: Any) -> AsMlpConfig:
+    """The `AsMlpConfig` of an official-layout state dict: the stem gives in_chans, P, C; the
+    ``layers.{i}.blocks.{j}`` keys the depths; fc1 the MLP ratio. The shift size is no shape:
+    the registered variant's (5)."""
+    stem = shape_of(state, "patch_embed.proj.weight", 4)
+    levels = indexed(state, "layers.")
+    architecture = {
+        "in_chans": stem[1],
+        "patch_size": stem[2],
+        "embed_dim": stem[0],
+        "depths": [indexed(state, f"layers.{i}.blocks.") for i in range(levels)],
+        "mlp_ratio": float(width_ratio(state, "layers.0.blocks.0.mlp.fc1.weight", stem[0])),
+        "as_bias": "layers.0.blocks.0.axial_shift.conv1.bias" in state,
+        "patch_norm": "patch_embed.norm.weight" in state,
+        "num_classes": head_classes(state),
+    }
+    return config_from_shapes(AsMlpConfig, VARIANTS, architecture, img_size, fields)
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="asmlp",
+        config_class=AsMlpConfig,
+        model=AsMlp,
+        params=param_count,
+        macs=macs_per_image,
+        paper=Paper("AS-MLP", "2107.08391", "mit", "https://github.com/svip-lab/AS-MLP"),
+        markers=("patch_embed.proj.weight", "layers.0.blocks.0.axial_shift.conv2_1.weight"),
+        config_from_state=config_from_state,
+        any_size=True,  # no layer depends on the image size (sides multiples of 32)
+        variants=VARIANTS,
+        description="axial shifts of channel groups between 1x1 convs, Swin-like pyramid",
+    )
+)

@@ -37,7 +37,8 @@ prints (its ``sfc_flop_jit`` counts a Cycle FC as the 1×1 convolution: C·C' pe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,29 +46,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, InputShapeError
-from .config import IMAGENET_MEAN, IMAGENET_STD
-from .vip import (
-    Downsample,
+from .spec import FamilySpec, Paper, register_family
+from .staged import (
+    DOWN_KERNEL,
+    DOWN_PAD,
+    DOWN_STRIDE,
+    STEM_KERNEL,
+    STEM_PAD,
+    STEM_STRIDE,
+    ConvNorm,
     Mlp,
-    PatchEmbed,
-    StagedMlpNet,
-    ZooConfigMixin,
-    check_common,
-    check_size,
-    check_stage_lists,
-    layer_norm_elements,
-    mlp_params,
-    reweight_params,
+    ZooConfig,
+    config_from_shapes,
+    head_classes,
+    level_sizes,
+    official_init,
+    pyramid_levels,
     reweighted_sum,
 )
+from .state_shapes import shape_of
+from .vip import StagedMlpNet, layer_norm_elements, mlp_params, reweight_params
 
 CYCLE_SIZE = 3  # the pseudo-kernel (1, 3) / (3, 1) of the official blocks
-STEM = (7, 4, 2)  # kernel, stride, padding of the overlapping patch embedding
-DOWN = (3, 2, 1)  # the same for the Downsample between stages
+STEM = (STEM_KERNEL, STEM_STRIDE, STEM_PAD)  # the overlapping patch embedding
+DOWN = (DOWN_KERNEL, DOWN_STRIDE, DOWN_PAD)  # the Downsample between stages
 
 
 @dataclass(frozen=True)
-class CycleMlpConfig(ZooConfigMixin):
+class CycleMlpConfig(ZooConfig):
     """A CycleMLP. Defaults are CycleMLP-B1 at 224 (``cyclemlp_b1``).
 
     ``crop_pct`` 0.875: the official evaluation (its main.py in evaluation mode, datasets.py) resizes to
@@ -75,62 +81,37 @@ class CycleMlpConfig(ZooConfigMixin):
     by the official code; here it is dropout before the head (timm's convention).
     """
 
+    FAMILY = "cyclemlp"
+
     family: str = "cyclemlp"
-    img_size: tuple[int, int] = (224, 224)
-    in_chans: int = 3
-    num_classes: int = 1000
     depths: tuple[int, ...] = (2, 2, 4, 2)
     embed_dims: tuple[int, ...] = (64, 128, 320, 512)
     mlp_ratios: tuple[float, ...] = (4, 4, 4, 4)
     qkv_bias: bool = False  # bias of mlp_c (the official name)
     skip_lam: float = 1.0
     norm_eps: float = 1e-5
-    drop_rate: float = 0.0
-    drop_path_rate: float = 0.0  # rises linearly over all blocks from 0
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    interpolation: str = "bicubic"
-    crop_pct: float = 0.875
-    class_names: tuple[str, ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
-        if self.family != "cyclemlp":
-            raise ConfigError(
-                f"family must be 'cyclemlp' for a CycleMlpConfig, got {self.family!r}"
-            )
-        check_common(self)
-        check_stage_lists(self, ("embed_dims", "mlp_ratios"))
-        if not isinstance(self.qkv_bias, bool):
-            raise ConfigError(f"qkv_bias must be a boolean, got {self.qkv_bias!r}")
-        if not isinstance(self.norm_eps, int | float) or not self.norm_eps > 0:
-            raise ConfigError(f"norm_eps must be a positive number, got {self.norm_eps!r}")
+        self._check_common()
+        self._per_stage("depths")
+        self._per_stage("embed_dims")
+        self._per_stage("mlp_ratios", check="number")
+        self._flags("qkv_bias")
+        self._positive_number("skip_lam")
+        self._positive_number("norm_eps")
         if min(self.img_size) < STEM[0] - 2 * STEM[2]:
             raise ConfigError(f"img_size {self.img_size}: CycleMLP needs at least 3x3 pixels")
-        check_size(param_count(self))
+        self._check_size(param_count(self))
 
     @property
     def grid_sides(self) -> list[tuple[int, int]]:
         """(H', W') of each stage's grid at ``img_size``."""
-        return stage_grids(*self.img_size, len(self.depths))
+        return level_sizes(self.img_size, len(self.depths))
 
     @property
     def reductions(self) -> list[int]:
         """Nominal stride of each stage (timm's ``reduction``): 4, 8, 16, 32."""
         return [STEM[1] * DOWN[1] ** i for i in range(len(self.depths))]
-
-
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-def stage_grids(height: int, width: int, stages: int) -> list[tuple[int, int]]:
-    """The grid (H', W') of each stage for an input of ``height`` × ``width``."""
-    h, w = _conv_out(height, *STEM), _conv_out(width, *STEM)
-    sides = [(h, w)]
-    for _ in range(stages - 1):
-        h, w = _conv_out(h, *DOWN), _conv_out(w, *DOWN)
-        sides.append((h, w))
-    return sides
 
 
 # --------------------------------------------------------------------------- analytic cost
@@ -281,7 +262,8 @@ class CycleMLP(nn.Module):
         self.proj_drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mixed = reweighted_sum([self.sfc_h(x), self.sfc_w(x), self.mlp_c(x)], self.reweight)
+        branches = [self.sfc_h(x), self.sfc_w(x), self.mlp_c(x)]
+        mixed = reweighted_sum(branches, self.reweight, "NHWC")
         return self.proj_drop(self.proj(mixed))
 
 
@@ -299,7 +281,7 @@ class CycleNet(StagedMlpNet):
         super().__init__(config if config is not None else CycleMlpConfig())
 
     def make_stem(self, config: CycleMlpConfig) -> nn.Module:
-        return PatchEmbed(config.in_chans, config.embed_dims[0], *STEM)
+        return ConvNorm(config.in_chans, config.embed_dims[0], *STEM)
 
     def make_mixer(self, config: CycleMlpConfig, stage: int) -> nn.Module:
         return CycleMLP(config.embed_dims[stage], config.qkv_bias)
@@ -307,17 +289,51 @@ class CycleNet(StagedMlpNet):
     def make_downsample(self, config: CycleMlpConfig, stage: int) -> nn.Module | None:
         if stage == len(config.depths) - 1:
             return None
-        return Downsample(config.embed_dims[stage], config.embed_dims[stage + 1], *DOWN)
+        dims = config.embed_dims
+        return ConvNorm(dims[stage], dims[stage + 1], *DOWN, channels_last=True)
 
     def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if isinstance(module, CycleFC):  # the official init: as a linear layer
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
+        official_init(module, (nn.Linear, CycleFC))  # the official init: CycleFC as a linear
 
-    def check_input(self, images: torch.Tensor) -> None:
+    def check_input(self, images: torch.Tensor) -> torch.Tensor:
         c = self.config.in_chans
         if images.ndim != 4 or images.shape[1] != c or min(images.shape[2:]) < 3:
             raise InputShapeError(
                 f"CycleMLP takes images (B, {c}, H, W) with H, W >= 3, got {tuple(images.shape)}"
             )
+        return images
+
+
+# --------------------------------------------------------------------------- the family spec
+
+
+def config_from_state(
+    state: Mapping[str, torch.Tensor], img_size: Any, fields: Any
+) -> CycleMlpConfig:
+    """The `CycleMlpConfig` of an official-layout state dict: stages at ``network.{2i}``
+    (Downsamples between), widths from the norms, MLP ratios from fc1."""
+    stem = shape_of(state, "patch_embed.proj.weight", 4)
+    architecture = {
+        "in_chans": stem[1],
+        **pyramid_levels(state),
+        "qkv_bias": "network.0.0.attn.mlp_c.bias" in state,
+        "num_classes": head_classes(state),
+    }
+    return config_from_shapes(CycleMlpConfig, VARIANTS, architecture, img_size, fields)
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="cyclemlp",
+        config_class=CycleMlpConfig,
+        model=CycleNet,
+        params=param_count,
+        macs=macs_per_image,
+        paper=Paper("CycleMLP", "2107.10224", "mit", "https://github.com/ShoufaChen/CycleMLP"),
+        markers=("patch_embed.proj.weight", "network.0.0.attn.sfc_h.offset"),
+        config_from_state=config_from_state,
+        any_size=True,  # no layer depends on the image size
+        variants=VARIANTS,
+        description="Cycle FC (channel-cycled spatial shifts) pyramid, any input size",
+    )
+)

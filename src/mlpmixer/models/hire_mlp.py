@@ -36,37 +36,47 @@ with strict=True. Markers only this family has: ``attn.mlp_h1_norm.weight``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .config import IMAGENET_MEAN, IMAGENET_STD
-from .pyramid import (
+from .spec import FamilySpec, Paper, register_family
+from .staged import (
+    DOWN_KERNEL,
+    DOWN_PAD,
+    DOWN_STRIDE,
     STEM_KERNEL,
     STEM_PAD,
     STEM_STRIDE,
+    ConvNorm,
     DropPath,
-    PyramidApi,
-    ZooConfigMixin,
+    Mlp,
+    StagedNet,
+    ZooConfig,
+    config_from_shapes,
     drop_path_rates,
+    head_classes,
     level_sizes,
     linear_head,
+    official_init,
+    pyramid_levels,
     reweighted_sum,
 )
+from .state_shapes import shape_of
 
 
 @dataclass(frozen=True)
-class HireMlpConfig(ZooConfigMixin):
+class HireMlpConfig(ZooConfig):
     """Architecture and preprocessing of one Hire-MLP. Defaults are Hire-MLP-Tiny at 224."""
 
     FAMILY = "hiremlp"
+    STAGES = 4
 
     family: str = "hiremlp"
-    img_size: tuple[int, int] = (224, 224)
-    in_chans: int = 3
-    num_classes: int = 1000
     embed_dims: tuple[int, ...] = (64, 128, 320, 512)
     depths: tuple[int, ...] = (2, 2, 4, 2)
     mlp_ratios: tuple[float, ...] = (4, 4, 4, 4)
@@ -75,17 +85,13 @@ class HireMlpConfig(ZooConfigMixin):
     step_dilation: tuple[int, ...] = (2, 2, 1, 1)  # rows (columns) per step
     drop_rate: float = 0.0  # dropout before the head (the official models have none)
     drop_path_rate: float = 0.0  # official training: Tiny 0.0, Base 0.2
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    interpolation: str = "bicubic"
     crop_pct: float = 0.875  # the eval transform of its train.py (DeiT): resize 256, crop 224
-    class_names: tuple[str, ...] | None = None  # names of the classes, in head order
 
     def __post_init__(self) -> None:
         self._check_common()
         for name in ("embed_dims", "depths", "region_size", "step_stride", "step_dilation"):
-            self._per_level(name)
-        self._per_level("mlp_ratios", check="number")
+            self._per_stage(name)
+        self._per_stage("mlp_ratios", check="number")
         small = [d for d in self.embed_dims if d < 4]
         if small:
             raise ConfigError(f"embed_dims must be >= 4 (the mixers use C/2, C/4), got {small[0]}")
@@ -126,20 +132,6 @@ def restored(y: torch.Tensor, p: int, step: int, axis: int, n: int) -> torch.Ten
     return y.index_select(axis, rows)
 
 
-class Mlp(nn.Module):
-    """1x1 convs: (B, C, H, W) -> (B, out, H, W) through ``hidden`` channels and a GELU."""
-
-    def __init__(self, dim: int, hidden: int, out: int | None = None) -> None:
-        super().__init__()
-        self.fc1 = nn.Conv2d(dim, hidden, 1)
-        self.act = nn.GELU()
-        self.fc2 = nn.Conv2d(hidden, out or dim, 1)
-        self.drop = nn.Dropout(0.0)  # the official models train without it
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
 class HireMLP(nn.Module):
     """The token mixer (see the module docstring): (B, C, H, W) -> (B, C, H, W)."""
 
@@ -155,7 +147,7 @@ class HireMLP(nn.Module):
         self.mlp_w2 = nn.Conv2d(dim // 2, wide, 1)
         self.mlp_c = nn.Conv2d(dim, dim, 1)
         self.act = nn.ReLU()
-        self.reweight = Mlp(dim, dim // 4, 3 * dim)
+        self.reweight = Mlp(dim, dim // 4, 3 * dim, layout="NCHW")
         self.proj = nn.Conv2d(dim, dim, 1)
         self.proj_drop = nn.Dropout(0.0)
 
@@ -168,7 +160,7 @@ class HireMLP(nn.Module):
         h = self._along(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
         w = self._along(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
         c = self.mlp_c(x)
-        return self.proj_drop(self.proj(reweighted_sum(self.reweight, h, w, c)))
+        return self.proj_drop(self.proj(reweighted_sum([h, w, c], self.reweight, "NCHW")))
 
 
 class HireBlock(nn.Module):
@@ -180,7 +172,7 @@ class HireBlock(nn.Module):
         self.norm1 = nn.BatchNorm2d(dim)
         self.attn = HireMLP(dim, config.region_size[level], config.step(level, block))
         self.norm2 = nn.BatchNorm2d(dim)
-        self.mlp = Mlp(dim, int(dim * config.mlp_ratios[level]))
+        self.mlp = Mlp(dim, int(dim * config.mlp_ratios[level]), layout="NCHW")
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,60 +180,41 @@ class HireBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class ConvBnRelu(nn.Module):
+def conv_bn_relu(n_in: int, n_out: int, kernel: int, stride: int, pad: int) -> ConvNorm:
     """A strided conv, BN, ReLU: the stem (7x7 stride 4, pad 2; the official
     ``PatchEmbedOverlapping``) and the downsampling between levels (3x3 stride 2, pad 1)."""
-
-    def __init__(self, n_in: int, n_out: int, kernel: int, stride: int, pad: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(n_in, n_out, kernel, stride=stride, padding=pad)
-        self.norm = nn.BatchNorm2d(n_out)
-        self.act = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(self.proj(x)))
+    return ConvNorm(n_in, n_out, kernel, stride, pad, nn.BatchNorm2d(n_out), nn.ReLU())
 
 
-class HireMlp(PyramidApi, nn.Module):
+class HireMlp(StagedNet):
     """Hire-MLP from its config. ``forward_features`` gives (B, C_4, H/32, W/32), NCHW."""
+
+    family = "hiremlp"
 
     def __init__(self, config: HireMlpConfig) -> None:
         super().__init__()
         self.config = config
         dims = config.embed_dims
-        self.patch_embed = ConvBnRelu(config.in_chans, dims[0], STEM_KERNEL, STEM_STRIDE, STEM_PAD)
+        self.patch_embed = conv_bn_relu(
+            config.in_chans, dims[0], STEM_KERNEL, STEM_STRIDE, STEM_PAD
+        )
         rates = drop_path_rates(config.depths, config.drop_path_rate)
         network: list[nn.Module] = []
         for i, level_rates in enumerate(rates):
             if i:
-                network.append(ConvBnRelu(dims[i - 1], dims[i], 3, 2, 1))
+                network.append(
+                    conv_bn_relu(dims[i - 1], dims[i], DOWN_KERNEL, DOWN_STRIDE, DOWN_PAD)
+                )
             blocks = (HireBlock(config, i, j, p) for j, p in enumerate(level_rates))
             network.append(nn.Sequential(*blocks))
-        self.network = nn.ModuleList(network)  # levels at even indices, downsampling between
+        self._network_stages(network, range(0, 2 * len(dims), 2))  # downsampling between
         self.norm = nn.BatchNorm2d(dims[-1])
         self.head_drop = nn.Dropout(config.drop_rate)
         self.head = linear_head(dims[-1], config.num_classes)
-        self._level_modules = tuple(f"network.{2 * i}" for i in range(len(dims)))
-        self._level_widths = dims
-        self._stem_stride = STEM_STRIDE
-        self.apply(_init_weights)
-
-    def _enter_level(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        return self.network[2 * i - 1](x) if i else x
-
-    def _level_blocks(self, i: int) -> nn.Module:
-        return self.network[2 * i]
-
-    def _prune_after(self, level: int) -> None:
-        self.network = self.network[: 2 * level + 1]
-
-
-def _init_weights(module: nn.Module) -> None:
-    """The official init: truncated normal (std 0.02) conv and Linear weights, zero biases."""
-    if isinstance(module, nn.Linear | nn.Conv2d):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+        self._describe_stages([f"network.{2 * i}" for i in range(len(dims))], dims,
+                              [STEM_STRIDE * DOWN_STRIDE**i for i in range(len(dims))])  # fmt: skip
+        # the official init: also the convolutions (the 1x1 "linear" layers are convs here)
+        self.apply(lambda m: official_init(m, (nn.Linear, nn.Conv2d)))
 
 
 def _block_params(config: HireMlpConfig, level: int) -> int:
@@ -300,3 +273,46 @@ VARIANTS: dict[str, HireMlpConfig] = {
     "hiremlp_large": HireMlpConfig(embed_dims=(96, 192, 384, 768), depths=(4, 6, 24, 3)),
 }
 """The official ImageNet-1k 224 models (``hire_mlp_tiny`` ... ``hire_mlp_large``)."""
+
+
+# --------------------------------------------------------------------------- the family spec
+
+
+def config_from_state(
+    state: Mapping[str, torch.Tensor], img_size: Any, fields: Any
+) -> HireMlpConfig:
+    """The `HireMlpConfig` of an official-layout state dict: levels at ``network.{2i}``; the
+    region size p from mlp_h1 (C·p inputs). The steps are no shapes: the variant's."""
+    stem = shape_of(state, "patch_embed.proj.weight", 4)
+    levels = pyramid_levels(state)
+    dims = levels["embed_dims"]
+    regions = [  # mlp_h1 reads C·p channels
+        shape_of(state, f"network.{2 * k}.0.attn.mlp_h1.weight", 4)[1] // d
+        for k, d in enumerate(dims)
+    ]
+    architecture = {
+        "in_chans": stem[1],
+        **levels,
+        "region_size": regions,
+        "num_classes": head_classes(state),
+    }
+    return config_from_shapes(HireMlpConfig, VARIANTS, architecture, img_size, fields)
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="hiremlp",
+        config_class=HireMlpConfig,
+        model=HireMlp,
+        params=param_count,
+        macs=macs_per_image,
+        paper=Paper(
+            "Hire-MLP", "2108.13341", "mit", "https://github.com/ggjy/Hire-Wave-MLP.pytorch"
+        ),
+        markers=("patch_embed.proj.weight", "network.0.0.attn.mlp_h1_norm.weight"),
+        config_from_state=config_from_state,
+        any_size=True,  # no layer depends on the image size
+        variants=VARIANTS,
+        description="hierarchical rearrangement of regions, pyramid, any input size",
+    )
+)

@@ -21,6 +21,7 @@ PREPROCESSING: dict[str, tuple[tuple[float, ...], tuple[float, ...], str, float]
     "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic", 0.875),  # Google's Mixers, gMLP
     "miil": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "bilinear", 0.875),  # Alibaba MIIL's ImageNet-21k
     "imagenet": (IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875),
+    "imagenet_crop90": (IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.9),  # Wave-MLP's default_cfg
 }
 
 # model: [(tag, source, num_classes, preprocessing preset), ...]; "hub" = timm's hub copy.
@@ -64,6 +65,39 @@ TABLE: dict[str, list[tuple[str, str, int, str]]] = {
     ],
 }
 
+# The zoo's official releases (GitHub release assets, read by checkpoints/formats/zoo.py); no
+# checksums are published. ViP's weights are on Google Drive and AS-MLP's on OneDrive (no
+# direct links); Wave-MLP's release names follow its log-wave release.
+CYCLEMLP = "https://github.com/ShoufaChen/CycleMLP/releases/download/v0.1"
+HIRE_WAVE = "https://github.com/ggjy/Hire-Wave-MLP.pytorch/releases/download"
+TABLE.update(
+    {
+        f"cyclemlp_b{i}": [("official_in1k", f"{CYCLEMLP}/CycleMLP_B{i}.pth", 1000, "imagenet")]
+        for i in range(1, 6)
+    }
+)
+TABLE.update(
+    {
+        f"hiremlp_{size}": [
+            ("official_in1k", f"{HIRE_WAVE}/log/hire_mlp_{size}.pth", 1000, "imagenet")
+        ]
+        for size in ("tiny", "small", "base")
+    }
+)
+TABLE.update(
+    {
+        f"wavemlp_{size.lower()}": [
+            (
+                "official_in1k",
+                f"{HIRE_WAVE}/log-wave/WaveMLP_{size}.pth.tar",
+                1000,
+                "imagenet_crop90",
+            )
+        ]
+        for size in ("T_dw", "T", "S", "M")
+    }
+)
+
 
 def source_of(model: str, tag: str, source: str) -> str:
     """The download source of one table row (``hub`` -> timm's hub id)."""
@@ -82,7 +116,11 @@ def weights_cfg(model: str, tag: str) -> dict[str, Any]:
         if row_tag == tag:
             mean, std, interpolation, crop_pct = PREPROCESSING[preset]
             return {
-                "source": source_of(model, tag, src), "num_classes": num_classes, "mean": mean,
-                "std": std, "interpolation": interpolation, "crop_pct": crop_pct,
-            }  # fmt: skip
+                "source": source_of(model, tag, src),
+                "num_classes": num_classes,
+                "mean": mean,
+                "std": std,
+                "interpolation": interpolation,
+                "crop_pct": crop_pct,
+            }
     raise KeyError(f"{model}.{tag}")

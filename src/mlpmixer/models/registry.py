@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from . import gmixer, gmlp, mixer, resmlp  # noqa: F401  (the built-in families: their specs)
+from . import as_mlp, cyclemlp, gmixer, gmlp, hire_mlp, mixer, resmlp, vip, wave_mlp  # noqa: F401  (the built-in families: their specs)
 from .base import MlpFamilyModel, build_model
 from .config import MixerConfig
 from .features import FeatureGetter

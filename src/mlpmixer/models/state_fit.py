@@ -26,6 +26,10 @@ def _listing(keys: list[str]) -> str:
     return ", ".join(keys[:_SHOWN]) + more
 
 
+def _is_float(tensor: Any) -> bool:
+    return not isinstance(tensor, torch.Tensor) or torch.is_floating_point(tensor)
+
+
 def check_state_fits(state: Mapping[str, torch.Tensor], expected: Mapping[str, Any]) -> None:
     """Raise `CheckpointError` naming missing/unexpected keys and mismatched shapes."""
     missing = sorted(set(expected) - set(state))
@@ -44,7 +48,11 @@ def check_state_fits(state: Mapping[str, torch.Tensor], expected: Mapping[str, A
         problems.append(f"shape mismatches: {_listing(mismatched)}")
     if problems:
         raise CheckpointError("checkpoint does not fit the model; " + "; ".join(problems))
-    bad_dtype = [k for k, v in state.items() if not torch.is_floating_point(v)]
+    # integer buffers (BatchNorm's num_batches_tracked) stay integers; weights are floats
+    bad_dtype = [
+        k for k, v in state.items()
+        if not torch.is_floating_point(v) and _is_float(expected[k])
+    ]  # fmt: skip
     if bad_dtype:
         raise CheckpointError(f"checkpoint tensors are not floating point: {_listing(bad_dtype)}")
 
@@ -86,6 +94,11 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any], reset_head: bool 
     return new
 
 
+def _load_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """float32 for weights, whatever the file stored; integer buffers keep their type."""
+    return torch.float32 if torch.is_floating_point(tensor) else tensor.dtype
+
+
 def model_from_state(
     state: Mapping[str, torch.Tensor],
     config: Any,
@@ -113,7 +126,7 @@ def model_from_state(
         expected = {k: v for k, v in expected.items() if not k.startswith(head)}
     check_state_fits(state, expected)
     owned = {
-        k: v.detach().to(dtype=torch.float32, device="cpu", copy=True).contiguous()
+        k: v.detach().to(dtype=_load_dtype(v), device="cpu", copy=True).contiguous()
         for k, v in state.items()
     }
     model.load_state_dict(owned, strict=not reset_head, assign=True)

@@ -36,25 +36,37 @@ statistics included. Official checkpoints (timm's training format: ``state_dict`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .config import IMAGENET_MEAN, IMAGENET_STD
-from .pyramid import (
+from .spec import FamilySpec, Paper, register_family
+from .staged import (
+    DOWN_KERNEL,
+    DOWN_PAD,
+    DOWN_STRIDE,
     STEM_KERNEL,
     STEM_PAD,
     STEM_STRIDE,
+    ConvNorm,
     DropPath,
-    PyramidApi,
-    ZooConfigMixin,
+    Mlp,
+    StagedNet,
+    ZooConfig,
+    config_from_shapes,
     drop_path_rates,
+    head_classes,
     level_sizes,
     linear_head,
+    official_init,
+    pyramid_levels,
     reweighted_sum,
 )
+from .state_shapes import shape_of
 
 NORMS = ("batch", "group")  # BatchNorm2d, or GroupNorm with one group (the official MyNorm)
 THETA_CONVS = ("fc", "depthwise")  # how the phase is estimated: 1x1 conv or 3x3 depthwise
@@ -62,15 +74,13 @@ TOKEN_KERNEL = 7  # the taps of tfc_h / tfc_w
 
 
 @dataclass(frozen=True)
-class WaveMlpConfig(ZooConfigMixin):
+class WaveMlpConfig(ZooConfig):
     """Architecture and preprocessing of one Wave-MLP. Defaults are Wave-MLP-T at 224."""
 
     FAMILY = "wavemlp"
+    STAGES = 4
 
     family: str = "wavemlp"
-    img_size: tuple[int, int] = (224, 224)
-    in_chans: int = 3
-    num_classes: int = 1000
     embed_dims: tuple[int, ...] = (64, 128, 320, 512)
     depths: tuple[int, ...] = (2, 2, 4, 2)
     mlp_ratios: tuple[float, ...] = (4, 4, 4, 4)
@@ -80,24 +90,18 @@ class WaveMlpConfig(ZooConfigMixin):
     qkv_bias: bool = False  # biases of fc_h, fc_w, fc_c
     drop_rate: float = 0.0  # dropout before the head (the official models have none)
     drop_path_rate: float = 0.0  # official training: 0.1
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    interpolation: str = "bicubic"
     crop_pct: float = 0.9  # the official default_cfg, which its train_wave.py evaluates with
-    class_names: tuple[str, ...] | None = None  # names of the classes, in head order
 
     def __post_init__(self) -> None:
         self._check_common()
-        self._per_level("embed_dims")
-        self._per_level("depths")
-        self._per_level("mlp_ratios", check="number")
+        self._per_stage("embed_dims")
+        self._per_stage("depths")
+        self._per_stage("mlp_ratios", check="number")
         if self.norm not in NORMS:
             raise ConfigError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.theta_conv not in THETA_CONVS:
             raise ConfigError(f"theta_conv must be one of {THETA_CONVS}, got {self.theta_conv!r}")
-        for name in ("stem_norm", "qkv_bias"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self._flags("stem_norm", "qkv_bias")
         small = [d for d in self.embed_dims if d < 4]
         if small:
             raise ConfigError(f"embed_dims must be >= 4 (reweight uses C/4), got {small[0]}")
@@ -108,20 +112,6 @@ class WaveMlpConfig(ZooConfigMixin):
 
 def make_norm(kind: str, dim: int) -> nn.Module:
     return nn.BatchNorm2d(dim) if kind == "batch" else nn.GroupNorm(1, dim)
-
-
-class Mlp(nn.Module):
-    """1x1 convs: (B, C, H, W) -> (B, out, H, W) through ``hidden`` channels and a GELU."""
-
-    def __init__(self, dim: int, hidden: int, out: int | None = None) -> None:
-        super().__init__()
-        self.act = nn.GELU()
-        self.drop = nn.Dropout(0.0)  # the official models train without it
-        self.fc1 = nn.Conv2d(dim, hidden, 1)
-        self.fc2 = nn.Conv2d(hidden, out or dim, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 def phase_conv(dim: int, kind: str) -> nn.Sequential:
@@ -145,7 +135,7 @@ class PATM(nn.Module):
         # named as in the official code: tfc_h mixes along the width, tfc_w along the height
         self.tfc_h = nn.Conv2d(2 * dim, dim, (1, k), padding=(0, pad), groups=dim, bias=False)
         self.tfc_w = nn.Conv2d(2 * dim, dim, (k, 1), padding=(pad, 0), groups=dim, bias=False)
-        self.reweight = Mlp(dim, dim // 4, 3 * dim)
+        self.reweight = Mlp(dim, dim // 4, 3 * dim, layout="NCHW")
         self.proj = nn.Conv2d(dim, dim, 1)
         self.proj_drop = nn.Dropout(0.0)
         self.theta_h_conv = phase_conv(dim, theta_conv)
@@ -155,7 +145,7 @@ class PATM(nn.Module):
         h = self.tfc_h(wave(self.fc_h(x), self.theta_h_conv(x)))
         w = self.tfc_w(wave(self.fc_w(x), self.theta_w_conv(x)))
         c = self.fc_c(x)
-        return self.proj_drop(self.proj(reweighted_sum(self.reweight, h, w, c)))
+        return self.proj_drop(self.proj(reweighted_sum([h, w, c], self.reweight, "NCHW")))
 
 
 def wave(amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
@@ -173,69 +163,48 @@ class WaveBlock(nn.Module):
         self.attn = PATM(dim, config.theta_conv, config.qkv_bias)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = make_norm(config.norm, dim)
-        self.mlp = Mlp(dim, int(dim * config.mlp_ratios[level]))
+        self.mlp = Mlp(dim, int(dim * config.mlp_ratios[level]), layout="NCHW")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class StridedConv(nn.Module):
+def strided_conv(n_in: int, n_out: int, kernel: int, stride: int, pad: int,
+                 norm: str, use_norm: bool) -> ConvNorm:  # fmt: skip
     """(B, in, H, W) -> (B, out, H/stride, W/stride): a strided conv, then a norm (or none).
 
     The stem (7x7, stride 4, pad 2; the official ``PatchEmbedOverlapping``) and the
     downsampling between levels (3x3, stride 2, pad 1; ``Downsample``)."""
-
-    def __init__(self, n_in: int, n_out: int, kernel: int, stride: int, pad: int,
-                 norm: str, use_norm: bool) -> None:  # fmt: skip
-        super().__init__()
-        self.proj = nn.Conv2d(n_in, n_out, kernel, stride=stride, padding=pad)
-        self.norm = make_norm(norm, n_out) if use_norm else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x))
+    return ConvNorm(n_in, n_out, kernel, stride, pad, make_norm(norm, n_out) if use_norm else None)
 
 
-class WaveMlp(PyramidApi, nn.Module):
+class WaveMlp(StagedNet):
     """Wave-MLP from its config. ``forward_features`` gives (B, C_4, H/32, W/32), NCHW."""
+
+    family = "wavemlp"
 
     def __init__(self, config: WaveMlpConfig) -> None:
         super().__init__()
         self.config = config
         dims, norm, use_norm = config.embed_dims, config.norm, config.stem_norm
-        self.patch_embed = StridedConv(
+        self.patch_embed = strided_conv(
             config.in_chans, dims[0], STEM_KERNEL, STEM_STRIDE, STEM_PAD, norm, use_norm
         )
         rates = drop_path_rates(config.depths, config.drop_path_rate)
         network: list[nn.Module] = []
         for i, level_rates in enumerate(rates):
             if i:
-                network.append(StridedConv(dims[i - 1], dims[i], 3, 2, 1, norm, use_norm))
+                network.append(strided_conv(dims[i - 1], dims[i], DOWN_KERNEL, DOWN_STRIDE,
+                                            DOWN_PAD, norm, use_norm))  # fmt: skip
             network.append(nn.Sequential(*(WaveBlock(config, i, p) for p in level_rates)))
-        self.network = nn.ModuleList(network)  # levels at even indices, downsampling between
+        self._network_stages(network, range(0, 2 * len(dims), 2))  # downsampling between
         self.norm = make_norm(norm, dims[-1])
         self.head_drop = nn.Dropout(config.drop_rate)
         self.head = linear_head(dims[-1], config.num_classes)
-        self._level_modules = tuple(f"network.{2 * i}" for i in range(len(dims)))
-        self._level_widths = dims
-        self._stem_stride = STEM_STRIDE
-        self.apply(_init_weights)
-
-    def _enter_level(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        return self.network[2 * i - 1](x) if i else x
-
-    def _level_blocks(self, i: int) -> nn.Module:
-        return self.network[2 * i]
-
-    def _prune_after(self, level: int) -> None:
-        self.network = self.network[: 2 * level + 1]
-
-
-def _init_weights(module: nn.Module) -> None:
-    """The official init: truncated normal (std 0.02) Linear weights, zero biases."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        nn.init.zeros_(module.bias)
+        self._describe_stages([f"network.{2 * i}" for i in range(len(dims))], dims,
+                              [STEM_STRIDE * DOWN_STRIDE**i for i in range(len(dims))])  # fmt: skip
+        self.apply(official_init)
 
 
 def _norm_params(config: WaveMlpConfig, dim: int) -> int:
@@ -317,3 +286,46 @@ VARIANTS: dict[str, WaveMlpConfig] = {
     ),
 }
 """The official ImageNet-1k 224 models (``WaveMLP_T_dw``, ``WaveMLP_T`` ... ``WaveMLP_B``)."""
+
+
+# --------------------------------------------------------------------------- the family spec
+
+
+def config_from_state(
+    state: Mapping[str, torch.Tensor], img_size: Any, fields: Any
+) -> WaveMlpConfig:
+    """The `WaveMlpConfig` of an official-layout state dict: levels at ``network.{2i}``;
+    BatchNorm (running statistics) or GroupNorm; a stem norm or none; the phase conv 1x1
+    (``fc``) or 3x3 depthwise from its kernel."""
+    stem = shape_of(state, "patch_embed.proj.weight", 4)
+    levels = pyramid_levels(state)
+    theta = shape_of(state, "network.0.0.attn.theta_h_conv.0.weight", 4)
+    architecture = {
+        "in_chans": stem[1],
+        **levels,
+        "norm": "batch" if "network.0.0.norm1.running_mean" in state else "group",
+        "stem_norm": "patch_embed.norm.weight" in state,
+        "theta_conv": "fc" if theta[1] > 1 else "depthwise",
+        "qkv_bias": "network.0.0.attn.fc_h.bias" in state,
+        "num_classes": head_classes(state),
+    }
+    return config_from_shapes(WaveMlpConfig, VARIANTS, architecture, img_size, fields)
+
+
+SPEC = register_family(
+    FamilySpec(
+        name="wavemlp",
+        config_class=WaveMlpConfig,
+        model=WaveMlp,
+        params=param_count,
+        macs=macs_per_image,
+        paper=Paper(
+            "Wave-MLP", "2111.12294", "mit", "https://github.com/ggjy/Hire-Wave-MLP.pytorch"
+        ),
+        markers=("patch_embed.proj.weight", "network.0.0.attn.tfc_h.weight"),
+        config_from_state=config_from_state,
+        any_size=True,  # no layer depends on the image size
+        variants=VARIANTS,
+        description="tokens as waves: phase-aware token mixing, pyramid, any input size",
+    )
+)

@@ -404,12 +404,24 @@ def _check_relations(c: TrainConfig) -> None:
     _require(s.end_lr <= o.lr, "schedule.end_lr", s.end_lr, f"in [0, optim.lr={o.lr}]")
 
 
+def _override_fields(c: TrainConfig) -> tuple[str, list[str]]:
+    """(config class name, its fields): the overrides a model of ``model.name`` takes (its
+    family's config class; a MixerConfig for "auto" or pretrained weights)."""
+    if c.model.pretrained is None and c.model.name != "auto":
+        from ..models.registry import model_entry, resolve_name
+
+        config = model_entry(resolve_name(c.model.name)).config  # ConfigError naming the known
+        return type(config).__name__, [f.name for f in dataclasses.fields(config)]
+    return "MixerConfig", list(mixer_field_names())
+
+
 def _check_model(c: TrainConfig) -> None:
-    unknown = sorted(set(c.model.overrides) - set(mixer_field_names()))
+    kind, fields = _override_fields(c)
+    unknown = sorted(set(c.model.overrides) - set(fields))
     if unknown:
         raise ConfigError(
             f"unknown model override(s) {', '.join('model.overrides.' + k for k in unknown)}; "
-            f"MixerConfig fields: {', '.join(mixer_field_names())}"
+            f"{kind} fields: {', '.join(fields)}"
         )
     owned = {"img_size": "model.img_size", "in_chans": "data.in_chans"}
     for key, instead in owned.items():

@@ -7,6 +7,7 @@ module only finds and loads those files.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import logging
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..data.source import dataset_key
 from ..errors import ConfigError
 from ..models import model_config
+from ..models.registry import resolve_name
 from .config import Assignment, TrainConfig, load_config
 
 if TYPE_CHECKING:
@@ -85,7 +87,11 @@ def _recipe_sizes(config: TrainConfig) -> dict[str, object]:
 def _with_model(config: TrainConfig, model: str) -> TrainConfig:
     """The recipe with another model at the recipe's sizes: the image size and the patch
     grid stay (digits at 16 px in 4x4 patches), the recipe model's widths and depth go."""
-    return config.replace(model={"name": model, "overrides": {}, **_recipe_sizes(config)})
+    sizes = _recipe_sizes(config)
+    if "overrides" in sizes:  # the patch grid, for a model that has patches (not the zoo's)
+        fields = {f.name for f in dataclasses.fields(model_config(resolve_name(model)))}
+        sizes["overrides"] = {k: v for k, v in sizes["overrides"].items() if k in fields}
+    return config.replace(model={"name": model, "overrides": {}, **sizes})
 
 
 def resolve_config(

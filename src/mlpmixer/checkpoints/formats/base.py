@@ -91,9 +91,9 @@ class CheckpointFormat:
         lost += [
             name
             for name in ("mean", "std", "interpolation", "crop_pct", "norm_eps")
-            if getattr(config, name) != getattr(back, name)
-        ]
-        if config.gelu != back.gelu:
+            if hasattr(config, name) and getattr(config, name) != getattr(back, name)
+        ]  # a zoo config has no GELU choice (and only ViP and CycleMLP a norm_eps)
+        if hasattr(config, "gelu") and config.gelu != back.gelu:
             lost.append(f"gelu={config.gelu!r}")
         return lost
 
