@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from mlpmixer.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-WRITES_OUTPUT = {"train", "finetune", "bench", "eval", "predict", "fewshot", "export",
+WRITES_OUTPUT = {"train", "finetune", "bench", "eval", "predict", "fewshot", "export", "quantize",
                  "analyze tokens", "analyze cka", "analyze permutation"}  # fmt: skip
 HAS_PRECISION = {"train", "finetune", "bench", "eval", "predict", "fewshot"}
 HAS_WORKERS = {"train", "finetune", "eval", "predict", "fewshot"}
