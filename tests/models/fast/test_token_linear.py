@@ -174,7 +174,7 @@ def test_a_cpu_without_native_bf16_probes_and_takes_the_one_linear_where_it_wins
     kind, monkeypatch, cache
 ):
     """Issue 25 item 4, regression: under the AVX2 caps the bf16 token products ran per image
-    (bf16-autocast inference 0.69x timm); the one linear over (B·C, S) measured 1.66-1.78x."""
+    (bf16-autocast inference 0.69x timm); the one linear over (B·C, S) measured 4-5x."""
     seen = _on(monkeypatch, kind, {AFTER: 1.0, ONE_LINEAR: 0.6, INSIDE: 1.0})
     for training in (False, True):
         assert token_products.form_choice(torch.bfloat16, training, 8, 16, 24) == ONE_LINEAR
@@ -226,7 +226,7 @@ def test_under_the_avx2_caps_bf16_token_products_run_as_one_linear(tmp_path):
     """Issue 25 item 4, regression, end to end: a model with S/16's token shapes, in a process
     under the AVX2 caps (bf16 emulated, no rule: the real probe decides), runs its bf16-autocast
     token products as one product over (B·C, S), not per image inside ``bmm`` (measured there:
-    the token MLP 1.66-1.78x faster; the margin is far above a probe's noise)."""
+    the token MLP's products 4-5x faster; the margin is far above a probe's noise)."""
     code = """if 1:
         import torch
         from mlpmixer import MixerConfig, MlpMixer

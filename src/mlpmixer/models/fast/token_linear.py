@@ -6,8 +6,8 @@ Three forms compute it, the plain one last (`FORMS`, in the order listed below t
   layer (and timm) computes it. Two in a row (fc1, fc2) transpose the activations once: fc2
   reads fc1's output back in the layout fc1 wrote it. Where bf16 products are emulated (no
   AVX512_BF16/AMX), this one large product beat the per-image products of the other forms by
-  far (AVX2 caps, S/16 batch 16: the token products took as long as the 8x larger channel
-  products, as per-image ``addmm_`` inside ``bmm``).
+  far (AVX2 caps, S/16 batch 16: the token products had taken as long as the 8x larger
+  channel products, as per-image ``addmm_`` inside ``bmm``; the pair measured 4-5x faster).
 * `AFTER`: ``bmm(W.expand(B, ...), x)`` then the bias added in place (its own output, which
   autograd does not save): in bf16 on CPU the bias inside the product costs more than after.
 * `INSIDE`: ``baddbmm(b[:, None], W.expand(B, ...), x)``: no transposed copy of the
@@ -62,11 +62,11 @@ def rule(kind: str, dtype: torch.dtype, training: bool) -> str:
 
     ``baddbmm`` in fp32, the bias after in bf16/fp16, in both modes: on an AMD EPYC Zen 4 with
     AVX512_BF16 (torch 2.13, one thread, a token MLP's two products with GELU at batch 16) the
-    one linear measured 0.77-0.91x (fp32) and 0.92-0.99x (bf16) of ``baddbmm``, and the
-    bias after 0.94-1.01x in bf16 (kept from the earlier whole-step profile, 2% of a step).
+    one linear measured 0.78-0.88x (fp32) and 0.81-1.03x (bf16) of ``baddbmm``, and the
+    bias after 0.92-1.07x in bf16 (kept from the earlier whole-step profile, 2% of a step).
     Intel (Sapphire Rapids) keeps the forms measured there before the one linear existed.
-    The one linear wins where bf16 products are emulated (1.66-1.78x under the AVX2 caps),
-    a CPU without a rule: its probe finds it.
+    The one linear wins where bf16 products are emulated (4-5x under the AVX2 caps), a CPU
+    without a rule: its probe finds it.
     """
     del kind, training
     return AFTER if dtype in _REDUCED else INSIDE
@@ -77,8 +77,9 @@ def form_choice(dtype: torch.dtype, training: bool, m: int, k: int, n: int) -> s
     (K, M) @ (B, M, N) + bias (training: forward and backward).
 
     The probe times the pair, as the layer runs it: a form's second product reads the first
-    one's output in that form's layout (under the AVX2 caps, S/16 bf16, one product alone
-    measured 1.04x for the one linear, the pair 1.66x).
+    one's output in that form's layout, and the two differ (under the AVX2 caps, S/16 bf16,
+    the first product alone measured 1.04x for the one linear without its contiguous copy,
+    the pair 1.66x).
     """
     names = candidates(dtype)
 
