@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlpmixer.checkpoints.timm_format import state_to_timm, timm_architecture
-from mlpmixer.cpu_kind import this_cpu
+from mlpmixer.cpu_kind import CAP_VARIABLES, CPUINFO, effective_cpu, native_bf16, this_cpu
 from mlpmixer.fileio import atomic_write_text
 from mlpmixer.models import create_model
 from mlpmixer.models.fast import pieces
@@ -268,10 +268,25 @@ def time_interleaved(
     return out
 
 
+def _family_model() -> str:
+    """``family F model M`` from /proc/cpuinfo (tells the CPU generation: an EPYC's marketing
+    name is often just "AMD EPYC" in a VM), or "" elsewhere."""
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError), open(CPUINFO, encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    return f"family {fields['cpu family']} model {fields['model']}" if "model" in fields else ""
+
+
 def machine() -> dict[str, Any]:
     kind = this_cpu()
     return {
         "cpu": kind.model,
+        "cpu_family_model": _family_model(),
+        # the ISA caps (docs/troubleshooting.md) and what the libraries may use under them
+        "isa_caps": {name: os.environ[name] for name in CAP_VARIABLES if name in os.environ},
+        "native_bf16": native_bf16(effective_cpu()),
         "vendor": kind.vendor,
         "avx512": "avx512f" in kind.flags,
         "amx": "amx_bf16" in kind.flags,
@@ -408,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.modes.split(","):
                 row = run_cell(ours, theirs, precision, mode, args)
                 row.update(model=MODELS[key], logits_rel_gap_fp32=gap)
+                row["fast_pieces"] = [d.to_dict() for d in pieces.decisions()]
                 result["runs"].append(row)
                 print(markdown_row(MODELS[key], row), flush=True)
                 atomic_write_text(out, json.dumps(result, indent=1) + "\n")  # each cell kept

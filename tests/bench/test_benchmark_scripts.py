@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -27,3 +28,25 @@ def test_mixer_suite_help_runs_and_describes_the_suite():
         capture_output=True, text=True, timeout=300, check=True,
     ).stdout  # fmt: skip
     assert "The performance suite: Mixer-S/16" in out and "issue" not in out.lower()
+
+
+def test_vs_timm_table_lists_every_cell_and_marks_the_slow_ones(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import vs_timm_table
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    run = {"model": "mixer_s16_224", "precision": "bf16-autocast", "mode": "infer",
+           "vs": {"timm": {"cpu": 1.5}, "timm-erf": {"cpu": 0.69}}, "gemm_share_cpu_time": 1.7,
+           "cpu_ms": {"mlpmixer": 170.0, "timm-erf": 150.0, "gemm": 100.0},
+           "steps": {"mlpmixer": 2}}  # fmt: skip
+    machine = {"threads": 1, "isa_caps": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"machine": machine, "runs": [run]}))
+    lines = vs_timm_table.table(vs_timm_table.cells([path]), 1.05).splitlines()
+    assert len(lines) == 2 + 2 * 3 * 2 * 2 * 2  # header + models × CPUs × threads × dtypes × modes
+    (row,) = [line for line in lines if "run.json" in line]
+    assert (
+        "| S16 | AVX2 caps | 1 | bf16-autocast | infer | 1.50x | **0.69x** | 1.70 / 1.50 |" in row
+    )
+    assert sum("not measured" in line for line in lines) == len(lines) - 3

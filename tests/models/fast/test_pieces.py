@@ -78,11 +78,12 @@ def test_a_decision_is_read_back_by_the_next_process(monkeypatch, cache):
     _fake_timings(monkeypatch, {"bmm, then the bias": 1.0, "baddbmm": 2.0})
     from mlpmixer.models.fast import token_linear
 
-    assert token_linear.split_choice(torch.bfloat16, 8, 16, 24)
+    after = token_linear.AFTER
+    assert token_linear.form_choice(torch.bfloat16, False, 8, 16, 24) == after
     pieces.reset()
     measured_choice._memo.clear()  # a new process: the file answers
     seen = _fake_timings(monkeypatch, {"bmm, then the bias": 3.0, "baddbmm": 2.0})
-    assert token_linear.split_choice(torch.bfloat16, 8, 16, 24) and not seen
+    assert token_linear.form_choice(torch.bfloat16, False, 8, 16, 24) == after and not seen
     assert pieces.decisions()[-1].why == "measured 2.00x"
 
 
@@ -184,5 +185,5 @@ def test_a_win_within_the_noise_keeps_the_plain_op(monkeypatch, cache):
     from mlpmixer.models.fast import token_linear
 
     _fake_timings(monkeypatch, {"bmm, then the bias": 1.0, "baddbmm": 1.01})
-    assert not token_linear.split_choice(torch.bfloat16, 8, 16, 24)
+    assert token_linear.form_choice(torch.bfloat16, False, 8, 16, 24) == token_linear.INSIDE
     assert pieces.decisions()[-1].why == "measured: within 2% (1.01x)"

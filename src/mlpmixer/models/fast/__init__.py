@@ -5,15 +5,17 @@ ones; like timm's ``mlp_layer=``/``act_layer=``): `layer_set` gives `FAST` unles
 False, or None and the process default is off (`set_fast_layers`, or ``MLPMIXER_FAST=0`` in
 the environment). The fast layers keep the plain layers' parameters and state dicts, so a
 state dict moves freely between the two; inside, each path still steps aside where it does not
-apply (other devices, compile/export/tracing/scripting/FX, dispatch modes: `aside`). Which
-pieces run on this machine is decided once per dtype and shape class (`pieces`: a rule on the
-CPUs they were measured on, a probe elsewhere; ``MLPMIXER_FUSED_GELU=0`` /
-``MLPMIXER_ONEDNN=0`` switch single pieces off, read when deciding).
+apply (other devices, compile/export/tracing/scripting/FX: `aside`). Which pieces run on
+this machine is decided once per piece, dtype, mode (inference / training) and shape class,
+and each layer resolves the answer at its first call in a case (`pieces`: a rule on the CPUs
+they were measured on, a probe elsewhere, ``MLPMIXER_PIECES`` to change that;
+``MLPMIXER_FUSED_GELU=0`` / ``MLPMIXER_ONEDNN=0`` switch single pieces off; every variable is
+read when deciding, never per forward pass).
 
 Modules: `layers` (the drop-ins), `gelu` (+ ``gelu_kernel.c``: the fused tanh-GELU as a
 registered op), `kernel_cache` (building and verifying the kernel), `onednn` (oneDNN
 products), `autocast_cache` (weights cast once under CPU autocast), `token_linear` (the token
-products), `aside` (when to step aside), `pieces` (which piece runs here, and why), `survey`
+products' forms), `aside` (when to step aside), `pieces` (which piece runs here, and why), `survey`
 (the decisions for a model's shapes: ``mlpmixer info --fast``).
 """
 

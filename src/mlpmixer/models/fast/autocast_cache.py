@@ -3,8 +3,9 @@
 Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` every product casts its fp32 weight to
 bf16 at every call (autocast's own cache lives only until the autocast region exits, and
 skips views such as an expanded weight): every parameter cast again at every forward pass, a
-visible share of a bf16 inference step (measured: docs/performance.md). `weight`
-returns a cached copy instead, in inference only (grad disabled), CPU, fp32 parameters.
+visible share of a bf16 inference step (measured: docs/performance.md). `cached` returns a
+kept copy instead; the fast layers ask for it where they resolved this path (CPU autocast
+inference, grad disabled, fp32 parameters, `use`).
 
 The copy is stored on the module (never in its state dict) under a key of the parameter's
 identity, storage address, dtype target and autograd version counter, so it is rebuilt after
@@ -22,27 +23,8 @@ import torch
 from torch import nn
 
 from . import pieces
-from .aside import traced
 
 _ATTR = "_autocast_weight_cache"
-
-
-def _caching(param: torch.Tensor) -> bool:
-    return (
-        not torch.is_grad_enabled()
-        and param.device.type == "cpu"
-        and param.dtype == torch.float32
-        and torch.is_autocast_enabled("cpu")
-        and not traced()
-    )
-
-
-def weight(module: nn.Module, name: str) -> torch.Tensor:
-    """``getattr(module, name)``, or in CPU autocast inference its cached autocast-dtype copy."""
-    param = getattr(module, name)
-    if param is None or not _caching(param):
-        return param
-    return cached(module, name, torch.get_autocast_dtype("cpu"))
 
 
 def cached(module: nn.Module, name: str, dtype: torch.dtype) -> torch.Tensor | None:
@@ -70,16 +52,6 @@ def plain_linear(module: nn.Module) -> bool:
     """A plain ``nn.Linear`` without hooks: a replaced or wrapped module (LoRA, quantised, hooked)
     must be called itself, so no fast path may read its weights directly."""
     return type(module) is nn.Linear and not module._forward_hooks and not module._forward_pre_hooks
-
-
-def linear(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)``; for a plain ``nn.Linear`` in CPU autocast inference, with cached weights.
-
-    Anything else (a replaced or wrapped module, training, no autocast) calls the module itself.
-    """
-    if plain_linear(module) and _caching(module.weight):
-        return torch.nn.functional.linear(x, weight(module, "weight"), weight(module, "bias"))
-    return module(x)
 
 
 PIECE = "autocast weight cache"

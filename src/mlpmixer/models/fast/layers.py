@@ -6,8 +6,9 @@ takes them all at once through `FAST` (see `models.fast.layer_set`). Why each ex
 
 * `PatchEmbed`: patchify reshape + one matmul computes the strided convolution exactly, with
   one kernel instead of a conv's im2col.
-* `TokenMlp`: the weight applied from the left to (B, S, C) with the batch broadcast
-  (`token_linear`): no transposed copies of the activations.
+* `TokenMlp`: the token products in the form `token_linear.form_choice` decided for the
+  dtype and mode: the weight applied from the left to (B, S, C) with the batch broadcast (no
+  transposed copies of the activations), or one product over the transposed (B·C, S) matrix.
 * `ChannelMlp`: in CPU inference, oneDNN products with bias and GELU as the epilogue
   (`onednn.run_mlp`, as `onednn.inference_choice` decided), run over pieces of rows so that
   the hidden activation stays under ``hidden_bytes_per_piece`` (glibc serves bigger blocks
@@ -34,7 +35,7 @@ from . import autocast_cache, onednn, pieces
 from .aside import traced
 from .autocast_cache import plain_linear
 from .gelu import GELU, gelu_
-from .token_linear import split_choice, token_linear
+from .token_linear import ONE_LINEAR, form_choice, token_linear
 
 
 class _DropIn:
@@ -182,7 +183,8 @@ class ChannelMlp(_DropIn, _GeluDropout, plain.Mlp):
 
 
 class TokenMlp(_DropIn, _GeluDropout, plain.TokenMlp):
-    """`plain.TokenMlp` without transposes: fc1's (D_S, S) weight applied from the left."""
+    """`plain.TokenMlp` in the decided form: fc1's (D_S, S) weight applied from the left to
+    (B, S, C), or the plain transposes around one product over (B·C, S)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if traced():
@@ -192,16 +194,19 @@ class TokenMlp(_DropIn, _GeluDropout, plain.TokenMlp):
         path = paths.get(key)
         if path is None:
             path = paths[key] = self._resolve(key, x.shape[-1])
-        split, cache = path
+        form, cache = path
         w1, b1, w2, b2 = self._params(cache)
-        h = self.gelu_dropout(token_linear(w1, b1, x, split))  # (B, D_S, C)
-        return self.drop(token_linear(w2, b2, h, split))
+        if form == ONE_LINEAR:  # the plain layer's transposes, GELU on the contiguous product
+            h = self.gelu_dropout(F.linear(x.transpose(1, 2).contiguous(), w1, b1))  # (B, C, D_S)
+            return self.drop(F.linear(h, w2, b2)).transpose(1, 2)
+        h = self.gelu_dropout(token_linear(w1, b1, x, form))  # (B, D_S, C)
+        return self.drop(token_linear(w2, b2, h, form))
 
-    def _resolve(self, key: tuple, channels: int) -> tuple[bool, torch.dtype | None]:
-        """(bias after the product?, the autocast-cache dtype or None)."""
+    def _resolve(self, key: tuple, channels: int) -> tuple[str | None, torch.dtype | None]:
+        """(the token products' form, the autocast-cache dtype or None)."""
         device, dtype, autocast, grad, _, dispatch, _, _ = key
         if device != "cpu":
-            return (False, None)
+            return (None, None)
         fp32_weights = self.fc1.weight.dtype == torch.float32
         cache = None
         if autocast is not None and fp32_weights and not grad and not dispatch:
@@ -209,10 +214,10 @@ class TokenMlp(_DropIn, _GeluDropout, plain.TokenMlp):
         compute = (
             autocast if autocast is not None else torch.promote_types(dtype, self.fc1.weight.dtype)
         )
-        split = compute in (torch.bfloat16, torch.float16) and split_choice(
-            compute, self.fc1.out_features, self.fc1.in_features, channels
-        )
-        return (split, cache)
+        if compute not in (torch.float32, torch.bfloat16, torch.float16):
+            return (None, cache)
+        m, k = self.fc1.out_features, self.fc1.in_features
+        return (form_choice(compute, grad, m, k, channels), cache)
 
     def _params(self, cache: torch.dtype | None) -> tuple:
         if cache is None:

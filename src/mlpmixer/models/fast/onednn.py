@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ...cpu_kind import onednn_fp32_training
 from . import pieces
 from .aside import aten_only
-from .autocast_cache import plain_linear, weight
+from .autocast_cache import plain_linear
 
 log = logging.getLogger(__name__)
 
@@ -127,44 +127,6 @@ def linear(
         record_failure(op, weight.dtype, err)
         return None
     return out.view(*x.shape[:-1], weight.shape[0])
-
-
-def mlp(
-    fc1: torch.nn.Module,
-    fc2: torch.nn.Module,
-    gelu: str,
-    x: torch.Tensor,
-    epilogue: bool = True,
-) -> torch.Tensor | None:
-    """fc2(GELU(fc1(x))) as two oneDNN primitives, or None.
-
-    ``epilogue``: the GELU as the first product's post-op, else our `gelu_` between the two.
-    Weights come through `autocast_cache` (bf16 copies under CPU autocast). Under autocast the
-    result is in the autocast dtype, as ``fc2(...)`` would be.
-    """
-    if not (plain_linear(fc1) and plain_linear(fc2)) or not _usable(x, fc1.weight):
-        return None
-    w1, b1, w2, b2 = (
-        weight(fc1, "weight"),
-        weight(fc1, "bias"),
-        weight(fc2, "weight"),
-        weight(fc2, "bias"),
-    )
-    if torch.is_autocast_enabled("cpu") and w1.dtype == torch.float32:
-        return None  # autocast to a dtype this path does not cast to: leave it to ATen
-    if not torch.is_autocast_enabled("cpu") and x.dtype != w1.dtype:
-        return None  # mixed dtypes without autocast: ATen raises the usual error
-    if not (works("linear", w1.dtype) and works("linear+gelu", w1.dtype)):
-        return None
-    if epilogue:
-        h = linear(x, w1, b1, gelu)
-    else:
-        h = linear(x, w1, b1)
-        if h is not None:
-            from .gelu import gelu_  # (gelu imports pieces, as this module does)
-
-            h = gelu_(h, gelu)
-    return None if h is None else linear(h, w2, b2)
 
 
 def run_mlp(
