@@ -4,7 +4,10 @@ An official ``.npz`` or a timm ``.pth`` stores tensors only: converting a traine
 one silently dropped its class names, mean/std and GELU variant (``predict`` then printed
 ``0 (0.868)`` instead of ``circle (0.925)``, and a tanh model came back as erf). The fields
 that shapes cannot tell are written to ``<file>.mlpmixer.json`` beside it and read back when
-the file is loaded.
+the file is loaded. Which fields is the family's config class's choice (`kept_names`): `FIELDS`
+for `MixerConfig`, the whole config but its family for a zoo config (``untold_fields``: the
+image size among them, which a hierarchical model's shapes cannot tell), checked on reading
+by building that config.
 
 The sidecar carries the SHA-256 of the weight file and a digest over that checksum and the
 fields (`fields_digest`); the fields a timm ``.safetensors`` keeps in its metadata carry the
