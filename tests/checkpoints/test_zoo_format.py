@@ -223,3 +223,33 @@ def test_the_published_weights_resolve_to_the_official_releases(monkeypatch):
     assert (
         seen["s"] == "https://github.com/ShoufaChen/CycleMLP/releases/download/v0.1/CycleMLP_B2.pth"
     )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_bare_state_dict_reads_back_exactly_without_being_told_the_size(family, tmp_path):
+    """#28: the sidecar keeps what a zoo config holds beyond the shapes (the image size, drop
+    rates, ...), read through the family's config class: ``load_model(path)`` alone gives the
+    config back; the warning names what the file alone would lose, judged against what the
+    shapes give back (not against MixerConfig's defaults: a zoo's ImageNet mean is no loss)."""
+    model = _tiny(family, class_names=list("abcde"), crop_pct=0.8, drop_path_rate=0.1)
+    with pytest.warns(UserWarning, match="holds tensors only") as record:
+        path = mlpmixer.save_model(model, tmp_path / "sd.pth", "state_dict")
+    lost = str(record[0].message).split("reads back: ")[1].split("; copy")[0].split(", ")
+    assert sorted(lost) == ["class names", "crop_pct", "drop_path_rate", "img_size"]
+    loaded = mlpmixer.load_model(path).eval()
+    assert loaded.config == model.config
+    with torch.no_grad():
+        assert torch.equal(loaded(_images(model)), model(_images(model)))
+
+
+def test_an_edited_zoo_sidecar_is_refused(tmp_path):
+    """The digest covers the family's kept fields too: a changed img_size is refused."""
+    model = _tiny("cyclemlp")
+    with pytest.warns(UserWarning, match="holds tensors only"):
+        path = mlpmixer.save_model(model, tmp_path / "sd.pth", "state_dict")
+    sidecar = tmp_path / "sd.pth.mlpmixer.json"
+    data = json.loads(sidecar.read_text())
+    assert data["family"] == "cyclemlp" and data["img_size"] == [32, 32]
+    sidecar.write_text(json.dumps({**data, "img_size": [64, 64]}))
+    with pytest.raises(CheckpointError, match="modified after it was written"):
+        mlpmixer.load_model(path)

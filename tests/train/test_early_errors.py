@@ -14,8 +14,8 @@ import warnings
 import pytest
 from click.testing import CliRunner
 
+import mlpmixer.data.facts as data_facts
 import mlpmixer.evaluate.eval as eval_module
-import mlpmixer.train.data_defaults as data_defaults
 import mlpmixer.train.run as run_module
 import mlpmixer.train.steps as steps_module
 from mlpmixer import create_model, save_model
@@ -29,7 +29,7 @@ def _built(*args, **kwargs):
 @pytest.fixture
 def nothing_loaded(monkeypatch):
     """No model or data set is built or loaded (a class folder may still be listed and its
-    image headers read to size the run: `data_defaults.folder_facts`)."""
+    image headers read to size the run: `data.facts.folder_facts`, asked by its source)."""
     for module, name in [(run_module, "build_data"), (steps_module, "load_model"),
                          (steps_module, "create_model"), (eval_module, "as_model"),
                          (eval_module, "build_dataset")]:  # fmt: skip
@@ -39,7 +39,7 @@ def nothing_loaded(monkeypatch):
 @pytest.fixture
 def nothing_built(nothing_loaded, monkeypatch):
     """`nothing_loaded`, and no folder's images are read either."""
-    monkeypatch.setattr(data_defaults, "folder_facts", _built)
+    monkeypatch.setattr(data_facts, "folder_facts", _built)
 
 
 @pytest.fixture(scope="module")

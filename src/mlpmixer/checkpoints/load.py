@@ -170,13 +170,13 @@ def save_model(
     assert fmt.write is not None  # writer() returns writing formats only
     fmt.write(path, model.config, model.state_dict())
     if fmt.tensors_only(path):
-        _write_sidecar_and_warn(path, model.config, fmt)
+        _write_sidecar_and_warn(path, model, fmt)
     return path
 
 
-def _write_sidecar_and_warn(path: Path, config: MixerConfig, fmt: CheckpointFormat) -> None:
-    sidecar = write_sidecar(path, config)
-    lost = fmt.lost_fields(config)
+def _write_sidecar_and_warn(path: Path, model: MlpFamilyModel, fmt: CheckpointFormat) -> None:
+    sidecar = write_sidecar(path, model.config)
+    lost = fmt.lost_fields(model.config, model.state_dict())
     if lost:
         warnings.warn(
             f"{path.name} holds tensors only; these settings are kept in {sidecar.name} "

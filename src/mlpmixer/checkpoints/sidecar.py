@@ -4,7 +4,10 @@ An official ``.npz`` or a timm ``.pth`` stores tensors only: converting a traine
 one silently dropped its class names, mean/std and GELU variant (``predict`` then printed
 ``0 (0.868)`` instead of ``circle (0.925)``, and a tanh model came back as erf). The fields
 that shapes cannot tell are written to ``<file>.mlpmixer.json`` beside it and read back when
-the file is loaded.
+the file is loaded. Which fields is the family's config class's choice (`kept_names`): `FIELDS`
+for `MixerConfig`, the whole config but its family for a zoo config (``untold_fields``: the
+image size among them, which a hierarchical model's shapes cannot tell), checked on reading
+by building that config.
 
 The sidecar carries the SHA-256 of the weight file and a digest over that checksum and the
 fields (`fields_digest`); the fields a timm ``.safetensors`` keeps in its metadata carry the
@@ -27,6 +30,7 @@ from typing import Any
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_text
 from ..models.config import MixerConfig
+from ..models.spec import family_spec
 
 SUFFIX = ".mlpmixer.json"
 VERSION = 2  # 1: before the fields were covered by a digest (refused: it cannot be checked)
@@ -52,10 +56,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def kept_names(family: Any) -> tuple[str, ...]:
+    """The fields kept for ``family`` (None: a Mixer-style config): its config class's
+    ``untold_fields`` where it declares them (the zoo's), else `FIELDS`."""
+    if family is None:
+        return FIELDS
+    untold = getattr(family_spec(family).config_class, "untold_fields", None)
+    return FIELDS if untold is None else untold()
+
+
 def config_fields(config: MixerConfig) -> dict[str, Any]:
-    """The `FIELDS` of ``config`` (those its family's config has), as JSON-ready values."""
+    """The fields of ``config`` that shapes cannot tell (`kept_names`; those its config has),
+    as JSON-ready values; with ``family`` where its config class chooses them."""
     data = config.to_dict()
-    return {k: data[k] for k in FIELDS if k in data}
+    names = kept_names(config.family)
+    fields = {k: data[k] for k in names if k in data}
+    return fields if names is FIELDS else {"family": config.family, **fields}
 
 
 def fields_digest(weights_sha256: str, fields: Mapping[str, Any]) -> str:
@@ -79,12 +95,36 @@ def fields_from(data: Mapping[str, Any], source: Any) -> dict[str, Any]:
     A value the config would refuse (``"gelu": null``, ``"mean": "x"``, ``crop_pct`` 7) is a
     `CheckpointError` naming the file and the field, even when the digest matches.
     """
+    if data.get("family") is not None:
+        return _family_fields(data, source)
     fields = {k: data[k] for k in FIELDS if k in data}
     for key in ("mean", "std", "class_names"):
         if isinstance(fields.get(key), list):
             fields[key] = tuple(fields[key])
     _check_values(fields, source)
     return fields
+
+
+def _stored_names(data: Mapping[str, Any], source: Any) -> tuple[str, ...]:
+    """The field names stored ``data`` keeps (`kept_names` of its ``family``, with it)."""
+    family = data.get("family")
+    if family is None:
+        return FIELDS
+    try:
+        return ("family", *kept_names(family))
+    except ConfigError as err:
+        raise CheckpointError(f"{source}: invalid stored setting: {err}") from err
+
+
+def _family_fields(data: Mapping[str, Any], source: Any) -> dict[str, Any]:
+    """The fields of a family's whole config kept in ``data``, checked by building that config
+    with its class (the values as it normalises them, ``family`` left out)."""
+    fields = {k: data[k] for k in _stored_names(data, source) if k in data}
+    try:
+        config = family_spec(fields["family"]).config_class.from_dict(fields)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: invalid stored setting: {err}") from err
+    return {k: getattr(config, k) for k in fields if k != "family"}
 
 
 def _check_values(fields: Mapping[str, Any], source: Any) -> None:
@@ -151,7 +191,7 @@ def read_sidecar(weights: Path) -> dict[str, Any]:
             f"{path} belongs to other weights than {weights.name} (the file's checksum "
             f"differs: replaced or modified after the sidecar was written); {DELETE_HINT}"
         )
-    fields = {k: data[k] for k in FIELDS if k in data}
+    fields = {k: data[k] for k in _stored_names(data, path) if k in data}
     if data.get("fields_sha256") != fields_digest(weights_sha256, fields):
         raise CheckpointError(
             f"{path}: its settings were modified after it was written (their digest "

@@ -43,6 +43,7 @@ from .shards import Decode, ShardDataset, check_shards, is_shard_source, read_in
 from .source import (
     DEFAULT_FILE_IMG_SIZE,
     NAMED,
+    DataFacts,
     DataOutline,
     DataSource,
     DataSplit,
@@ -238,6 +239,11 @@ class FolderSource(ImageFileSource):
         super().__init__(str(path))
         self.path = path
 
+    def facts(self, train_split: str | None, val_fraction: float, seed: int) -> DataFacts | None:
+        from . import facts
+
+        return facts.folder_facts(self.path, val_fraction, seed)
+
     def outline(self, val_fraction: float, seed: int) -> DataOutline:
         try:
             files, _, _, _, names = folder_split(self.path, "train", val_fraction, seed)
@@ -283,6 +289,11 @@ class HFSource(ImageFileSource):
     def outline(self, val_fraction: float, seed: int) -> DataOutline:
         return DataOutline(self.name)  # known only once the hub answers: the loader says
 
+    def facts(self, train_split: str | None, val_fraction: float, seed: int) -> DataFacts | None:
+        from . import facts
+
+        return facts.hf_facts(self.name, train_split)
+
     def load(self, split: str, options: LoadOptions) -> DataSplit:
         size, in_chans = options.shape()
         spec, explicit, interpolation = self.name, options.source_split, options.interpolation
@@ -307,6 +318,11 @@ class ShardSource(ImageFileSource):
 
     named_splits = True
     streams = True
+
+    def facts(self, train_split: str | None, val_fraction: float, seed: int) -> DataFacts | None:
+        from . import facts
+
+        return facts.shard_facts(self.name, train_split)
 
     def outline(self, val_fraction: float, seed: int) -> DataOutline:
         if "://" in self.name:  # a remote index is read (and checked) by the loader, once

@@ -122,6 +122,16 @@ class DataOutline:
     train_images: int | None = None
 
 
+@dataclass(frozen=True)
+class DataFacts:
+    """What a run's defaults are sized from (train/data_defaults.py): training images,
+    classes, median image side in pixels."""
+
+    train_images: int
+    classes: int
+    side: int
+
+
 @runtime_checkable
 class DataSource(Protocol):
     """One data set of one kind, named by the ``--dataset`` text it was found from.
@@ -147,6 +157,11 @@ class DataSource(Protocol):
 
     def outline(self, val_fraction: float, seed: int) -> DataOutline:
         """What is known without loading an image (refusals come before anything is built)."""
+        ...
+
+    def facts(self, train_split: str | None, val_fraction: float, seed: int) -> DataFacts | None:
+        """The size facts of the training split (images, classes, median side; headers only),
+        or None where the source has none (a data set with a recipe, arrays)."""
         ...
 
     def train_view(
@@ -179,6 +194,9 @@ class SourceBase:
 
     def outline(self, val_fraction: float, seed: int) -> DataOutline:
         return DataOutline(self.name)
+
+    def facts(self, train_split: str | None, val_fraction: float, seed: int) -> DataFacts | None:
+        return None
 
     def train_view(
         self, dataset: Dataset, augment: SampleAugment, seed: int, skip_log: Path | None

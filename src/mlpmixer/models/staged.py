@@ -186,6 +186,13 @@ class ZooConfig:
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
 
+    @classmethod
+    def untold_fields(cls) -> tuple[str, ...]:
+        """The fields a tensors-only file keeps in its sidecar: all but ``family``. Shapes
+        leave the image size, drop rates, eval settings and some choices (AS-MLP's shift) open;
+        the others are kept too, as the shapes give them, so that the round trip is exact."""
+        return tuple(name for name in cls.field_names() if name != "family")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         out = dataclasses.asdict(self)  # type: ignore[call-overload]

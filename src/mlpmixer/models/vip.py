@@ -111,18 +111,21 @@ class VipConfig(ZooConfig):
     def _check_grid(self) -> None:
         """The permutation needs a square grid whose side is each stage's segment count."""
         h, w = self.img_size
+        one_size = (
+            f"img_size must be {self.patch_size * self.segment_dims[0]}, patch_size x "
+            "segment_dims[0], with each transition halving the grid"
+        )
         if h % self.patch_size or w % self.patch_size:
             raise ConfigError(
-                f"img_size {self.img_size} is not divisible by patch_size {self.patch_size}"
+                f"ViP takes one input size: img_size {self.img_size} is not divisible by "
+                f"patch_size {self.patch_size} ({one_size})"
             )
         for stage, side in enumerate(self.grid_sides):
             seg, dim = self.segment_dims[stage], self.embed_dims[stage]
             if side != (seg, seg):
                 raise ConfigError(
                     f"ViP takes one input size: stage {stage} has a {side[0]}x{side[1]} grid "
-                    f"but segment_dims[{stage}]={seg} (img_size must be "
-                    f"{self.patch_size * self.segment_dims[0]}, patch_size x segment_dims[0], "
-                    f"with each transition halving the grid)"
+                    f"but segment_dims[{stage}]={seg} ({one_size})"
                 )
             if dim % seg:
                 raise ConfigError(

@@ -216,9 +216,12 @@ class TrainConfig:
         (``"optim.lr=1e-3"``, the value read as YAML) or typed ``(key, value)`` pairs
         (``("optim.lr", 1e-3)``, the value used as it is: flags already typed by the CLI)."""
         data = self.to_dict()
+        keys = []
         for assignment in assignments:
             key, value = parse_assignment(assignment) if isinstance(assignment, str) else assignment
             set_dotted(data, key, value)
+            keys.append(key)
+        _drop_foreign_overrides(data, self.model, keys)
         return TrainConfig.from_dict(data)
 
     def replace(self, **sections: Any) -> TrainConfig:
@@ -402,6 +405,38 @@ def _check_relations(c: TrainConfig) -> None:
         "0 when schedule.warmup_steps is set (give one of them)",
     )  # fmt: skip
     _require(s.end_lr <= o.lr, "schedule.end_lr", s.end_lr, f"in [0, optim.lr={o.lr}]")
+
+
+def override_class(name: Any, pretrained: Any = None) -> type | None:
+    """The config class the overrides of a model ``name`` are written for: its family's
+    (`MixerConfig` for "auto" and pretrained weights); None for a name no model has (its
+    validation names it)."""
+    from ..models.config import MixerConfig
+
+    if pretrained is not None or name == "auto":
+        return MixerConfig
+    from ..models.registry import model_entry, resolve_name
+
+    try:
+        return type(model_entry(resolve_name(name)).config)
+    except (ConfigError, TypeError):
+        return None
+
+
+def _drop_foreign_overrides(data: dict[str, Any], before: ModelSection, keys: list[str]) -> None:
+    """A recipe's model fields belong to the kind of model they were written for: when the
+    assignments ``keys`` move ``model.name`` to a model of another config class (the digits
+    recipe's Mixer -> a CycleMLP), the overrides they did not assign themselves go."""
+    model = data.get("model")
+    if not isinstance(model, dict) or "model.overrides" in keys:
+        return
+    new, old = model.get("name"), override_class(before.name, before.pretrained)
+    if new == before.name or override_class(new, model.get("pretrained")) in (old, None):
+        return
+    given = {k.split(".", 2)[2] for k in keys if k.startswith("model.overrides.")}
+    overrides = model.get("overrides")
+    if isinstance(overrides, dict):
+        model["overrides"] = {k: v for k, v in overrides.items() if k in given}
 
 
 def _override_fields(c: TrainConfig) -> tuple[str, list[str]]:

@@ -3,9 +3,9 @@ without a recipe (a class folder, shards, ``hf:NAME``).
 
 A built-in data set has a recipe (configs/<name>.yaml) tuned for it. Other data has none,
 and the generic defaults (a 224-pixel Mixer-S/16, batch 128, 30 epochs) fit ImageNet, not
-90 JPEGs of 64 pixels. `data_facts` summarises the data, the same for every source (training
-images, classes and the median shorter side of a few images, headers only; for shards the
-index's count and the sides ``data pack`` recorded), and `fit_to_folder` picks:
+90 JPEGs of 64 pixels. `data_facts` asks the data's source for its facts (`DataSource.facts`, the same for every
+source: training images, classes and the median shorter side of a few images, headers only;
+for shards the index's count and the sides ``data pack`` recorded; data/facts.py), and `fit_to_folder` picks:
 
 * image size and model: the registered small Mixer whose native size fits the images (8,
   28, 32 pixels; 224 with Mixer-S/16 for photos of 160+ pixels), narrowed to the digits
@@ -25,15 +25,10 @@ Every value is a default: ``--img-size``, ``--model``, ``--batch-size``, ``--epo
 
 from __future__ import annotations
 
-import io
 import math
-import statistics
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from ..data.images import open_image
+from ..data.facts import SIZE_SAMPLE, folder_facts, hf_facts, shard_facts
+from ..data.source import DataFacts
 from ..errors import DataError
 from ..models import model_config
 from .config import TrainConfig
@@ -44,95 +39,22 @@ SMALL_DATA = 5000  # fewer training images than this: a narrow model (less to fi
 NARROW = {"hidden_dim": 64, "channels_mlp_dim": 256, "tokens_mlp_dim": 32, "num_blocks": 4}
 MIN_STEPS = 300  # optimizer steps a tiny data set gets at least
 MAX_EPOCHS = 200
-SIZE_SAMPLE = 32  # image headers read to estimate the pixel size
-
-
-@dataclass(frozen=True)
-class FolderFacts:
-    """What the defaults are derived from: training images, classes, median image side."""
-
-    train_images: int
-    classes: int
-    side: int
-
-
-def folder_facts(directory: Path, val_fraction: float, seed: int) -> FolderFacts | None:
-    """The facts of an image folder, or None if ``directory`` is not one (errors come later,
-    from the data loader, with their own messages)."""
-    from ..data.folder import folder_split, is_image_folder
-
-    if not is_image_folder(directory):
-        return None
-    try:
-        files, _, _, _, names = folder_split(directory, "train", val_fraction, seed)
-    except Exception:  # an empty or odd folder: the data loader reports it properly
-        return None
-    step = max(1, len(files) // SIZE_SAMPLE)
-    side = _median_side(files[::step][:SIZE_SAMPLE])
-    return None if side is None else FolderFacts(len(files), len(names), side)
-
-
-def _median_side(sources: Iterable[Any]) -> int | None:
-    """The median shorter side of the images (paths or open files) that open; headers only."""
-    sides = []
-    for source in sources:
-        try:
-            with open_image(source) as image:  # the header only: no decoding
-                sides.append(min(image.size))
-        except DataError:  # an unreadable file is reported by the data loader
-            continue
-    return int(statistics.median(sides)) if sides else None
-
-
-def shard_facts(dataset: str, train_split: str | None) -> FolderFacts | None:
-    """The facts of a shard index: its training split's count and classes, and the median
-    side `pack` recorded (``image_sides``); an index without it: the first shard's images."""
-    from ..data.shards import read_index
-
-    index = read_index(dataset)  # errors here are the data set's own: said now, clearly
-    entries = index.splits.get(train_split or "train")
-    if not entries:
-        return None  # the data loader names the missing split
-    recorded = index.image_sides.get(train_split or "train", {}).get("median")
-    if recorded is None:
-        from ..data.shards import parse_shard, read_bytes
-
-        url = index.url(entries[0])
-        data = read_bytes(url, limit=entries[0].nbytes, note="the size the index records")
-        samples = parse_shard(data, url, entries[0].sha256, entries[0].count)
-        recorded = _median_side(io.BytesIO(s.image) for s in samples[:SIZE_SAMPLE] if s.image)
-    if recorded is None:
-        return None
-    return FolderFacts(sum(e.count for e in entries), len(index.class_names), recorded)
-
-
-def hf_facts(dataset: str, train_split: str | None) -> FolderFacts | None:
-    """The facts of ``hf:NAME``: its training split's size and classes, and the median side
-    of `SIZE_SAMPLE` images spread over it."""
-    from ..data.hf import _columns, load_hf_split
-
-    table = load_hf_split(dataset, "train", train_split)
-    image, label = _columns(table.features, dataset)
-    step = max(1, len(table) // SIZE_SAMPLE)
-    sides = [min(table[i][image].size) for i in range(0, len(table), step)[:SIZE_SAMPLE]]
-    if not sides:
-        return None
-    names = table.features[label].names
-    return FolderFacts(len(table), len(names), int(statistics.median(sides)))
+FolderFacts = DataFacts  # the name this module gave them first
+__all__ = ["SIZE_SAMPLE", "folder_facts", "hf_facts", "shard_facts"]  # moved to data.facts
 
 
 def data_facts(config: TrainConfig) -> FolderFacts | None:
-    """The facts of the data set ``config`` names, whatever its source (class folder, shard
-    index or URL, ``hf:NAME``); None for a source without them (the loader reports it)."""
-    from ..data.hf import PREFIX
-    from ..data.shards import is_shard_source
+    """The facts of the data set ``config`` names, as its source reads them (`DataSource.facts`:
+    a class folder, shard index or URL, ``hf:NAME``); None for a source without them, or text
+    that names no source (the loader reports it)."""
+    from ..data.build import find_source
 
     d = config.data
-    if d.dataset.startswith(PREFIX):
-        return hf_facts(d.dataset, d.train_split)
-    if is_shard_source(d.dataset):
-        return shard_facts(d.dataset, d.train_split)
-    return folder_facts(Path(d.dataset).expanduser(), d.val_fraction, config.train.seed)
+    try:
+        source = find_source(d.dataset)
+    except DataError:  # no data set there: the loader says so, in its words
+        return None
+    return source.facts(d.train_split, d.val_fraction, config.train.seed)
 
 
 def model_for_side(side: int) -> str:

@@ -7,7 +7,6 @@ module only finds and loads those files.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.resources
 import logging
 from collections.abc import Sequence
@@ -17,8 +16,7 @@ from typing import TYPE_CHECKING
 from ..data.source import dataset_key
 from ..errors import ConfigError
 from ..models import model_config
-from ..models.registry import resolve_name
-from .config import Assignment, TrainConfig, load_config
+from .config import Assignment, TrainConfig, load_config, override_class
 
 if TYPE_CHECKING:
     from .data_defaults import FolderFacts
@@ -88,9 +86,8 @@ def _with_model(config: TrainConfig, model: str) -> TrainConfig:
     """The recipe with another model at the recipe's sizes: the image size and the patch
     grid stay (digits at 16 px in 4x4 patches), the recipe model's widths and depth go."""
     sizes = _recipe_sizes(config)
-    if "overrides" in sizes:  # the patch grid, for a model that has patches (not the zoo's)
-        fields = {f.name for f in dataclasses.fields(model_config(resolve_name(model)))}
-        sizes["overrides"] = {k: v for k, v in sizes["overrides"].items() if k in fields}
+    if "overrides" in sizes and override_class(model) is not override_class(config.model.name):
+        del sizes["overrides"]  # the patch grid is the recipe family's: a zoo model has its own
     return config.replace(model={"name": model, "overrides": {}, **sizes})
 
 

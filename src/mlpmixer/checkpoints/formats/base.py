@@ -32,6 +32,7 @@ from ...layout import (
     TORCH_WEIGHTS,
 )
 from ...models.config import MixerConfig
+from ...models.spec import family_spec
 from ..architecture import infer_config
 from ..metadata_fields import stored_fields
 from ..native import read_safetensors
@@ -82,12 +83,26 @@ class CheckpointFormat:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     tensors_only: Callable[[Path], bool] = _never
 
-    def lost_fields(self, config: MixerConfig) -> list[str]:
+    def lost_fields(self, config: MixerConfig, state: Mapping[str, torch.Tensor]) -> list[str]:
         """The settings of ``config`` a tensors-only file of this format does not give back by
         itself (what its sidecar keeps): class names, and each field that differs from what
-        such a file reads back as (``defaults``, else `MixerConfig`'s)."""
-        back = replace(MixerConfig(), **self.defaults)
+        such a file reads back as (``defaults``, else `MixerConfig`'s; for a family whose
+        config class names its ``untold_fields``, what its spec reads from ``state``)."""
         lost = ["class names"] if config.class_names is not None else []
+        spec = family_spec(config.family)
+        untold = getattr(spec.config_class, "untold_fields", None)
+        if untold is not None:
+            try:
+                back = spec.config_from_state(state, None, dict(self.defaults))
+            except CheckpointError:  # no valid config at the default size (ViP's fixed grid)
+                back = spec.config_from_state(state, config.img_size, dict(self.defaults))
+                lost.append("img_size")
+            return lost + [
+                name
+                for name in untold()
+                if name != "class_names" and getattr(config, name) != getattr(back, name)
+            ]
+        back = replace(MixerConfig(), **self.defaults)
         lost += [
             name
             for name in ("mean", "std", "interpolation", "crop_pct", "norm_eps")
