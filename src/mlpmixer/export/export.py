@@ -169,6 +169,11 @@ def export_model(
     """
     path = Path(path)
     format = resolve_format(path, format)
+    if not isinstance(model, MlpFamilyModel):  # an int8 folder's model: torchao tensors
+        raise ConfigError(
+            f"an int8 model cannot be exported to {format}: TorchScript and ONNX take a float "
+            "model; export the float checkpoint it was quantized from"
+        )
     model = model.eval().to(device="cpu", dtype=torch.float32)
     model.set_grad_checkpointing(False)
     batch_sizes = (1, 3)
