@@ -140,6 +140,7 @@ def test_bench_times_inference_only_and_refuses_training(folders):
         (["export", "--checkpoint", "{q}", "--out", "{tmp}/m.pt"],
          "cannot be exported to torchscript"),
         (["export", "--checkpoint", "{q}", "--out", "{tmp}/m.onnx"], "cannot be exported to onnx"),
+        (["analyze", "tokens", "--checkpoint", "{q}", "--out", "{tmp}/a"], "cannot be analysed"),
     ],
 )  # fmt: skip
 def test_commands_that_need_float_weights_refuse_in_one_line(folders, tmp_path, args, why):

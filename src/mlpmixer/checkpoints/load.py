@@ -156,6 +156,18 @@ def as_model(model_or_source: MlpFamilyModel | str | os.PathLike[str]) -> MlpFam
     return load_model(model_or_source)
 
 
+def as_float_model(
+    model_or_source: MlpFamilyModel | str | os.PathLike[str], what: str
+) -> MlpFamilyModel:
+    """`as_model`, refusing an int8 model in one line: ``what`` says what needs float weights
+    (e.g. ``"analysed"``)."""
+    model = as_model(model_or_source)
+    if not isinstance(model, MlpFamilyModel):
+        named = not isinstance(model_or_source, torch.nn.Module)
+        raise refuse_int8(what, model_or_source if named else "model")
+    return model
+
+
 def _size(config: MixerConfig) -> str:
     return f"{param_count(config) / 1e6:.1f}M parameters"
 
