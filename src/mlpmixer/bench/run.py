@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints.formats.int8 import is_int8
 from ..cpu_kind import this_cpu
 from ..download import is_hub_id
 from ..errors import ConfigError, RunError
@@ -510,7 +511,7 @@ def _int8_options(net: nn.Module, options: BenchOptions) -> tuple[BenchOptions, 
     """An int8 folder's model is timed in inference only, in fp32 (its int8 layers do their
     own arithmetic), without twins: mode both becomes infer with a note; train, another
     precision or --compare are refused in one line."""
-    if isinstance(net, MlpFamilyModel):
+    if not is_int8(net):
         return options, None
     if options.mode == "train" or options.compare or options.dtype != "fp32":
         raise ConfigError(

@@ -40,7 +40,7 @@ from ..models.state_fit import apply_overrides, check_state_fits
 from ..progress import PROGRESS
 from . import formats
 from .formats.base import Candidate, Checkpoint, CheckpointFormat, require_regular
-from .formats.int8 import refuse_int8
+from .formats.int8 import is_int8, refuse_int8
 from .native import HUB_OPTIONS
 from .run_dir import is_run_dir, run_result_dir
 from .sidecar import write_sidecar
@@ -162,7 +162,7 @@ def as_float_model(
     """`as_model`, refusing an int8 model in one line: ``what`` says what needs float weights
     (e.g. ``"analysed"``)."""
     model = as_model(model_or_source)
-    if not isinstance(model, MlpFamilyModel):
+    if is_int8(model):
         named = not isinstance(model_or_source, torch.nn.Module)
         raise refuse_int8(what, model_or_source if named else "model")
     return model
@@ -186,7 +186,7 @@ def save_model(
     A format whose file holds tensors only gets a sidecar beside it with the settings that
     shapes cannot tell, and a warning names those its own defaults would lose.
     """
-    if not isinstance(model, MlpFamilyModel):  # an int8 model has no float state dict
+    if is_int8(model):  # an int8 model has no float state dict
         raise refuse_int8("saved as a float checkpoint", path)
     path = Path(path)
     fmt = formats.writer(format or format_for_path(path))
@@ -217,7 +217,7 @@ def convert(
 ) -> Path:
     """Read ``source`` in any format and write it to ``destination`` as ``format``."""
     model = load_model(source, **load_options)
-    if not isinstance(model, MlpFamilyModel):  # an int8 folder: no float weights to write
+    if is_int8(model):  # an int8 folder: no float weights to write
         raise refuse_int8("converted to another format", source)
     log.info("writing %s", destination, extra=PROGRESS)
     return save_model(model, destination, format)
