@@ -18,6 +18,7 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")  # what eval/predict
 # a format is that file and one line here (docs/architecture.md, "Adding a checkpoint format").
 CHECKPOINT_FORMATS = (
     ("training", False),  # a run's checkpoints/last.pt
+    ("int8", False),  # `mlpmixer quantize`'s folder: quantized.safetensors + quantized.json
     ("native", True),  # this project's: safetensors + config.json, a folder or one file
     ("official", True),  # Google's flat .npz
     ("zoo", False),  # the official files of ViP, CycleMLP, AS-MLP, Wave-MLP, Hire-MLP

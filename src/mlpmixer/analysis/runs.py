@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoints import as_model
+from ..checkpoints.load import as_float_model
 from ..data import build_dataset
 from ..errors import ConfigError, DataError
 from ..evaluate.eval import normalizer
@@ -43,7 +43,7 @@ def token_mixing_run(
     max_units: int = 32,
 ) -> dict[str, Any]:
     """Token-mixing units of ``blocks`` (1-based, clipped to the model's depth): tokens.json/png."""
-    model = as_model(checkpoint)
+    model = as_float_model(checkpoint, "analysed")
     depth = len(model.blocks)
     wanted = [b for b in blocks if 1 <= b <= depth] or [1]
     if any(b < 1 for b in blocks):
@@ -118,8 +118,8 @@ def cka_run(
     """Linear CKA between all layers (of one checkpoint, or across two): cka.json/png.
 
     The forward passes run on ``device``; the Gram matrices are formed on the CPU."""
-    model_a = as_model(checkpoint).to(device)
-    model_b = None if checkpoint_b is None else as_model(checkpoint_b).to(device)
+    model_a = as_float_model(checkpoint, "analysed").to(device)
+    model_b = None if checkpoint_b is None else as_float_model(checkpoint_b, "analysed").to(device)
     images = cka_images(model_a, dataset, images_dir, num_images)
     result = cka_matrix(model_a, images, model_b, batch_size)
     out = Path(out_dir)

@@ -28,13 +28,14 @@ import logging
 import os
 import platform
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints.formats.int8 import is_int8
 from ..cpu_kind import this_cpu
 from ..download import is_hub_id
 from ..errors import ConfigError, RunError
@@ -478,6 +479,7 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     emulated = warn_if_emulated(device.type, options.dtype)  # one line, before the long wait
     log.info("building %s", model if isinstance(model, str) else "the model", extra=PROGRESS)
     net, label = resolve_model(model, **({"gelu": options.gelu} if options.gelu else {}))
+    options, int8_note = _int8_options(net, options)
     torch.manual_seed(options.seed)
     result = _header(label, net.config, options, device)
     if options.peak:
@@ -487,6 +489,8 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     impls, result["notes"] = implementations(net, options.compare)
     if emulated:
         result["notes"].append(f"note: {emulated}")
+    if int8_note:
+        result["notes"].append(int8_note)
     if peak is not None and peak.dtype != options.dtype:
         result["notes"].append(
             f"note: MFU is against the fp32 matmul peak: {options.dtype} products are emulated "
@@ -501,6 +505,24 @@ def benchmark(model: str | MlpFamilyModel, options: BenchOptions | None = None) 
     result["fast_pieces"] = [d.to_dict() for d in pieces.decisions()]
     synchronize(device)
     return result
+
+
+def _int8_options(net: nn.Module, options: BenchOptions) -> tuple[BenchOptions, str | None]:
+    """An int8 folder's model is timed in inference only, in fp32 (its int8 layers do their
+    own arithmetic), without twins: mode both becomes infer with a note; train, another
+    precision or --compare are refused in one line."""
+    if not is_int8(net):
+        return options, None
+    if options.mode == "train" or options.compare or options.dtype != "fp32":
+        raise ConfigError(
+            "an int8 model is benchmarked in inference only, at fp32, without --compare "
+            f"(asked: mode {options.mode}, {options.dtype}"
+            f"{', --compare' if options.compare else ''}): its float weights are gone"
+        )
+    if options.mode == "both":
+        note = "note: an int8 model: inference only (it cannot be trained)"
+        return replace(options, mode="infer"), note
+    return options, None
 
 
 def _shape_fields(cfg: Any) -> dict[str, Any]:

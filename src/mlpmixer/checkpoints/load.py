@@ -10,7 +10,9 @@ Formats (`checkpoints.formats`, one module each, tried in the order of
 * ``facebook`` — ResMLP's original deit checkpoints (read only);
 * ``lucidrains`` — ``mlp-mixer-pytorch`` state dicts (read only);
 * ``state_dict`` — a bare state dict with this package's key names (``torch.save(model.state_dict())``);
-* ``training`` — a run's ``checkpoints/last.pt`` (read only).
+* ``training`` — a run's ``checkpoints/last.pt`` (read only);
+* ``int8`` — `mlpmixer quantize`'s folder (read only): `load_model` returns the quantized
+  model itself, which cannot be saved, converted or rebuilt with other settings.
 
 Sources may be local paths, Hugging Face hub ids (``hf-hub:timm/mixer_b16_224.goog_in21k_ft_in1k``
 or ``org/name``) or ``https://`` / ``gs://`` URLs. For the foreign formats the architecture is inferred
@@ -38,6 +40,7 @@ from ..models.state_fit import apply_overrides, check_state_fits
 from ..progress import PROGRESS
 from . import formats
 from .formats.base import Candidate, Checkpoint, CheckpointFormat, require_regular
+from .formats.int8 import is_int8, refuse_int8
 from .native import HUB_OPTIONS
 from .run_dir import is_run_dir, run_result_dir
 from .sidecar import write_sidecar
@@ -132,6 +135,12 @@ def load_model(
         _size(checkpoint.config),
         extra=PROGRESS,
     )
+    if checkpoint.model is not None:  # an int8 folder: the model is built, and cannot change
+        if reset_head:  # what fine-tuning asks for
+            raise refuse_int8("trained or fine-tuned (given a new head)", source)
+        if overrides:
+            raise refuse_int8(f"rebuilt with other settings ({', '.join(overrides)})", source)
+        return checkpoint.model.to(map_location)
     try:
         config = apply_overrides(checkpoint.config, overrides, reset_head)
     except ConfigError as err:
@@ -141,10 +150,22 @@ def load_model(
 
 
 def as_model(model_or_source: MlpFamilyModel | str | os.PathLike[str]) -> MlpFamilyModel:
-    """``model_or_source`` itself if it is a model, else `load_model` of it."""
-    if isinstance(model_or_source, MlpFamilyModel):
+    """``model_or_source`` itself if it is a model (an int8 one too), else `load_model` of it."""
+    if isinstance(model_or_source, torch.nn.Module):
         return model_or_source
     return load_model(model_or_source)
+
+
+def as_float_model(
+    model_or_source: MlpFamilyModel | str | os.PathLike[str], what: str
+) -> MlpFamilyModel:
+    """`as_model`, refusing an int8 model in one line: ``what`` says what needs float weights
+    (e.g. ``"analysed"``)."""
+    model = as_model(model_or_source)
+    if is_int8(model):
+        named = not isinstance(model_or_source, torch.nn.Module)
+        raise refuse_int8(what, model_or_source if named else "model")
+    return model
 
 
 def _size(config: MixerConfig) -> str:
@@ -165,6 +186,8 @@ def save_model(
     A format whose file holds tensors only gets a sidecar beside it with the settings that
     shapes cannot tell, and a warning names those its own defaults would lose.
     """
+    if is_int8(model):  # an int8 model has no float state dict
+        raise refuse_int8("saved as a float checkpoint", path)
     path = Path(path)
     fmt = formats.writer(format or format_for_path(path))
     assert fmt.write is not None  # writer() returns writing formats only
@@ -194,6 +217,8 @@ def convert(
 ) -> Path:
     """Read ``source`` in any format and write it to ``destination`` as ``format``."""
     model = load_model(source, **load_options)
+    if is_int8(model):  # an int8 folder: no float weights to write
+        raise refuse_int8("converted to another format", source)
     log.info("writing %s", destination, extra=PROGRESS)
     return save_model(model, destination, format)
 
@@ -201,7 +226,9 @@ def convert(
 def check_loadable(checkpoint: Checkpoint) -> None:
     """`CheckpointError` (what `load_model` would say) if the weights do not fit the model
     their config describes: missing or extra keys, shapes, non-float dtypes. Nothing is
-    allocated: the model is built on the meta device."""
+    allocated: the model is built on the meta device. An int8 folder loaded when it was read."""
+    if checkpoint.model is not None:
+        return
     with torch.device("meta"):
         model = family_class(checkpoint.config.family)(checkpoint.config)
     check_state_fits(checkpoint.state, model.state_dict())
@@ -211,6 +238,16 @@ def describe(checkpoint: Checkpoint) -> dict[str, Any]:
     """A JSON-ready summary: format, inferred architecture, parameters, classes."""
     config = checkpoint.config
     mixer = isinstance(config, MixerConfig)  # the zoo's configs have no GELU choice, no tokens
+    quantized = checkpoint.model is not None and hasattr(checkpoint.model, "method")
+    int8 = (
+        {
+            "int8_method": checkpoint.model.method,
+            "int8_layers": len(checkpoint.model.quantized),
+            "kept_in_float": list(checkpoint.model.kept_in_float),
+        }
+        if quantized
+        else {}
+    )
     return {
         "source": checkpoint.source,
         "format": checkpoint.format,
@@ -220,4 +257,5 @@ def describe(checkpoint: Checkpoint) -> dict[str, Any]:
         "params": param_count(config),
         "gflops_per_image": flops_per_image(config) / 1e9,
         "num_classes": config.num_classes,
+        **int8,
     }

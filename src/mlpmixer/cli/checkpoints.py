@@ -203,6 +203,18 @@ def _shape_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
+def _int8_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """An int8 folder's method, int8 layer count and what it keeps in float."""
+    if "int8_method" not in summary:
+        return []
+    kept = ", ".join(summary["kept_in_float"]) or "nothing else"
+    return [
+        ("int8 method", summary["int8_method"]),
+        ("int8 layers", summary["int8_layers"]),
+        ("kept in float", f"{kept} (and every norm, GELU and residual add)"),
+    ]
+
+
 def _print_info(checkpoint: str, summary: dict[str, Any]) -> None:
     cfg = summary["config"]
     table = Table(show_header=False, title=printable(checkpoint))
@@ -214,6 +226,7 @@ def _print_info(checkpoint: str, summary: dict[str, Any]) -> None:
         ("classes", cfg["num_classes"]),
         ("parameters", f"{summary['params']:,}"),
         ("GFLOPs / image", f"{summary['gflops_per_image']:.3f}"),
+        *_int8_rows(summary),
         ("loads", "yes" if summary["loads"] else "no (see the error below)"),
     ]:
         table.add_row(key, str(value))

@@ -44,6 +44,31 @@ class QuantizedMixer(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.inner(images)
 
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> the tokens before the head, (B, S, C): what `fewshot` reads."""
+        return self._family_model().forward_features(images)
+
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, S, C) -> logits (B, num_classes), or the pooled (B, C) with ``pre_logits``."""
+        return self._family_model().forward_head(tokens, pre_logits=pre_logits)
+
+    def resize(self, *args: object, **kwargs: object) -> QuantizedMixer:
+        """Refused: resizing rebuilds the token-mixing weights in float."""
+        raise ConfigError(
+            "an int8 model cannot be resized: its float weights are gone; resize the float "
+            "checkpoint, then quantize it again"
+        )
+
+    def _family_model(self) -> MlpFamilyModel:
+        # weight-only and dynamic keep the family model (its Linears hold int8 weights);
+        # static is one exported graph from images to logits, with no features to read
+        if isinstance(self.inner, MlpFamilyModel):
+            return self.inner
+        raise ConfigError(
+            f"a {self.method} int8 model is one graph from images to logits and gives no "
+            "features; use a weight-only or dynamic int8 model, or the float checkpoint"
+        )
+
     def train(self, mode: bool = True) -> QuantizedMixer:
         """Inference only: ``eval()``/``train()`` leave the inner module as it is (an exported
         static graph refuses them; its dropout is already off)."""

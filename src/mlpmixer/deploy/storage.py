@@ -17,8 +17,9 @@ static: exported, prepared and converted after one forward on zeros) — then ov
 tensor and activation parameter with the saved ones; a name, shape or dtype that does not
 match is a `CheckpointError` (this happens if the torch/torchao versions build another graph).
 
-`detect`, `load_quantized` and `save_quantized` are what the checkpoint-format registry of
-issue 28 takes as one entry (see `FORMAT_ENTRY`).
+The checkpoint-format registry reads such a folder as format ``int8``
+(`mlpmixer.checkpoints.formats.int8`), so `load_model` and every command that runs a model
+take it.
 """
 
 from __future__ import annotations
@@ -217,9 +218,8 @@ def _copy_all(
         target.copy_(saved)
 
 
-# The seam for issue 28's checkpoint-format registry (src/mlpmixer/checkpoints/, branch
-# `formats`): registering this format is one line there, e.g.
-#     CheckpointFormat(FORMAT_NAME, detect=detect, read=load_quantized, write=save_quantized)
+# What the checkpoint-format registry reads this folder with: checkpoints/formats/int8.py
+# (format `int8`, read only) calls `load_quantized`; `detect` is kept for the library's users.
 FORMAT_ENTRY = {
     "name": FORMAT_NAME,
     "detect": detect,

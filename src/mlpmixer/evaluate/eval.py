@@ -174,7 +174,7 @@ def evaluate_checkpoint(
     ``mean``/``std`` and ``data_options`` (``crop_pct``, ``interpolation``, ``root``...)
     override what the checkpoint's config says.
     """
-    if not isinstance(checkpoint, MlpFamilyModel):
+    if not isinstance(checkpoint, torch.nn.Module):  # a path: classes checked before loading
         check_classes_early(checkpoint, dataset)
     model = as_model(checkpoint)
     data, info = load_eval_split(model, dataset, split, **data_options)

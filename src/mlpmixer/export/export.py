@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoints.formats.int8 import is_int8
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_pair, atomic_path
 from ..models.base import MlpFamilyModel
@@ -169,6 +170,11 @@ def export_model(
     """
     path = Path(path)
     format = resolve_format(path, format)
+    if is_int8(model):  # an int8 folder's model: torchao tensors
+        raise ConfigError(
+            f"an int8 model cannot be exported to {format}: TorchScript and ONNX take a float "
+            "model; export the float checkpoint it was quantized from"
+        )
     model = model.eval().to(device="cpu", dtype=torch.float32)
     model.set_grad_checkpointing(False)
     batch_sizes = (1, 3)

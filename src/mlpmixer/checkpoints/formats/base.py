@@ -43,12 +43,18 @@ from ..torch_file import read_torch_file
 
 @dataclass
 class Checkpoint:
-    """What a file holds: its format, the weights (this package's names) and the config."""
+    """What a file holds: its format, the weights (this package's names) and the config.
+
+    ``model``: for a format that holds a model no float state dict describes (the int8
+    folder), that model, built by its ``read``; ``state`` is then empty and ``config`` is the
+    float model's it was made from. `load_model` returns it as it is.
+    """
 
     format: str
     config: MixerConfig
     state: dict[str, torch.Tensor]
     source: str
+    model: Any = None
 
 
 def in_torch_file(path: Path) -> bool:
