@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
+import subprocess
 import sys
-import types
 
 import pytest
 import torch
@@ -138,22 +139,117 @@ def test_a_bare_official_state_dict_loads_too(tmp_path):
     assert loaded.network[0][0].norm1.num_batches_tracked.dtype == torch.long
 
 
-def test_a_yacs_config_is_refused_with_the_reason(tmp_path, monkeypatch):
-    """Swin-style files (AS-MLP) pickle a yacs CfgNode: never rebuilt, a clear refusal."""
-    yacs, config_module = types.ModuleType("yacs"), types.ModuleType("yacs.config")
+# What a Swin-style training script (AS-MLP's main.py) pickles as its config: yacs 0.1.8's
+# CfgNode, a dict subclass keeping its flags, a set and a dict in __dict__. This stand-in
+# pickles to the same opcodes; it exists only in the subprocess that writes the test files.
+YACS_CONFIG = """
+class CfgNode(dict):
+    def __init__(self, init_dict=None, new_allowed=False):
+        init_dict = init_dict or {}
+        super().__init__({k: CfgNode(v) if isinstance(v, dict) else v for k, v in init_dict.items()})
+        self.__dict__["__immutable__"] = False
+        self.__dict__["__deprecated_keys__"] = set()
+        self.__dict__["__renamed_keys__"] = {}
+        self.__dict__["__new_allowed__"] = new_allowed
 
-    class CfgNode(dict):
-        pass
+    def freeze(self):
+        self.__dict__["__immutable__"] = True
+        for value in self.values():
+            if isinstance(value, CfgNode):
+                value.freeze()
+"""
 
-    CfgNode.__module__, CfgNode.__qualname__ = "yacs.config", "CfgNode"
-    config_module.CfgNode, yacs.config = CfgNode, config_module
-    monkeypatch.setitem(sys.modules, "yacs", yacs)
-    monkeypatch.setitem(sys.modules, "yacs.config", config_module)
+# Writes Swin's save_checkpoint dict around the state dict in argv[1]: genuine.pth,
+# ddp.pth (keys saved from DDP, "module."), and hostile.pth whose config also holds an
+# object that runs ``touch MARKER`` when unpickled (checked here, where yacs exists).
+SWIN_WRITER = """
+import os, sys, torch
+from yacs.config import CfgNode
+state = torch.load(sys.argv[1], weights_only=True)
+out, marker = sys.argv[2], sys.argv[3]
+params = [torch.nn.Parameter(v.clone()) for v in state.values() if v.is_floating_point()]
+optimizer = torch.optim.AdamW(params, lr=5e-4)
+sum(p.sum() for p in params).backward()
+optimizer.step()
+config = CfgNode({
+    "BASE": [""], "DATA": {"BATCH_SIZE": 128, "IMG_SIZE": 224, "INTERPOLATION": "bicubic"},
+    "MODEL": {"TYPE": "asmlp", "NAME": "asmlp_tiny", "DROP_PATH_RATE": 0.2,
+              "AS": {"EMBED_DIM": 96, "DEPTHS": [2, 2, 6, 2], "SHIFT_SIZE": 5, "PATCH_NORM": True}},
+    "TRAIN": {"EPOCHS": 300, "BASE_LR": 0.001, "CLIP_GRAD": 5.0,
+              "LR_SCHEDULER": {"NAME": "cosine", "DECAY_RATE": 0.1}},
+    "AUG": {"MIXUP": 0.8, "CUTMIX_MINMAX": None}, "AMP_OPT_LEVEL": "O1", "SEED": 0,
+})
+config.freeze()
+def swin_save(model_state, cfg, name):
+    torch.save({"model": model_state, "optimizer": optimizer.state_dict(),
+                "lr_scheduler": {"t_initial": 300, "base_values": [0.001], "noise_range_t": None},
+                "max_accuracy": 81.3, "epoch": 299, "config": cfg,
+                "amp": {"loss_scaler0": {"loss_scale": 65536.0, "unskipped": 0}}},
+               os.path.join(out, name))
+swin_save(state, config, "genuine.pth")
+swin_save({"module." + k: v for k, v in state.items()}, config, "ddp.pth")
+class Touch:
+    def __reduce__(self):
+        return (os.system, ("touch " + marker,))
+hostile = CfgNode({"MODEL": {"NAME": "asmlp_tiny"}})
+hostile["MODEL"]["HOOK"] = Touch()
+swin_save(state, hostile, "hostile.pth")
+torch.load(os.path.join(out, "hostile.pth"), weights_only=False)  # the payload works ...
+assert os.path.exists(marker)
+os.remove(marker)  # ... and is removed, so that the test sees only what load_model did
+"""
+
+
+@pytest.fixture(scope="module")
+def swin_files(tmp_path_factory):
+    """An AS-MLP model and its Swin-style training files, written with a yacs CfgNode."""
+    folder = tmp_path_factory.mktemp("swin")
+    (folder / "yacs").mkdir()
+    (folder / "yacs" / "__init__.py").write_text("")
+    (folder / "yacs" / "config.py").write_text(YACS_CONFIG)
     model = _tiny("asmlp")
-    torch.save({"model": model.state_dict(), "config": CfgNode(A=1)}, tmp_path / "as.pth")
-    monkeypatch.delitem(sys.modules, "yacs.config")
-    with pytest.raises(CheckpointError, match=r"yacs config \(yacs.config.CfgNode\)"):
-        mlpmixer.load_model(tmp_path / "as.pth")
+    torch.save(model.state_dict(), folder / "state.pth")
+    marker = folder / "marker"
+    env = {**os.environ, "PYTHONPATH": str(folder)}
+    args = [sys.executable, "-c", SWIN_WRITER, str(folder / "state.pth"), str(folder), str(marker)]
+    subprocess.run(args, check=True, env=env, cwd=folder, timeout=120)
+    return model, folder, marker
+
+
+@pytest.mark.parametrize("name", ["genuine.pth", "ddp.pth"])
+def test_a_swin_style_file_with_a_yacs_config_loads(swin_files, name):
+    """AS-MLP's official files pickle a yacs CfgNode: read without yacs and without running
+    anything of the file; the weights are ``model``, config and optimizer state dropped."""
+    model, folder, _ = swin_files
+    path = folder / name
+    with pytest.raises(Exception, match="yacs.config.CfgNode"):  # what weights_only alone says
+        torch.load(path, weights_only=True)
+    loaded = mlpmixer.load_model(path, img_size=model.config.img_size).eval()
+    assert loaded.config == model.config.replace(crop_pct=loaded.config.crop_pct)
+    images = _images(model)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), model(images))
+    assert mlpmixer.checkpoints.read_checkpoint(path, img_size=32).format == "zoo"
+    assert "yacs" not in sys.modules
+
+
+def test_the_yacs_config_and_optimizer_state_are_not_kept(swin_files):
+    from mlpmixer.checkpoints.formats.zoo import read_training_file
+
+    model, folder, _ = swin_files
+    state = read_training_file(folder / "genuine.pth")
+    assert set(state) == set(model.state_dict())
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_yacs_config_that_calls_a_function_is_refused_with_nothing_run(swin_files):
+    _, folder, marker = swin_files
+    with pytest.raises(CheckpointError, match=r"refused") as error:
+        mlpmixer.load_model(folder / "hostile.pth", img_size=32)
+    assert "system" in str(error.value.__cause__)  # torch's refusal: posix.system (nt on Windows)
+    result = CliRunner().invoke(cli, ["info", str(folder / "hostile.pth")])
+    assert result.exit_code == 2, result.output
+    assert not marker.exists()
 
 
 class _Hostile:

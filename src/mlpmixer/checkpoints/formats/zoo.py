@@ -11,13 +11,16 @@ spec has its marker keys (ViP ``attn.mlp_h.weight``, CycleMLP ``attn.sfc_h.offse
 ``attn.mlp_h1_norm.weight``), so nothing is renamed. What this format adds is reading such a
 file without unpickling it:
 
-* ``torch.load(weights_only=True)``, which rebuilds tensors and plain values only, with one
-  plain container of settings allowed under an inert stand-in: ``argparse.Namespace`` is
-  rebuilt as an `Ignored` object that keeps nothing (argparse is not imported for it, no
-  code of the file runs). Any other class is refused, as weights_only refuses it. A yacs
-  ``CfgNode`` (a dict subclass, which weights_only cannot fill without running its code) is
-  refused with a message that says so and how to keep the weights alone. Tensor views are
-  checked as for every torch file.
+* ``torch.load(weights_only=True)``, which rebuilds tensors and plain values only, with the
+  two containers of settings allowed under inert stand-ins (registered by name with
+  ``torch.serialization.safe_globals``; neither argparse nor yacs is imported, no code of the
+  file runs). ``argparse.Namespace`` is rebuilt as an `Ignored` object that keeps nothing. A
+  yacs ``CfgNode`` (Swin's scripts: AS-MLP) is rebuilt as a plain ``OrderedDict``: torch's
+  unpickler fills only exact ``dict`` / ``OrderedDict`` types (``SETITEMS``) and builds an
+  ``OrderedDict``'s attributes into its ``__dict__`` (``BUILD``), and ``OrderedDict`` is
+  already on torch's allowlist, so the stand-in adds a name, not a callable. The config, the
+  optimizer and scheduler states are dropped with the rest of the wrapper. Any other class
+  is refused, as weights_only refuses it. Tensor views are checked as for every torch file.
 * the weights are ``state_dict``, else ``model``, else ``module`` (`torch_file.WRAPPERS`);
   a file with only ``state_dict_ema`` gives that. timm's loader takes ``state_dict`` unless
   asked for the EMA, and so does this one.
@@ -29,6 +32,7 @@ No checksums are published for these files.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +46,7 @@ from ..torch_file import WRAPPERS, check_tensor_views, unwrap_state_dict
 from .base import Candidate, Checkpoint, CheckpointFormat
 
 ZOO_FAMILIES = ("vip", "cyclemlp", "asmlp", "wavemlp", "hiremlp")
-SETTINGS_CONTAINERS = ("argparse.Namespace",)
+NAMESPACE = "argparse.Namespace"
 YACS = "yacs.config.CfgNode"
 EMA = "state_dict_ema"
 
@@ -61,19 +65,14 @@ def _is_torch_name(path: Path) -> bool:
 
 def read_training_file(path: Path) -> dict[str, torch.Tensor]:
     """The state dict of an official training file (see the module docstring)."""
-    stand_ins = [(Ignored, name) for name in SETTINGS_CONTAINERS]
+    # a yacs CfgNode is a dict subclass with its flags in __dict__; an OrderedDict is the one
+    # type torch's unpickler both fills (SETITEMS) and gives attributes to (BUILD)
+    stand_ins = [(Ignored, NAMESPACE), (OrderedDict, YACS)]
     try:
         with torch.serialization.safe_globals(stand_ins):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for hostile or corrupt pickles
         first = str(err).splitlines()[0] if str(err) else ""
-        if YACS in str(err):
-            raise CheckpointError(
-                f"{path}: holds a yacs config ({YACS}) beside the weights, which cannot be "
-                "read without running its code, so it is refused. With the official code's "
-                "environment, and only for a file you trust, keep the weights alone: "
-                f"torch.save(torch.load(path, weights_only=False)['model'], 'weights.pth')"
-            ) from err
         raise CheckpointError(
             f"{path}: cannot be loaded as plain weights ({type(err).__name__}: {first}). "
             "Files that need to run code to load are refused"
@@ -96,12 +95,10 @@ def _detect(candidate: Candidate) -> bool:
         return False
     try:
         state = candidate.state
-    except CheckpointError as plain_error:
-        # settings pickled beside the weights (or a .pth.tar): read past them, or say why not
-        try:
-            state = read_training_file(path)
-        except CheckpointError as zoo_error:  # the clearer of the two reasons
-            raise (zoo_error if YACS in str(zoo_error) else plain_error) from None
+    except CheckpointError:
+        # settings pickled beside the weights (or a .pth.tar): read past them, or say why not;
+        # the error names the first class refused even with the stand-ins allowed
+        state = read_training_file(path)
         candidate.contents = (state, {})  # what every later format and the reader see
     return is_zoo_state(state)
 
