@@ -18,9 +18,9 @@ import torch
 
 from ..checkpoints.load import as_float_model
 from ..data import build_dataset
+from ..data.tensors import dataset_tensors
 from ..errors import ConfigError, DataError
 from ..evaluate.eval import normalizer
-from ..evaluate.features import dataset_tensors
 from ..evaluate.predict import collect_images, prepare_image
 from ..fileio import atomic_write_json
 from ..layout import checkpoint_label

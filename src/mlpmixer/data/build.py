@@ -117,10 +117,10 @@ class ArraySource(SourceBase):
     ) -> None:  # fmt: skip
         super().__init__(name)
         self.read, self.native_size = read, native_size
-        self.facts = (classes, train_images)
+        self.counts = (classes, train_images)  # not `facts`: that is the DataSource method
 
     def outline(self, val_fraction: float, seed: int) -> DataOutline:
-        return DataOutline(self.name, *self.facts)
+        return DataOutline(self.name, *self.counts)
 
     def load(self, split: str, options: LoadOptions) -> DataSplit:
         arrays, class_names = self.read(split, options)

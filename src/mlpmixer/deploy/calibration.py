@@ -9,8 +9,8 @@ import torch
 
 from ..data import build_dataset
 from ..data.info import normalize
+from ..data.tensors import dataset_tensors
 from ..errors import DataError
-from ..evaluate.features import dataset_tensors
 from ..models.config import MixerConfig
 
 
