@@ -105,3 +105,27 @@ def test_the_zoo_features_are_read_through_a_weight_only_model():
         features, reference = q.forward_features(x), model.forward_features(x)
     assert features.shape == reference.shape
     assert (features - reference).abs().max().item() < 0.05
+
+
+def test_auto_does_not_time_torchao_methods_on_a_convolution_only_family():
+    from mlpmixer.deploy.choose import auto_method
+
+    _, verdicts = auto_method(tiny("wavemlp_t"), calibration=False)
+    torchao = {v.method: v for v in verdicts if v.method != "static"}
+    assert set(torchao) == {"weight-only", "dynamic"}
+    assert all(not v.fast and "no nn.Linear" in v.reason for v in torchao.values())
+
+
+def test_the_command_refuses_dynamic_for_as_mlp_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from mlpmixer import save_model
+    from mlpmixer.cli import cli
+
+    save_model(tiny("asmlp_tiny"), tmp_path / "model")
+    args = ["quantize", "--checkpoint", str(tmp_path / "model"), "--method", "dynamic",
+            "--out", str(tmp_path / "q")]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "nn.Linear layers only" in result.output and "asmlp" in result.output
+    assert not (tmp_path / "q").exists()

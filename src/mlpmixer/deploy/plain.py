@@ -49,3 +49,11 @@ def default_keep(model: nn.Module) -> tuple[str, ...]:
     stem = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
     head = family_spec(model.config.family).classifier
     return (stem, head) if stem is not None else (head,)
+
+
+def has_free_linears(model: nn.Module, keep: tuple[str, ...] | None = None) -> bool:
+    """Whether ``model`` has an ``nn.Linear`` outside ``keep`` (default `default_keep`):
+    what torchao's weight-only and dynamic int8 can quantize. False for the families that mix
+    with 1x1 convolutions (AS-MLP, Wave-MLP, Hire-MLP)."""
+    kept = default_keep(model) if keep is None else keep
+    return any(not any(n == k or n.startswith(k + ".") for k in kept) for n in linear_names(model))

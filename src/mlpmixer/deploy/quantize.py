@@ -10,7 +10,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .methods import check_method
-from .plain import default_keep, linear_names, plain_copy
+from .plain import default_keep, has_free_linears, plain_copy
 
 
 class QuantizedMixer(nn.Module):
@@ -112,9 +112,9 @@ def quantize(
         return QuantizedMixer(
             inner, method, model.config, keep, quantized_layers(inner), calibration.shape[0]
         )
-    from .weights import inside, quantize_linears
+    from .weights import quantize_linears
 
-    if not [n for n in linear_names(plain) if not inside(n, keep)]:
+    if not has_free_linears(plain, keep):
         family = getattr(model.config, "family", type(model).__name__)
         raise ConfigError(
             f"{method} int8 quantizes nn.Linear layers only (torchao), and this {family} model "
