@@ -79,7 +79,7 @@ class QuantizedMixer(nn.Module):
         kept = ", ".join(self.kept_in_float) or "nothing else"
         return (
             f"{self.method} int8: {len(self.quantized)} layers int8; kept in float: {kept} "
-            "(and every norm, GELU and residual add)"
+            "(and every norm, activation and residual add)"
         )
 
 
