@@ -211,7 +211,7 @@ def _int8_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     return [
         ("int8 method", summary["int8_method"]),
         ("int8 layers", summary["int8_layers"]),
-        ("kept in float", f"{kept} (and every norm, GELU and residual add)"),
+        ("kept in float", f"{kept} (and every norm, activation and residual add)"),
     ]
 
 

@@ -50,7 +50,7 @@ def quantize(checkpoint: str, method: str, calibration: str | None, calibration_
     from ..deploy.calibration import calibration_images as read_calibration
     from ..deploy.choose import auto_method, verdict
     from ..deploy.extra import torchao_module
-    from ..deploy.methods import DEFAULT_KEEP
+    from ..deploy.plain import default_keep
     from ..errors import ConfigError
     from ..fileio import check_new_dir
 
@@ -75,7 +75,7 @@ def quantize(checkpoint: str, method: str, calibration: str | None, calibration_
     images = None
     if chosen.method == "static":
         images = read_calibration(model.config, calibration, calibration_images)
-    keep = (*DEFAULT_KEEP, *keep_float)
+    keep = (*default_keep(model), *keep_float)
     quantized = int8(model, chosen.method, calibration=images, keep_float=keep)
     path = save_quantized(quantized, Path(out))
     check = images if images is not None else _random_images(model)

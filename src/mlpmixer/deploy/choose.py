@@ -17,6 +17,7 @@ import torch
 
 from ..cpu_kind import CpuKind, effective_cpu
 from ..models.base import MlpFamilyModel
+from .plain import has_free_linears
 from .quantize import quantize
 from .speed import best_times, speedups
 
@@ -85,7 +86,11 @@ def auto_method(model: MlpFamilyModel, calibration: bool) -> tuple[Verdict | Non
     only method whose products are int8 end to end), else the measured method with the
     largest speed-up >= 1.
     """
-    verdicts = list(measured_verdicts(model).values())
+    if has_free_linears(model):
+        verdicts = list(measured_verdicts(model).values())
+    else:  # AS-MLP, Wave-MLP, Hire-MLP: their mixing layers are convolutions
+        reason = "no nn.Linear to quantize outside the stem and head (convolutions only)"
+        verdicts = [Verdict(m, False, None, reason) for m in MEASURED]
     static = static_verdict()
     verdicts.append(static)
     if static.fast and calibration:

@@ -1,17 +1,16 @@
-"""`quantize`: a Mixer-family model in int8, and the `QuantizedMixer` it returns."""
+"""`quantize`: a model of any family in int8, and the `QuantizedMixer` it returns."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.base import MlpFamilyModel
-from ..models.config import MixerConfig
-from .methods import DEFAULT_KEEP, check_method
-from .plain import plain_copy
+from .methods import check_method
+from .plain import default_keep, has_free_linears, plain_copy
 
 
 class QuantizedMixer(nn.Module):
@@ -28,7 +27,7 @@ class QuantizedMixer(nn.Module):
         self,
         inner: nn.Module,
         method: str,
-        config: MixerConfig,
+        config: Any,
         kept_in_float: Iterable[str],
         quantized: Iterable[str],
         calibration_images: int = 0,
@@ -59,10 +58,10 @@ class QuantizedMixer(nn.Module):
             "checkpoint, then quantize it again"
         )
 
-    def _family_model(self) -> MlpFamilyModel:
+    def _family_model(self) -> Any:
         # weight-only and dynamic keep the family model (its Linears hold int8 weights);
         # static is one exported graph from images to logits, with no features to read
-        if isinstance(self.inner, MlpFamilyModel):
+        if self.method != "static":
             return self.inner
         raise ConfigError(
             f"a {self.method} int8 model is one graph from images to logits and gives no "
@@ -80,25 +79,29 @@ class QuantizedMixer(nn.Module):
         kept = ", ".join(self.kept_in_float) or "nothing else"
         return (
             f"{self.method} int8: {len(self.quantized)} layers int8; kept in float: {kept} "
-            "(and every norm, GELU and residual add)"
+            "(and every norm, activation and residual add)"
         )
 
 
 def quantize(
-    model: MlpFamilyModel,
+    model: nn.Module,
     method: str,
     calibration: torch.Tensor | None = None,
-    keep_float: Iterable[str] = DEFAULT_KEEP,
+    keep_float: Iterable[str] | None = None,
 ) -> QuantizedMixer:
     """``model`` in int8 by ``method`` (``weight-only``, ``dynamic`` or ``static``).
 
     ``calibration``: normalised images (N, C, H, W) as the model takes them; required for
     ``static`` (they fix the activation ranges), unused otherwise. ``keep_float``: module
-    names left in float (default: the patch stem and the head; add Linears that
-    `sensitivity.layer_sensitivity` shows to hurt). ``model`` itself is not changed.
+    names left in float (default `plain.default_keep`: the patch stem and the head; add
+    Linears that `sensitivity.layer_sensitivity` shows to hurt). ``model`` itself is not
+    changed. Static quantizes every Linear and convolution not kept (X86InductorQuantizer's
+    choice); weight-only and dynamic only ``nn.Linear`` (torchao's), so a family whose mixing
+    layers are 1x1 convolutions (AS-MLP, Wave-MLP, Hire-MLP) is refused for them
+    (`ConfigError`): nothing of it would be int8.
     """
     check_method(method)
-    keep = tuple(keep_float)
+    keep = default_keep(model) if keep_float is None else tuple(keep_float)
     plain = plain_copy(model)
     if method == "static":
         from .static import quantize_static, quantized_layers
@@ -111,5 +114,12 @@ def quantize(
         )
     from .weights import quantize_linears
 
+    if not has_free_linears(plain, keep):
+        family = getattr(model.config, "family", type(model).__name__)
+        raise ConfigError(
+            f"{method} int8 quantizes nn.Linear layers only (torchao), and this {family} model "
+            f"has none outside those kept in float ({', '.join(keep)}): its mixing layers are "
+            "convolutions; use --method static, which quantizes convolutions too"
+        )
     done = quantize_linears(plain, method, keep)
     return QuantizedMixer(plain, method, model.config, keep, done)

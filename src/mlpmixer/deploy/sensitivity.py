@@ -12,8 +12,7 @@ from torch import nn
 
 from ..models.base import MlpFamilyModel
 from .accuracy import logits
-from .methods import DEFAULT_KEEP
-from .plain import linear_names, plain_copy
+from .plain import default_keep, linear_names, plain_copy
 from .quantize import quantize
 
 
@@ -76,11 +75,12 @@ def layer_sensitivity(
     plain = plain_copy(model)
     reference = logits(plain, images)
     ranges = input_ranges(plain, images)
-    names = [n for n in linear_names(plain) if n not in DEFAULT_KEEP]
+    keep = default_keep(plain)
+    names = [n for n in linear_names(plain) if n not in keep]
     rows = []
     for name in names:
         others = tuple(n for n in names if n != name)
-        q = quantize(model, method, calibration=calibration, keep_float=(*DEFAULT_KEEP, *others))
+        q = quantize(model, method, calibration=calibration, keep_float=(*keep, *others))
         out = logits(q, images)
         rows.append(LayerSensitivity(
             layer=name, kind=kind_of(name),

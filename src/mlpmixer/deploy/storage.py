@@ -37,7 +37,7 @@ from safetensors.torch import save_file
 
 from ..errors import CheckpointError, CheckpointNotFoundError
 from ..fileio import atomic_directory
-from ..models.config import MixerConfig
+from ..models.spec import family_spec
 from .methods import check_method
 from .plain import plain_model
 from .quantize import QuantizedMixer
@@ -90,7 +90,7 @@ def load_quantized(path: str | os.PathLike[str]) -> QuantizedMixer:
     manifest = _read_manifest(folder)
     tensors = _read_tensors(folder / TENSORS)
     try:
-        config = MixerConfig.from_dict(manifest["config"])
+        config = _config(manifest["config"])
         method = check_method(manifest["method"])
         keep = tuple(manifest["kept_in_float"])
     except (KeyError, TypeError, ValueError) as err:
@@ -153,7 +153,13 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
 
 
-def _skeleton(config: MixerConfig, method: str, keep: tuple[str, ...]) -> QuantizedMixer:
+def _config(data: dict[str, Any]) -> Any:
+    """The float model's config, read by its family's config class (configs written before
+    the ``family`` field are Mixers)."""
+    return family_spec(data.get("family", "mixer")).config_class.from_dict(data)
+
+
+def _skeleton(config: Any, method: str, keep: tuple[str, ...]) -> QuantizedMixer:
     """The model `quantize` would build from ``config``, with fresh (to be replaced) weights."""
     from .quantize import quantize
 

@@ -34,7 +34,7 @@ def quantize_linears(model: nn.Module, method: str, keep: Iterable[str]) -> list
     done: list[str] = []
 
     def chosen(module: nn.Module, name: str) -> bool:
-        take = isinstance(module, nn.Linear) and not _inside(name, kept)
+        take = isinstance(module, nn.Linear) and not inside(name, kept)
         if take:
             done.append(name)
         return take
@@ -43,7 +43,8 @@ def quantize_linears(model: nn.Module, method: str, keep: Iterable[str]) -> list
     return done
 
 
-def _inside(name: str, prefixes: tuple[str, ...]) -> bool:
+def inside(name: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether module ``name`` is one of ``prefixes`` or inside one."""
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 

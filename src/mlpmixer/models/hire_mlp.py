@@ -146,19 +146,22 @@ class HireMLP(nn.Module):
         self.mlp_w1_norm = nn.BatchNorm2d(dim // 2)
         self.mlp_w2 = nn.Conv2d(dim // 2, wide, 1)
         self.mlp_c = nn.Conv2d(dim, dim, 1)
-        self.act = nn.ReLU()
+        # one ReLU per branch, not one module called twice: a shared module is one "source
+        # partition" with two outputs in an exported graph, which PT2E's X86InductorQuantizer
+        # refuses (static int8); ReLU has no state, so the state dict is the same
+        self.act_h, self.act_w = nn.ReLU(), nn.ReLU()
         self.reweight = Mlp(dim, dim // 4, 3 * dim, layout="NCHW")
         self.proj = nn.Conv2d(dim, dim, 1)
         self.proj_drop = nn.Dropout(0.0)
 
-    def _along(self, x: torch.Tensor, axis: int, fc1, norm, fc2) -> torch.Tensor:
+    def _along(self, x: torch.Tensor, axis: int, fc1, norm, act, fc2) -> torch.Tensor:
         y = rearranged(x, self.pixel, self.step, axis)
-        y = fc2(self.act(norm(fc1(y))))
+        y = fc2(act(norm(fc1(y))))
         return restored(y, self.pixel, self.step, axis, x.shape[axis])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self._along(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
-        w = self._along(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
+        h = self._along(x, 2, self.mlp_h1, self.mlp_h1_norm, self.act_h, self.mlp_h2)
+        w = self._along(x, 3, self.mlp_w1, self.mlp_w1_norm, self.act_w, self.mlp_w2)
         c = self.mlp_c(x)
         return self.proj_drop(self.proj(reweighted_sum([h, w, c], self.reweight, "NCHW")))
 
