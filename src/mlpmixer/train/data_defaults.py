@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 
-from ..data.facts import SIZE_SAMPLE, folder_facts, hf_facts, shard_facts
 from ..data.source import DataFacts
 from ..errors import DataError
 from ..models import model_config
@@ -39,11 +38,9 @@ SMALL_DATA = 5000  # fewer training images than this: a narrow model (less to fi
 NARROW = {"hidden_dim": 64, "channels_mlp_dim": 256, "tokens_mlp_dim": 32, "num_blocks": 4}
 MIN_STEPS = 300  # optimizer steps a tiny data set gets at least
 MAX_EPOCHS = 200
-FolderFacts = DataFacts  # the name this module gave them first
-__all__ = ["SIZE_SAMPLE", "folder_facts", "hf_facts", "shard_facts"]  # moved to data.facts
 
 
-def data_facts(config: TrainConfig) -> FolderFacts | None:
+def data_facts(config: TrainConfig) -> DataFacts | None:
     """The facts of the data set ``config`` names, as its source reads them (`DataSource.facts`:
     a class folder, shard index or URL, ``hf:NAME``); None for a source without them, or text
     that names no source (the loader reports it)."""
@@ -65,13 +62,13 @@ def model_for_side(side: int) -> str:
     return fitting[-1] if fitting else SMALL_MODELS[0]
 
 
-def batch_for(facts: FolderFacts, recipe_batch: int) -> int:
+def batch_for(facts: DataFacts, recipe_batch: int) -> int:
     """At most the recipe's batch and a quarter of the training images, a power of two."""
     limit = max(1, facts.train_images // 4)
     return min(recipe_batch, 2 ** int(math.log2(limit)))
 
 
-def fit_to_folder(config: TrainConfig, facts: FolderFacts) -> TrainConfig:
+def fit_to_folder(config: TrainConfig, facts: DataFacts) -> TrainConfig:
     """``config`` with image size, model, batch size and epochs sized for ``facts``."""
     name = model_for_side(facts.side)
     size = model_config(name).img_size[0]
@@ -83,7 +80,7 @@ def fit_to_folder(config: TrainConfig, facts: FolderFacts) -> TrainConfig:
     return config.replace(model=model, train={"batch_size": batch, "epochs": epochs})
 
 
-def describe_fit(config: TrainConfig, facts: FolderFacts) -> str:
+def describe_fit(config: TrainConfig, facts: DataFacts) -> str:
     """A one-line account of the values ``config`` trains with (after the flags and
     ``--set``, which replace the defaults) and the facts the defaults came from."""
     m = config.model
@@ -100,7 +97,7 @@ def describe_fit(config: TrainConfig, facts: FolderFacts) -> str:
     )
 
 
-def fit_finetune_to_folder(config: TrainConfig, facts: FolderFacts) -> TrainConfig:
+def fit_finetune_to_folder(config: TrainConfig, facts: DataFacts) -> TrainConfig:
     """The fine-tuning recipe ``config`` with its batch size and steps sized for ``facts``
     (the model and image size are the checkpoint's)."""
     batch = batch_for(facts, config.train.batch_size)
@@ -110,7 +107,7 @@ def fit_finetune_to_folder(config: TrainConfig, facts: FolderFacts) -> TrainConf
     return config.replace(train={"batch_size": batch, "steps": max(steps, 1)})
 
 
-def describe_finetune_fit(config: TrainConfig, facts: FolderFacts) -> str:
+def describe_finetune_fit(config: TrainConfig, facts: DataFacts) -> str:
     """`describe_fit` for fine-tuning: the batch size and length the run will use."""
     t = config.train
     length = f"steps {t.steps}" if t.steps else f"epochs {t.epochs}"

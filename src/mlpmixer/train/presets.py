@@ -19,7 +19,7 @@ from ..models import model_config
 from .config import Assignment, TrainConfig, load_config, override_class
 
 if TYPE_CHECKING:
-    from .data_defaults import FolderFacts
+    from ..data.source import DataFacts
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def resolve_config(
 
 def _fit_to_data(
     config: TrainConfig, finetune: bool = False
-) -> tuple[TrainConfig, FolderFacts | None]:
+) -> tuple[TrainConfig, DataFacts | None]:
     """``config`` sized for its data (a class folder, shards or ``hf:NAME``) and the data's
     facts; ``finetune``: only batch and length (the checkpoint decides model and size)."""
     from .data_defaults import data_facts, fit_finetune_to_folder, fit_to_folder
