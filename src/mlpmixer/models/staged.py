@@ -663,11 +663,22 @@ def config_from_shapes(
     ]  # fmt: skip
     base = same[0] if same else config_class()
     size = {"img_size": img_size} if img_size is not None else {}
+    stats = _stats_for(base, arch.get("in_chans", base.in_chans))
     try:
-        return base.replace(**{**arch, **size, **dict(fields)})
+        return base.replace(**{**arch, **size, **stats, **dict(fields)})
     except ConfigError as err:
         raise CheckpointError(f"the checkpoint's shapes give no valid {config_class.__name__}: "
                               f"{err}") from err  # fmt: skip
+
+
+def _stats_for(base: Any, in_chans: int) -> dict[str, tuple[float, ...]]:
+    """``mean`` / ``std`` for a stem of ``in_chans`` where the shapes give another count than
+    ``base``'s statistics have (a grayscale model saved without its settings): each the
+    average of ``base``'s over its channels, once per channel; {} where they fit."""
+    if len(base.mean) == in_chans:
+        return {}
+    return {name: (sum(v) / len(v),) * in_chans
+            for name, v in (("mean", base.mean), ("std", base.std))}  # fmt: skip
 
 
 def pyramid_levels(state: Mapping[str, Any]) -> dict[str, list]:
