@@ -238,7 +238,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         print(f"timing {'compiled' if compiled else 'eager'} ...", file=sys.stderr, flush=True)
         rows += time_variant(model, options, flops, peak.tflops)
-    fp8_result = fp8_step(model, args)
+    try:
+        fp8_result = fp8_step(model, args)
+    except Exception as err:  # the bf16 rows above must not be lost; main() exits 1
+        fp8_result = {"measured": False, "skipped": None, "error": f"{type(err).__name__}: {err}"}
     return {
         "check": "gpu-check",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -272,9 +275,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{' [stand-in]' if 'stand_in' in result['fp8'] else ''}")  # fmt: skip
     if result["fp8"]["skipped"]:
         print(f"fp8 not measured: {result['fp8']['skipped']}")
+    if "error" in result["fp8"]:
+        print(f"error: the fp8 step failed: {result['fp8']['error']}", file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)
     tests = result["tests"]
-    return 1 if tests and (tests["failed"] or tests["errors"]) else 0
+    failed = tests and (tests["failed"] or tests["errors"])
+    return 1 if failed or "error" in result["fp8"] else 0
 
 
 if __name__ == "__main__":

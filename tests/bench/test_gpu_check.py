@@ -117,6 +117,20 @@ def test_dry_run_writes_one_json_of_the_full_shape(tmp_path):
     assert row["max_abs_logit"] > 0  # the head is random: zero logits would compare nothing
 
 
+def test_a_failing_fp8_step_keeps_the_json_and_fails_the_check(tmp_path, monkeypatch):
+    gpu = _script()
+    monkeypatch.setattr(gpu, "time_variant", lambda *args: [])  # the bf16 rows: not the point
+
+    def broken(model, args):
+        raise RuntimeError("CUBLAS_STATUS_NOT_SUPPORTED")
+
+    monkeypatch.setattr(gpu, "fp8_step", broken)
+    out = tmp_path / "check.json"
+    assert gpu.main(["--dry-run", "--out", str(out)]) == 1
+    result = json.loads(out.read_text())
+    assert result["fp8"]["error"] == "RuntimeError: CUBLAS_STATUS_NOT_SUPPORTED"
+
+
 def test_on_a_gpu_without_fp8_the_step_is_skipped_with_the_reason(monkeypatch):
     gpu = _script()
     monkeypatch.setattr(gpu.torch.cuda, "is_available", lambda: True)
