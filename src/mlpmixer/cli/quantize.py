@@ -33,14 +33,14 @@ from .root import cli
               "the stem and the head always are.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Quantize even where the method is slower than "
               "fp32 (fp8: than bf16).")  # fmt: skip
-@click.option("--device", default=None, metavar="DEVICE",
-              help="Where the model will run: cpu for int8 (the default), cuda or cuda:N for fp8 "
-              "(its default); int8 on a GPU is refused.")  # fmt: skip
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+              help="Where the model will run; auto: the method's (cpu for int8, cuda for fp8). "
+              "cpu, cuda, cuda:N; int8 on a GPU is refused.")  # fmt: skip
 @click.option("--out", default=None, help="Folder to write (quantized.safetensors + "
               "quantized.json); required for int8, not taken by fp8 (nothing is written).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def quantize(checkpoint: str, method: str, calibration: str | None, calibration_images: int,
-             keep_float: tuple[str, ...], force: bool, device: str | None, out: str | None,
+             keep_float: tuple[str, ...], force: bool, device: str, out: str | None,
              as_json: bool) -> None:  # fmt: skip
     """Quantize a model to int8 for CPU inference, and say why the method was chosen; or check
     it in fp8 on a GPU.
@@ -54,7 +54,7 @@ def quantize(checkpoint: str, method: str, calibration: str | None, calibration_
     Needs torchao: pip install 'mlpmixer[int8]'.
     """
     if method in GPU_METHODS:
-        _fp8(checkpoint, device or "cuda", calibration, calibration_images, keep_float, force,
+        _fp8(checkpoint, "cuda" if device == "auto" else device, calibration, calibration_images, keep_float, force,
              out, as_json)  # fmt: skip
         return
     _int8_device(method, device)
@@ -130,16 +130,16 @@ def _random_images(model, count: int = 16):  # type: ignore[no-untyped-def]
     return torch.randn(count, cfg.in_chans, *cfg.img_size, generator=g)
 
 
-def _int8_device(method: str, device: str | None) -> None:
+def _int8_device(method: str, device: str) -> None:
     """int8 runs on the CPU: refuse a GPU device; on a machine with a GPU, say what serves it."""
     import torch
 
     from ..deploy.fp8 import int8_on_gpu_refusal, parse_device
     from ..errors import ConfigError
 
-    if device is not None and parse_device(device).type != "cpu":
+    if device != "auto" and parse_device(device).type != "cpu":
         raise ConfigError(int8_on_gpu_refusal(method))
-    if device is None and torch.cuda.is_available():
+    if device == "auto" and torch.cuda.is_available():
         err_console.print(
             "note: the int8 model runs on the CPU; for inference on this machine's GPU use "
             "--method fp8 (compute capability >= 8.9) or bf16 (--precision bf16)",
