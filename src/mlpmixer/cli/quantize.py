@@ -178,8 +178,8 @@ def _fp8(checkpoint: str, device: str, calibration: str | None, calibration_imag
         images = read_calibration(model.config, calibration, calibration_images)
     else:
         images = _random_images(model, FP8_BATCH)
+    # agreement on every image; the first FP8_BATCH of them (or all, if fewer) are timed
     check = fp8.measure(reference, built.model, images, batch=FP8_BATCH)
-    # a batch of FP8_BATCH is timed; fewer calibration images than that time fewer
     if check.speedup < 1.0 and not force:
         raise ConfigError(
             f"fp8 would be slower than bf16 here: measured {check.speedup:.2f}x bf16 at batch "
@@ -198,8 +198,12 @@ def _fp8(checkpoint: str, device: str, calibration: str | None, calibration_imag
     }
     if as_json:
         print_json(report)
-        return
-    source = "calibration" if calibration is not None else "random"
+    else:
+        _print_fp8(built, check, report, "calibration" if calibration is not None else "random")
+
+
+def _print_fp8(built, check, report: dict, source: str) -> None:  # type: ignore[no-untyped-def]
+    """The fp8 report in three lines: the layers, the check against bf16, what to load."""
     for line in (
         f"{built.describe()} on {report['gpu']}",
         f"against bf16 on {check.images} {source} images: top-1 agreement "
@@ -207,7 +211,7 @@ def _fp8(checkpoint: str, device: str, calibration: str | None, calibration_imag
         f"(largest |logit| {check.max_abs_logit:.2f}); {check.speedup:.2f}x bf16 at batch "
         f"{check.batch}, eager",
         "nothing written: fp8 is built from the float checkpoint when loaded: "
-        f"mlpmixer.deploy.fp8.to_fp8(mlpmixer.load_model({checkpoint!r})).model",
+        f"mlpmixer.deploy.fp8.to_fp8(mlpmixer.load_model({report['checkpoint']!r})).model",
     ):
         console.print(line, highlight=False, soft_wrap=True)
 
