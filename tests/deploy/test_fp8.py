@@ -210,7 +210,12 @@ def test_linears_scaled_mm_cannot_take_stay_bf16_and_are_named(fp8_on_cpu):
     assert len(built.fp8_layers) == 4 and not set(odd) & set(built.fp8_layers)
     for name in odd:
         assert type(built.model.get_submodule(name).weight) is nn.Parameter
-    assert "4 Linears fp8" in built.describe() and "token_mixing.fc1" in built.describe()
+    assert built.unaligned == odd
+    assert "4 Linears fp8" in built.describe()
+    assert (
+        "stem.proj, head, 4 Linears not 16-aligned (blocks.0.token_mixing.fc1, blocks.0.token_mixing.fc2, ...)"
+        in built.describe()
+    )
 
 
 @pytest.mark.slow  # the command twice, with fp8 emulated on the CPU

@@ -12,8 +12,9 @@ through ``_scaled_mm`` and stays bf16 (torchao skips it silently; here it is nam
 Mixer-B/16 these are the token-mixing Linears (196 patches).
 
 What is saved: nothing. An fp8 model is made from the float checkpoint when it is loaded
-(`to_fp8`: a per-row max and a cast per weight, milliseconds on a GPU), not written in the int8
-folder format, because (1) torchao's fp8 weight layout changes between its versions (its
+(`to_fp8`: a per-row max and a cast per weight, no calibration; Mixer-B/16 took 2.4 s of CPU
+time on a CPU, half of it building the bf16 copy; not yet timed on a GPU), not written in the
+int8 folder format, because (1) torchao's fp8 weight layout changes between its versions (its
 version 1 is deprecated already) where the float checkpoint does not, (2) an fp8 file would
 load only on an fp8 GPU while the float checkpoint loads anywhere, and (3) the float checkpoint
 is needed anyway for what fp8 cannot do (features, fine-tuning, export, CPU int8).
@@ -126,12 +127,17 @@ class Fp8Model:
     model: nn.Module
     fp8_layers: tuple[str, ...]
     kept_bf16: tuple[str, ...]
+    unaligned: tuple[str, ...] = ()  # the Linears of kept_bf16 that _scaled_mm cannot take
 
     def describe(self) -> str:
         """One line: how many Linears are fp8, what stays bf16."""
+        chosen = [n for n in self.kept_bf16 if n not in self.unaligned]
+        if self.unaligned:
+            shown = ", ".join(self.unaligned[:2]) + (", ..." if len(self.unaligned) > 2 else "")
+            chosen.append(f"{len(self.unaligned)} Linears not 16-aligned ({shown})")
         return (
             f"fp8: {len(self.fp8_layers)} Linears fp8 (e4m3, per-row scales); kept in bf16: "
-            f"{', '.join(self.kept_bf16)} (and every norm, activation and residual add)"
+            f"{', '.join(chosen)} (and every norm, activation and residual add)"
         )
 
 
@@ -158,7 +164,7 @@ def to_fp8(
     )
     done = [n for n in chosen if is_quantized(converted.get_submodule(n).weight)]
     left = [n for n in chosen if n not in done]  # torchao declined them: say so, keep bf16
-    return Fp8Model(converted, tuple(done), (*kept, *odd, *left))
+    return Fp8Model(converted, tuple(done), (*kept, *odd, *left), tuple(odd))
 
 
 @dataclass(frozen=True)
