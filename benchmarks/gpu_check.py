@@ -11,6 +11,14 @@ of one mode and variant are timed in interleaved rounds.
 The targets (``summary``): inference MFU >= 0.65, training MFU >= 0.45, and our best step at
 least 1.05x faster than ``torch.compile(timm)``.
 
+Then fp8 inference against bf16 (issue 29 item 4; ``fp8`` in the JSON): the same model and
+batch, its Linears in fp8 by `mlpmixer.deploy.fp8.to_fp8` (torchao float8, per-row scales),
+against the same weights in bf16, eager and compiled: the speed ratio, top-1 agreement and
+the largest |logit difference| on the batch's random images (the model has its initial
+weights, with a random head: the zero head would make every logit 0; this checks the numerics,
+not accuracy). On a GPU without fp8 (compute capability < 8.9) the step is skipped with the
+reason; ``--dry-run`` runs it with a bf16 copy standing in for the fp8 model.
+
     python benchmarks/gpu_check.py --out benchmarks/results/gpu-check.json    # needs CUDA
     python benchmarks/gpu_check.py --dry-run --out /tmp/gpu-check.json        # CPU, seconds
 
@@ -41,6 +49,8 @@ from mlpmixer.bench.run import (
     training_step,
 )
 from mlpmixer.bench.timing import time_calls
+from mlpmixer.deploy import fp8
+from mlpmixer.errors import ConfigError
 from mlpmixer.fileio import atomic_write_text
 from mlpmixer.models import create_model, flops_per_image
 
@@ -163,6 +173,49 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def fp8_step(model: torch.nn.Module, args: argparse.Namespace) -> dict[str, Any]:
+    """fp8 against bf16 inference on ``args.device`` (see the module's docstring): one row per
+    variant (eager, compiled) in ``rows``, or ``skipped`` with the reason where fp8 cannot run
+    here (in a dry run, measured anyway with a bf16 stand-in: ``stand_in``)."""
+    device = torch.device(args.device)
+    reason = fp8.fp8_refusal(device)
+    if reason is not None and not args.dry_run:
+        return {"measured": False, "skipped": reason, "layers": {}}
+    model = _with_random_head(model)
+    reference = fp8.bf16_copy(model, device)
+    out: dict[str, Any] = {"measured": False, "skipped": reason, "layers": {}}
+    if reason is None:
+        try:
+            built = fp8.to_fp8(model, device)
+        except ConfigError as err:  # torchao is missing
+            return {**out, "skipped": str(err)}
+        candidate = built.model
+        out.update(measured=True, layers={"fp8": built.fp8_layers, "kept_bf16": built.kept_bf16})
+    else:  # the dry run: the measuring code runs; its numbers mean nothing
+        candidate, out["stand_in"] = fp8.stand_in(reference), "a bf16 copy (no fp8 here)"
+    cfg = model.config
+    g = torch.Generator().manual_seed(2)
+    images = torch.randn(args.batch_size, cfg.in_chans, *cfg.img_size, generator=g)
+    out["rows"] = []
+    for compiled in (False,) if args.no_compile else (False, True):
+        print(f"timing fp8 {'compiled' if compiled else 'eager'} ...", file=sys.stderr, flush=True)
+        check = fp8.measure(reference, candidate, images, args.batch_size, compiled,
+                            args.repeats, args.min_time)  # fmt: skip
+        out["rows"].append(check.to_dict())
+    return out
+
+
+def _with_random_head(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose classifier is random (std 0.02): a fresh model's head is zero,
+    and zero logits would hide any difference between fp8 and bf16."""
+    from mlpmixer.models.spec import family_spec
+
+    model = copy.deepcopy(model)
+    head = model.get_submodule(family_spec(model.config.family).classifier)
+    torch.nn.init.normal_(head.weight, std=0.02, generator=torch.Generator().manual_seed(1))
+    return model
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -185,6 +238,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         print(f"timing {'compiled' if compiled else 'eager'} ...", file=sys.stderr, flush=True)
         rows += time_variant(model, options, flops, peak.tflops)
+    try:
+        fp8_result = fp8_step(model, args)
+    except Exception as err:  # the bf16 rows above must not be lost; main() exits 1
+        fp8_result = {"measured": False, "skipped": None, "error": f"{type(err).__name__}: {err}"}
     return {
         "check": "gpu-check",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -197,6 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "tests": test_counts(args.junit),
         "runs": rows,
         "summary": summarize(rows),
+        "fp8": fp8_result,
     }
 
 
@@ -210,9 +268,19 @@ def main(argv: list[str] | None = None) -> int:
         s = result["summary"][mode]
         print(f"{mode}: MFU {s['mfu']}, vs timm {s['vs_timm']}, vs compiled timm "
               f"{s['vs_timm_compiled']}, met {s['met']}")  # fmt: skip
+    for row in result["fp8"].get("rows", []):
+        print(f"fp8 {'compiled' if row['compiled'] else 'eager'}: {row['speedup']:.2f}x bf16, "
+              f"top-1 agreement {row['top1_agreement']:.3f}, max |dlogit| "
+              f"{row['max_abs_dlogit']:.3g} (largest |logit| {row['max_abs_logit']:.3g})"
+              f"{' [stand-in]' if 'stand_in' in result['fp8'] else ''}")  # fmt: skip
+    if result["fp8"]["skipped"]:
+        print(f"fp8 not measured: {result['fp8']['skipped']}")
+    if "error" in result["fp8"]:
+        print(f"error: the fp8 step failed: {result['fp8']['error']}", file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)
     tests = result["tests"]
-    return 1 if tests and (tests["failed"] or tests["errors"]) else 0
+    failed = tests and (tests["failed"] or tests["errors"])
+    return 1 if failed or "error" in result["fp8"] else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The zoo's AS-MLP, Wave-MLP and Hire-MLP against the official code, same weights.
+"""The zoo's five families (AS-MLP, Wave-MLP, Hire-MLP, ViP, CycleMLP) against the official
+code, same weights.
 
 For each family: the official model and ours built with the same (small, and some full-size)
 configs; random weights (BatchNorm statistics included) drawn for the official model, loaded
@@ -7,11 +8,16 @@ the same images compared. Then, for every registered variant, the official model
 keys and shapes against ours, and its parameter count. Writes
 ``results/zoo-vs-official.json`` and prints one line per comparison.
 
-Set-up (both repositories are MIT; nothing of them is copied into this project)::
+Set-up (the four repositories are MIT; nothing of them is copied into this project)::
 
     git clone https://github.com/svip-lab/AS-MLP /tmp/AS-MLP
     git clone https://github.com/ggjy/Hire-Wave-MLP.pytorch /tmp/Hire-Wave-MLP
-    python benchmarks/zoo_vs_official.py /tmp/AS-MLP /tmp/Hire-Wave-MLP
+    git clone https://github.com/houqb/VisionPermutator /tmp/VisionPermutator
+    git clone https://github.com/ShoufaChen/CycleMLP /tmp/CycleMLP
+    python benchmarks/zoo_vs_official.py /tmp/AS-MLP /tmp/Hire-Wave-MLP /tmp/VisionPermutator /tmp/CycleMLP
+
+(The numbers in results/ came from the commits AS-MLP dd1eb4f, Hire-Wave-MLP 7ef7ddd,
+VisionPermutator 2cab2ce, CycleMLP 4e062a0.)
 
 Stubs: the official files import a few names from timm 0.3 (``DropPath``, ``to_2tuple``,
 ``trunc_normal_``, ``register_model``, ImageNet statistics) and AS-MLP's shift module imports
@@ -19,6 +25,15 @@ cupy. This script registers minimal stand-ins for those imports (DropPath as the
 comparison is in eval mode) and runs AS-MLP's shift through the official file's own torch
 fallback ``torch_shift`` (its CUDA kernel needs a GPU and cupy; the tests hold our shift to
 the kernel's definition with explicit loops).
+
+CycleMLP's ``CycleFC`` calls ``torchvision.ops.deform_conv2d``; torchvision is no dependency
+of this project, so `deform_conv2d` below is a plain-torch implementation of that operator's
+documented semantics (torchvision's docs and its CPU kernel's bilinear rule: sample the input
+at (y, x) = base position + kernel tap + learned offset, bilinearly, each of the four corners
+that lies outside the map counting 0, and 0 altogether when y <= -1, y >= H, x <= -1 or
+x >= W; then the convolution's weighted sum), written here independently of our model's
+shift code, and checked (`deform_conv_checks`) against ``F.conv2d`` at zero offsets and
+``F.grid_sample`` at fractional ones.
 """
 
 from __future__ import annotations
@@ -32,12 +47,96 @@ import types
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from mlpmixer.fileio import atomic_write_text
-from mlpmixer.models import as_mlp, hire_mlp, wave_mlp
+from mlpmixer.models import as_mlp, cyclemlp, hire_mlp, vip, wave_mlp
 
 RESULTS = Path(__file__).parent / "results" / "zoo-vs-official.json"
+
+
+def _bilinear(image: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """image (B, G, Cg, H, W) sampled at y, x (B, G, K, P): (B, G, Cg, K, P).
+
+    torchvision's rule: four corners weighted (1-ly)(1-lx), (1-ly)lx, ly(1-lx), ly·lx, a
+    corner outside the map counting 0; the whole sample 0 when y <= -1, y >= H, x <= -1 or
+    x >= W.
+    """
+    b, g, cg, h, w = image.shape
+    flat = image.reshape(b, g, cg, h * w)
+    y0, x0 = y.floor(), x.floor()
+    ly, lx = y - y0, x - x0
+    inside = (y > -1) & (y < h) & (x > -1) & (x < w)
+    total = torch.zeros(b, g, cg, *y.shape[2:], dtype=image.dtype)
+    for dy, dx, weight in [(0, 0, (1 - ly) * (1 - lx)), (0, 1, (1 - ly) * lx),
+                           (1, 0, ly * (1 - lx)), (1, 1, ly * lx)]:  # fmt: skip
+        yy, xx = (y0 + dy).long(), (x0 + dx).long()
+        valid = inside & (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        index = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).reshape(b, g, 1, -1)
+        values = torch.gather(flat, 3, index.expand(b, g, cg, index.shape[-1]))
+        values = values.reshape(b, g, cg, *y.shape[2:])
+        total = total + (weight * valid)[:, :, None] * values
+    return total
+
+
+def deform_conv2d(input, offset, weight, bias=None, stride=1, padding=0, dilation=1, mask=None):
+    """torchvision.ops.deform_conv2d's semantics in plain torch (a reference, not fast).
+
+    input (B, Cin, H, W); offset (B, 2·G·kh·kw, H', W'), channel 2(g·kh·kw + k) the dy and
+    2(g·kh·kw + k) + 1 the dx of offset group g at kernel tap k = i·kw + j; weight (Cout,
+    Cin/groups, kh, kw); mask (B, G·kh·kw, H', W') or None. Output (B, Cout, H', W').
+    """
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    b, cin, h, w = input.shape
+    cout, cin_group, kh, kw = weight.shape
+    taps, groups = kh * kw, cin // cin_group
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    offset_groups = offset.shape[1] // (2 * taps)
+    offset = offset.reshape(b, offset_groups, taps, 2, oh, ow)
+    i, j = torch.arange(kh).repeat_interleave(kw), torch.arange(kw).repeat(kh)  # tap k -> (i, j)
+    base_y = (torch.arange(oh) * sh - ph)[None, :, None] + (i * dh)[:, None, None]  # (K, H', 1)
+    base_x = (torch.arange(ow) * sw - pw)[None, None, :] + (j * dw)[:, None, None]  # (K, 1, W')
+    y = (base_y + offset[:, :, :, 0]).to(input.dtype).flatten(3)  # (B, G, K, H'·W')
+    x = (base_x + offset[:, :, :, 1]).to(input.dtype).flatten(3)
+    grouped = input.reshape(b, offset_groups, cin // offset_groups, h, w)
+    columns = _bilinear(grouped, y, x)  # (B, G, Cin/G, K, H'·W')
+    if mask is not None:
+        columns = columns * mask.reshape(b, offset_groups, 1, taps, oh * ow)
+    columns = columns.reshape(b, groups, cin_group * taps, oh * ow)
+    kernel = weight.reshape(groups, cout // groups, cin_group * taps)
+    out = torch.einsum("gok,bgkp->bgop", kernel, columns).reshape(b, cout, oh, ow)
+    return out if bias is None else out + bias[None, :, None, None]
+
+
+def deform_conv_checks() -> list[dict]:
+    """`deform_conv2d` against two independent torch operators."""
+    g = torch.Generator().manual_seed(5)
+    image = torch.randn(2, 6, 9, 11, generator=g, dtype=torch.float64)
+    weight = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64)
+    bias = torch.randn(4, generator=g, dtype=torch.float64)
+    zero = torch.zeros(2, 2 * 9, 5, 6, dtype=torch.float64)
+    got = deform_conv2d(image, zero, weight, bias, stride=2, padding=1)
+    want = F.conv2d(image, weight, bias, stride=2, padding=1, groups=2)
+    rows = [{"check": "zero offsets == conv2d (3x3, stride 2, pad 1, groups 2)",
+             "max_abs_diff": (got - want).abs().max().item()}]  # fmt: skip
+    # 1x1 kernel, one offset group per channel, fractional offsets reaching off the map:
+    # grid_sample (bilinear, zeros, align_corners) samples the same points by its own code.
+    offset = 4 * torch.randn(2, 2 * 6, 9, 11, generator=g, dtype=torch.float64)
+    eye = torch.eye(6, dtype=torch.float64)[:, :, None, None]
+    got = deform_conv2d(image, offset, eye)
+    rows_y = torch.arange(9, dtype=torch.float64)[:, None] + offset[:, 0::2]
+    cols_x = torch.arange(11, dtype=torch.float64)[None, :] + offset[:, 1::2]
+    grid = torch.stack([2 * cols_x / 10 - 1, 2 * rows_y / 8 - 1], -1)  # (B, C, H, W, 2)
+    want = torch.stack([F.grid_sample(image[:, c : c + 1], grid[:, c], align_corners=True)[:, 0]
+                        for c in range(6)], 1)  # fmt: skip
+    rows.append({"check": "fractional offsets == grid_sample (bilinear, zeros)",
+                 "max_abs_diff": (got - want).abs().max().item()})  # fmt: skip
+    for row in rows:
+        print(f"deform_conv2d reference: {row['check']}: max |diff| = {row['max_abs_diff']:.1e}")
+    return rows
 
 
 def install_stubs() -> None:
@@ -63,6 +162,8 @@ def install_stubs() -> None:
     registry.register_model = lambda f: f
     data = types.ModuleType("timm.data")
     data.IMAGENET_DEFAULT_MEAN, data.IMAGENET_DEFAULT_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # fmt: skip
+    ops = types.ModuleType("torchvision.ops.deform_conv")
+    ops.deform_conv2d = deform_conv2d
     cupy = types.ModuleType("cupy")
     cupy._util = types.SimpleNamespace(memoize=lambda **_kw: lambda f: f)
     for name, module in {
@@ -72,6 +173,9 @@ def install_stubs() -> None:
         "timm.models.layers.helpers": helpers,
         "timm.models.registry": registry,
         "timm.data": data,
+        "torchvision": types.ModuleType("torchvision"),
+        "torchvision.ops": types.ModuleType("torchvision.ops"),
+        "torchvision.ops.deform_conv": ops,
         "cupy": cupy,
     }.items():
         sys.modules[name] = module
@@ -100,13 +204,23 @@ def load_official(asmlp_dir: Path, hirewave_dir: Path):
     return asmlp.AS_MLP, wave, hire
 
 
+def load_vip_cycle(vip_dir: Path, cycle_dir: Path):
+    """(ViP module, CycleMLP module) from the checkouts (mmseg/mmdet absent: the official file
+    prints a note and registers no dense-prediction backbones)."""
+    return load(vip_dir / "models" / "vip.py", "vip_official"), load(
+        cycle_dir / "cycle_mlp.py", "cyclemlp_official"
+    )
+
+
 def randomize(model: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random weights scaled by 1/sqrt(fan-in), norm scales near 1, BatchNorm statistics."""
     g = torch.Generator().manual_seed(seed)
     state = {}
     for key, value in model.state_dict().items():
         shape = value.shape
-        if key.endswith("num_batches_tracked"):
+        if key.endswith(".offset"):  # CycleFC's fixed offsets: a constant, not a weight
+            state[key] = value.clone()
+        elif key.endswith("num_batches_tracked"):
             state[key] = torch.tensor(7)
         elif key.endswith("running_var"):
             state[key] = torch.rand(shape, generator=g, dtype=value.dtype) + 0.5
@@ -137,8 +251,10 @@ def compare(name: str, official: nn.Module, ours: nn.Module, size: tuple[int, in
         "max_abs_diff": (a - b).abs().max().item(),
         "max_abs_logit": a.abs().max().item(),
     }
+    row["relative"] = row["max_abs_diff"] / row["max_abs_logit"]
     print(f"{name:34s} {size} {row['dtype']}: max |official - ours| = "
-          f"{row['max_abs_diff']:.2e} (largest logit {row['max_abs_logit']:.1f})")  # fmt: skip
+          f"{row['max_abs_diff']:.2e} (largest logit {row['max_abs_logit']:.1f}, "
+          f"relative {row['relative']:.1e})")  # fmt: skip
     return row
 
 
@@ -226,15 +342,108 @@ def key_checks(AS_MLP, wave, hire) -> list[dict]:
     return rows
 
 
+# fmt: off
+VIP_SMALL = [
+    # (patch, img, layers, dims, transitions, segments, mlp ratios, qkv_bias, skip_lam)
+    (4, 32, (1, 2, 1, 1), (16, 24, 24, 32), (True, False, False), (8, 4, 4, 4), (3, 2, 3, 4),
+     False, 1.0),
+    (7, 28, (2, 1), (8, 16), (False,), (4, 4), (3, 3), True, 2.0),
+    (14, 56, (1, 1, 1), (12, 12, 24), (False, True), (4, 4, 2), (2, 3, 4), False, 1.0),
+]
+# fmt: on
+
+
+def vip_pair(official_vip, row, num_classes: int = 5):
+    """(official model, our model) for one `VIP_SMALL` row."""
+    patch, img, layers, dims, transitions, segments, ratios, bias, lam = row
+    official = official_vip.VisionPermutator(
+        list(layers), img_size=img, patch_size=patch, num_classes=num_classes,
+        embed_dims=list(dims), transitions=[*transitions, False], segment_dim=list(segments),
+        mlp_ratios=list(ratios), qkv_bias=bias, skip_lam=lam,
+    )  # fmt: skip
+    config = vip.VipConfig(
+        img_size=(img, img), patch_size=patch, depths=layers, embed_dims=dims,
+        transitions=transitions, segment_dims=segments, mlp_ratios=ratios, qkv_bias=bias,
+        skip_lam=lam, num_classes=num_classes,
+    )  # fmt: skip
+    return official, vip.VisionPermutator(config)
+
+
+CYCLE_SMALL = [
+    # (layers, dims, mlp ratios, qkv_bias, skip_lam)
+    ((1, 2, 1, 1), (8, 12, 16, 20), (4, 3, 2, 4), False, 1.0),
+    ((2, 1, 1, 2), (6, 10, 14, 18), (2, 4, 4, 3), True, 2.0),
+]
+
+
+def cycle_pair(official_cycle, row, size, num_classes: int = 5):
+    """(official model, our model) for one `CYCLE_SMALL` row at image size ``size``."""
+    layers, dims, ratios, bias, lam = row
+    official = official_cycle.CycleNet(
+        list(layers), embed_dims=list(dims), transitions=[True] * 4, mlp_ratios=list(ratios),
+        qkv_bias=bias, skip_lam=lam, num_classes=num_classes,
+    )  # fmt: skip
+    config = cyclemlp.CycleMlpConfig(
+        img_size=size, depths=layers, embed_dims=dims, mlp_ratios=ratios, qkv_bias=bias,
+        skip_lam=lam, num_classes=num_classes,
+    )  # fmt: skip
+    return official, cyclemlp.CycleNet(config)
+
+
+def vip_cycle_outputs(official_vip, official_cycle) -> list[dict]:
+    rows = []
+    for row in VIP_SMALL:
+        official, ours = vip_pair(official_vip, row)
+        rows.append(compare(f"vip small patch {row[0]} {len(row[2])} stages", official, ours,
+                            (row[1], row[1])))  # fmt: skip
+    for name in ("vip_s14", "vip_s7", "vip_m7", "vip_l7"):
+        build = getattr(official_vip, name)
+        ours = vip.VisionPermutator(vip.VARIANTS[name].replace(num_classes=10))
+        rows.append(compare(f"{name}, 10 classes", build(num_classes=10), ours, (224, 224)))
+    for row in CYCLE_SMALL:
+        for size in [(37, 61), (64, 64), (5, 9), (224, 224)]:
+            official, ours = cycle_pair(official_cycle, row, size)
+            rows.append(compare(f"cyclemlp small C={row[1][0]}", official, ours, size))
+    for name, sizes in [("cyclemlp_b1", [(224, 224), (256, 192)]), ("cyclemlp_b2", [(224, 224)]),
+                        ("cyclemlp_b5", [(224, 224)])]:  # fmt: skip
+        build = getattr(official_cycle, "CycleMLP_" + name[-2:].upper())
+        for size in sizes:
+            config = cyclemlp.VARIANTS[name].replace(num_classes=10, img_size=size)
+            rows.append(compare(f"{name}, 10 classes", build(num_classes=10),
+                                cyclemlp.CycleNet(config), size))  # fmt: skip
+    return rows
+
+
+def vip_cycle_keys(official_vip, official_cycle) -> list[dict]:
+    rows = []
+    for name, config in vip.VARIANTS.items():
+        official = getattr(official_vip, name)()
+        ours = on_meta(vip.VisionPermutator, config)
+        rows.append(same_keys(name, official, ours, vip.param_count(config)))
+    for name, config in cyclemlp.VARIANTS.items():
+        official = getattr(official_cycle, "CycleMLP_" + name[-2:].upper())()
+        ours = on_meta(cyclemlp.CycleNet, config)
+        rows.append(same_keys(name, official, ours, cyclemlp.param_count(config)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("asmlp", type=Path, help="a checkout of svip-lab/AS-MLP")
     parser.add_argument("hirewave", type=Path, help="a checkout of ggjy/Hire-Wave-MLP.pytorch")
+    parser.add_argument("vip", type=Path, help="a checkout of houqb/VisionPermutator")
+    parser.add_argument("cyclemlp", type=Path, help="a checkout of ShoufaChen/CycleMLP")
     args = parser.parse_args()
     torch.set_num_threads(1)
     install_stubs()
+    deform = deform_conv_checks()
     classes = load_official(args.asmlp, args.hirewave)
-    result = {"outputs": output_checks(*classes), "variants": key_checks(*classes)}
+    more = load_vip_cycle(args.vip, args.cyclemlp)
+    result = {
+        "deform_conv2d_reference": deform,
+        "outputs": output_checks(*classes) + vip_cycle_outputs(*more),
+        "variants": key_checks(*classes) + vip_cycle_keys(*more),
+    }
     atomic_write_text(RESULTS, json.dumps(result, indent=1) + "\n")
     print(f"wrote {RESULTS}")
 

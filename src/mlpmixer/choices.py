@@ -28,3 +28,9 @@ CHECKPOINT_FORMATS = (
     ("state_dict", True),  # torch.save(model.state_dict()) with this package's key names
 )
 WRITABLE_FORMATS = tuple(name for name, writes in CHECKPOINT_FORMATS if writes)  # `convert --to`
+
+# `mlpmixer quantize --method` (`mlpmixer.deploy.methods`): the int8 methods, for the CPU, and
+# the GPU ones (fp8, on CUDA GPUs of compute capability >= 8.9: `mlpmixer.deploy.fp8`); `auto`
+# chooses among the int8 ones
+INT8_METHODS = ("weight-only", "dynamic", "static")
+GPU_METHODS = ("fp8",)

@@ -107,6 +107,40 @@ def test_dry_run_writes_one_json_of_the_full_shape(tmp_path):
     for row in result["runs"]:
         assert row["step_ms"] > 0 and row["mfu"] > 0 and row["compiled"] is False
     assert set(result["summary"]) == {"targets", "infer", "train"}
+    # the fp8 step (issue 29 item 4) ran up to its refusal, then measured a bf16 stand-in
+    step = result["fp8"]
+    assert step["measured"] is False and "compute capability >= 8.9" in step["skipped"]
+    assert step["stand_in"] and [row["compiled"] for row in step["rows"]] == [False]
+    row = step["rows"][0]
+    assert row["batch"] == 2 and row["bf16_ms"] > 0 and row["fp8_ms"] > 0
+    assert row["top1_agreement"] == 1.0 and row["max_abs_dlogit"] == 0.0  # a copy of itself
+    assert row["max_abs_logit"] > 0  # the head is random: zero logits would compare nothing
+
+
+def test_a_failing_fp8_step_keeps_the_json_and_fails_the_check(tmp_path, monkeypatch):
+    gpu = _script()
+    monkeypatch.setattr(gpu, "time_variant", lambda *args: [])  # the bf16 rows: not the point
+
+    def broken(model, args):
+        raise RuntimeError("CUBLAS_STATUS_NOT_SUPPORTED")
+
+    monkeypatch.setattr(gpu, "fp8_step", broken)
+    out = tmp_path / "check.json"
+    assert gpu.main(["--dry-run", "--out", str(out)]) == 1
+    result = json.loads(out.read_text())
+    assert result["fp8"]["error"] == "RuntimeError: CUBLAS_STATUS_NOT_SUPPORTED"
+
+
+def test_on_a_gpu_without_fp8_the_step_is_skipped_with_the_reason(monkeypatch):
+    gpu = _script()
+    monkeypatch.setattr(gpu.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu.torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(gpu.torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    monkeypatch.setattr(gpu.torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100")
+    args = gpu.parse_args(["--no-compile"])  # a GPU "is here": the real settings
+    step = gpu.fp8_step(gpu.create_model("mixer_t4_28"), args)  # nothing is moved to the GPU
+    assert step == {"measured": False, "layers": {}, "skipped": step["skipped"]}
+    assert "NVIDIA A100 is 8.0" in step["skipped"] and "use bf16" in step["skipped"]
 
 
 @pytest.mark.slow

@@ -75,3 +75,67 @@ def test_models_pretrained_table_is_readable_when_piped():
     assert "…" not in result.output
     for line in ("resmlp_24_224.fb_distilled_in1k", "hf-hub:timm/resmlp_24_224.fb_distilled_in1k"):
         assert line in result.output
+
+
+# The zoo's weights as the official READMEs link them (read at ShoufaChen/CycleMLP 4e062a0,
+# ggjy/Hire-Wave-MLP.pytorch 7ef7ddd, houqb/VisionPermutator 2cab2ce, svip-lab/AS-MLP
+# dd1eb4f), spelled out whole here; "manual:" = a share page to download from by hand.
+HIRE_WAVE = "https://github.com/ggjy/Hire-Wave-MLP.pytorch/releases/download/"
+DRIVE = "manual:https://drive.google.com/file/d/{}/view?usp=sharing"
+SHAREPOINT = "manual:https://shanghaitecheducn-my.sharepoint.com/:u:/g/personal/liandz_shanghaitech_edu_cn/"  # fmt: skip
+ZOO_README_LINKS = {
+    "cyclemlp_b1": "https://github.com/ShoufaChen/CycleMLP/releases/download/v0.1/CycleMLP_B1.pth",
+    "cyclemlp_b2": "https://github.com/ShoufaChen/CycleMLP/releases/download/v0.1/CycleMLP_B2.pth",
+    "cyclemlp_b3": "https://github.com/ShoufaChen/CycleMLP/releases/download/v0.1/CycleMLP_B3.pth",
+    "cyclemlp_b4": "https://github.com/ShoufaChen/CycleMLP/releases/download/v0.1/CycleMLP_B4.pth",
+    "cyclemlp_b5": "https://github.com/ShoufaChen/CycleMLP/releases/download/v0.1/CycleMLP_B5.pth",
+    "hiremlp_tiny": HIRE_WAVE + "log/hire_mlp_tiny.pth",
+    "hiremlp_small": HIRE_WAVE + "log/hire_mlp_small.pth",
+    "hiremlp_base": HIRE_WAVE + "log/hire_mlp_base.pth",
+    "wavemlp_t_dw": HIRE_WAVE + "log-wave/WaveMLP_T_dw.pth.tar",
+    "wavemlp_t": HIRE_WAVE + "log-wave/WaveMLP_T.pth.tar",
+    "wavemlp_s": HIRE_WAVE + "log-wave/WaveMLP_S.pth.tar",
+    "wavemlp_m": HIRE_WAVE + "log-wave/WaveMLP_M.pth.tar",
+    "vip_s7": DRIVE.format("1cX6eauDrsGsLSZnqsX7cl0oiKX8Dzv5z"),
+    "vip_m7": DRIVE.format("15y5WMypthpbBFdc01E3mJCZit7q0Yn8m"),
+    "vip_l7": DRIVE.format("14F5IXGXmB_3jrwK33Efae-WEb5D_G85c"),
+    "asmlp_tiny": SHAREPOINT + "Eb2lPJI2BshEjJxf9CmRkCUBnB63Wj25-FVVc6zJvgRg6w?e=dEQd5q",
+    "asmlp_small": SHAREPOINT + "EVIbw8xHKk1Aq9MBQL-cRbIBVJA_hJE-HEVNf_GVgkw2iQ?e=QIIp2e",
+    "asmlp_base": SHAREPOINT + "EZVBFW_LKctLqgrnnINy88wBRtGFava9wp_65emsvVW2KQ?e=clNjuw",
+}
+ZOO = ("vip", "cyclemlp", "asmlp", "hiremlp", "wavemlp")
+
+
+def test_zoo_weights_are_the_links_of_the_official_readmes():
+    listed = [n for n in mlpmixer.list_models(pretrained=True) if n.startswith(ZOO)]
+    assert {n.split(".")[0] for n in listed} == set(ZOO_README_LINKS)
+    for name, link in ZOO_README_LINKS.items():
+        assert registry.pretrained_source(name) == link, name
+        assert weights_cfg(name, "official_in1k")["num_classes"] == 1000
+    # ViP's default_cfgs: crop 0.9 for S and M, 0.875 for L
+    assert [weights_cfg(f"vip_{s}7", "official_in1k")["crop_pct"] for s in "sml"] == [0.9, 0.9, 0.875]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["vip_s14", "hiremlp_large", "wavemlp_b"])
+def test_zoo_models_without_published_weights_say_so(name):
+    with pytest.raises(mlpmixer.ConfigError, match=f"no published weights for '{name}'"):
+        mlpmixer.create_model(name, pretrained=True)
+
+
+@pytest.mark.parametrize("name", [n for n, link in ZOO_README_LINKS.items() if "manual:" in link])
+def test_weights_on_share_pages_fail_in_one_line_naming_the_page(name, monkeypatch):
+    import mlpmixer.checkpoints as checkpoints
+
+    def no_download(*_args, **_kwargs):
+        raise AssertionError("a share page must not be handed to the loader")
+
+    monkeypatch.setattr(checkpoints, "load_model", no_download)
+    for call in (lambda: mlpmixer.create_model(name, pretrained=True),
+                 lambda: mlpmixer.create_model(f"{name}.official_in1k")):  # fmt: skip
+        with pytest.raises(mlpmixer.errors.CheckpointNotFoundError) as caught:
+            call()
+        message = str(caught.value)
+        assert "\n" not in message and caught.value.exit_code == 2
+        assert ZOO_README_LINKS[name].removeprefix("manual:") in message
+        assert "download the file by hand" in message
+        assert "mlpmixer.load_model(PATH)" in message and "--checkpoint PATH" in message

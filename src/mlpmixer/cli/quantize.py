@@ -1,4 +1,5 @@
-"""``mlpmixer quantize``: a checkpoint in int8 (weight-only, dynamic, static or auto)."""
+"""``mlpmixer quantize``: a checkpoint in int8 for the CPU (weight-only, dynamic, static or
+auto), or checked in fp8 on a GPU (nothing written: `deploy.fp8` builds it at load time)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import click
 
+from ..choices import GPU_METHODS, INT8_METHODS
 from .options import POSITIVE_INT, checkpoint_option
-from .printing import console, print_json
+from .printing import console, err_console, print_json
 from .root import cli
 
 
@@ -15,34 +17,49 @@ from .root import cli
 @checkpoint_option
 @click.option(
     "--method",
-    type=click.Choice(["weight-only", "dynamic", "static", "auto"]),
+    type=click.Choice([*INT8_METHODS, *GPU_METHODS, "auto"]),
     default="auto",
     show_default=True,
-    help="auto: the fastest method that beats fp32 on this machine (static where the CPU has "
-    "int8 units and --calibration is given).",
+    help="auto: the fastest int8 method that beats fp32 on this machine (static where the CPU "
+    "has int8 units and --calibration is given). fp8: a GPU of compute capability >= 8.9.",
 )
 @click.option("--calibration", default=None, metavar="DATA",
-              help="Data set whose training images fix static int8's activation ranges "
-              "(any --dataset value of train).")  # fmt: skip
+              help="Data set whose training images fix static int8's activation ranges, or that "
+              "fp8 is checked on (any --dataset value of train).")  # fmt: skip
 @click.option("--calibration-images", type=POSITIVE_INT, default=512, show_default=True,
               help="How many (a random sample).")  # fmt: skip
 @click.option("--keep-float", multiple=True, metavar="MODULE",
               help="Also keep this module in float, e.g. blocks.0.token_mixing (repeatable); "
               "the stem and the head always are.")  # fmt: skip
-@click.option("--force", is_flag=True, help="Quantize even where the method is slower than fp32.")
-@click.option(
-    "--out", required=True, help="Folder to write (quantized.safetensors + quantized.json)."
-)
+@click.option("--force", is_flag=True, help="Quantize even where the method is slower than "
+              "fp32 (fp8: than bf16).")  # fmt: skip
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+              help="Where the model will run; auto: the method's (cpu for int8, cuda for fp8). "
+              "cpu, cuda, cuda:N; int8 on a GPU is refused.")  # fmt: skip
+@click.option("--out", default=None, help="Folder to write (quantized.safetensors + "
+              "quantized.json); required for int8, not taken by fp8 (nothing is written).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def quantize(checkpoint: str, method: str, calibration: str | None, calibration_images: int,
-             keep_float: tuple[str, ...], force: bool, out: str, as_json: bool) -> None:  # fmt: skip
-    """Quantize a model to int8 for CPU inference, and say why the method was chosen.
+             keep_float: tuple[str, ...], force: bool, device: str, out: str | None,
+             as_json: bool) -> None:  # fmt: skip
+    """Quantize a model to int8 for CPU inference, and say why the method was chosen; or check
+    it in fp8 on a GPU.
 
     No method is used where it runs slower than fp32 on this machine: weight-only and dynamic
     are timed on the model, static is decided from the CPU (VNNI/AMX int8 units); a slower
-    one is refused with its measured ratio (exit 2) unless --force. Needs torchao:
-    pip install 'mlpmixer[int8]'.
+    one is refused with its measured ratio (exit 2) unless --force. fp8 (GPUs of compute
+    capability >= 8.9) is checked against bf16 (agreement, speed) and not written: it is
+    built from the float checkpoint at load time (mlpmixer.deploy.fp8.to_fp8). Where neither
+    can help (fp8 without such a GPU, int8 on a GPU) it says what to use instead (exit 2).
+    Needs torchao: pip install 'mlpmixer[int8]'.
     """
+    if method in GPU_METHODS:
+        _fp8(checkpoint, "cuda" if device == "auto" else device, calibration, calibration_images, keep_float, force,
+             out, as_json)  # fmt: skip
+        return
+    _int8_device(method, device)
+    if out is None:
+        raise click.MissingParameter(param_type="option", param_hint="'--out'")
     from ..checkpoints import load_model
     from ..deploy import detect, save_quantized
     from ..deploy import quantize as int8
@@ -105,8 +122,102 @@ def quantize(checkpoint: str, method: str, calibration: str | None, calibration_
         console.print(line, highlight=False, soft_wrap=True)
 
 
-def _random_images(model):  # type: ignore[no-untyped-def]
+def _random_images(model, count: int = 16):  # type: ignore[no-untyped-def]
     import torch
 
     cfg = model.config
-    return torch.randn(16, cfg.in_chans, *cfg.img_size, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(count, cfg.in_chans, *cfg.img_size, generator=g)
+
+
+def _int8_device(method: str, device: str) -> None:
+    """int8 runs on the CPU: refuse a GPU device; on a machine with a GPU, say what serves it."""
+    import torch
+
+    from ..deploy.fp8 import int8_on_gpu_refusal, parse_device
+    from ..errors import ConfigError
+
+    if device != "auto" and parse_device(device).type != "cpu":
+        raise ConfigError(int8_on_gpu_refusal(method))
+    if device == "auto" and torch.cuda.is_available():
+        err_console.print(
+            "note: the int8 model runs on the CPU; for inference on this machine's GPU use "
+            "--method fp8 (compute capability >= 8.9) or bf16 (--precision bf16)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+FP8_BATCH = 256  # the step timed against bf16: a GPU needs a full batch to show its speed
+
+
+def _fp8(checkpoint: str, device: str, calibration: str | None, calibration_images: int,
+         keep_float: tuple[str, ...], force: bool, out: str | None, as_json: bool) -> None:  # fmt: skip
+    """fp8 on ``device``: refused in one line where it has no fp8, else built from the float
+    checkpoint, checked against bf16 (agreement, eager speed at batch 256) and reported."""
+    from ..checkpoints import load_model
+    from ..checkpoints.formats.int8 import is_int8, refuse_int8
+    from ..deploy import fp8
+    from ..deploy.calibration import calibration_images as read_calibration
+    from ..deploy.plain import default_keep
+    from ..errors import ConfigError
+
+    fp8.check_fp8_device(device)  # before anything is read: the hardware is the first answer
+    if out is not None:
+        raise click.BadParameter(
+            "an fp8 model is not written: it is built from the float checkpoint when loaded "
+            "(mlpmixer.deploy.fp8.to_fp8); drop --out",
+            param_hint="--out",
+        )
+    model = load_model(checkpoint).eval()
+    if is_int8(model):
+        raise refuse_int8("made fp8", checkpoint)
+    built = fp8.to_fp8(model, device, keep=(*default_keep(model), *keep_float))
+    reference = fp8.bf16_copy(model, device)
+    if calibration is not None:
+        images = read_calibration(model.config, calibration, calibration_images)
+    else:
+        images = _random_images(model, FP8_BATCH)
+    # agreement on every image; the first FP8_BATCH of them (or all, if fewer) are timed
+    check = fp8.measure(reference, built.model, images, batch=FP8_BATCH)
+    if check.speedup < 1.0 and not force:
+        raise ConfigError(
+            f"fp8 would be slower than bf16 here: measured {check.speedup:.2f}x bf16 at batch "
+            f"{check.batch} (eager); serve bf16, or --force to report it anyway"
+        )
+    report = {
+        "checkpoint": checkpoint,
+        "method": "fp8",
+        "device": str(device),
+        "gpu": _device_name(device),
+        "written": None,
+        "fp8_layers": len(built.fp8_layers),
+        "kept_in_bf16": list(built.kept_bf16),
+        "forced": force and check.speedup < 1.0,
+        **check.to_dict(),
+    }
+    if as_json:
+        print_json(report)
+    else:
+        _print_fp8(built, check, report, "calibration" if calibration is not None else "random")
+
+
+def _print_fp8(built, check, report: dict, source: str) -> None:  # type: ignore[no-untyped-def]
+    """The fp8 report in three lines: the layers, the check against bf16, what to load."""
+    for line in (
+        f"{built.describe()} on {report['gpu']}",
+        f"against bf16 on {check.images} {source} images: top-1 agreement "
+        f"{100 * check.top1_agreement:.1f}%, max |logit difference| {check.max_abs_dlogit:.2e} "
+        f"(largest |logit| {check.max_abs_logit:.2f}); {check.speedup:.2f}x bf16 at batch "
+        f"{check.batch}, eager",
+        "nothing written: fp8 is built from the float checkpoint when loaded: "
+        f"mlpmixer.deploy.fp8.to_fp8(mlpmixer.load_model({report['checkpoint']!r})).model",
+    ):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    where = torch.device(device)
+    return torch.cuda.get_device_name(where) if where.type == "cuda" else where.type

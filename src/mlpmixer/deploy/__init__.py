@@ -1,4 +1,4 @@
-"""Deployment: int8 Mixers on CPU (issue 29).
+"""Deployment: int8 Mixers on CPU, fp8 on GPUs (issue 29).
 
 One concept per module: `methods` (the method names and what each keeps in float), `extra`
 (the optional torchao dependency), `plain` (the float model the quantizers start from),
@@ -6,7 +6,8 @@ One concept per module: `methods` (the method names and what each keeps in float
 calibration), `quantize` (the entry point and the `QuantizedMixer` it returns), `storage`
 (the pickle-free file format: safetensors + a JSON manifest), `calibration` (images from a
 data set), `accuracy` (quantized against fp32), `sensitivity` (which Linears hurt), `speed`
-(measured ratios against fp32) and `choose` (``--method auto``).
+(measured ratios against fp32), `choose` (``--method auto``) and `fp8` (fp8 on GPUs of compute
+capability >= 8.9, and what to use where neither fp8 nor int8 helps).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ on the Hugging Face hub, ``official_*`` tags Google's original .npz files (bucke
 ``mixer_models``: folders imagenet21k, imagenet1k, sam). Each entry records what the weights
 expect: number of classes and preprocessing (mean, std, interpolation, crop_pct), as timm's
 ``pretrained_cfg`` states them. The first tag of a model is its default for
-``pretrained=True``. Downloading is `mlpmixer.checkpoints`' business.
+``pretrained=True``. Downloading is `mlpmixer.checkpoints`' business; a ``manual:`` source
+(`manual_page`) is a web page no program can download from (ViP's Google Drive, AS-MLP's
+OneDrive), which `create_model` refuses, naming the page.
 """
 
 from __future__ import annotations
@@ -65,11 +67,20 @@ TABLE: dict[str, list[tuple[str, str, int, str]]] = {
     ],
 }
 
-# The zoo's official releases (GitHub release assets, read by checkpoints/formats/zoo.py); no
-# checksums are published. ViP's weights are on Google Drive and AS-MLP's on OneDrive (no
-# direct links); Wave-MLP's release names follow its log-wave release.
+# The zoo's official weights, as each family's README links them (checked against the READMEs
+# of ShoufaChen/CycleMLP 4e062a0, ggjy/Hire-Wave-MLP.pytorch 7ef7ddd, houqb/VisionPermutator
+# 2cab2ce, svip-lab/AS-MLP dd1eb4f). None of the READMEs publishes a checksum. CycleMLP,
+# Hire-MLP and Wave-MLP are GitHub release assets (read by checkpoints/formats/zoo.py);
+# Hire-MLP-Large, Wave-MLP-B and ViP-Small/14 have no published weights. ViP's are on Google
+# Drive and AS-MLP's on OneDrive: share pages, not files, so they are ``MANUAL`` sources that
+# `create_model(..., pretrained=True)` refuses with the page to download from.
 CYCLEMLP = "https://github.com/ShoufaChen/CycleMLP/releases/download/v0.1"
 HIRE_WAVE = "https://github.com/ggjy/Hire-Wave-MLP.pytorch/releases/download"
+MANUAL = "manual:"  # + the page a person downloads the file from
+GOOGLE_DRIVE = "https://drive.google.com/file/d/{}/view?usp=sharing"
+ONEDRIVE = (
+    "https://shanghaitecheducn-my.sharepoint.com/:u:/g/personal/liandz_shanghaitech_edu_cn/{}"
+)
 TABLE.update(
     {
         f"cyclemlp_b{i}": [("official_in1k", f"{CYCLEMLP}/CycleMLP_B{i}.pth", 1000, "imagenet")]
@@ -97,6 +108,31 @@ TABLE.update(
         for size in ("T_dw", "T", "S", "M")
     }
 )
+TABLE.update(
+    {  # ViP's default_cfgs: crop 0.9 for ViP_S / ViP_M, 0.875 for ViP_L
+        name: [("official_in1k", MANUAL + GOOGLE_DRIVE.format(file_id), 1000, preset)]
+        for name, file_id, preset in [
+            ("vip_s7", "1cX6eauDrsGsLSZnqsX7cl0oiKX8Dzv5z", "imagenet_crop90"),
+            ("vip_m7", "15y5WMypthpbBFdc01E3mJCZit7q0Yn8m", "imagenet_crop90"),
+            ("vip_l7", "14F5IXGXmB_3jrwK33Efae-WEb5D_G85c", "imagenet"),
+        ]
+    }
+)
+TABLE.update(
+    {  # Swin's evaluation (AS-MLP's config.py): resize to 256/224, centre crop, bicubic
+        name: [("official_in1k", MANUAL + ONEDRIVE.format(share), 1000, "imagenet")]
+        for name, share in [
+            ("asmlp_tiny", "Eb2lPJI2BshEjJxf9CmRkCUBnB63Wj25-FVVc6zJvgRg6w?e=dEQd5q"),
+            ("asmlp_small", "EVIbw8xHKk1Aq9MBQL-cRbIBVJA_hJE-HEVNf_GVgkw2iQ?e=QIIp2e"),
+            ("asmlp_base", "EZVBFW_LKctLqgrnnINy88wBRtGFava9wp_65emsvVW2KQ?e=clNjuw"),
+        ]
+    }
+)
+
+
+def manual_page(source: str) -> str | None:
+    """The page to download a ``MANUAL`` source from by hand; None for any other source."""
+    return source.removeprefix(MANUAL) if source.startswith(MANUAL) else None
 
 
 def source_of(model: str, tag: str, source: str) -> str:

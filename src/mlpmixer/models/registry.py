@@ -17,12 +17,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import CheckpointNotFoundError, ConfigError
 from . import as_mlp, cyclemlp, gmixer, gmlp, hire_mlp, mixer, resmlp, vip, wave_mlp  # noqa: F401  (the built-in families: their specs)
 from .base import MlpFamilyModel, build_model
 from .config import MixerConfig
 from .features import FeatureGetter
-from .pretrained import sources
+from .pretrained import manual_page, sources
 from .spec import FamilySpec, families
 from .state_fit import replaced
 from .timm_families import register_family
@@ -238,8 +238,16 @@ def _create(
     base = resolve_name(base)
     if not (pretrained or tag):
         return build_model(model_config(base, **overrides))
+    source = pretrained_source(base, tag or None)
+    page = manual_page(source)
+    if page is not None:  # a share page (Google Drive, OneDrive), not a file
+        raise CheckpointNotFoundError(
+            f"{base}: its official weights cannot be downloaded by a program; download the "
+            f"file by hand from {page} and pass its path: mlpmixer.load_model(PATH) "
+            f"(command line: --checkpoint PATH)"
+        )
     # checkpoints/ builds on models/ (and may download): imported at the call, when weights
     # are asked for, never by importing models/
     from ..checkpoints import load_model
 
-    return load_model(pretrained_source(base, tag or None), reset_head=reset_head, **overrides)
+    return load_model(source, reset_head=reset_head, **overrides)
