@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -59,3 +61,43 @@ def test_no_decay_keeps_two_groups_and_bad_values_are_refused():
     with pytest.raises(ConfigError, match="train.layer_decay"):
         validate(config)
     assert torch.is_tensor(model.head.weight)
+
+
+# the zoo's pyramids: tiny configs, several blocks in some stages
+ZOO_SMALL = {
+    "vip_s7": {"img_size": 8, "patch_size": 4, "depths": [2, 1], "embed_dims": [8, 8],
+               "transitions": [False], "segment_dims": [2, 2], "mlp_ratios": [2, 2]},
+    "cyclemlp_b1": {"img_size": 32, "depths": [2, 1, 1, 2], "embed_dims": [8, 8, 16, 16]},
+    "asmlp_tiny": {"img_size": 32, "depths": [2, 1, 2, 1], "embed_dim": 8},
+    "wavemlp_t": {"img_size": 32, "depths": [1, 2, 1, 1], "embed_dims": [8, 8, 16, 16]},
+    "hiremlp_tiny": {"img_size": 32, "depths": [1, 1, 2, 1], "embed_dims": [8, 8, 16, 16]},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(ZOO_SMALL))
+def test_staged_models_decay_every_block_by_its_depth_through_the_stages(name):
+    """Every parameter gets a group; the stem has the smallest LR, each block of each stage
+    (in forward order: the stages' blocks from `blocks`) a larger one than the block before,
+    the final norm and the head the full LR. (The ids once came from ``len(model.blocks)``,
+    the number of stages: a late stage got a larger id than the head.)"""
+    from mlpmixer.models.params import layer_ids
+
+    model = create_model(name, **ZOO_SMALL[name])
+    lr, decay = 0.1, 0.5
+    optimizer = build_optimizer(model, OptimSection(name="sgd", lr=lr, weight_decay=0.01), decay)
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    assert set(lr_of) == {id(p) for p in model.parameters()}
+    blocks = [block for stage in model.blocks for block in stage]
+    block_lrs = []
+    for block in blocks:
+        lrs = {lr_of[id(p)] for p in block.parameters()}
+        assert len(lrs) == 1  # a block is one layer
+        block_lrs.append(lrs.pop())
+    stem = min(lr_of[id(p)] for p in model.patch_embed.parameters())
+    top = {lr_of[id(p)] for p in [*model.norm.parameters(), *model.head.parameters()]}
+    assert top == {lr}
+    assert stem < block_lrs[0] and block_lrs[-1] < lr
+    assert all(a < b for a, b in itertools.pairwise(block_lrs))  # deeper, larger
+    ids = layer_ids(model)
+    assert min(ids.values()) == 0 and max(ids.values()) == ids["head.weight"] == ids["norm.weight"]

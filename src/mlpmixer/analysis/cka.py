@@ -1,4 +1,4 @@
-"""Linear CKA (Kornblith et al., 2019) between the layers of one or two Mixers.
+"""Linear CKA (Kornblith et al., 2019) between the layers of one or two models (any family).
 
 For representations X (n, p) and Y (n, q) of the same n images, with H = I - 11ᵀ/n:
 
@@ -8,8 +8,10 @@ which equals ||Ycᵀ Xc||²_F / (||Xcᵀ Xc||_F ||Ycᵀ Yc||_F) for centred Xc, 
 X = Y, and invariant to orthogonal transforms and isotropic scaling of either side. Working
 with the n×n Gram matrices keeps the cost independent of the width p = S·C.
 
-A Mixer's layers here are the stem output and each block's output, each flattened to
-(n, S·C) (all tokens, as in studies of ViT representations).
+A model's layers here are the stem output and each block's output (`layer_outputs`), each
+flattened to one vector per image, (n, S·C) (all tokens, as in studies of ViT
+representations). For the zoo's pyramids the blocks are those of every stage in forward
+order, numbered on through the stages, each flattened likewise to (n, H_i·W_i·C_i).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..models.base import MlpFamilyModel
 from ..progress import counted
 
 log = logging.getLogger(__name__)
@@ -50,28 +51,23 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
 @torch.no_grad()
 def layer_grams(
-    model: MlpFamilyModel, images: torch.Tensor, batch_size: int = 128
+    model: Any, images: torch.Tensor, batch_size: int = 128
 ) -> tuple[list[str], list[torch.Tensor]]:
     """Names ["stem", "block 1", ...] and the centred Gram matrix (n, n) of each layer's output.
 
-    Activations (n, S·C) are collected per layer in float32 (n·S·C·4 bytes per layer), then
-    reduced to Gram matrices.
+    ``model``: any family's (its ``layer_outputs``). Activations (n, p) are collected per
+    layer in float32 (n·p·4 bytes per layer), then reduced to Gram matrices.
     """
-    if not isinstance(model, MlpFamilyModel):  # the zoo's pyramids: no stem, no token axis
-        raise ConfigError(f"analyze cka compares the stem and block outputs of an isotropic "
-                          f"MLP (Mixer, gMixer, ResMLP, gMLP); family {model.config.family!r} "
-                          f"is a pyramid of stages")  # fmt: skip
     model.eval()
     device = next(model.parameters()).device
-    names = ["stem"] + [f"block {i + 1}" for i in range(len(model.blocks))]
-    outputs: list[list[torch.Tensor]] = [[] for _ in names]
+    outputs: list[list[torch.Tensor]] = []
     starts = range(0, len(images), batch_size)
     for start in counted(starts, log, "CKA: activations of every layer"):
-        x = images[start : start + batch_size].to(device)
-        # timm's API gives every block's output (B, S, C); the stem's is one more matmul
-        blocks = model.forward_intermediates(x, output_fmt="NLC", intermediates_only=True)
-        for out, layer in zip(outputs, [model.stem(x), *blocks], strict=True):
+        layers = model.layer_outputs(images[start : start + batch_size].to(device))
+        outputs = outputs or [[] for _ in layers]
+        for out, layer in zip(outputs, layers, strict=True):
             out.append(layer.float().flatten(1).cpu())
+    names = ["stem"] + [f"block {i}" for i in range(1, len(outputs))]
     return names, [centered_gram(torch.cat(out)) for out in outputs]
 
 
@@ -87,9 +83,9 @@ class CkaResult:
 
 
 def cka_matrix(
-    model_a: MlpFamilyModel,
+    model_a: Any,
     images: torch.Tensor,
-    model_b: MlpFamilyModel | None = None,
+    model_b: Any = None,
     batch_size: int = 128,
 ) -> CkaResult:
     """Linear CKA between every pair of layers of ``model_a`` (and ``model_b``, if given).

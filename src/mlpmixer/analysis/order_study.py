@@ -1,8 +1,9 @@
-"""The order-invariance experiment: Mixer and a CNN on original and permuted pixels.
+"""The order-invariance experiment: a model of any family and a CNN on original and permuted
+pixels.
 
 `order_invariance_study` trains each model on the three `VARIANTS` of the same data (same
 seed, same batch order, same permutation for train and test images) and reports test top-1.
-It also runs the exact check: a Mixer initialised with the seed, and its folded copy
+Where the family has a fold (`foldable`: Mixer, gMixer) it also runs the exact check: a Mixer initialised with the seed, and its folded copy
 (`fold_permutation`), trained on original and patch+pixel-permuted images in float64 end
 up as the same network, permuted — compared weight by weight and logit by logit.
 """
@@ -17,11 +18,11 @@ import torch
 
 from ..errors import ConfigError
 from ..models.config import MixerConfig
-from ..models.mixer import MlpMixer
+from ..models.family import build_model
 from ..progress import Ticker
 from .baseline_cnn import SmallCnn
 from .fit import accuracy, fit, predict_logits, steps_per_epoch
-from .permutation import VARIANTS, Permutations, fold_permutation
+from .permutation import VARIANTS, Permutations, fold_permutation, foldable, study_patch
 
 log = logging.getLogger(__name__)  # progress: one line per training (the CLI shows it)
 
@@ -58,13 +59,14 @@ class StudyInterrupted(KeyboardInterrupt):
         self.partial = partial
 
 
-def _new_mixer(config: MixerConfig, seed: int, dtype: torch.dtype = torch.float32) -> MlpMixer:
+def _new_model(config: Any, seed: int, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A fresh model of ``config.family``, initialised from ``seed``."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return MlpMixer(config).to(dtype)
+        return build_model(config).to(dtype)
 
 
-def _new_cnn(config: MixerConfig, width: int, seed: int) -> SmallCnn:
+def _new_cnn(config: Any, width: int, seed: int) -> SmallCnn:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return SmallCnn(config.in_chans, config.num_classes, width)
@@ -87,7 +89,7 @@ def exact_check(
     float64 rounding.
     """
     images, labels = train[0].double(), train[1]
-    plain = _new_mixer(config, seed, torch.float64).to(images.device)
+    plain = _new_model(config, seed, torch.float64).to(images.device)
     permuted = fold_permutation(plain, perms)
     fit(plain, images, labels, epochs, seed=seed, on_step=on_step, **fit_options)
     fit(permuted, perms.apply(images, "patch+pixel"), labels, epochs, seed=seed,
@@ -112,12 +114,12 @@ def exact_check(
 def order_invariance_study(
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
-    config: MixerConfig,
+    config: Any,
     epochs: int = 30,
     cnn_width: int = 32,
     seed: int = 0,
     exact_epochs: int = 1,
-    models: tuple[str, ...] = ("mixer", "cnn"),
+    models: tuple[str, ...] | None = None,
     device: str | torch.device = "cpu",
     **fit_options: Any,
 ) -> StudyResult:
@@ -125,21 +127,29 @@ def order_invariance_study(
 
     ``train`` and ``test`` are (images (N, C, H, W) normalised, labels (N,)) at the
     config's resolution; ``fit_options`` go to `fit` (batch_size, lr, weight_decay).
-    ``exact_epochs=0`` skips the exact check. Models and images live on ``device``.
+    ``models``: among (the config's family, "cnn"), default both; results are keyed by
+    these names. ``exact_epochs=0`` skips the exact check, as does a family without a fold
+    (`foldable`; ``settings["exact"]`` says why). Models and images live on ``device``.
     """
     (train_x, train_y), (test_x, test_y) = ((t.to(device) for t in pair) for pair in (train, test))
     if tuple(train_x.shape[1:]) != (config.in_chans, *config.img_size):
         raise ConfigError(
-            f"images of shape {tuple(train_x.shape[1:])} do not fit the Mixer config "
+            f"images of shape {tuple(train_x.shape[1:])} do not fit the model config "
             f"({config.in_chans}, {config.img_size[0]}, {config.img_size[1]})"
         )
-    unknown = set(models) - {"mixer", "cnn"}
+    family = config.family
+    models = (family, "cnn") if models is None else tuple(models)
+    unknown = set(models) - {family, "cnn"}
     if unknown:
-        raise ConfigError(f"models must be among ('mixer', 'cnn'), got {sorted(unknown)}")
-    perms = Permutations.random(config.img_size, config.patch_size, seed)
+        raise ConfigError(f"models must be among ({family!r}, 'cnn'), got {sorted(unknown)}")
+    perms = Permutations.random(config.img_size, study_patch(config), seed)
     results: dict[str, dict[str, float]] = {name: {} for name in models}
     settings = {"epochs": epochs, "seed": seed, "cnn_width": cnn_width, **fit_options}
     settings["device"] = str(device)
+    if exact_epochs > 0 and not foldable(_new_model(config, seed)):
+        settings["exact"] = (f"not run: no fold of the permutation into {family!r} weights "
+                             f"is written (Mixer and gMixer have one)")  # fmt: skip
+        exact_epochs = 0
     partial = StudyResult(results, None, len(train_x), len(test_x), settings, complete=False)
     steps = steps_per_epoch(len(train_x), fit_options.get("batch_size", 64))
     total = steps * (epochs * len(models) * len(VARIANTS) + 2 * exact_epochs)
@@ -149,8 +159,8 @@ def order_invariance_study(
                 for variant in VARIANTS:
                     ticker.advance(0, f"training {name} on {variant} images", force=True)
                     model = (
-                        _new_mixer(config, seed)
-                        if name == "mixer"
+                        _new_model(config, seed)
+                        if name == family
                         else _new_cnn(config, cnn_width, seed)
                     ).to(device)
                     on_step = _stepper(ticker, f"{name} on {variant}", epochs)

@@ -7,6 +7,9 @@ Three versions of a data set are compared:
   and the pixels inside every patch by one fixed permutation of the P·P positions;
 * ``global``: one fixed permutation of all H·W pixel positions.
 
+The patches are the model's: a Mixer-family model's ``patch_size``, a pyramid's first-level
+stride (`study_patch`), so that the study runs for every family (the paper's for the Mixer).
+
 Mixer treats patches as an unordered set of tokens and each patch as a flat vector, so a
 patch+pixel permutation can be folded into its weights: with the stem's columns permuted by
 the pixel permutation and the token-mixing weights by the patch permutation (`fold_permutation`),
@@ -20,12 +23,38 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from ..errors import ConfigError
+from ..models.config import to_pair
+from ..models.family import build_model
 from ..models.mixer import MlpMixer
 
 VARIANTS = ("original", "patch+pixel", "global")
+
+
+def study_patch(config: Any) -> tuple[int, int]:
+    """The patch the patch+pixel permutation cuts images into: the config's ``patch_size``
+    (the Mixer families, ViP, AS-MLP), else the stride of the model's first pyramid level
+    (CycleMLP's, Wave-MLP's and Hire-MLP's overlapping stems). A `ConfigError` unless it
+    divides the image size."""
+    patch = getattr(config, "patch_size", None)
+    if patch is None:
+        patch = build_model(config).feature_info[0]["reduction"]
+    patch = to_pair(patch, "patch_size")
+    if any(size % p for size, p in zip(config.img_size, patch, strict=True)):
+        raise ConfigError(f"img_size {tuple(config.img_size)} is no multiple of the study's "
+                          f"patch {patch}")  # fmt: skip
+    return patch
+
+
+def foldable(model: torch.nn.Module) -> bool:
+    """Whether `fold_permutation` is written for ``model``: a Mixer (or gMixer) — a patch
+    stem and token MLPs ``fc1``/``fc2``. Other families' token mixing (S x S gates, shifts,
+    convolutions) has no fold here, and the study runs without the exact check."""
+    return isinstance(model, MlpMixer)
 
 
 @dataclass(frozen=True)

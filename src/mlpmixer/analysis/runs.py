@@ -29,8 +29,8 @@ from ..models.registry import model_config
 from .cka import cka_matrix
 from .figures import cka_figure, order_study_figure, save_figure, token_mixing_figure
 from .order_study import StudyInterrupted, StudyResult, order_invariance_study
-from .permutation import VARIANTS, Permutations
-from .token_mixing import analyze_token_mixing
+from .permutation import VARIANTS, Permutations, study_patch
+from .token_mixing import analyze_token_mixing, require_token_weight
 
 log = logging.getLogger(__name__)
 MIN_TEST_PER_CLASS = 10  # fewer test images per class: accuracies move in coarse steps
@@ -44,6 +44,7 @@ def token_mixing_run(
 ) -> dict[str, Any]:
     """Token-mixing units of ``blocks`` (1-based, clipped to the model's depth): tokens.json/png."""
     model = as_float_model(checkpoint, "analysed")
+    require_token_weight(model, "analyze tokens")  # before reading blocks: the zoo has stages
     depth = len(model.blocks)
     wanted = [b for b in blocks if 1 <= b <= depth] or [1]
     if any(b < 1 for b in blocks):
@@ -189,15 +190,16 @@ def _permutation_outputs(
     out_dir: str | os.PathLike[str],
 ) -> dict[str, Any]:  # fmt: skip
     """permutation.png and permutation.json of a study (``partial: true`` if it stopped)."""
-    perms = Permutations.random(config.img_size, config.patch_size, result.settings["seed"])
+    patch = study_patch(config)
+    perms = Permutations.random(config.img_size, patch, result.settings["seed"])
     mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (info.mean, info.std))
     pictures = [_picture(perms.apply(test_x[:1] * std + mean, v)[0]) for v in VARIANTS]
     out = Path(out_dir)
     stopped = "" if result.complete else ", stopped early"
     fig = order_study_figure(
         result.accuracy, pictures, VARIANTS,
-        title=f"{info.name}: fixed pixel permutations, {config.patch_size[0]}x"
-        f"{config.patch_size[1]} patches ({result.settings['epochs']} epochs, "
+        title=f"{info.name}: fixed pixel permutations, {patch[0]}x{patch[1]} patches "
+        f"({result.settings['epochs']} epochs, "
         f"{result.num_train} training images{stopped})",
     )  # fmt: skip
     save_figure(fig, out / "permutation.png")

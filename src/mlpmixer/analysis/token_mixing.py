@@ -27,12 +27,20 @@ from ..models.spec import families, family_spec
 
 def require_token_weight(model: Any, command: str) -> None:
     """A one-line `ConfigError` naming the family where ``model`` has no token-mixing weight
-    over a patch grid (the zoo's pyramids: ViP, CycleMLP, AS-MLP, Wave-MLP, Hire-MLP)."""
+    over a patch grid, and what to use instead.
+
+    The zoo has none in the paper's sense (one weight per patch of the 2-D grid, shared by
+    all channels): ViP's ``mlp_h`` / ``mlp_w`` are dense, but each row reads one axis's
+    positions jointly with a segment's channels (an (H·S) slab), not the patch grid, and
+    Hire-MLP's region MLPs likewise read a region's few positions jointly with channels;
+    CycleMLP, AS-MLP and Wave-MLP move tokens by offsets, shifts and phases, with no weight
+    over the tokens."""
     family = model.config.family
     if family_spec(family).token_weight is None:
         having = [spec.name for spec in families() if spec.token_weight is not None]
         raise ConfigError(f"{command} reads the token-mixing weights of an isotropic MLP; "
-                          f"family {family!r} has none (families that do: {', '.join(having)})")  # fmt: skip
+                          f"family {family!r} has none (families that do: {', '.join(having)}); "
+                          f"analyze cka and analyze permutation take it")  # fmt: skip
 
 
 def token_mixing_units(model: MlpFamilyModel, block: int) -> np.ndarray:

@@ -257,5 +257,6 @@ def describe(checkpoint: Checkpoint) -> dict[str, Any]:
         "params": param_count(config),
         "gflops_per_image": flops_per_image(config) / 1e9,
         "num_classes": config.num_classes,
+        "img_size_assumed": checkpoint.img_size_assumed,
         **int8,
     }

@@ -31,7 +31,7 @@ def analyze() -> None:
     \b
     tokens       token-mixing weights drawn on the patch grid
     cka          linear CKA between all layers (of one or two checkpoints)
-    permutation  order invariance: Mixer vs CNN on permuted pixels
+    permutation  order invariance: a model (any family) vs a CNN on permuted pixels
     """
 
 
@@ -152,14 +152,14 @@ def parse_model_sets(sets: tuple[str, ...]) -> list[tuple[str, Any]]:
     "--model",
     default="mixer_t2_8",
     show_default=True,
-    help="Registered Mixer, trained from scratch.",
+    help="Registered model (any family), trained from scratch.",
 )
 @click.option(
     "--set",
     "sets",
     multiple=True,
     metavar="model.overrides.FIELD=VALUE",
-    help="Override a Mixer config field as train does, e.g. --set model.overrides.hidden_dim=64 "
+    help="Override a model config field as train does, e.g. --set model.overrides.hidden_dim=64 "
     "(repeatable).",
 )
 @click.option("--epochs", type=POSITIVE_INT, default=30, show_default=True)
@@ -188,10 +188,11 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
                         batch_size: int, lr: float, seed: int, cnn_width: int,
                         limit: int | None, exact_epochs: int, device: str,
                         threads: int | None, out: str, as_json: bool) -> None:  # fmt: skip
-    """Order invariance: Mixer and a CNN trained on original, patch+pixel- and globally-permuted images.
+    """Order invariance: a model and a CNN trained on original, patch+pixel- and globally-permuted images.
 
-    Also checks exactly (float64) that the Mixer trained on permuted images from the folded
-    initialisation is the plain Mixer with its weights permuted.
+    Any family; the patches are the model's (a pyramid's: its first-level stride). For a
+    Mixer or gMixer it also checks exactly (float64) that the model trained on permuted images
+    from the folded initialisation is the plain one with its weights permuted.
     """
     from ..analysis.runs import permutation_run
     from ..devices import cpu_threads
@@ -221,4 +222,6 @@ def analyze_permutation(dataset: str, model: str, sets: tuple[str, ...], epochs:
             f"{exact['max_abs_logit_diff']:.1e}, same predictions: {exact['same_predictions']}",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
+    elif data["settings"].get("exact"):
+        console.print(f"exact check {data['settings']['exact']}", highlight=False)
     console.print(f"wrote {data['png']}", highlight=False)

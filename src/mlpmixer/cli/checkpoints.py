@@ -215,13 +215,22 @@ def _int8_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
+def _image_size(summary: dict[str, Any]) -> str:
+    """HxW, marked where the file does not say and the shapes cannot tell (the cost rows are
+    then for that size)."""
+    size = "x".join(map(str, summary["config"]["img_size"]))
+    if summary.get("img_size_assumed"):
+        return f"{size} (assumed: not in the file; give --img-size)"
+    return size
+
+
 def _print_info(checkpoint: str, summary: dict[str, Any]) -> None:
     cfg = summary["config"]
     table = Table(show_header=False, title=printable(checkpoint))
     for key, value in [
         ("format", summary["format"]),
         ("family", cfg.get("family", "mixer")),
-        ("image size", "x".join(map(str, cfg["img_size"]))),
+        ("image size", _image_size(summary)),
         *_shape_rows(summary),
         ("classes", cfg["num_classes"]),
         ("parameters", f"{summary['params']:,}"),

@@ -235,6 +235,17 @@ class AsMlp(StagedNet):
         self.layers = self.layers[: level + 1]
         self.layers[level].downsample = None
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """As `StagedNet.group_matcher` for Swin's layout: the downsampling after stage i's
+        blocks keyed (i, 99999), so that it sorts after them (timm's groups for Swin)."""
+        if coarse:
+            return super().group_matcher(coarse=True)
+        return {"stem": r"^patch_embed", "blocks": [
+            (r"^layers\.(\d+)\.blocks\.(\d+)\.", None),
+            (r"^layers\.(\d+)\.downsample\.", (99999,)),
+            (r"^norm", (99999,)),
+        ]}  # fmt: skip
+
 
 def _conv1x1_params(n_in: int, n_out: int, bias: bool = True) -> int:
     return n_in * n_out + (n_out if bias else 0)

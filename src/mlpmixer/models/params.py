@@ -24,23 +24,37 @@ def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str
     ]
 
 
+FINAL = (99999,)  # timm's group key of the final norm; here it shares the head's layer id
+
+
 def layer_ids(model: nn.Module) -> dict[str, int]:
-    """Parameter name -> layer id from ``model.group_matcher()`` (timm's convention): the stem
-    0, block i i+1, the final norm and the head (matched by nothing) the last id, N+1."""
+    """Parameter name -> layer id from ``model.group_matcher()`` (timm's convention).
+
+    A parameter matched by a ``blocks`` entry ``(pattern, suffix)`` has the key ``(numbers
+    the pattern captures) + suffix``, as in timm; the ids are the keys' ranks in sorted order,
+    after the stem (0). The final norm (key ``FINAL``) and the head (matched by nothing) share
+    the last id. For a flat model (``^blocks\\.(\\d+)``) block i gets i+1 and the last id is
+    N+1; for a staged one the keys (stage slot, block[, suffix]) rank every block of every
+    stage in the order the forward pass runs them (their count, not ``len(model.blocks)``,
+    sets the last id).
+    """
     matcher = model.group_matcher()  # type: ignore[operator]
-    last = len(model.blocks) + 1  # type: ignore[arg-type]
-    ids = {}
-    for name, _ in model.named_parameters():
-        ids[name] = last
-        if re.match(matcher["stem"], name):
-            ids[name] = 0
-            continue
-        for pattern, fixed in matcher["blocks"]:
-            found = re.match(pattern, name)
-            if found:
-                ids[name] = int(found.group(1)) + 1 if fixed is None else last
-                break
-    return ids
+    keys = {name: _group_key(matcher, name) for name, _ in model.named_parameters()}
+    ranked = sorted({k for k in keys.values() if k not in ((), FINAL)})
+    rank = {key: i + 1 for i, key in enumerate(ranked)}
+    last = len(ranked) + 1
+    return {name: 0 if key == () else rank.get(key, last) for name, key in keys.items()}
+
+
+def _group_key(matcher: dict[str, Any], name: str) -> tuple[int, ...]:
+    """() for the stem, the timm group key of a ``blocks`` entry, else ``FINAL``."""
+    if re.match(matcher["stem"], name):
+        return ()
+    for pattern, suffix in matcher["blocks"]:
+        found = re.match(pattern, name)
+        if found:
+            return tuple(int(g) for g in found.groups()) + tuple(suffix or ())
+    return FINAL
 
 
 def layer_decay_groups(

@@ -567,11 +567,30 @@ class StagedNet(nn.Module, ModelIO):
         self.grad_checkpointing = enable
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """timm's parameter groups: the stem, each stage's (or downsampling's) module, then
-        the final norm."""
+        """timm's parameter groups: the stem; each stage's (or downsampling's) module
+        (``coarse``) or each block, keyed (slot, block), and each downsampling, keyed (slot,),
+        so that the keys sort in the order the forward pass runs them (layer-wise LR decay,
+        `params.layer_ids`); then the final norm. This is the ``network`` layout; a family
+        laid out otherwise overrides it (AS-MLP)."""
         prefix = self.stage_modules[0].rsplit(".", 1)[0]
-        return {"stem": r"^patch_embed", "blocks": [(rf"^{prefix}\.(\d+)", None),
-                                                     (r"^norm", (99999,))]}  # fmt: skip
+        if coarse:
+            parts = [(rf"^{prefix}\.(\d+)", None)]
+        else:
+            parts = [(rf"^{prefix}\.(\d+)\.(\d+)\.", None), (rf"^{prefix}\.(\d+)\.", None)]
+        return {"stem": r"^patch_embed", "blocks": [*parts, (r"^norm", (99999,))]}
+
+    def layer_outputs(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The stem's output and every block's, through all stages in forward order, each in
+        ``layout`` ((B, H_i, W_i, C_i) or (B, C_i, H_i, W_i)): the layers `analyze cka`
+        compares."""
+        x = self.forward_stem(images)
+        outputs = [x]
+        for i in range(len(self.config.depths)):
+            x = self._enter_level(x, i)
+            for block in self._level_blocks(i):
+                x = block(x)
+                outputs.append(x)
+        return outputs
 
     def resize(self, img_size: int | tuple[int, int]) -> StagedNet:
         """The same weights for another input size (a new model): no layer of the zoo's
@@ -644,11 +663,22 @@ def config_from_shapes(
     ]  # fmt: skip
     base = same[0] if same else config_class()
     size = {"img_size": img_size} if img_size is not None else {}
+    stats = _stats_for(base, arch.get("in_chans", base.in_chans))
     try:
-        return base.replace(**{**arch, **size, **dict(fields)})
+        return base.replace(**{**arch, **size, **stats, **dict(fields)})
     except ConfigError as err:
         raise CheckpointError(f"the checkpoint's shapes give no valid {config_class.__name__}: "
                               f"{err}") from err  # fmt: skip
+
+
+def _stats_for(base: Any, in_chans: int) -> dict[str, tuple[float, ...]]:
+    """``mean`` / ``std`` for a stem of ``in_chans`` where the shapes give another count than
+    ``base``'s statistics have (a grayscale model saved without its settings): each the
+    average of ``base``'s over its channels, once per channel; {} where they fit."""
+    if len(base.mean) == in_chans:
+        return {}
+    return {name: (sum(v) / len(v),) * in_chans
+            for name, v in (("mean", base.mean), ("std", base.std))}  # fmt: skip
 
 
 def pyramid_levels(state: Mapping[str, Any]) -> dict[str, list]:

@@ -77,6 +77,16 @@ class TimmApi:
             return intermediates
         return self.norm(x), intermediates
 
+    def layer_outputs(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The stem's output and every block's, each (B, S, C): the layers `analyze cka`
+        compares (`StagedNet.layer_outputs` for the zoo's stages)."""
+        x = self.stem(self.checked(images))
+        outputs = [x]
+        for block in self.blocks:
+            x = self._run_block(block, x)
+            outputs.append(x)
+        return outputs
+
     @property
     def feature_info(self) -> list[dict[str, Any]]:
         """timm's feature description: one entry per block, all at the stem's stride."""

@@ -33,7 +33,7 @@ from ...layout import (
 )
 from ...models.config import MixerConfig
 from ...models.spec import family_spec
-from ..architecture import infer_config
+from ..architecture import infer_config, infer_family
 from ..metadata_fields import stored_fields
 from ..native import read_safetensors
 from ..sidecar import read_sidecar
@@ -48,6 +48,9 @@ class Checkpoint:
     ``model``: for a format that holds a model no float state dict describes (the int8
     folder), that model, built by its ``read``; ``state`` is then empty and ``config`` is the
     float model's it was made from. `load_model` returns it as it is.
+    ``img_size_assumed``: the file does not give the image size and the shapes cannot (a
+    family whose layers take any size, e.g. a bare AS-MLP state dict), so ``config.img_size``
+    is the family's default, not the model's (``info`` says so).
     """
 
     format: str
@@ -55,6 +58,7 @@ class Checkpoint:
     state: dict[str, torch.Tensor]
     source: str
     model: Any = None
+    img_size_assumed: bool = False
 
 
 def in_torch_file(path: Path) -> bool:
@@ -237,7 +241,17 @@ class Candidate:
         fields = dict(fields)
         stored_size = fields.pop("img_size", None)
         img_size = self.img_size if self.img_size is not None else stored_size
-        return Checkpoint(fmt.name, infer_config(state, img_size, **fields), state, self.source)
+        try:
+            config = infer_config(state, img_size, **fields)
+        except CheckpointError as err:
+            if img_size is not None:
+                raise
+            # shapes that fit no config at the family's default size (ViP's grid): say the fix
+            family = infer_family(state).name
+            raise CheckpointError(f"{err} (family {family!r}: the file does not give the image "
+                                  f"size; give --img-size, img_size= in Python)") from err  # fmt: skip
+        assumed = img_size is None and family_spec(config.family).any_size
+        return Checkpoint(fmt.name, config, state, self.source, img_size_assumed=assumed)
 
     def read_as(self, fmt: CheckpointFormat, state: dict[str, torch.Tensor]) -> Checkpoint:
         """`checkpoint` of ``state`` (renamed from this file's tensors) with `kept_fields`."""
