@@ -2,9 +2,10 @@
 
 Two candidates, both measured rather than assumed: the fp32 checkpoint as it is (our fast
 layers: what every command runs by default) and ONNX Runtime int8 (``mlpmixer export --int8
-dynamic``: its own int8 kernels, MLAS, which need no VNNI to gain on AVX2 CPUs; measured 2×
-our fp32 at batch 32 on the docs' mnist5k model, docs/deploy.md). ONNX Runtime int8 is
-advised only where it measured faster than our fp32 at every batch size judged.
+dynamic``: its own int8 kernels, MLAS, 2× our fp32 at batch 32 on the docs' mnist5k model
+with VNNI, docs/deploy.md; MLAS ignores the oneDNN/ATen ISA caps, and issue 29 measured it at
+1.17× our fp32 on an AVX2-only Zen 1, so it is timed here, never assumed). ONNX Runtime int8
+is advised only where it measured faster than our fp32 at every batch size judged.
 """
 
 from __future__ import annotations
