@@ -8,8 +8,9 @@ Three measurements, each 1 thread, process CPU time, interleaved rounds, best ro
 
 1. ``gemm``: the int8 GEMM against the fp32 GEMM at the model's Linear shapes, called
    directly: oneDNN's ``qlinear_pointwise`` (uint8 activations × int8 per-channel weights,
-   prepacked: what Inductor calls for static int8; fp32 out, and uint8 out as between two
-   int8 layers) against ``mkldnn._linear_pointwise`` (oneDNN fp32, prepacked: what Inductor
+   prepacked: what Inductor calls for static int8; fp32 out, uint8 out as between two int8
+   layers, with the GELU fused as oneDNN's post-op as Inductor fuses every fc1, and on a
+   column-major input) against ``mkldnn._linear_pointwise`` (oneDNN fp32, prepacked: what Inductor
    calls for fp32 with freezing) and ``torch.nn.functional.linear`` (ATen: MKL/oneDNN), and
    the cost of quantizing the input (ATen's ``quantize_per_tensor``) at that shape.
 2. ``profile``: the compiled static graph under torch.profiler with Inductor's per-kernel
@@ -68,11 +69,14 @@ def gemm_runs(m: int, k: int, n: int) -> dict[str, Callable[[], object]]:
     scale_t, zp_t = torch.tensor(x_scale), torch.tensor(x_zp)
     w_zp = torch.zeros(n, dtype=torch.long)
 
-    def int8(out_dtype: torch.dtype, out_scale: float = 1.0, out_zp: int = 0):  # type: ignore[no-untyped-def]
+    def int8(out_dtype: torch.dtype, out_scale: float = 1.0, out_zp: int = 0, post: str = "none",
+             algorithm: str = "", x: torch.Tensor = qx):  # type: ignore[no-untyped-def]  # fmt: skip
         return lambda: torch.ops.onednn.qlinear_pointwise.tensor(
-            qx, scale_t, zp_t, packed_int8, w_scale, w_zp, b, out_scale, out_zp, out_dtype,
-            "none", [None], "",
+            x, scale_t, zp_t, packed_int8, w_scale, w_zp, b, out_scale, out_zp, out_dtype,
+            post, [None], algorithm,
         )  # fmt: skip
+
+    strided = qx.t().contiguous().t()  # the same values in column-major order
 
     return {
         "fp32-onednn": lambda: torch.ops.mkldnn._linear_pointwise(
@@ -81,6 +85,9 @@ def gemm_runs(m: int, k: int, n: int) -> dict[str, Callable[[], object]]:
         "fp32-aten": lambda: F.linear(x, w, b),
         "int8-out-fp32": int8(torch.float32),
         "int8-out-uint8": int8(torch.uint8, 0.05, 128),
+        # the fc1 of every MLP as Inductor fuses it: GELU as oneDNN's post-op, uint8 out
+        "int8-gelu-out-uint8": int8(torch.uint8, 0.05, 10, "gelu", "tanh"),
+        "int8-strided-input": int8(torch.float32, x=strided),
         # ATen's vectorised quantize kernel: what an Inductor-fused quantize costs, about
         "quantize-input": lambda: torch.quantize_per_tensor(x, x_scale, x_zp, torch.quint8),
     }
@@ -180,6 +187,8 @@ def measure(args: argparse.Namespace) -> dict:
               "model": args.checkpoint or args.arch, "effective_flags": sorted(
                   f for f in effective_cpu().flags if f.startswith(("avx", "amx")))}  # fmt: skip
     result["gemm"] = gemm_table(cfg, args.batch_sizes, args.rounds)
+    if args.gemm_only:
+        return result
     inductor.freezing = True
     token = tuple(n for n in linear_names(model) if ".token_mixing." in n)
     images = {b: torch.randn(b, cfg.in_chans, *cfg.img_size) for b in args.batch_sizes}
@@ -224,6 +233,7 @@ def main() -> None:
     parser.add_argument("--isa", choices=["native", "avx2"], default="avx2")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--gemm-only", action="store_true", help="the GEMM table alone")
     parser.add_argument("--out", default=None)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
