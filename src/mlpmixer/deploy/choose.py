@@ -128,15 +128,11 @@ def measured_verdicts(
 def verdicts(
     model: MlpFamilyModel, methods: Iterable[str], batch_sizes: Iterable[int] = BATCH_SIZES
 ) -> dict[str, Verdict]:
-    """The verdict of each of ``methods`` (keys of `RULES`), in that order."""
+    """The verdict of each of ``methods`` (keys of `RULES`), in that order. A timed method the
+    model cannot take raises `quantize`'s `ConfigError` (e.g. dynamic for AS-MLP)."""
     methods = tuple(methods)
     timed = [m for m in methods if RULES[m].decide is None]
-    out: dict[str, Verdict] = {}
-    if timed and not has_free_linears(model):  # AS-MLP, Wave-MLP, Hire-MLP: convolutions
-        reason = "no nn.Linear to quantize outside the stem and head (convolutions only)"
-        out |= {m: Verdict(m, False, reason) for m in timed}
-    elif timed:
-        out |= measured_verdicts(model, timed, batch_sizes)
+    out = measured_verdicts(model, timed, batch_sizes) if timed else {}
     for m in methods:
         decide = RULES[m].decide
         if decide is not None:
@@ -159,7 +155,12 @@ def auto_method(
     A preferred method (static) where it is fast and can run (calibration images given), else
     the timed method whose worst ratio over ``batch_sizes`` is the largest, if it is >= 1.
     """
-    judged = verdicts(model, RULES, batch_sizes)
+    judged: dict[str, Verdict] = {}
+    if not has_free_linears(model):  # AS-MLP, Wave-MLP, Hire-MLP: convolutions, not timed
+        reason = "no nn.Linear to quantize outside the stem and head (convolutions only)"
+        judged = {m: Verdict(m, False, reason) for m, rule in RULES.items() if rule.decide is None}
+    judged |= verdicts(model, [m for m in RULES if m not in judged], batch_sizes)
+    judged = {m: judged[m] for m in RULES}
     usable = [v for m, v in judged.items() if v.fast and (calibration or not RULES[m].needs_calibration)]  # fmt: skip
     preferred = [v for v in usable if RULES[v.method].preferred]
     if preferred:
