@@ -261,6 +261,21 @@ def test_where_int8_cannot_help_the_command_says_what_to_use_instead(
     assert said.format(path=path) in text
 
 
+def test_auto_without_calibration_on_a_vnni_cpu_asks_for_it(checkpoint, tmp_path, monkeypatch):
+    # int8 *can* help here (static): the command must not say it cannot, nor advise ONNX
+    _, path = checkpoint
+    _times(monkeypatch, weight_only=0.7, dynamic=0.3)
+    monkeypatch.setattr(choose, "effective_cpu", lambda: VNNI)
+    monkeypatch.setattr(instead, "onnx_int8_ratios", lambda model, batches: pytest.fail("timed"))
+    result = CliRunner().invoke(
+        cli, ["quantize", "--checkpoint", path, "--out", str(tmp_path / "q")]
+    )
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "static would: give --calibration DATA" in text
+    assert "cannot help" not in text
+
+
 @pytest.mark.skipif(
     __import__("importlib").util.find_spec("onnxruntime") is None, reason="needs onnxruntime"
 )

@@ -55,7 +55,7 @@ def quantize(checkpoint: str, method: str, batch_sizes: tuple[int, ...], calibra
     from ..deploy import quantize as int8
     from ..deploy.accuracy import logits
     from ..deploy.calibration import calibration_images as read_calibration
-    from ..deploy.choose import auto_method, verdict
+    from ..deploy.choose import RULES, auto_method, verdict
     from ..deploy.extra import torchao_module
     from ..deploy.instead import advice, onnx_int8_ratios
     from ..deploy.plain import default_keep
@@ -73,6 +73,12 @@ def quantize(checkpoint: str, method: str, batch_sizes: tuple[int, ...], calibra
         chosen, verdicts = auto_method(model, calibration is not None, batch_sizes)
         if chosen is None:
             said = "; ".join(f"{v.method}: {v.reason}" for v in verdicts)
+            waiting = [v.method for v in verdicts if v.fast and RULES[v.method].needs_calibration]
+            if waiting:  # int8 can help here, with calibration images
+                raise ConfigError(
+                    f"no int8 method that needs no calibration beats fp32 here ({said}); "
+                    f"{' and '.join(waiting)} would: give --calibration DATA"
+                )
             instead = advice(checkpoint, onnx_int8_ratios(model, batch_sizes))
             raise ConfigError(
                 f"int8 cannot help on this machine: no method beats fp32 ({said}); {instead}"
