@@ -20,9 +20,14 @@ from .root import cli
     type=click.Choice([*INT8_METHODS, *GPU_METHODS, "auto"]),
     default="auto",
     show_default=True,
-    help="auto: the fastest int8 method that beats fp32 on this machine (static where the CPU "
-    "has int8 units and --calibration is given). fp8: a GPU of compute capability >= 8.9.",
+    help="auto: the fastest int8 method that beats fp32 on this machine at every --batch-size "
+    "(static where the CPU has int8 units and --calibration is given). fp8: a GPU of compute "
+    "capability >= 8.9.",
 )
+@click.option("--batch-size", "batch_sizes", type=POSITIVE_INT, multiple=True, default=(1, 32),
+              show_default=True, metavar="N",
+              help="The batch size(s) you will run (repeatable): a method slower than fp32 at "
+              "any of them is not taken.")  # fmt: skip
 @click.option("--calibration", default=None, metavar="DATA",
               help="Data set whose training images fix static int8's activation ranges, or that "
               "fp8 is checked on (any --dataset value of train).")  # fmt: skip
@@ -39,19 +44,20 @@ from .root import cli
 @click.option("--out", default=None, help="Folder to write (quantized.safetensors + "
               "quantized.json); required for int8, not taken by fp8 (nothing is written).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def quantize(checkpoint: str, method: str, calibration: str | None, calibration_images: int,
-             keep_float: tuple[str, ...], force: bool, device: str, out: str | None,
-             as_json: bool) -> None:  # fmt: skip
+def quantize(checkpoint: str, method: str, batch_sizes: tuple[int, ...], calibration: str | None,
+             calibration_images: int, keep_float: tuple[str, ...], force: bool, device: str,
+             out: str | None, as_json: bool) -> None:  # fmt: skip
     """Quantize a model to int8 for CPU inference, and say why the method was chosen; or check
     it in fp8 on a GPU.
 
     No method is used where it runs slower than fp32 on this machine: weight-only and dynamic
-    are timed on the model, static is decided from the CPU (VNNI/AMX int8 units); a slower
-    one is refused with its measured ratio (exit 2) unless --force. fp8 (GPUs of compute
-    capability >= 8.9) is checked against bf16 (agreement, speed) and not written: it is
-    built from the float checkpoint at load time (mlpmixer.deploy.fp8.to_fp8). Where neither
-    can help (fp8 without such a GPU, int8 on a GPU) it says what to use instead (exit 2).
-    Needs torchao: pip install 'mlpmixer[int8]'.
+    are timed on the model at each --batch-size, static is decided from the CPU (VNNI/AMX
+    int8 units); a slower one is refused with its measured ratios (exit 2) unless --force.
+    Where no int8 method beats fp32, says what to use instead (fp32, or ONNX Runtime int8
+    where it measured faster). fp8 (GPUs of compute capability >= 8.9) is checked against
+    bf16 (agreement, speed) and not written: it is built from the float checkpoint at load
+    time (mlpmixer.deploy.fp8.to_fp8); fp8 without such a GPU, or int8 on a GPU, is refused
+    naming what to use instead (exit 2). Needs torchao: pip install 'mlpmixer[int8]'.
     """
     if method in GPU_METHODS:
         _fp8(checkpoint, "cuda" if device == "auto" else device, calibration, calibration_images, keep_float, force,
@@ -65,8 +71,9 @@ def quantize(checkpoint: str, method: str, calibration: str | None, calibration_
     from ..deploy import quantize as int8
     from ..deploy.accuracy import logits
     from ..deploy.calibration import calibration_images as read_calibration
-    from ..deploy.choose import auto_method, verdict
+    from ..deploy.choose import RULES, auto_method, verdict
     from ..deploy.extra import torchao_module
+    from ..deploy.instead import advice, onnx_int8_ratios
     from ..deploy.plain import default_keep
     from ..errors import ConfigError
     from ..fileio import check_new_dir
@@ -77,17 +84,28 @@ def quantize(checkpoint: str, method: str, calibration: str | None, calibration_
     if method == "static" and calibration is None:
         raise click.BadParameter("static int8 needs --calibration DATA", param_hint="--method")
     model = load_model(checkpoint).eval()
+    batch_sizes = tuple(sorted(set(batch_sizes)))
     if method == "auto":
-        chosen, verdicts = auto_method(model, calibration is not None)
+        chosen, verdicts = auto_method(model, calibration is not None, batch_sizes)
         if chosen is None:
             said = "; ".join(f"{v.method}: {v.reason}" for v in verdicts)
-            raise ConfigError(f"no int8 method beats fp32 on this machine ({said}); keep fp32")
+            waiting = [v.method for v in verdicts if v.fast and RULES[v.method].needs_calibration]
+            if waiting:  # int8 can help here, with calibration images
+                raise ConfigError(
+                    f"no int8 method that needs no calibration beats fp32 here ({said}); "
+                    f"{' and '.join(waiting)} would: give --calibration DATA"
+                )
+            instead = advice(checkpoint, onnx_int8_ratios(model, batch_sizes))
+            raise ConfigError(
+                f"int8 cannot help on this machine: no method beats fp32 ({said}); {instead}"
+            )
     else:
-        chosen = verdict(model, method)
+        chosen = verdict(model, method, batch_sizes)
+        verdicts = [chosen]
         if not chosen.fast and not force:
             raise ConfigError(
                 f"{method} int8 would be slower than fp32 here: {chosen.reason}; "
-                "use --force to quantize anyway"
+                "use --force to quantize anyway, or --method auto"
             )
     images = None
     if chosen.method == "static":
@@ -103,6 +121,9 @@ def quantize(checkpoint: str, method: str, calibration: str | None, calibration_
         "method": chosen.method,
         "why": chosen.reason,
         "speedup": chosen.speedup,
+        "speedups": {str(b): r for b, r in chosen.ratios.items()},
+        "batch_sizes": list(batch_sizes),
+        "verdicts": [_verdict_json(v) for v in verdicts],
         "forced": force and not chosen.fast,
         "kept_in_float": list(quantized.kept_in_float),
         "quantized_layers": len(quantized.quantized),
@@ -117,9 +138,15 @@ def quantize(checkpoint: str, method: str, calibration: str | None, calibration_
     for line in (
         f"wrote {path} ({report['bytes'] / 1e6:.2f} MB): {quantized.describe()}",
         f"method {chosen.method}: {chosen.reason}{forced}",
+        *(f"  also weighed {v.method}: {v.reason}" for v in verdicts if v is not chosen),
         f"max |logit difference| to fp32 {diff:.2e} on {check.shape[0]} {source} images",
     ):
         console.print(line, highlight=False, soft_wrap=True)
+
+
+def _verdict_json(v) -> dict:  # type: ignore[no-untyped-def]
+    ratios = {str(b): r for b, r in v.ratios.items()}
+    return {"method": v.method, "fast": v.fast, "reason": v.reason, "speedups": ratios}
 
 
 def _random_images(model, count: int = 16):  # type: ignore[no-untyped-def]

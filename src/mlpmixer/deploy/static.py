@@ -30,19 +30,26 @@ def export_plain(model: nn.Module, example: torch.Tensor) -> nn.Module:
     return program.module()
 
 
-def quantizer(keep: Iterable[str]) -> object:
-    """X86InductorQuantizer, default (static, per-channel weights) config, ``keep`` in float."""
+def quantizer(keep: Iterable[str], reduce_range: bool = False) -> object:
+    """X86InductorQuantizer, default (static, per-channel weights) config, ``keep`` in float.
+
+    ``reduce_range``: 7-bit activations (0..127). Without VNNI, oneDNN's uint8 x int8 products
+    add pairs in 16 bits (``vpmaddubsw``), which saturate for full-range operands
+    (2 * 255 * 127 > 32767): benchmarks/int8_avx2.py measures the error that makes."""
     x86 = torchao_module("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer")
-    q = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
+    config = x86.get_default_x86_inductor_quantization_config(reduce_range=reduce_range)
+    q = x86.X86InductorQuantizer().set_global(config)
     for name in keep:
         q.set_module_name_qconfig(name, None)
     return q
 
 
-def prepare(model: nn.Module, example: torch.Tensor, keep: Iterable[str]) -> nn.Module:
+def prepare(
+    model: nn.Module, example: torch.Tensor, keep: Iterable[str], reduce_range: bool = False
+) -> nn.Module:
     """The exported ``model`` with observers in, ready for calibration forwards."""
     pt2e = torchao_module("torchao.quantization.pt2e.quantize_pt2e")
-    return pt2e.prepare_pt2e(export_plain(model, example), quantizer(keep))
+    return pt2e.prepare_pt2e(export_plain(model, example), quantizer(keep, reduce_range))
 
 
 def convert(prepared: nn.Module) -> nn.Module:
@@ -66,11 +73,15 @@ def drop_unused_tensors(module: torch.fx.GraphModule) -> None:
 
 @torch.no_grad()
 def quantize_static(
-    model: nn.Module, calibration: torch.Tensor, keep: Iterable[str], batch_size: int = 64
+    model: nn.Module,
+    calibration: torch.Tensor,
+    keep: Iterable[str],
+    batch_size: int = 64,
+    reduce_range: bool = False,
 ) -> nn.Module:
     """``model`` quantized with activation ranges observed on ``calibration`` (N, C, H, W),
-    normalised as the model expects."""
-    prepared = prepare(model, calibration, keep)
+    normalised as the model expects (``reduce_range``: see `quantizer`)."""
+    prepared = prepare(model, calibration, keep, reduce_range)
     for start in range(0, calibration.shape[0], batch_size):
         prepared(calibration[start : start + batch_size])
     return convert(prepared)
