@@ -228,7 +228,9 @@ def _probe(
     agree[plain] = made[plain]
     if len(agree) == 1:
         return Decision(piece, case, plain, "; ".join(rejected) or "nothing to compare")
-    question = f"fast piece {piece} ({case})"
+    # the candidates are part of the question: a choice stored among fewer (an older version's)
+    # never hides a new candidate from the probe
+    question = f"fast piece {piece} ({case}) among {' / '.join(names)}"
     with measured_choice.one_thread():  # thread CPU time counts the calling thread only
         timed = _repeated(agree, once)
         result = measured_choice.measure(
