@@ -21,7 +21,9 @@ The baselines (``--baselines``, each timed in the same rounds, our weights copie
   defaults; the first warm-up step compiles, so keep ``--warmup`` >= 1).
 
 ``--aten-gelu`` adds our model with the fused GELU kernel switched off
-(``MLPMIXER_FUSED_GELU=0``), to measure that lever in the same rounds.
+(``MLPMIXER_FUSED_GELU=0``), to measure that lever in the same rounds; ``--switched-off VAR``
+(repeatable) adds our model with the fast piece that ``VAR=0`` switches off (e.g.
+``MLPMIXER_LAYOUTS``): before and after a piece, side by side.
 
 timm is optional and never a dependency of the project. Install it without its dependencies
 (it would pull torchvision, and with it a CUDA torch):
@@ -231,12 +233,18 @@ def _env(name: str, value: str) -> Iterator[None]:
         pieces.reset()
 
 
-def without_fused_gelu(step: Callable[[], None]) -> Callable[[], None]:
+def switched_off(step: Callable[[], None], variable: str) -> Callable[[], None]:
+    """``step`` with ``$variable=0`` (a fast piece's switch) while it runs."""
+
     def run() -> None:
-        with _env("MLPMIXER_FUSED_GELU", "0"):
+        with _env(variable, "0"):
             step()
 
     return run
+
+
+def without_fused_gelu(step: Callable[[], None]) -> Callable[[], None]:
+    return switched_off(step, "MLPMIXER_FUSED_GELU")
 
 
 # ---------------------------------------------------------------- timing
@@ -318,6 +326,10 @@ def run_cell(
         fns["gemm"] = gemm_step(ours.config, precision, mode, batch)
     if args.aten_gelu:
         fns["mlpmixer_aten_gelu"] = without_fused_gelu(model_step(ours, precision, mode, batch))
+    for variable in args.switched_off:
+        fns[f"mlpmixer_{variable}=0"] = switched_off(
+            model_step(ours, precision, mode, batch), variable
+        )
     load_before = os.getloadavg()[0]
     times = time_interleaved(fns, args.warmup, args.repeats, args.min_time)
     med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
@@ -346,6 +358,14 @@ def run_cell(
             row["timm_gemm_share"] = med["timm"]["wall"] / med["gemm"]["wall"]
     if args.aten_gelu:
         row["fused_gelu_speedup"] = med["mlpmixer_aten_gelu"]["wall"] / ours_s["wall"]
+    for variable in args.switched_off:  # (> 1: the piece wins; the baselines' ratios to it too)
+        off = med[f"mlpmixer_{variable}=0"]
+        row.setdefault("piece_speedup", {})[variable] = {
+            clock: off[clock] / ours_s[clock] for clock in ("wall", "cpu")
+        }
+        row.setdefault("vs_switched_off", {})[variable] = {
+            n: med[n]["cpu"] / off["cpu"] for n in args.baselines.split(",")
+        }
     return row
 
 
@@ -384,6 +404,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="at least this many rounds")
     parser.add_argument("--min-time", type=float, default=0.0, help="seconds per implementation")
     parser.add_argument("--aten-gelu", action="store_true", help="add ours with ATen's GELU")
+    parser.add_argument(
+        "--switched-off",
+        action="append",
+        default=[],
+        metavar="VAR",
+        help="add ours with the fast piece VAR=0 switches off (repeatable)",
+    )
     parser.add_argument(
         "--baselines", default="timm,timm-erf", help=f"comma list of {', '.join(BASELINES)}"
     )

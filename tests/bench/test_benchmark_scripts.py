@@ -50,3 +50,21 @@ def test_vs_timm_table_lists_every_cell_and_marks_the_slow_ones(tmp_path):
         "| S16 | AVX2 caps | 1 | bf16-autocast | infer | 1.50x | **0.69x** | 1.70 / 1.50 |" in row
     )
     assert sum("not measured" in line for line in lines) == len(lines) - 3
+
+
+def test_vs_timm_switched_off_runs_a_step_with_the_piece_off_then_restores(monkeypatch):
+    """``--switched-off VAR``: ours with ``VAR=0`` during its step only (before/after a fast
+    piece in the same interleaved rounds)."""
+    import os
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import vs_timm
+
+    monkeypatch.delenv("MLPMIXER_LAYOUTS", raising=False)
+    seen = []
+    vs_timm.switched_off(
+        lambda: seen.append(os.environ.get("MLPMIXER_LAYOUTS")), "MLPMIXER_LAYOUTS"
+    )()
+    assert seen == ["0"] and "MLPMIXER_LAYOUTS" not in os.environ
+    args = vs_timm.parse_args(["--switched-off", "MLPMIXER_LAYOUTS", "--switched-off", "X"])
+    assert args.switched_off == ["MLPMIXER_LAYOUTS", "X"]

@@ -15,7 +15,7 @@ from mlpmixer import MixerConfig, MlpMixer, measured_choice
 from mlpmixer.cpu_kind import cap_flags, parse_cpuinfo, this_cpu
 from mlpmixer.models.fast import layers, pieces
 from mlpmixer.models.fast import token_linear as token_products
-from mlpmixer.models.fast.token_linear import AFTER, FORMS, INSIDE, ONE_LINEAR
+from mlpmixer.models.fast.token_linear import AFTER, FORMS, INSIDE, LAYOUTS, ONE_LINEAR
 from mlpmixer.models.plain import PlainMixer
 
 AVX2_EPYC = cap_flags(parse_cpuinfo(EPYC), {"ONEDNN_MAX_CPU_ISA": "AVX2"})  # no native bf16
@@ -47,7 +47,7 @@ def test_split_only_for_reduced_precision_on_cpu():
         assert token_products.split_bias(w, x)
 
 
-@pytest.mark.parametrize("form", [*FORMS, None])
+@pytest.mark.parametrize("form", [*FORMS, LAYOUTS, None])
 def test_values_equal_numpy_in_float64(form):
     w, b, x = _operands()
     out = token_products.token_linear(w, b, x, form)
@@ -57,7 +57,7 @@ def test_values_equal_numpy_in_float64(form):
     np.testing.assert_allclose(no_bias, _numpy(w, 0 * b, x), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("form", [AFTER, ONE_LINEAR])
+@pytest.mark.parametrize("form", [AFTER, ONE_LINEAR, LAYOUTS])
 def test_gradients_equal_baddbmm_in_float64(form):
     grads = []
     for each in (INSIDE, form):
@@ -75,7 +75,7 @@ def test_one_linear_equals_baddbmm_in_float32():
     assert ((out - expected).abs().max() / expected.abs().max()).item() < 1e-6
 
 
-@pytest.mark.parametrize("form", [*FORMS, None])
+@pytest.mark.parametrize("form", [*FORMS, LAYOUTS, None])
 @pytest.mark.parametrize("autocast", [False, True])
 def test_bf16_within_2e_2_of_numpy(autocast, form):
     w, b, x = _operands(torch.float32, seed=1)
@@ -101,7 +101,7 @@ def _forced(monkeypatch, form):
     monkeypatch.setattr(layers, "form_choice", lambda *_: form)
 
 
-@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("form", [*FORMS, LAYOUTS])
 def test_each_form_gives_the_plain_models_logits_and_gradients(form, models, monkeypatch):
     _forced(monkeypatch, form)
     fast, plain = models
@@ -115,7 +115,7 @@ def test_each_form_gives_the_plain_models_logits_and_gradients(form, models, mon
         torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("form", [*FORMS, LAYOUTS])
 def test_each_form_in_bf16_autocast_within_2e_2_of_plain_fp32(form, models, monkeypatch):
     _forced(monkeypatch, form)
     fast, plain = models
@@ -154,8 +154,10 @@ def _on(monkeypatch, kind, ms=None):
 
 def test_the_candidates_per_dtype():
     assert token_products.candidates(torch.float32) == (ONE_LINEAR, INSIDE)
+    assert token_products.candidates(torch.float32, True) == (ONE_LINEAR, INSIDE)
     assert token_products.candidates(torch.bfloat16) == (AFTER, ONE_LINEAR, INSIDE)
     assert token_products.candidates(torch.float16) == FORMS
+    assert token_products.candidates(torch.bfloat16, True) == (AFTER, LAYOUTS, ONE_LINEAR, INSIDE)
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -178,7 +180,7 @@ def test_a_cpu_without_native_bf16_probes_and_takes_the_one_linear_where_it_wins
     seen = _on(monkeypatch, kind, {AFTER: 1.0, ONE_LINEAR: 0.6, INSIDE: 1.0})
     for training in (False, True):
         assert token_products.form_choice(torch.bfloat16, training, 8, 16, 24) == ONE_LINEAR
-        assert seen[-1] == [AFTER, ONE_LINEAR, INSIDE]
+        assert seen[-1] == list(token_products.candidates(torch.bfloat16, training))
         assert pieces.decisions()[-1].why == "measured 1.67x"
     # and where it loses, the probe keeps the plain form (dtype by dtype, mode by mode)
     seen = _on(monkeypatch, kind, {ONE_LINEAR: 1.2, INSIDE: 1.0})

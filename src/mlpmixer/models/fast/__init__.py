@@ -14,7 +14,8 @@ read when deciding, never per forward pass).
 
 Modules: `layers` (the drop-ins), `gelu` (+ ``gelu_kernel.c``: the fused tanh-GELU as a
 registered op), `kernel_cache` (building and verifying the kernel), `onednn` (oneDNN
-products), `autocast_cache` (weights cast once under CPU autocast), `token_linear` (the token
+products), `layouts` (bf16 training products in the layouts an emulating CPU is fast at),
+`autocast_cache` (weights cast once under CPU autocast), `token_linear` (the token
 products' forms), `aside` (when to step aside), `pieces` (which piece runs here, and why), `survey`
 (the decisions for a model's shapes: ``mlpmixer info --fast``).
 """

@@ -13,8 +13,10 @@ takes them all at once through `FAST` (see `models.fast.layer_set`). Why each ex
   (`onednn.run_mlp`, as `onednn.inference_choice` decided), run over pieces of rows so that
   the hidden activation stays under ``hidden_bytes_per_piece`` (glibc serves bigger blocks
   with fresh pages from the OS at every allocation, which costs as much as the GELU); in fp32
-  CPU training, oneDNN products (`onednn.training_linear`); in CPU autocast inference,
-  weights cast once (`autocast_cache`).
+  CPU training, oneDNN products (`onednn.training_linear`); in reduced-precision CPU
+  training, the products with their left operands column-major where a probe found that
+  faster (`layouts`: CPUs that emulate bf16); in CPU autocast inference, weights cast once
+  (`autocast_cache`).
 * In inference the GELU overwrites the product it reads (one allocation less).
 
 Under compile, export, jit tracing and FX each runs its plain layer's ``forward``; scripting
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from .. import layers as plain
-from . import autocast_cache, onednn, pieces
+from . import autocast_cache, layouts, onednn, pieces
 from .aside import traced
 from .autocast_cache import plain_linear
 from .gelu import GELU, gelu_
@@ -118,10 +120,19 @@ class ChannelMlp(_DropIn, _GeluDropout, plain.Mlp):
         if mode == "train" and choice != onednn.ATEN:
             h = self.gelu_dropout(self._train_linear(self.fc1, x))
             return self.drop(self._train_linear(self.fc2, h))
+        if mode == "layouts" and layouts.usable(
+            x, self.fc1.weight, self.fc2.weight
+        ):  # (`cache`: the compute dtype)
+            rows_in = x.reshape(-1, x.shape[-1])
+            h = self.gelu_dropout(layouts.linear(rows_in, self.fc1.weight, self.fc1.bias, cache))
+            out = self.drop(layouts.linear(h, self.fc2.weight, self.fc2.bias, cache))
+            return out.view(*x.shape[:-1], out.shape[-1])
         return self.drop(self.fc2(self.gelu_dropout(self.fc1(x))))
 
     def _resolve(self, key: tuple, rows: int) -> tuple[str, str, torch.dtype | None]:
-        """("infer" | "train" | "plain", the oneDNN choice, the autocast-cache dtype or None)."""
+        """("infer" | "train" | "plain", the oneDNN choice, the autocast-cache dtype or None),
+        or ("layouts", "", the compute dtype) for reduced-precision training products with
+        their left operands column-major (`layouts`)."""
         device, dtype, autocast, grad, training, dispatch, _, plain_modules, _ = key
         weight = self.fc1.weight
         if device != "cpu" or dispatch or not plain_modules:
@@ -143,6 +154,9 @@ class ChannelMlp(_DropIn, _GeluDropout, plain.Mlp):
             return ("infer", choice, cache)
         if grad and autocast is None and dtype == weight.dtype == torch.float32:
             return ("train", onednn.training_choice(dim, hidden, rows), None)
+        compute = autocast if autocast is not None else torch.promote_types(dtype, weight.dtype)
+        if grad and layouts.choice(compute, dim, hidden) == layouts.LEFT_COLUMN_MAJOR:
+            return ("layouts", "", compute)
         return ("plain", onednn.ATEN, None)
 
     def _train_linear(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

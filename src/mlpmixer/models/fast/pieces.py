@@ -17,7 +17,7 @@ forward pass, no environment variable is read there):
 * **unavailable** where the piece cannot run here (no C compiler for the GELU kernel, no
   oneDNN or no oneDNN bf16), **failed** where a call failed (then that piece, in that dtype,
   is off for the process), **off** where its switch says so (``MLPMIXER_FUSED_GELU=0``,
-  ``MLPMIXER_ONEDNN=0``, read when the piece is decided).
+  ``MLPMIXER_ONEDNN=0``, ``MLPMIXER_LAYOUTS=0``, read when the piece is decided).
 
 ``MLPMIXER_PIECES`` (or `set_policy`) overrides the way of deciding: ``auto`` (the above,
 default), ``probe`` (measure even where a rule exists), ``on`` (every available piece on, no
@@ -228,7 +228,9 @@ def _probe(
     agree[plain] = made[plain]
     if len(agree) == 1:
         return Decision(piece, case, plain, "; ".join(rejected) or "nothing to compare")
-    question = f"fast piece {piece} ({case})"
+    # the candidates are part of the question: a choice stored among fewer (an older version's)
+    # never hides a new candidate from the probe
+    question = f"fast piece {piece} ({case}) among {' / '.join(names)}"
     with measured_choice.one_thread():  # thread CPU time counts the calling thread only
         timed = _repeated(agree, once)
         result = measured_choice.measure(

@@ -1,7 +1,8 @@
 """What the fast path decides for a model's shapes on this machine, without running the model.
 
 `survey` asks each piece the question a model's first calls would ask (fp32 and bf16
-inference, bf16 autocast, fp32 training; the token products in fp32 and bf16, both modes) for the shapes of ``config`` at ``batch`` images, and
+inference, bf16 autocast, fp32 and bf16 training; the token products in fp32 and bf16, both
+modes) for the shapes of ``config`` at ``batch`` images, and
 returns `pieces.decisions`: what ``mlpmixer info --fast`` prints. On a CPU without rules this
 runs the probes (and caches them, so the model's own first calls do not measure again).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..config import MixerConfig
-from . import autocast_cache, gelu, onednn, pieces, token_linear
+from . import autocast_cache, gelu, layouts, onednn, pieces, token_linear
 
 
 def survey(config: MixerConfig, batch: int = 32) -> list[pieces.Decision]:
@@ -28,4 +29,5 @@ def survey(config: MixerConfig, batch: int = 32) -> list[pieces.Decision]:
                 token_linear.form_choice(dtype, training, config.tokens_mlp_dim, tokens, channels)
     autocast_cache.use(torch.bfloat16)
     onednn.training_choice(channels, config.channels_mlp_dim, rows)
+    layouts.choice(torch.bfloat16, channels, config.channels_mlp_dim)
     return pieces.decisions()

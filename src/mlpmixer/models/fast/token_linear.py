@@ -1,6 +1,7 @@
 """The token-mixing Linear ``W · x + b`` on (B, S, C): weight from the left, bias along the channel axis.
 
-Three forms compute it, the plain one last (`FORMS`, in the order listed below them):
+Four forms compute it, the plain one last (`FORMS`, in the order listed below them, and
+`LAYOUTS`, for training in reduced precision only):
 
 * `ONE_LINEAR`: ``F.linear(x.mT, W, b).mT``, one product over the (B·C, S) matrix, as the plain
   layer (and timm) computes it. Two in a row (fc1, fc2) transpose the activations once: fc2
@@ -12,6 +13,11 @@ Three forms compute it, the plain one last (`FORMS`, in the order listed below t
   autograd does not save): in bf16 on CPU the bias inside the product costs more than after.
 * `INSIDE`: ``baddbmm(b[:, None], W.expand(B, ...), x)``: no transposed copy of the
   activations; the bias free inside the fp32 product.
+* `LAYOUTS` (training, bf16/fp16): the one linear with every product's left operand
+  column-major (`layouts.linear`): where bf16 is emulated, ATen's GEMM loops run that layout
+  fastest, and ``baddbmm``'s forward (W row-major @ x row-major, per image) slowest: under the
+  AVX2 caps, S/16 token shapes, a linear's forward and backward 3.5x faster than
+  ``F.linear``'s, whose input gradient is the row-major/row-major product.
 
 Which form runs is decided once per dtype, mode (inference / training) and shape
 (`form_choice`: a rule on the CPUs the forms were measured on, a probe elsewhere); the layers
@@ -25,7 +31,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from . import pieces
+from . import layouts, pieces
 from .aside import traced
 
 _REDUCED = (torch.bfloat16, torch.float16)
@@ -33,6 +39,7 @@ _REDUCED = (torch.bfloat16, torch.float16)
 PIECE = "token products"
 ONE_LINEAR, AFTER, INSIDE = "one linear over (B·C, S)", "bmm, then the bias", "baddbmm"
 FORMS = (AFTER, ONE_LINEAR, INSIDE)  # (``MLPMIXER_PIECES=on`` takes a dtype's first)
+LAYOUTS = "one linear over (B·C, S), left operands column-major"
 PROBE_IMAGES = 2  # (a batch, so that the per-image products of bmm show; cheap columns)
 PROBE_COLUMNS = 256
 
@@ -52,9 +59,14 @@ def split_bias(weight: torch.Tensor, x: torch.Tensor) -> bool:
     return _product_dtype(weight, x) in _REDUCED
 
 
-def candidates(dtype: torch.dtype) -> tuple[str, ...]:
-    """The forms worth asking about in ``dtype`` (the bias after pays only in reduced ones)."""
-    return FORMS if dtype in _REDUCED else (ONE_LINEAR, INSIDE)
+def candidates(dtype: torch.dtype, training: bool = False) -> tuple[str, ...]:
+    """The forms worth asking about in ``dtype`` (the bias after and the column-major left
+    operands pay only in reduced ones; the latter's custom backward only in training)."""
+    if dtype not in _REDUCED:
+        return (ONE_LINEAR, INSIDE)
+    if training and not pieces.switched_off(layouts.SWITCH):
+        return (AFTER, LAYOUTS, ONE_LINEAR, INSIDE)
+    return FORMS
 
 
 def rule(kind: str, dtype: torch.dtype, training: bool) -> str:
@@ -81,7 +93,7 @@ def form_choice(dtype: torch.dtype, training: bool, m: int, k: int, n: int) -> s
     the first product alone measured 1.04x for the one linear without its contiguous copy,
     the pair 1.66x).
     """
-    names = candidates(dtype)
+    names = candidates(dtype, training)
 
     def probe() -> dict[str, Callable[[], torch.Tensor]]:
         g = torch.Generator().manual_seed(0)
@@ -121,11 +133,21 @@ def token_linear(
 ) -> torch.Tensor:
     """``weight @ x[i] + bias[:, None]`` for every i: weight (M, K), bias (M,), x (B, K, N) -> (B, M, N).
 
-    ``form``: one of `FORMS` (None: `AFTER` where `split_bias` says, else `INSIDE`). The
-    `ONE_LINEAR` result is a transposed view of a contiguous (B, N, M) tensor.
+    ``form``: one of `FORMS` or `LAYOUTS` (None: `AFTER` where `split_bias` says, else
+    `INSIDE`). The `ONE_LINEAR` and `LAYOUTS` results are transposed views of contiguous
+    (B, N, M) tensors.
     """
     if form is None:
         form = AFTER if split_bias(weight, x) else INSIDE
+    if form == LAYOUTS and layouts.usable(x, weight):
+        b, k, n = x.shape
+        dtype = _product_dtype(weight, x)
+        # (B·N, K) column-major = (K, B·N) row-major: one pass that casts and transposes
+        rows_of_x = layouts.contiguous_as(x.transpose(0, 1), dtype)
+        out = layouts.linear(rows_of_x.view(k, b * n).t(), weight, bias, dtype)
+        return out.view(b, n, -1).mT
+    if form == LAYOUTS:
+        form = ONE_LINEAR
     if form == ONE_LINEAR:
         return F.linear(x.mT.contiguous(), weight, bias).mT  # (else matmul runs bmm per image)
     w = weight.expand(x.shape[0], -1, -1)  # broadcast over the batch, no copy
