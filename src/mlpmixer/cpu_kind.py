@@ -123,6 +123,15 @@ def native_bf16(kind: CpuKind) -> bool:
     return bool(kind.flags & {"avx512_bf16", "amx_bf16", "avx_ne_convert", "bf16"})
 
 
+INT8_UNIT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def int8_units(kind: CpuKind) -> bool:
+    """Whether the CPU has int8 dot-product units (VNNI or AMX): without them oneDNN's
+    uint8 x int8 products are slower than fp32 and add pairs in 16 bits, which saturate."""
+    return bool(kind.flags & INT8_UNIT_FLAGS)
+
+
 def native_fp16(kind: CpuKind) -> bool:
     """Whether the CPU has fp16 arithmetic (AVX512_FP16, AMX-FP16, Arm fphp/asimdhp)."""
     return bool(kind.flags & {"avx512_fp16", "amx_fp16", "asimdhp"})

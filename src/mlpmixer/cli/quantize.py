@@ -36,6 +36,9 @@ from .root import cli
 @click.option("--keep-float", multiple=True, metavar="MODULE",
               help="Also keep this module in float, e.g. blocks.0.token_mixing (repeatable); "
               "the stem and the head always are.")  # fmt: skip
+@click.option("--activation-bits", type=click.Choice(["auto", "7", "8"]), default="auto",
+              show_default=True, help="static: activation range; auto: 8 where the CPU has "
+              "VNNI/AMX, else 7 (full-range int8 products saturate there).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Quantize even where the method is slower than "
               "fp32 (fp8: than bf16).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE",
@@ -45,8 +48,8 @@ from .root import cli
               "quantized.json); required for int8, not taken by fp8 (nothing is written).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def quantize(checkpoint: str, method: str, batch_sizes: tuple[int, ...], calibration: str | None,
-             calibration_images: int, keep_float: tuple[str, ...], force: bool, device: str,
-             out: str | None, as_json: bool) -> None:  # fmt: skip
+             calibration_images: int, keep_float: tuple[str, ...], activation_bits: str,
+             force: bool, device: str, out: str | None, as_json: bool) -> None:  # fmt: skip
     """Quantize a model to int8 for CPU inference, and say why the method was chosen; or check
     it in fp8 on a GPU.
 
@@ -111,7 +114,10 @@ def quantize(checkpoint: str, method: str, batch_sizes: tuple[int, ...], calibra
     if chosen.method == "static":
         images = read_calibration(model.config, calibration, calibration_images)
     keep = (*default_keep(model), *keep_float)
-    quantized = int8(model, chosen.method, calibration=images, keep_float=keep)
+    bits = None if activation_bits == "auto" else int(activation_bits)
+    quantized = int8(
+        model, chosen.method, calibration=images, keep_float=keep, activation_bits=bits
+    )
     path = save_quantized(quantized, Path(out))
     check = images if images is not None else _random_images(model)
     diff = (logits(quantized, check) - logits(model, check)).abs().max().item()
@@ -127,6 +133,7 @@ def quantize(checkpoint: str, method: str, batch_sizes: tuple[int, ...], calibra
         "forced": force and not chosen.fast,
         "kept_in_float": list(quantized.kept_in_float),
         "quantized_layers": len(quantized.quantized),
+        "activation_bits": quantized.activation_bits if chosen.method == "static" else None,
         "max_abs_dlogit": diff,
         "bytes": sum(p.stat().st_size for p in path.iterdir()),
     }

@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..cpu_kind import CpuKind, effective_cpu
+from ..cpu_kind import INT8_UNIT_FLAGS, CpuKind, effective_cpu, int8_units
 from ..models.base import MlpFamilyModel
 from .plain import has_free_linears
 from .quantize import quantize
 from .speed import best_times, speedups
 
 BATCH_SIZES = (1, 32)  # latency and throughput: what auto judges by default
-VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 @dataclass(frozen=True)
@@ -61,16 +60,11 @@ class Rule:
     preferred: bool = False
 
 
-def int8_units(kind: CpuKind) -> bool:
-    """Whether the CPU (as the libraries may use it) has int8 dot-product units."""
-    return bool(kind.flags & VNNI_FLAGS)
-
-
 def static_verdict(kind: CpuKind | None = None) -> Verdict:
     """Static int8, decided from the CPU's features (see the module's docstring)."""
     kind = kind or effective_cpu()
     if int8_units(kind):
-        units = ", ".join(sorted(kind.flags & VNNI_FLAGS))
+        units = ", ".join(sorted(kind.flags & INT8_UNIT_FLAGS))
         return Verdict("static", True, f"this CPU has int8 dot-product units ({units})")
     return Verdict(
         "static",

@@ -20,7 +20,8 @@ class QuantizedMixer(nn.Module):
     the norms and activations (which no method quantizes); ``quantized``: the Linears that
     are int8; ``config``: the float model's config (preprocessing included), from which
     `storage.load_quantized` rebuilds it; ``calibration_images``: how many images fixed the
-    activation ranges (static only, else 0).
+    activation ranges (static only, else 0); ``activation_bits``: static's activation range,
+    8 (0..255) or 7 (0..127, for CPUs without VNNI/AMX: `static.default_activation_bits`).
     """
 
     def __init__(
@@ -31,6 +32,7 @@ class QuantizedMixer(nn.Module):
         kept_in_float: Iterable[str],
         quantized: Iterable[str],
         calibration_images: int = 0,
+        activation_bits: int = 8,
     ) -> None:
         super().__init__()
         self.inner = inner
@@ -39,6 +41,7 @@ class QuantizedMixer(nn.Module):
         self.kept_in_float = tuple(kept_in_float)
         self.quantized = tuple(quantized)
         self.calibration_images = calibration_images
+        self.activation_bits = activation_bits
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.inner(images)
@@ -77,9 +80,10 @@ class QuantizedMixer(nn.Module):
     def describe(self) -> str:
         """One line: method, how many Linears are int8, what stays float."""
         kept = ", ".join(self.kept_in_float) or "nothing else"
+        bits = f", {self.activation_bits}-bit activations" if self.method == "static" else ""
         return (
-            f"{self.method} int8: {len(self.quantized)} layers int8; kept in float: {kept} "
-            "(and every norm, activation and residual add)"
+            f"{self.method} int8: {len(self.quantized)} layers int8{bits}; kept in float: "
+            f"{kept} (and every norm, activation and residual add)"
         )
 
 
@@ -88,6 +92,7 @@ def quantize(
     method: str,
     calibration: torch.Tensor | None = None,
     keep_float: Iterable[str] | None = None,
+    activation_bits: int | None = None,
 ) -> QuantizedMixer:
     """``model`` in int8 by ``method`` (``weight-only``, ``dynamic`` or ``static``).
 
@@ -98,19 +103,30 @@ def quantize(
     changed. Static quantizes every Linear and convolution not kept (X86InductorQuantizer's
     choice); weight-only and dynamic only ``nn.Linear`` (torchao's), so a family whose mixing
     layers are 1x1 convolutions (AS-MLP, Wave-MLP, Hire-MLP) is refused for them
-    (`ConfigError`): nothing of it would be int8.
+    (`ConfigError`): nothing of it would be int8. ``activation_bits`` (static): 8 or 7;
+    default `static.default_activation_bits` of this CPU (7 without VNNI/AMX, where full-range
+    int8 products saturate).
     """
     check_method(method)
     keep = default_keep(model) if keep_float is None else tuple(keep_float)
     plain = plain_copy(model)
     if method == "static":
-        from .static import quantize_static, quantized_layers
+        from .static import (
+            ACTIVATION_BITS,
+            default_activation_bits,
+            quantize_static,
+            quantized_layers,
+        )
 
         if calibration is None or calibration.shape[0] == 0:
             raise ConfigError("static int8 needs calibration images (--calibration DATA)")
-        inner = quantize_static(plain, calibration, keep)
+        bits = default_activation_bits() if activation_bits is None else activation_bits
+        if bits not in ACTIVATION_BITS:
+            raise ConfigError(f"activation bits must be 7 or 8, got {bits!r}")
+        inner = quantize_static(plain, calibration, keep, reduce_range=bits == 7)
+        done = quantized_layers(inner)
         return QuantizedMixer(
-            inner, method, model.config, keep, quantized_layers(inner), calibration.shape[0]
+            inner, method, model.config, keep, done, calibration.shape[0], activation_bits=bits
         )
     from .weights import quantize_linears
 

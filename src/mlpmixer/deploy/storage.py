@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ def save_quantized(model: QuantizedMixer, out: str | os.PathLike[str]) -> Path:
         from .static import activation_params
 
         manifest["activations"] = activation_params(model.inner)
+        manifest["activation_bits"] = model.activation_bits
     with atomic_directory(out) as tmp:
         save_file(tensors, str(tmp / TENSORS), metadata={"format": FORMAT_NAME})
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -95,9 +97,13 @@ def load_quantized(path: str | os.PathLike[str]) -> QuantizedMixer:
         keep = tuple(manifest["kept_in_float"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{folder / MANIFEST}: incomplete manifest ({err})") from err
-    model = _skeleton(config, method, keep)
+    bits = manifest.get("activation_bits", 8)  # written before the field: full range
+    if method == "static" and bits not in (7, 8):
+        raise CheckpointError(f"{folder / MANIFEST}: activation_bits must be 7 or 8, got {bits!r}")
+    model = _skeleton(config, method, keep, bits)
     if method == "static":
         _fill_static(model, tensors, manifest.get("activations") or {}, folder)
+        _warn_if_saturating(model, folder)
     else:
         _fill_torchao(model.inner, tensors, folder)
     model.quantized = tuple(manifest.get("quantized", model.quantized))
@@ -159,7 +165,7 @@ def _config(data: dict[str, Any]) -> Any:
     return family_spec(data.get("family", "mixer")).config_class.from_dict(data)
 
 
-def _skeleton(config: Any, method: str, keep: tuple[str, ...]) -> QuantizedMixer:
+def _skeleton(config: Any, method: str, keep: tuple[str, ...], bits: int = 8) -> QuantizedMixer:
     """The model `quantize` would build from ``config``, with fresh (to be replaced) weights."""
     from .quantize import quantize
 
@@ -167,7 +173,20 @@ def _skeleton(config: Any, method: str, keep: tuple[str, ...]) -> QuantizedMixer
     zeros = None
     if method == "static":
         zeros = torch.zeros(2, config.in_chans, *config.img_size)
-    return quantize(float_model, method, calibration=zeros, keep_float=keep)
+    return quantize(float_model, method, calibration=zeros, keep_float=keep, activation_bits=bits)
+
+
+def _warn_if_saturating(model: QuantizedMixer, folder: Path) -> None:
+    """Full-range activations on a CPU without VNNI/AMX: its int8 products saturate."""
+    from ..cpu_kind import effective_cpu, int8_units
+
+    if model.activation_bits == 8 and not int8_units(effective_cpu()):
+        warnings.warn(
+            f"{folder}: static int8 with 8-bit activations on a CPU without VNNI/AMX, whose "
+            "int8 products add pairs in 16 bits and saturate (logits can be off by more than "
+            "1); quantize it again on this CPU (7-bit activations are its default there)",
+            stacklevel=3,
+        )
 
 
 @torch.no_grad()
