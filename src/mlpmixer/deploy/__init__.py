@@ -5,7 +5,7 @@ One concept per module: `methods` (the method names and what each keeps in float
 `weights` (torchao weight-only and dynamic int8), `static` (PT2E static int8 with
 calibration), `quantize` (the entry point and the `QuantizedMixer` it returns), `storage`
 (the pickle-free file format: safetensors + a JSON manifest), `calibration` (images from a
-data set), `accuracy` (quantized against fp32), `sensitivity` (which Linears hurt), `speed`
+data set), `accuracy` (quantized against fp32), `sensitivity` (which layers hurt, by kind), `speed`
 (measured ratios against fp32) and `choose` (``--method auto``).
 """
 
