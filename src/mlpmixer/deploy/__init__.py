@@ -5,7 +5,7 @@ One concept per module: `methods` (the method names and what each keeps in float
 `weights` (torchao weight-only and dynamic int8), `static` (PT2E static int8 with
 calibration), `quantize` (the entry point and the `QuantizedMixer` it returns), `storage`
 (the pickle-free file format: safetensors + a JSON manifest), `calibration` (images from a
-data set), `accuracy` (quantized against fp32), `sensitivity` (which Linears hurt), `speed`
+data set), `accuracy` (quantized against fp32), `sensitivity` (which layers hurt, by kind), `speed`
 (measured ratios against fp32), `choose` (``--method auto``) and `fp8` (fp8 on GPUs of compute
 capability >= 8.9, and what to use where neither fp8 nor int8 helps).
 """

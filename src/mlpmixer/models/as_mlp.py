@@ -324,6 +324,15 @@ def config_from_state(state: Mapping[str, torch.Tensor], img_size: Any, fields: 
     return config_from_shapes(AsMlpConfig, VARIANTS, architecture, img_size, fields)
 
 
+LAYER_KINDS = (
+    ("patch_embed.*", "stem"),
+    # the 1x1 convs on the shifted channel groups: the shift plus these mix positions
+    ("layers.*.axial_shift.conv2_*", "token-mixing"),
+    ("layers.*.axial_shift.conv*", "channel-mixing"),  # conv1 before the shift, conv3 after
+    ("layers.*.mlp.*", "channel-mixing"),
+    ("layers.*.downsample.*", "downsample"),  # patch merging
+)
+
 SPEC = register_family(
     FamilySpec(
         name="asmlp",
@@ -337,5 +346,6 @@ SPEC = register_family(
         any_size=True,  # no layer depends on the image size (sides multiples of 32)
         variants=VARIANTS,
         description="axial shifts of channel groups between 1x1 convs, Swin-like pyramid",
+        layer_kinds=LAYER_KINDS,
     )
 )

@@ -322,6 +322,18 @@ def config_from_state(
     return config_from_shapes(CycleMlpConfig, VARIANTS, architecture, img_size, fields)
 
 
+LAYER_KINDS = (
+    ("patch_embed.*", "stem"),
+    # sfc_h/sfc_w (the cycle FCs, the token mixing) are `CycleFC`s, deformable
+    # convolutions, not nn.Linear/nn.Conv2d: no quantizer takes them; named all the same
+    ("network.*.attn.sfc_*", "token-mixing"),
+    ("network.*.attn.mlp_c", "channel-mixing"),
+    ("network.*.attn.reweight.*", "reweight"),
+    ("network.*.attn.proj", "channel-mixing"),
+    ("network.*.mlp.*", "channel-mixing"),
+    ("network.*.proj", "downsample"),  # the 3x3 stride-2 conv between stages
+)
+
 SPEC = register_family(
     FamilySpec(
         name="cyclemlp",
@@ -335,5 +347,6 @@ SPEC = register_family(
         any_size=True,  # no layer depends on the image size
         variants=VARIANTS,
         description="Cycle FC (channel-cycled spatial shifts) pyramid, any input size",
+        layer_kinds=LAYER_KINDS,
     )
 )

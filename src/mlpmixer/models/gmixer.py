@@ -23,6 +23,7 @@ from .flops import linear_params, stacked_macs, stacked_params
 from .init import linear
 from .layers import LayerSet
 from .mixer import (
+    MIXER_LAYER_KINDS,
     MIXER_TIMM_NAMES,
     TOKEN_FC1,
     MixerBlock,
@@ -149,5 +150,6 @@ SPEC = register_family(
         ),
         unused_fields=("gelu", "layer_scale_init"),
         description="the Mixer with SwiGLU token and channel MLPs",
+        layer_kinds=MIXER_LAYER_KINDS,
     )
 )

@@ -114,6 +114,13 @@ def check_even_width(config: MixerConfig) -> None:
         )
 
 
+LAYER_KINDS = (
+    ("stem.*", "stem"),
+    ("blocks.*.spatial_gating.*", "token-mixing"),  # the gate's Linear across patches
+    ("blocks.*.fc1", "channel-mixing"),
+    ("blocks.*.fc2", "channel-mixing"),
+)
+
 SPEC = register_family(
     FamilySpec(
         name="gmlp",
@@ -144,5 +151,6 @@ SPEC = register_family(
         ),
         unused_fields=("tokens_mlp_dim", "layer_scale_init"),
         description="the spatial gating unit: a gated channel MLP with an S × S token gate",
+        layer_kinds=LAYER_KINDS,
     )
 )

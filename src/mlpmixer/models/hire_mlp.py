@@ -302,6 +302,18 @@ def config_from_state(
     return config_from_shapes(HireMlpConfig, VARIANTS, architecture, img_size, fields)
 
 
+LAYER_KINDS = (
+    ("patch_embed.*", "stem"),
+    # 1x1 convs on regions rearranged into channels: they mix the positions of a region
+    ("network.*.attn.mlp_h*", "token-mixing"),
+    ("network.*.attn.mlp_w*", "token-mixing"),
+    ("network.*.attn.mlp_c", "channel-mixing"),
+    ("network.*.attn.reweight.*", "reweight"),
+    ("network.*.attn.proj", "channel-mixing"),
+    ("network.*.mlp.*", "channel-mixing"),
+    ("network.*.proj", "downsample"),
+)
+
 SPEC = register_family(
     FamilySpec(
         name="hiremlp",
@@ -317,5 +329,6 @@ SPEC = register_family(
         any_size=True,  # no layer depends on the image size
         variants=VARIANTS,
         description="hierarchical rearrangement of regions, pyramid, any input size",
+        layer_kinds=LAYER_KINDS,
     )
 )

@@ -141,6 +141,12 @@ MIXER_TIMM_NAMES = {
     "mlp_channels": "channel_mixing",
 }
 
+MIXER_LAYER_KINDS = (
+    ("stem.*", "stem"),
+    ("blocks.*.token_mixing.*", "token-mixing"),
+    ("blocks.*.channel_mixing.*", "channel-mixing"),
+)
+
 SPEC = register_family(
     FamilySpec(
         name="mixer",
@@ -166,5 +172,6 @@ SPEC = register_family(
         plain=plain_twin,
         official_npz=True,
         description="the paper's block: token MLP and channel MLP, LayerNorm, GELU",
+        layer_kinds=MIXER_LAYER_KINDS,
     )
 )

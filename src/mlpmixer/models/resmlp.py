@@ -92,6 +92,12 @@ def widths(state: Mapping[str, torch.Tensor]) -> tuple[int, int, int]:
     return s, s, shape_of(state, "blocks.0.channel_mixing.fc1.weight", 2)[0]
 
 
+LAYER_KINDS = (
+    ("stem.*", "stem"),
+    ("blocks.*.token_mixing", "token-mixing"),  # one Linear across patches
+    ("blocks.*.channel_mixing.*", "channel-mixing"),
+)
+
 SPEC = register_family(
     FamilySpec(
         name="resmlp",
@@ -121,5 +127,6 @@ SPEC = register_family(
         ),
         unused_fields=("tokens_mlp_dim", "norm_eps"),
         description="Affine norms, one S × S token Linear, LayerScale",
+        layer_kinds=LAYER_KINDS,
     )
 )

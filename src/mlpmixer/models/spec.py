@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -85,6 +86,9 @@ class FamilySpec:
     * ``plain``: an independent plain-torch twin for bench's comparison, or None.
     * ``official_npz``: Google's JAX .npz layout holds this family (only the Mixer).
     * ``variants``: registered name -> config (ImageNet-1k 224), added to the model registry.
+    * ``layer_kinds``: what each weighted layer does, as ``(pattern, kind)`` pairs tried in
+      order on module names (`fnmatch`: ``*`` spans dots), kinds from `LAYER_KINDS`; the
+      classifier is ``head`` without a pattern. Read by `layer_kind` (int8 sensitivity).
     """
 
     name: str
@@ -107,11 +111,27 @@ class FamilySpec:
     classifier: str = "head"  # the head's module name (timm's pretrained_cfg "classifier")
     variants: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""  # one line for listings
+    layer_kinds: tuple[tuple[str, str], ...] = ()
 
     def matches(self, state: StateDict) -> bool:
         """Whether ``state`` (this package's key names) is a state dict of this family."""
         present = all(key in state for key in self.markers)
         return present and (self.claims is None or self.claims(state))
+
+
+# what a weighted layer does: mixes tokens (across positions), mixes channels (per position),
+# weighs a block's branches (the split-attention "reweight" MLP on pooled channels), embeds
+# patches, downsamples between stages, or classifies
+LAYER_KINDS = ("token-mixing", "channel-mixing", "reweight", "stem", "downsample", "head")
+
+
+def layer_kind(spec: FamilySpec, name: str) -> str:
+    """The kind (one of `LAYER_KINDS`) of module ``name`` in a model of ``spec``'s family:
+    the first of ``spec.layer_kinds`` whose pattern matches, ``head`` for the classifier (or
+    inside it), ``other`` if none does."""
+    if name == spec.classifier or name.startswith(spec.classifier + "."):
+        return "head"
+    return next((kind for pattern, kind in spec.layer_kinds if fnmatchcase(name, pattern)), "other")
 
 
 _FAMILIES: dict[str, FamilySpec] = {}

@@ -447,6 +447,17 @@ def config_from_state(state: Mapping[str, torch.Tensor], img_size: Any, fields: 
     return config_from_shapes(VipConfig, VARIANTS, architecture, size, fields)
 
 
+LAYER_KINDS = (
+    ("patch_embed.*", "stem"),
+    ("network.*.attn.mlp_h", "token-mixing"),  # along the height (segments of channels)
+    ("network.*.attn.mlp_w", "token-mixing"),  # along the width
+    ("network.*.attn.mlp_c", "channel-mixing"),
+    ("network.*.attn.reweight.*", "reweight"),
+    ("network.*.attn.proj", "channel-mixing"),
+    ("network.*.mlp.*", "channel-mixing"),
+    ("network.*.proj", "downsample"),  # a Downsample between stages
+)
+
 SPEC = register_family(
     FamilySpec(
         name="vip",
@@ -464,5 +475,6 @@ SPEC = register_family(
         any_size=False,  # one input size per set of weights (the segment dims)
         variants=VARIANTS,
         description="height, width and channel permute-MLPs, reweighted (one input size)",
+        layer_kinds=LAYER_KINDS,
     )
 )

@@ -312,6 +312,18 @@ def config_from_state(
     return config_from_shapes(WaveMlpConfig, VARIANTS, architecture, img_size, fields)
 
 
+LAYER_KINDS = (
+    ("patch_embed.*", "stem"),
+    ("network.*.attn.tfc_h", "token-mixing"),  # grouped 1x7 / 7x1 convs over the waves
+    ("network.*.attn.tfc_w", "token-mixing"),
+    ("network.*.attn.theta_*", "channel-mixing"),  # 1x1 conv estimating the phases
+    ("network.*.attn.fc_*", "channel-mixing"),  # 1x1 convs: amplitudes and the c branch
+    ("network.*.attn.reweight.*", "reweight"),
+    ("network.*.attn.proj", "channel-mixing"),
+    ("network.*.mlp.*", "channel-mixing"),
+    ("network.*.proj", "downsample"),
+)
+
 SPEC = register_family(
     FamilySpec(
         name="wavemlp",
@@ -327,5 +339,6 @@ SPEC = register_family(
         any_size=True,  # no layer depends on the image size
         variants=VARIANTS,
         description="tokens as waves: phase-aware token mixing, pyramid, any input size",
+        layer_kinds=LAYER_KINDS,
     )
 )
