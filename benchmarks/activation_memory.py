@@ -1,7 +1,7 @@
 """Training memory per image of the paper's Mixers, with and without activation checkpointing.
 
 Counts the bytes autograd saves for backward during one forward pass (what grows with the
-batch; `mlpmixer.bench.timing.SavedActivations`), under bf16 autocast or in fp32, and
+batch; `mlpmixer.timing.SavedActivations`), under bf16 autocast or in fp32, and
 estimates the largest batch that fits a GPU of the given memory next to the fp32 weights,
 gradients and AdamW state (16 bytes per parameter). With checkpointing, each block's input is
 kept and one block's activations are rebuilt at a time in backward; both are counted. The counts do not depend on the device,
@@ -24,7 +24,7 @@ import sys
 import torch
 
 from mlpmixer import create_model, list_models
-from mlpmixer.bench.timing import SavedActivations
+from mlpmixer.timing import SavedActivations
 
 
 def saved_bytes(model: torch.nn.Module, batch: int, dtype: str) -> int:

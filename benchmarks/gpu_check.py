@@ -48,11 +48,11 @@ from mlpmixer.bench.run import (
     machine_info,
     training_step,
 )
-from mlpmixer.bench.timing import time_calls
 from mlpmixer.deploy import fp8
 from mlpmixer.errors import ConfigError
 from mlpmixer.fileio import atomic_write_text
 from mlpmixer.models import create_model, flops_per_image
+from mlpmixer.timing import time_calls
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {"mfu_infer": 0.65, "mfu_train": 0.45, "vs_timm_compiled": 1.05}

@@ -1,5 +1,5 @@
 """Where static int8's time goes on an AVX2-only CPU (no VNNI), and what might reach the 1.5×
-target there (issue 29 item 3).
+target there.
 
 ``python benchmarks/int8_avx2.py (--checkpoint CKPT [--calibration DATA] | --arch NAME)
 [--isa avx2|native] [--batch-sizes 32,128] [--out benchmarks/results/int8-avx2-<model>.json]``

@@ -15,10 +15,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from mlpmixer import MixerConfig, MlpMixer, create_model
 from mlpmixer.bench.peak import measure_matmul_peak
 from mlpmixer.bench.run import BenchOptions, benchmark
-from mlpmixer.bench.timing import SavedActivations, percentile, summarize_ms
 from mlpmixer.cli import cli
 from mlpmixer.models import flops_per_image, model_config
 from mlpmixer.models.plain import PlainMixer
+from mlpmixer.timing import SavedActivations, percentile, summarize_ms
 
 CONFIGS = [
     MixerConfig(img_size=(8, 8), patch_size=(2, 2), in_chans=1, num_classes=10, hidden_dim=16,

@@ -23,7 +23,7 @@ import torch
 
 from ..models.fast import onednn
 from ..precision import DTYPES
-from .timing import synchronize
+from ..timing import synchronize
 
 CPU_SIZES = (1024, 2048, 3072)
 CUDA_SIZES = (4096, 8192)

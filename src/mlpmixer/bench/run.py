@@ -46,8 +46,8 @@ from ..models.params import weight_decay_groups
 from ..models.spec import family_spec
 from ..precision import DTYPES, autocast, warn_if_emulated
 from ..progress import PROGRESS
+from ..timing import PeakMemory, SavedActivations, summarize_ms, synchronize, time_calls
 from .peak import measure_matmul_peak
-from .timing import PeakMemory, SavedActivations, summarize_ms, synchronize, time_calls
 
 MODES = ("infer", "train", "both")
 IMPLEMENTATIONS = ("mlpmixer", "plain", "timm")

@@ -199,9 +199,9 @@ def measure(
 ) -> Fp8Check:
     """``candidate`` (fp8) against ``reference`` (bf16): agreement on ``images`` (N, C, H, W),
     moved to the reference's device and dtype, and the median step times of the first
-    ``batch`` of them, timed interleaved (`bench.timing.time_calls`), eagerly or under
+    ``batch`` of them, timed interleaved (`mlpmixer.timing.time_calls`), eagerly or under
     ``torch.compile``."""
-    from ..bench.timing import time_calls
+    from ..timing import time_calls
     from .accuracy import logits
 
     weight = next(reference.parameters())

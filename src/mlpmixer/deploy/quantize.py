@@ -20,9 +20,12 @@ class QuantizedMixer(nn.Module):
     the norms and activations (which no method quantizes); ``quantized``: the Linears that
     are int8; ``config``: the float model's config (preprocessing included), from which
     `storage.load_quantized` rebuilds it; ``calibration_images``: how many images fixed the
-    activation ranges (static only, else 0); ``activation_bits``: static's activation range,
+    activation ranges (static only, else 0); ``int8``: the marker export reads (it cannot
+    import this package, which builds on it); ``activation_bits``: static's activation range,
     8 (0..255) or 7 (0..127, for CPUs without VNNI/AMX: `static.default_activation_bits`).
     """
+
+    int8 = True
 
     def __init__(
         self,

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from ..checkpoints.formats.int8 import is_int8
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_pair, atomic_path
 from ..models.base import MlpFamilyModel
@@ -170,7 +169,9 @@ def export_model(
     """
     path = Path(path)
     format = resolve_format(path, format)
-    if is_int8(model):  # an int8 folder's model: torchao tensors
+    # an int8 folder's model (deploy.QuantizedMixer, torchao tensors), known by its marker:
+    # deploy builds on this package (ONNX Runtime int8), so this one does not import it
+    if getattr(model, "int8", False):
         raise ConfigError(
             f"an int8 model cannot be exported to {format}: TorchScript and ONNX take a float "
             "model; export the float checkpoint it was quantized from"
