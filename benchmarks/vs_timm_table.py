@@ -11,6 +11,7 @@ A cell no file has is listed as not measured; a cell below ``--target`` is marke
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -32,11 +33,22 @@ def _isa(run_file: dict, name: str) -> str:
                  if k in name), "native")  # fmt: skip
 
 
+def _started(data: dict, path: Path) -> str:
+    """When a run started, as UTC ISO text: its ``date``, else the file's mtime.
+
+    Not the mtime first: a git checkout gives every file the same one, and the later run of a
+    cell measured twice must win whatever order the files were checked out in.
+    """
+    if data.get("date"):
+        return dt.datetime.fromisoformat(data["date"]).astimezone(dt.UTC).isoformat()
+    return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat()
+
+
 def cells(paths: list[Path]) -> dict[tuple, dict]:
-    """(model, isa, threads, precision, mode) -> the run (the later file wins)."""
+    """(model, isa, threads, precision, mode) -> the run (the later-started file wins)."""
+    files = [(path, json.loads(path.read_text(encoding="utf-8"))) for path in paths]
     found: dict[tuple, dict] = {}
-    for path in sorted(paths, key=lambda p: p.stat().st_mtime):
-        data = json.loads(path.read_text(encoding="utf-8"))
+    for path, data in sorted(files, key=lambda item: _started(item[1], item[0])):
         isa, threads = _isa(data, path.name), data["machine"]["threads"]
         for run in data["runs"]:
             key = (run["model"], isa, threads, run["precision"], run["mode"])

@@ -68,3 +68,22 @@ def test_vs_timm_switched_off_runs_a_step_with_the_piece_off_then_restores(monke
     assert seen == ["0"] and "MLPMIXER_LAYOUTS" not in os.environ
     args = vs_timm.parse_args(["--switched-off", "MLPMIXER_LAYOUTS", "--switched-off", "X"])
     assert args.switched_off == ["MLPMIXER_LAYOUTS", "X"]
+
+
+def test_vs_timm_table_takes_the_later_run_of_a_cell_by_its_date_not_the_file_mtime(tmp_path):
+    # a git checkout gives both files one mtime: the table showed whichever sorted last by name
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import vs_timm_table
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    machine = {"threads": 1, "isa_caps": {}}
+    paths = []
+    for name, date, ratio in (("b-later.json", "2026-12-07T20:11:43+00:00", 1.08),
+                              ("c-earlier.json", "2026-12-07T19:54:08+00:00", 0.96)):  # fmt: skip
+        run = {"model": "mixer_b16_224", "precision": "fp32", "mode": "train",
+               "vs": {"timm": {"cpu": ratio}}, "cpu_ms": {"mlpmixer": 1.0}, "steps": {"mlpmixer": 2}}  # fmt: skip
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps({"date": date, "machine": machine, "runs": [run]}))
+    found = vs_timm_table.cells(paths)
+    assert found[("mixer_b16_224", "native", 1, "fp32", "train")]["file"] == "b-later.json"
