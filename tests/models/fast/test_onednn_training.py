@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mixer_testing import EPYC, XEON, needs_onednn, randomised, record_results
-from mlpmixer import MixerConfig, MlpMixer, measured_choice
-from mlpmixer.cpu_kind import cap_flags, parse_cpuinfo
+from mlpmixer import MixerConfig, MlpMixer
+from mlpmixer.cpu_kind import parse_cpuinfo
 from mlpmixer.models.fast import onednn, pieces
 from mlpmixer.models.plain import PlainMixer
 
@@ -37,19 +37,6 @@ def calls(monkeypatch):
     return record_results(monkeypatch, onednn, "training_linear")
 
 
-def record_args(monkeypatch, module, name) -> list:
-    """Wrap ``module.name`` (its last positional argument recorded per call)."""
-    seen = []
-    original = getattr(module, name)
-
-    def recording(*args):
-        seen.append(args[-1])
-        return original(*args)
-
-    monkeypatch.setattr(module, name, recording)
-    return seen
-
-
 def _loss_and_grads(model, images):
     model.zero_grad()
     logits = model(images)
@@ -62,15 +49,12 @@ def _images():
 
 
 @needs_onednn
-@pytest.mark.parametrize("choice", [onednn.ONEDNN_DW, onednn.MM_DW])
-def test_fp32_gradients_match_float64_plain(choice, calls, monkeypatch):
-    """Both oneDNN candidates: dW in oneDNN, and dW by ``torch.mm`` (forward and dX in oneDNN)."""
-    monkeypatch.setattr(onednn, "training_choice", lambda dim, hidden, rows: choice)
-    dw_in_onednn = record_args(monkeypatch, onednn, "_weight_grad")
+@pytest.mark.parametrize("weight_grad_in_onednn", [True, False])
+def test_fp32_gradients_match_float64_plain(weight_grad_in_onednn, calls, monkeypatch):
+    monkeypatch.setattr(onednn, "_WEIGHT_GRAD_IN_ONEDNN", weight_grad_in_onednn)
     model = randomised(MlpMixer(CONFIG), seed=2).train()
     logits, grads = _loss_and_grads(model, _images())
     assert calls and all(calls)  # every channel product went through oneDNN
-    assert dw_in_onednn == [choice == onednn.ONEDNN_DW] * len(calls)  # dW where the choice says
     plain = PlainMixer.from_model(model).double().train()
     ref_logits, ref = _loss_and_grads(plain, _images().double())
     ref = {name.replace("plain.", ""): g for name, g in ref.items()}
@@ -151,108 +135,3 @@ def test_torch_func_transforms_take_aten(monkeypatch):
     assert seen == [False]
     assert not onednn.failed
     assert onednn.training_linear(layer, x.requires_grad_()) is not None
-
-
-# --- the decision among oneDNN with dW in oneDNN, oneDNN with dW by torch.mm, ATen ------------
-
-ZEN4 = EPYC.replace("cpu family\t: 26", "cpu family\t: 25")  # the machine the rule was measured on
-S16, B16, L16 = (512, 2048), (768, 3072), (1024, 4096)  # channel MLP widths dim x hidden
-
-
-@needs_onednn
-@pytest.mark.parametrize(
-    "cpuinfo, widths, expected",
-    [
-        (ZEN4, S16, onednn.ONEDNN_DW),  # dW in oneDNN won at S/16's widths (item 9)
-        (ZEN4, B16, onednn.MM_DW),  # and lost at B/16's: its transposed copies cost more
-        (EPYC, L16, onednn.MM_DW),
-        (XEON, S16, onednn.ATEN),  # MKL has AVX-512 on Intel: ATen throughout
-        (XEON, B16, onednn.ATEN),
-    ],
-    ids=["zen4-s16", "zen4-b16", "epyc-l16", "xeon-s16", "xeon-b16"],
-)
-def test_the_rule_takes_dw_by_mm_from_b16_widths_on_amd(cpuinfo, widths, expected, monkeypatch):
-    _run_on(monkeypatch, cpuinfo)
-    assert onednn.training_rule(parse_cpuinfo(cpuinfo), *widths) == expected
-    assert onednn.training_choice(*widths, rows=16 * 196) == expected
-    assert pieces.decisions()[-1].why.startswith("rule: ")
-
-
-@needs_onednn
-def test_the_switch_keeps_dw_in_onednn(monkeypatch):
-    """``MLPMIXER_ONEDNN_DW_MM=0``: the previous behaviour (for side-by-side timings)."""
-    monkeypatch.setenv(onednn.MM_DW_SWITCH, "0")
-    pieces.reset()
-    assert onednn.training_choice(*B16, rows=3136) == onednn.ONEDNN_DW
-    monkeypatch.setenv("MLPMIXER_ONEDNN", "0")
-    pieces.reset()
-    assert onednn.training_choice(*B16, rows=3136) == onednn.ATEN
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLPMIXER_CACHE", str(tmp_path))
-    measured_choice._memo.clear()
-    yield tmp_path
-    measured_choice._memo.clear()
-
-
-def _probing(monkeypatch, ms: dict[str, float]) -> list[list[str]]:
-    """An unknown CPU (AVX2 caps) whose probes "measure" ``ms`` per candidate; each candidate
-    still runs once and is checked against ATen first. Returns the candidates timed."""
-    _run_on(monkeypatch, EPYC)
-    kind = cap_flags(parse_cpuinfo(EPYC), {"ONEDNN_MAX_CPU_ISA": "AVX2"})
-    monkeypatch.setattr(pieces, "effective_cpu", lambda: kind)
-    seen = []
-
-    def medians(candidates, rounds=5, clock=None, warmup=True):
-        seen.append(list(candidates))
-        return {name: ms.get(name, 1.0) for name in candidates}
-
-    monkeypatch.setattr(measured_choice, "medians", medians)
-    return seen
-
-
-@needs_onednn
-def test_an_unknown_cpu_probes_the_three_and_takes_the_fastest(monkeypatch, cache):
-    seen = _probing(monkeypatch, {onednn.ONEDNN_DW: 1.0, onednn.MM_DW: 0.8, onednn.ATEN: 1.1})
-    assert onednn.training_choice(48, 96, rows=3136) == onednn.MM_DW
-    assert seen == [[onednn.ONEDNN_DW, onednn.MM_DW, onednn.ATEN]]
-    assert pieces.decisions()[-1].why == "measured 1.38x"  # (over the plain op, ATen)
-    # another shape class is decided on its own (here dW in oneDNN wins)
-    _probing(monkeypatch, {onednn.ONEDNN_DW: 0.8, onednn.MM_DW: 1.0, onednn.ATEN: 1.1})
-    assert onednn.training_choice(32, 64, rows=3136) == onednn.ONEDNN_DW
-
-
-@needs_onednn
-def test_a_wrong_weight_gradient_by_mm_is_never_timed(monkeypatch, cache):
-    """The probe compares the output and both gradients with ATen's before timing."""
-    seen = _probing(monkeypatch, {onednn.ONEDNN_DW: 0.5, onednn.MM_DW: 0.1})
-    original = onednn._weight_grad
-    monkeypatch.setattr(
-        onednn,
-        "_weight_grad",
-        lambda g, x, in_onednn: (
-            original(g, x, in_onednn) * 1.001 if not in_onednn else original(g, x, in_onednn)
-        ),
-    )
-    assert onednn.training_choice(48, 96, rows=3136) == onednn.ONEDNN_DW
-    assert seen == [[onednn.ONEDNN_DW, onednn.ATEN]]  # the wrong one was not timed
-
-
-@needs_onednn
-def test_a_choice_stored_before_dw_by_mm_existed_is_probed_again(monkeypatch, cache):
-    """The cache key names the candidates: a choice stored among oneDNN and ATen (the switch,
-    or an older version) does not answer for the three."""
-    _probing(monkeypatch, {onednn.ONEDNN_DW: 1.0, onednn.ATEN: 2.0})
-    monkeypatch.setenv(onednn.MM_DW_SWITCH, "0")
-    assert onednn.training_choice(48, 96, rows=3136) == onednn.ONEDNN_DW
-    monkeypatch.delenv(onednn.MM_DW_SWITCH)
-    pieces.reset()
-    measured_choice._memo.clear()  # a new process: the file answers what it stored
-    stored = (cache / "choices.json").read_text()
-    assert "among oneDNN / ATen" in stored and "dW by torch.mm" not in stored
-    seen = _probing(monkeypatch, {onednn.ONEDNN_DW: 1.0, onednn.MM_DW: 0.5, onednn.ATEN: 2.0})
-    assert onednn.training_choice(48, 96, rows=3136) == onednn.MM_DW
-    assert seen == [[onednn.ONEDNN_DW, onednn.MM_DW, onednn.ATEN]]
-    assert "among oneDNN / oneDNN, dW by torch.mm / ATen" in (cache / "choices.json").read_text()

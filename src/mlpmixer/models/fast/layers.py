@@ -118,8 +118,8 @@ class ChannelMlp(_DropIn, _GeluDropout, plain.Mlp):
         if mode == "infer":
             return self._infer(x, choice, cache)
         if mode == "train" and choice != onednn.ATEN:
-            h = self.gelu_dropout(self._train_linear(self.fc1, x, choice))
-            return self.drop(self._train_linear(self.fc2, h, choice))
+            h = self.gelu_dropout(self._train_linear(self.fc1, x))
+            return self.drop(self._train_linear(self.fc2, h))
         if mode == "layouts" and layouts.usable(
             x, self.fc1.weight, self.fc2.weight
         ):  # (`cache`: the compute dtype)
@@ -159,8 +159,8 @@ class ChannelMlp(_DropIn, _GeluDropout, plain.Mlp):
             return ("layouts", "", compute)
         return ("plain", onednn.ATEN, None)
 
-    def _train_linear(self, module: torch.nn.Module, x: torch.Tensor, choice: str) -> torch.Tensor:
-        out = onednn.training_linear(module, x, choice)  # None for torch.func wrappers, failures
+    def _train_linear(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        out = onednn.training_linear(module, x)  # None for torch.func wrappers, failures
         return out if out is not None else module(x)
 
     def _infer(self, x: torch.Tensor, choice: str, cache: torch.dtype | None) -> torch.Tensor:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ...cpu_kind import CpuKind, onednn_fp32_training
+from ...cpu_kind import onednn_fp32_training
 from . import pieces
 from .aside import aten_only
 from .autocast_cache import plain_linear
@@ -201,31 +201,10 @@ def inference_choice(dtype: torch.dtype, dim: int, hidden: int, gelu: str, rows:
     return choice if works("linear", dtype) and works("linear+gelu", dtype) else ATEN
 
 
-ONEDNN_DW = "oneDNN"  # forward, dX and dW in oneDNN
-MM_DW = "oneDNN, dW by torch.mm"  # forward and dX in oneDNN, dW = dYᵀ·X in ATen (no copies)
-MM_DW_SWITCH = "MLPMIXER_ONEDNN_DW_MM"  # 0: not a candidate (dW in oneDNN where oneDNN runs)
-# On the Zen 4 (one thread, batch 16, whole steps) dW in oneDNN won at S/16's widths
-# (512x2048; item 9) and lost at B/16's (768x3072, 2-5%: its two activation-sized transposed
-# copies cost more than oneDNN gains on the product); the rule's threshold is the width
-# between (docs/performance.md item 9, benchmarks/results/vs-timm-glue-notes.md)
-MM_DW_FROM_DIM = 768
-
-
-def training_rule(kind: CpuKind, dim: int, hidden: int, mm_dw: bool = True) -> str:
-    """The fp32 training choice on a CPU the pieces were measured on (a pure function of the
-    CPU's description and the channel MLP's widths dim -> hidden; ``mm_dw``: whether `MM_DW`
-    is a candidate)."""
-    if not onednn_fp32_training(kind):
-        return ATEN
-    return MM_DW if mm_dw and dim >= MM_DW_FROM_DIM else ONEDNN_DW
-
-
 def training_choice(dim: int, hidden: int, rows: int) -> str:
-    """`ONEDNN_DW`, `MM_DW` or `ATEN`: where a channel MLP's fp32 training products run."""
+    """``"oneDNN"`` or `ATEN`: where a channel MLP's fp32 training products run."""
     rows_class = pieces.rows_class(rows)
     case = f"float32, {dim}x{hidden}, {rows_class} rows"
-    mm_dw = not pieces.switched_off(MM_DW_SWITCH)
-    names = (ONEDNN_DW, MM_DW, ATEN) if mm_dw else (ONEDNN_DW, ATEN)
 
     def probe() -> dict[str, Callable[[], torch.Tensor]]:
         rows = pieces.TRAINING_PROBE_ROWS[rows_class]
@@ -239,18 +218,16 @@ def training_choice(dim: int, hidden: int, rows: int) -> str:
             out.backward(torch.ones_like(out))
             return torch.cat([out.detach().flatten(), x.grad.flatten(), w1.grad.flatten()])
 
-        made = {
-            ONEDNN_DW: lambda: step(lambda x, w, b: _TrainingLinear.apply(x, w, b, True)),
-            MM_DW: lambda: step(lambda x, w, b: _TrainingLinear.apply(x, w, b, False)),
+        return {
+            "oneDNN": lambda: step(_TrainingLinear.apply),
             ATEN: lambda: step(F.linear),
         }
-        return {name: made[name] for name in names}
 
     if not works("training", torch.float32):
         return ATEN
     return pieces.decide(
-        TRAINING, case, names, probe,
-        rule=lambda kind: training_rule(pieces.effective_cpu(), dim, hidden, mm_dw),
+        TRAINING, case, ("oneDNN", ATEN), probe,
+        rule=lambda kind: "oneDNN" if onednn_fp32_training(pieces.effective_cpu()) else ATEN,
         unavailable=_unavailable(torch.float32), switch=SWITCH,
     )  # fmt: skip
 
@@ -261,9 +238,9 @@ def training_choice(dim: int, hidden: int, rows: int) -> str:
 # AVX-512 and oneDNN does. In training the forward product and the
 # input-gradient product dX = dY·W have the same form as a linear, so they run through the same
 # oneDNN op (W transposed once per step: a weight-sized copy). The weight gradient dYᵀ·X needs
-# both big operands transposed into contiguous copies first; it wins on the EPYC at S/16's
-# widths and loses at B/16's, so where dW runs is part of the decision (`MM_DW`: dW in
-# `torch.mm`, docs/performance.md item 9). The bias gradient is a sum.
+# both big operands transposed into contiguous copies first, and still wins on the EPYC
+# (docs/performance.md).
+# `_WEIGHT_GRAD_IN_ONEDNN = False` keeps dW in `torch.mm`. The bias gradient is a sum.
 # On Intel CPUs MKL has AVX-512 kernels and the transposes only cost, so the layers use this
 # path only where `training_choice` says it wins (the rule `cpu_kind.onednn_fp32_training`
 # on the CPUs it was measured on, a probe elsewhere).
@@ -285,23 +262,23 @@ def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -
     return pointwise(x, weight, bias, "none", "")
 
 
-def _weight_grad(grad: torch.Tensor, x: torch.Tensor, in_onednn: bool) -> torch.Tensor:
-    """dW = gradᵀ·x (N, K), for grad (M, N), x (M, K): in oneDNN (from two transposed
-    contiguous copies) or in ``torch.mm`` (ATen reads the transposed view as it is)."""
-    if not in_onednn:
+_WEIGHT_GRAD_IN_ONEDNN = True
+
+
+def _weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """dW = gradᵀ·x (N, K), for grad (M, N), x (M, K)."""
+    if not _WEIGHT_GRAD_IN_ONEDNN:
         return grad.t().mm(x)
     return _product(grad.t().contiguous(), x.t().contiguous(), None)
 
 
 class _TrainingLinear(torch.autograd.Function):
-    """x (M, K) @ weightᵀ + bias with the forward and dX products in oneDNN (fp32, CPU), dW
-    in oneDNN too or (``weight_grad_in_onednn=False``) in ``torch.mm``."""
+    """x (M, K) @ weightᵀ + bias with the forward and dX products in oneDNN (fp32, CPU)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, weight_grad_in_onednn):  # type: ignore[override]
+    def forward(ctx, x, weight, bias):  # type: ignore[override]
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        ctx.weight_grad_in_onednn = weight_grad_in_onednn
         return _product(x, weight, bias)
 
     @staticmethod
@@ -309,19 +286,16 @@ class _TrainingLinear(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
-        needs_x, needs_w, needs_b, _ = ctx.needs_input_grad
+        needs_x, needs_w, needs_b = ctx.needs_input_grad
         dx = _product(grad, weight.t().contiguous(), None) if needs_x else None
-        dw = _weight_grad(grad, x, ctx.weight_grad_in_onednn) if needs_w else None
+        dw = _weight_grad(grad, x) if needs_w else None
         db = grad.sum(0) if ctx.has_bias and needs_b else None
-        return dx, dw, db, None
+        return dx, dw, db
 
 
-def training_linear(
-    module: torch.nn.Module, x: torch.Tensor, choice: str = ONEDNN_DW
-) -> torch.Tensor | None:
+def training_linear(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """``module(x)`` for a plain fp32 ``nn.Linear`` in CPU training through oneDNN, or None.
 
-    ``choice``: `ONEDNN_DW` (dW in oneDNN too) or `MM_DW` (dW in ``torch.mm``).
     None where it does not apply (inference, autocast, other dtypes or devices, compile,
     dispatch modes, wrapped modules, a failed call): the caller runs the module.
     Not twice differentiable (``create_graph=True`` raises); double backward is float64
@@ -335,7 +309,7 @@ def training_linear(
         return None
     rows = x.reshape(-1, x.shape[-1])
     try:
-        out = _TrainingLinear.apply(rows, module.weight, module.bias, choice != MM_DW)
+        out = _TrainingLinear.apply(rows, module.weight, module.bias)
     except (RuntimeError, NotImplementedError) as err:  # (the forward product: nothing half-done)
         record_failure("training", torch.float32, err)
         return None
