@@ -104,58 +104,38 @@ def test_products_run_with_the_left_operand_column_major(monkeypatch):
 # --- which runs: a rule on the CPUs with rules, a probe elsewhere ------------------------------
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLPMIXER_CACHE", str(tmp_path))
-    measured_choice._memo.clear()
-    yield tmp_path
-    measured_choice._memo.clear()
-
-
-def _on(monkeypatch, kind, ms=None):
-    """Decide as on ``kind``; probes "measure" ``ms`` (by candidate) and record what they timed."""
-    monkeypatch.setattr(pieces, "effective_cpu", lambda: kind)
-    pieces.set_policy("auto")
-    seen = []
-
-    def medians(candidates, rounds=5, clock=None, warmup=True):
-        seen.append(list(candidates))
-        return {name: (ms or {}).get(name, 1.0) for name in candidates}
-
-    monkeypatch.setattr(measured_choice, "medians", medians)
-    return seen
-
-
-def test_a_cpu_that_emulates_bf16_probes_and_takes_the_layouts_where_they_win(monkeypatch, cache):
+def test_a_cpu_that_emulates_bf16_probes_and_takes_the_layouts_where_they_win(
+    decide_on, monkeypatch, cache
+):
     """Issue 25 item 4, regression: under the AVX2 caps S/16 bf16-autocast training was 0.96x
     timm-erf; its channel products' input gradients ran row-major @ row-major (measured 8-15x
     slower than with the left operand column-major)."""
-    seen = _on(monkeypatch, AVX2_EPYC, {LEFT_COLUMN_MAJOR: 0.1, PLAIN: 1.0})
+    seen = decide_on(AVX2_EPYC, {LEFT_COLUMN_MAJOR: 0.1, PLAIN: 1.0})
     assert layouts.choice(torch.bfloat16, 24, 48) == LEFT_COLUMN_MAJOR
     assert seen == [[LEFT_COLUMN_MAJOR, PLAIN]]
     assert pieces.decisions()[-1].why == "measured 10.00x"
     assert pieces.decisions()[-1].case == "bfloat16, 24x48"
     # where it loses, the plain linear; fp32 is never asked
-    _on(monkeypatch, AVX2_EPYC, {LEFT_COLUMN_MAJOR: 1.5, PLAIN: 1.0})
+    decide_on(AVX2_EPYC, {LEFT_COLUMN_MAJOR: 1.5, PLAIN: 1.0})
     assert layouts.choice(torch.float16, 24, 48) == PLAIN
-    seen = _on(monkeypatch, AVX2_EPYC)
+    seen = decide_on(AVX2_EPYC)
     assert layouts.choice(torch.float32, 24, 48) == PLAIN and not seen
 
 
-def test_a_cpu_with_rules_keeps_f_linear_and_the_switch_turns_it_off(monkeypatch, cache):
-    seen = _on(monkeypatch, parse_cpuinfo(EPYC), {LEFT_COLUMN_MAJOR: 0.1})
+def test_a_cpu_with_rules_keeps_f_linear_and_the_switch_turns_it_off(decide_on, monkeypatch, cache):
+    seen = decide_on(parse_cpuinfo(EPYC), {LEFT_COLUMN_MAJOR: 0.1})
     assert layouts.choice(torch.bfloat16, 24, 48) == PLAIN and not seen
     assert pieces.decisions()[-1].why == "rule: amd-avx512-bf16"
-    seen = _on(monkeypatch, AVX2_EPYC, {LEFT_COLUMN_MAJOR: 0.1})
+    seen = decide_on(AVX2_EPYC, {LEFT_COLUMN_MAJOR: 0.1})
     monkeypatch.setenv("MLPMIXER_LAYOUTS", "0")
     assert layouts.choice(torch.bfloat16, 24, 48) == PLAIN and not seen
     assert pieces.decisions()[-1].why == "off: MLPMIXER_LAYOUTS=0"
     assert token_products.LAYOUTS not in token_products.candidates(torch.bfloat16, True)
 
 
-def test_a_wrong_gradient_is_never_timed(monkeypatch, cache):
+def test_a_wrong_gradient_is_never_timed(decide_on, monkeypatch, cache):
     """The probe checks the five gradients, not only the output."""
-    seen = _on(monkeypatch, AVX2_EPYC, {LEFT_COLUMN_MAJOR: 0.1})
+    seen = decide_on(AVX2_EPYC, {LEFT_COLUMN_MAJOR: 0.1})
     real = layouts._LeftColumnMajor.backward
 
     def wrong(ctx, grad):
@@ -167,17 +147,17 @@ def test_a_wrong_gradient_is_never_timed(monkeypatch, cache):
     assert "left operands column-major differs by" in pieces.decisions()[-1].why
 
 
-def test_a_choice_stored_among_fewer_candidates_is_probed_again(monkeypatch, cache):
+def test_a_choice_stored_among_fewer_candidates_is_probed_again(decide_on, monkeypatch, cache):
     """Regression: the stored choices were keyed by the piece and case alone, so a cache
     written before the `LAYOUTS` token form existed (``baddbmm``, 1.00x under the AVX2 caps)
     answered for ever, and the new form was never measured."""
-    _on(monkeypatch, AVX2_EPYC, {token_products.INSIDE: 1.0})
+    decide_on(AVX2_EPYC, {token_products.INSIDE: 1.0})
     monkeypatch.setenv("MLPMIXER_LAYOUTS", "0")  # (the candidates before the new form)
     assert token_products.form_choice(torch.bfloat16, True, 8, 16, 24) == token_products.INSIDE
     monkeypatch.delenv("MLPMIXER_LAYOUTS")
     pieces.reset()
     measured_choice._memo.clear()  # a new process
-    seen = _on(monkeypatch, AVX2_EPYC, {token_products.LAYOUTS: 0.3})
+    seen = decide_on(AVX2_EPYC, {token_products.LAYOUTS: 0.3})
     assert token_products.form_choice(torch.bfloat16, True, 8, 16, 24) == token_products.LAYOUTS
     assert seen == [list(token_products.candidates(torch.bfloat16, True))]
 

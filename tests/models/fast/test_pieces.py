@@ -17,14 +17,6 @@ CONFIG = MixerConfig(
 )  # fmt: skip
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLPMIXER_CACHE", str(tmp_path))
-    measured_choice._memo.clear()
-    yield tmp_path
-    measured_choice._memo.clear()
-
-
 def _on(monkeypatch, kind) -> None:
     monkeypatch.setattr(pieces, "effective_cpu", lambda: kind)
     pieces.set_policy("auto")

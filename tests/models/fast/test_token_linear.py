@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mixer_testing import EPYC, randomised, record_results
-from mlpmixer import MixerConfig, MlpMixer, measured_choice
+from mlpmixer import MixerConfig, MlpMixer
 from mlpmixer.cpu_kind import cap_flags, parse_cpuinfo, this_cpu
 from mlpmixer.models.fast import layers, pieces
 from mlpmixer.models.fast import token_linear as token_products
@@ -130,28 +130,6 @@ def test_each_form_in_bf16_autocast_within_2e_2_of_plain_fp32(form, models, monk
 # --- which form runs: a rule on the measured CPUs, a probe elsewhere --------------------------
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLPMIXER_CACHE", str(tmp_path))
-    measured_choice._memo.clear()
-    yield tmp_path
-    measured_choice._memo.clear()
-
-
-def _on(monkeypatch, kind, ms=None):
-    """Decide as on ``kind``; probes "measure" ``ms`` (by form) and record what they timed."""
-    monkeypatch.setattr(pieces, "effective_cpu", lambda: kind)
-    pieces.set_policy("auto")
-    seen = []
-
-    def medians(candidates, rounds=5, clock=None, warmup=True):
-        seen.append(list(candidates))
-        return {name: (ms or {}).get(name, 1.0) for name in candidates}
-
-    monkeypatch.setattr(measured_choice, "medians", medians)
-    return seen
-
-
 def test_the_candidates_per_dtype():
     assert token_products.candidates(torch.float32) == (ONE_LINEAR, INSIDE)
     assert token_products.candidates(torch.float32, True) == (ONE_LINEAR, INSIDE)
@@ -161,8 +139,10 @@ def test_the_candidates_per_dtype():
 
 
 @pytest.mark.parametrize("training", [False, True])
-def test_a_measured_cpu_takes_the_rule_in_each_dtype_and_mode(training, monkeypatch, cache):
-    seen = _on(monkeypatch, parse_cpuinfo(EPYC))
+def test_a_measured_cpu_takes_the_rule_in_each_dtype_and_mode(
+    decide_on, training, monkeypatch, cache
+):
+    seen = decide_on(parse_cpuinfo(EPYC))
     assert token_products.form_choice(torch.float32, training, 8, 16, 24) == INSIDE
     assert token_products.form_choice(torch.bfloat16, training, 8, 16, 24) == AFTER
     assert not seen
@@ -173,23 +153,23 @@ def test_a_measured_cpu_takes_the_rule_in_each_dtype_and_mode(training, monkeypa
 
 @pytest.mark.parametrize("kind", [AVX2_EPYC, AVX512_NO_BF16], ids=["avx2", "avx512-no-bf16"])
 def test_a_cpu_without_native_bf16_probes_and_takes_the_one_linear_where_it_wins(
-    kind, monkeypatch, cache
+    decide_on, kind, monkeypatch, cache
 ):
     """Issue 25 item 4, regression: under the AVX2 caps the bf16 token products ran per image
     (bf16-autocast inference 0.69x timm); the one linear over (B·C, S) measured 4-5x."""
-    seen = _on(monkeypatch, kind, {AFTER: 1.0, ONE_LINEAR: 0.6, INSIDE: 1.0})
+    seen = decide_on(kind, {AFTER: 1.0, ONE_LINEAR: 0.6, INSIDE: 1.0})
     for training in (False, True):
         assert token_products.form_choice(torch.bfloat16, training, 8, 16, 24) == ONE_LINEAR
         assert seen[-1] == list(token_products.candidates(torch.bfloat16, training))
         assert pieces.decisions()[-1].why == "measured 1.67x"
     # and where it loses, the probe keeps the plain form (dtype by dtype, mode by mode)
-    seen = _on(monkeypatch, kind, {ONE_LINEAR: 1.2, INSIDE: 1.0})
+    seen = decide_on(kind, {ONE_LINEAR: 1.2, INSIDE: 1.0})
     assert token_products.form_choice(torch.float32, False, 8, 16, 24) == INSIDE
     assert seen[-1] == [ONE_LINEAR, INSIDE]
 
 
-def test_a_form_that_computes_something_else_is_never_timed(monkeypatch, cache):
-    seen = _on(monkeypatch, AVX2_EPYC, {ONE_LINEAR: 0.1})
+def test_a_form_that_computes_something_else_is_never_timed(decide_on, monkeypatch, cache):
+    seen = decide_on(AVX2_EPYC, {ONE_LINEAR: 0.1})
     real = token_products.F.linear
     monkeypatch.setattr(token_products.F, "linear", lambda x, w, b: real(x, w, b) * 1.01)
     assert token_products.form_choice(torch.float32, False, 8, 16, 24) == INSIDE
@@ -202,10 +182,10 @@ def test_a_form_that_computes_something_else_is_never_timed(monkeypatch, cache):
     assert not seen and "one linear over (B·C, S) differs by" in pieces.decisions()[-1].why
 
 
-def test_the_layer_runs_the_decided_form(monkeypatch, cache):
+def test_the_layer_runs_the_decided_form(decide_on, monkeypatch, cache):
     """Under a no-native-bf16 CPU description the bf16-autocast token MLP runs as two
     `F.linear` over (B·C, S) (not `bmm` per image); fp32 keeps `baddbmm`."""
-    _on(monkeypatch, AVX2_EPYC, {ONE_LINEAR: 0.5})
+    decide_on(AVX2_EPYC, {ONE_LINEAR: 0.5})
     model = randomised(MlpMixer(CONFIG), seed=1).eval()
     images = torch.randn(2, 3, 16, 16)
     linear = record_results(monkeypatch, layers.F, "linear")
@@ -213,7 +193,7 @@ def test_the_layer_runs_the_decided_form(monkeypatch, cache):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(images)
     assert not token and len(linear) >= 2 * CONFIG.num_blocks
-    _on(monkeypatch, AVX2_EPYC, {ONE_LINEAR: 2.0})
+    decide_on(AVX2_EPYC, {ONE_LINEAR: 2.0})
     with torch.no_grad():
         model(images)
     assert len(token) == 2 * CONFIG.num_blocks
