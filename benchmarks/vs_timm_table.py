@@ -33,10 +33,12 @@ def _isa(run_file: dict, name: str) -> str:
 
 
 def cells(paths: list[Path]) -> dict[tuple, dict]:
-    """(model, isa, threads, precision, mode) -> the run (the later file wins)."""
+    """(model, isa, threads, precision, mode) -> the run (the later file wins: by the JSON's
+    ``date``, then by modification time for files without one; a fresh checkout gives every
+    file the same modification time, so that alone would let the file name decide)."""
     found: dict[tuple, dict] = {}
-    for path in sorted(paths, key=lambda p: p.stat().st_mtime):
-        data = json.loads(path.read_text(encoding="utf-8"))
+    loaded = [(json.loads(p.read_text(encoding="utf-8")), p) for p in paths]
+    for data, path in sorted(loaded, key=lambda dp: (dp[0].get("date", ""), dp[1].stat().st_mtime)):
         isa, threads = _isa(data, path.name), data["machine"]["threads"]
         for run in data["runs"]:
             key = (run["model"], isa, threads, run["precision"], run["mode"])
