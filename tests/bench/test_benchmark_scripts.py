@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -50,6 +51,29 @@ def test_vs_timm_table_lists_every_cell_and_marks_the_slow_ones(tmp_path):
         "| S16 | AVX2 caps | 1 | bf16-autocast | infer | 1.50x | **0.69x** | 1.70 / 1.50 |" in row
     )
     assert sum("not measured" in line for line in lines) == len(lines) - 3
+
+
+def test_vs_timm_table_takes_each_cell_from_the_later_date_not_the_later_file(tmp_path):
+    # a fresh checkout gives every result file the same modification time: the JSON's date
+    # decides which run of a cell the table shows, not the file's age or name
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import vs_timm_table
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    machine = {"threads": 1, "isa_caps": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}
+    paths = []
+    for name, date, ratio in (("b-new.json", "2026-12-07T23:00:00+00:00", 7.7),
+                              ("a-old.json", "2026-12-07T19:00:00+00:00", 0.96)):  # fmt: skip
+        run = {"model": "mixer_s16_224", "precision": "bf16-autocast", "mode": "train",
+               "vs": {"timm": {"cpu": ratio}}, "cpu_ms": {}, "steps": {"mlpmixer": 1}}  # fmt: skip
+        path = tmp_path / name
+        path.write_text(json.dumps({"date": date, "machine": machine, "runs": [run]}))
+        paths.append(path)
+    os.utime(paths[0], (1_000, 1_000))  # the later-dated file is the older one on disk
+    os.utime(paths[1], (2_000, 2_000))
+    (run,) = vs_timm_table.cells(paths).values()
+    assert run["file"] == "b-new.json"
 
 
 def test_vs_timm_switched_off_runs_a_step_with_the_piece_off_then_restores(monkeypatch):
