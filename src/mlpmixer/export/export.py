@@ -169,9 +169,9 @@ def export_model(
     """
     path = Path(path)
     format = resolve_format(path, format)
-    # an int8 folder's model (deploy.QuantizedMixer, torchao tensors), known by its marker:
-    # deploy builds on this package (ONNX Runtime int8), so this one does not import it
-    if getattr(model, "int8", False):
+    # an int8 folder's model (deploy.QuantizedMixer, torchao tensors), known by its marker as
+    # checkpoints.formats.int8.is_int8 knows it: deploy builds on this package, so no import
+    if getattr(model, "int8", False) is True:
         raise ConfigError(
             f"an int8 model cannot be exported to {format}: TorchScript and ONNX take a float "
             "model; export the float checkpoint it was quantized from"
