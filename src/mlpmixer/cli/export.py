@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import POSITIVE_INT, checkpoint_option
+from .options import calibration_options, checkpoint_option
 from .out_dir import RESULTS, product_dir, regular_file_or_new
 from .printing import console, print_json
 from .root import cli
@@ -31,11 +31,9 @@ from .root import cli
 @click.option("--int8", "int8", type=click.Choice(["dynamic", "static"]), default=None,
               help="An ONNX Runtime int8 model (per-channel weights; static: QDQ calibrated on "
               "--calibration), checked against the float model.")  # fmt: skip
-@click.option("--calibration", default=None, metavar="DATA",
-              help="--int8: data set whose training images calibrate static int8 and check "
-              "the file (any --dataset value of train).")  # fmt: skip
-@click.option("--calibration-images", type=POSITIVE_INT, default=512, show_default=True,
-              help="--int8: how many (a random sample).")  # fmt: skip
+@calibration_options("--int8: data set whose training images calibrate static int8 and check "
+                     "the file (any --dataset value of train).",
+                     "--int8: how many (a random sample).")  # fmt: skip
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
 @click.option("--no-verify", is_flag=True, help="Skip running the file against PyTorch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

@@ -61,6 +61,18 @@ def img_size_option(help_text: str) -> Any:
     return click.option("--img-size", type=IMG_SIZE, default=None, help=help_text)
 
 
+def calibration_options(data_help: str, count_help: str) -> Any:
+    """``--calibration DATA`` (a data set whose training images calibrate or check int8)
+    and ``--calibration-images N`` (default 512), as export --int8 and quantize take them."""
+
+    def decorate(command: Any) -> Any:
+        command = click.option("--calibration-images", type=POSITIVE_INT, default=512,
+                               show_default=True, help=count_help)(command)  # fmt: skip
+        return click.option("--calibration", default=None, metavar="DATA", help=data_help)(command)
+
+    return decorate
+
+
 def checked_device(ctx: Any, param: Any, value: str | None) -> str | None:
     """``--device`` callback: an unknown or absent device is bad input, before any work."""
     from ..devices import check_device

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..choices import GPU_METHODS, INT8_METHODS
-from .options import POSITIVE_INT, checkpoint_option
+from .options import POSITIVE_INT, calibration_options, checkpoint_option
 from .printing import console, err_console, print_json
 from .root import cli
 
@@ -28,11 +28,9 @@ from .root import cli
               show_default=True, metavar="N",
               help="The batch size(s) you will run (repeatable): a method slower than fp32 at "
               "any of them is not taken.")  # fmt: skip
-@click.option("--calibration", default=None, metavar="DATA",
-              help="Data set whose training images fix static int8's activation ranges, or that "
-              "fp8 is checked on (any --dataset value of train).")  # fmt: skip
-@click.option("--calibration-images", type=POSITIVE_INT, default=512, show_default=True,
-              help="How many (a random sample).")  # fmt: skip
+@calibration_options("Data set whose training images fix static int8's activation ranges, or "
+                     "that fp8 is checked on (any --dataset value of train).",
+                     "How many (a random sample).")  # fmt: skip
 @click.option("--keep-float", multiple=True, metavar="MODULE",
               help="Also keep this module in float, e.g. blocks.0.token_mixing (repeatable); "
               "the stem and the head always are.")  # fmt: skip
