@@ -8,6 +8,8 @@ OUT_DIR/run (``--resume``: continued from its last checkpoint). With
 global step N (torchrun then stops rank 1), as a crashed node would. With ``--record-ids
 NAME`` each rank appends "epoch shard record" of every training sample it reads, in order,
 to OUT_DIR/NAME-rank<R>.txt (shard runs with data.num_workers=0: read in this process).
+Each rank also writes OUT_DIR/gloo-threads-rank<R>.txt: the names of gloo's threads still
+running once ``train`` has returned (Linux), one per line.
 """
 
 from __future__ import annotations
@@ -49,6 +51,13 @@ def _record_ids(path: Path) -> None:
     ShardDataset.item = item
 
 
+def _gloo_threads() -> list[str]:
+    """The names of this process's gloo threads (``pt_gloo_*``, ``gloo_*``); none if no /proc."""
+    tasks = Path("/proc/self/task")
+    names = [(t / "comm").read_text().strip() for t in tasks.iterdir()] if tasks.is_dir() else []
+    return sorted(n for n in names if "gloo" in n)
+
+
 def main() -> None:
     config_path, out, flags = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
     if "--kill-after-checkpoint" in flags:
@@ -60,6 +69,7 @@ def main() -> None:
         result = train(resume=out / "run")
     else:
         result = train(load_config(config_path), overrides=[f"run.out={out / 'run'}"])
+    (out / f"gloo-threads-rank{rank}.txt").write_text("".join(f"{n}\n" for n in _gloo_threads()))
     state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
     save_file(state, str(out / f"rank{rank}.safetensors"))
 

@@ -87,9 +87,23 @@ def init_process_group(
     options: dict[str, Any] = {"timeout": datetime.timedelta(seconds=seconds)}
     if device.type == "cuda":
         options["device_id"] = device
+    _import_group_defaults()
     dist.init_process_group(backend=backend, **options)
     _TIMEOUT[0] = seconds
     _announce_process()
+
+
+def _import_group_defaults() -> None:
+    """Import ``torch.distributed.nn.functional`` before the process group exists.
+
+    Its functions take ``group=group.WORLD`` as a default argument, evaluated when the module is
+    first imported. DDP imports it while wrapping the model; imported then, ten defaults hold the
+    default group for the rest of the process, so ``destroy_process_group`` cannot free it: gloo's
+    worker threads outlive the run, and at interpreter exit one still dropping a tensor aborts the
+    process ("terminate called without an active exception", exit -6). Imported now, the
+    defaults hold None and the group is freed, its threads joined, once the run lets go of it.
+    """
+    import torch.distributed.nn.functional  # noqa: F401
 
 
 def _store() -> Any:

@@ -433,6 +433,7 @@ def _train(
         raise Terminated(_terminated_line(built, run_dir, plan)) from None
     finally:
         torch.set_num_threads(threads)  # train.threads applies to the run only
+        built.clear()  # the trainer holds the DDP/FSDP wrapper, which holds the process group
         destroy_process_group()
 
 
