@@ -341,6 +341,8 @@ def run_cell(
         "ms": {n: round(1e3 * m["wall"], 1) for n, m in med.items()},
         "cpu_ms": {n: round(1e3 * m["cpu"], 1) for n, m in med.items()},
         "steps": {n: len(t["wall"]) for n, t in times.items()},
+        # every round, in order: the spread says how far apart two runs of one cell can land
+        "cpu_rounds_ms": {n: [round(1e3 * c, 1) for c in t["cpu"]] for n, t in times.items()},
         "load_1min": [load_before, os.getloadavg()[0]],
         # baseline's time / ours (> 1: we are faster), by clock
         "vs": {
