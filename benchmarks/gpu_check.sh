@@ -10,7 +10,8 @@
 #      compiled, MFU against the measured bf16 matmul peak; then fp8 (torchao float8) against
 #      bf16 inference, eager and compiled: speed ratio, top-1 agreement, max |logit difference|
 #      (skipped, with the reason, below compute capability 8.9) -> one JSON ($OUT).
-# Usage: benchmarks/gpu_check.sh [--dry-run | --help]   (--dry-run: no install, CPU, tiny model)
+# Usage: benchmarks/gpu_check.sh [--dry-run | --help]   (--dry-run: no install, CPU, tiny model,
+# its JSON in a temporary file unless OUT is set)
 # Exit status: 0 all tests passed and the JSON written; 1 a test (or the fp8 step) failed;
 # 2 no GPU or bad setup.
 # Targets (benchmarks/gpu_check.py TARGETS): B/16 bf16 MFU >= 0.65 inference, >= 0.45 training,
@@ -22,7 +23,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch}
 TORCH_INDEX=${TORCH_INDEX:-}
-OUT=${OUT:-benchmarks/results/gpu-check-$(date -u +%Y%m%d-%H%M%S).json}
+OUT=${OUT:-}
 DRY_RUN=0
 case "${1:-}" in
   --dry-run) DRY_RUN=1 ;;
@@ -30,6 +31,10 @@ case "${1:-}" in
   "") ;;
   *) echo "usage: $0 [--dry-run | --help]" >&2; exit 2 ;;
 esac
+if [ -z "$OUT" ] && [ "$DRY_RUN" = 1 ]; then  # a CPU stand-in's numbers stay out of results/
+  OUT=$(mktemp -t gpu-check-dry-run-XXXXXX.json)
+fi
+OUT=${OUT:-benchmarks/results/gpu-check-$(date -u +%Y%m%d-%H%M%S).json}
 PY=$VENV/bin/python
 step() { echo "== $* ($(date -u +%T))" >&2; }
 

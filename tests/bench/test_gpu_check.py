@@ -146,12 +146,16 @@ def test_on_a_gpu_without_fp8_the_step_is_skipped_with_the_reason(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_the_shell_script_dry_run_runs_the_cuda_tests_and_the_check(tmp_path):
-    out = tmp_path / "check.json"
-    env = {"PATH": "/usr/bin:/bin", "VENV": str(Path(sys.executable).parents[1]), "OUT": str(out)}
+    results = set((ROOT / "benchmarks" / "results").glob("gpu-check-*"))
+    env = {"PATH": "/usr/bin:/bin", "VENV": str(Path(sys.executable).parents[1]),
+           "TMPDIR": str(tmp_path)}  # fmt: skip
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
+    # without OUT, the stand-in's JSON goes to a temporary file, never into results/
+    assert set((ROOT / "benchmarks" / "results").glob("gpu-check-*")) == results
+    (out,) = tmp_path.glob("gpu-check-dry-run-*.json")
     result = json.loads(out.read_text())
     assert result["dry_run"] is True and result["tests"] is not None
