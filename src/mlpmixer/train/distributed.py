@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
+import gc
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -201,8 +204,36 @@ def peers_checked() -> Iterator[None]:
 
 
 def destroy_process_group() -> None:
+    """Leave the process group, and let it go: once the run's wrappers are freed, nothing holds
+    it, so gloo's threads are joined here rather than left running into interpreter exit."""
     if dist.is_initialized():
         dist.destroy_process_group()
+        _drop_dtensor_caches()
+
+
+def _drop_dtensor_caches() -> None:
+    """Empty the caches of torch's DTensor, which FSDP2's sharded parameters are made of.
+
+    DTensor caches sharding decisions, redistribution plans and mesh topologies in lru caches
+    (and one in C++) keyed by their device mesh, and a mesh holds the process group: left
+    alone, they keep the group, and gloo's threads, alive to the end of the process (see
+    `_import_group_defaults` for why that matters). The caches only save recomputation.
+    """
+    if "torch.distributed.tensor" not in sys.modules:
+        return  # no DTensor was made
+    redistribute = sys.modules.get("torch.distributed.tensor._redistribute")
+    for clear in (
+        getattr(torch._C, "_clear_DTensor_sharding_propagator_cache", None),
+        getattr(redistribute, "clear_redistribute_planner_cache", None),  # a dict, not lru
+    ):
+        if clear is not None:
+            clear()
+    for obj in gc.get_objects():  # module-level, class-level and per-instance lru caches alike
+        if isinstance(obj, functools._lru_cache_wrapper) and str(
+            getattr(obj, "__module__", "")
+        ).startswith("torch.distributed.tensor"):
+            obj.cache_clear()
+    gc.collect()  # the sharded modules and their meshes sit in reference cycles
 
 
 def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, parallel: str) -> nn.Module:
