@@ -17,6 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from mlpmixer.errors import Terminated
+from mlpmixer.train import TrainConfig, loop, train
+
+from .conftest import tiny_config
+
 TRAIN = ["-m", "mlpmixer", "train", "--dataset", "digits", "--epochs", "30",
          "--set", "train.threads=1"]  # fmt: skip
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MLPMIXER_PROGRESS": "0"}
@@ -60,6 +65,25 @@ def _descends_from(pid: int, ancestor: int) -> bool:
         except OSError:
             return False
     return False
+
+
+def test_a_sigterm_just_after_the_checkpoint_is_written_still_names_it(tmp_path, monkeypatch):
+    """SIGTERM between ``last.pt``'s rename and the trainer noting the save: the test below
+    sends it as soon as the file appears, and now and then (under load) it landed there. The
+    line then said no checkpoint had been written, beside a complete ``last.pt``."""
+    real_save = loop.save_train_state
+
+    def save_then_sigterm(*args, **kwargs):
+        real_save(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before the trainer records the save
+
+    monkeypatch.setattr(loop, "save_train_state", save_then_sigterm)
+    config = tiny_config(train={"steps": 6, "checkpoint_every_steps": 2})
+    with pytest.raises(Terminated) as stopped:
+        train(TrainConfig.from_dict(config), overrides=[f"run.out={tmp_path}"])
+    assert f"the last checkpoint {tmp_path}/checkpoints/last.pt (global step 2)" in str(
+        stopped.value
+    )
 
 
 @pytest.mark.slow  # a few epochs of digits: ~5-10 s on a busy machine

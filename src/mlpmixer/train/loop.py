@@ -47,6 +47,7 @@ from .logs import MetricsLog, Progress, TensorBoardLog
 from .run_guard import config_sha256
 from .sampler import StreamBatchPlan, TrainBatchSampler
 from .steps import RunLoaders
+from .termination import sigterm_deferred
 
 log = logging.getLogger(__name__)
 
@@ -271,28 +272,29 @@ class Trainer:
                 f"overwriting the last good checkpoint {checkpoint_path(self.run_dir)}"
             )
         model_state, optim_state = full_state(self.model, self.optimizer, self.parallel)
-        if self.dist.is_main:
-            save_train_state(
-                self.run_dir,
-                {
-                    "model": model_state,
-                    "optimizer": optim_state,
-                    "scheduler": self.scheduler.state_dict(),
-                    "scaler": self.scaler.state_dict() if self.scaler else None,
-                    "ema": self.ema.state_dict() if self.ema else None,
-                    "rng": rng_state(),
-                    "progress": vars(self.state).copy(),
-                    "epoch_sums": all_reduce_sum(self.sums.values),
-                    "config": self.config.to_dict(),
-                    "run_id": self.run_id,
-                    "config_sha256": config_sha256(self.config),
-                    # lets RUN/checkpoints/last.pt be loaded as a model (eval, predict...)
-                    "model_config": unwrap(self.model).config.to_dict(),
-                },
-            )
-        else:
-            all_reduce_sum(self.sums.values)  # the same collective as rank 0's
-        self.last_good_step = self.state.global_step
+        epoch_sums = all_reduce_sum(self.sums.values)  # a collective: every rank takes part
+        # a SIGTERM between the file's rename and last_good_step would be told "no checkpoint"
+        with sigterm_deferred():
+            if self.dist.is_main:
+                save_train_state(
+                    self.run_dir,
+                    {
+                        "model": model_state,
+                        "optimizer": optim_state,
+                        "scheduler": self.scheduler.state_dict(),
+                        "scaler": self.scaler.state_dict() if self.scaler else None,
+                        "ema": self.ema.state_dict() if self.ema else None,
+                        "rng": rng_state(),
+                        "progress": vars(self.state).copy(),
+                        "epoch_sums": epoch_sums,
+                        "config": self.config.to_dict(),
+                        "run_id": self.run_id,
+                        "config_sha256": config_sha256(self.config),
+                        # lets RUN/checkpoints/last.pt be loaded as a model (eval, predict...)
+                        "model_config": unwrap(self.model).config.to_dict(),
+                    },
+                )
+            self.last_good_step = self.state.global_step
         barrier()
 
     def load_checkpoint(self, state: dict[str, Any]) -> None:

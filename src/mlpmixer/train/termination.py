@@ -7,7 +7,8 @@ complete and how to go on, and under torchrun the documented ``lost rank(s) 1 of
 never came (torchrun's own ``ChildFailedError`` traceback was the only message).
 
 `sigterm_raises` turns SIGTERM into `Terminated` in the training process (never in its
-forked data-loading workers, which die as before); `terminated_message` words it: under
+forked data-loading workers, which die as before); `sigterm_deferred` holds it back while a
+checkpoint is written and recorded; `terminated_message` words it: under
 torchrun it names the ranks whose process is gone (their pids are in the rendezvous store).
 """
 
@@ -44,6 +45,27 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def sigterm_deferred() -> Iterator[None]:
+    """While inside: a SIGTERM waits, and reaches the handler in place before on leaving.
+
+    For work that must not be cut between its parts: a checkpoint written, and the trainer
+    noting which step it holds (the SIGTERM line names it). Main thread only; elsewhere a
+    no-op, as Python runs signal handlers in the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if received:
+            signal.raise_signal(signal.SIGTERM)  # the handler runs now: Terminated, or exit
 
 
 def terminated_message(
