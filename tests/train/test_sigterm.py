@@ -68,9 +68,9 @@ def _descends_from(pid: int, ancestor: int) -> bool:
 
 
 def test_a_sigterm_just_after_the_checkpoint_is_written_still_names_it(tmp_path, monkeypatch):
-    """SIGTERM between ``last.pt``'s rename and the trainer noting the save: the test below
-    sends it as soon as the file appears, and now and then (under load) it landed there. The
-    line then said no checkpoint had been written, beside a complete ``last.pt``."""
+    """SIGTERM between ``last.pt``'s rename and the trainer noting the save (the test below
+    sends it as soon as the file appears, so it can land there): the line said no checkpoint
+    had been written, beside a complete ``last.pt``."""
     real_save = loop.save_train_state
 
     def save_then_sigterm(*args, **kwargs):
