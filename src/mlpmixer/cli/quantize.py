@@ -77,6 +77,7 @@ def quantize(checkpoint: str, method: str, batch_sizes: tuple[int, ...], calibra
     from ..deploy.instead import advice, onnx_int8_ratios
     from ..deploy.plain import default_keep
     from ..errors import ConfigError
+    from ..export.export import example_images
     from ..fileio import check_new_dir
 
     torchao_module()  # the missing extra is said first, before any loading
@@ -117,7 +118,7 @@ def quantize(checkpoint: str, method: str, batch_sizes: tuple[int, ...], calibra
         model, chosen.method, calibration=images, keep_float=keep, activation_bits=bits
     )
     path = save_quantized(quantized, Path(out))
-    check = images if images is not None else _random_images(model)
+    check = images if images is not None else example_images(model, 16)
     diff = (logits(quantized, check) - logits(model, check)).abs().max().item()
     report = {
         "checkpoint": checkpoint,
@@ -154,14 +155,6 @@ def _verdict_json(v) -> dict:  # type: ignore[no-untyped-def]
     return {"method": v.method, "fast": v.fast, "reason": v.reason, "speedups": ratios}
 
 
-def _random_images(model, count: int = 16):  # type: ignore[no-untyped-def]
-    import torch
-
-    cfg = model.config
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(count, cfg.in_chans, *cfg.img_size, generator=g)
-
-
 def _int8_device(method: str, device: str) -> None:
     """int8 runs on the CPU: refuse a GPU device; on a machine with a GPU, say what serves it."""
     import torch
@@ -193,6 +186,7 @@ def _fp8(checkpoint: str, device: str, calibration: str | None, calibration_imag
     from ..deploy.calibration import calibration_images as read_calibration
     from ..deploy.plain import default_keep
     from ..errors import ConfigError
+    from ..export.export import example_images
 
     fp8.check_fp8_device(device)  # before anything is read: the hardware is the first answer
     if out is not None:
@@ -209,7 +203,7 @@ def _fp8(checkpoint: str, device: str, calibration: str | None, calibration_imag
     if calibration is not None:
         images = read_calibration(model.config, calibration, calibration_images)
     else:
-        images = _random_images(model, FP8_BATCH)
+        images = example_images(model, FP8_BATCH)
     # agreement on every image; the first FP8_BATCH of them (or all, if fewer) are timed
     check = fp8.measure(reference, built.model, images, batch=FP8_BATCH)
     if check.speedup < 1.0 and not force:
